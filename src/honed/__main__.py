@@ -1,0 +1,5 @@
+"""``python -m honed`` is the ``honed`` command."""
+
+from honed.cli.main import main
+
+main()

@@ -1,0 +1,99 @@
+"""Loading, validating, hashing and saving ONNX model files.
+
+Everything that reads a model file from disk goes through :func:`load_model`, so every caller gets the
+same clear errors for a missing file, a file that is not ONNX, a truncated file or missing external data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+
+from honed.errors import InvalidModel, ModelNotFound
+from honed.model.spec import TensorSpec
+
+_TWO_GB = 2**31 - 1024
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """Return ``path`` as a model file, or ``model.onnx`` inside a folder such as an optimize output."""
+    p = Path(path).expanduser()
+    if p.is_dir() and (p / "model.onnx").is_file():
+        return p / "model.onnx"
+    if not p.exists():
+        raise ModelNotFound(f"model file not found: {p}")
+    if not p.is_file():
+        raise ModelNotFound(f"not a model file: {p} (give the path of an .onnx file)")
+    return p
+
+
+def load_model(path: str | Path, *, check: bool = True, load_external_data: bool = True) -> onnx.ModelProto:
+    """Load an ONNX model, with its external data, and run the ONNX checker on it.
+
+    Raises :class:`ModelNotFound` or :class:`InvalidModel` with a message that says what to do.
+    """
+    p = resolve_model_path(path)
+    if p.stat().st_size == 0:
+        raise InvalidModel(f"{p} is empty: it is not an ONNX model")
+    try:
+        model = onnx.load(str(p), load_external_data=load_external_data)
+    except DecodeError as exc:
+        raise InvalidModel(f"{p} is not an ONNX model or is truncated/corrupt ({exc})") from exc
+    except FileNotFoundError as exc:
+        raise InvalidModel(
+            f"{p} refers to an external-data file that is missing: {Path(exc.filename or '?').name}; "
+            "keep the .data file next to the model"
+        ) from exc
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise InvalidModel(f"cannot read {p} as ONNX: {exc}") from exc
+    if not model.graph.node and not model.graph.output:
+        raise InvalidModel(f"{p} holds no graph: it is not an ONNX model")
+    if check:
+        check_model(model, p)
+    return model
+
+
+def check_model(model: onnx.ModelProto, where: str | Path = "model") -> None:
+    """Run the ONNX checker; models over 2 GB are checked by path, as the checker requires."""
+    try:
+        if model.ByteSize() > _TWO_GB and isinstance(where, Path):
+            onnx.checker.check_model(str(where))
+        else:
+            onnx.checker.check_model(model)
+    except (onnx.checker.ValidationError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidModel(f"{where} fails the ONNX checker: {first}") from exc
+
+
+def save_model(model: onnx.ModelProto, path: str | Path) -> Path:
+    """Save a model; one over 2 GB goes to an external-data file beside it."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if model.ByteSize() > _TWO_GB:
+        onnx.save_model(model, str(p), save_as_external_data=True, location=p.name + ".data")
+    else:
+        onnx.save_model(model, str(p))
+    return p
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_io(model: onnx.ModelProto) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The real graph inputs (initializers excluded) and outputs of a model."""
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = [TensorSpec.from_value_info(v) for v in model.graph.input if v.name not in initializers]
+    outputs = [TensorSpec.from_value_info(v) for v in model.graph.output]
+    return inputs, outputs
+
+
+

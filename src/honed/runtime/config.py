@@ -1,0 +1,105 @@
+"""RuntimeConfig: how a model is run, as plain, validated, JSON-serialisable data.
+
+A config is a value: recipes, bench results and serving configs store it with :meth:`RuntimeConfig.to_dict`
+and rebuild it with :meth:`RuntimeConfig.from_dict`, which refuses unknown keys and bad values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from honed.errors import InvalidArgument
+
+BACKEND_NAMES = ("onnxruntime", "openvino")
+PROVIDERS = ("cpu", "cuda", "tensorrt")
+GRAPH_OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+EXECUTION_MODES = ("sequential", "parallel")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Everything that decides how one inference session runs.
+
+    ``intra_op_threads``/``inter_op_threads`` of 0 leave the choice to the backend. ``affinity`` lists the
+    CPU ids (0-based, as ``taskset`` and ``os.sched_getaffinity`` number them) the session's threads are
+    pinned to; when given and ``intra_op_threads`` is 0, one thread per listed core is used. ``options``
+    holds backend-specific settings (for OpenVINO, e.g. ``INFERENCE_PRECISION_HINT``).
+    """
+
+    backend: str = "onnxruntime"
+    provider: str = "cpu"
+    graph_optimization: str = "all"
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
+    execution_mode: str = "sequential"
+    affinity: tuple[int, ...] | None = None
+    spinning: bool = True
+    memory_arena: bool = True
+    device_id: int = 0
+    options: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _one_of("backend", self.backend, BACKEND_NAMES)
+        _one_of("provider", self.provider, PROVIDERS)
+        _one_of("graph_optimization", self.graph_optimization, GRAPH_OPTIMIZATION_LEVELS)
+        _one_of("execution_mode", self.execution_mode, EXECUTION_MODES)
+        for name in ("intra_op_threads", "inter_op_threads", "device_id"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise InvalidArgument(f"{name} must be a whole number >= 0, got {value!r}")
+        if self.affinity is not None:
+            cores = tuple(self.affinity)
+            if not cores or any(not isinstance(c, int) or c < 0 for c in cores):
+                raise InvalidArgument(f"affinity must list CPU ids >= 0, got {self.affinity!r}")
+            if len(set(cores)) != len(cores):
+                raise InvalidArgument(f"affinity lists a CPU twice: {self.affinity!r}")
+            object.__setattr__(self, "affinity", cores)
+        if self.backend == "openvino" and self.provider != "cpu":
+            raise InvalidArgument("the openvino backend runs on provider 'cpu' only in honed")
+        object.__setattr__(self, "options", {str(k): str(v) for k, v in dict(self.options).items()})
+
+    @property
+    def threads(self) -> int:
+        """Intra-op threads actually requested (0 = backend default)."""
+        if self.intra_op_threads:
+            return self.intra_op_threads
+        return len(self.affinity) if self.affinity else 0
+
+    def with_(self, **changes: Any) -> RuntimeConfig:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["affinity"] = list(self.affinity) if self.affinity is not None else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RuntimeConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidArgument(f"unknown runtime setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        values = dict(data)
+        if values.get("affinity") is not None:
+            values["affinity"] = tuple(values["affinity"])
+        return cls(**values)
+
+    def label(self) -> str:
+        """A short human label, e.g. ``onnxruntime/cpu t2``."""
+        parts = [f"{self.backend}/{self.provider}"]
+        if self.threads:
+            parts.append(f"t{self.threads}")
+        if self.affinity:
+            parts.append("pin" + ",".join(map(str, self.affinity)))
+        if not self.spinning:
+            parts.append("nospin")
+        if self.options:
+            parts.extend(f"{k}={v}" for k, v in sorted(self.options.items()))
+        return " ".join(parts)
+
+
+def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise InvalidArgument(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
