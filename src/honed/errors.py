@@ -8,7 +8,14 @@
     ├── DataError              inputs that do not fit the model (names, dtypes, shapes, too few samples)
     ├── BackendError           building or running a session
     │   └── BackendUnavailable a provider or backend asked for is not installed on this machine
-    └── NotFound               a named thing (model, version, alias, record) that does not exist
+    ├── NotFound               a named thing (model, version, alias, record) that does not exist
+    ├── AlreadyExists          a named thing that must be unique already exists
+    ├── Unavailable            not ready now (loading, draining, unloaded); may succeed later
+    │   └── Overloaded         at capacity (queue full); retry after ``retry_after_s``
+    ├── DeadlineExceeded       a request's time limit ran out before it was served
+    ├── Unauthenticated        no or bad credentials
+    └── PermissionDenied       authenticated, but not allowed
+        └── ResidencyViolation data or a model would be processed/placed outside approved jurisdictions
 
 Adapters (CLI, HTTP, gRPC) map these to exit codes and status codes in one table each; nothing here
 knows about them. Every message says what is wrong and, where it can, what to do about it.
@@ -51,3 +58,35 @@ class BackendUnavailable(BackendError):
 
 class NotFound(HonedError):
     """A named thing (model, version, alias, record) does not exist."""
+
+
+class AlreadyExists(HonedError):
+    """A named thing that must be unique already exists."""
+
+
+class Unavailable(HonedError):
+    """Not ready now (loading, draining, unloaded); the same call may succeed later."""
+
+
+class Overloaded(Unavailable):
+    """At capacity (e.g. a full queue); retry after ``retry_after_s`` seconds."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class DeadlineExceeded(HonedError):
+    """A request's time limit ran out before it was served."""
+
+
+class Unauthenticated(HonedError):
+    """No credentials, or credentials that do not verify."""
+
+
+class PermissionDenied(HonedError):
+    """Authenticated, but not allowed to do this."""
+
+
+class ResidencyViolation(PermissionDenied):
+    """Data or a model would be processed or placed outside its approved jurisdictions."""

@@ -6,8 +6,7 @@ import importlib
 
 import typer
 
-_MODULES: tuple[str, ...] = (
-)
+_MODULES: tuple[str, ...] = ()
 
 
 def register(app: typer.Typer) -> None:

@@ -94,6 +94,3 @@ def model_io(model: onnx.ModelProto) -> tuple[list[TensorSpec], list[TensorSpec]
     inputs = [TensorSpec.from_value_info(v) for v in model.graph.input if v.name not in initializers]
     outputs = [TensorSpec.from_value_info(v) for v in model.graph.output]
     return inputs, outputs
-
-
-

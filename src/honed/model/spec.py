@@ -145,4 +145,3 @@ def concrete_shapes(
                 dims.append(default_dim)
         result[spec.name] = tuple(dims)
     return result
-

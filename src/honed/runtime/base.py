@@ -55,8 +55,6 @@ class Backend(Protocol):
         """honed provider names (``cpu``, ``cuda``, ``tensorrt``) this backend can use here."""
         ...
 
-    def create(
-        self, model_path: Path, config: RuntimeConfig, *, profile_dir: Path | None = None
-    ) -> Session:
+    def create(self, model_path: Path, config: RuntimeConfig, *, profile_dir: Path | None = None) -> Session:
         """Build a session; ``profile_dir`` turns on per-op profiling written there."""
         ...

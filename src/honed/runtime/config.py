@@ -80,7 +80,9 @@ class RuntimeConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise InvalidArgument(f"unknown runtime setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise InvalidArgument(
+                f"unknown runtime setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
         values = dict(data)
         if values.get("affinity") is not None:
             values["affinity"] = tuple(values["affinity"])
