@@ -45,9 +45,7 @@ _ORT_TYPES = {
 
 
 def _spec(arg: Any) -> TensorSpec:
-    shape = (
-        tuple(d if isinstance(d, int) else (d or None) for d in arg.shape) if arg.shape is not None else None
-    )
+    shape = tuple(d if isinstance(d, int) else (d or None) for d in arg.shape) if arg.shape is not None else None
     return TensorSpec(arg.name, _ORT_TYPES.get(arg.type, 0), shape)
 
 
@@ -108,30 +106,22 @@ class OnnxRuntimeBackend:
         installed = set(ort.get_available_providers())
         return [name for name, ort_name in _PROVIDER_NAMES.items() if ort_name in installed]
 
-    def create(
-        self, model_path: Path, config: RuntimeConfig, *, profile_dir: Path | None = None
-    ) -> OrtSession:
+    def create(self, model_path: Path, config: RuntimeConfig, *, profile_dir: Path | None = None) -> OrtSession:
         options = self.session_options(config, profile_dir=profile_dir)
         try:
-            session = ort.InferenceSession(
-                str(model_path), sess_options=options, providers=self._providers(config)
-            )
+            session = ort.InferenceSession(str(model_path), sess_options=options, providers=self._providers(config))
         except Exception as exc:  # ORT raises its own types for bad graphs and unsupported ops
             raise InvalidModel(f"onnxruntime cannot load {model_path}: {_first_line(exc)}") from exc
         return OrtSession(session, config)
 
-    def session_options(
-        self, config: RuntimeConfig, *, profile_dir: Path | None = None
-    ) -> ort.SessionOptions:
+    def session_options(self, config: RuntimeConfig, *, profile_dir: Path | None = None) -> ort.SessionOptions:
         """The ``SessionOptions`` a config stands for (also used to write an optimized graph offline)."""
         options = ort.SessionOptions()
         options.graph_optimization_level = _GRAPH_LEVELS[config.graph_optimization]
         options.intra_op_num_threads = config.threads
         options.inter_op_num_threads = config.inter_op_threads
         options.execution_mode = (
-            ort.ExecutionMode.ORT_PARALLEL
-            if config.execution_mode == "parallel"
-            else ort.ExecutionMode.ORT_SEQUENTIAL
+            ort.ExecutionMode.ORT_PARALLEL if config.execution_mode == "parallel" else ort.ExecutionMode.ORT_SEQUENTIAL
         )
         options.enable_cpu_mem_arena = config.memory_arena
         options.log_severity_level = 3
