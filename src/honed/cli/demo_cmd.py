@@ -1,0 +1,45 @@
+"""``honed demo``: the main job on the built-in example (Magika), end to end on this machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from honed.bench import BenchSettings, run_bench
+from honed.cli.bench_cmd import render_report
+from honed.cli.common import console, parse_duration
+from honed.demo import MagikaFeatureConfig, build_magika_dataset, magika_model_dir
+
+
+def demo(
+    out: Path = typer.Option(Path("honed-demo"), "--out", "-o", help="Folder for the inputs and results."),
+    samples: int = typer.Option(256, "--samples", help="How many real files to turn into model inputs."),
+    duration: str = typer.Option("3s", "--duration", help="Time per bench case."),
+) -> None:
+    """Inspect and benchmark Google's Magika model on real files from this machine."""
+    model_dir = magika_model_dir()
+    model = model_dir / "model.onnx"
+    console.rule("[bold]honed demo[/bold]: Magika file-type classifier")
+    config = MagikaFeatureConfig.from_model_dir(model_dir)
+    data = build_magika_dataset(out / "magika-inputs.npz", samples=samples, config=config)
+    console.print(f"1. inputs: features of {samples} real files from the Python standard library -> {data}")
+
+    from honed.cli.inspect_cmd import render_info
+    from honed.model.info import inspect_model
+
+    console.print("2. inspect")
+    render_info(inspect_model(model))
+
+    console.print("3. bench at batch 1 and 64, with per-op profile")
+    settings = BenchSettings(batches=(1, 64), duration_s=parse_duration(duration, "--duration"), profile=True)
+    report = run_bench(model, settings, data=data)
+    render_report(report)
+    bench_json = out / "bench.json"
+    bench_json.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    console.print(f"wrote {bench_json}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
