@@ -19,6 +19,7 @@ from honed.hardware import (
     parse_nvidia_smi,
     physical_cores_among,
     read_caches,
+    read_cgroup_limits,
     read_max_freq_ghz,
 )
 
@@ -259,6 +260,39 @@ def test_smt_siblings_count_once(tmp_path: Path) -> None:
     root = _sysfs(tmp_path, topology={0: (0, 0), 1: (0, 1), 2: (0, 0), 3: (0, 1)}, caches=[])
     assert physical_cores_among([0, 2], root) == 1
     assert physical_cores_among([0, 1, 2, 3], root) == 2
+
+
+def test_cgroup_v2_limits_of_this_process(tmp_path: Path) -> None:
+    group = tmp_path / "fs" / "cgroup" / "kubepods" / "pod1"
+    group.mkdir(parents=True)
+    (group / "cpu.max").write_text("150000 100000\n")
+    (group / "memory.max").write_text("4294967296\n")
+    (tmp_path / "fs" / "cgroup" / "cpu.max").write_text("max 100000\n")
+    assert read_cgroup_limits(tmp_path, "0::/kubepods/pod1\n") == (1.5, 4 * 1024**3)
+    assert read_cgroup_limits(tmp_path, "0::/\n") == (None, None)
+
+
+def test_cgroup_v1_limits(tmp_path: Path) -> None:
+    cpu = tmp_path / "fs" / "cgroup" / "cpu,cpuacct" / "docker" / "abc"
+    mem = tmp_path / "fs" / "cgroup" / "memory" / "docker" / "abc"
+    cpu.mkdir(parents=True)
+    mem.mkdir(parents=True)
+    (cpu / "cpu.cfs_quota_us").write_text("200000\n")
+    (cpu / "cpu.cfs_period_us").write_text("100000\n")
+    (mem / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # v1's "no limit"
+    text = "4:memory:/docker/abc\n2:cpu,cpuacct:/docker/abc\n"
+    assert read_cgroup_limits(tmp_path, text) == (2.0, None)
+    (mem / "memory.limit_in_bytes").write_text("1073741824\n")
+    assert read_cgroup_limits(tmp_path, text) == (2.0, 1024**3)
+
+
+def test_cpu_quota_caps_the_peak(tmp_path: Path) -> None:
+    root = _sysfs(tmp_path, topology={c: (0, c) for c in range(4)}, caches=[], max_freq_khz=2000000)
+    (root / "fs" / "cgroup").mkdir(parents=True)
+    (root / "fs" / "cgroup" / "cpu.max").write_text("50000 100000\n")
+    spec = build_spec(cpuinfo_text=ZEN3_THIS_BOX, sysfs_root=root, arch="x86_64", usable_cores=range(4))
+    assert (spec.peak_cores, spec.cpu_quota_cores) == (4, 0.5)
+    assert spec.peak_fp32_gflops == pytest.approx(0.5 * 2.0 * 32)
 
 
 def test_parse_nvidia_smi() -> None:

@@ -16,7 +16,8 @@ Caches
 
 Peak estimate
     ``peak = cores x clock_GHz x ops_per_cycle_per_core`` where ``cores`` is the number of distinct physical
-    cores among the CPUs this process may run on (SMT siblings share the vector units) and the clock is the
+    cores among the CPUs this process may run on (SMT siblings share the vector units), capped by the cgroup
+    CPU quota when there is one, and the clock is the
     highest one found (``cpuinfo_max_freq`` from sysfs, else ``cpu MHz`` from /proc/cpuinfo, else the
     ``@ x.xxGHz`` in the model name). FP32 FLOP/cycle/core comes from the widest FMA path
     (an FMA is 2 FLOP per lane):
@@ -77,6 +78,7 @@ __all__ = [
     "parse_nvidia_smi",
     "physical_cores_among",
     "read_caches",
+    "read_cgroup_limits",
     "read_max_freq_ghz",
 ]
 
@@ -167,7 +169,9 @@ class HardwareSpec:
 
     ``caches`` are bytes per level as seen from one core (L1/L2 per core, L3 one shared instance).
     ``usable_cores`` are the logical CPU ids this process may run on; ``peak_cores`` the distinct physical
-    cores among them, which the peaks are computed for. ``estimated`` names the fields that were guessed.
+    cores among them. ``cpu_quota_cores`` and ``memory_limit_bytes`` are the cgroup limits (``None``: none);
+    the peaks are computed for ``min(peak_cores, cpu_quota_cores)`` cores. ``estimated`` names the fields
+    that were guessed.
     """
 
     cpu_model: str
@@ -190,6 +194,8 @@ class HardwareSpec:
     peak_basis: str
     cpu_family: int | None = None
     cpu_model_number: int | None = None
+    cpu_quota_cores: float | None = None
+    memory_limit_bytes: int | None = None
     estimated: tuple[str, ...] = ()
 
     def has(self, *names: str) -> bool:
@@ -250,6 +256,8 @@ class HardwareSpec:
                 peak_basis=str(data.get("peak_basis", "")),
                 cpu_family=_opt_int(data.get("cpu_family")),
                 cpu_model_number=_opt_int(data.get("cpu_model_number")),
+                cpu_quota_cores=_opt_float(data.get("cpu_quota_cores")),
+                memory_limit_bytes=_opt_int(data.get("memory_limit_bytes")),
                 estimated=tuple(str(e) for e in data.get("estimated", ())),
             )
         except KeyError as exc:
@@ -292,13 +300,15 @@ def _fp32_path(isa: frozenset[str], vendor: str, family: int | None, model: int 
 
 def estimate_peaks(
     isa: Iterable[str],
-    cores: int | None,
+    cores: float | None,
     clock_ghz: float | None,
     vendor: str = "",
     cpu_family: int | None = None,
     cpu_model_number: int | None = None,
 ) -> Peaks:
     """Peak FP32 GFLOP/s, BF16 GFLOP/s and INT8 GOP/s for ``cores`` physical cores at ``clock_ghz``.
+
+    ``cores`` may be fractional (a cgroup CPU quota of 1.5 CPUs).
 
     A pure function of its arguments; the table and assumptions are in this module's docstring. Rates are
     ``None`` when the ISA has no known vector path, or the core count or clock is unknown.
@@ -321,7 +331,7 @@ def estimate_peaks(
         else:
             int8, int8_note = 2 * fp32, "INT8 without VNNI: 2x FP32"
         basis = f"{basis}; {bf16_note}; {int8_note}"
-    if fp32 is None or bf16 is None or int8 is None or not cores or cores < 1 or not clock_ghz or clock_ghz <= 0:
+    if fp32 is None or bf16 is None or int8 is None or not cores or cores <= 0 or not clock_ghz or clock_ghz <= 0:
         return Peaks(None, None, None, fp32, bf16, int8, basis)
     scale = cores * clock_ghz
     return Peaks(
@@ -461,6 +471,54 @@ def physical_cores_among(cpus: Iterable[int], sysfs_root: Path) -> int | None:
     return len(seen) or None
 
 
+def _cgroup_dirs(sysfs_root: Path, cgroup_text: str, controller: str) -> list[Path]:
+    """Candidate folders for ``controller`` (``""`` = cgroup v2), this process's own first, then the root."""
+    base = sysfs_root / "fs" / "cgroup"
+    dirs: list[Path] = []
+    for line in cgroup_text.splitlines():
+        _, _, rest = line.partition(":")
+        names, _, path = rest.partition(":")
+        rel = path.strip().lstrip("/")
+        if not controller and not names and line.startswith("0:"):
+            dirs += [base / rel] if rel else []
+        elif controller and controller in names.split(","):
+            for mount in (names, controller):
+                dirs += [base / mount / rel] if rel else []
+    if controller:
+        dirs += [base / controller] + ([base / "cpu,cpuacct"] if controller == "cpu" else [])
+    else:
+        dirs.append(base)
+    return list(dict.fromkeys(dirs))
+
+
+def read_cgroup_limits(sysfs_root: Path, cgroup_text: str = "") -> tuple[float | None, int | None]:
+    """(CPU quota in cores, memory limit in bytes) from cgroup v2 or v1; ``None`` for no limit or unknown.
+
+    ``cgroup_text`` is ``/proc/self/cgroup``, used to find this process's own group.
+    """
+    quota: float | None = None
+    memory: int | None = None
+    for folder in _cgroup_dirs(sysfs_root, cgroup_text, ""):
+        cpu_max = _read(folder / "cpu.max")
+        if quota is None and cpu_max:
+            limit, _, period = cpu_max.partition(" ")
+            if limit.isdigit() and period.strip().isdigit() and int(period) > 0:
+                quota = int(limit) / int(period)
+        mem_max = _read(folder / "memory.max")
+        if memory is None and mem_max and mem_max.isdigit():
+            memory = int(mem_max)
+    for folder in _cgroup_dirs(sysfs_root, cgroup_text, "cpu"):
+        limit_text, period_text = _read(folder / "cpu.cfs_quota_us"), _read(folder / "cpu.cfs_period_us")
+        if quota is None and limit_text and period_text and limit_text.isdigit() and period_text.isdigit():
+            quota = int(limit_text) / int(period_text) if int(period_text) > 0 else None
+    for folder in _cgroup_dirs(sysfs_root, cgroup_text, "memory"):
+        mem_limit = _read(folder / "memory.limit_in_bytes")
+        # v1 writes "no limit" as a huge page-rounded number near 2**63
+        if memory is None and mem_limit and mem_limit.isdigit() and int(mem_limit) < 2**62:
+            memory = int(mem_limit)
+    return (round(quota, 3) if quota is not None else None), memory
+
+
 def parse_nvidia_smi(text: str, ort_providers: Iterable[str] = ()) -> tuple[GpuInfo, ...]:
     """GPUs from ``nvidia-smi --query-gpu=name,memory.total --format=csv,noheader`` output."""
     usable = tuple(p for p in ort_providers if p in ("CUDAExecutionProvider", "TensorrtExecutionProvider"))
@@ -502,6 +560,7 @@ def build_spec(
     memory_bytes: int = 0,
     ort_providers: Iterable[str] = (),
     nvidia_smi_text: str | None = None,
+    cgroup_text: str = "",
 ) -> HardwareSpec:
     """A :class:`HardwareSpec` from raw sources; :func:`detect_hardware` feeds it the live ones."""
     info = parse_cpuinfo(cpuinfo_text)
@@ -539,8 +598,10 @@ def build_spec(
     if peak_cores is None:
         peak_cores = min(len(usable), physical)
         estimated.append("peak_cores")
+    quota, memory_limit = read_cgroup_limits(sysfs_root, cgroup_text)
     vendor = info.vendor or "unknown"
-    peaks = estimate_peaks(isa, peak_cores, clock, vendor, info.family, info.model_number)
+    effective = min(float(peak_cores), quota) if quota is not None else peak_cores
+    peaks = estimate_peaks(isa, effective, clock, vendor, info.family, info.model_number)
     if peaks.fp32_gflops is not None:
         estimated += ["peak_fp32_gflops", "peak_bf16_gflops", "peak_int8_gops"]
 
@@ -570,6 +631,8 @@ def build_spec(
         peak_basis=peaks.basis,
         cpu_family=info.family,
         cpu_model_number=info.model_number,
+        cpu_quota_cores=quota,
+        memory_limit_bytes=memory_limit,
         estimated=tuple(estimated),
     )
 
@@ -639,5 +702,6 @@ def detect_hardware(refresh: bool = False) -> HardwareSpec:
         memory_bytes=memory,
         ort_providers=_ort_providers(),
         nvidia_smi_text=_nvidia_smi(),
+        cgroup_text=_read(Path("/proc/self/cgroup")) or "",
     )
     return _CACHED

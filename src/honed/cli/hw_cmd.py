@@ -44,7 +44,12 @@ def _table(spec: HardwareSpec) -> Table:
     table.add_row("caches", caches + (" [dim](per core; L3 one shared instance)[/dim]" if spec.caches else ""))
     clock = "unknown" if spec.clock_ghz is None else f"{spec.clock_ghz:.2f} GHz"
     table.add_row("clock", f"{clock} [dim](from {spec.clock_source})[/dim]{mark('clock_ghz')}")
-    table.add_row("memory", _bytes(spec.memory_bytes) if spec.memory_bytes else "unknown")
+    if spec.cpu_quota_cores is not None:
+        table.add_row("CPU quota", f"{spec.cpu_quota_cores:g} cores [dim](cgroup; caps the peaks)[/dim]")
+    memory = _bytes(spec.memory_bytes) if spec.memory_bytes else "unknown"
+    if spec.memory_limit_bytes is not None:
+        memory += f" [dim](cgroup limit {_bytes(spec.memory_limit_bytes)})[/dim]"
+    table.add_row("memory", memory)
     table.add_row("ORT providers", ", ".join(spec.ort_providers) or "none (is onnxruntime installed?)")
     gpus = [
         f"{g.name} ({_bytes(g.memory_bytes) if g.memory_bytes else 'memory unknown'}; "
