@@ -26,7 +26,7 @@ Peak estimate
     ISA path                                              assumption             FP32 FLOP
     ====================================================  =====================  ==========
     AVX-512F, Intel                                       2 x 512-bit FMA ports  64
-    AVX-512F, AMD family 25 (Zen 4)                       256-bit double-pumped  32
+    AVX-512F, AMD family 25 (Zen 4) or unknown family     256-bit double-pumped  32
     AVX-512F, AMD family >= 26 (Zen 5)                    2 x 512-bit FMA        64
     AVX2 + FMA (Intel Haswell+, AMD Zen 2/3)              2 x 256-bit FMA ports  32
     AVX2 + FMA, AMD family 23 model < 0x30 (Zen/Zen+)     2 x 128-bit FMA        16
