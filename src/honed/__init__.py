@@ -5,8 +5,9 @@ The Python API mirrors the CLI: ``inspect_model`` (``honed inspect``), ``detect_
 """
 
 from honed.errors import HonedError
+from honed.model import inspect_model
 from honed.runtime import RuntimeConfig, create_session
 
 __version__ = "0.1.0"
 
-__all__ = ["HonedError", "RuntimeConfig", "__version__", "create_session"]
+__all__ = ["HonedError", "RuntimeConfig", "__version__", "create_session", "inspect_model"]
