@@ -106,5 +106,6 @@ def build_magika_dataset(out: Path, *, samples: int, config: MagikaFeatureConfig
     if not rows:
         raise DataError("found no files to build Magika inputs from")
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, **{MAGIKA_INPUT: np.stack(rows)})
+    arrays: dict[str, Any] = {MAGIKA_INPUT: np.stack(rows)}
+    np.savez(out, **arrays)
     return out

@@ -63,11 +63,11 @@ def test_data_that_does_not_fit_is_refused(tmp_path: Path, arrays: dict[str, np.
 def test_not_an_npz(tmp_path: Path) -> None:
     bad = tmp_path / "d.npz"
     bad.write_bytes(b"not a zip")
-    with pytest.raises(DataError, match="not an .npz"):
+    with pytest.raises(DataError, match=r"not an \.npz"):
         NpzDataset(bad, SPECS)
     with pytest.raises(DataError, match="not found"):
         NpzDataset(tmp_path / "missing.npz", SPECS)
-    with pytest.raises(DataError, match="must be an .npz"):
+    with pytest.raises(DataError, match=r"must be an \.npz"):
         open_dataset(tmp_path / "d.csv", SPECS)
 
 

@@ -27,6 +27,7 @@ from honed.runtime.config import RuntimeConfig
 from honed.runtime.factory import create_session
 
 SCHEMA = "honed.bench/v1"
+_PROFILE_RUNS = 5
 _INT8_OPS = {
     "QuantizeLinear",
     "DynamicQuantizeLinear",
@@ -278,7 +279,7 @@ def _profile(
             session,
             batch_of(dataset, batch),
             warmup=1,
-            iterations=min(settings.iterations or 20, 50),
+            iterations=min(settings.iterations or _PROFILE_RUNS, 50),
             concurrency=1,
         )
         trace = session.end_profiling()

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -52,7 +53,8 @@ def bench(
     out: Path | None = typer.Option(None, "--out", "-o", help="Also write the JSON to this file."),
 ) -> None:
     """Measure latency percentiles, throughput, peak memory and (with --profile) per-op time."""
-    if iterations is not None and duration is not None:
+    duration_s = parse_duration(duration, "--duration") if duration else None
+    if iterations is not None and duration_s is not None:
         raise InvalidArgument("give --iterations or --duration, not both")
     settings = BenchSettings(
         batches=parse_int_list(batch, "--batch"),
@@ -60,7 +62,7 @@ def bench(
         concurrency=concurrency,
         warmup=warmup,
         iterations=iterations,
-        duration_s=parse_duration(duration, "--duration") if duration else None,
+        duration_s=duration_s,
         profile=profile,
         top_ops=top,
         shapes=parse_shape_overrides(shape),
@@ -97,22 +99,26 @@ def render_report(report: BenchReport) -> None:
         f"[bold]{report.model_path.name}[/bold]  {flops}  ·  {report.runtime.label()}  ·  data: {report.data}  ·  "
         f"{report.hardware.cpu_model} ({peak_text})"
     )
-    table = Table(title="Latency and throughput", title_justify="left")
-    for col in ("batch", "threads", "in flight", "p50 ms", "p90 ms", "p99 ms", "mean ms", "items/s", "GFLOP/s"):
-        table.add_column(col, justify="right")
-    table.add_column("% peak", justify="right")
-    table.add_column("peak RSS MB", justify="right")
+    table = Table(
+        title="Latency (ms) and throughput",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for col in ("batch", "thr", "conc", "p50", "p90", "p99", "mean", "items/s", "GFLOP/s", "%peak", "MiB"):
+        table.add_column(col, justify="right", no_wrap=True)
     for r in report.results:
         lat = r.latency
         table.add_row(
             str(r.batch),
             str(r.threads or "auto"),
             str(r.concurrency),
-            f"{lat.p50_ms:.3f}",
-            f"{lat.p90_ms:.3f}",
-            f"{lat.p99_ms:.3f}",
-            f"{lat.mean_ms:.3f}",
-            f"{r.items_per_s:,.1f}",
+            _ms(lat.p50_ms),
+            _ms(lat.p90_ms),
+            _ms(lat.p99_ms),
+            _ms(lat.mean_ms),
+            f"{r.items_per_s:,.0f}",
             f"{r.achieved_gflops:.1f}" if r.achieved_gflops is not None else "-",
             f"{100 * r.peak_fraction:.1f}%" if r.peak_fraction is not None else "-",
             f"{r.peak_rss_mb:.0f}",
@@ -120,25 +126,30 @@ def render_report(report: BenchReport) -> None:
     console.print(table)
     if report.profile is not None:
         case = report.profile_case or {}
+        runs = max(report.profile.runs, 1)
         ops = Table(
             title=f"Where the time goes (batch {case.get('batch')}, {report.profile.runs} profiled runs)",
             title_justify="left",
         )
         ops.add_column("op type")
-        ops.add_column("kernel ms", justify="right")
+        ops.add_column("ms/run", justify="right")
         ops.add_column("share", justify="right")
         ops.add_column("calls", justify="right")
         for op in report.profile.by_op_type[: report.settings.top_ops]:
-            ops.add_row(op.op_type, f"{op.total_ms:.2f}", f"{100 * op.fraction:.1f}%", str(op.calls))
+            ops.add_row(op.op_type, f"{op.total_ms / runs:.3f}", f"{100 * op.fraction:.1f}%", str(op.calls))
         console.print(ops)
         nodes = Table(title="Slowest nodes", title_justify="left")
         nodes.add_column("node")
         nodes.add_column("op type")
-        nodes.add_column("kernel ms", justify="right")
+        nodes.add_column("ms/run", justify="right")
         nodes.add_column("share", justify="right")
         for node in report.profile.by_node:
-            nodes.add_row(node.name, node.op_type, f"{node.total_ms:.2f}", f"{100 * node.fraction:.1f}%")
+            nodes.add_row(node.name, node.op_type, f"{node.total_ms / runs:.3f}", f"{100 * node.fraction:.1f}%")
         console.print(nodes)
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
 
 
 def register(app: typer.Typer) -> None:
