@@ -9,14 +9,18 @@ import typer
 
 from honed.bench import BenchSettings, run_bench
 from honed.cli.bench_cmd import render_report
-from honed.cli.common import console, parse_duration
+from honed.cli.common import console, parse_duration, parse_int_list
+from honed.cli.inspect_cmd import render_info
 from honed.demo import MagikaFeatureConfig, build_magika_dataset, magika_model_dir
+from honed.model.info import inspect_model
 
 
 def demo(
     out: Path = typer.Option(Path("honed-demo"), "--out", "-o", help="Folder for the inputs and results."),
     samples: int = typer.Option(256, "--samples", help="How many real files to turn into model inputs."),
-    duration: str = typer.Option("3s", "--duration", help="Time per bench case."),
+    duration: str = typer.Option("2s", "--duration", help="Time per bench case."),
+    batch: str = typer.Option("1,64", "--batch", "-b", help="Batch sizes to bench, comma-separated."),
+    warmup: int = typer.Option(2, "--warmup", help="Untimed runs before each bench case."),
 ) -> None:
     """Inspect and benchmark Google's Magika model on real files from this machine."""
     model_dir = magika_model_dir()
@@ -26,14 +30,14 @@ def demo(
     data = build_magika_dataset(out / "magika-inputs.npz", samples=samples, config=config)
     console.print(f"1. inputs: features of {samples} real files from the Python standard library -> {data}")
 
-    from honed.cli.inspect_cmd import render_info
-    from honed.model.info import inspect_model
-
     console.print("2. inspect")
     render_info(inspect_model(model))
 
-    console.print("3. bench at batch 1 and 64, with per-op profile")
-    settings = BenchSettings(batches=(1, 64), duration_s=parse_duration(duration, "--duration"), profile=True)
+    batches = parse_int_list(batch, "--batch")
+    console.print(f"3. bench at batch {', '.join(map(str, batches))}, with per-op profile")
+    settings = BenchSettings(
+        batches=batches, duration_s=parse_duration(duration, "--duration"), warmup=warmup, profile=True
+    )
     report = run_bench(model, settings, data=data)
     render_report(report)
     bench_json = out / "bench.json"
