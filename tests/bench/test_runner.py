@@ -86,3 +86,15 @@ def test_data_that_does_not_fit(tmp_path: Path) -> None:
 def test_bad_settings(kwargs: dict[str, object]) -> None:
     with pytest.raises(InvalidArgument):
         BenchSettings(**kwargs)  # type: ignore[arg-type]
+
+
+def test_vocab_size_bounds_synthetic_integers(tmp_path: Path) -> None:
+    from honed.data import open_dataset
+    from honed.model import load_model, model_io
+
+    model = int_input_model(tmp_path / "ints.onnx", length=16)
+    inputs, _ = model_io(load_model(model))
+    ds = open_dataset(None, inputs, num_samples=8, int_high=7)
+    assert next(ds.batches(8))["ids"].max() < 7
+    report = run_bench(model, BenchSettings(iterations=2, vocab_size=7))
+    assert report.settings.vocab_size == 7

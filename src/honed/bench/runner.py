@@ -54,6 +54,7 @@ class BenchSettings:
     top_ops: int = 10
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     seed: int = 0
+    vocab_size: int | None = None
 
     def __post_init__(self) -> None:
         if not self.batches or any(b < 1 for b in self.batches):
@@ -68,6 +69,8 @@ class BenchSettings:
             raise InvalidArgument(f"duration must be > 0 seconds, got {self.duration_s}")
         if self.warmup < 0:
             raise InvalidArgument(f"warm-up runs must be >= 0, got {self.warmup}")
+        if self.vocab_size is not None and self.vocab_size < 1:
+            raise InvalidArgument(f"--vocab-size must be >= 1, got {self.vocab_size}")
         if self.top_ops < 1:
             raise InvalidArgument(f"--top must be >= 1, got {self.top_ops}")
 
@@ -82,6 +85,7 @@ class BenchSettings:
             "profile": self.profile,
             "shapes": {k: list(v) for k, v in self.shapes.items()},
             "seed": self.seed,
+            "vocab_size": self.vocab_size,
         }
 
 
@@ -255,7 +259,14 @@ def run_bench(
 
 def _dataset(data: str | Path | Dataset | None, inputs: list[Any], settings: BenchSettings) -> Dataset:
     if data is None or isinstance(data, str | Path):
-        return open_dataset(data, inputs, shapes=settings.shapes or None, num_samples=max(settings.batches))
+        return open_dataset(
+            data,
+            inputs,
+            shapes=settings.shapes or None,
+            num_samples=max(settings.batches),
+            seed=settings.seed,
+            int_high=settings.vocab_size,
+        )
     return data
 
 

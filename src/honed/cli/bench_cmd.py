@@ -41,6 +41,9 @@ def bench(
     warmup: int = typer.Option(5, "--warmup", help="Untimed runs before each case."),
     shape: list[str] = typer.Option([], "--shape", help="Fix an input's shape: NAME=1x3x224x224 (repeatable)."),
     data: Path | None = typer.Option(None, "--data", help=".npz of real inputs (name -> array, axis 0 = samples)."),
+    vocab_size: int | None = typer.Option(
+        None, "--vocab-size", help="Synthetic integer inputs (e.g. token ids) are drawn below this (default 256)."
+    ),
     profile: bool = typer.Option(False, "--profile", help="Also profile per-op time with ONNX Runtime."),
     top: int = typer.Option(10, "--top", help="How many ops/nodes to list with --profile."),
     backend: str = typer.Option("onnxruntime", "--backend", help="onnxruntime or openvino."),
@@ -66,6 +69,7 @@ def bench(
         profile=profile,
         top_ops=top,
         shapes=parse_shape_overrides(shape),
+        vocab_size=vocab_size,
     )
     config = runtime_config(backend, provider, graph_optimization, affinity, spinning, inter_op)
     with Progress(

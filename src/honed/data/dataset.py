@@ -65,10 +65,11 @@ def open_dataset(
     shapes: dict[str, tuple[int, ...]] | None = None,
     num_samples: int = 64,
     seed: int = 0,
+    int_high: int | None = None,
 ) -> Dataset:
-    """The ``.npz`` at ``path``, or synthetic samples when ``path`` is None."""
+    """The ``.npz`` at ``path``, or synthetic samples when ``path`` is None (integers below ``int_high``)."""
     if path is None:
-        return SyntheticDataset(specs, num_samples=num_samples, shapes=shapes, seed=seed)
+        return SyntheticDataset(specs, num_samples=num_samples, shapes=shapes, seed=seed, int_high=int_high)
     p = Path(path)
     if p.suffix != ".npz":
         raise DataError(f"{p}: data must be an .npz file of input arrays (numpy.savez(path, **{{name: array}}))")
