@@ -81,18 +81,3 @@ def reg(db_url: str, artifacts: Path) -> Iterator[Registry]:
         yield registry
     finally:
         registry.close()
-
-
-@pytest.fixture
-def engine_for(db_url: str) -> Iterator[Callable[[], object]]:
-    """A raw SQLAlchemy engine on the test database, for tampering the way an administrator could."""
-    engines = []
-
-    def make() -> object:
-        eng = create_engine(db_url)
-        engines.append(eng)
-        return eng
-
-    yield make
-    for eng in engines:
-        eng.dispose()

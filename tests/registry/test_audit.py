@@ -3,13 +3,15 @@ access could tamper with them (the append-only triggers are switched off first, 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, Engine, create_engine, text
 
 from honed.registry import Registry
-from tests.registry.conftest import ModelFactory
+
+ModelFactory = Callable[[float], Path]
 
 
 @pytest.fixture
@@ -59,7 +61,7 @@ def test_edited_entry_is_named(filled: Registry, raw: Engine) -> None:
 
 
 def test_edited_details_are_named(filled: Registry, raw: Engine) -> None:
-    tamper(raw, "UPDATE audit_log SET details = '{\"from\":null,\"to\":3}' WHERE seq = 4")
+    tamper(raw, 'UPDATE audit_log SET details = \'{"from":null,"to":3}\' WHERE seq = 4')
     assert kinds(filled) == [(4, "edited")]
 
 

@@ -11,13 +11,13 @@ import random
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, func, select
 
 from honed.registry import open_registry, schema
-from tests.registry.conftest import write_model
 
 _ROOT = Path(__file__).resolve().parents[2]
 _WRITER = Path(__file__).with_name("_writer.py")
@@ -40,7 +40,9 @@ def _spawn(*args: str) -> subprocess.Popen[str]:
 def test_concurrent_registers_get_distinct_versions(db_url: str, artifacts: Path, tmp_path: Path) -> None:
     go = tmp_path / "go"
     writers, each = 3, 4
-    procs = [_spawn("burst", db_url, str(artifacts), "m", str(1000 * (w + 1)), str(each), str(go)) for w in range(writers)]
+    procs = [
+        _spawn("burst", db_url, str(artifacts), "m", str(1000 * (w + 1)), str(each), str(go)) for w in range(writers)
+    ]
     go.touch()
     results = []
     for proc in procs:
@@ -73,7 +75,9 @@ def test_concurrent_registers_of_the_same_artifact_make_one_version(
         assert len(reg.audit_log()) == 1
 
 
-def test_killed_writers_leave_no_half_written_version(db_url: str, artifacts: Path, tmp_path: Path) -> None:
+def test_killed_writers_leave_no_half_written_version(
+    db_url: str, artifacts: Path, make_model: Callable[[float], Path]
+) -> None:
     rounds = int(os.environ.get("HONED_TEST_KILLS", "10"))
     rng = random.Random(1234)
     mid_register = 0
@@ -112,5 +116,5 @@ def test_killed_writers_leave_no_half_written_version(db_url: str, artifacts: Pa
         finally:
             engine.dispose()
         # a later writer cleans up partial copies the killed ones left
-        reg.register(write_model(tmp_path / "after.onnx", -1.0), "m", actor="x")
+        reg.register(make_model(-1.0), "m", actor="x")
         assert list((artifacts / "tmp").glob("*.part")) == []

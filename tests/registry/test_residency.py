@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from honed.errors import InvalidArgument, PermissionDenied, ResidencyViolation
 from honed.registry import ModelVersion, Registry
 from honed.registry.residency import check_placement, check_request
-from tests.registry.conftest import ModelFactory
+
+ModelFactory = Callable[[float], Path]
 
 
 def _version(*residency: str) -> ModelVersion:

@@ -4,6 +4,7 @@ integrity and clear errors, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from sqlalchemy.exc import DBAPIError
 
 from honed.errors import InvalidArgument, InvalidModel, ModelNotFound, NotFound, Unavailable
 from honed.registry import Registry, open_registry
-from tests.registry.conftest import ModelFactory
+
+ModelFactory = Callable[[float], Path]
 
 
 def test_versions_increase_and_same_artifact_is_idempotent(reg: Registry, make_model: ModelFactory) -> None:
@@ -100,7 +102,9 @@ def test_alias_moves_keep_serving_history(db_url: str, artifacts: Path, make_mod
         reg.remove_alias("m", "canary", actor="alice")  # +8
         assert same.version == 2
         assert reg.aliases("m") == {"production": 1}
-        spans = [(s.alias, s.version, s.start - t0, None if s.end is None else s.end - t0) for s in reg.alias_history("m")]
+        spans = [
+            (s.alias, s.version, s.start - t0, None if s.end is None else s.end - t0) for s in reg.alias_history("m")
+        ]
         minute = timedelta(minutes=1)
         assert spans == [
             ("production", 1, 3 * minute, 5 * minute),
@@ -194,7 +198,9 @@ def test_artifact_path_verifies_sha256_and_audits_a_mismatch(reg: Registry, make
     assert reg.verify_audit().ok
 
 
-def test_database_refuses_to_change_versions_or_audit_entries(reg: Registry, make_model: ModelFactory, db_url: str) -> None:
+def test_database_refuses_to_change_versions_or_audit_entries(
+    reg: Registry, make_model: ModelFactory, db_url: str
+) -> None:
     reg.register(make_model(1), "m", actor="x")
     engine = create_engine(db_url)
     try:
@@ -249,7 +255,9 @@ def test_sqlite_file_that_is_not_a_database(tmp_path: Path) -> None:
         open_registry(f"sqlite:///{bogus}", artifacts=tmp_path)
 
 
-def test_default_location_is_honed_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_model: ModelFactory) -> None:
+def test_default_location_is_honed_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_model: ModelFactory
+) -> None:
     monkeypatch.setenv("HONED_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("HONED_REGISTRY", raising=False)
     monkeypatch.delenv("HONED_ARTIFACTS", raising=False)
@@ -257,3 +265,15 @@ def test_default_location_is_honed_home(tmp_path: Path, monkeypatch: pytest.Monk
         v = reg.register(make_model(1), "m", actor="x")
         assert reg.artifact_path(v).is_relative_to(tmp_path / "home" / "artifacts")
     assert (tmp_path / "home" / "registry.db").is_file()
+
+
+def test_database_from_a_newer_honed_is_refused(db_url: str, artifacts: Path) -> None:
+    open_registry(db_url, artifacts=artifacts).close()
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    finally:
+        engine.dispose()
+    with pytest.raises(InvalidArgument, match="written by a newer honed"):
+        open_registry(db_url, artifacts=artifacts)

@@ -136,16 +136,18 @@ def _alembic_config(conn: Connection) -> Any:
     return cfg
 
 
-def head_revision() -> str:
+def _revisions() -> tuple[str, set[str]]:
+    """The head revision and every revision this honed knows."""
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
-    head = ScriptDirectory.from_config(cfg).get_current_head()
+    script = ScriptDirectory.from_config(cfg)
+    head = script.get_current_head()
     if head is None:
         raise RuntimeError("the registry's migrations have no head revision")
-    return head
+    return head, {s.revision for s in script.walk_revisions()}
 
 
 def current_revision(conn: Connection) -> str | None:
@@ -157,12 +159,17 @@ def current_revision(conn: Connection) -> str | None:
 
 def upgrade(engine: Engine) -> None:
     """Bring the schema to the latest migration (a no-op when it is already there)."""
-    head = head_revision()
+    head, known = _revisions()
     with engine.connect() as conn:
         current = current_revision(conn)
         conn.rollback()
     if current == head:
         return
+    if current is not None and current not in known:
+        raise InvalidArgument(
+            f"the registry database at {safe_url(engine.url)} has schema revision {current}, which this version "
+            "of honed does not know: it was written by a newer honed; upgrade honed to use it"
+        )
     from alembic import command
 
     with engine.connect() as conn:
