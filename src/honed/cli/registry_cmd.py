@@ -229,11 +229,10 @@ def register(app: typer.Typer) -> None:
                 else:
                     console.print(f"removed {name}@{alias}")
                 return
-            target = reg.resolve(f"{name}@{alias}") if version is None else None
-            if version is not None:
+            if version is None:
+                target = reg.resolve(f"{name}@{alias}")
+            else:
                 target = reg.set_alias(name, alias, version, actor=_actor(actor))
-        if target is None:  # unreachable: one branch above always sets it
-            return
         if as_json:
             print_json({"name": name, "alias": alias, "version": target.version})
         else:

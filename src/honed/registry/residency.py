@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from honed.errors import ResidencyViolation
+from honed.errors import InvalidArgument, ResidencyViolation
 from honed.registry.records import ModelVersion
 from honed.registry.refs import normalize_jurisdiction
 
@@ -27,7 +27,7 @@ def parse_declared(declared: str) -> tuple[str, ...]:
         raise ResidencyViolation("the request declares an empty data residency; declare a jurisdiction such as AE")
     try:
         return tuple(dict.fromkeys(normalize_jurisdiction(p) for p in parts))
-    except Exception as exc:
+    except InvalidArgument as exc:
         raise ResidencyViolation(f"the request's declared data residency is not valid: {exc}") from exc
 
 
