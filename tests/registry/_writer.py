@@ -1,7 +1,7 @@
 """A registry writer run as a child process by the concurrency and crash tests (not a test module).
 
 python _writer.py loop  URL ARTIFACTS NAME BASE            register BASE, BASE+1, ... until killed
-python _writer.py burst URL ARTIFACTS NAME BASE COUNT GO    wait for file GO, register COUNT models, print versions
+python _writer.py burst URL ARTIFACTS NAME BASE COUNT GO    wait for file GO, open, register COUNT models, print versions
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from honed.registry import open_registry
 def main(argv: list[str]) -> None:
     mode, url, artifacts, name, base = argv[:5]
     work = Path(tempfile.mkdtemp(prefix="honed-writer-"))
-    reg = open_registry(url, artifacts=artifacts)
     if mode == "loop":
+        reg = open_registry(url, artifacts=artifacts)
         print("ready", flush=True)
         for i in itertools.count():
             model = write_model(work / f"{i}.onnx", float(base) + i)
@@ -35,6 +35,7 @@ def main(argv: list[str]) -> None:
         print("ready", flush=True)
         while not go.exists():
             time.sleep(0.005)
+        reg = open_registry(url, artifacts=artifacts)  # opened at the same moment: races the schema creation too
         versions = [reg.register(m, name, actor=f"writer-{base}").version for m in models]
         print(json.dumps(versions), flush=True)
     reg.close()
