@@ -1,7 +1,7 @@
 """A registry writer run as a child process by the concurrency and crash tests (not a test module).
 
 python _writer.py loop  URL ARTIFACTS NAME BASE            register BASE, BASE+1, ... until killed
-python _writer.py burst URL ARTIFACTS NAME BASE COUNT GO    wait for file GO, open, register COUNT models, print versions
+python _writer.py burst URL ARTIFACTS NAME BASE COUNT GO    wait for GO, open, register COUNT models, print versions
 """
 
 from __future__ import annotations
