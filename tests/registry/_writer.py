@@ -13,9 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.registry.conftest import write_model
-
 from honed.registry import open_registry
+from tests.registry.conftest import write_model
 
 
 def main(argv: list[str]) -> None:
