@@ -6,7 +6,10 @@ import importlib
 
 import typer
 
-_MODULES: tuple[str, ...] = ()
+_MODULES: tuple[str, ...] = (
+    "honed.cli.plan_cmd",
+    "honed.cli.deploy_cmd",
+)
 
 
 def register(app: typer.Typer) -> None:

@@ -50,7 +50,7 @@ def _params(result: Any) -> dict[str, float]:
 
 
 def forecast_series(
-    values: Sequence[float], steps: int, *, season: int | None = None, min_points: int = 12
+    values: Sequence[float] | np.ndarray, steps: int, *, season: int | None = None, min_points: int = 12
 ) -> np.ndarray:
     """Forecast ``steps`` buckets ahead of ``values`` (seasonal when ``season`` and two seasons are given)."""
     y = np.asarray(values, dtype=float)

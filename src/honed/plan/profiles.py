@@ -158,7 +158,7 @@ def parse_bench(data: Any, *, origin: str, source: str, model_load_s: float | No
         raise InvalidArgument(f"{origin}: no model_load_s; declared profiles must state the model-load time")
     if isinstance(load, bool) or not isinstance(load, int | float) or load < 0:
         raise InvalidArgument(f"{origin}: model_load_s must be a number >= 0")
-    model = data.get("model") if isinstance(data.get("model"), dict) else {}
+    model: dict[str, Any] = data["model"] if isinstance(data.get("model"), dict) else {}
     return Profile(
         points=points,
         source=source,
