@@ -34,6 +34,9 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Write manifests for every placement of the plan; then: kubectl apply -f OUT/."""
+        from honed.cli.plan_cmd import require_plan_extra
+
+        require_plan_extra()
         from honed.deploy import write
         from honed.plan import read_plan
 

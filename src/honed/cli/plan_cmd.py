@@ -8,7 +8,16 @@ from pathlib import Path
 import typer
 
 from honed.cli.common import console, print_json
-from honed.errors import InvalidArgument
+from honed.errors import HonedError, InvalidArgument
+
+
+def require_plan_extra() -> None:
+    """The planning libraries are an extra; say how to get them instead of failing on an import."""
+    import importlib.util
+
+    missing = [m for m in ("pulp", "statsmodels", "matplotlib", "yaml") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise HonedError(f"this command needs {', '.join(missing)}; install them with: pip install 'honed[plan]'")
 
 
 def register(app: typer.Typer) -> None:
@@ -30,6 +39,7 @@ def register(app: typer.Typer) -> None:
         """Decide where each deployment runs and with how many replicas; explain every decision."""
         if ctx.invoked_subcommand is not None:
             return
+        require_plan_extra()
         if fleet is None or deployments is None:
             raise InvalidArgument("honed plan needs --fleet FLEET.yaml and --deployments DEPLOYMENTS.yaml")
         if time_limit <= 0:
@@ -59,6 +69,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
         """Replay a load trace through the planned replicas under each autoscaling policy."""
+        require_plan_extra()
         from honed.plan import read_plan, simulate_plan
 
         if days <= 0 or warmup_days < 0 or warmup_days >= days:
