@@ -20,7 +20,10 @@ import numpy as np
 from honed.errors import InvalidArgument
 
 
-def _fit(series: np.ndarray, season: int | None, params: dict[str, float] | None) -> Any:
+def _fit_forecast(
+    series: np.ndarray, season: int | None, params: dict[str, float] | None, steps: int
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Fit (optimized when ``params`` is None) and forecast ``steps`` ahead; returns (forecast >= 0, params)."""
     from statsmodels.tsa.holtwinters import ExponentialSmoothing
 
     model = ExponentialSmoothing(
@@ -34,9 +37,9 @@ def _fit(series: np.ndarray, season: int | None, params: dict[str, float] | None
     with warnings.catch_warnings():
         # Optimizer chatter (convergence, bounds) is not actionable for a user; the fit is still used.
         warnings.simplefilter("ignore")
-        if params is None:
-            return model.fit(optimized=True)
-        return model.fit(optimized=False, **params)
+        result = model.fit(optimized=True) if params is None else model.fit(optimized=False, **params)
+        forecast = np.maximum(np.asarray(result.forecast(steps), dtype=float), 0.0)
+    return forecast, (_params(result) if params is None else params)
 
 
 def _params(result: Any) -> dict[str, float]:
@@ -59,8 +62,7 @@ def forecast_series(
     if len(y) < min_points:
         return np.full(steps, y[-1] if len(y) else 0.0)
     seasonal = season if season and len(y) >= 2 * season else None
-    result = _fit(y, seasonal, None)
-    return np.maximum(np.asarray(result.forecast(steps), dtype=float), 0.0)
+    return _fit_forecast(y, seasonal, None, steps)[0]
 
 
 @dataclass
@@ -120,10 +122,9 @@ class LoadForecaster:
         horizon = math.ceil((self.refit_s * 2 + 3600.0) / self.bucket_s) + 2
         stale = now - self._params_at >= self.season_s or (seasonal is not None) != self._params_seasonal
         if self._params is None or stale:
-            result = _fit(y, seasonal, None)
-            self._params, self._params_at, self._params_seasonal = _params(result), now, seasonal is not None
+            self._forecast, self._params = _fit_forecast(y, seasonal, None, horizon)
+            self._params_at, self._params_seasonal = now, seasonal is not None
         else:
-            result = _fit(y, seasonal, self._params)
-        self._forecast = np.maximum(np.asarray(result.forecast(horizon), dtype=float), 0.0)
+            self._forecast, _ = _fit_forecast(y, seasonal, self._params, horizon)
         self._forecast_start = self._bucket_start or 0.0  # the first forecast bucket is the one in progress
         self._fitted_at = now

@@ -1,6 +1,6 @@
 """Placement: which pool each deployment runs on, and on which nodes, by mixed-integer programming.
 
-The model (solved with PuLP's bundled CBC solver):
+The model (built with PuLP, solved in-process by the HiGHS MILP solver):
 
 * ``x[d, o]`` binary: deployment ``d`` runs as candidate ``o`` (a pool, an operating point, a replica count);
   at most one per deployment. Only candidates that residency allows exist at all (fail closed), and the
@@ -95,16 +95,16 @@ def place(
         if p.name not in used_pools:
             continue
         for k in range(p.count):
-            y[p.name, k] = pulp.LpVariable(f"y_{_v(p.name)}_{k}", cat="Binary")
+            y[p.name, k] = prob.add_variable(f"y_{_v(p.name)}_{k}", cat="Binary")
         for k in range(p.count - 1):
             prob += y[p.name, k] >= y[p.name, k + 1]
     for d in deployments:
         for i, c in enumerate(options[d.name]):
-            x[d.name, i] = pulp.LpVariable(f"x_{_v(d.name)}_{i}", cat="Binary")
+            x[d.name, i] = prob.add_variable(f"x_{_v(d.name)}_{i}", cat="Binary")
             pool = by_pool[c.pool]
             cap = min(c.replicas, per_node_fit(pool, c))
             for k in range(pool.count):
-                n[d.name, i, k] = pulp.LpVariable(f"n_{_v(d.name)}_{i}_{k}", lowBound=0, upBound=cap, cat="Integer")
+                n[d.name, i, k] = prob.add_variable(f"n_{_v(d.name)}_{i}_{k}", lowBound=0, upBound=cap, cat="Integer")
             prob += pulp.lpSum(n[d.name, i, k] for k in range(pool.count)) == c.replicas * x[d.name, i]
         if options[d.name]:
             prob += pulp.lpSum(x[d.name, i] for i in range(len(options[d.name]))) <= 1
@@ -124,7 +124,7 @@ def place(
     share_cost = pulp.lpSum(options[d][i].cost_per_hour * v for (d, i), v in x.items())
     prob += placed_value - (node_cost + 0.001 * share_cost) / cost_norm
 
-    solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, gapRel=0.0)
+    solver = pulp.HiGHS(msg=False, timeLimit=time_limit_s, gapRel=0.0, threads=1)
     status = prob.solve(solver) if x else pulp.LpStatusOptimal
     status_name = pulp.LpStatus.get(status, str(status))
     if x and status != pulp.LpStatusOptimal:
@@ -140,7 +140,7 @@ def place(
         assignments=assignments,
         unplaced={},
         solver={
-            "name": "PuLP CBC (mixed-integer programming)",
+            "name": "PuLP + HiGHS (mixed-integer programming)",
             "status": status_name,
             "time_limit_s": time_limit_s,
             "objective": pulp.value(prob.objective) if x else 0.0,
