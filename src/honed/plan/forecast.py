@@ -32,7 +32,9 @@ def _fit_forecast(
         damped_trend=True,
         seasonal="add" if season else None,
         seasonal_periods=season,
-        initialization_method="estimated",
+        # With a season, "estimated" would optimize every seasonal start value (hundreds of parameters, slow);
+        # the heuristic start (two full seasons, which a seasonal fit requires here anyway) leaves four.
+        initialization_method="heuristic" if season else "estimated",
     )
     with warnings.catch_warnings():
         # Optimizer chatter (convergence, bounds) is not actionable for a user; the fit is still used.

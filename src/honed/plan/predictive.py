@@ -101,7 +101,7 @@ def daily_schedule(
     min_replicas: int,
     max_replicas: int,
     season_s: float = 86400.0,
-    bucket_s: float = 300.0,
+    bucket_s: float = 900.0,
 ) -> list[dict[str, Any]]:
     """Hourly replica floors for the next season (UTC), each window starting ``lead_s`` early.
 
