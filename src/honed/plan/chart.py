@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from honed.plan.simulate import LATENCY_CAP_MS, SimResult
 
 
@@ -30,7 +32,8 @@ def write_chart(results: Sequence[SimResult], slo_p99_ms: float, path: str | Pat
     axes[1].legend(loc="upper left", fontsize=8)
     axes[2].axhline(slo_p99_ms, color="red", linestyle="--", linewidth=1.0, label=f"SLO {slo_p99_ms:g} ms")
     axes[2].set_yscale("log")
-    axes[2].set_ylim(top=LATENCY_CAP_MS * 1.5)
+    worst = max(float(np.percentile(r.p99, 99.9)) for r in results)
+    axes[2].set_ylim(top=min(LATENCY_CAP_MS * 1.5, max(4 * slo_p99_ms, 1.5 * worst)))
     axes[2].set_ylabel("p99 latency (ms, log)")
     axes[2].set_xlabel("hours")
     axes[2].legend(loc="upper left", fontsize=8)

@@ -60,7 +60,7 @@ def make_plan(pools: list[Pool], deployments: list[Deployment], *, time_limit_s:
         a = result.assignments.get(d.name)
         if a is None:
             continue
-        reasons = _reasons(d, a, candidates[d.name], decisions[d.name]["pools"], by_pool)
+        reasons = _reasons(d, a, candidates[d.name], decisions[d.name]["pools"], by_pool, result.assignments)
         decisions[d.name]["chosen"] = reasons[0]
         placements.append(_placement(d, a, by_pool[a.candidate.pool], reasons))
     unplaced = []
@@ -106,7 +106,12 @@ def make_plan(pools: list[Pool], deployments: list[Deployment], *, time_limit_s:
 
 
 def _reasons(
-    d: Deployment, a: Assignment, cands: list[Candidate], notes: dict[str, str], by_pool: dict[str, Pool]
+    d: Deployment,
+    a: Assignment,
+    cands: list[Candidate],
+    notes: dict[str, str],
+    by_pool: dict[str, Pool],
+    assignments: dict[str, Assignment],
 ) -> list[str]:
     c = a.candidate
     pool = by_pool[c.pool]
@@ -125,10 +130,24 @@ def _reasons(
     if cheapest is c or math.isclose(cheapest.cost_per_hour, c.cost_per_hour):
         reasons.append("the cheapest way found to meet the SLO")
     else:
-        reasons.append(
-            f"a cheaper candidate ({cheapest.pool}: {cheapest.describe()}) did not fit the capacity left "
-            "after deployments of higher priority, or cost more nodes overall"
+        sharing = sorted(
+            name
+            for name, other in assignments.items()
+            if name != d.name and other.candidate.pool == c.pool and set(other.nodes) & set(a.nodes)
         )
+        cheaper_pool = by_pool[cheapest.pool]
+        cheaper_busy = any(other.candidate.pool == cheapest.pool for other in assignments.values())
+        if sharing and not cheaper_busy:
+            reasons.append(
+                f"shares {c.pool} nodes already paid for by {', '.join(sharing)}; the cheaper candidate on "
+                f"{cheapest.pool} (${cheapest.cost_per_hour:.2f}/h) would start a node of its own "
+                f"(${cheaper_pool.cost_per_hour:.2f}/h), which costs more overall"
+            )
+        else:
+            reasons.append(
+                f"the cheaper candidate on {cheapest.pool} ({cheapest.describe()}) did not fit the capacity left "
+                "after deployments of higher priority"
+            )
     if d.residency is not None:
         reasons.append(f"residency [{', '.join(d.residency)}] holds: pool jurisdiction is {pool.jurisdiction}")
     if c.profile.declared:

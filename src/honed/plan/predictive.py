@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -155,7 +156,10 @@ class PredictiveAutoscaler:
     latency_anomaly: AnomalyDetector = field(default_factory=lambda: AnomalyDetector(mad_floor=0.05))
     frozen_until: float = -math.inf
     events: list[dict[str, Any]] = field(default_factory=list)
+    noise_z: float = 2.33
+    noise_window: int = 240
     _last_load: float | None = None
+    _residuals: deque[float] = field(default_factory=deque)
 
     def step(
         self, now: float, current: int, pods: Sequence[PodMetric], load_rps: float, p99_ms: float | None
@@ -182,7 +186,16 @@ class PredictiveAutoscaler:
         reactive_now = replicas_for_rate(load_rps, self.capacity_rps, target)
         external: float | None = None
         peak = self.forecaster.peak(now, self.lead_s + self.sync_s)
+        level = self.forecaster.peak(now, 0.0)
+        if level is not None:
+            # How far the load strays from the forecast level, reconcile to reconcile: the floor keeps a margin
+            # of `noise_z` such deviations, so noise does not push the replicas past the SLO-safe utilization.
+            self._residuals.append(load_rps - level)
+            while len(self._residuals) > self.noise_window:
+                self._residuals.popleft()
         if peak is not None:
+            if len(self._residuals) >= 8:
+                peak += self.noise_z * float(np.std(self._residuals))
             # The HPA holds utilization anywhere inside target x (1 +- tolerance); the forecast floor aims at the
             # top of that band (the planned SLO-safe utilization), not above what the HPA itself would keep.
             wanted = replicas_for_rate(peak, self.capacity_rps, target * (1 + self.hpa.spec.tolerance))
