@@ -88,3 +88,9 @@ def test_predictive_provisions_ahead_of_a_recurring_peak() -> None:
 def test_unknown_policy() -> None:
     with pytest.raises(InvalidArgument, match="unknown policy"):
         simulate(config(), traces.generate("ramp", days=0.1), "magic")
+
+
+def test_hpa_baseline_of_a_predictive_plan_uses_the_kubernetes_default_window() -> None:
+    cfg = config(scale_down_window_s=60.0, hpa_scale_down_window_s=300.0)
+    assert cfg.hpa_spec("hpa").scale_down.stabilization_window_s == 300.0
+    assert cfg.hpa_spec("predictive").scale_down.stabilization_window_s == 60.0

@@ -58,6 +58,9 @@ class SimConfig:
     profile_source: str = "measured"
     noise_z: float = 2.33
     freeze_s: float = 600.0
+    hpa_scale_down_window_s: float | None = None
+    """The ``hpa`` policy's scale-down window when it differs (a predictive plan's window is shorter than the
+    300 s Kubernetes default an HPA alone would run with)."""
 
     @classmethod
     def from_placement(cls, placement: dict[str, Any]) -> SimConfig:
@@ -85,17 +88,21 @@ class SimConfig:
                 max_extra_cost_per_hour=auto.get("max_extra_cost_per_hour"),
                 season_s=float(auto.get("season_s", 86400.0)),
                 profile_source=profile.source,
+                hpa_scale_down_window_s=300.0 if auto["policy"] == "predictive" else None,
             )
         except (KeyError, StopIteration, TypeError, ValueError) as exc:
             raise InvalidArgument(f"the plan's placement is missing or has a malformed field ({exc})") from exc
 
-    def hpa_spec(self) -> HPASpec:
+    def hpa_spec(self, policy: str = "predictive") -> HPASpec:
+        down = self.scale_down_window_s
+        if policy == "hpa" and self.hpa_scale_down_window_s is not None:
+            down = self.hpa_scale_down_window_s
         return HPASpec(
             min_replicas=self.min_replicas,
             max_replicas=self.max_replicas,
             target_utilization=self.target_utilization,
             scale_up=ScalingRules(self.scale_up_window_s, DEFAULT_SCALE_UP.policies),
-            scale_down=ScalingRules(self.scale_down_window_s, DEFAULT_SCALE_DOWN.policies),
+            scale_down=ScalingRules(down, DEFAULT_SCALE_DOWN.policies),
         )
 
 
@@ -118,7 +125,7 @@ def simulate(config: SimConfig, trace: Trace, policy: str, *, sync_s: float = 15
     end = float(trace.times[-1]) + trace.step_s
     steps = np.arange(float(trace.times[0]), end, sync_s)
     load = np.interp(steps, trace.times, trace.rates)
-    hpa = HorizontalPodAutoscaler(config.hpa_spec())
+    hpa = HorizontalPodAutoscaler(config.hpa_spec(policy))
     predictive = None
     if policy == "predictive":
         predictive = PredictiveAutoscaler(
