@@ -8,7 +8,7 @@ from honed.errors import InvalidArgument
 from honed.plan.profiles import DECLARED, MEASURED, declared_profile, measured_profile, parse_bench
 from honed.plan.spec import parse_deployments, parse_fleet
 from tests.graphs import matmul_model
-from tests.plan.helpers import GPU_PROFILE, bench_doc, write_json
+from tests.plan.helpers import GPU_PROFILE, bench_doc, bench_row, write_json
 
 POOL = {"name": "cpu-ae", "count": 2, "jurisdiction": "AE", "cpu": 8, "memory_gb": 32, "cost_per_hour": 0.5}
 
@@ -111,3 +111,29 @@ def test_declared_profiles_are_labelled(tmp_path: Path) -> None:
     assert profile.hardware == "NVIDIA L4"
     with pytest.raises(InvalidArgument, match="model_load_s"):
         parse_bench({"results": GPU_PROFILE["results"]}, origin="y", source=DECLARED)
+
+
+def test_profiles_of_one_model_merge_and_of_two_models_do_not(tmp_path: Path) -> None:
+    a = write_json(tmp_path / "a.json", bench_doc())
+    b = write_json(tmp_path / "b.json", bench_doc([bench_row(1, 1, 3.0, 900.0, concurrency=2)], peak_rss_mb=300.0))
+    (dep,) = parse_deployments(
+        {
+            "deployments": [
+                {"name": "m", "profile": [str(a), str(b)], "slo_p99_ms": 10, "peak_rps": 5, "model_load_s": 0.1}
+            ]
+        }
+    )
+    profile = measured_profile(dep)
+    assert [p.instances for p in profile.points] == [1, 1, 1, 2] and profile.peak_rss_mb == 300.0
+    other = bench_doc()
+    other["model"] = {"sha256": "cd" * 32}
+    c = write_json(tmp_path / "c.json", other)
+    (dep,) = parse_deployments(
+        {
+            "deployments": [
+                {"name": "m", "profile": [str(a), str(c)], "slo_p99_ms": 10, "peak_rps": 5, "model_load_s": 0.1}
+            ]
+        }
+    )
+    with pytest.raises(InvalidArgument, match="different models"):
+        measured_profile(dep)

@@ -243,6 +243,9 @@ def measured_profile(deployment: Deployment) -> Profile:
         bench = _winner_bench(data)
         if bench is not None:
             data = bench
+        for extra in deployment.more_profiles:
+            data = _merge(data, read_json(extra), extra)
+            origin += f" + {extra}"
     elif deployment.model is not None and Path(deployment.model).is_dir():
         folder = Path(deployment.model)
         report, bench_file = folder / "report.json", folder / "bench.json"
@@ -268,6 +271,17 @@ def measured_profile(deployment: Deployment) -> Profile:
         runtime = data.get("runtime") if isinstance(data.get("runtime"), dict) else None
         load = measure_load_time(model, runtime)
     return parse_bench({**data, "model_load_s": load}, origin=origin, source=MEASURED)
+
+
+def _merge(first: dict[str, Any], other: Any, origin: str) -> dict[str, Any]:
+    """One curve from two bench-v1 runs of the same model (rows appended, the larger peak memory kept)."""
+    if not isinstance(other, dict) or not isinstance(other.get("results"), list):
+        raise InvalidArgument(f"{origin}: not a bench-v1 document with results")
+    sha = [(d.get("model") or {}).get("sha256") for d in (first, other)]
+    if sha[0] and sha[1] and sha[0] != sha[1]:
+        raise InvalidArgument(f"{origin}: profiles of different models (sha256 {sha[1][:12]} vs {sha[0][:12]})")
+    rss = max(float(first.get("peak_rss_mb") or 0.0), float(other.get("peak_rss_mb") or 0.0))
+    return {**first, "results": [*first.get("results", []), *other["results"]], "peak_rss_mb": rss}
 
 
 def _model_file(deployment: Deployment, bench: dict[str, Any]) -> Path | None:

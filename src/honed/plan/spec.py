@@ -83,6 +83,8 @@ class Deployment:
     memory_overhead_mb: float = 256.0
     model_load_s: float | None = None
     autoscaling: Autoscaling = field(default_factory=Autoscaling)
+    more_profiles: tuple[str, ...] = ()
+    """Further bench-v1 files of the same model (e.g. runs at other --concurrency), merged into one curve."""
 
     @property
     def priority_name(self) -> str:
@@ -317,7 +319,11 @@ def _deployment(entry: Any, where: str, base: Path | None) -> Deployment:
     name = _name(f["name"], where)
     where = f"{where} ({name})"
     model = _path(f["model"], "model", where, base)
-    profile = _path(f["profile"], "profile", where, base)
+    profiles = f["profile"] if isinstance(f["profile"], list) else [f["profile"]]
+    if not profiles or (len(profiles) > 1 and not all(isinstance(x, str) for x in profiles)):
+        raise InvalidArgument(f"{where}: profile must be a path or a non-empty list of paths")
+    paths = [_path(x, "profile", where, base) for x in profiles]
+    profile = paths[0]
     residency = None if f["residency"] is None else _strings(f["residency"], "residency", where, upper=True)
     allow = () if f["allow_from_namespaces"] is None else _strings(f["allow_from_namespaces"], "allow", where)
     load = f["model_load_s"]
@@ -337,6 +343,7 @@ def _deployment(entry: Any, where: str, base: Path | None) -> Deployment:
         memory_overhead_mb=_number(f["memory_overhead_mb"], "memory_overhead_mb", where, allow_zero=True),
         model_load_s=None if load is None else _number(load, "model_load_s", where, allow_zero=True),
         autoscaling=_autoscaling(f["autoscaling"], where, base),
+        more_profiles=tuple(x for x in paths[1:] if x is not None),
     )
 
 
