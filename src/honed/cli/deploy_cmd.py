@@ -1,0 +1,57 @@
+"""``honed deploy k8s``: Kubernetes (or KServe) manifests, Dockerfiles and a Grafana dashboard from a plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from honed.cli.common import console
+
+
+def register(app: typer.Typer) -> None:
+    deploy_app = typer.Typer(help="Write deployment artifacts from a plan.", no_args_is_help=True)
+
+    @deploy_app.command("k8s")
+    def k8s_cmd(
+        plan_path: Path = typer.Option(..., "--plan", help="plan.json from honed plan."),
+        out: Path = typer.Option(Path("manifests"), "--out", "-o", help="Folder to write into."),
+        fmt: str = typer.Option("k8s", "--format", help="k8s (Deployment, HPA/KEDA, ...) or kserve (RawDeployment)."),
+        image_cpu: str | None = typer.Option(
+            None, "--image-cpu", help="Image for CPU placements (default honed:VERSION-cpu)."
+        ),
+        image_gpu: str | None = typer.Option(
+            None, "--image-gpu", help="Image for GPU placements (default honed:VERSION-gpu)."
+        ),
+        model_claim: str = typer.Option(
+            "honed-models", "--model-claim", help="PVC holding <deployment>/model.onnx (k8s)."
+        ),
+        storage_uri: str = typer.Option(
+            "pvc://honed-models", "--storage-uri", help="KServe storageUri prefix (kserve)."
+        ),
+        metrics_namespace: str = typer.Option(
+            "monitoring", "--metrics-namespace", help="Namespace allowed to scrape /metrics."
+        ),
+    ) -> None:
+        """Write manifests for every placement of the plan; then: kubectl apply -f OUT/."""
+        from honed.cli.plan_cmd import require_plan_extra
+
+        require_plan_extra()
+        from honed.deploy import write
+        from honed.plan import read_plan
+
+        written = write(
+            read_plan(plan_path),
+            out,
+            fmt=fmt,
+            image_cpu=image_cpu,
+            image_gpu=image_gpu,
+            model_claim=model_claim,
+            storage_uri_prefix=storage_uri,
+            metrics_namespace=metrics_namespace or None,
+        )
+        for path in written:
+            console.print(str(path), highlight=False)
+        console.print(f"apply with: kubectl apply -f {out}/  (extras/ holds Dockerfiles and the Grafana dashboard)")
+
+    app.add_typer(deploy_app, name="deploy")

@@ -1,0 +1,9 @@
+"""Deploy: Kubernetes and KServe manifests, Dockerfiles and a Grafana dashboard, from a plan (plain data in, text out).
+
+``write(plan, out_dir)`` is ``honed deploy k8s``; ``build(plan)`` returns the objects without writing them.
+"""
+
+from honed.deploy.metrics import SERVE_METRICS
+from honed.deploy.writer import build, write
+
+__all__ = ["SERVE_METRICS", "build", "write"]

@@ -1,0 +1,106 @@
+"""KServe output (``honed deploy k8s --format kserve``): a ServingRuntime running ``honed serve`` and an
+InferenceService in RawDeployment mode, per placement.
+
+KServe's storage initializer downloads ``storageUri`` to ``/mnt/models``; the runtime serves that folder
+over V2 on the same ports and probes as the plain manifests. Reactive plans let KServe create its HPA
+(``autoscalerClass: hpa`` on CPU at the plan's target); predictive plans set ``autoscalerClass: external``
+so KServe creates no HPA, and a KEDA ScaledObject targets the ``<name>-predictor`` Deployment KServe makes
+(never two autoscalers on one target).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from honed.deploy import k8s
+from honed.deploy.metrics import HTTP_PORT, LIVE_PATH, METRICS_PATH, READY_PATH
+from honed.deploy.serving import serve_args
+
+KSERVE_MODEL_DIR = "/mnt/models"
+
+
+def serving_runtime(placement: dict[str, Any], image: str) -> dict[str, Any]:
+    name = placement["deployment"]
+    c = k8s.container(placement, image, KSERVE_MODEL_DIR)
+    container = {
+        "name": "kserve-container",
+        "image": image,
+        "args": serve_args(placement, KSERVE_MODEL_DIR),
+        "ports": [{"name": "http1", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "env": c["env"],
+        "resources": c["resources"],
+        "readinessProbe": {"httpGet": {"path": READY_PATH, "port": HTTP_PORT}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": LIVE_PATH, "port": HTTP_PORT}, "periodSeconds": 10},
+        "securityContext": c["securityContext"],
+    }
+    return {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "ServingRuntime",
+        "metadata": {"name": f"honed-{name}", "namespace": placement["namespace"], "labels": k8s.labels(name)},
+        "spec": {
+            "supportedModelFormats": [{"name": "onnx", "version": "1", "autoSelect": False}],
+            "protocolVersions": ["v2"],
+            "annotations": {
+                "prometheus.kserve.io/port": str(HTTP_PORT),
+                "prometheus.kserve.io/path": METRICS_PATH,
+            },
+            "containers": [container],
+        },
+    }
+
+
+def inference_service(placement: dict[str, Any], storage_uri: str) -> dict[str, Any]:
+    name = placement["deployment"]
+    auto = placement["autoscaling"]
+    annotations = {
+        "serving.kserve.io/deploymentMode": "RawDeployment",
+        "honed.dev/pool": placement["pool"],
+        "honed.dev/profile-source": placement["profile_source"],
+    }
+    predictor: dict[str, Any] = {
+        "minReplicas": int(auto["min_replicas"]),
+        "maxReplicas": int(auto["max_replicas"]),
+        "serviceAccountName": name,
+        "affinity": {"nodeAffinity": k8s.node_affinity(placement)},
+        "model": {
+            "modelFormat": {"name": "onnx"},
+            "runtime": f"honed-{name}",
+            "protocolVersion": "v2",
+            "storageUri": storage_uri,
+            "resources": k8s.resources(placement),
+        },
+    }
+    if placement["resources"].get("gpus"):
+        predictor["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    if auto["policy"] == "predictive":
+        annotations["serving.kserve.io/autoscalerClass"] = "external"
+    else:
+        annotations["serving.kserve.io/autoscalerClass"] = "hpa"
+        predictor["scaleMetric"] = "cpu"
+        predictor["scaleTarget"] = k8s.utilization_percent(auto)
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {
+            "name": name,
+            "namespace": placement["namespace"],
+            "labels": k8s.labels(name),
+            "annotations": annotations,
+        },
+        "spec": {"predictor": predictor},
+    }
+
+
+def manifests(
+    placement: dict[str, Any], *, image: str, storage_uri: str, metrics_namespace: str | None
+) -> list[dict[str, Any]]:
+    objects = [
+        k8s.service_account(placement),
+        serving_runtime(placement, image),
+        inference_service(placement, storage_uri),
+        k8s.pdb(placement),
+        k8s.network_policy(placement, metrics_namespace),
+    ]
+    if placement["autoscaling"]["policy"] == "predictive":
+        objects.append(k8s.scaled_object(placement, "Deployment", f"{placement['deployment']}-predictor"))
+    return objects

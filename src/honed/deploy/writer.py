@@ -1,0 +1,76 @@
+"""``honed deploy k8s``: write a plan's manifests, Dockerfiles and the Grafana dashboard to a folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from honed import __version__
+from honed.deploy import k8s, kserve
+from honed.deploy.dockerfiles import dockerfile
+from honed.deploy.grafana import dashboard
+from honed.errors import InvalidArgument
+
+FORMATS = ("k8s", "kserve")
+
+
+def build(
+    plan: dict[str, Any],
+    *,
+    fmt: str = "k8s",
+    image_cpu: str | None = None,
+    image_gpu: str | None = None,
+    model_claim: str = "honed-models",
+    storage_uri_prefix: str = "pvc://honed-models",
+    metrics_namespace: str | None = "monitoring",
+) -> dict[str, list[dict[str, Any]]]:
+    """Objects per deployment name (plus ``_namespaces`` for the default-deny policies)."""
+    if fmt not in FORMATS:
+        raise InvalidArgument(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    placements = plan.get("placements") or []
+    if not placements:
+        raise InvalidArgument("the plan places nothing; see its 'unplaced' reasons")
+    cpu_image = image_cpu or f"honed:{__version__}-cpu"
+    gpu_image = image_gpu or f"honed:{__version__}-gpu"
+    out: dict[str, list[dict[str, Any]]] = {}
+    namespaces: set[str] = set()
+    for p in placements:
+        image = gpu_image if p["resources"].get("gpus") else cpu_image
+        namespaces.add(p["namespace"])
+        if fmt == "k8s":
+            out[p["deployment"]] = k8s.manifests(
+                p, image=image, model_claim=model_claim, metrics_namespace=metrics_namespace
+            )
+        else:
+            uri = f"{storage_uri_prefix.rstrip('/')}/{p['deployment']}"
+            out[p["deployment"]] = kserve.manifests(
+                p, image=image, storage_uri=uri, metrics_namespace=metrics_namespace
+            )
+    out["_namespaces"] = [k8s.default_deny(ns) for ns in sorted(namespaces)]
+    return out
+
+
+def write(plan: dict[str, Any], out_dir: str | Path, **options: Any) -> list[Path]:
+    """Write ``<deployment>.yaml`` per placement, ``00-network-default-deny.yaml``, Dockerfiles, dashboard."""
+    objects = build(plan, **options)
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, docs in objects.items():
+        fname = "00-network-default-deny.yaml" if name == "_namespaces" else f"{name}.yaml"
+        path = d / fname
+        path.write_text(yaml.safe_dump_all(docs, sort_keys=False), encoding="utf-8")
+        written.append(path)
+    extras = d / "extras"
+    extras.mkdir(exist_ok=True)
+    for kind in ("cpu", "gpu"):
+        path = extras / f"Dockerfile.{kind}"
+        path.write_text(dockerfile(kind), encoding="utf-8")
+        written.append(path)
+    path = extras / "grafana-dashboard.json"
+    path.write_text(json.dumps(dashboard(), indent=2) + "\n", encoding="utf-8")
+    written.append(path)
+    return written

@@ -1,0 +1,53 @@
+"""Anomaly detection on load and latency: the modified z-score on the median absolute deviation.
+
+``M = 0.6745 * (x - median) / MAD`` over a trailing window (Iglewicz and Hoaglin); ``|M| > 3.5`` is an
+anomaly. When the MAD is zero the mean absolute deviation stands in (scaled by 1.253314); when that is zero
+too, any value off the median is anomalous. A detector may floor the MAD at a fraction of the median so a
+nearly constant series (a latency with little jitter) does not flag changes too small to matter.
+An anomaly freezes scale-in for a hold period; the autoscaling policy reports every one.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+THRESHOLD = 3.5
+
+
+def modified_z(history: Sequence[float], value: float, mad_floor: float = 0.0) -> float:
+    """The modified z-score of ``value`` against ``history`` (0.0 for an empty history).
+
+    ``mad_floor`` (a fraction of |median|) keeps a nearly constant series from flagging tiny changes.
+    """
+    if not history:
+        return 0.0
+    med = statistics.median(history)
+    mad = max(statistics.median(abs(v - med) for v in history), mad_floor * abs(med))
+    if mad > 0:
+        return 0.6745 * (value - med) / mad
+    mean_ad = sum(abs(v - med) for v in history) / len(history)
+    if mean_ad > 0:
+        return (value - med) / (1.253314 * mean_ad)
+    return 0.0 if value == med else math.copysign(math.inf, value - med)
+
+
+@dataclass
+class AnomalyDetector:
+    """Trailing-window detector over one series; :meth:`observe` returns the score and whether it is anomalous."""
+
+    window: int = 60
+    min_history: int = 10
+    threshold: float = THRESHOLD
+    mad_floor: float = 0.0
+    values: deque[float] = field(default_factory=deque)
+
+    def observe(self, value: float) -> tuple[float, bool]:
+        score = modified_z(list(self.values), value, self.mad_floor) if len(self.values) >= self.min_history else 0.0
+        self.values.append(value)
+        while len(self.values) > self.window:
+            self.values.popleft()
+        return score, abs(score) > self.threshold

@@ -1,0 +1,214 @@
+"""Trace simulation: replay a load trace through the planned replicas under an autoscaling policy.
+
+Each reconcile (every ``sync_s``, 15 s like the HPA controller) the policy sees the pods' utilization and
+the load, and sets a replica count; new replicas serve only after the provisioning lead (measured model-load
+time + pod start). Between reconciles a fluid queue carries any backlog: each ready replica serves its
+measured items/s; latency is the queueing-model p99 (:mod:`honed.plan.queueing`) plus the time to drain
+the backlog. Per policy the summary gives SLO-violation minutes (a minute whose worst p99 breaks the SLO),
+replica-hours (starting replicas count: they are paid for), cost, and mean slack (SLO - p99, in ms).
+
+Policies: ``hpa`` (reactive, Kubernetes semantics), ``predictive`` (forecast + reactive + anomaly freeze),
+``static`` (the planned peak replica count, always on).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from honed.errors import InvalidArgument
+from honed.plan.forecast import LoadForecaster
+from honed.plan.hpa import (
+    DEFAULT_SCALE_DOWN,
+    DEFAULT_SCALE_UP,
+    HorizontalPodAutoscaler,
+    HPASpec,
+    PodMetric,
+    ScalingRules,
+)
+from honed.plan.predictive import PredictiveAutoscaler, replicas_for_rate
+from honed.plan.profiles import OperatingPoint, Profile
+from honed.plan.queueing import p99_ms
+from honed.plan.traces import Trace
+
+POLICIES = ("hpa", "predictive", "static")
+LATENCY_CAP_MS = 60_000.0
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """What the simulator needs from one placement."""
+
+    deployment: str
+    point: OperatingPoint
+    slo_p99_ms: float
+    lead_s: float
+    min_replicas: int
+    max_replicas: int
+    target_utilization: float
+    replica_cost_per_hour: float
+    scale_up_window_s: float = 0.0
+    scale_down_window_s: float = 300.0
+    max_extra_fraction: float = 1.0
+    max_extra_cost_per_hour: float | None = None
+    season_s: float = 86400.0
+    profile_source: str = "measured"
+    noise_z: float = 2.33
+    freeze_s: float = 600.0
+    hpa_scale_down_window_s: float | None = None
+    """The ``hpa`` policy's scale-down window when it differs (a predictive plan's window is shorter than the
+    300 s Kubernetes default an HPA alone would run with)."""
+
+    @classmethod
+    def from_placement(cls, placement: dict[str, Any]) -> SimConfig:
+        try:
+            profile = Profile.from_dict(placement["profile"])
+            auto = placement["autoscaling"]
+            point = next(
+                p
+                for p in profile.points
+                if (p.batch, p.threads, p.instances)
+                == (placement["batch"], placement["threads"], placement["instances"])
+            )
+            return cls(
+                deployment=placement["deployment"],
+                point=point,
+                slo_p99_ms=float(placement["slo_p99_ms"]),
+                lead_s=float(auto["provisioning_lead_s"]),
+                min_replicas=int(auto["min_replicas"]),
+                max_replicas=int(auto["max_replicas"]),
+                target_utilization=float(auto["target_utilization"]),
+                replica_cost_per_hour=float(auto["replica_cost_per_hour"]),
+                scale_up_window_s=float(auto["scale_up_window_s"]),
+                scale_down_window_s=float(auto["scale_down_window_s"]),
+                max_extra_fraction=float(auto["max_extra_fraction"]),
+                max_extra_cost_per_hour=auto.get("max_extra_cost_per_hour"),
+                season_s=float(auto.get("season_s", 86400.0)),
+                profile_source=profile.source,
+                hpa_scale_down_window_s=300.0 if auto["policy"] == "predictive" else None,
+            )
+        except (KeyError, StopIteration, TypeError, ValueError) as exc:
+            raise InvalidArgument(f"the plan's placement is missing or has a malformed field ({exc})") from exc
+
+    def hpa_spec(self, policy: str = "predictive") -> HPASpec:
+        down = self.scale_down_window_s
+        if policy == "hpa" and self.hpa_scale_down_window_s is not None:
+            down = self.hpa_scale_down_window_s
+        return HPASpec(
+            min_replicas=self.min_replicas,
+            max_replicas=self.max_replicas,
+            target_utilization=self.target_utilization,
+            scale_up=ScalingRules(self.scale_up_window_s, DEFAULT_SCALE_UP.policies),
+            scale_down=ScalingRules(down, DEFAULT_SCALE_DOWN.policies),
+        )
+
+
+@dataclass
+class SimResult:
+    policy: str
+    times: np.ndarray
+    load: np.ndarray
+    replicas: np.ndarray
+    ready: np.ndarray
+    p99: np.ndarray
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def simulate(config: SimConfig, trace: Trace, policy: str, *, sync_s: float = 15.0, warmup_s: float = 0.0) -> SimResult:
+    """Replay ``trace`` under ``policy``; minutes before ``warmup_s`` are simulated but not counted."""
+    if policy not in POLICIES:
+        raise InvalidArgument(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
+    point = config.point
+    end = float(trace.times[-1]) + trace.step_s
+    steps = np.arange(float(trace.times[0]), end, sync_s)
+    load = np.interp(steps, trace.times, trace.rates)
+    hpa = HorizontalPodAutoscaler(config.hpa_spec(policy))
+    predictive = None
+    if policy == "predictive":
+        predictive = PredictiveAutoscaler(
+            hpa=hpa,
+            capacity_rps=point.throughput,
+            lead_s=config.lead_s,
+            replica_cost_per_hour=config.replica_cost_per_hour,
+            max_extra_fraction=config.max_extra_fraction,
+            max_extra_cost_per_hour=config.max_extra_cost_per_hour,
+            sync_s=sync_s,
+            noise_z=config.noise_z,
+            freeze_s=config.freeze_s,
+            forecaster=LoadForecaster(season_s=config.season_s, bucket_s=min(300.0, config.season_s / 48)),
+        )
+    if policy == "static":
+        start_replicas = config.max_replicas
+    else:
+        start = replicas_for_rate(float(load[0]), point.throughput, config.target_utilization)
+        start_replicas = min(config.max_replicas, max(config.min_replicas, start))
+    # Each pod: (ready_at, metrics_from); started before the trace, so ready with metrics.
+    pods: list[tuple[float, float]] = [(-math.inf, -math.inf)] * start_replicas
+    backlog = 0.0
+    n = len(steps)
+    out_replicas = np.zeros(n, dtype=int)
+    out_ready = np.zeros(n, dtype=int)
+    out_p99 = np.zeros(n)
+    for i, (now, rate) in enumerate(zip(steps, load, strict=True)):
+        ready = sum(1 for r, _ in pods if r <= now)
+        capacity = ready * point.throughput
+        backlog = max(0.0, backlog + (rate - capacity) * sync_s)
+        if ready == 0:
+            p99 = LATENCY_CAP_MS
+        else:
+            per_pod = min(rate / ready, 0.98 * point.throughput)
+            p99 = min(LATENCY_CAP_MS, p99_ms(point, per_pod) + 1000.0 * backlog / capacity)
+        out_replicas[i], out_ready[i], out_p99[i] = len(pods), ready, p99
+        if policy == "static":
+            continue
+        metrics = [
+            PodMetric(ready=r <= now, utilization=(min(1.0, rate / ready / point.throughput) if m <= now else None))
+            for r, m in pods
+        ]
+        if predictive is not None:
+            decision = predictive.step(now, len(pods), metrics, rate, p99)
+        else:
+            decision = hpa.step(now, len(pods), metrics)
+        if decision.desired > len(pods):
+            ready_at = now + config.lead_s
+            pods = pods + [(ready_at, ready_at + sync_s)] * (decision.desired - len(pods))
+        elif decision.desired < len(pods):
+            pods = sorted(pods)[: decision.desired]  # the newest (least ready) pods go first
+    result = SimResult(policy, steps, load, out_replicas, out_ready, out_p99)
+    result.summary = _summary(config, result, sync_s, warmup_s, predictive)
+    return result
+
+
+def _summary(
+    config: SimConfig, r: SimResult, sync_s: float, warmup_s: float, predictive: PredictiveAutoscaler | None
+) -> dict[str, Any]:
+    counted = r.times >= r.times[0] + warmup_s
+    minute = ((r.times - r.times[0]) // 60).astype(int)
+    worst: dict[int, float] = {}
+    for m, p, c in zip(minute, r.p99, counted, strict=True):
+        if c:
+            worst[m] = max(worst.get(m, 0.0), float(p))
+    worst_values = np.array(list(worst.values()))
+    replica_hours = float(r.replicas[counted].sum() * sync_s / 3600.0)
+    summary: dict[str, Any] = {
+        "policy": r.policy,
+        "minutes": len(worst),
+        "slo_p99_ms": config.slo_p99_ms,
+        "slo_violation_minutes": int((worst_values > config.slo_p99_ms).sum()),
+        "replica_hours": round(replica_hours, 3),
+        "cost": round(replica_hours * config.replica_cost_per_hour, 4),
+        "mean_slack_ms": round(float((config.slo_p99_ms - worst_values).mean()), 3),
+        "max_p99_ms": round(float(worst_values.max()), 3),
+        "max_replicas": int(r.replicas.max()),
+        "scale_events": int((np.diff(r.replicas) != 0).sum()),
+        "provisioning_lead_s": config.lead_s,
+        "profile_source": config.profile_source,
+    }
+    if predictive is not None:
+        events = [e for e in predictive.events if e["t"] >= r.times[0] + warmup_s]
+        summary["anomalies"] = len(events)
+        summary["anomaly_events"] = [{k: float(v) if k != "series" else v for k, v in e.items()} for e in events[:20]]
+    return summary

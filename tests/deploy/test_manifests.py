@@ -1,0 +1,256 @@
+"""Every generated manifest validates (kubernetes-validate, strict, pinned version); KEDA/KServe checked honestly."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from honed.deploy import SERVE_METRICS, build, write
+from honed.deploy.dockerfiles import dockerfile
+from honed.deploy.grafana import dashboard
+from honed.deploy.k8s import JURISDICTION_LABEL
+from honed.errors import InvalidArgument
+from honed.plan.planner import make_plan
+from honed.plan.predictive import daily_schedule
+from honed.plan.spec import Deployment, Pool
+from tests.plan.helpers import GPU_PROFILE, bench_doc, write_json
+
+K8S_VERSION = "1.33.0"
+CORE_KINDS = {
+    "Deployment",
+    "Service",
+    "ServiceAccount",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
+}
+
+
+def validate(obj: dict[str, Any]) -> None:
+    kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+@pytest.fixture(scope="module")
+def plan(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("plan")
+    bench = write_json(tmp / "bench.json", bench_doc())
+    pools = [
+        Pool("cpu-ae", 3, 16.0, 64.0, 0.68, "AE", "ae-central-1"),
+        Pool("gpu-eu", 2, 32.0, 256.0, 0.98, "EU", "eu-west-1", gpus=1, gpu_type="L4", profiles={"bulk": GPU_PROFILE}),
+    ]
+    deps = [
+        Deployment(
+            "fraud",
+            20.0,
+            2000.0,
+            profile=str(bench),
+            priority=2,
+            residency=("AE",),
+            model_load_s=0.5,
+            allow_from_namespaces=("payments",),
+        ),
+        Deployment("bulk", 50.0, 6000.0, profile=str(bench), residency=("EU",), model_load_s=0.5, namespace="batch"),
+    ]
+    result = make_plan(pools, deps, time_limit_s=5)
+    # The same fraud placement under the predictive policy, with a forecast schedule (as honed plan writes it).
+    predictive = copy.deepcopy(next(p for p in result["placements"] if p["deployment"] == "fraud"))
+    predictive["deployment"] = "fraud-predictive"
+    predictive["autoscaling"]["policy"] = "predictive"
+    times = [i * 300.0 for i in range(3 * 288)]
+    rates = [100.0 + 900.0 * (9 <= (t % 86400) / 3600 < 17) for t in times]
+    predictive["autoscaling"]["schedule"] = daily_schedule(
+        times, rates, capacity_rps=740, target_utilization=0.5, lead_s=30, min_replicas=1, max_replicas=9
+    )
+    result["placements"].append(predictive)
+    return result
+
+
+@pytest.mark.parametrize("fmt", ["k8s", "kserve"])
+def test_core_objects_validate_strictly(plan: dict[str, Any], fmt: str) -> None:
+    objects = build(plan, fmt=fmt)
+    kinds = set()
+    for docs in objects.values():
+        for obj in docs:
+            kinds.add(obj["kind"])
+            if obj["kind"] in CORE_KINDS:
+                validate(obj)
+    assert {"ServiceAccount", "PodDisruptionBudget", "NetworkPolicy"} <= kinds
+
+
+def test_strict_validation_catches_a_typo(plan: dict[str, Any]) -> None:
+    dep = next(o for o in build(plan)["fraud"] if o["kind"] == "Deployment")
+    dep["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate(dep)
+
+
+def test_deployment_carries_plan_resources_probes_and_residency(plan: dict[str, Any]) -> None:
+    objects = build(plan)
+    dep = next(o for o in objects["fraud"] if o["kind"] == "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    placement = next(p for p in plan["placements"] if p["deployment"] == "fraud")
+    assert c["resources"]["requests"] == c["resources"]["limits"]
+    assert c["resources"]["requests"]["cpu"] == str(int(placement["resources"]["cpu"]))
+    assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert {p["containerPort"] for p in c["ports"]} == {8000, 8001}
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    exprs = {e["key"]: e["values"] for e in terms[0]["matchExpressions"]}
+    assert exprs[JURISDICTION_LABEL] == ["AE"] and exprs["topology.kubernetes.io/region"] == ["ae-central-1"]
+    assert dep["spec"]["template"]["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
+    gpu = next(o for o in objects["bulk"] if o["kind"] == "Deployment")
+    assert gpu["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert gpu["spec"]["template"]["spec"]["containers"][0]["image"].endswith("-gpu")
+
+
+def test_one_autoscaler_per_target_and_keda_behavior_is_a_valid_hpa_behavior(plan: dict[str, Any]) -> None:
+    for fmt in ("k8s", "kserve"):
+        for name, docs in build(plan, fmt=fmt).items():
+            scalers = [o for o in docs if o["kind"] in ("HorizontalPodAutoscaler", "ScaledObject")]
+            if name == "_namespaces":
+                continue
+            if fmt == "kserve":
+                isvc = next(o for o in docs if o["kind"] == "InferenceService")
+                external = isvc["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "external"
+                assert len(scalers) == (1 if external else 0)
+            else:
+                assert len(scalers) == 1
+    so = next(o for o in build(plan)["fraud-predictive"] if o["kind"] == "ScaledObject")
+    assert so["apiVersion"] == "keda.sh/v1alpha1"
+    crons = [t for t in so["spec"]["triggers"] if t["type"] == "cron"]
+    assert len(crons) == 24 and so["spec"]["triggers"][0]["type"] == "cpu"
+    assert all(re.fullmatch(r"\d+ \d+ \* \* \*", t["metadata"]["start"]) for t in crons)
+    # KEDA hands "advanced.horizontalPodAutoscalerConfig.behavior" to the HPA it creates: validate it as one.
+    hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "x"},
+        "spec": {
+            "scaleTargetRef": so["spec"]["scaleTargetRef"],
+            "minReplicas": so["spec"]["minReplicaCount"],
+            "maxReplicas": so["spec"]["maxReplicaCount"],
+            "behavior": so["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"],
+        },
+    }
+    validate(hpa)
+
+
+def test_kserve_runtime_container_is_a_valid_pod_container(plan: dict[str, Any]) -> None:
+    """The ServingRuntime's container and the predictor's pod fields are core types: validate them in a Pod."""
+    docs = build(plan, fmt="kserve")["fraud"]
+    rt = next(o for o in docs if o["kind"] == "ServingRuntime")
+    isvc = next(o for o in docs if o["kind"] == "InferenceService")
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
+    pred = isvc["spec"]["predictor"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "x"},
+        "spec": {
+            "containers": rt["spec"]["containers"],
+            "affinity": pred["affinity"],
+            "serviceAccountName": pred["serviceAccountName"],
+        },
+    }
+    validate(pod)
+
+
+def _typed(data: Any, type_name: str, namespaces: tuple[Any, ...]) -> Any:
+    """Build the SDK's typed model for ``type_name`` from JSON data; an unknown key fails."""
+    if type_name.startswith(("list[", "List[")):
+        return [_typed(v, type_name[5:-1], namespaces) for v in data]
+    if type_name.startswith(("dict(", "Dict[")):
+        inner = type_name[5:-1].split(", ", 1)[1]
+        return {k: _typed(v, inner, namespaces) for k, v in data.items()}
+    if type_name in ("str", "int", "bool", "float", "object", "datetime", "StrictStr", "StrictInt", "StrictBool"):
+        return data
+    klass = next(getattr(ns, type_name) for ns in namespaces if hasattr(ns, type_name))
+    by_json = {json_key: attr for attr, json_key in klass.attribute_map.items()}
+    unknown = set(data) - set(by_json)
+    assert not unknown, f"{type_name} has no field(s) {unknown}"
+    kwargs = {by_json[k]: _typed(v, klass.openapi_types[by_json[k]], namespaces) for k, v in data.items()}
+    return klass(**kwargs)
+
+
+def _plain(obj: Any) -> Any:
+    """The typed model back as JSON data, through the models' own attribute maps."""
+    if hasattr(obj, "attribute_map"):
+        values = {key: _plain(getattr(obj, attr)) for attr, key in obj.attribute_map.items()}
+        # Unset fields come back None (or "" for the container name the SDK defaults in ModelSpec).
+        return {k: v for k, v in values.items() if v is not None and v != ""}
+    if isinstance(obj, list):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    return obj
+
+
+def test_kserve_resources_build_through_the_sdk_models(plan: dict[str, Any]) -> None:
+    kserve = pytest.importorskip("kserve", reason="the kserve SDK is optional (heavy; see docs/plan.md)")
+    import kubernetes.client
+
+    namespaces = (kserve, kubernetes.client)
+    for policy_name in ("fraud", "fraud-predictive"):
+        docs = build(plan, fmt="kserve")[policy_name]
+        for obj in docs:
+            kind = {"InferenceService": "V1beta1InferenceService", "ServingRuntime": "V1alpha1ServingRuntime"}.get(
+                obj["kind"]
+            )
+            if kind is None:
+                continue
+            typed = _typed(obj, kind, namespaces)
+            assert _plain(typed) == obj
+
+
+def test_network_policies_default_deny_and_allow_serving_ports(plan: dict[str, Any]) -> None:
+    objects = build(plan)
+    denies = objects["_namespaces"]
+    assert {d["metadata"]["namespace"] for d in denies} == {"default", "batch"}
+    assert all(d["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]} for d in denies)
+    np_ = next(o for o in objects["fraud"] if o["kind"] == "NetworkPolicy")
+    first = np_["spec"]["ingress"][0]
+    assert first["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"] == ["default", "payments"]
+    assert {p["port"] for p in first["ports"]} == {8000, 8001}
+
+
+def test_dashboard_queries_name_only_serve_metrics() -> None:
+    text = json.dumps(dashboard())
+    names = set(re.findall(r"honed_[a-z_]+", text))
+    base = {re.sub(r"_(bucket|sum|count)$", "", n) for n in names}
+    assert base <= set(SERVE_METRICS), base - set(SERVE_METRICS)
+    assert {"honed_request_duration_seconds", "honed_requests_total", "honed_queue_depth"} <= base
+
+
+def test_dockerfiles_install_honed_and_run_serve() -> None:
+    for kind in ("cpu", "gpu"):
+        text = dockerfile(kind)
+        assert "pip install" in text and '"honed==' in text
+        assert 'ENTRYPOINT ["honed"]' in text and '"serve"' in text and "EXPOSE 8000 8001" in text
+    assert "onnxruntime-gpu" in dockerfile("gpu") and "nvidia/cuda" in dockerfile("gpu")
+
+
+def test_write_produces_yaml_files(plan: dict[str, Any], tmp_path: Path) -> None:
+    written = write(plan, tmp_path / "m")
+    names = {p.name for p in written}
+    assert {
+        "fraud.yaml",
+        "00-network-default-deny.yaml",
+        "Dockerfile.cpu",
+        "Dockerfile.gpu",
+        "grafana-dashboard.json",
+    } <= names
+    docs = list(yaml.safe_load_all((tmp_path / "m" / "fraud.yaml").read_text()))
+    for d in docs:
+        validate(d)
+    with pytest.raises(InvalidArgument, match="--format"):
+        build(plan, fmt="helm")
+    with pytest.raises(InvalidArgument, match="places nothing"):
+        build({"placements": []})

@@ -1,0 +1,184 @@
+"""End to end through the CLI: plan -> simulate -> deploy on a real (tiny) ONNX model with a bench-v1 profile."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from honed.cli.main import run
+from honed.plan import traces
+from tests.graphs import matmul_model
+from tests.plan.helpers import GPU_PROFILE, bench_doc, write_json, write_yaml
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("cli")
+    out = tmp / "out"  # an optimize-style output folder: model.onnx + bench.json
+    out.mkdir()
+    matmul_model(out / "model.onnx")
+    write_json(out / "bench.json", bench_doc(model_path=str(out / "model.onnx")))
+    history = traces.generate("diurnal", days=2, base=100, peak=1500, seed=0)
+    traces.write_csv(history, tmp / "history.csv")
+    write_yaml(
+        tmp / "fleet.yaml",
+        {
+            "pools": [
+                {
+                    "name": "cpu-ae",
+                    "count": 3,
+                    "jurisdiction": "AE",
+                    "region": "ae-central-1",
+                    "cpu": 16,
+                    "memory_gb": 64,
+                    "cost_per_hour": 0.68,
+                },
+                {
+                    "name": "gpu-eu",
+                    "count": 2,
+                    "jurisdiction": "EU",
+                    "region": "eu-west-1",
+                    "cpu": 32,
+                    "memory_gb": 256,
+                    "gpus": 1,
+                    "gpu_type": "L4",
+                    "cost_per_hour": 0.98,
+                    "profiles": {"tagger": GPU_PROFILE},
+                },
+            ]
+        },
+    )
+    write_yaml(
+        tmp / "deployments.yaml",
+        {
+            "deployments": [
+                {
+                    "name": "fraud-scorer",
+                    "model": "out/",
+                    "slo_p99_ms": 50,
+                    "peak_rps": 1500,
+                    "priority": "high",
+                    "residency": ["AE"],
+                    "autoscaling": {"policy": "predictive", "history": "history.csv"},
+                },
+                {"name": "tagger", "model": "out/", "slo_p99_ms": 50, "peak_rps": 5000, "residency": ["EU"]},
+                {
+                    "name": "riyadh",
+                    "model": "out/",
+                    "slo_p99_ms": 50,
+                    "peak_rps": 10,
+                    "residency": ["SA"],
+                    "priority": "low",
+                },
+            ]
+        },
+    )
+    return tmp
+
+
+def test_plan_simulate_deploy(inputs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan_path = inputs / "plan.json"
+    code = run(
+        [
+            "plan",
+            "--fleet",
+            str(inputs / "fleet.yaml"),
+            "--deployments",
+            str(inputs / "deployments.yaml"),
+            "--out",
+            str(plan_path),
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    plan = json.loads(plan_path.read_text())
+    placed = {p["deployment"]: p for p in plan["placements"]}
+    assert placed["fraud-scorer"]["pool"] == "cpu-ae" and placed["tagger"]["pool"] == "gpu-eu"
+    assert placed["tagger"]["profile_source"] == "declared, not measured"
+    assert placed["fraud-scorer"]["autoscaling"]["model_load_s"] > 0  # measured on the real model file
+    assert len(placed["fraud-scorer"]["autoscaling"]["schedule"]) == 24
+    for key in ("deployment", "pool", "replicas", "instances", "threads", "batch", "expected_p99_ms", "cost_per_hour"):
+        assert key in placed["tagger"]
+    assert plan["unplaced"][0]["deployment"] == "riyadh" and "residency [SA]" in plan["unplaced"][0]["reason"]
+    printed = capsys.readouterr().out
+    assert "declared, not measured" in printed and "riyadh" in printed
+
+    sim = inputs / "sim"
+    code = run(
+        [
+            "plan",
+            "simulate",
+            "--plan",
+            str(plan_path),
+            "--trace",
+            "spike",
+            "--days",
+            "0.25",
+            "--policy",
+            "hpa,static",
+            "--out",
+            str(sim),
+            "-d",
+            "fraud-scorer",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((sim / "summary.json").read_text())
+    pols = summary["deployments"]["fraud-scorer"]["policies"]
+    assert set(pols) == {"hpa", "static"} and pols["static"]["replica_hours"] >= pols["hpa"]["replica_hours"]
+    assert (sim / "fraud-scorer.png").stat().st_size > 10_000
+
+    manifests = inputs / "manifests"
+    assert run(["deploy", "k8s", "--plan", str(plan_path), "--out", str(manifests)]) == 0
+    kinds = []
+    for f in manifests.glob("*.yaml"):
+        for doc in yaml.safe_load_all(f.read_text()):
+            kinds.append(doc["kind"])
+            if doc["kind"] != "ScaledObject":
+                kubernetes_validate.validate(doc, "1.33.0", strict=True)
+    assert "ScaledObject" in kinds and "HorizontalPodAutoscaler" in kinds
+    assert run(["deploy", "k8s", "--plan", str(plan_path), "--out", str(inputs / "ks"), "--format", "kserve"]) == 0
+    assert "InferenceService" in (inputs / "ks" / "tagger.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("fleet_change", "message"),
+    [
+        ({"pools": [{"name": "p", "count": 0, "cpu": 1, "memory_gb": 1, "cost_per_hour": 1}]}, "count must be"),
+        (
+            {"pools": [{"name": "p", "count": 1, "cpu": 1, "memory_gb": 1, "cost_per_hour": 1, "zone": "x"}]},
+            "unknown field",
+        ),
+    ],
+)
+def test_bad_fleet_exits_2(inputs: Path, capsys: pytest.CaptureFixture[str], fleet_change: dict, message: str) -> None:
+    bad = write_yaml(inputs / "bad-fleet.yaml", fleet_change)
+    code = run(
+        [
+            "plan",
+            "--fleet",
+            str(bad),
+            "--deployments",
+            str(inputs / "deployments.yaml"),
+            "--out",
+            str(inputs / "x.json"),
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_missing_model_and_bad_plan_exit_2(inputs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    deps = write_yaml(
+        inputs / "bad-deps.yaml", {"deployments": [{"name": "a", "model": "nope.onnx", "slo_p99_ms": 5, "peak_rps": 1}]}
+    )
+    assert run(["plan", "--fleet", str(inputs / "fleet.yaml"), "--deployments", str(deps)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (inputs / "notplan.json").write_text("{}")
+    assert run(["deploy", "k8s", "--plan", str(inputs / "notplan.json"), "--out", str(inputs / "m2")]) == 2
+    assert run(["plan", "simulate", "--plan", str(inputs / "notplan.json")]) == 2
+    assert run(["plan"]) == 2

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from honed.plan.anomaly import AnomalyDetector, modified_z
+from honed.plan.forecast import LoadForecaster, forecast_series
+from honed.plan.hpa import HorizontalPodAutoscaler, HPASpec, PodMetric
+from honed.plan.predictive import PredictiveAutoscaler, daily_schedule
+
+
+def seasonal(n: int, period: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return 100 + 60 * np.sin(2 * math.pi * t / period) + rng.normal(0, 3, n)
+
+
+def test_holt_winters_forecasts_a_seeded_season() -> None:
+    period = 24
+    y = seasonal(4 * period + period, period)
+    history, future = y[: 4 * period], y[4 * period :]
+    fc = forecast_series(history, period, season=period)
+    mape = float(np.mean(np.abs(fc - future) / future))
+    naive = float(np.mean(np.abs(history[-1] - future) / future))
+    assert mape < 0.06
+    assert mape < naive / 3
+
+
+def test_short_history_falls_back_and_never_goes_negative() -> None:
+    assert list(forecast_series([5.0, 6.0], 3)) == [6.0, 6.0, 6.0]
+    falling = np.linspace(100, 1, 40)
+    assert (forecast_series(falling, 50) >= 0).all()
+
+
+def test_online_forecaster_sees_the_coming_peak() -> None:
+    f = LoadForecaster(bucket_s=60, season_s=24 * 60, refit_s=600)
+    y = seasonal(3 * 24, 24, seed=1)  # per-minute buckets, a 24-minute season
+    for i, v in enumerate(np.repeat(y, 4)):
+        f.observe(i * 15.0, float(v))
+    now = 3 * 24 * 60.0
+    # The season repeats: the next 6 minutes' peak is close to the same window one season ago.
+    expected = float(y[2 * 24 : 2 * 24 + 7].max())
+    peak = f.peak(now, 6 * 60)
+    assert peak is not None and abs(peak - expected) / expected < 0.15
+
+
+def test_modified_z_and_threshold() -> None:
+    history = [10, 11, 9, 10, 12, 10, 9, 11, 10, 10]
+    # median 10, MAD 0.5 -> M = 0.6745 * (30 - 10) / 0.5 = 26.98
+    assert modified_z(history, 30) == pytest.approx(26.98)
+    assert abs(modified_z(history, 11)) < 3.5
+    assert modified_z([5, 5, 5], 5) == 0.0 and modified_z([5, 5, 5], 6) == math.inf
+    det = AnomalyDetector(window=20, min_history=5)
+    flags = [det.observe(v)[1] for v in [*history, 30]]
+    assert flags[-1] and not any(flags[:-1])
+
+
+def pods(n: int, util: float) -> list[PodMetric]:
+    return [PodMetric(True, util)] * n
+
+
+def test_predictive_never_scales_in_on_forecast_alone_and_caps_extra_cost() -> None:
+    spec = HPASpec(1, 50, 0.5)
+    policy = PredictiveAutoscaler(
+        HorizontalPodAutoscaler(spec),
+        capacity_rps=100,
+        lead_s=60,
+        replica_cost_per_hour=1.0,
+        max_extra_cost_per_hour=2.0,
+    )
+    policy.forecaster = LoadForecaster(bucket_s=60, min_points=3)
+    # A history of low load: the forecast says ~1 replica, but the pods sit at the target, so no scale-in.
+    for i in range(20):
+        policy.forecaster.observe(i * 15.0, 10.0)
+    d = policy.step(300, 8, pods(8, 0.5), load_rps=400, p99_ms=None)
+    assert d.desired == 8
+    # A history of high load: the forecast wants 20 replicas (1000 rps at 50%), capped at 2 extra by cost.
+    policy = PredictiveAutoscaler(
+        HorizontalPodAutoscaler(spec),
+        capacity_rps=100,
+        lead_s=60,
+        replica_cost_per_hour=1.0,
+        max_extra_cost_per_hour=2.0,
+    )
+    policy.forecaster = LoadForecaster(bucket_s=60, min_points=3)
+    for i in range(20):
+        policy.forecaster.observe(i * 15.0, 1000.0)
+    d = policy.step(300, 8, pods(8, 0.5), load_rps=400, p99_ms=None)
+    assert d.desired == 10
+
+
+def test_anomaly_freezes_scale_in_and_is_reported() -> None:
+    policy = PredictiveAutoscaler(
+        HorizontalPodAutoscaler(HPASpec(1, 50, 0.5)), capacity_rps=100, lead_s=60, replica_cost_per_hour=1.0
+    )
+    policy.hpa.spec = HPASpec(
+        1, 50, 0.5, scale_down=policy.hpa.spec.scale_down.__class__(0.0, policy.hpa.spec.scale_down.policies)
+    )
+    rng = np.random.default_rng(0)
+    t = 0.0
+    for _ in range(30):
+        policy.step(t, 8, pods(8, 0.5), load_rps=400 + float(rng.normal(0, 5)), p99_ms=10.0)
+        t += 15
+    # The load falls off a cliff: the HPA would scale in, the anomaly freezes it.
+    d = policy.step(t, 8, pods(8, 0.05), load_rps=40, p99_ms=10.0)
+    assert d.desired == 8
+    assert policy.events and policy.events[-1]["series"] == "load change"
+    # After the freeze runs out (no further anomalies: steady low load), scale-in proceeds.
+    for _ in range(50):
+        t += 15
+        d = policy.step(t, 8, pods(8, 0.05), load_rps=40, p99_ms=10.0)
+    assert d.desired < 8
+
+
+def test_daily_schedule_leads_the_morning_ramp() -> None:
+    times = np.arange(0, 3 * 86400, 300.0)
+    hours = (times % 86400) / 3600
+    rates = np.where((hours >= 9) & (hours < 17), 900.0, 100.0)
+    sched = daily_schedule(
+        list(times), list(rates), capacity_rps=100, target_utilization=0.5, lead_s=600, min_replicas=1, max_replicas=30
+    )
+    by_end = {w["end"]: w for w in sched}
+    assert by_end["10:00"]["start"] == "08:50" and by_end["10:00"]["replicas"] >= 17
+    assert by_end["04:00"]["replicas"] <= 3
