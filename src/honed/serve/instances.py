@@ -236,8 +236,9 @@ class ModelExecutor:
         return self._batcher
 
     @property
-    def instance_count(self) -> int:
-        return len(self._instances)
+    def instances(self) -> list[Instance]:
+        """The model's instances (read-only use: their labels, cores and sessions)."""
+        return list(self._instances)
 
     async def infer(self, inputs: dict[str, np.ndarray[Any, Any]], *, timeout_s: float | None = None) -> Tensors:
         """Run one request (possibly batched with others) and return every output by name.
