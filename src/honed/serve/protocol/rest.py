@@ -201,6 +201,16 @@ def json_to_array(
         ) from None
     if raw.size != count:
         raise DataError(f"input {name!r}: 'data' holds {raw.size} elements but shape {list(shape)} needs {count}")
+    if count and dtype.kind in "iu" and raw.dtype.kind in "fO":
+        # numpy turns integers beyond int64 (large UINT64 values) into floats or objects: check them one by one
+        flat = _flatten(data)
+        if all(type(v) is int for v in flat):
+            info = np.iinfo(dtype)
+            if min(flat) < info.min or max(flat) > info.max:
+                raise DataError(
+                    f"input {name!r}: a value in 'data' is out of range for {datatype} ({info.min}..{info.max})"
+                )
+            return np.array(flat, dtype=dtype).reshape(shape)
     if count and raw.dtype.kind not in _ACCEPTS[dtype.kind]:
         raise DataError(f"input {name!r}: 'data' holds {_kind_name(raw.dtype)} values, which are not {datatype}")
     if count and dtype.kind in "iu":
