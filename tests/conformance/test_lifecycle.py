@@ -93,3 +93,19 @@ def test_a_client_that_gives_up_is_taken_off_the_queue(slow_repo: Path, tmp_path
         assert _wait_for(lambda: 'outcome="cancelled",version="1"} 3.0' in httpx.get(f"{server.base}/metrics").text)
     finally:
         assert server.stop() == 0, server.output()
+
+
+def test_timeout_parameter_ends_a_queued_request_with_504(slow_repo: Path, tmp_path: Path) -> None:
+    server = start_server(["--repository", str(slow_repo), "--max-queue-size", "64"], tmp_path / "server.log")
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            running = pool.submit(_post, server.base)  # occupies the only instance
+            assert _wait_for(lambda: _inflight(server) >= 1)
+            late = httpx.post(
+                f"{server.base}/v2/models/slow/infer", json={**BODY, "parameters": {"timeout": 20_000}}, timeout=60
+            )
+            assert late.status_code == 504, late.text
+            assert "error" in late.json()
+            assert running.result(timeout=60).status_code == 200
+    finally:
+        assert server.stop() == 0, server.output()

@@ -134,8 +134,12 @@ def discover(path: Path) -> tuple[list[ModelSource], list[tuple[str, str]]]:
         except HonedError as exc:
             bad.append((child.name, str(exc)))
     if not sources and not bad:
-        raise ModelNotFound(
-            f"{path} holds no models: put each in {path}/<name>/<version>/{MODEL_FILE} or {path}/<name>/{MODEL_FILE}"
+        log.warning(
+            "%s holds no models yet: put each in %s/<name>/<version>/%s and load it with "
+            "POST /v2/repository/models/<name>/load",
+            path,
+            path,
+            MODEL_FILE,
         )
     return sources, bad
 
