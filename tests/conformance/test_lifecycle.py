@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,13 +18,20 @@ from conformance.server import RunningServer, start_server
 BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [1.0]}]}
 
 
-@pytest.fixture
-def slow_repo(tmp_path: Path) -> Path:
-    models.slow(tmp_path / "repo" / "slow" / "1" / "model.onnx")
-    (tmp_path / "repo" / "slow" / "config.yaml").write_text(
-        "warmup: false\nbatching:\n  max_batch_size: 1\n  max_queue_size: 2\n"
-    )
-    return tmp_path / "repo"
+@pytest.fixture(scope="module")
+def slow_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("repo")
+    models.slow(root / "slow" / "1" / "model.onnx", layers=4)
+    (root / "slow" / "config.yaml").write_text("warmup: false\nbatching:\n  max_batch_size: 1\n  max_queue_size: 2\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(slow_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One instance, one row per run, room for two queued requests."""
+    running = start_server(["--repository", str(slow_repo)], tmp_path_factory.mktemp("log") / "server.log")
+    yield running
+    assert running.stop() == 0, running.output()
 
 
 def _post(base: str) -> httpx.Response:
@@ -48,7 +56,7 @@ def _inflight(server: RunningServer) -> float:
 
 
 def test_sigterm_drains_in_flight_requests_and_turns_readiness_off(slow_repo: Path, tmp_path: Path) -> None:
-    server = start_server(["--repository", str(slow_repo), "--max-queue-size", "64"], tmp_path / "server.log")
+    server = start_server(["--repository", str(slow_repo)], tmp_path / "server.log")
     try:
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
             futures = [pool.submit(_post, server.base) for _ in range(3)]
@@ -64,48 +72,36 @@ def test_sigterm_drains_in_flight_requests_and_turns_readiness_off(slow_repo: Pa
         server.stop()
 
 
-def test_full_queue_answers_429_with_retry_after_and_keeps_serving(slow_repo: Path, tmp_path: Path) -> None:
-    server = start_server(["--repository", str(slow_repo)], tmp_path / "server.log")
-    try:
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            answers = list(pool.map(lambda _: _post(server.base), range(8)))
-        codes = sorted(a.status_code for a in answers)
-        assert set(codes) <= {200, 429}, [a.text for a in answers]
-        full = [a for a in answers if a.status_code == 429]
-        assert full, "eight concurrent requests against a queue of two should overflow it"
-        assert int(full[0].headers["retry-after"]) >= 1
-        assert "queue" in full[0].json()["error"]
-        assert _post(server.base).status_code == 200
-    finally:
-        assert server.stop() == 0, server.output()
+def test_full_queue_answers_429_with_retry_after_and_keeps_serving(server: RunningServer) -> None:
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: _post(server.base), range(8)))
+    codes = sorted(a.status_code for a in answers)
+    assert set(codes) <= {200, 429}, [a.text for a in answers]
+    full = [a for a in answers if a.status_code == 429]
+    assert full, "eight concurrent requests against a queue of two should overflow it"
+    assert int(full[0].headers["retry-after"]) >= 1
+    assert "queue" in full[0].json()["error"]
+    assert _post(server.base).status_code == 200
 
 
-def test_a_client_that_gives_up_is_taken_off_the_queue(slow_repo: Path, tmp_path: Path) -> None:
-    server = start_server(["--repository", str(slow_repo), "--max-queue-size", "64"], tmp_path / "server.log")
-    try:
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            running = pool.submit(_post, server.base)  # occupies the only instance
-            assert _wait_for(lambda: _inflight(server) >= 1)
-            for _ in range(3):
-                with pytest.raises(httpx.ReadTimeout):
-                    httpx.post(f"{server.base}/v2/models/slow/infer", json=BODY, timeout=0.05)
-            assert running.result(timeout=60).status_code == 200
-        assert _wait_for(lambda: 'outcome="cancelled",version="1"} 3.0' in httpx.get(f"{server.base}/metrics").text)
-    finally:
-        assert server.stop() == 0, server.output()
+def test_a_client_that_gives_up_is_taken_off_the_queue(server: RunningServer) -> None:
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(_post, server.base)  # occupies the only instance
+        assert _wait_for(lambda: _inflight(server) >= 1)
+        for _ in range(3):
+            with pytest.raises(httpx.ReadTimeout):
+                httpx.post(f"{server.base}/v2/models/slow/infer", json=BODY, timeout=0.05)
+        assert running.result(timeout=60).status_code == 200
+    assert _wait_for(lambda: 'outcome="cancelled",version="1"} 3.0' in httpx.get(f"{server.base}/metrics").text)
 
 
-def test_timeout_parameter_ends_a_queued_request_with_504(slow_repo: Path, tmp_path: Path) -> None:
-    server = start_server(["--repository", str(slow_repo), "--max-queue-size", "64"], tmp_path / "server.log")
-    try:
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            running = pool.submit(_post, server.base)  # occupies the only instance
-            assert _wait_for(lambda: _inflight(server) >= 1)
-            late = httpx.post(
-                f"{server.base}/v2/models/slow/infer", json={**BODY, "parameters": {"timeout": 20_000}}, timeout=60
-            )
-            assert late.status_code == 504, late.text
-            assert "error" in late.json()
-            assert running.result(timeout=60).status_code == 200
-    finally:
-        assert server.stop() == 0, server.output()
+def test_timeout_parameter_ends_a_queued_request_with_504(server: RunningServer) -> None:
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(_post, server.base)  # occupies the only instance
+        assert _wait_for(lambda: _inflight(server) >= 1)
+        late = httpx.post(
+            f"{server.base}/v2/models/slow/infer", json={**BODY, "parameters": {"timeout": 20_000}}, timeout=60
+        )
+        assert late.status_code == 504, late.text
+        assert "error" in late.json()
+        assert running.result(timeout=60).status_code == 200
