@@ -60,7 +60,7 @@ def test_sigterm_drains_in_flight_requests_and_turns_readiness_off(slow_repo: Pa
     try:
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
             futures = [pool.submit(_post, server.base) for _ in range(3)]
-            assert _wait_for(lambda: _inflight(server) >= 3), server.output()
+            assert _wait_for(lambda: _inflight(server) >= 2), server.output()
             server.proc.send_signal(signal.SIGTERM)
             with httpx.Client(base_url=server.base, timeout=5) as probe:
                 assert _wait_for(lambda: probe.get("/v2/health/ready").status_code == 503), server.output()
@@ -73,12 +73,12 @@ def test_sigterm_drains_in_flight_requests_and_turns_readiness_off(slow_repo: Pa
 
 
 def test_full_queue_answers_429_with_retry_after_and_keeps_serving(server: RunningServer) -> None:
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda _: _post(server.base), range(8)))
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda _: _post(server.base), range(12)))
     codes = sorted(a.status_code for a in answers)
     assert set(codes) <= {200, 429}, [a.text for a in answers]
     full = [a for a in answers if a.status_code == 429]
-    assert full, "eight concurrent requests against a queue of two should overflow it"
+    assert full, "twelve concurrent requests against a queue of two should overflow it"
     assert int(full[0].headers["retry-after"]) >= 1
     assert "queue" in full[0].json()["error"]
     assert _post(server.base).status_code == 200
@@ -105,3 +105,26 @@ def test_timeout_parameter_ends_a_queued_request_with_504(server: RunningServer)
         assert late.status_code == 504, late.text
         assert "error" in late.json()
         assert running.result(timeout=60).status_code == 200
+
+
+def test_full_queue_over_grpc_is_resource_exhausted(server: RunningServer) -> None:
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    def call(_: int) -> str:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        inp = grpcclient.InferInput("x", [1, 1], "FP32")
+        inp.set_data_from_numpy(np.ones((1, 1), np.float32))
+        try:
+            client.infer("slow", [inp])
+        except InferenceServerException as exc:
+            return str(exc.status())
+        finally:
+            client.close()
+        return "OK"
+
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        codes = list(pool.map(call, range(12)))
+    assert set(codes) <= {"OK", "StatusCode.RESOURCE_EXHAUSTED"}, codes
+    assert "StatusCode.RESOURCE_EXHAUSTED" in codes and "OK" in codes

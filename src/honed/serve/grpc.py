@@ -8,12 +8,14 @@ that cancels its call cancels the request, which removes it from the queue.
 
 from __future__ import annotations
 
+import math
 from typing import Any, NoReturn
 
 import grpc
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
+from honed.errors import Overloaded
 from honed.serve.dataplane import DataPlane, error_message, status_for
 from honed.serve.protocol import grpc_codec
 from honed.serve.protocol.datatypes import from_onnx
@@ -23,6 +25,8 @@ DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> NoReturn:
     _, code = status_for(exc)
+    if isinstance(exc, Overloaded):
+        context.set_trailing_metadata((("retry-after", str(max(1, math.ceil(exc.retry_after_s)))),))
     await context.abort(grpc.StatusCode[code], error_message(exc))
     raise AssertionError("unreachable")  # pragma: no cover - abort() always raises
 
