@@ -10,7 +10,6 @@ status from :func:`honed.serve.dataplane.status_for`.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -29,7 +28,7 @@ _JSON = [(b"content-type", b"application/json")]
 
 
 def _json(doc: Any) -> bytes:
-    return json.dumps(doc, separators=(",", ":")).encode()
+    return rest.dump_json(doc)
 
 
 class HttpApp:

@@ -9,10 +9,10 @@ JSON ``data`` may be nested or flat, always row-major; its element count must ma
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
+import orjson
 
 from honed.errors import DataError
 from honed.serve.protocol.datatypes import (
@@ -45,9 +45,14 @@ _ACCEPTS = {
 def parse_json(raw: bytes | str, what: str = "request body") -> Any:
     """Parse JSON, turning any syntax error into a :class:`DataError` that says where."""
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise DataError(f"{what} is not valid JSON: {exc}") from None
+
+
+def dump_json(doc: Any) -> bytes:
+    """Compact JSON; numpy arrays in ``doc`` are written directly (NaN and infinities become null)."""
+    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def decode_request(body: bytes, header_length: int | None = None) -> InferRequest:
@@ -258,8 +263,8 @@ def array_to_raw(datatype: str, array: np.ndarray[Any, Any]) -> bytes:
     return np.ascontiguousarray(array, dtype=numpy_dtype(datatype)).tobytes()
 
 
-def array_to_json(name: str, datatype: str, array: np.ndarray[Any, Any]) -> list[Any]:
-    """A tensor's values as a flat JSON list (BYTES as UTF-8 strings)."""
+def array_to_json(name: str, datatype: str, array: np.ndarray[Any, Any]) -> list[Any] | np.ndarray[Any, Any]:
+    """A tensor's values, flat, ready for :func:`dump_json` (BYTES as UTF-8 strings)."""
     flat = array.reshape(-1)
     if datatype == "BYTES":
         try:
@@ -268,7 +273,7 @@ def array_to_json(name: str, datatype: str, array: np.ndarray[Any, Any]) -> list
             raise DataError(
                 f"output {name!r} holds bytes that are not UTF-8 text; ask for it with binary_data: true"
             ) from None
-    return list(flat.tolist())
+    return np.ascontiguousarray(flat, dtype=numpy_dtype(datatype).newbyteorder("="))
 
 
 def encode_response(response: InferResponse, request: InferRequest) -> tuple[bytes, int | None]:
@@ -293,7 +298,7 @@ def encode_response(response: InferResponse, request: InferRequest) -> tuple[byt
     if response.parameters:
         doc["parameters"] = response.parameters
     doc["outputs"] = outputs
-    header = json.dumps(doc, separators=(",", ":")).encode()
+    header = dump_json(doc)
     if not chunks:
         return header, None
     return header + b"".join(chunks), len(header)
@@ -324,7 +329,7 @@ def encode_request(request: InferRequest, *, binary_inputs: bool = False) -> tup
         doc["outputs"] = [
             {"name": o.name, **({"parameters": o.parameters} if o.parameters else {})} for o in request.outputs
         ]
-    header = json.dumps(doc, separators=(",", ":")).encode()
+    header = dump_json(doc)
     if not chunks:
         return header, None
     return header + b"".join(chunks), len(header)
