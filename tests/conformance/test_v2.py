@@ -97,6 +97,9 @@ def test_model_metadata_and_ready_with_and_without_version(server: RunningServer
     assert list(gmeta.versions) == ["2"] and gmeta.inputs[0].datatype == "FP32"
     assert g.is_model_ready("mlp") and g.is_model_ready("mlp", "1")
     assert g.get_model_config("mlp").config.max_batch_size == MAX_BATCH
+    config = client.get_model_config("mlp")
+    assert config["max_batch_size"] == MAX_BATCH
+    assert config["input"] == [{"name": "x", "data_type": "TYPE_FP32", "dims": [8]}]
 
 
 # -- inference ----------------------------------------------------------------------------------------------------

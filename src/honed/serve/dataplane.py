@@ -146,6 +146,28 @@ class DataPlane:
             "parameters": {"max_batch_size": executor.max_batch_size},
         }
 
+    async def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """The model's config in Triton's ``ModelConfig`` JSON form (tritonclient's ``get_model_config``)."""
+        _, executor = self.repository.get(name, version)
+        batched = executor.max_batch_size > 0
+
+        def entry(spec: TensorSpec) -> dict[str, Any]:
+            dims = _spec_json(spec)["shape"]
+            datatype = from_onnx(spec.elem_type)
+            return {
+                "name": spec.name,
+                "data_type": "TYPE_" + ("STRING" if datatype == "BYTES" else datatype),
+                "dims": dims[1:] if batched and dims else dims,
+            }
+
+        return {
+            "name": name,
+            "platform": "onnxruntime_onnx",
+            "max_batch_size": executor.max_batch_size,
+            "input": [entry(s) for s in executor.inputs],
+            "output": [entry(s) for s in executor.outputs],
+        }
+
     # -- inference -------------------------------------------------------------------------------------------
     async def infer(
         self, name: str, version: str | None, request: InferRequest, *, timeout_s: float | None = None

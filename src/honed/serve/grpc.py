@@ -12,13 +12,13 @@ import math
 from typing import Any, NoReturn
 
 import grpc
+from google.protobuf import json_format
+from tritonclient.grpc import model_config_pb2, service_pb2_grpc
 from tritonclient.grpc import service_pb2 as pb
-from tritonclient.grpc import service_pb2_grpc
 
 from honed.errors import Overloaded
 from honed.serve.dataplane import DataPlane, error_message, status_for
 from honed.serve.protocol import grpc_codec
-from honed.serve.protocol.datatypes import from_onnx
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -69,27 +69,11 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         )
 
     async def ModelConfig(self, request: Any, context: grpc.aio.ServicerContext) -> pb.ModelConfigResponse:
-        # tritonclient's get_model_config; a minimal Triton-style config built from the model metadata.
         try:
-            _, executor = self.dataplane.repository.get(request.name, request.version or None)
+            config = await self.dataplane.model_config(request.name, request.version or None)
         except Exception as exc:
             await _abort(context, exc)
-        from tritonclient.grpc import model_config_pb2 as mc
-
-        def io(spec: Any, cls: Any) -> Any:
-            shape = [d if isinstance(d, int) else -1 for d in (spec.shape or ())]
-            if executor.max_batch_size and shape:
-                shape = shape[1:]
-            return cls(name=spec.name, data_type=mc.DataType.Value("TYPE_" + _triton_type(spec.elem_type)), dims=shape)
-
-        config = mc.ModelConfig(
-            name=request.name,
-            platform="onnxruntime_onnx",
-            max_batch_size=executor.max_batch_size,
-            input=[io(s, mc.ModelInput) for s in executor.inputs],
-            output=[io(s, mc.ModelOutput) for s in executor.outputs],
-        )
-        return pb.ModelConfigResponse(config=config)
+        return pb.ModelConfigResponse(config=json_format.ParseDict(config, model_config_pb2.ModelConfig()))
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> Any:
         try:
@@ -129,11 +113,6 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         except Exception as exc:
             await _abort(context, exc)
         return pb.RepositoryModelUnloadResponse()
-
-
-def _triton_type(elem_type: int) -> str:
-    name = from_onnx(elem_type)
-    return "STRING" if name == "BYTES" else name
 
 
 def build_server(

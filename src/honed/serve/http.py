@@ -96,6 +96,9 @@ class HttpApp:
         if action == "":
             _method(method, "GET")
             return 200, _JSON, _json(await dp.model_metadata(name, version))
+        if action == "config":
+            _method(method, "GET")
+            return 200, _JSON, _json(await dp.model_config(name, version))
         if action == "ready":
             _method(method, "GET")
             ok = await dp.model_ready(name, version)
