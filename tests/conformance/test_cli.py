@@ -64,3 +64,17 @@ def test_bad_flags_exit_2_with_a_clear_message(
 
 def test_a_flag_of_the_wrong_type_exits_2() -> None:
     assert run(["serve", "--instances", "many"]) == 2
+
+
+@pytest.mark.parametrize("transport", ["--http", "--grpc"])
+def test_an_address_in_use_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], transport: str) -> None:
+    import socket
+
+    model = models.mlp(tmp_path / "m" / "model.onnx").parent
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        other = "--grpc" if transport == "--http" else "--http"
+        assert run(["serve", str(model), transport, address, other, "off"]) == 2
+    assert "cannot listen" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2, service_pb2_grpc
 from tritonclient.grpc import service_pb2 as pb
 
-from honed.errors import Overloaded
+from honed.errors import InvalidArgument, Overloaded
 from honed.serve.dataplane import DataPlane, error_message, status_for
 from honed.serve.protocol import grpc_codec
 
@@ -127,5 +127,10 @@ def build_server(
         ]
     )
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(dataplane), server)
-    port = server.add_insecure_port(address)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise InvalidArgument(f"cannot listen for gRPC on {address}: the address is in use or not on this machine")
     return server, port

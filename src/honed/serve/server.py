@@ -120,8 +120,6 @@ class Server:
                 grpc_server, self.grpc_port = build_server(
                     self.dataplane, self.options.grpc, max_message_bytes=self.options.max_body_bytes
                 )
-                if self.grpc_port == 0:
-                    raise InvalidArgument(f"cannot listen for gRPC on {self.options.grpc}: the address is in use")
                 await grpc_server.start()
             if on_listening is not None:
                 on_listening(self)
