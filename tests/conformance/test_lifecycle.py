@@ -47,12 +47,20 @@ def _wait_for(predicate, timeout: float = 20.0) -> bool:  # type: ignore[no-unty
     return False
 
 
-def _inflight(server: RunningServer) -> float:
+def _metric(server: RunningServer, prefix: str) -> float:
     text = httpx.get(f"{server.base}/metrics", timeout=5).text
     for line in text.splitlines():
-        if line.startswith("honed_inflight_requests{") and 'model="slow"' in line:
+        if line.startswith(prefix) and 'model="slow"' in line:
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+def _inflight(server: RunningServer) -> float:
+    return _metric(server, "honed_inflight_requests{")
+
+
+def _cancelled(server: RunningServer) -> float:
+    return _metric(server, 'honed_requests_total{model="slow",outcome="cancelled"')
 
 
 def test_sigterm_drains_in_flight_requests_and_turns_readiness_off(slow_repo: Path, tmp_path: Path) -> None:
@@ -85,6 +93,7 @@ def test_full_queue_answers_429_with_retry_after_and_keeps_serving(server: Runni
 
 
 def test_a_client_that_gives_up_is_taken_off_the_queue(server: RunningServer) -> None:
+    before = _cancelled(server)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         running = pool.submit(_post, server.base)  # occupies the only instance
         assert _wait_for(lambda: _inflight(server) >= 1)
@@ -92,7 +101,7 @@ def test_a_client_that_gives_up_is_taken_off_the_queue(server: RunningServer) ->
             with pytest.raises(httpx.ReadTimeout):
                 httpx.post(f"{server.base}/v2/models/slow/infer", json=BODY, timeout=0.05)
         assert running.result(timeout=60).status_code == 200
-    assert _wait_for(lambda: 'outcome="cancelled",version="1"} 3.0' in httpx.get(f"{server.base}/metrics").text)
+    assert _wait_for(lambda: _cancelled(server) == before + 3)
 
 
 def test_timeout_parameter_ends_a_queued_request_with_504(server: RunningServer) -> None:
@@ -128,3 +137,24 @@ def test_full_queue_over_grpc_is_resource_exhausted(server: RunningServer) -> No
         codes = list(pool.map(call, range(12)))
     assert set(codes) <= {"OK", "StatusCode.RESOURCE_EXHAUSTED"}, codes
     assert "StatusCode.RESOURCE_EXHAUSTED" in codes and "OK" in codes
+
+
+def test_a_grpc_call_that_is_cancelled_is_taken_off_the_queue(server: RunningServer) -> None:
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+
+    before = _cancelled(server)
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    inp = grpcclient.InferInput("x", [1, 1], "FP32")
+    inp.set_data_from_numpy(np.ones((1, 1), np.float32))
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            running = pool.submit(_post, server.base)  # occupies the only instance
+            assert _wait_for(lambda: _inflight(server) >= 1)
+            call = client.async_infer("slow", [inp], callback=lambda result, error: None)
+            assert _wait_for(lambda: _inflight(server) >= 2)
+            call.cancel()
+            assert running.result(timeout=60).status_code == 200
+        assert _wait_for(lambda: _cancelled(server) == before + 1)
+    finally:
+        client.close()
