@@ -78,3 +78,10 @@ def test_an_address_in_use_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture
         other = "--grpc" if transport == "--http" else "--http"
         assert run(["serve", str(model), transport, address, other, "off"]) == 2
     assert "cannot listen" in capsys.readouterr().err
+
+
+def test_a_single_model_that_cannot_load_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not onnx")
+    assert run(["serve", str(bad), "--http", "127.0.0.1:0", "--grpc", "off"]) == 2
+    assert "bad.onnx" in capsys.readouterr().err

@@ -221,7 +221,10 @@ class ModelRepository:
         self._single = path is not None and (path.is_file() or (path / MODEL_FILE).is_file())
 
     async def start(self) -> None:
-        """Load every model found; bad ones are logged, kept in the index with their reason, and skipped."""
+        """Load every model found; bad ones are logged, kept in the index with their reason, and skipped.
+
+        When the path is one model (a folder or file) rather than a repository, its failure is raised instead.
+        """
         if self.path is None:
             return
         sources, bad = discover(self.path)
@@ -233,6 +236,8 @@ class ModelRepository:
             try:
                 await self._load(state, source)
             except HonedError as exc:
+                if self._single:
+                    raise  # serving one model that cannot load: nothing to serve, say why and stop
                 log.error("skipping model %s: %s", source.name, exc)
 
     def names(self) -> list[str]:
