@@ -8,8 +8,9 @@ Each candidate serves the same tiny model through the same dataplane and codec; 
 * ``raw-uvicorn-h11``: the plain ASGI app on uvicorn's pure-Python h11 parser (what a bare ``uvicorn`` gives)
 
 A closed-loop aiohttp client sends batch-1 V2 JSON infer requests at each concurrency for a fixed time; rounds
-alternate between candidates. Prints a markdown table with req/s and latency percentiles, and each candidate's
-req/s relative to ``starlette-uvicorn`` (the common baseline). Needs: ``pip install -e '.[bench-http]'``.
+alternate between candidates. Prints a markdown table with req/s, latency percentiles and the server's CPU time per
+request (its whole process tree; the steadiest figure on a shared machine), and each candidate's req/s relative to
+``starlette-uvicorn`` (the common baseline). Needs: ``pip install -e '.[bench-http]'``.
 
     PYTHONPATH=src python benchmarks/http_stack/compare.py --duration 5 --rounds 2
 """
@@ -187,10 +188,26 @@ async def load(port: int, concurrency: int, duration: float) -> dict[str, float]
     latencies.sort()
     return {
         "rps": len(latencies) / elapsed,
+        "count": len(latencies),
         "p50_ms": 1000 * latencies[len(latencies) // 2],
         "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
         "errors": errors,
     }
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (granian runs its worker as a child)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
@@ -233,7 +250,10 @@ def main() -> None:
                     wait_ready(port, proc)
                     asyncio.run(load(port, 8, 1.0))  # warm-up
                     for conc in args.concurrency:
-                        results.setdefault((candidate, conc), []).append(asyncio.run(load(port, conc, args.duration)))
+                        cpu0 = tree_cpu_seconds(proc.pid)
+                        cell = asyncio.run(load(port, conc, args.duration))
+                        cell["cpu_us"] = 1e6 * (tree_cpu_seconds(proc.pid) - cpu0) / max(1.0, cell["count"])
+                        results.setdefault((candidate, conc), []).append(cell)
                 finally:
                     proc.send_signal(signal.SIGINT)
                     try:
@@ -247,8 +267,8 @@ def main() -> None:
         else {}
     )
     print(f"\nbatch-1 V2 JSON infer, tiny model, {args.duration:g} s per cell, median of {args.rounds} round(s)\n")
-    print("| stack | in flight | req/s | vs starlette-uvicorn | p50 ms | p99 ms | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| stack | in flight | req/s | vs starlette-uvicorn | p50 ms | p99 ms | server CPU us/req | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for candidate in args.candidates:
         for conc in args.concurrency:
             runs = results[(candidate, conc)]
@@ -256,8 +276,9 @@ def main() -> None:
             rel = f"{rps / base[conc]:.2f}x" if conc in base else "-"
             p50 = statistics.median(r["p50_ms"] for r in runs)
             p99 = statistics.median(r["p99_ms"] for r in runs)
+            cpu = statistics.median(r["cpu_us"] for r in runs)
             errs = int(sum(r["errors"] for r in runs))
-            print(f"| {candidate} | {conc} | {rps:.0f} | {rel} | {p50:.2f} | {p99:.2f} | {errs} |")
+            print(f"| {candidate} | {conc} | {rps:.0f} | {rel} | {p50:.2f} | {p99:.2f} | {cpu:.0f} | {errs} |")
 
 
 if __name__ == "__main__":
