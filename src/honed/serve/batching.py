@@ -113,6 +113,11 @@ class BatchScheduler:
         """Rows waiting in all queues."""
         return self._rows
 
+    @property
+    def has_deadlines(self) -> bool:
+        """Whether any queued request (or a stale entry for one) carries a deadline."""
+        return bool(self._deadlines)
+
     def queued(self) -> list[Request]:
         """Every queued request, oldest first."""
         return sorted((r for q in self._queues.values() for r in q), key=lambda r: r.seq)
@@ -330,7 +335,7 @@ class Batcher:
     def _pump(self) -> None:
         now = self._clock()
         scheduler = self.scheduler
-        if scheduler._deadlines:
+        if scheduler.has_deadlines:
             for request in scheduler.expire(now):
                 _fail(request, DeadlineExceeded("the request's timeout ran out while it waited in the queue"))
         while self._idle and len(scheduler):

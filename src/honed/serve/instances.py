@@ -137,13 +137,11 @@ def _allowed_cores() -> list[int]:
 
 
 def _batchable(inputs: list[TensorSpec], outputs: list[TensorSpec]) -> bool:
-    """Whether every input and output has a dynamic first (batch) dimension."""
+    """Whether every input, and every output whose shape is known, has a dynamic first (batch) dimension."""
+    if any(spec.shape is None for spec in inputs):
+        return False
     for spec in (*inputs, *outputs):
-        if spec.shape is None:
-            if spec in inputs:
-                return False
-            continue
-        if not spec.shape or isinstance(spec.shape[0], int):
+        if spec.shape is not None and (not spec.shape or isinstance(spec.shape[0], int)):
             return False
     return True
 
@@ -318,16 +316,11 @@ class ModelExecutor:
 
 def _instance_runtime(config: ModelServingConfig, cores: tuple[int, ...] | None) -> RuntimeConfig:
     runtime = config.runtime
-    try:
-        return runtime.with_(
-            intra_op_threads=config.threads_per_instance,
-            inter_op_threads=runtime.inter_op_threads or 1,
-            affinity=cores,
-        )
-    except InvalidArgument:
-        raise
-    except (TypeError, ValueError) as exc:  # pragma: no cover - RuntimeConfig validates its own fields
-        raise InvalidArgument(f"bad runtime settings: {exc}") from None
+    return runtime.with_(
+        intra_op_threads=config.threads_per_instance,
+        inter_op_threads=runtime.inter_op_threads or 1,
+        affinity=cores,
+    )
 
 
 def _warm_up(instance: Instance, inputs: list[TensorSpec], config: ModelServingConfig, batchable: bool) -> None:
