@@ -1,10 +1,12 @@
 """Benchmark ``honed serve`` on the issue's MLP: batching on vs off, JSON vs binary, 1/8/32 in flight, same run.
 
-For each round (the order of the two servers alternates between rounds), each variant is started as a real
-``honed serve`` process on 127.0.0.1, checked for a correct answer, warmed up at 32 in flight, then driven by
-``loadgen.py`` (a separate process) for every encoding and concurrency. Server CPU per request comes from psutil
-on the server process (its children included). The in-process ONNX Runtime figure (the same session settings,
-built by honed's session factory, no server at all) is the limit a server can approach.
+Both variants run as real ``honed serve`` processes on 127.0.0.1 side by side; each is warmed up at 32 in
+flight, then ``loadgen.py`` (a separate process) drives one of them at a time, alternating between them for every
+encoding, concurrency and round, so drift and neighbours on a shared machine hit both alike. Every answer's
+status is checked, and the first on each connection is compared with in-process ONNX Runtime. Server CPU per
+request comes from psutil on the server process (its children included). The in-process ONNX Runtime figure
+(the same session settings, built by honed's session factory, no server at all) is the limit a server can
+approach.
 
 Prints a markdown table with medians over rounds and two ratio columns: ``x off`` (req/s relative to the same
 server with batching off, same encoding and concurrency) and ``% ORT`` (req/s as a share of the in-process limit
@@ -122,12 +124,12 @@ def load(url: str, args: argparse.Namespace, encoding: str, concurrency: int, ex
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=Path("/tmp/peers-model/model.onnx"))
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per measurement")
     parser.add_argument("--max-requests", type=int, default=100_000, help="requests per measurement, at most")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--encodings", default="json,binary")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None, help="folder for results.jsonl and server logs")
     args = parser.parse_args()
     if not args.model.is_file():
@@ -145,28 +147,35 @@ def main() -> None:
     session = create_session(model)
     np.save(expect, session.run({session.inputs[0].name: x})[session.outputs[0].name])
 
+    # Both servers run side by side (an idle one costs nothing) and the measurements alternate between them in
+    # short slices, so a busy neighbour on a shared machine hurts both variants alike.
+    servers = {
+        variant: Server(model, flags, out / f"{variant.replace(' ', '-')}.log") for variant, flags in VARIANTS.items()
+    }
     records: list[dict[str, Any]] = []
     limits: list[dict[int, float]] = []
-    for rnd in range(1, args.rounds + 1):
-        limits.append(ort_limit(model, 2.0))
-        order = list(VARIANTS) if rnd % 2 else list(reversed(VARIANTS))
-        for variant in order:
-            server = Server(model, VARIANTS[variant], out / f"{variant.replace(' ', '-')}.r{rnd}.log")
-            try:
-                server.wait_ready()
-                load(server.url, args, "binary", 32, expect, 2.0)  # warm-up, discarded
-                for encoding in encodings:
-                    for c in concs:
+    try:
+        for server in servers.values():
+            server.wait_ready()
+            load(server.url, args, "binary", 32, expect, 2.0)  # warm-up, discarded
+        for rnd in range(1, args.rounds + 1):
+            limits.append(ort_limit(model, 2.0))
+            for encoding in encodings:
+                for c in concs:
+                    order = list(servers) if (rnd + c) % 2 else list(reversed(servers))
+                    for variant in order:
+                        server = servers[variant]
                         before = cpu_seconds(server.ps)
                         r = load(server.url, args, encoding, c, expect, args.duration)
                         used = cpu_seconds(server.ps) - before
-                        # CPU over the whole call includes the load generator's warm-up requests too.
+                        # The CPU window includes the load generator's warm-up requests too.
                         sent = r["requests"] * (1 + args.warmup / max(r["duration_s"], 1e-9))
                         r.update(round=rnd, variant=variant, cpu_ms_per_req=1000 * used / max(sent, 1))
                         records.append(r)
                         print(json.dumps(r), file=sys.stderr)
-            finally:
-                server.stop()
+    finally:
+        for server in servers.values():
+            server.stop()
     (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     print(table(records, limits))
     print(f"\nraw results: {out / 'results.jsonl'}", file=sys.stderr)
