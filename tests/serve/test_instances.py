@@ -224,3 +224,36 @@ def test_bad_model_fails_to_start(tmp_path: Path) -> None:
             await ModelExecutor.start(bad, ModelServingConfig(), name="bad", version="1")
 
     run(main)
+
+
+@pytest.fixture
+def lookup_model(tmp_path: Path) -> Path:
+    """y = table[i]: Gather from a [5, 2] table by int64 indices [N]; an index out of range fails the run."""
+    i = helper.make_tensor_value_info("i", TensorProto.INT64, ["N"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])
+    table = helper.make_tensor("table", TensorProto.FLOAT, [5, 2], [float(v) for v in range(10)])
+    node = helper.make_node("Gather", ["table", "i"], ["y"], axis=0)
+    return _save(helper.make_graph([node], "lookup", [i], [y], [table]), tmp_path / "lookup.onnx")
+
+
+def test_one_bad_request_does_not_fail_its_batch(lookup_model: Path) -> None:
+    async def main() -> None:
+        config = ModelServingConfig(warmup=False)
+        ex = await ModelExecutor.start(lookup_model, config, name="lookup", version="1")
+        blocked = _Blocked(ex)
+        await asyncio.sleep(0)
+        first = asyncio.ensure_future(ex.infer({"i": np.array([0], np.int64)}))  # runs behind the blocker
+        await asyncio.sleep(0)
+        good = [asyncio.ensure_future(ex.infer({"i": np.array([k], np.int64)})) for k in (1, 2, 3)]
+        bad = asyncio.ensure_future(ex.infer({"i": np.array([99], np.int64)}))
+        await asyncio.sleep(0)
+        assert len(ex.batcher.scheduler) == 4  # these four will share one run
+        await blocked.release()
+        await first
+        for k, task in zip((1, 2, 3), good, strict=True):
+            np.testing.assert_array_equal((await task)["y"], [[2.0 * k, 2.0 * k + 1]])
+        with pytest.raises(DataError):
+            await bad
+        await ex.close()
+
+    run(main)

@@ -249,8 +249,10 @@ class Runner(Protocol):
         ...
 
 
-RunDone = Callable[[Runner, list[Request], "list[Tensors] | BaseException", float], None]
-"""``done(runner, requests, results or the error, compute seconds)``, called on the event loop."""
+Outcome = Tensors | BaseException
+"""One request's outputs, or the error that request alone gets."""
+RunDone = Callable[[Runner, list[Request], "list[Outcome] | BaseException", float], None]
+"""``done(runner, requests, per-request outcomes or one error for all, compute seconds)``, on the event loop."""
 
 
 class Batcher:
@@ -355,7 +357,7 @@ class Batcher:
             self._drained.set_result(None)
 
     def _done(
-        self, runner: Runner, batch: list[Request], results: list[Tensors] | BaseException, seconds: float
+        self, runner: Runner, batch: list[Request], results: list[Outcome] | BaseException, seconds: float
     ) -> None:
         self._idle.append(runner)
         rows = sum(r.rows for r in batch)
@@ -367,7 +369,9 @@ class Batcher:
                 _fail(request, results)
         else:
             for request, result in zip(batch, results, strict=True):
-                if request.future is not None and not request.future.done():
+                if isinstance(result, BaseException):
+                    _fail(request, result)
+                elif request.future is not None and not request.future.done():
                     request.future.set_result(result)
         self._pump()
 

@@ -29,7 +29,7 @@ import numpy as np
 from honed.errors import BackendError, DataError, InvalidArgument
 from honed.model.spec import TensorSpec, concrete_shapes, format_shape
 from honed.runtime import RuntimeConfig, Session, create_session, pin_current_thread
-from honed.serve.batching import Batcher, Clock, Request, RunDone, Tensors, merge, split
+from honed.serve.batching import Batcher, Clock, Outcome, Request, RunDone, Tensors, merge, split
 from honed.serve.config import ModelServingConfig
 from honed.serve.metrics import ServeMetrics
 
@@ -88,9 +88,13 @@ class Instance:
 
         def job() -> None:
             start = time.perf_counter()
-            results: list[Tensors] | BaseException
+            results: list[Outcome] | BaseException
             try:
-                results = split(session.run(merge(requests)), requests)
+                results = list(split(session.run(merge(requests)), requests))
+            except DataError as exc:
+                # Shapes and types were checked before queueing, but one request's values (an index out of
+                # range, say) can still fail a whole batch: run each on its own so only the culprit gets the error.
+                results = exc if len(requests) == 1 else [_run_one(session, r) for r in requests]
             except Exception as exc:
                 results = exc
             self._post(done, self, requests, results, time.perf_counter() - start)
@@ -103,6 +107,13 @@ class Instance:
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
+
+
+def _run_one(session: Session, request: Request) -> Outcome:
+    try:
+        return session.run(request.inputs)
+    except Exception as exc:
+        return exc
 
 
 def _set_result(future: asyncio.Future[T], value: T) -> None:
