@@ -8,12 +8,17 @@ request comes from psutil on the server process (its children included). The in-
 (the same session settings, built by honed's session factory, no server at all) is the limit a server can
 approach.
 
-Prints a markdown table with medians over rounds and two ratio columns: ``x off`` (req/s relative to the same
-server with batching off, same encoding and concurrency) and ``% ORT`` (req/s as a share of the in-process limit
-at batch 1). Make the model first (it is generated, never committed)::
+With ``--peer pytriton --peer kserve`` (any peer of the peers harness, ``--peers`` names its folder) those servers
+are started with the harness's own ``<peer>/serve.sh`` and join the same alternation under the same load
+generator (binary only for peers that support it).
+
+Prints a markdown table with medians over rounds and ratio columns: ``x off`` (req/s relative to honed with
+batching off, same encoding and concurrency), ``x triton`` (relative to pytriton, when it ran) and ``% ORT b1``
+(req/s as a share of the in-process limit at batch 1). Make the model first (it is generated, never committed)::
 
     python ../shared/peers/make_model.py /tmp/peers-model/model.onnx
-    PYTHONPATH=src python benchmarks/serve/run.py --model /tmp/peers-model/model.onnx --rounds 2
+    PYTHONPATH=src python benchmarks/serve/run.py --model /tmp/peers-model/model.onnx --rounds 3
+    PYTHONPATH=src python benchmarks/serve/run.py --encodings json --concurrency 1,32 --peer pytriton --peer kserve
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ import numpy as np
 import psutil
 
 HERE = Path(__file__).resolve().parent
-VARIANTS = {"batching on": [], "batching off": ["--no-batching"]}
+VARIANTS = {"honed batching on": [], "honed batching off": ["--no-batching"]}
+BINARY_PEERS = {"pytriton", "kserve"}  # peers that speak the binary tensor extension
 
 
 def free_port() -> int:
@@ -75,25 +81,20 @@ def ort_limit(model: Path, seconds: float) -> dict[int, float]:
 
 
 class Server:
-    """One ``honed serve`` process serving ``model`` as ``mlp`` version 1."""
+    """One server process (its whole process tree is measured and stopped), serving the model as ``mlp``."""
 
-    def __init__(self, model: Path, flags: list[str], log: Path) -> None:
-        self.repo = Path(tempfile.mkdtemp(prefix="honed-bench-"))
-        (self.repo / "mlp" / "1").mkdir(parents=True)
-        (self.repo / "mlp" / "1" / "model.onnx").symlink_to(model)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "honed", "serve", "--repository", str(self.repo)]
-        cmd += ["--http", f"127.0.0.1:{self.port}", "--grpc", "off", *flags]
+    def __init__(self, name: str, cmd: list[str], port: int, log: Path) -> None:
+        self.name = name
+        self.url = f"http://127.0.0.1:{port}"
         self._log = log.open("w")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=os.environ.copy())
         self.ps = psutil.Process(self.proc.pid)
 
-    def wait_ready(self, timeout: float = 120.0) -> None:
+    def wait_ready(self, timeout: float = 600.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise SystemExit(f"honed serve exited with {self.proc.returncode}; see {self._log.name}")
+                raise SystemExit(f"{self.name} exited with {self.proc.returncode}; see {self._log.name}")
             try:
                 with urllib.request.urlopen(f"{self.url}/v2/models/mlp/ready", timeout=2) as r:
                     if r.status == 200:
@@ -101,16 +102,42 @@ class Server:
             except OSError:
                 pass
             time.sleep(0.3)
-        raise SystemExit(f"honed serve not ready after {timeout} s; see {self._log.name}")
+        raise SystemExit(f"{self.name} not ready after {timeout} s; see {self._log.name}")
 
     def stop(self) -> None:
+        try:
+            tree = [self.ps, *self.ps.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            tree = []
         self.proc.terminate()
         try:
-            self.proc.wait(30)
+            self.proc.wait(60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        _, alive = psutil.wait_procs(tree, timeout=10)
+        for p in alive:  # children of the server we started that outlived it
+            p.kill()
         self._log.close()
+
+
+def honed_server(name: str, model: Path, flags: list[str], log: Path) -> Server:
+    repo = Path(tempfile.mkdtemp(prefix="honed-bench-"))
+    (repo / "mlp" / "1").mkdir(parents=True)
+    (repo / "mlp" / "1" / "model.onnx").symlink_to(model)
+    port = free_port()
+    cmd = [sys.executable, "-m", "honed", "serve", "--repository", str(repo)]
+    cmd += ["--http", f"127.0.0.1:{port}", "--grpc", "off", *flags]
+    return Server(name, cmd, port, log)
+
+
+def peer_server(peers: Path, name: str, model: Path, log: Path) -> Server:
+    """A peer from the peers harness (``<peers>/<name>/serve.sh MODEL PORT``), driven by honed's load generator."""
+    script = peers / name / "serve.sh"
+    if not script.is_file():
+        raise SystemExit(f"no peer {name!r}: {script} not found")
+    port = free_port()
+    return Server(name, ["bash", str(script), str(model), str(port)], port, log)
 
 
 def load(url: str, args: argparse.Namespace, encoding: str, concurrency: int, expect: Path, duration: float) -> Any:
@@ -131,6 +158,12 @@ def main() -> None:
     parser.add_argument("--encodings", default="json,binary")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None, help="folder for results.jsonl and server logs")
+    parser.add_argument(
+        "--peers", type=Path, default=HERE.parents[1].parent / "shared" / "peers", help="the peers harness folder"
+    )
+    parser.add_argument(
+        "--peer", action="append", default=[], help="also run this peer (e.g. pytriton, kserve), same load, same run"
+    )
     args = parser.parse_args()
     if not args.model.is_file():
         raise SystemExit(f"{args.model} not found; make it with: python ../shared/peers/make_model.py {args.model}")
@@ -150,21 +183,28 @@ def main() -> None:
     # Both servers run side by side (an idle one costs nothing) and the measurements alternate between them in
     # short slices, so a busy neighbour on a shared machine hurts both variants alike.
     servers = {
-        variant: Server(model, flags, out / f"{variant.replace(' ', '-')}.log") for variant, flags in VARIANTS.items()
+        name: honed_server(name, model, flags, out / f"{name.replace(' ', '-')}.log")
+        for name, flags in VARIANTS.items()
     }
+    for peer in args.peer:
+        servers[peer] = peer_server(args.peers, peer, model, out / f"{peer}.log")
     records: list[dict[str, Any]] = []
     limits: list[dict[int, float]] = []
     try:
         for server in servers.values():
             server.wait_ready()
-            load(server.url, args, "binary", 32, expect, 2.0)  # warm-up, discarded
+            load(server.url, args, "json", 32, expect, 2.0)  # warm-up, discarded
         for rnd in range(1, args.rounds + 1):
             limits.append(ort_limit(model, 2.0))
             for encoding in encodings:
                 for c in concs:
-                    order = list(servers) if (rnd + c) % 2 else list(reversed(servers))
+                    names = list(servers) if rnd % 2 else list(reversed(servers))
+                    k = (rnd + c) % len(names)
+                    order = names[k:] + names[:k]
                     for variant in order:
                         server = servers[variant]
+                        if encoding == "binary" and variant not in VARIANTS and variant not in BINARY_PEERS:
+                            continue
                         before = cpu_seconds(server.ps)
                         r = load(server.url, args, encoding, c, expect, args.duration)
                         used = cpu_seconds(server.ps) - before
@@ -188,24 +228,32 @@ def table(records: list[dict[str, Any]], limits: list[dict[int, float]]) -> str:
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     for r in records:
         groups.setdefault((r["variant"], r["encoding"], r["concurrency"]), []).append(r)
+    baselines = {"x off": "honed batching off"}
+    if any(v == "pytriton" for v, _, _ in groups):
+        baselines["x triton"] = "pytriton"
     limit1 = med([lim[1] for lim in limits])
     limit32 = med([lim[32] for lim in limits])
+    ratio_head = "".join(f" {name} |" for name in baselines)
     lines = [
-        "| server | encoding | in flight | req/s | p50 ms | p99 ms | server CPU ms/req | x off | % ORT b1 | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| server | encoding | in flight | req/s | p50 ms | p99 ms | server CPU ms/req |"
+        f"{ratio_head} % ORT b1 | errors |",
+        "|---|---|---:|---:|---:|---:|---:|" + "---:|" * len(baselines) + "---:|---:|",
     ]
-    for (variant, encoding, c), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
+    order = {v: i for i, v in enumerate([*VARIANTS, "pytriton", "kserve", "mlserver", "rayserve"])}
+    for (variant, encoding, c), rs in sorted(
+        groups.items(), key=lambda kv: (kv[0][1], kv[0][2], order.get(kv[0][0], 99), kv[0][0])
+    ):
         rps = med([r["rps"] for r in rs])
-        off = groups.get(("batching off", encoding, c), [])
-        ratio = rps / med([r["rps"] for r in off]) if off else float("nan")
+        ratios = ""
+        for base in baselines.values():
+            other = groups.get((base, encoding, c), [])
+            ratios += f" {rps / med([r['rps'] for r in other]):.2f} |" if other else " - |"
         lines.append(
-            f"| honed {variant} | {encoding} | {c} | {rps:,.0f} | {med([r['p50_ms'] or 0 for r in rs]):.2f} "
-            f"| {med([r['p99_ms'] or 0 for r in rs]):.2f} | {med([r['cpu_ms_per_req'] for r in rs]):.2f} "
-            f"| {ratio:.2f} | {100 * rps / limit1:.0f}% | {sum(r['errors'] + r['wrong'] for r in rs)} |"
+            f"| {variant} | {encoding} | {c} | {rps:,.0f} | {med([r['p50_ms'] or 0 for r in rs]):.2f} "
+            f"| {med([r['p99_ms'] or 0 for r in rs]):.2f} | {med([r['cpu_ms_per_req'] for r in rs]):.2f} |"
+            f"{ratios} {100 * rps / limit1:.0f}% | {sum(r['errors'] + r['wrong'] for r in rs)} |"
         )
-    lines.append(
-        f"| onnxruntime in-process | - | - | {limit1:,.0f} (batch 1), {limit32:,.0f} rows/s (batch 32) | | | | | | |"
-    )
+    lines.append(f"\nonnxruntime in-process: {limit1:,.0f} rows/s at batch 1, {limit32:,.0f} rows/s at batch 32")
     return "\n".join(lines)
 
 
