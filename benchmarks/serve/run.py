@@ -182,15 +182,14 @@ def main() -> None:
 
     # Both servers run side by side (an idle one costs nothing) and the measurements alternate between them in
     # short slices, so a busy neighbour on a shared machine hurts both variants alike.
-    servers = {
-        name: honed_server(name, model, flags, out / f"{name.replace(' ', '-')}.log")
-        for name, flags in VARIANTS.items()
-    }
-    for peer in args.peer:
-        servers[peer] = peer_server(args.peers, peer, model, out / f"{peer}.log")
+    servers: dict[str, Server] = {}
     records: list[dict[str, Any]] = []
     limits: list[dict[int, float]] = []
     try:
+        for name, flags in VARIANTS.items():
+            servers[name] = honed_server(name, model, flags, out / f"{name.replace(' ', '-')}.log")
+        for peer in args.peer:
+            servers[peer] = peer_server(args.peers, peer, model, out / f"{peer}.log")
         for server in servers.values():
             server.wait_ready()
             load(server.url, args, "json", 32, expect, 2.0)  # warm-up, discarded
