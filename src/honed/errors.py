@@ -6,6 +6,7 @@
     │   ├── ModelNotFound      no such file
     │   └── InvalidModel       not ONNX, truncated, fails the checker, missing external data
     ├── DataError              inputs that do not fit the model (names, dtypes, shapes, too few samples)
+    │   └── PayloadTooLarge    a request body larger than the server accepts
     ├── BackendError           building or running a session
     │   └── BackendUnavailable a provider or backend asked for is not installed on this machine
     ├── NotFound               a named thing (model, version, alias, record) that does not exist
@@ -46,6 +47,10 @@ class InvalidModel(ModelError):
 
 class DataError(HonedError):
     """Input data does not fit the model."""
+
+
+class PayloadTooLarge(DataError):
+    """A request body is larger than the server accepts."""
 
 
 class BackendError(HonedError):

@@ -1,0 +1,114 @@
+"""``honed serve``: serve models over the Open Inference Protocol (KServe V2), REST and gRPC."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from honed.errors import InvalidArgument
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="serve")(serve)
+
+
+def serve(
+    path: Path | None = typer.Argument(
+        None, help="A model folder (e.g. the output of `honed optimize`), an .onnx file, or a repository folder."
+    ),
+    repository: Path | None = typer.Option(
+        None, "--repository", "-r", help="Model repository: <name>/<version>/model.onnx plus optional config.yaml."
+    ),
+    http: str = typer.Option("127.0.0.1:8000", "--http", help="HOST:PORT for V2 REST; 'off' to turn it off."),
+    grpc: str = typer.Option("127.0.0.1:8001", "--grpc", help="HOST:PORT for V2 gRPC; 'off' to turn it off."),
+    max_batch_size: int | None = typer.Option(None, "--max-batch-size", help="Most rows per model run (default 32)."),
+    max_queue_delay_ms: float | None = typer.Option(
+        None, "--max-queue-delay-ms", help="Longest a request waits for company while instances are busy (default 2)."
+    ),
+    max_queue_size: int | None = typer.Option(
+        None, "--max-queue-size", help="Queued requests before 429 (default 1024)."
+    ),
+    no_batching: bool = typer.Option(False, "--no-batching", help="Run every request on its own."),
+    instances: int | None = typer.Option(None, "--instances", help="Sessions per model version (default 1)."),
+    threads: int | None = typer.Option(None, "--threads", help="Intra-op threads per instance (default 1)."),
+    pin_cores: bool = typer.Option(False, "--pin-cores", help="Pin each instance's threads to its own cores."),
+    max_body_mb: float = typer.Option(64.0, "--max-body-mb", help="Largest request body accepted, in MiB (413 above)."),
+    drain_timeout_s: float = typer.Option(
+        30.0, "--drain-timeout", help="Seconds to let in-flight requests finish after SIGTERM."
+    ),
+) -> None:
+    """Serve models over KServe V2 REST and gRPC with dynamic batching, until SIGTERM.
+
+    Per-model config files in the repository override the knobs given here.
+    """
+    from honed.serve.server import ServerOptions, run
+
+    if path is not None and repository is not None:
+        raise InvalidArgument("give either PATH or --repository, not both")
+    source = path if path is not None else repository
+    if source is None:
+        raise InvalidArgument("nothing to serve: give a model folder, an .onnx file, or --repository models/")
+    if not source.exists():
+        raise InvalidArgument(f"{source} does not exist")
+    defaults = _defaults(max_batch_size, max_queue_delay_ms, max_queue_size, no_batching, instances, threads, pin_cores)
+    if not max_body_mb > 0:
+        raise InvalidArgument(f"--max-body-mb must be > 0, got {max_body_mb}")
+    options = ServerOptions(
+        http=None if http.lower() == "off" else http,
+        grpc=None if grpc.lower() == "off" else grpc,
+        max_body_bytes=int(max_body_mb * 1024 * 1024),
+        drain_timeout_s=drain_timeout_s,
+    )
+    # Validate the knobs once up front, so a bad flag fails before anything binds.
+    from honed.serve.config import ModelServingConfig
+
+    ModelServingConfig.from_dict(defaults)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="honed serve: %(message)s")
+
+    def listening(server: Any) -> None:
+        parts = []
+        if server.http_port is not None:
+            parts.append(f"HTTP on {_host(options.http)}:{server.http_port}")
+        if server.grpc_port is not None:
+            parts.append(f"gRPC on {_host(options.grpc)}:{server.grpc_port}")
+        logging.getLogger("honed.serve").info("listening: %s; loading models from %s", ", ".join(parts), source)
+
+    run(source, options, defaults=defaults, on_listening=listening)
+
+
+def _host(address: str | None) -> str:
+    return (address or "").rpartition(":")[0]
+
+
+def _defaults(
+    max_batch_size: int | None,
+    max_queue_delay_ms: float | None,
+    max_queue_size: int | None,
+    no_batching: bool,
+    instances: int | None,
+    threads: int | None,
+    pin_cores: bool,
+) -> dict[str, Any]:
+    batching: dict[str, Any] = {}
+    if max_batch_size is not None:
+        batching["max_batch_size"] = max_batch_size
+    if max_queue_delay_ms is not None:
+        batching["max_queue_delay_ms"] = max_queue_delay_ms
+    if max_queue_size is not None:
+        batching["max_queue_size"] = max_queue_size
+    if no_batching:
+        batching["enabled"] = False
+    defaults: dict[str, Any] = {}
+    if batching:
+        defaults["batching"] = batching
+    if instances is not None:
+        defaults["instances"] = instances
+    if threads is not None:
+        defaults["threads_per_instance"] = threads
+    if pin_cores:
+        defaults["pin_cores"] = True
+    return defaults

@@ -1,0 +1,398 @@
+"""Dynamic batching: one queue per model, the policy that forms batches, and the glue that feeds instances.
+
+Three layers, each testable on its own:
+
+* :func:`merge` / :func:`split`: concatenate requests along axis 0 and scatter outputs back, in order.
+* :class:`BatchScheduler`: the pure policy (no asyncio, no threads; time is an argument). It keeps one FIFO per
+  *batch key* (the non-batch dims of every input; dtypes are fixed by the model), so requests of different
+  shapes never share a batch, bounds the queue, expires requests whose deadline passed, and decides when to
+  dispatch: **at once when an instance is idle**; it holds a batch back only to fill a preferred batch size
+  when the recent arrival rate says the rows will come within the queue delay. While every instance is busy,
+  requests simply accumulate, so the next idle instance takes a full batch.
+* :class:`Batcher`: the asyncio side. ``submit`` queues a request and awaits its result; it wakes the policy on
+  every arrival, completion and timer, hands batches to idle :class:`Runner` s (model instances), and removes a
+  request from the queue when its deadline passes (``DeadlineExceeded``) or its awaiting task is cancelled
+  (a client that went away), so that work is never computed.
+
+All decisions read an injected monotonic ``clock``; tests drive it by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from honed.errors import BackendError, DeadlineExceeded, InvalidArgument, Overloaded, Unavailable
+from honed.serve.config import BatchingConfig
+from honed.serve.metrics import ModelMetrics
+
+Array = np.ndarray[Any, Any]
+Tensors = dict[str, Array]
+Clock = Callable[[], float]
+
+_EWMA = 0.2  # weight of the newest sample in the moving averages the policy keeps
+_seq = itertools.count()
+
+
+@dataclass(eq=False, slots=True)
+class Request:
+    """One queued call: its inputs, its rows (first-dimension size), its batch key and when it must be done by."""
+
+    inputs: Tensors
+    rows: int
+    key: Hashable
+    enqueued_at: float
+    deadline: float | None = None
+    future: asyncio.Future[Tensors] | None = None
+    queued: bool = False
+    seq: int = field(default_factory=lambda: next(_seq))
+
+
+def merge(requests: Sequence[Request]) -> Tensors:
+    """The feeds for one model run: each input concatenated along axis 0 in request order."""
+    if len(requests) == 1:
+        return requests[0].inputs
+    names = requests[0].inputs.keys()
+    return {name: np.concatenate([r.inputs[name] for r in requests], axis=0) for name in names}
+
+
+def split(outputs: Tensors, requests: Sequence[Request]) -> list[Tensors]:
+    """Scatter one run's outputs back to its requests (views along axis 0, in request order)."""
+    if len(requests) == 1:
+        return [outputs]
+    total = sum(r.rows for r in requests)
+    for name, value in outputs.items():
+        if value.ndim == 0 or value.shape[0] != total:
+            raise BackendError(
+                f"output {name!r} has shape {list(value.shape)}, which does not follow the batch dimension "
+                f"({total} rows), so it cannot be split between requests; serve this model with batching disabled"
+            )
+    results: list[Tensors] = []
+    start = 0
+    for r in requests:
+        end = start + r.rows
+        results.append({name: value[start:end] for name, value in outputs.items()})
+        start = end
+    return results
+
+
+class BatchScheduler:
+    """The batching policy over per-key FIFO queues. Pure: every method takes the time it should act at.
+
+    ``batchable=False`` (a model without a dynamic batch dimension) or ``config.enabled=False`` makes every
+    batch a single request, oldest first.
+    """
+
+    def __init__(self, config: BatchingConfig, *, batchable: bool = True) -> None:
+        self.config = config
+        self.batching = config.enabled and batchable
+        self._queues: dict[Hashable, deque[Request]] = {}
+        self._deadlines: list[tuple[float, int, Request]] = []
+        self._count = 0
+        self._rows = 0
+        self._last_arrival: float | None = None
+        self._arrival_gap: float | None = None
+        self._run_seconds: float | None = None
+        self._run_rows: float | None = None
+        self._hold_until: float | None = None
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def rows(self) -> int:
+        """Rows waiting in all queues."""
+        return self._rows
+
+    @property
+    def has_deadlines(self) -> bool:
+        """Whether any queued request (or a stale entry for one) carries a deadline."""
+        return bool(self._deadlines)
+
+    def queued(self) -> list[Request]:
+        """Every queued request, oldest first."""
+        return sorted((r for q in self._queues.values() for r in q), key=lambda r: r.seq)
+
+    def add(self, request: Request, now: float, *, instances: int = 1) -> None:
+        """Queue ``request``; raises :class:`Overloaded` (with a retry-after estimate) when the queue is full."""
+        if self._count >= self.config.max_queue_size:
+            raise Overloaded(
+                f"the queue is full ({self._count} requests waiting); retry later or add instances",
+                retry_after_s=self.retry_after(instances),
+            )
+        if self._last_arrival is not None:
+            gap = max(0.0, now - self._last_arrival)
+            self._arrival_gap = gap if self._arrival_gap is None else (1 - _EWMA) * self._arrival_gap + _EWMA * gap
+        self._last_arrival = now
+        queue = self._queues.get(request.key)
+        if queue is None:
+            queue = self._queues[request.key] = deque()
+        queue.append(request)
+        request.queued = True
+        self._count += 1
+        self._rows += request.rows
+        if request.deadline is not None:
+            heapq.heappush(self._deadlines, (request.deadline, request.seq, request))
+
+    def remove(self, request: Request) -> bool:
+        """Take ``request`` out of the queue (cancelled or timed out); False when it was no longer queued."""
+        if not request.queued:
+            return False
+        queue = self._queues[request.key]
+        queue.remove(request)
+        if not queue:
+            del self._queues[request.key]
+        self._dequeued(request)
+        return True
+
+    def expire(self, now: float) -> list[Request]:
+        """Remove and return every queued request whose deadline is at or before ``now``."""
+        expired: list[Request] = []
+        heap = self._deadlines
+        while heap and (heap[0][0] <= now or not heap[0][2].queued):
+            _, _, request = heapq.heappop(heap)
+            if self.remove(request):
+                expired.append(request)
+        return expired
+
+    def take(self, now: float) -> list[Request] | None:
+        """The batch an idle instance should run now, or None to keep waiting (see :meth:`wake_at`)."""
+        self._hold_until = None
+        if not self._count:
+            return None
+        queues = (
+            sorted(self._queues.values(), key=lambda q: q[0].seq) if len(self._queues) > 1 else self._queues.values()
+        )
+        for queue in queues:
+            batch = self._candidate(queue)
+            if self._should_hold(batch, now):
+                continue
+            for _ in batch:
+                queue.popleft()
+            if not queue:
+                del self._queues[batch[0].key]
+            for request in batch:
+                self._dequeued(request)
+            return batch
+        return None
+
+    def wake_at(self, now: float) -> float | None:
+        """When the policy wants to be asked again if nothing arrives or completes first (None: never)."""
+        heap = self._deadlines
+        while heap and not heap[0][2].queued:
+            heapq.heappop(heap)
+        times = [t for t in (self._hold_until, heap[0][0] if heap else None) if t is not None]
+        return min(times) if times else None
+
+    def record_run(self, rows: int, seconds: float) -> None:
+        """Learn from one finished model run (for retry-after estimates)."""
+        if self._run_seconds is None or self._run_rows is None:
+            self._run_seconds, self._run_rows = seconds, float(rows)
+        else:
+            self._run_seconds = (1 - _EWMA) * self._run_seconds + _EWMA * seconds
+            self._run_rows = (1 - _EWMA) * self._run_rows + _EWMA * rows
+
+    def retry_after(self, instances: int) -> float:
+        """Seconds until the queue has likely drained, from recent run times (bounded to 10 ms .. 30 s)."""
+        if self._run_seconds is None or self._run_rows is None:
+            return max(0.01, self.config.max_queue_delay_s)
+        runs = math.ceil(self._rows / max(1.0, self._run_rows))
+        return min(30.0, max(0.01, runs * self._run_seconds / max(1, instances)))
+
+    def _candidate(self, queue: deque[Request]) -> list[Request]:
+        if not self.batching:
+            return [queue[0]]
+        limit = self.config.max_batch_size
+        batch: list[Request] = []
+        rows = 0
+        for request in queue:
+            if rows + request.rows > limit:
+                break
+            batch.append(request)
+            rows += request.rows
+        return batch or [queue[0]]
+
+    def _should_hold(self, batch: list[Request], now: float) -> bool:
+        preferred = self.config.preferred_batch_sizes
+        if not self.batching or not preferred:
+            return False
+        rows = sum(r.rows for r in batch)
+        if rows in preferred or rows >= preferred[-1] or self._arrival_gap is None:
+            return False
+        until = batch[0].enqueued_at + self.config.max_queue_delay_s
+        needed = next(p for p in preferred if p > rows) - rows
+        if now >= until or needed * self._arrival_gap > until - now:
+            return False
+        self._hold_until = until if self._hold_until is None else min(self._hold_until, until)
+        return True
+
+    def _dequeued(self, request: Request) -> None:
+        request.queued = False
+        self._count -= 1
+        self._rows -= request.rows
+
+
+class Runner(Protocol):
+    """Something that runs one batch at a time off the event loop (a model instance)."""
+
+    def run_batch(self, requests: list[Request], done: RunDone) -> None:
+        """Start running ``requests`` as one batch; call ``done`` on the event loop when finished."""
+        ...
+
+
+Outcome = Tensors | BaseException
+"""One request's outputs, or the error that request alone gets."""
+RunDone = Callable[[Runner, list[Request], "list[Outcome] | BaseException", float], None]
+"""``done(runner, requests, per-request outcomes or one error for all, compute seconds)``, on the event loop."""
+
+
+class Batcher:
+    """The asyncio half of dynamic batching: queue, wake-ups, dispatch to idle runners, scatter, drain."""
+
+    def __init__(
+        self,
+        config: BatchingConfig,
+        runners: Sequence[Runner],
+        *,
+        batchable: bool = True,
+        clock: Clock = time.monotonic,
+        metrics: ModelMetrics | None = None,
+    ) -> None:
+        if not runners:
+            raise InvalidArgument("a batcher needs at least one runner")
+        self.scheduler = BatchScheduler(config, batchable=batchable)
+        self._runners = len(runners)
+        self._idle: list[Runner] = list(reversed(runners))
+        self._clock = clock
+        self._metrics = metrics
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._closed = False
+        self._drained: asyncio.Future[None] | None = None
+        self.runs = 0
+
+    @property
+    def busy(self) -> int:
+        """Runners running a batch now."""
+        return self._runners - len(self._idle)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def submit(self, inputs: Tensors, rows: int, key: Hashable, timeout_s: float | None = None) -> Tensors:
+        """Queue one request and wait for its outputs.
+
+        Raises :class:`Overloaded` when the queue is full, :class:`DeadlineExceeded` when ``timeout_s`` runs out
+        while the request is still queued, :class:`Unavailable` once the batcher is closing. Cancelling the
+        awaiting task removes a still-queued request, so it is never computed.
+        """
+        if self._closed:
+            raise Unavailable("the model is shutting down; retry on another replica or later")
+        now = self._clock()
+        deadline = None
+        if timeout_s is not None:
+            if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or not timeout_s > 0:
+                raise InvalidArgument(f"timeout must be a number of seconds > 0, got {timeout_s!r}")
+            deadline = now + float(timeout_s)
+        future: asyncio.Future[Tensors] = asyncio.get_running_loop().create_future()
+        request = Request(inputs, rows, key, now, deadline, future)
+        self.scheduler.add(request, now, instances=self._runners)
+        self._pump()
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if self.scheduler.remove(request):
+                self._pump()
+            raise
+
+    def poll(self) -> None:
+        """Let the policy act on the current time (timers call this; tests with a fake clock call it too)."""
+        self._pump()
+
+    async def close(self, drain: bool = True) -> None:
+        """Refuse new requests; with ``drain`` finish every queued and running one, else fail the queued ones."""
+        self._closed = True
+        if not drain:
+            for request in self.scheduler.queued():
+                self.scheduler.remove(request)
+                _fail(request, Unavailable("the model was unloaded before this request ran"))
+        if len(self.scheduler) or self.busy:
+            self._drained = asyncio.get_running_loop().create_future()
+            self._pump()
+            await self._drained
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _pump(self) -> None:
+        now = self._clock()
+        scheduler = self.scheduler
+        if scheduler.has_deadlines:
+            for request in scheduler.expire(now):
+                _fail(request, DeadlineExceeded("the request's timeout ran out while it waited in the queue"))
+        while self._idle and len(scheduler):
+            batch = scheduler.take(now)
+            if batch is None:
+                break
+            runner = self._idle.pop()
+            self.runs += 1
+            if self._metrics is not None:
+                for request in batch:
+                    self._metrics.observe_queue(now - request.enqueued_at)
+            runner.run_batch(batch, self._done)
+        if self._metrics is not None:
+            self._metrics.set_queue_depth(len(scheduler))
+        self._arm(scheduler.wake_at(now), now)
+        if self._drained is not None and not len(scheduler) and not self.busy and not self._drained.done():
+            self._drained.set_result(None)
+
+    def _done(
+        self, runner: Runner, batch: list[Request], results: list[Outcome] | BaseException, seconds: float
+    ) -> None:
+        self._idle.append(runner)
+        rows = sum(r.rows for r in batch)
+        self.scheduler.record_run(rows, seconds)
+        if self._metrics is not None:
+            self._metrics.observe_batch(rows, seconds)
+        if isinstance(results, BaseException):
+            for request in batch:
+                _fail(request, results)
+        else:
+            for request, result in zip(batch, results, strict=True):
+                if isinstance(result, BaseException):
+                    _fail(request, result)
+                elif request.future is not None and not request.future.done():
+                    request.future.set_result(result)
+        self._pump()
+
+    def _arm(self, wake: float | None, now: float) -> None:
+        if wake is None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = self._timer_at = None
+            return
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= wake:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = wake
+        self._timer = asyncio.get_running_loop().call_later(max(0.0, wake - now), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        self._pump()
+
+
+def _fail(request: Request, exc: BaseException) -> None:
+    if request.future is not None and not request.future.done():
+        request.future.set_exception(exc)

@@ -1,0 +1,255 @@
+"""The dataplane: every V2 operation once, as async functions over plain values, for every transport.
+
+REST (:mod:`honed.serve.http`) and gRPC (:mod:`honed.serve.grpc`) only decode requests, call these and encode the
+answers, so the two cannot drift apart. :data:`ERROR_TABLE` is the one place that maps honed's domain errors to an
+HTTP status and a gRPC status code; both adapters use :func:`status_for`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from honed import __version__
+from honed.errors import (
+    AlreadyExists,
+    DataError,
+    DeadlineExceeded,
+    HonedError,
+    InvalidArgument,
+    ModelError,
+    NotFound,
+    Overloaded,
+    PayloadTooLarge,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
+from honed.model.spec import TensorSpec
+from honed.serve.metrics import ServeMetrics
+from honed.serve.protocol.datatypes import from_numpy, from_onnx
+from honed.serve.protocol.types import InferRequest, InferResponse, Tensor
+from honed.serve.repository import ModelRepository
+
+SERVER_NAME = "honed"
+EXTENSIONS = ("binary_tensor_data", "model_repository", "parameters", "metrics")
+"""The V2 extensions this server speaks, as server metadata lists them."""
+
+ERROR_TABLE: tuple[tuple[type[BaseException], int, str], ...] = (
+    (PayloadTooLarge, 413, "RESOURCE_EXHAUSTED"),
+    (NotFound, 404, "NOT_FOUND"),
+    (DataError, 400, "INVALID_ARGUMENT"),
+    (InvalidArgument, 400, "INVALID_ARGUMENT"),
+    (ModelError, 400, "INVALID_ARGUMENT"),
+    (AlreadyExists, 409, "ALREADY_EXISTS"),
+    (Overloaded, 429, "RESOURCE_EXHAUSTED"),
+    (Unavailable, 503, "UNAVAILABLE"),
+    (DeadlineExceeded, 504, "DEADLINE_EXCEEDED"),
+    (Unauthenticated, 401, "UNAUTHENTICATED"),
+    (PermissionDenied, 403, "PERMISSION_DENIED"),
+)
+"""Domain error -> (HTTP status, gRPC status code name); the first matching row wins, anything else is 500/INTERNAL."""
+
+
+def status_for(exc: BaseException) -> tuple[int, str]:
+    """The HTTP status and gRPC code name for an error raised by the dataplane."""
+    for kind, http_status, grpc_code in ERROR_TABLE:
+        if isinstance(exc, kind):
+            return http_status, grpc_code
+    return 500, "INTERNAL"
+
+
+def error_message(exc: BaseException) -> str:
+    """The text of an ``{"error": ...}`` answer; internal failures do not leak details beyond their type."""
+    if isinstance(exc, HonedError):
+        return str(exc) or type(exc).__name__
+    return f"internal error: {type(exc).__name__}: {exc}"
+
+
+def _spec_json(spec: TensorSpec) -> dict[str, Any]:
+    shape = [d if isinstance(d, int) and d >= 0 else -1 for d in spec.shape] if spec.shape is not None else [-1]
+    return {"name": spec.name, "datatype": from_onnx(spec.elem_type), "shape": shape}
+
+
+class DataPlane:
+    """The V2 operations over one model repository, plus readiness, draining and request metrics."""
+
+    def __init__(
+        self, repository: ModelRepository, metrics: ServeMetrics, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.repository = repository
+        self.metrics = metrics
+        self._clock = clock
+        self._started = False
+        self._draining = False
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load (and warm up) every model; the server is ready only after this."""
+        await self.repository.start()
+        self._started = True
+
+    def begin_drain(self) -> None:
+        """Report not-ready from now on (e.g. on SIGTERM); requests already taken still finish."""
+        self._draining = True
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    @property
+    def inflight(self) -> int:
+        return self._inflight
+
+    async def wait_idle(self, timeout_s: float | None = None) -> bool:
+        """Wait until no infer request is in flight; False if ``timeout_s`` ran out first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    # -- health and metadata ---------------------------------------------------------------------------------
+    async def live(self) -> bool:
+        return True
+
+    async def ready(self) -> bool:
+        return self._started and not self._draining
+
+    async def server_metadata(self) -> dict[str, Any]:
+        return {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
+
+    async def model_ready(self, name: str, version: str | None = None) -> bool:
+        """Whether the model (version) can take requests; an unknown name or version is :class:`NotFound`."""
+        try:
+            self.repository.get(name, version)
+        except Unavailable:
+            return False
+        return not self._draining
+
+    async def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        resolved, executor = self.repository.get(name, version)
+        versions = self.repository.versions(name) if version is None else [resolved]
+        return {
+            "name": name,
+            "versions": versions,
+            "platform": "onnxruntime_onnx",
+            "inputs": [_spec_json(s) for s in executor.inputs],
+            "outputs": [_spec_json(s) for s in executor.outputs],
+            "parameters": {"max_batch_size": executor.max_batch_size},
+        }
+
+    async def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """The model's config in Triton's ``ModelConfig`` JSON form (tritonclient's ``get_model_config``)."""
+        _, executor = self.repository.get(name, version)
+        batched = executor.max_batch_size > 0
+
+        def entry(spec: TensorSpec) -> dict[str, Any]:
+            dims = _spec_json(spec)["shape"]
+            datatype = from_onnx(spec.elem_type)
+            return {
+                "name": spec.name,
+                "data_type": "TYPE_" + ("STRING" if datatype == "BYTES" else datatype),
+                "dims": dims[1:] if batched and dims else dims,
+            }
+
+        return {
+            "name": name,
+            "platform": "onnxruntime_onnx",
+            "max_batch_size": executor.max_batch_size,
+            "input": [entry(s) for s in executor.inputs],
+            "output": [entry(s) for s in executor.outputs],
+        }
+
+    # -- inference -------------------------------------------------------------------------------------------
+    async def infer(
+        self, name: str, version: str | None, request: InferRequest, *, timeout_s: float | None = None
+    ) -> InferResponse:
+        """Run one V2 infer request; ``timeout_s`` (e.g. a gRPC deadline) and the ``timeout`` parameter both apply."""
+        resolved, executor = self.repository.get(name, version)
+        self._inflight += 1
+        self._idle.clear()
+        try:
+            with self.metrics.model(name, resolved).request():
+                feeds = _feeds(executor.inputs, request)
+                wanted = _wanted_outputs(executor.outputs, request)
+                limit = _min_timeout(request.timeout_s, timeout_s)
+                results = await executor.infer(feeds, timeout_s=limit)
+                outputs = [_output(spec, results[spec.name]) for spec in wanted]
+        finally:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._idle.set()
+        return InferResponse(model_name=name, model_version=resolved, outputs=outputs, id=request.id)
+
+    # -- repository extension --------------------------------------------------------------------------------
+    async def repository_index(self) -> list[dict[str, str]]:
+        return self.repository.index()
+
+    async def load(self, name: str) -> None:
+        await self.repository.load(name)
+
+    async def unload(self, name: str) -> None:
+        await self.repository.unload(name)
+
+    def render_metrics(self) -> tuple[bytes, str]:
+        return self.metrics.render()
+
+
+def _min_timeout(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
+
+
+def _feeds(specs: list[TensorSpec], request: InferRequest) -> dict[str, np.ndarray[Any, Any]]:
+    """The request's inputs by name, with V2 datatypes checked (the executor checks names, shapes and batch)."""
+    by_name = {spec.name: spec for spec in specs}
+    feeds: dict[str, np.ndarray[Any, Any]] = {}
+    for tensor in request.inputs:
+        spec = by_name.get(tensor.name)
+        data = tensor.data
+        if spec is not None:
+            want = from_onnx(spec.elem_type)
+            if tensor.datatype != want:
+                raise DataError(f"input {tensor.name!r} must be {want}, got {tensor.datatype}")
+            if want == "BYTES":
+                data = _as_text(tensor.name, data)
+        feeds[tensor.name] = data
+    return feeds
+
+
+def _as_text(name: str, array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """BYTES elements as ``str``, which is what ONNX Runtime's string tensors take."""
+    out = np.empty(array.size, dtype=object)
+    try:
+        out[:] = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in array.reshape(-1)]
+    except UnicodeDecodeError:
+        raise DataError(
+            f"input {name!r} holds bytes that are not UTF-8 text, which the model's string input needs"
+        ) from None
+    return out.reshape(array.shape)
+
+
+def _wanted_outputs(specs: list[TensorSpec], request: InferRequest) -> list[TensorSpec]:
+    if request.outputs is None:
+        return specs
+    by_name = {spec.name: spec for spec in specs}
+    wanted: list[TensorSpec] = []
+    for out in request.outputs:
+        if out.name not in by_name:
+            raise DataError(f"unknown output {out.name!r}; the model's outputs are: {', '.join(by_name)}")
+        wanted.append(by_name[out.name])
+    return wanted
+
+
+def _output(spec: TensorSpec, array: np.ndarray[Any, Any]) -> Tensor:
+    datatype = "BYTES" if array.dtype.kind in "OSU" else from_numpy(array.dtype)
+    return Tensor(spec.name, datatype, tuple(int(d) for d in array.shape), array)

@@ -1,0 +1,136 @@
+"""The V2 gRPC adapter: ``inference.GRPCInferenceService`` on grpc.aio, a thin layer over the dataplane.
+
+The service class and messages are the generated stubs shipped in ``tritonclient.grpc``. Each method decodes its
+request, calls the same dataplane function the REST adapter calls, and maps domain errors to status codes through
+:func:`honed.serve.dataplane.status_for`. A client deadline bounds the request's time in the batch queue; a client
+that cancels its call cancels the request, which removes it from the queue.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NoReturn
+
+import grpc
+from google.protobuf import json_format
+from tritonclient.grpc import model_config_pb2, service_pb2_grpc
+from tritonclient.grpc import service_pb2 as pb
+
+from honed.errors import InvalidArgument, Overloaded
+from honed.serve.dataplane import DataPlane, error_message, status_for
+from honed.serve.protocol import grpc_codec
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> NoReturn:
+    _, code = status_for(exc)
+    if isinstance(exc, Overloaded):
+        context.set_trailing_metadata((("retry-after", str(max(1, math.ceil(exc.retry_after_s)))),))
+    await context.abort(grpc.StatusCode[code], error_message(exc))
+    raise AssertionError("unreachable")  # pragma: no cover - abort() always raises
+
+
+class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
+    """The V2 gRPC service over one dataplane."""
+
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+
+    async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=await self.dataplane.live())
+
+    async def ServerReady(self, request: Any, context: grpc.aio.ServicerContext) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=await self.dataplane.ready())
+
+    async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> pb.ServerMetadataResponse:
+        meta = await self.dataplane.server_metadata()
+        return pb.ServerMetadataResponse(name=meta["name"], version=meta["version"], extensions=meta["extensions"])
+
+    async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> pb.ModelReadyResponse:
+        try:
+            ready = await self.dataplane.model_ready(request.name, request.version or None)
+        except Exception as exc:
+            await _abort(context, exc)
+        return pb.ModelReadyResponse(ready=ready)
+
+    async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> pb.ModelMetadataResponse:
+        try:
+            meta = await self.dataplane.model_metadata(request.name, request.version or None)
+        except Exception as exc:
+            await _abort(context, exc)
+        tensor = pb.ModelMetadataResponse.TensorMetadata
+        return pb.ModelMetadataResponse(
+            name=meta["name"],
+            versions=meta["versions"],
+            platform=meta["platform"],
+            inputs=[tensor(name=t["name"], datatype=t["datatype"], shape=t["shape"]) for t in meta["inputs"]],
+            outputs=[tensor(name=t["name"], datatype=t["datatype"], shape=t["shape"]) for t in meta["outputs"]],
+        )
+
+    async def ModelConfig(self, request: Any, context: grpc.aio.ServicerContext) -> pb.ModelConfigResponse:
+        try:
+            config = await self.dataplane.model_config(request.name, request.version or None)
+        except Exception as exc:
+            await _abort(context, exc)
+        return pb.ModelConfigResponse(config=json_format.ParseDict(config, model_config_pb2.ModelConfig()))
+
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            decoded = grpc_codec.decode_request(request)
+            remaining = context.time_remaining()
+            response = await self.dataplane.infer(
+                request.model_name, request.model_version or None, decoded, timeout_s=remaining
+            )
+            return grpc_codec.encode_response(response)
+        except Exception as exc:
+            await _abort(context, exc)
+
+    async def RepositoryIndex(self, request: Any, context: grpc.aio.ServicerContext) -> pb.RepositoryIndexResponse:
+        rows = await self.dataplane.repository_index()
+        entry = pb.RepositoryIndexResponse.ModelIndex
+        return pb.RepositoryIndexResponse(
+            models=[
+                entry(name=r["name"], version=r.get("version", ""), state=r["state"], reason=r.get("reason", ""))
+                for r in rows
+            ]
+        )
+
+    async def RepositoryModelLoad(
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> pb.RepositoryModelLoadResponse:
+        try:
+            await self.dataplane.load(request.model_name)
+        except Exception as exc:
+            await _abort(context, exc)
+        return pb.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> pb.RepositoryModelUnloadResponse:
+        try:
+            await self.dataplane.unload(request.model_name)
+        except Exception as exc:
+            await _abort(context, exc)
+        return pb.RepositoryModelUnloadResponse()
+
+
+def build_server(
+    dataplane: DataPlane, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> tuple[grpc.aio.Server, int]:
+    """A grpc.aio server with the inference service bound to ``address``; returns it and the bound port."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(dataplane), server)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise InvalidArgument(f"cannot listen for gRPC on {address}: the address is in use or not on this machine")
+    return server, port

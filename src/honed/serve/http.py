@@ -1,0 +1,223 @@
+"""The V2 REST adapter: a plain ASGI app that decodes requests, calls the dataplane and encodes answers.
+
+No web framework sits in between: the routes are few and fixed, and a framework's router, request objects and
+middleware stack cost more per request than this whole adapter (docs/serve.md has the measurement). Bodies over
+``max_body_bytes`` are refused with 413 before they are read. A client that disconnects while its request waits
+cancels that request, which removes it from the model's batch queue. Errors are ``{"error": "..."}`` with the
+status from :func:`honed.serve.dataplane.status_for`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from honed.errors import DataError, NotFound, Overloaded, PayloadTooLarge
+from honed.serve.dataplane import DataPlane, error_message, status_for
+from honed.serve.protocol import rest
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+_JSON = [(b"content-type", b"application/json")]
+
+
+def _json(doc: Any) -> bytes:
+    return rest.dump_json(doc)
+
+
+class HttpApp:
+    """The ASGI application for one dataplane."""
+
+    def __init__(self, dataplane: DataPlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+        self.dataplane = dataplane
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        try:
+            status, headers, body = await self._route(scope, receive)
+        except _ClientGone:
+            return  # nobody is left to answer; the request was already taken off the queue
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # every failure becomes an {"error": ...} answer; the server stays up
+            status, headers, body = _error(exc)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _route(self, scope: Scope, receive: Receive) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        method: str = scope["method"]
+        parts = scope["path"].strip("/").split("/")
+        dp = self.dataplane
+        if parts[0] == "metrics" and len(parts) == 1 and method == "GET":
+            text, content_type = dp.render_metrics()
+            return 200, [(b"content-type", content_type.encode())], text
+        if parts[0] != "v2":
+            raise NotFound(f"no route {scope['path']}; the V2 API lives under /v2")
+        rest_parts = parts[1:]
+        if not rest_parts or rest_parts == [""]:
+            _method(method, "GET")
+            return 200, _JSON, _json(await dp.server_metadata())
+        head = rest_parts[0]
+        if head == "health" and len(rest_parts) == 2 and rest_parts[1] in ("live", "ready"):
+            _method(method, "GET")
+            if rest_parts[1] == "live":
+                ok = await dp.live()
+                return (200 if ok else 503), _JSON, _json({"live": ok})
+            ok = await dp.ready()
+            return (200 if ok else 503), _JSON, _json({"ready": ok})
+        if head == "models" and len(rest_parts) >= 2:
+            return await self._model_route(method, rest_parts[1:], scope, receive)
+        if head == "repository":
+            return await self._repository_route(method, rest_parts[1:], scope, receive)
+        raise NotFound(f"no route {scope['path']}")
+
+    async def _model_route(
+        self, method: str, parts: list[str], scope: Scope, receive: Receive
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        dp = self.dataplane
+        name, version = parts[0], None
+        rest_parts = parts[1:]
+        if len(rest_parts) >= 2 and rest_parts[0] == "versions":
+            version, rest_parts = rest_parts[1], rest_parts[2:]
+        action = rest_parts[0] if rest_parts else ""
+        if len(rest_parts) > 1:
+            raise NotFound(f"no route {scope['path']}")
+        if action == "":
+            _method(method, "GET")
+            return 200, _JSON, _json(await dp.model_metadata(name, version))
+        if action == "config":
+            _method(method, "GET")
+            return 200, _JSON, _json(await dp.model_config(name, version))
+        if action == "ready":
+            _method(method, "GET")
+            ok = await dp.model_ready(name, version)
+            return (200 if ok else 503), _JSON, _json({"name": name, "ready": ok})
+        if action == "infer":
+            _method(method, "POST")
+            return await self._infer(name, version, scope, receive)
+        raise NotFound(f"no route {scope['path']}")
+
+    async def _infer(
+        self, name: str, version: str | None, scope: Scope, receive: Receive
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        header_length: int | None = None
+        for key, value in scope["headers"]:
+            if key == b"inference-header-content-length":
+                try:
+                    header_length = int(value)
+                except ValueError:
+                    raise DataError(f"Inference-Header-Content-Length must be a whole number, got {value!r}") from None
+        body = await self._body(scope, receive)
+        request = rest.decode_request(body, header_length)
+        task = asyncio.current_task()
+        watcher = asyncio.ensure_future(_cancel_on_disconnect(receive, task)) if task is not None else None
+        try:
+            response = await self.dataplane.infer(name, version, request)
+        except asyncio.CancelledError:
+            if watcher is not None and watcher.done() and task is not None:
+                task.uncancel()
+                raise _ClientGone() from None
+            raise
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+        out, json_length = rest.encode_response(response, request)
+        if json_length is None:
+            return 200, _JSON, out
+        return (
+            200,
+            [
+                (b"content-type", b"application/octet-stream"),
+                (b"inference-header-content-length", str(json_length).encode()),
+            ],
+            out,
+        )
+
+    async def _repository_route(
+        self, method: str, parts: list[str], scope: Scope, receive: Receive
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        dp = self.dataplane
+        _method(method, "POST")
+        await self._body(scope, receive)
+        if parts == ["index"]:
+            return 200, _JSON, _json(await dp.repository_index())
+        if len(parts) == 3 and parts[0] == "models" and parts[2] in ("load", "unload"):
+            if parts[2] == "load":
+                await dp.load(parts[1])
+            else:
+                await dp.unload(parts[1])
+            return 200, _JSON, b"{}"
+        raise NotFound(f"no route {scope['path']}")
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.max_body_bytes
+        for key, value in scope["headers"]:
+            if key == b"content-length" and value.isdigit() and int(value) > limit:
+                raise PayloadTooLarge(f"request body of {int(value)} bytes is over this server's limit of {limit}")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone()
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"request body is over this server's limit of {limit} bytes")
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+class MethodNotAllowed(DataError):
+    """The route exists but not for this HTTP method."""
+
+
+def _method(method: str, allowed: str) -> None:
+    if method != allowed:
+        raise MethodNotAllowed(f"use {allowed} for this route, not {method}")
+
+
+def _error(exc: BaseException) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    status, _ = status_for(exc)
+    if isinstance(exc, MethodNotAllowed):
+        status = 405
+    headers = list(_JSON)
+    if isinstance(exc, Overloaded):
+        headers.append((b"retry-after", str(max(1, math.ceil(exc.retry_after_s))).encode()))
+    return status, headers, _json({"error": error_message(exc)})
+
+
+async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any]) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            task.cancel()
+            return
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

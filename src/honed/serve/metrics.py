@@ -1,0 +1,250 @@
+"""Prometheus metrics of the server: one :class:`ServeMetrics` per server, over its own registry.
+
+Every series is labelled by ``model`` and ``version``; latencies are histograms (never summaries) so they can
+be aggregated across servers and turned into any quantile by the scraper.
+
+=====================================================  =========  ==============================================
+series                                                 type       what
+=====================================================  =========  ==============================================
+``honed_requests_total{model,version,outcome}``        counter    answered requests by outcome (see OUTCOMES)
+``honed_request_duration_seconds{model,version}``      histogram  from the dataplane receiving to answering
+``honed_queue_duration_seconds{model,version}``        histogram  time a request waited in the batch queue
+``honed_compute_duration_seconds{model,version}``      histogram  time of one model run (one batch)
+``honed_batch_size{model,version}``                    histogram  rows per model run
+``honed_queue_depth{model,version}``                   gauge      requests waiting in the batch queue now
+``honed_inflight_requests{model,version}``             gauge      requests between receipt and answer now
+``honed_instance_busy_seconds_total{model,version}``   counter    summed busy time of the model's instances
+``honed_instance_busy_ratio{model,version}``           gauge      busy share of the instances since last scrape
+=====================================================  =========  ==============================================
+
+Hooks for the dataplane (request level; the executor records queue, compute, batch and busy itself)::
+
+    bound = metrics.model(name, version)      # cache-friendly handle for one model version
+    with bound.request():                     # counts in-flight; on exit observes duration and outcome
+        outputs = await executor.infer(...)   # the outcome comes from the exception leaving the block
+
+or, where an adapter times requests itself, ``metrics.observe_request(name, version, outcome, seconds)``.
+An ``outcome`` is one of :data:`OUTCOMES`; :func:`outcome_of` maps an exception (or ``None``) to it.
+``render()`` returns the exposition body and its content type for ``GET /metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from honed.errors import (
+    DataError,
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    Overloaded,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
+
+OUTCOMES = (
+    "success",
+    "invalid",
+    "not_found",
+    "overloaded",
+    "unavailable",
+    "timeout",
+    "cancelled",
+    "denied",
+    "error",
+)
+"""Every value of the ``outcome`` label."""
+
+_LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.002,
+    0.004,
+    0.008,
+    0.016,
+    0.032,
+    0.064,
+    0.128,
+    0.256,
+    0.512,
+    1.024,
+    2.048,
+    4.096,
+    10.0,
+)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+def outcome_of(exc: BaseException | None) -> str:
+    """The ``outcome`` label for a request that ended with ``exc`` (``None`` for success)."""
+    if exc is None:
+        return "success"
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    if isinstance(exc, InvalidArgument | DataError):
+        return "invalid"
+    if isinstance(exc, NotFound):
+        return "not_found"
+    if isinstance(exc, Overloaded):
+        return "overloaded"
+    if isinstance(exc, Unavailable):
+        return "unavailable"
+    if isinstance(exc, DeadlineExceeded):
+        return "timeout"
+    if isinstance(exc, Unauthenticated | PermissionDenied):
+        return "denied"
+    return "error"
+
+
+class ServeMetrics:
+    """All of a server's metrics, on a registry of its own (so servers and tests never share series)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, *, clock: Callable[[], float] = time.monotonic):
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._clock = clock
+        labels = ("model", "version")
+        r = self.registry
+        self.requests = Counter("honed_requests", "Answered requests by outcome.", (*labels, "outcome"), registry=r)
+        self.request_duration = Histogram(
+            "honed_request_duration_seconds",
+            "Time from the dataplane receiving a request to answering it.",
+            labels,
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_duration = Histogram(
+            "honed_queue_duration_seconds",
+            "Time a request waited in the batch queue.",
+            labels,
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.compute_duration = Histogram(
+            "honed_compute_duration_seconds",
+            "Time of one model run (one batch).",
+            labels,
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "honed_batch_size", "Rows per model run.", labels, buckets=_BATCH_BUCKETS, registry=r
+        )
+        self.queue_depth = Gauge("honed_queue_depth", "Requests waiting in the batch queue.", labels, registry=r)
+        self.inflight = Gauge("honed_inflight_requests", "Requests received and not yet answered.", labels, registry=r)
+        self.busy_seconds = Counter(
+            "honed_instance_busy_seconds", "Summed busy time of the model's instances.", labels, registry=r
+        )
+        self.busy_ratio = Gauge(
+            "honed_instance_busy_ratio",
+            "Share of time the model's instances were busy since the previous scrape (0..1).",
+            labels,
+            registry=r,
+        )
+        self._models: dict[tuple[str, str], ModelMetrics] = {}
+        self._lock = threading.Lock()
+
+    def model(self, name: str, version: str) -> ModelMetrics:
+        """The handle for one model version's series (created on first use, then cached)."""
+        key = (name, version)
+        bound = self._models.get(key)
+        if bound is None:
+            with self._lock:
+                bound = self._models.get(key)
+                if bound is None:
+                    bound = ModelMetrics(self, name, version)
+                    self._models[key] = bound
+        return bound
+
+    def observe_request(self, name: str, version: str, outcome: str, seconds: float) -> None:
+        """Record one answered request that an adapter timed itself."""
+        self.model(name, version).observe_request(outcome, seconds)
+
+    def render(self) -> tuple[bytes, str]:
+        """The Prometheus text exposition of every series, and its content type."""
+        for bound in list(self._models.values()):
+            bound.update_busy_ratio()
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class ModelMetrics:
+    """One model version's series, with the label lookups done once."""
+
+    def __init__(self, parent: ServeMetrics, name: str, version: str) -> None:
+        self._parent = parent
+        self._clock = parent._clock
+        self.name = name
+        self.version = version
+        self._outcomes = {o: parent.requests.labels(name, version, o) for o in OUTCOMES}
+        self._request = parent.request_duration.labels(name, version)
+        self._queue = parent.queue_duration.labels(name, version)
+        self._compute = parent.compute_duration.labels(name, version)
+        self._batch = parent.batch_size.labels(name, version)
+        self._depth = parent.queue_depth.labels(name, version)
+        self._inflight = parent.inflight.labels(name, version)
+        self._busy = parent.busy_seconds.labels(name, version)
+        self._ratio = parent.busy_ratio.labels(name, version)
+        self._instances = 1
+        self._busy_total = 0.0
+        self._busy_mark = 0.0
+        self._time_mark = self._clock()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def request(self) -> Iterator[None]:
+        """Count the block as one in-flight request; on exit record its duration and outcome."""
+        start = self._clock()
+        self._inflight.inc()
+        exc: BaseException | None = None
+        try:
+            yield
+        except BaseException as raised:
+            exc = raised
+            raise
+        finally:
+            self._inflight.dec()
+            self.observe_request(outcome_of(exc), self._clock() - start)
+
+    def observe_request(self, outcome: str, seconds: float) -> None:
+        counter = self._outcomes.get(outcome)
+        if counter is None:
+            raise ValueError(f"unknown outcome {outcome!r}; use one of {', '.join(OUTCOMES)}")
+        counter.inc()
+        self._request.observe(seconds)
+
+    def observe_queue(self, seconds: float) -> None:
+        self._queue.observe(seconds)
+
+    def observe_batch(self, rows: int, compute_seconds: float) -> None:
+        """One model run of ``rows`` rows that took ``compute_seconds`` on one instance."""
+        self._batch.observe(rows)
+        self._compute.observe(compute_seconds)
+        self._busy.inc(compute_seconds)
+        with self._lock:
+            self._busy_total += compute_seconds
+
+    def set_queue_depth(self, depth: int) -> None:
+        self._depth.set(depth)
+
+    def set_instances(self, count: int) -> None:
+        """How many instances serve this model (the busy ratio's denominator)."""
+        self._instances = max(1, count)
+
+    def update_busy_ratio(self) -> None:
+        """Set the busy ratio over the time since the previous update (called on each scrape)."""
+        now = self._clock()
+        with self._lock:
+            elapsed = now - self._time_mark
+            if elapsed <= 0:
+                return
+            busy = self._busy_total - self._busy_mark
+            self._busy_mark, self._time_mark = self._busy_total, now
+        self._ratio.set(min(1.0, max(0.0, busy / (elapsed * self._instances))))

@@ -1,0 +1,187 @@
+"""The server process: HTTP and gRPC on one event loop over one dataplane, and its lifecycle.
+
+Start: both listeners bind first (so liveness answers at once), then every model loads and warms up, then the
+server reports ready. SIGTERM (or SIGINT): readiness turns false at once, requests already taken finish (up to
+``drain_timeout_s``), the listeners close, the model queues drain, and :meth:`Server.serve` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from honed.errors import InvalidArgument
+from honed.serve.dataplane import DataPlane
+from honed.serve.grpc import build_server
+from honed.serve.http import DEFAULT_MAX_BODY_BYTES, HttpApp
+from honed.serve.instances import ModelExecutor
+from honed.serve.metrics import ServeMetrics
+from honed.serve.repository import ModelRepository
+
+log = logging.getLogger("honed.serve")
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Where and how the server listens. An address of None turns that transport off; port 0 picks a free one."""
+
+    http: str | None = "127.0.0.1:8000"
+    grpc: str | None = "127.0.0.1:8001"
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    drain_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.http is None and self.grpc is None:
+            raise InvalidArgument("turn on at least one of HTTP and gRPC")
+        for address in (self.http, self.grpc):
+            if address is not None:
+                parse_address(address)
+        if isinstance(self.max_body_bytes, bool) or not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 1:
+            raise InvalidArgument(f"max body size must be a whole number of bytes >= 1, got {self.max_body_bytes!r}")
+        if not self.drain_timeout_s >= 0:
+            raise InvalidArgument(f"drain timeout must be >= 0 seconds, got {self.drain_timeout_s!r}")
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8000`` for IPv6) as a host and a port; anything else is :class:`InvalidArgument`."""
+    host, sep, port_text = address.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise InvalidArgument(
+            f"bad address {address!r}: write HOST:PORT, e.g. 127.0.0.1:8000 (port 0 picks a free one)"
+        )
+    return host, int(port_text)
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: this module owns SIGTERM/SIGINT."""
+
+    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
+        return
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:  # uvicorn >= 0.29
+        yield
+
+
+class Server:
+    """HTTP + gRPC over one dataplane, with readiness, drain and shutdown."""
+
+    def __init__(self, dataplane: DataPlane, options: ServerOptions | None = None) -> None:
+        self.dataplane = dataplane
+        self.options = options or ServerOptions()
+        self.http_port: int | None = None
+        self.grpc_port: int | None = None
+        self._stop = asyncio.Event()
+
+    def request_shutdown(self) -> None:
+        """Begin the graceful shutdown (what SIGTERM does): not ready, drain, exit."""
+        self.dataplane.begin_drain()
+        self._stop.set()
+
+    async def serve(self, on_listening: Callable[[Server], None] | None = None) -> None:
+        """Run until :meth:`request_shutdown` (or SIGTERM/SIGINT); then drain and return."""
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self.request_shutdown)
+                installed.append(sig)
+        http_server: _Uvicorn | None = None
+        http_task: asyncio.Task[Any] | None = None
+        grpc_server = None
+        try:
+            if self.options.http is not None:
+                host, port = parse_address(self.options.http)
+                sock = _bind(host, port)
+                self.http_port = sock.getsockname()[1]
+                app = HttpApp(self.dataplane, max_body_bytes=self.options.max_body_bytes)
+                config = uvicorn.Config(
+                    app,
+                    http="httptools",
+                    loop="none",
+                    lifespan="off",
+                    access_log=False,
+                    log_level="warning",
+                    timeout_graceful_shutdown=max(1, int(self.options.drain_timeout_s)),
+                )
+                http_server = _Uvicorn(config)
+                http_task = asyncio.create_task(http_server.serve(sockets=[sock]))
+            if self.options.grpc is not None:
+                grpc_server, self.grpc_port = build_server(
+                    self.dataplane, self.options.grpc, max_message_bytes=self.options.max_body_bytes
+                )
+                await grpc_server.start()
+            if on_listening is not None:
+                on_listening(self)
+            await self.dataplane.start()
+            if not self._stop.is_set():
+                log.info("ready")
+            await self._stop.wait()
+            self.dataplane.begin_drain()
+            if not await self.dataplane.wait_idle(self.options.drain_timeout_s):
+                log.warning("drain timeout: %d request(s) still in flight", self.dataplane.inflight)
+        finally:
+            if http_server is not None and http_task is not None:
+                http_server.should_exit = True
+                with contextlib.suppress(Exception):
+                    await http_task
+            if grpc_server is not None:
+                await grpc_server.stop(grace=1.0)
+            await self.dataplane.repository.close(drain=True)
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InvalidArgument(f"cannot listen for HTTP on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def build(
+    path: Path | None, *, defaults: dict[str, Any] | None = None, metrics: ServeMetrics | None = None
+) -> DataPlane:
+    """A dataplane over the models at ``path`` (a repository, a model folder or an .onnx file)."""
+    metrics = metrics or ServeMetrics()
+    repository = ModelRepository(path, ModelExecutor.start, defaults=defaults, metrics=metrics)
+    return DataPlane(repository, metrics)
+
+
+def run(
+    path: Path | None,
+    options: ServerOptions,
+    *,
+    defaults: dict[str, Any] | None = None,
+    on_listening: Callable[[Server], None] | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT, on uvloop when it is installed."""
+
+    async def main() -> None:
+        server = Server(build(path, defaults=defaults), options)
+        await server.serve(on_listening)
+
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard] on Linux and macOS
+        asyncio.run(main())
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
