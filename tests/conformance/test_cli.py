@@ -8,9 +8,9 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-
 from conformance import models
 from conformance.server import start_server
+
 from honed.cli.main import run
 from honed.runtime import create_session
 

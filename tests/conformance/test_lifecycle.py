@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conformance import models
 from conformance.server import RunningServer, start_server
 

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from tritonclient.utils import InferenceServerException
-
 from conformance import models
 from conformance.server import RunningServer, start_server
+from tritonclient.utils import InferenceServerException
+
 from honed.runtime import create_session
 
 MAX_BATCH = 4
