@@ -8,11 +8,11 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from conformance import models
-from conformance.server import start_server
 
 from honed.cli.main import run
 from honed.runtime import create_session
+from tests.conformance import models
+from tests.conformance.server import start_server
 
 
 def test_serve_an_optimize_output_folder(tmp_path: Path) -> None:

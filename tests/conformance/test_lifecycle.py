@@ -11,8 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conformance import models
-from conformance.server import RunningServer, start_server
+
+from tests.conformance import models
+from tests.conformance.server import RunningServer, start_server
 
 BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [1.0]}]}
 
@@ -104,15 +105,16 @@ def test_a_client_that_gives_up_is_taken_off_the_queue(server: RunningServer) ->
 
 
 def test_timeout_parameter_ends_a_queued_request_with_504(server: RunningServer) -> None:
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        running = pool.submit(_post, server.base)  # occupies the only instance
-        assert _wait_for(lambda: _inflight(server) >= 1)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        # One request runs and one waits, so the late one queues behind at least a whole run.
+        ahead = [pool.submit(_post, server.base) for _ in range(2)]
+        assert _wait_for(lambda: _inflight(server) >= 2)
         late = httpx.post(
             f"{server.base}/v2/models/slow/infer", json={**BODY, "parameters": {"timeout": 20_000}}, timeout=60
         )
         assert late.status_code == 504, late.text
         assert "error" in late.json()
-        assert running.result(timeout=60).status_code == 200
+        assert all(f.result(timeout=60).status_code == 200 for f in ahead)
 
 
 def test_full_queue_over_grpc_is_resource_exhausted(server: RunningServer) -> None:

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from conformance import models
-from conformance.server import RunningServer, start_server
 from tritonclient.utils import InferenceServerException
 
 from honed.runtime import create_session
+from tests.conformance import models
+from tests.conformance.server import RunningServer, start_server
 
 MAX_BATCH = 4
 MAX_BODY_MB = 1
