@@ -112,6 +112,7 @@ def serve(
         from honed.registry import open_registry
         from honed.serve.registry_source import RegistryCatalog
 
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # schema upgrades are not serving news
         reg = open_registry(registry)  # an unreachable database fails here, before anything binds
         try:
             for ref in model:
