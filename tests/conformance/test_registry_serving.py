@@ -147,6 +147,8 @@ def test_a_server_without_jurisdiction_refuses_declared_residency(tmp_path: Path
         (["MODEL", "--jurisdiction", "A!"], "invalid jurisdiction"),
         (["MODEL", "--registry", "REG", "--model", "m"], "not both"),
         (["--registry", "REG", "--model", "nope"], "no model named 'nope'"),
+        (["--registry", "postgresql://u:pw@127.0.0.1:1/db", "--model", "m"], "cannot reach the registry"),
+        (["--registry", "REG", "--model", "m@"], "invalid alias"),
     ],
 )
 def test_registry_flags_exit_2_with_a_clear_message(
