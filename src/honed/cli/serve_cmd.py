@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,20 +41,56 @@ def serve(
     drain_timeout_s: float = typer.Option(
         30.0, "--drain-timeout", help="Seconds to let in-flight requests finish after SIGTERM."
     ),
+    registry: str | None = typer.Option(
+        None,
+        "--registry",
+        envvar="HONED_REGISTRY",
+        help="Serve from this model registry (e.g. sqlite:///~/.honed/registry.db); pick models with --model.",
+    ),
+    model: list[str] = typer.Option(
+        [], "--model", "-m", help="A registry model to serve: NAME, NAME:3 or NAME@alias (repeatable)."
+    ),
+    jurisdiction: list[str] = typer.Option(
+        [],
+        "--jurisdiction",
+        help="A jurisdiction this server is approved for, e.g. AE (repeatable or comma list); enforces residency.",
+    ),
+    allow_unlabelled: bool = typer.Option(
+        False,
+        "--allow-unlabelled",
+        help="Opt out: serve versions without a residency label and requests that declare no X-Data-Residency.",
+    ),
+    actor: str | None = typer.Option(
+        None, "--actor", envvar="HONED_ACTOR", help="Who this server is in the audit log; default honed-serve@HOST."
+    ),
 ) -> None:
     """Serve models over KServe V2 REST and gRPC with dynamic batching, until SIGTERM.
 
     Per-model config files in the repository override the knobs given here.
     """
+    from honed.serve.metrics import ServeMetrics
+    from honed.serve.security import ResidencyGuard, normalize_jurisdictions
     from honed.serve.server import ServerOptions, run
 
+    jurisdictions = normalize_jurisdictions(jurisdiction)
     if path is not None and repository is not None:
         raise InvalidArgument("give either PATH or --repository, not both")
     source = path if path is not None else repository
-    if source is None:
-        raise InvalidArgument("nothing to serve: give a model folder, an .onnx file, or --repository models/")
-    if not source.exists():
+    if model and source is not None:
+        raise InvalidArgument("give either PATH/--repository or --model (served from --registry), not both")
+    if model and registry is None:
+        raise InvalidArgument("--model serves from a registry: give --registry URL (or set HONED_REGISTRY)")
+    if source is None and not model:
+        raise InvalidArgument(
+            "nothing to serve: give a model folder, an .onnx file, --repository models/, or --registry URL --model NAME"
+        )
+    if source is not None and not source.exists():
         raise InvalidArgument(f"{source} does not exist")
+    if source is not None and jurisdictions and not allow_unlabelled:
+        raise InvalidArgument(
+            "models served from files carry no residency label, so a server with --jurisdiction refuses them: "
+            "serve labelled versions with --registry URL --model NAME, or opt out with --allow-unlabelled"
+        )
     defaults = _defaults(max_batch_size, max_queue_delay_ms, max_queue_size, no_batching, instances, threads, pin_cores)
     if not max_body_mb > 0:
         raise InvalidArgument(f"--max-body-mb must be > 0, got {max_body_mb}")
@@ -68,6 +105,33 @@ def serve(
 
     ModelServingConfig.from_dict(defaults)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="honed serve: %(message)s")
+    metrics = ServeMetrics()
+    reg = None
+    catalog = None
+    if model:
+        from honed.registry import open_registry
+        from honed.serve.registry_source import RegistryCatalog
+
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # schema upgrades are not serving news
+        reg = open_registry(registry)  # an unreachable database fails here, before anything binds
+        try:
+            for ref in model:
+                reg.resolve(ref)  # an unknown name, version or alias is bad input: exit 2 before binding
+        except BaseException:
+            reg.close()
+            raise
+        who = actor or f"honed-serve@{socket.gethostname()}"
+        catalog = RegistryCatalog(
+            reg, model, jurisdictions=jurisdictions, allow_unlabelled=allow_unlabelled, actor=who, metrics=metrics
+        )
+    residency = ResidencyGuard(
+        jurisdictions,
+        allow_unlabelled=allow_unlabelled,
+        metrics=metrics,
+        audit=reg,
+        actor=actor or f"honed-serve@{socket.gethostname()}",
+    )
+    where = str(source) if source is not None else f"registry {reg.url if reg is not None else registry}"
 
     def listening(server: Any) -> None:
         parts = []
@@ -75,9 +139,21 @@ def serve(
             parts.append(f"HTTP on {_host(options.http)}:{server.http_port}")
         if server.grpc_port is not None:
             parts.append(f"gRPC on {_host(options.grpc)}:{server.grpc_port}")
-        logging.getLogger("honed.serve").info("listening: %s; loading models from %s", ", ".join(parts), source)
+        logging.getLogger("honed.serve").info("listening: %s; loading models from %s", ", ".join(parts), where)
 
-    run(source, options, defaults=defaults, on_listening=listening)
+    try:
+        run(
+            source,
+            options,
+            defaults=defaults,
+            on_listening=listening,
+            metrics=metrics,
+            catalog=catalog,
+            residency=residency,
+        )
+    finally:
+        if reg is not None:
+            reg.close()
 
 
 def _host(address: str | None) -> str:

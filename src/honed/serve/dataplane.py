@@ -34,6 +34,7 @@ from honed.serve.metrics import ServeMetrics
 from honed.serve.protocol.datatypes import from_numpy, from_onnx
 from honed.serve.protocol.types import InferRequest, InferResponse, Tensor
 from honed.serve.repository import ModelRepository
+from honed.serve.security import ResidencyGuard
 
 SERVER_NAME = "honed"
 EXTENSIONS = ("binary_tensor_data", "model_repository", "parameters", "metrics")
@@ -79,10 +80,16 @@ class DataPlane:
     """The V2 operations over one model repository, plus readiness, draining and request metrics."""
 
     def __init__(
-        self, repository: ModelRepository, metrics: ServeMetrics, *, clock: Callable[[], float] = time.monotonic
+        self,
+        repository: ModelRepository,
+        metrics: ServeMetrics,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        residency: ResidencyGuard | None = None,
     ) -> None:
         self.repository = repository
         self.metrics = metrics
+        self.residency = residency if residency is not None else ResidencyGuard(metrics=metrics)
         self._clock = clock
         self._started = False
         self._draining = False
@@ -170,14 +177,25 @@ class DataPlane:
 
     # -- inference -------------------------------------------------------------------------------------------
     async def infer(
-        self, name: str, version: str | None, request: InferRequest, *, timeout_s: float | None = None
+        self,
+        name: str,
+        version: str | None,
+        request: InferRequest,
+        *,
+        timeout_s: float | None = None,
+        residency: str | None = None,
     ) -> InferResponse:
-        """Run one V2 infer request; ``timeout_s`` (e.g. a gRPC deadline) and the ``timeout`` parameter both apply."""
+        """Run one V2 infer request; ``timeout_s`` (e.g. a gRPC deadline) and the ``timeout`` parameter both apply.
+
+        ``residency`` is the request's declared data residency (``X-Data-Residency``); the server's
+        :class:`~honed.serve.security.ResidencyGuard` allows it or raises ResidencyViolation before any data is used.
+        """
         resolved, executor = self.repository.get(name, version)
         self._inflight += 1
         self._idle.clear()
         try:
             with self.metrics.model(name, resolved).request():
+                await self.residency.check(name, resolved, residency)
                 feeds = _feeds(executor.inputs, request)
                 wanted = _wanted_outputs(executor.outputs, request)
                 limit = _min_timeout(request.timeout_s, timeout_s)

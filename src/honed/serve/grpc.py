@@ -19,6 +19,7 @@ from tritonclient.grpc import service_pb2 as pb
 from honed.errors import InvalidArgument, Overloaded
 from honed.serve.dataplane import DataPlane, error_message, status_for
 from honed.serve.protocol import grpc_codec
+from honed.serve.security import HEADER
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -79,8 +80,13 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         try:
             decoded = grpc_codec.decode_request(request)
             remaining = context.time_remaining()
+            declared = [str(v) for k, v in (context.invocation_metadata() or ()) if k == HEADER]
             response = await self.dataplane.infer(
-                request.model_name, request.model_version or None, decoded, timeout_s=remaining
+                request.model_name,
+                request.model_version or None,
+                decoded,
+                timeout_s=remaining,
+                residency=",".join(declared) if declared else None,
             )
             return grpc_codec.encode_response(response)
         except Exception as exc:

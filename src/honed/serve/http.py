@@ -17,6 +17,7 @@ from typing import Any
 from honed.errors import DataError, NotFound, Overloaded, PayloadTooLarge
 from honed.serve.dataplane import DataPlane, error_message, status_for
 from honed.serve.protocol import rest
+from honed.serve.security import HEADER
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -25,6 +26,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 _JSON = [(b"content-type", b"application/json")]
+_RESIDENCY = HEADER.encode()
 
 
 def _json(doc: Any) -> bytes:
@@ -112,8 +114,11 @@ class HttpApp:
         self, name: str, version: str | None, scope: Scope, receive: Receive
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         header_length: int | None = None
+        declared: list[str] = []
         for key, value in scope["headers"]:
-            if key == b"inference-header-content-length":
+            if key == _RESIDENCY:
+                declared.append(value.decode("latin-1"))
+            elif key == b"inference-header-content-length":
                 try:
                     header_length = int(value)
                 except ValueError:
@@ -123,7 +128,9 @@ class HttpApp:
         task = asyncio.current_task()
         watcher = asyncio.ensure_future(_cancel_on_disconnect(receive, task)) if task is not None else None
         try:
-            response = await self.dataplane.infer(name, version, request)
+            response = await self.dataplane.infer(
+                name, version, request, residency=",".join(declared) if declared else None
+            )
         except asyncio.CancelledError:
             if watcher is not None and watcher.done() and task is not None:
                 task.uncancel()

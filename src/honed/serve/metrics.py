@@ -15,7 +15,13 @@ series                                                 type       what
 ``honed_inflight_requests{model,version}``             gauge      requests between receipt and answer now
 ``honed_instance_busy_seconds_total{model,version}``   counter    summed busy time of the model's instances
 ``honed_instance_busy_ratio{model,version}``           gauge      busy share of the instances since last scrape
+``honed_residency_refusals_total{model,reason}``       counter    requests and loads refused for data residency
 =====================================================  =========  ==============================================
+
+``reason`` of a residency refusal is one of :data:`RESIDENCY_REASONS`: ``undeclared`` (the request declares no
+residency and the server requires one), ``invalid`` (the declaration is not a jurisdiction code),
+``not_approved`` (the server is not approved for the declared jurisdiction) or ``placement`` (a model version
+whose residency excludes this server was refused at load).
 
 Hooks for the dataplane (request level; the executor records queue, compute, batch and busy itself)::
 
@@ -61,6 +67,9 @@ OUTCOMES = (
     "error",
 )
 """Every value of the ``outcome`` label."""
+
+RESIDENCY_REASONS = ("undeclared", "invalid", "not_approved", "placement")
+"""Every value of the ``reason`` label of ``honed_residency_refusals_total``."""
 
 _LATENCY_BUCKETS = (
     0.0001,
@@ -149,8 +158,20 @@ class ServeMetrics:
             labels,
             registry=r,
         )
+        self.residency_refusals = Counter(
+            "honed_residency_refusals",
+            "Requests and model loads refused for data residency.",
+            ("model", "reason"),
+            registry=r,
+        )
         self._models: dict[tuple[str, str], ModelMetrics] = {}
         self._lock = threading.Lock()
+
+    def residency_refused(self, model: str, reason: str) -> None:
+        """Count one residency refusal (``reason`` from :data:`RESIDENCY_REASONS`)."""
+        if reason not in RESIDENCY_REASONS:
+            raise ValueError(f"unknown residency reason {reason!r}; use one of {', '.join(RESIDENCY_REASONS)}")
+        self.residency_refusals.labels(model, reason).inc()
 
     def model(self, name: str, version: str) -> ModelMetrics:
         """The handle for one model version's series (created on first use, then cached)."""

@@ -25,7 +25,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -74,6 +74,23 @@ class ModelSource:
     folder: Path
     versions: Mapping[str, Path]
     config_file: Path | None = None
+    origin: Mapping[str, Any] = field(default_factory=dict)
+    """Per version, where it came from (e.g. a registry's ModelVersion); opaque to the repository."""
+
+
+class Catalog(Protocol):
+    """Where models come from instead of a folder (``honed.serve.registry_source.RegistryCatalog`` is one).
+
+    Its methods may block (a database); the repository calls them in a worker thread.
+    """
+
+    def discover(self) -> tuple[list[ModelSource], list[tuple[str, str]]]: ...
+
+    def source(self, name: str) -> ModelSource: ...
+
+    def loaded(self, source: ModelSource, versions: Sequence[str]) -> None: ...
+
+    def unloaded(self, source: ModelSource, versions: Sequence[str], reason: str) -> None: ...
 
 
 @dataclass
@@ -212,8 +229,10 @@ class ModelRepository:
         *,
         defaults: Mapping[str, Any] | None = None,
         metrics: Any = None,
+        catalog: Catalog | None = None,
     ) -> None:
         self.path = path
+        self.catalog = catalog
         self._factory = factory
         self._defaults = dict(defaults or {})
         self._metrics = metrics
@@ -225,9 +244,12 @@ class ModelRepository:
 
         When the path is one model (a folder or file) rather than a repository, its failure is raised instead.
         """
-        if self.path is None:
+        if self.catalog is not None:
+            sources, bad = await asyncio.to_thread(self.catalog.discover)
+        elif self.path is None:
             return
-        sources, bad = discover(self.path)
+        else:
+            sources, bad = discover(self.path)
         for name, reason in bad:
             log.error("skipping model %s: %s", name, reason)
             self._models[name] = ModelState(name, None, state="UNAVAILABLE", reason=reason)
@@ -279,6 +301,10 @@ class ModelRepository:
 
     async def load(self, name: str) -> None:
         """(Re)load ``name`` from disk; if the new version fails, the old one keeps serving and the error is raised."""
+        if self.catalog is not None:
+            source = await asyncio.to_thread(self.catalog.source, name)
+            await self._load(self._models.setdefault(name, ModelState(name, source)), source)
+            return
         if self.path is None:
             raise NotFound("this server has no model repository to load from")
         folder = self.path if self._single else self.path / name
@@ -304,6 +330,8 @@ class ModelRepository:
                         started[version] = await self._factory(
                             model_file, config, name=source.name, version=version, metrics=self._metrics
                         )
+                    if self.catalog is not None:  # recorded before it serves; no record, no serving
+                        await asyncio.to_thread(self.catalog.loaded, source, sorted(started, key=int))
                 except BaseException:
                     for executor in started.values():
                         await executor.close(drain=False)
@@ -313,12 +341,14 @@ class ModelRepository:
                     state.state, state.reason = "UNAVAILABLE", str(exc)
                     raise
                 raise type(exc)(f"{exc}; version(s) {', '.join(state.executors)} keep serving") from exc
-            old = state.executors
+            old, old_source = state.executors, state.source
             state.source, state.config, state.executors = source, config, started
             state.state, state.reason = "READY", ""
             log.info("model %s ready, version(s) %s", source.name, ", ".join(sorted(started, key=int)))
         for executor in old.values():
             await executor.close(drain=True)
+        if self.catalog is not None and old and old_source is not None:
+            await asyncio.to_thread(self.catalog.unloaded, old_source, sorted(old, key=int), "reload")
 
     async def unload(self, name: str) -> None:
         """Stop serving ``name``: new requests are refused, queued ones finish first."""
@@ -330,6 +360,8 @@ class ModelRepository:
             state.state, state.reason = "UNAVAILABLE", "unloaded"
         for executor in old.values():
             await executor.close(drain=True)
+        if self.catalog is not None and old and state.source is not None:
+            await asyncio.to_thread(self.catalog.unloaded, state.source, sorted(old, key=int), "unload")
 
     def config(self, name: str) -> ModelServingConfig | None:
         state = self._models.get(name)
@@ -341,9 +373,15 @@ class ModelRepository:
             old, state.executors = state.executors, {}
             for executor in old.values():
                 await executor.close(drain=drain)
+            if self.catalog is not None and old and state.source is not None:
+                try:
+                    await asyncio.to_thread(self.catalog.unloaded, state.source, sorted(old, key=int), "shutdown")
+                except HonedError as exc:
+                    log.error("could not record the unload of %s: %s", state.name, exc)
 
 
 __all__ = [
+    "Catalog",
     "ModelRepository",
     "ModelSource",
     "discover",

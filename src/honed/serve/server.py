@@ -25,7 +25,8 @@ from honed.serve.grpc import build_server
 from honed.serve.http import DEFAULT_MAX_BODY_BYTES, HttpApp
 from honed.serve.instances import ModelExecutor
 from honed.serve.metrics import ServeMetrics
-from honed.serve.repository import ModelRepository
+from honed.serve.repository import Catalog, ModelRepository
+from honed.serve.security import ResidencyGuard
 
 log = logging.getLogger("honed.serve")
 
@@ -157,12 +158,17 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def build(
-    path: Path | None, *, defaults: dict[str, Any] | None = None, metrics: ServeMetrics | None = None
+    path: Path | None,
+    *,
+    defaults: dict[str, Any] | None = None,
+    metrics: ServeMetrics | None = None,
+    catalog: Catalog | None = None,
+    residency: ResidencyGuard | None = None,
 ) -> DataPlane:
-    """A dataplane over the models at ``path`` (a repository, a model folder or an .onnx file)."""
+    """A dataplane over the models at ``path`` (a repository, a model folder or an .onnx file) or in ``catalog``."""
     metrics = metrics or ServeMetrics()
-    repository = ModelRepository(path, ModelExecutor.start, defaults=defaults, metrics=metrics)
-    return DataPlane(repository, metrics)
+    repository = ModelRepository(path, ModelExecutor.start, defaults=defaults, metrics=metrics, catalog=catalog)
+    return DataPlane(repository, metrics, residency=residency)
 
 
 def run(
@@ -171,11 +177,15 @@ def run(
     *,
     defaults: dict[str, Any] | None = None,
     on_listening: Callable[[Server], None] | None = None,
+    metrics: ServeMetrics | None = None,
+    catalog: Catalog | None = None,
+    residency: ResidencyGuard | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, on uvloop when it is installed."""
 
     async def main() -> None:
-        server = Server(build(path, defaults=defaults), options)
+        dataplane = build(path, defaults=defaults, metrics=metrics, catalog=catalog, residency=residency)
+        server = Server(dataplane, options)
         await server.serve(on_listening)
 
     try:
