@@ -10,13 +10,13 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from conformance import models
-from conformance.server import start_server
 from tritonclient.utils import InferenceServerException
 
 from honed.cli.main import run
 from honed.registry import open_registry
 from honed.runtime import create_session
+from tests.conformance import models
+from tests.conformance.server import start_server
 
 ACTOR = "test-server"
 
