@@ -1,0 +1,31 @@
+"""Passes: model-to-model transformations (graph optimization, quantization, fp16, pruning) and their registry.
+
+Use :func:`get_pass` / :func:`all_passes`; each pass is a :class:`Pass` with typed, described parameters
+(:class:`Param`). Importing this package registers the built-in passes.
+"""
+
+from honed.passes.base import (
+    AUTO,
+    CalibrationSource,
+    HardwareLike,
+    Param,
+    Pass,
+    PassContext,
+    PassError,
+    all_passes,
+    get_pass,
+    pass_names,
+)
+
+__all__ = [
+    "AUTO",
+    "CalibrationSource",
+    "HardwareLike",
+    "Param",
+    "Pass",
+    "PassContext",
+    "PassError",
+    "all_passes",
+    "get_pass",
+    "pass_names",
+]
