@@ -1,0 +1,23 @@
+"""Evaluate: fidelity of a candidate model against the original on eval data, and the accuracy gate.
+
+``metrics`` holds pure numpy metric functions, ``fidelity`` streams them over batches, ``runner`` runs
+the original model once and each candidate against it, ``gate`` decides pass or reject.
+"""
+
+from honed.evaluate.fidelity import METRICS, FidelityAccumulator, FidelityResult
+from honed.evaluate.gate import DEFAULT_BOUNDS, METRIC_NAMES, AccuracyGate, choose_metric
+from honed.evaluate.runner import BatchSource, ReferenceOutputs, evaluate_session, load_labels
+
+__all__ = [
+    "DEFAULT_BOUNDS",
+    "METRICS",
+    "METRIC_NAMES",
+    "AccuracyGate",
+    "BatchSource",
+    "FidelityAccumulator",
+    "FidelityResult",
+    "ReferenceOutputs",
+    "choose_metric",
+    "evaluate_session",
+    "load_labels",
+]
