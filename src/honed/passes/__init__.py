@@ -29,3 +29,6 @@ __all__ = [
     "get_pass",
     "pass_names",
 ]
+
+# the built-in passes register themselves on import
+from honed.passes import graph as _graph  # noqa: E402, F401

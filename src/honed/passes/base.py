@@ -245,10 +245,13 @@ class Pass:
 
     # -- what to try and when not to ----------------------------------------------------------------------
 
-    def skip_reason(self, ctx: PassContext, params: Mapping[str, Any] | None = None) -> str | None:
-        """Why this pass cannot help on ``ctx``'s target (a sentence for the report), or None when it may.
+    def skip_reason(
+        self, ctx: PassContext, params: Mapping[str, Any] | None = None, model: onnx.ModelProto | None = None
+    ) -> str | None:
+        """Why this pass cannot help on ``ctx``'s target or on ``model`` (a sentence for the report), or None.
 
-        The default refuses targets not listed in :attr:`targets` and calibrating passes without data.
+        The default refuses targets not listed in :attr:`targets` and calibrating passes without data;
+        passes add model checks (e.g. nothing to quantize) when ``model`` is given.
         """
         if ctx.target not in self.targets:
             return f"{self.name} does not help on {ctx.target} (it targets {', '.join(self.targets)})"
