@@ -86,9 +86,7 @@ def make_attention(hidden: int = 16, heads: int = 2) -> onnx.ModelProto:
     """x[N,S,H] -> self-attention (Q/K/V projections, scaled softmax, output projection) + residual -> LayerNorm."""
     rng = np.random.default_rng(3)
     head = hidden // heads
-    inits = [
-        _init(n, rng.normal(0, 0.3, (hidden, hidden))) for n in ("wq", "wk", "wv", "wo")
-    ] + [
+    inits = [_init(n, rng.normal(0, 0.3, (hidden, hidden))) for n in ("wq", "wk", "wv", "wo")] + [
         _init("gamma", np.ones(hidden)),
         _init("beta", np.zeros(hidden)),
         _init("scale", np.array(1.0 / np.sqrt(head))),
@@ -140,8 +138,10 @@ def calibration_for(model: onnx.ModelProto, batches: int = 4, batch: int = 4, se
         for _ in range(batches):
             feed = {}
             for name, tt in inputs:
-                dims = [d.dim_value if d.HasField("dim_value") else (batch if i == 0 else 6) for i, d in
-                        enumerate(tt.shape.dim)]
+                dims = [
+                    d.dim_value if d.HasField("dim_value") else (batch if i == 0 else 6)
+                    for i, d in enumerate(tt.shape.dim)
+                ]
                 feed[name] = rng.normal(0, 1, dims).astype(np.float32)
             yield feed
 

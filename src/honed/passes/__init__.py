@@ -31,4 +31,4 @@ __all__ = [
 ]
 
 # the built-in passes register themselves on import
-from honed.passes import graph as _graph  # noqa: E402, F401
+from honed.passes import graph, int8_dynamic, int8_static  # noqa: F401

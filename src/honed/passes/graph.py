@@ -45,9 +45,9 @@ class GraphPass(Pass):
         self, ctx: PassContext, params: Mapping[str, Any] | None = None, model: onnx.ModelProto | None = None
     ) -> str | None:
         reason = super().skip_reason(ctx, params, model)
-        if reason is None and ctx.target_backend != "onnxruntime" and params:
-            if self.validate_params(params)["level"] == "extended":
-                return f"level 'extended' writes ONNX Runtime contrib ops that {ctx.target_backend} cannot load"
+        extended = bool(params) and self.validate_params(params)["level"] == "extended"
+        if reason is None and ctx.target_backend != "onnxruntime" and extended:
+            return f"level 'extended' writes ONNX Runtime contrib ops that {ctx.target_backend} cannot load"
         return reason
 
     def search_space(self, ctx: PassContext) -> list[dict[str, Any]]:
