@@ -17,9 +17,11 @@ quantize many times; :meth:`Int8StaticPass.apply` is ``quantize_prepared(prepare
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import logging
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import onnx
@@ -88,8 +90,13 @@ def quantize_prepared(
     ctx: PassContext,
     *,
     nodes_to_quantize: tuple[str, ...] | None = None,
+    calibration_cache: Path | None = None,
 ) -> onnx.ModelProto:
-    """QDQ-quantize a model from :func:`prepare` with resolved ``params`` (optionally only some nodes)."""
+    """QDQ-quantize a model from :func:`prepare` with resolved ``params`` (optionally only some nodes).
+
+    ``calibration_cache`` (a JSON file path) lets repeated quantizations of the same prepared model with the
+    same calibration settings calibrate once: the first call writes the ranges there, later calls read them.
+    """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
 
     if ctx.calibration is None:
@@ -122,12 +129,22 @@ def quantize_prepared(
                 nodes_to_exclude=list(params["nodes_to_exclude"]),
                 calibrate_method=method,
                 extra_options=extra,
+                **_cache_argument(calibration_cache),
             )
         except DataError:
             raise
         except Exception as exc:  # the quantizer raises plain exceptions for graphs it cannot handle
             raise PassError(f"static quantization failed: {first_line(exc)}") from exc
         return read(target)
+
+
+def _cache_argument(path: Path | None) -> dict[str, Any]:
+    from onnxruntime.quantization import quantize_static
+
+    # older ONNX Runtime releases have no calibration cache; they simply calibrate every time
+    if path is None or "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
+        return {}
+    return {"calibration_cache_path": path}
 
 
 def _preprocess(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:

@@ -108,8 +108,9 @@ class OnnxRuntimeBackend:
 
     def create(self, model_path: Path, config: RuntimeConfig, *, profile_dir: Path | None = None) -> OrtSession:
         options = self.session_options(config, profile_dir=profile_dir)
+        providers = self._providers(config)  # outside the try: a missing provider is not a bad model
         try:
-            session = ort.InferenceSession(str(model_path), sess_options=options, providers=self._providers(config))
+            session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
         except Exception as exc:  # ORT raises its own types for bad graphs and unsupported ops
             raise InvalidModel(f"onnxruntime cannot load {model_path}: {_first_line(exc)}") from exc
         return OrtSession(session, config)
@@ -171,10 +172,9 @@ def write_optimized_model(
     backend = OnnxRuntimeBackend()
     options = backend.session_options(config)
     options.optimized_model_filepath = str(out_path)
+    providers = backend._providers(config)
     try:
-        ort.InferenceSession(str(model_path), sess_options=options, providers=backend._providers(config))
-    except BackendUnavailable:
-        raise
+        ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
     except Exception as exc:  # ORT raises its own types for bad graphs and unsupported ops
         raise InvalidModel(f"onnxruntime cannot optimize {model_path}: {_first_line(exc)}") from exc
     return out_path
