@@ -31,4 +31,4 @@ __all__ = [
 ]
 
 # the built-in passes register themselves on import
-from honed.passes import fp16, graph, int8_dynamic, int8_static, prune, sensitivity  # noqa: F401
+from honed.passes import fp16, graph, int8_dynamic, int8_static, prune, sensitivity, transformer_fusion  # noqa: F401

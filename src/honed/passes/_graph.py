@@ -82,3 +82,12 @@ def upgrade_opset(model: onnx.ModelProto, minimum: int) -> onnx.ModelProto:
     # the converter keeps the old IR version; opset 13+ needs IR >= 7
     converted.ir_version = max(converted.ir_version, 7)
     return converted
+
+
+def import_used_domains(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Add an opset import (version 1) for every node domain the model uses but does not import."""
+    imported = {entry.domain for entry in model.opset_import}
+    used = sorted({n.domain for n in model.graph.node if n.domain not in ("", "ai.onnx")} - imported)
+    for domain in used:
+        model.opset_import.append(onnx.helper.make_opsetid(domain, 1))
+    return model
