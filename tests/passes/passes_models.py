@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 
@@ -149,8 +148,3 @@ def calibration_for(model: onnx.ModelProto, batches: int = 4, batch: int = 4, se
 
 
 MODELS: dict[str, Callable[[], onnx.ModelProto]] = {"mlp": make_mlp, "cnn": make_cnn, "attention": make_attention}
-
-
-@pytest.fixture(params=sorted(MODELS))
-def tiny_model(request: pytest.FixtureRequest) -> tuple[str, onnx.ModelProto]:
-    return request.param, MODELS[request.param]()
