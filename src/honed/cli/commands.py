@@ -6,7 +6,7 @@ import importlib
 
 import typer
 
-_MODULES: tuple[str, ...] = ()
+_MODULES: tuple[str, ...] = ("honed.cli.optimize_cmd",)
 
 
 def register(app: typer.Typer) -> None:

@@ -5,13 +5,21 @@ the original model once and each candidate against it, ``gate`` decides pass or 
 """
 
 from honed.evaluate.fidelity import METRICS, FidelityAccumulator, FidelityResult
-from honed.evaluate.gate import DEFAULT_BOUNDS, METRIC_NAMES, AccuracyGate, choose_metric
-from honed.evaluate.runner import BatchSource, ReferenceOutputs, evaluate_session, load_labels
+from honed.evaluate.gate import (
+    DEFAULT_BOUNDS,
+    METRIC_NAMES,
+    MIN_EVAL_SAMPLES,
+    AccuracyGate,
+    choose_metric,
+    samples_needed,
+)
+from honed.evaluate.runner import BatchSource, ReferenceOutputs, evaluate_session, load_labels, self_fidelity
 
 __all__ = [
     "DEFAULT_BOUNDS",
     "METRICS",
     "METRIC_NAMES",
+    "MIN_EVAL_SAMPLES",
     "AccuracyGate",
     "BatchSource",
     "FidelityAccumulator",
@@ -20,4 +28,6 @@ __all__ = [
     "choose_metric",
     "evaluate_session",
     "load_labels",
+    "samples_needed",
+    "self_fidelity",
 ]

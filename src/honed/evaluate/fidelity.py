@@ -105,7 +105,8 @@ class FidelityResult:
 
     ``outputs`` maps each output name to its metrics (see :meth:`OutputAccumulator.summary`);
     ``accuracy``/``reference_accuracy`` are set only when labels were given; ``error`` says why the
-    candidate could not be evaluated at all (it failed to run), and then the metrics are empty.
+    candidate could not be evaluated at all (it failed to run), and then the metrics are empty;
+    ``stopped_early`` marks a result cut short because it could no longer pass (metrics over ``samples``).
     """
 
     samples: int
@@ -113,6 +114,7 @@ class FidelityResult:
     accuracy: float | None = None
     reference_accuracy: float | None = None
     error: str | None = None
+    stopped_early: bool = False
 
     @property
     def nonfinite(self) -> int:
@@ -138,6 +140,7 @@ class FidelityResult:
             "reference_accuracy": self.reference_accuracy,
             "nonfinite": self.nonfinite,
             "error": self.error,
+            "stopped_early": self.stopped_early,
         }
 
     @classmethod
@@ -151,6 +154,7 @@ class FidelityResult:
             accuracy=data.get("accuracy"),
             reference_accuracy=data.get("reference_accuracy"),
             error=data.get("error"),
+            stopped_early=bool(data.get("stopped_early", False)),
         )
 
 

@@ -100,11 +100,28 @@ class AccuracyGate:
             return f"metric {self.metric} does not apply to this model's outputs"
         if math.isnan(value):
             return f"{self.metric} is NaN"
+        early = f" (stopped after {result.samples} samples: it could no longer pass)" if result.stopped_early else ""
         if self.min is not None and value < self.min:
-            return f"{self.metric} {value:.4g} < {self.min:g}"
+            return f"{self.metric} {value:.4g} < {self.min:g}{early}"
         if self.max is not None and value > self.max:
             return f"{self.metric} {value:.4g} > {self.max:g}"
         return None
+
+    def hopeless(self, partial: FidelityResult, total_samples: int) -> bool:
+        """Whether a partly evaluated candidate can no longer pass, whatever the remaining samples hold.
+
+        True once any output holds NaN/Inf, or once more rows disagree (agreement) or are wrong (accuracy)
+        than the bound allows over all ``total_samples``; other metrics are averages and never stop early.
+        """
+        if partial.nonfinite:
+            return True
+        if self.min is None or self.metric not in ("agreement", "accuracy") or partial.samples == 0:
+            return False
+        value = partial.value(self.metric)
+        if value is None:
+            return False
+        wrong = (1.0 - value) * partial.samples
+        return wrong > (1.0 - self.min) * total_samples + 1e-9
 
     def margin(self, result: FidelityResult) -> float | None:
         """How far ``result`` is inside (+) or outside (-) the bound, in the metric's units."""
@@ -120,3 +137,18 @@ class AccuracyGate:
 
     def to_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "min": self.min, "max": self.max, "reason": self.reason}
+
+
+MIN_EVAL_SAMPLES = 8
+
+
+def samples_needed(gate: AccuracyGate) -> int:
+    """Eval samples the gate needs to mean anything.
+
+    For a fraction (agreement, accuracy, IoU) with bound ``min`` < 1, one disagreement moves the value by
+    ``1/n``, so ``n`` must be at least ``1 / (1 - min)`` for the data to tell a model that meets the bound
+    from one that misses it by one sample; never fewer than :data:`MIN_EVAL_SAMPLES`.
+    """
+    if gate.metric in ("agreement", "accuracy", "iou") and gate.min is not None and 0 < gate.min < 1:
+        return max(MIN_EVAL_SAMPLES, math.ceil(round(1.0 / (1.0 - gate.min), 6)))
+    return MIN_EVAL_SAMPLES

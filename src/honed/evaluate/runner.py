@@ -9,6 +9,7 @@ A candidate that fails to run is a result with ``error`` set, not an exception: 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +68,13 @@ def evaluate_session(
     *,
     labels: Array | None = None,
     iou_threshold: float = 0.3,
+    stop: Callable[[FidelityResult], bool] | None = None,
 ) -> FidelityResult:
-    """Run ``session`` on the eval batches and compare with ``reference``; labels are per sample, in order."""
+    """Run ``session`` on the eval batches and compare with ``reference``; labels are per sample, in order.
+
+    ``stop`` sees the result so far after each batch; when it says True the evaluation ends there and the
+    result carries ``stopped_early`` (the gate uses this to stop at the first NaN or a hopeless agreement).
+    """
     acc = FidelityAccumulator(reference.output_names, iou_threshold=iou_threshold)
     start = 0
     try:
@@ -80,8 +86,21 @@ def evaluate_session(
             batch_labels = labels[start : start + size] if labels is not None else None
             acc.update(expected, outputs, batch_labels)
             start += size
+            if stop is not None and start < reference.samples:
+                partial = acc.result()
+                if stop(partial):
+                    return replace(partial, stopped_early=True)
     except (HonedError, ValueError) as exc:
         return FidelityResult(samples=start, error=str(exc))
+    return acc.result()
+
+
+def self_fidelity(reference: ReferenceOutputs) -> FidelityResult:
+    """The original model against itself (exact), from the stored outputs, without running anything."""
+    acc = FidelityAccumulator(reference.output_names)
+    for index in range(reference.count):
+        outputs = reference.load(index)
+        acc.update(outputs, outputs)
     return acc.result()
 
 

@@ -158,6 +158,13 @@ class OpenVinoBackend:
     def providers(self) -> list[str]:
         return ["cpu"] if self.available() else []
 
+    def precisions(self) -> list[str]:
+        """Precisions the CPU plugin can run here: ``f32`` always, ``bf16``/``f16`` when the CPU has them."""
+        if not self.available():
+            return []
+        capabilities = {str(c).upper() for c in _openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")}
+        return ["f32", *(p for p in ("bf16", "f16") if p.upper() in capabilities)]
+
     def create(self, model_path: Path, config: RuntimeConfig, *, profile_dir: Path | None = None) -> OpenVinoSession:
         if config.provider != "cpu":
             raise InvalidArgument("the openvino backend runs on provider 'cpu' only in honed")
