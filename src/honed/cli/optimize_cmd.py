@@ -53,6 +53,8 @@ def register(app: typer.Typer) -> None:
             None, "--backends", help="Comma-separated backends to try (default: every installed one)."
         ),
         shape: list[str] = typer.Option([], "--shape", help="Fix an input's shape: NAME=DIMxDIM (repeatable)."),
+        passes: str | None = typer.Option(None, "--passes", help="Comma-separated passes to try (default: all)."),
+        no_tune: bool = typer.Option(False, "--no-tune", help="Skip thread/affinity/spinning variants."),
         recipe: Path | None = typer.Option(None, "--recipe", help="Replay a recipe.json instead of searching."),
         calibration_samples: int = typer.Option(128, "--calibration-samples", help="Calibration samples used."),
         eval_samples: int | None = typer.Option(None, "--eval-samples", help="Use only the first N eval samples."),
@@ -92,6 +94,8 @@ def register(app: typer.Typer) -> None:
                 objective=objective,
                 backends=[b for b in backends.split(",") if b.strip()] if backends else None,
                 shapes=shape,
+                passes=[p for p in passes.split(",") if p.strip()] if passes else None,
+                tune_runtime=not no_tune,
                 recipe=recipe,
                 calibration_samples=calibration_samples,
                 eval_samples=eval_samples,

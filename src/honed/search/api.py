@@ -151,6 +151,8 @@ def optimize(
     objective: str = "latency",
     backends: Sequence[str] | None = None,
     shapes: Sequence[str] | None = None,
+    passes: Sequence[str] | None = None,
+    tune_runtime: bool = True,
     recipe: str | Path | None = None,
     calibration_samples: int = 128,
     eval_samples: int | None = None,
@@ -168,7 +170,8 @@ def optimize(
     is judged on (``data`` when not given; synthetic inputs when neither is, and the report says so).
     ``metric``/``minimum``/``maximum`` (``--min``/``--max``) set the gate (``auto`` picks from the outputs);
     ``objective`` is ``latency`` (p50 at ``batch``) or ``throughput``. ``backends`` defaults to every installed
-    backend. ``recipe`` replays a recipe.json instead of searching.
+    backend; ``passes`` limits the passes tried to those names; ``tune_runtime=False`` skips the thread/affinity/
+    spinning variants. ``recipe`` replays a recipe.json instead of searching.
     Bad input raises a :class:`~honed.errors.HonedError`.
     """
     started_wall = datetime.now(UTC)
@@ -272,6 +275,8 @@ def optimize(
             cores=int(getattr(hardware, "usable_cores", 1) or 1),
             measure_s=measure_s,
             final_rounds=final_rounds,
+            passes=tuple(_check_passes(passes)) if passes is not None else None,
+            tune_top=Settings.tune_top if tune_runtime else 0,
         )
         cache = CandidateCache(Path(cache_dir) if cache_dir else default_cache_dir(), enabled=use_cache)
         inputs_ = SearchInputs(
@@ -311,6 +316,8 @@ def optimize(
                     "shapes": {k: list(v) for k, v in shapes_for(batch).items()},
                     "measure_s": measure_s,
                     "final_rounds": final_rounds,
+                    "passes": list(passes) if passes is not None else None,
+                    "tune_runtime": tune_runtime,
                 },
                 "gate": gate.to_dict() | {"describe": gate.describe(), "iou_threshold": iou_threshold},
                 "data": {
@@ -359,6 +366,17 @@ def _latency_feeds(
         if first is not None and all(a.shape[0] == batch for a in first.values()):
             return first
     return synthetic_feeds(data.specs, shapes_for(batch), seed=7)
+
+
+def _check_passes(names: Sequence[str]) -> list[str]:
+    from honed.passes import pass_names
+
+    known = pass_names()
+    chosen = [n.strip() for n in names if n.strip()]
+    unknown = [n for n in chosen if n not in known]
+    if unknown:
+        raise InvalidArgument(f"unknown pass {unknown[0]!r}; known: {', '.join(known)}")
+    return chosen
 
 
 def _choose_backends(requested: Sequence[str] | None) -> list[str]:

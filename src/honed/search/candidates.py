@@ -86,13 +86,16 @@ class Skipped:
 
 
 def plan_pipelines(
-    model: onnx.ModelProto, backend: str, ctx: PassContext
+    model: onnx.ModelProto, backend: str, ctx: PassContext, *, only: tuple[str, ...] | None = None
 ) -> tuple[list[tuple[Step, ...]], list[Skipped]]:
-    """Single-pass pipelines worth building for ``backend`` (most promising first), and the passes skipped."""
+    """Single-pass pipelines worth building for ``backend`` (most promising first), and the passes skipped.
+
+    ``only`` limits the passes considered to those names (None: every registered pass).
+    """
     pipelines: list[tuple[Step, ...]] = []
     skipped: list[Skipped] = []
     for p in all_passes():
-        if p.name in _NOT_STANDALONE:
+        if p.name in _NOT_STANDALONE or (only is not None and p.name not in only):
             continue
         reason = p.skip_reason(ctx, None, model)
         if reason is not None:

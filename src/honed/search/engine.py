@@ -65,6 +65,7 @@ class Settings:
     settings_per_pass: int = 2
     tune_top: int = 2
     fallback_max_excluded: int = 16
+    passes: tuple[str, ...] | None = None  # None: every registered pass
 
 
 @dataclass
@@ -206,7 +207,7 @@ class Search:
                 candidates.append(Candidate((), default))
                 if backend == "openvino":
                     candidates.extend(self._openvino_precisions(default))
-            pipelines, skipped = plan_pipelines(model, backend, ctx)
+            pipelines, skipped = plan_pipelines(model, backend, ctx, only=self.settings.passes)
             self.skipped.extend(skipped)
             per_pass: dict[str, int] = {}
             for steps in pipelines:
