@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
+from optimize_models import tiny_classifier, tiny_data
 
 from honed.cli.main import run
 from honed.errors import DataError, InvalidArgument
 from honed.model import file_sha256
 from honed.search import optimize, parse_duration
-from optimize_models import tiny_classifier, tiny_data
 
 FAST: dict[str, Any] = {"measure_s": 0.02, "final_rounds": 2, "backends": ["onnxruntime"]}
 
