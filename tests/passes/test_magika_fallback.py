@@ -42,8 +42,8 @@ def _real_files(count: int) -> list[Path]:
 @pytest.mark.e2e
 def test_fallback_recovers_magika_int8(tmp_path: Path) -> None:
     model = onnx.load(str(MODEL))
-    features = np.stack([_features(p) for p in _real_files(160)])
-    calib, evaluation = features[:64], features[64:]
+    features = np.stack([_features(p) for p in _real_files(96)])
+    calib, evaluation = features[:32], features[32:]
 
     def source() -> Iterator[dict[str, np.ndarray[Any, Any]]]:
         for i in range(0, len(calib), 8):

@@ -1,14 +1,27 @@
-"""The list of command modules; each exposes ``register(app)``. Add a command group here, one line."""
+"""Finds the command modules: every ``honed/cli/*_cmd.py`` exposes ``register(app)``.
+
+Adding a command group is adding one such module; nothing else lists them.
+"""
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
 import typer
 
-_MODULES: tuple[str, ...] = ("honed.cli.optimize_cmd",)
+import honed.cli
+
+# The order commands appear in ``honed --help``: the main job first; any others follow alphabetically.
+_ORDER = ("optimize", "bench", "inspect", "hw", "serve", "registry", "audit", "plan", "deploy", "demo")
+
+
+def _rank(module: str) -> tuple[int, str]:
+    name = module.removesuffix("_cmd")
+    return (_ORDER.index(name) if name in _ORDER else len(_ORDER), name)
 
 
 def register(app: typer.Typer) -> None:
-    for name in _MODULES:
-        importlib.import_module(name).register(app)
+    modules = [m.name for m in pkgutil.iter_modules(honed.cli.__path__) if m.name.endswith("_cmd")]
+    for name in sorted(modules, key=_rank):
+        importlib.import_module(f"honed.cli.{name}").register(app)

@@ -8,7 +8,8 @@ from typing import Any
 
 from rich.console import Console
 
-from honed.errors import HonedError
+from honed.errors import HonedError, InvalidArgument
+from honed.runtime.config import RuntimeConfig
 
 console = Console()
 """For tables, progress bars and results people read (stdout)."""
@@ -30,3 +31,49 @@ def print_json(data: Any) -> None:
 def exit_code_for(error: HonedError) -> int:
     """Every domain error is a problem with what the user gave: exit 2, as the docs promise."""
     return EXIT_BAD_INPUT
+
+
+def parse_int_list(text: str, flag: str) -> tuple[int, ...]:
+    """``"1,8,32"`` -> ``(1, 8, 32)``; a clear error naming the flag otherwise."""
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InvalidArgument(f"{flag} takes whole numbers separated by commas, e.g. 1,8,32; got {text!r}") from None
+    if not values:
+        raise InvalidArgument(f"{flag} needs at least one value")
+    return values
+
+
+_UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str, flag: str) -> float:
+    """``"500ms"``, ``"10s"``, ``"10m"``, ``"1h"`` or plain seconds -> seconds (> 0)."""
+    raw = text.strip().lower()
+    number, unit = raw, "s"
+    for suffix in sorted(_UNITS, key=len, reverse=True):
+        if raw.endswith(suffix):
+            number, unit = raw[: -len(suffix)], suffix
+            break
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except ValueError:
+        raise InvalidArgument(f"{flag} takes a duration such as 30s, 10m or 500ms; got {text!r}") from None
+    if seconds <= 0:
+        raise InvalidArgument(f"{flag} must be longer than zero; got {text!r}")
+    return seconds
+
+
+def runtime_config(
+    backend: str, provider: str, graph_optimization: str, affinity: str | None, spinning: bool, inter_op: int
+) -> RuntimeConfig:
+    """A RuntimeConfig from the common runtime flags."""
+    cores = parse_int_list(affinity, "--affinity") if affinity else None
+    return RuntimeConfig(
+        backend=backend,
+        provider=provider,
+        graph_optimization=graph_optimization,
+        affinity=cores,
+        spinning=spinning,
+        inter_op_threads=inter_op,
+    )

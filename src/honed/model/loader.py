@@ -7,10 +7,12 @@ same clear errors for a missing file, a file that is not ONNX, a truncated file 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
 from google.protobuf.message import DecodeError
+from onnx import external_data_helper
 
 from honed.errors import InvalidModel, ModelNotFound
 from honed.model.spec import TensorSpec
@@ -35,11 +37,37 @@ def load_model(path: str | Path, *, check: bool = True, load_external_data: bool
 
     Raises :class:`ModelNotFound` or :class:`InvalidModel` with a message that says what to do.
     """
+    return load_model_with_external_files(path, check=check, load_external_data=load_external_data)[0]
+
+
+def load_model_with_external_files(
+    path: str | Path, *, check: bool = True, load_external_data: bool = True
+) -> tuple[onnx.ModelProto, tuple[str, ...]]:
+    """:func:`load_model`, plus the external-data files the model refers to (empty when it has none).
+
+    Loading external data resets the tensors' references, so the file names are noted before it.
+    """
     p = resolve_model_path(path)
     if p.stat().st_size == 0:
         raise InvalidModel(f"{p} is empty: it is not an ONNX model")
     try:
-        model = onnx.load(str(p), load_external_data=load_external_data)
+        model = onnx.load(str(p), load_external_data=False)
+        external_files = tuple(
+            sorted(
+                {
+                    entry.value
+                    for tensor in _all_tensors(model.graph)
+                    if external_data_helper.uses_external_data(tensor)
+                    for entry in tensor.external_data
+                    if entry.key == "location"
+                }
+            )
+        )
+        if load_external_data and external_files:
+            for name in external_files:
+                if not (p.parent / name).is_file():
+                    raise FileNotFoundError(2, "missing external data", name)
+            external_data_helper.load_external_data_for_model(model, str(p.parent))
     except DecodeError as exc:
         raise InvalidModel(f"{p} is not an ONNX model or is truncated/corrupt ({exc})") from exc
     except FileNotFoundError as exc:
@@ -47,13 +75,27 @@ def load_model(path: str | Path, *, check: bool = True, load_external_data: bool
             f"{p} refers to an external-data file that is missing: {Path(exc.filename or '?').name}; "
             "keep the .data file next to the model"
         ) from exc
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, onnx.checker.ValidationError) as exc:
         raise InvalidModel(f"cannot read {p} as ONNX: {exc}") from exc
     if not model.graph.node and not model.graph.output:
         raise InvalidModel(f"{p} holds no graph: it is not an ONNX model")
     if check:
         check_model(model, p)
-    return model
+    return model, external_files
+
+
+def _all_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """Every tensor stored in a graph: initializers and attribute tensors, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _all_tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _all_tensors(sub)
 
 
 def check_model(model: onnx.ModelProto, where: str | Path = "model") -> None:
