@@ -156,7 +156,9 @@ def _preprocess(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
         # symbolic shape inference fails on some graphs (e.g. Magika's); ONNX's own inference then suffices
         for skip_symbolic in (False, True):
             try:
-                quant_pre_process(source, target, skip_symbolic_shape=skip_symbolic)
+                # on failure, symbolic shape inference dumps its state into the working directory
+                with contextlib.chdir(folder):
+                    quant_pre_process(source, target, skip_symbolic_shape=skip_symbolic)
             except Exception:  # pre-processing is an aid; any failure means "try the next way"
                 continue
             return read(target)
