@@ -33,7 +33,8 @@ def _signature(model: onnx.ModelProto) -> tuple[list[tuple[str, int]], list[tupl
 
 
 def test_every_pass_is_registered_and_described() -> None:
-    assert PASSES == ["fp16", "graph", "int8-dynamic", "int8-static", "prune", "transformer-fusion"]
+    built_in = {"fp16", "graph", "int8-dynamic", "int8-static", "prune", "transformer-fusion"}
+    assert built_in <= set(PASSES)
     for p in all_passes():
         info = p.describe()
         assert info["name"] == p.name and info["description"] and info["targets"]
