@@ -128,7 +128,7 @@ def test_resume_after_interruption_reuses_finished_candidates(tmp_path: Path, mo
     cut = optimize(model, out=tmp_path / "o1", time_budget=12, clock=clock, tune_runtime=False, **kwargs, **FAST)
     assert cut.report["budget_exhausted"] is True
     assert (tmp_path / "o1" / "model.onnx").is_file()  # best-so-far is written even when cut short
-    assert cut.exit_code == 3
+    assert cut.report["final_compared"] is False
     done_first = {c["label"] for c in cut.report["candidates"] if c["status"] not in ("not-run",)}
     full = optimize(model, out=tmp_path / "o2", time_budget="2m", tune_runtime=False, **kwargs, **FAST)
     cached = {c["label"] for c in full.report["candidates"] if c["cached"]}

@@ -153,6 +153,7 @@ def optimize(
     shapes: Sequence[str] | None = None,
     passes: Sequence[str] | None = None,
     tune_runtime: bool = True,
+    evaluate_slower: bool = False,
     recipe: str | Path | None = None,
     calibration_samples: int = 128,
     eval_samples: int | None = None,
@@ -171,7 +172,9 @@ def optimize(
     ``metric``/``minimum``/``maximum`` (``--min``/``--max``) set the gate (``auto`` picks from the outputs);
     ``objective`` is ``latency`` (p50 at ``batch``) or ``throughput``. ``backends`` defaults to every installed
     backend; ``passes`` limits the passes tried to those names; ``tune_runtime=False`` skips the thread/affinity/
-    spinning variants. ``recipe`` replays a recipe.json instead of searching.
+    spinning variants; ``evaluate_slower=True`` judges fidelity even of candidates first measured slower than
+    the original (by default they are marked ``slower`` and their eval time is saved).
+    ``recipe`` replays a recipe.json instead of searching.
     Bad input raises a :class:`~honed.errors.HonedError`.
     """
     started_wall = datetime.now(UTC)
@@ -272,11 +275,13 @@ def optimize(
             objective=objective,
             time_budget_s=budget_s - (clock() - started),
             backends=tuple(chosen_backends),
-            cores=int(getattr(hardware, "usable_cores", 1) or 1),
+            cpus=tuple(hardware.usable_cores) or (0,),
+            flops_per_item=_flops_per_item(proto, inputs, overrides),
             measure_s=measure_s,
             final_rounds=final_rounds,
             passes=tuple(_check_passes(passes)) if passes is not None else None,
             tune_top=Settings.tune_top if tune_runtime else 0,
+            evaluate_slower=evaluate_slower,
         )
         cache = CandidateCache(Path(cache_dir) if cache_dir else default_cache_dir(), enabled=use_cache)
         inputs_ = SearchInputs(
@@ -331,12 +336,22 @@ def optimize(
             html=html,
         )
         search = Search(inputs_, settings, cache, work, clock=clock, events=_Chain(events, writer))
+        search.hardware = hardware
         writer.search = search
         winner = search.run()
         profiles = _profiles(search, winner, feeds, work)
         return writer.finish(winner, profiles, elapsed_s=clock() - started)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _flops_per_item(proto: Any, inputs: list[TensorSpec], overrides: dict[str, tuple[int, ...]]) -> float | None:
+    """FLOPs of one item of the original model (the same arithmetic every variant does), or None when unknown."""
+    from honed.model.flops import count_flops
+
+    shapes = concrete_shapes(inputs, overrides, batch=1)
+    total = count_flops(proto, shapes).total
+    return float(total) if total else None
 
 
 def _accuracy_default_gate(session: Any, reference: ReferenceOutputs, labels: Array | None, why: str) -> AccuracyGate:
@@ -499,8 +514,8 @@ class _Writer(Events):
             "final_compared": search.final_compared,
             "winner": winner_row,
             "baseline": baseline_row,
-            "winner_results": bench_results(winner, settings.batch),
-            "baseline_results": bench_results(baseline, settings.batch),
+            "winner_results": bench_results(winner, settings, search.hardware),
+            "baseline_results": bench_results(baseline, settings, search.hardware),
             "candidates": rows,
             "skipped": [s.to_dict() for s in search.skipped],
             "pareto": pareto_front(rows, gate.higher_is_better),

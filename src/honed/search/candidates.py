@@ -115,9 +115,10 @@ def plan_pipelines(
     return pipelines, skipped
 
 
-def runtime_variants(backend: str, cores: int, *, objective: str = "latency") -> list[RuntimeConfig]:
-    """Runtime settings worth measuring for ``backend`` on a machine with ``cores`` usable cores; first is default."""
-    cores = max(cores, 1)
+def runtime_variants(backend: str, cpus: tuple[int, ...], *, objective: str = "latency") -> list[RuntimeConfig]:
+    """Runtime settings worth measuring for ``backend`` on the usable CPU ids ``cpus``; the first is the default."""
+    cpus = cpus or (0,)
+    cores = len(cpus)
     if backend == "openvino":
         hint = "THROUGHPUT" if objective == "throughput" else "LATENCY"
         base = RuntimeConfig(backend="openvino", options={"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": hint})
@@ -130,7 +131,7 @@ def runtime_variants(backend: str, cores: int, *, objective: str = "latency") ->
         base,
         base.with_(intra_op_threads=cores),
         base.with_(intra_op_threads=cores, spinning=False),
-        base.with_(intra_op_threads=cores, affinity=tuple(range(cores))),
+        base.with_(intra_op_threads=cores, affinity=tuple(cpus)),
     ]
     if cores > 1:
         variants.append(base.with_(intra_op_threads=1))

@@ -45,6 +45,7 @@ Clock = Callable[[], float]
 OBJECTIVES = ("latency", "throughput")
 _WIN_MARGIN = 0.03  # a challenger must beat the baseline's median cost by 3% ...
 _WIN_SHARE = 2 / 3  # ... and be faster in at least two thirds of the paired rounds
+_WIN_MARGIN_SINGLE = 0.10  # without a final comparison, one measurement each: demand a clearer win
 _SLOWER = 1.15  # a first measurement this much slower than the baseline is not worth evaluating
 
 
@@ -57,7 +58,8 @@ class Settings:
     objective: str = "latency"
     time_budget_s: float = 600.0
     backends: tuple[str, ...] = ("onnxruntime",)
-    cores: int = 1
+    cpus: tuple[int, ...] = (0,)
+    flops_per_item: float | None = None
     measure_s: float = 1.0
     warmup: int = 3
     final_rounds: int = 5
@@ -66,6 +68,7 @@ class Settings:
     tune_top: int = 2
     fallback_max_excluded: int = 16
     passes: tuple[str, ...] | None = None  # None: every registered pass
+    evaluate_slower: bool = False  # judge fidelity even of candidates measured slower than the baseline
 
 
 @dataclass
@@ -157,6 +160,7 @@ class Search:
         self._models: dict[str, tuple[Path, str, int] | str] = {}
         self._build_seconds: dict[str, float] = {}
         self.best: Outcome | None = None
+        self.hardware: Any = None  # a HardwareSpec, for the peak in bench-shaped results
 
     # -- time --------------------------------------------------------------------------------------------
 
@@ -202,7 +206,7 @@ class Search:
         candidates: list[Candidate] = []
         for backend in self.settings.backends:
             ctx = self.inputs.make_context(backend)
-            default = runtime_variants(backend, self.settings.cores, objective=self.settings.objective)[0]
+            default = runtime_variants(backend, self.settings.cpus, objective=self.settings.objective)[0]
             if backend != "onnxruntime":
                 candidates.append(Candidate((), default))
                 if backend == "openvino":
@@ -322,7 +326,8 @@ class Search:
             return
         base = self.baseline().cost_ms(self.settings.objective)
         cost = outcome.cost_ms(self.settings.objective)
-        if inherit is None and base is not None and cost is not None and cost > base * _SLOWER:
+        slower = base is not None and cost is not None and cost > base * _SLOWER
+        if inherit is None and slower and not self.settings.evaluate_slower:
             # it cannot win, so its fidelity is not worth the eval time
             outcome.status = "slower"
             outcome.reason = f"slower than the original ({cost:.3g} ms vs {base:.3g} ms); fidelity not evaluated"
@@ -466,7 +471,7 @@ class Search:
         todo: list[tuple[Candidate, Outcome]] = []
         for parent in top:
             for config in runtime_variants(
-                parent.candidate.backend, self.settings.cores, objective=self.settings.objective
+                parent.candidate.backend, self.settings.cpus, objective=self.settings.objective
             ):
                 config = config.with_(options={**config.options, **parent.candidate.runtime.options})
                 cand = Candidate(parent.candidate.steps, config)
@@ -536,9 +541,10 @@ class Search:
         base_cost = baseline.final_cost(objective)
         winner = baseline
         winner_cost = base_cost if base_cost is not None else math.inf
+        margin = _WIN_MARGIN if self.final_compared else _WIN_MARGIN_SINGLE
         for c in challengers:
             cost = c.final_cost(objective)
-            if cost is None or base_cost is None or cost > base_cost * (1 - _WIN_MARGIN):
+            if cost is None or base_cost is None or cost > base_cost * (1 - margin):
                 continue
             if self.final_compared and c.rounds and baseline.rounds:
                 wins = sum(a < b for a, b in zip(c.rounds, baseline.rounds, strict=False))

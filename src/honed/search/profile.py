@@ -1,8 +1,8 @@
 """Per-op time of one candidate: run it with the backend's profiler on and total the time by op type.
 
-ONNX Runtime writes a Chrome trace (events with ``cat == "Node"``, ``dur`` in microseconds and the op type
-in ``args.op_name``); the OpenVINO backend writes a list of ``{name, op, time_us}``. Both become rows of
-``{op, time_us, calls, share}``, largest first, time per run.
+ONNX Runtime's trace is parsed by :func:`honed.bench.profile.parse_ort_profile`; the OpenVINO backend writes
+a list of ``{name, op, time_us}`` for the last request. Both become rows of ``{op, time_us, calls, share}``,
+largest first, time per run.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from honed.bench.profile import parse_ort_profile
 from honed.errors import HonedError
 from honed.runtime import RuntimeConfig, create_session
 
@@ -32,27 +33,28 @@ def op_profile(
         return []
     if trace is None or not trace.is_file():
         return []
-    return summarize_trace(json.loads(trace.read_text()), runs=_ITERATIONS)
+    if config.backend == "openvino":
+        return summarize_openvino(json.loads(trace.read_text()))
+    parsed = parse_ort_profile(trace)
+    runs = parsed.runs or _ITERATIONS
+    return [
+        {"op": o.op_type, "time_us": round(o.total_ms * 1e3 / runs, 2), "calls": o.calls // runs, "share": o.fraction}
+        for o in parsed.by_op_type
+    ]
 
 
-def summarize_trace(events: Any, *, runs: int = 1) -> list[dict[str, Any]]:
-    """Totals by op type from an ONNX Runtime trace or the OpenVINO backend's list, per run."""
+def summarize_openvino(rows: Any) -> list[dict[str, Any]]:
+    """Totals by layer type from the OpenVINO backend's per-layer list (one run)."""
     totals: dict[str, float] = {}
     calls: dict[str, int] = {}
-    for event in events if isinstance(events, list) else []:
-        if not isinstance(event, dict):
-            continue
-        if "time_us" in event:  # OpenVINO backend rows (already one run: the last request's counters)
-            op, time_us, per_run = str(event.get("op", "?")), float(event["time_us"]), 1
-        elif event.get("cat") == "Node" and str(event.get("name", "")).endswith("_kernel_time"):
-            op, time_us, per_run = str(event.get("args", {}).get("op_name", "?")), float(event.get("dur", 0)), runs
-        else:
-            continue
-        totals[op] = totals.get(op, 0.0) + time_us / per_run
-        calls[op] = calls.get(op, 0) + 1
+    for row in rows if isinstance(rows, list) else []:
+        if isinstance(row, dict) and "time_us" in row:
+            op = str(row.get("op", "?"))
+            totals[op] = totals.get(op, 0.0) + float(row["time_us"])
+            calls[op] = calls.get(op, 0) + 1
     total = sum(totals.values()) or 1.0
-    rows = [
-        {"op": op, "time_us": round(t, 2), "calls": calls[op], "share": round(t / total, 4)} for op, t in totals.items()
+    out = [
+        {"op": op, "time_us": round(t, 2), "calls": calls[op], "share": round(t / total, 4)}
+        for op, t in sorted(totals.items(), key=lambda kv: -kv[1])
     ]
-    rows.sort(key=lambda r: -totals[str(r["op"])])
-    return rows
+    return out

@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 from honed.evaluate import AccuracyGate
-from honed.search.engine import Outcome
+from honed.search.engine import Outcome, Settings
 
 
 def latency_block(latency: dict[str, Any] | None) -> dict[str, float] | None:
@@ -27,10 +27,23 @@ def throughput(latency: dict[str, Any] | None, batch: int) -> float | None:
     return batch * 1000.0 / float(latency["mean_ms"])
 
 
-def bench_results(outcome: Outcome, batch: int) -> list[dict[str, Any]]:
+def precision(outcome: Outcome) -> str:
+    """Which peak applies to a candidate: ``int8`` when a pass quantized it, ``bf16`` when OpenVINO runs it so."""
+    if any(s.name.startswith("int8") or s.name.endswith("int8") for s in outcome.candidate.steps):
+        return "int8"
+    if outcome.candidate.runtime.options.get("INFERENCE_PRECISION_HINT", "f32") == "bf16":
+        return "bf16"
+    return "fp32"
+
+
+def bench_results(outcome: Outcome, settings: Settings, hardware: Any) -> list[dict[str, Any]]:
     """The bench-v1 ``results`` list for one measured candidate (one entry: its batch, threads, concurrency 1)."""
     if outcome.latency is None:
         return []
+    batch = settings.batch
+    items_per_s = throughput(outcome.latency, batch)
+    achieved = settings.flops_per_item * items_per_s / 1e9 if settings.flops_per_item and items_per_s else None
+    peak = hardware.peak_gflops(precision(outcome)) if hardware is not None else None
     return [
         {
             "batch": batch,
@@ -38,9 +51,9 @@ def bench_results(outcome: Outcome, batch: int) -> list[dict[str, Any]]:
             "concurrency": 1,
             "iterations": int(outcome.latency.get("count", 0)),
             "latency_ms": latency_block(outcome.latency),
-            "throughput_items_per_s": throughput(outcome.latency, batch),
-            "achieved_gflops": None,
-            "peak_fraction": None,
+            "throughput_items_per_s": items_per_s,
+            "achieved_gflops": achieved,
+            "peak_fraction": achieved / peak if achieved and peak else None,
         }
     ]
 
