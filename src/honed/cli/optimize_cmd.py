@@ -26,10 +26,17 @@ class _ProgressEvents(Events):
 
     def done(self, outcome: Outcome) -> None:
         lat = f"{outcome.latency['p50_ms']:.3g} ms" if outcome.latency else "–"
-        why = f" — {outcome.reason}" if outcome.reason else ""
-        self.progress.console.print(f"  {outcome.id} {outcome.status:9} {lat:>10}  {outcome.candidate.label()}{why}")
+        why = f" — {_clip(outcome.reason, 70)}" if outcome.reason else ""
+        label = _clip(outcome.candidate.label(), 70)
+        self.progress.console.print(
+            f"  {outcome.id} {outcome.status:9} {lat:>9}  {label}{why}", overflow="ellipsis", no_wrap=True
+        )
         if self.task is not None and outcome.id != "c00":
             self.progress.advance(self.task)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def register(app: typer.Typer) -> None:

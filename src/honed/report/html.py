@@ -72,7 +72,9 @@ def _passes(row: dict[str, Any]) -> str:
     parts = []
     for s in steps:
         params = ", ".join(
-            f"{k}={v if not isinstance(v, list) else f'[{len(v)} items]'}" for k, v in sorted(s["params"].items())
+            f"{k}={v if not isinstance(v, list) else f'[{len(v)} items]'}"
+            for k, v in sorted(s["params"].items())
+            if v != []
         )
         parts.append(f"<b>{_e(s['name'])}</b> <span class='sub'>{_e(params)}</span>")
     return "<br>".join(parts)
@@ -105,6 +107,9 @@ def chart_svg(report: dict[str, Any], width: int = 760, height: int = 360) -> st
     y_values = ys + ([float(bound)] if bound is not None else [])
     x_lo, x_hi = 0.0, max(xs) * 1.08
     y_lo, y_hi = min(y_values), max(y_values)
+    if bound is not None and y_hi > float(bound):
+        # keep the region around the bound readable; far-off points are pinned to the bottom edge
+        y_lo = max(y_lo, float(bound) - 4 * (y_hi - float(bound)))
     pad = (y_hi - y_lo) * 0.08 or 0.01
     y_lo, y_hi = y_lo - pad, y_hi + pad
 
@@ -148,7 +153,11 @@ def chart_svg(report: dict[str, Any], width: int = 760, height: int = 360) -> st
         parts.append(f'<polyline points="{path}" fill="none" stroke="#8e44ad" stroke-width="1.5"/>')
     winner = report["winner"]["id"]
     for r in rows:
-        x, y = px(float(r["cost_ms"])), py(float(r["metric_value"]))
+        x, y = px(float(r["cost_ms"])), py(max(float(r["metric_value"]), y_lo))
+        if float(r["metric_value"]) < y_lo:
+            parts.append(
+                f'<text x="{x:.1f}" y="{y + 4:.1f}" font-size="13" text-anchor="middle" fill="#c0392b">▼</text>'
+            )
         colour = _STATUS_COLOURS.get(r["status"], "#555")
         radius = 7 if r["id"] == winner else 4.5
         ring = ' stroke="#000" stroke-width="2"' if r["id"] == winner else ""
@@ -165,6 +174,7 @@ def chart_svg(report: dict[str, Any], width: int = 760, height: int = 360) -> st
         if s != "not-run"
     )
     legend += '<span style="color:#8e44ad">── Pareto front</span><span style="color:#c0392b">- - bound</span>'
+    legend += '<span style="color:#c0392b">▼ far below the bound (value in the table)</span>'
     return "".join(parts) + f'<div class="legend">{legend}</div>'
 
 

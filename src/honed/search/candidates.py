@@ -38,10 +38,27 @@ class Step:
 
     def label(self) -> str:
         shown = ",".join(f"{k}={_short(v)}" for k, v in sorted(self.params.items()) if k not in _QUIET_PARAMS)
+        excluded = self.params.get("nodes_to_exclude")
+        if excluded:
+            shown += f"{',' if shown else ''}float_nodes={len(excluded)}"
         return f"{self.name}({shown})" if shown else self.name
 
 
-_QUIET_PARAMS = frozenset({"shape_inference", "slim", "subset_size", "fast_bias_correction", "nodes_to_exclude"})
+# parameters left out of short labels (the report and the recipe keep every parameter)
+_QUIET_PARAMS = frozenset(
+    {
+        "shape_inference",
+        "slim",
+        "subset_size",
+        "fast_bias_correction",
+        "nodes_to_exclude",
+        "calibration_batches",
+        "op_types",
+        "preprocess",
+        "percentile",
+        "weight_type",
+    }
+)
 
 
 @dataclass(frozen=True)
