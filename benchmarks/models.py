@@ -53,7 +53,7 @@ def default_cache() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "honed" / "bench"
 
 
-def prepare_magika(cache: Path, *, calibration: int = 128, evaluation: int = 512) -> BenchModel:
+def prepare_magika(cache: Path, *, calibration: int = 128, evaluation: int = 256) -> BenchModel:
     model_dir = magika_model_dir()
     config = MagikaFeatureConfig.from_model_dir(model_dir)
     calib, evals = build_magika_datasets(

@@ -331,7 +331,7 @@ def search_line(search: dict[str, Any]) -> str:
 
 
 def render(
-    cases: list[dict[str, Any]], benches: dict[str, BenchModel], command: str, machine: str, eval_batch: int
+    cases: list[dict[str, Any]], benches: dict[str, dict[str, Any]], command: str, machine: str, eval_batch: int
 ) -> str:
     lines = [
         SECTION,
@@ -346,13 +346,13 @@ def render(
         "",
     ]
     for name, bench in benches.items():
-        lines += [f"### {name}", "", f"Budget: {bench.metric} >= {bench.minimum}. Data: {bench.note}.", ""]
+        lines += [f"### {name}", "", f"Budget: {bench['metric']} >= {bench['minimum']}. Data: {bench['note']}.", ""]
         for case in (c for c in cases if c["model"] == name):
             b = case["batch"]
             lines += [
                 f"Batch {b}:",
                 "",
-                f"| configuration | {bench.metric} | p50 ms | items/s | vs ORT default | spread | how |",
+                f"| configuration | {bench['metric']} | p50 ms | items/s | vs ORT default | spread | how |",
                 "|---|---|---|---|---|---|---|",
             ]
             for r in case["rows"]:
@@ -411,7 +411,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-batch", type=int, default=32, help="batch size fidelity is measured at")
     parser.add_argument("--cache", type=Path, default=None, help="exported models, inputs and results")
     parser.add_argument("--no-write", action="store_true", help="print the table instead of writing docs")
+    parser.add_argument("--render", type=Path, default=None, help="only re-render a saved results.json")
     args = parser.parse_args(argv)
+    if args.render is not None:
+        return publish(json.loads(args.render.read_text()), args.no_write)
     cache = args.cache or default_cache()
     batches = [int(b) for b in args.batch.split(",")]
     names = [m.strip().lower() for m in args.models.split(",")]
@@ -419,24 +422,32 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in prepare]
     if unknown:
         parser.error(f"unknown model(s) {unknown}; choose from {sorted(prepare)}")
-    cases = []
-    benches: dict[str, BenchModel] = {}
+    hw = detect_hardware()
+    isa = [x for x in hw.isa if x.startswith(("avx", "amx"))]
+    results: dict[str, Any] = {
+        "command": ("python benchmarks/optimize.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip(),
+        "machine": f"{hw.cpu_model}, {len(hw.usable_cores)} usable cores, {' '.join(isa) or 'no AVX'}",
+        "eval_batch": args.eval_batch,
+        "models": {},
+        "cases": [],
+    }
     run_dir = cache / "runs" / time.strftime("%Y%m%dT%H%M%S")
     for name in names:
         log(f"{name}: preparing model and data")
         bench = prepare[name](cache)
-        benches[bench.name] = bench
+        results["models"][bench.name] = {"metric": bench.metric, "minimum": bench.minimum, "note": bench.note}
         work = run_dir / name
         work.mkdir(parents=True, exist_ok=True)
-        cases += run_model(bench, batches, args, work)
-    hw = detect_hardware()
-    isa = [x for x in hw.isa if x.startswith(("avx", "amx"))]
-    machine = f"{hw.cpu_model}, {len(hw.usable_cores)} usable cores, {' '.join(isa) or 'no AVX'}"
-    command = "python benchmarks/optimize.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = render(cases, benches, command.strip(), machine, args.eval_batch)
-    (run_dir / "results.json").write_text(json.dumps({"cases": cases}, indent=2, default=str) + "\n")
-    log(f"results: {run_dir / 'results.json'}")
-    if args.no_write:
+        results["cases"] += run_model(bench, batches, args, work)
+        # Saved after every model, so a later failure loses nothing measured (re-render with --render).
+        (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+        log(f"results so far: {run_dir / 'results.json'}")
+    return publish(results, args.no_write)
+
+
+def publish(results: dict[str, Any], no_write: bool) -> int:
+    text = render(results["cases"], results["models"], results["command"], results["machine"], results["eval_batch"])
+    if no_write:
         print(text)
     else:
         write_section(text)
