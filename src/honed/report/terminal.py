@@ -21,17 +21,14 @@ def candidates_table(report: dict[str, Any]) -> Table:
     metric = report["gate"]["metric"]
     winner = report["winner"]["id"]
     table = Table(title=f"honed optimize — gate: {report['gate']['describe']}", title_justify="left")
-    for name, justify in (
-        ("id", "left"),
-        ("candidate", "left"),
-        ("status", "left"),
-        ("p50 ms", "right"),
-        ("p99 ms", "right"),
-        ("speed-up", "right"),
-        (metric, "right"),
-        ("why", "left"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table.add_column("id", no_wrap=True)
+    table.add_column("candidate", min_width=24, ratio=3)
+    table.add_column("status", no_wrap=True)
+    table.add_column("p50 ms", justify="right", no_wrap=True)
+    table.add_column("p99 ms", justify="right", no_wrap=True)
+    table.add_column("speed-up", justify="right", no_wrap=True)
+    table.add_column(metric, justify="right", no_wrap=True)
+    table.add_column("why", ratio=2, overflow="ellipsis", max_width=60)
     for row in report["candidates"]:
         lat = row.get("latency_ms") or {}
         status = Text(row["status"], style=_STYLES.get(row["status"], ""))
