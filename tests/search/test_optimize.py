@@ -210,3 +210,48 @@ def test_parse_duration() -> None:
     assert parse_duration("90s") == parse_duration(90) == 90
     with pytest.raises(InvalidArgument):
         parse_duration("0")
+
+
+def test_synthetic_run_says_so_and_html_is_self_contained(tmp_path: Path, model: Path) -> None:
+    result = optimize(
+        model,
+        out=tmp_path / "out",
+        time_budget="1m",
+        passes=["graph"],
+        tune_runtime=False,
+        cache_dir=tmp_path / "cache",
+        **FAST,
+    )
+    report = result.report
+    assert report["data"]["synthetic"] is True and report["data"]["eval"]["source"] == "synthetic"
+    assert report["gate"]["metric"] == "agreement" and "auto" in report["gate"]["reason"]
+    assert result.html_path is not None
+    page = result.html_path.read_text()
+    assert "<svg" in page and "synthetic inputs" in page
+    assert "src=" not in page and "href=" not in page and "<script" not in page  # nothing fetched
+
+
+def test_labels_pick_accuracy_and_its_default_bound(tmp_path: Path, model: Path, data: Path) -> None:
+    from honed.runtime import create_session
+
+    x = np.load(data)["x"]
+    labels = create_session(model).run({"x": x})["probs"].argmax(axis=1)
+    labels[:4] = (labels[:4] + 1) % 4  # the original gets 36 of 40 right
+    np.save(tmp_path / "labels.npy", labels)
+    result = optimize(
+        model,
+        out=tmp_path / "out",
+        data=data,
+        labels=tmp_path / "labels.npy",
+        time_budget="1m",
+        passes=["graph"],
+        tune_runtime=False,
+        cache_dir=tmp_path / "cache",
+        **FAST,
+    )
+    gate = result.report["gate"]
+    assert gate["metric"] == "accuracy"
+    assert gate["min"] == pytest.approx(0.9 - 0.01)
+    with pytest.raises(DataError, match="labels"):
+        np.save(tmp_path / "short.npy", labels[:5])
+        optimize(model, out=tmp_path / "o2", data=data, labels=tmp_path / "short.npy", **FAST)

@@ -235,6 +235,13 @@ def optimize(
         if metric_name == "accuracy" and minimum is None and maximum is None:
             gate = _accuracy_default_gate(baseline_session, reference, label_array, why)
         needed = samples_needed(gate)
+        if reference.samples < needed and evaluation.dataset is None and eval_samples is None:
+            # synthetic eval data: draw as many samples as the bound needs
+            evaluation = _Data(None, inputs, shapes_for, role="eval", synthetic_samples=needed, seed=1_000)
+            eval_limit = needed
+            reference = ReferenceOutputs.compute(
+                baseline_session, lambda: evaluation.batches(eval_batch, eval_limit), work / "reference-synthetic"
+            )
         if reference.samples < needed:
             where = eval_data or data
             raise DataError(
