@@ -370,6 +370,9 @@ def render(
     lines += [
         "Targets:",
         "",
+        "honed's winner should be >= 1.1x the fastest peer that meets the same budget, and >= 2.5x ORT default "
+        "on MiniLM at batch 32; a winner outside the budget is a failure.",
+        "",
         "| model | batch | fastest peer in budget | honed winner | winner vs that peer (target >= 1.1x) | "
         "winner vs ORT default | winner in budget |",
         "|---|---|---|---|---|---|---|",
