@@ -42,12 +42,12 @@ def _real_files(count: int) -> list[Path]:
 @pytest.mark.e2e
 def test_fallback_recovers_magika_int8(tmp_path: Path) -> None:
     model = onnx.load(str(MODEL))
-    features = np.stack([_features(p) for p in _real_files(96)])
-    calib, evaluation = features[:32], features[32:]
+    features = np.stack([_features(p) for p in _real_files(192)])
+    calib, evaluation = features[:64], features[64:]
 
     def source() -> Iterator[dict[str, np.ndarray[Any, Any]]]:
-        for i in range(0, len(calib), 8):
-            yield {"bytes": calib[i : i + 8]}
+        for i in range(0, len(calib), 16):
+            yield {"bytes": calib[i : i + 16]}
 
     reference = create_session(save_model(model, tmp_path / "fp32.onnx")).run({"bytes": evaluation})
     labels = reference["target_label"].argmax(axis=1)
