@@ -153,6 +153,8 @@ def rank_sensitivity(
                 )
             except PassError:
                 continue  # the quantizer cannot take this node alone; it is not a candidate
+            if not any(n.op_type == "QuantizeLinear" for n in single.graph.node):
+                continue  # the quantizer leaves this node float on its own (e.g. no calibrated range)
             ranking.append(LayerError(node.name, node.op_type, reference.error(single)))
     ranking.sort(key=lambda e: (-e.error, e.node))
     return ranking
