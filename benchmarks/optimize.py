@@ -342,9 +342,16 @@ def render(
         "against ONNX Runtime's default session with the same metric the budget uses, on the eval data in batches "
         f"of {eval_batch}; latency is the median of "
         "per-round p50s over interleaved rounds (spread: max-min of the rounds over the median); speed ratios "
-        "are to ORT default in the same rounds. A row in **bold** meets the budget.",
+        "are to ORT default in the same rounds. A row in **bold** meets the budget. The machine is shared with "
+        "other work, so absolute times swing from run to run; compare ratios within one table.",
         "",
     ]
+    if "avx512" not in machine:
+        lines += [
+            "This CPU has no AVX-512, VNNI or BF16: INT8 runs on AVX2 kernels (no VNNI dot products) and "
+            "OpenVINO's default precision here is f32, so 'OpenVINO default precision' is the FP32 row again.",
+            "",
+        ]
     for name, bench in benches.items():
         lines += [f"### {name}", "", f"Budget: {bench['metric']} >= {bench['minimum']}. Data: {bench['note']}.", ""]
         for case in (c for c in cases if c["model"] == name):
