@@ -54,16 +54,26 @@ class Fp16Pass(Pass):
             raise PassError("the model has no float32 weights to convert to float16")
         op_block = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(params["op_block_list"]))
         node_block = list(params["node_block_list"])
+        op_types = sorted({n.op_type for n in model.graph.node}, key=lambda t: (-len(t), t))
         for _ in range(params["max_fallbacks"] + 1):
             converted = _convert(model, params["keep_io_types"], op_block, node_block)
             if not params["auto_fallback"]:
                 return converted
-            failing = _node_that_fails(converted, ctx)
-            if failing is None:
+            message = _load_error(converted, ctx)
+            if message is None:
                 return converted
-            if failing in node_block:
-                raise PassError(f"ONNX Runtime cannot load the float16 model even with {failing!r} in float32")
-            node_block.append(failing)
+            node = _NODE_IN_ERROR.search(message)
+            if node is not None:
+                name = next(g for g in node.groups() if g)
+                if name in node_block:
+                    raise PassError(f"ONNX Runtime cannot load the float16 model even with {name!r} in float32")
+                node_block.append(name)
+                continue
+            # some kernels fail without naming the node; keep every node of the op type the message names
+            op = next((t for t in op_types if re.search(rf"\b{re.escape(t)}\b", message) and t not in op_block), None)
+            if op is None:
+                raise PassError(f"ONNX Runtime cannot load the float16 model: {message}")
+            op_block.append(op)
         raise PassError(f"more than {params['max_fallbacks']} nodes cannot run in float16; raise max_fallbacks")
 
 
@@ -93,8 +103,8 @@ def _convert(
     return out
 
 
-def _node_that_fails(model: onnx.ModelProto, ctx: PassContext) -> str | None:
-    """None when ONNX Runtime loads ``model`` for the target; else the name of the node it names as failing."""
+def _load_error(model: onnx.ModelProto, ctx: PassContext) -> str | None:
+    """None when ONNX Runtime loads ``model`` for the target (the CPU provider if that one is absent), else why not."""
     from honed.runtime import RuntimeConfig, create_session
 
     provider = ctx.target_provider if ctx.target_backend == "onnxruntime" else "cpu"
@@ -106,8 +116,5 @@ def _node_that_fails(model: onnx.ModelProto, ctx: PassContext) -> str | None:
             except BackendUnavailable:
                 create_session(path, RuntimeConfig(provider="cpu", graph_optimization="disable"))
         except HonedError as exc:
-            match = _NODE_IN_ERROR.search(str(exc))
-            if match is None:
-                raise PassError(f"ONNX Runtime cannot load the float16 model: {first_line(exc)}") from exc
-            return next(g for g in match.groups() if g)
+            return str(exc)
     return None
