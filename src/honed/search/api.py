@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from honed.data import NpzDataset, synthetic_feeds
+from honed.data import synthetic_feeds
 from honed.errors import DataError, InvalidArgument
 from honed.evaluate import AccuracyGate, ReferenceOutputs, choose_metric, load_labels, samples_needed
 from honed.hardware import detect_hardware
@@ -31,7 +31,10 @@ from honed.model.spec import TensorSpec, concrete_shapes, parse_shape_overrides
 from honed.passes import PassContext
 from honed.runtime import RuntimeConfig, create_session
 from honed.runtime import backends as registered_backends
+from honed.search.build import Builder, BuildJob
 from honed.search.cache import CandidateCache, default_cache_dir, digest
+from honed.search.candidates import Step
+from honed.search.datasource import DataSource
 from honed.search.engine import OBJECTIVES, Clock, Events, Outcome, Search, SearchInputs, Settings
 from honed.search.profile import op_profile
 from honed.search.recipe import Recipe, build_model, library_versions, stamp_provenance
@@ -87,52 +90,6 @@ def parse_duration(value: str | float | int) -> float:
     if seconds <= 0:
         raise InvalidArgument(f"the time budget must be positive, got {value!r}")
     return seconds
-
-
-class _Data:
-    """A batch source over an .npz dataset or seeded synthetic inputs, plus what the report says about it."""
-
-    def __init__(
-        self,
-        path: Path | None,
-        specs: list[TensorSpec],
-        shapes_for: Callable[[int], dict[str, tuple[int, ...]]],
-        *,
-        role: str,
-        synthetic_samples: int,
-        seed: int,
-    ) -> None:
-        self.path = path
-        self.specs = specs
-        self.shapes_for = shapes_for
-        self.seed = seed
-        if path is not None:
-            self.dataset: NpzDataset | None = NpzDataset(path, specs)
-            self.samples = int(self.dataset.num_samples)
-            self.sha256 = file_sha256(path)
-        else:
-            self.dataset = None
-            self.samples = synthetic_samples
-            self.sha256 = f"synthetic:seed={seed}:samples={synthetic_samples}"
-        self.role = role
-
-    def batches(self, batch: int, limit: int | None = None) -> Iterator[dict[str, Array]]:
-        total = self.samples if limit is None else min(limit, self.samples)
-        if self.dataset is not None:
-            yield from self.dataset.batches(batch, limit=total)
-            return
-        for index, start in enumerate(range(0, total, batch)):
-            size = min(batch, total - start)
-            yield synthetic_feeds(self.specs, self.shapes_for(size), seed=self.seed + index)
-
-    def describe(self, used: int) -> dict[str, Any]:
-        return {
-            "source": "npz" if self.path is not None else "synthetic",
-            "path": str(self.path) if self.path is not None else None,
-            "sha256": self.sha256,
-            "samples": self.samples,
-            "samples_used": used,
-        }
 
 
 def optimize(
@@ -202,25 +159,21 @@ def optimize(
     try:
         if recipe is not None:
             return _replay(
-                Recipe.read(Path(recipe)), source, source_sha, out_dir, data, inputs, shapes_for, hardware, work
+                Recipe.read(Path(recipe)), source, source_sha, out_dir, data, inputs, overrides, hardware, work
             )
         chosen_backends = _choose_backends(backends)
-        calib = _Data(
-            Path(data) if data else None, inputs, shapes_for, role="calibration", synthetic_samples=32, seed=0
-        )
+        calib = DataSource(Path(data) if data else None, inputs, overrides, synthetic_samples=32, seed=0)
         if data is not None and calib.samples < MIN_CALIBRATION_SAMPLES:
             raise DataError(
                 f"{data} holds {calib.samples} sample(s); calibration needs at least {MIN_CALIBRATION_SAMPLES} "
                 "(100-300 representative samples calibrate well)"
             )
         if eval_data is not None:
-            evaluation = _Data(Path(eval_data), inputs, shapes_for, role="eval", synthetic_samples=0, seed=1)
+            evaluation = DataSource(Path(eval_data), inputs, overrides)
         elif data is not None:
             evaluation = calib
         else:
-            evaluation = _Data(
-                None, inputs, shapes_for, role="eval", synthetic_samples=_SYNTHETIC_EVAL_SAMPLES, seed=1_000
-            )
+            evaluation = DataSource(None, inputs, overrides, synthetic_samples=_SYNTHETIC_EVAL_SAMPLES, seed=1_000)
         eval_batch = _first_dim(inputs) or 16
         calib_batch = _first_dim(inputs) or 1
         eval_limit = eval_samples if eval_samples is not None else evaluation.samples
@@ -237,7 +190,7 @@ def optimize(
         needed = samples_needed(gate)
         if reference.samples < needed and evaluation.dataset is None and eval_samples is None:
             # synthetic eval data: draw as many samples as the bound needs
-            evaluation = _Data(None, inputs, shapes_for, role="eval", synthetic_samples=needed, seed=1_000)
+            evaluation = DataSource(None, inputs, overrides, synthetic_samples=needed, seed=1_000)
             eval_limit = needed
             reference = ReferenceOutputs.compute(
                 baseline_session, lambda: evaluation.batches(eval_batch, eval_limit), work / "reference-synthetic"
@@ -262,6 +215,22 @@ def optimize(
                 work_dir=work / "passes",
                 seed=0,
             )
+
+        builder = Builder()
+
+        def build(steps: tuple[Step, ...], backend: str, path: Path, timeout_s: float) -> Path:
+            job = BuildJob(
+                source=source,
+                steps=steps,
+                backend=backend,
+                calibration=calib,
+                calibration_batch=calib_batch,
+                calibration_limit=calibration_samples,
+                hardware=hardware,
+                work_dir=work / "passes",
+                out_path=path,
+            )
+            return builder.build(job, timeout_s)
 
         versions = library_versions()
         calib_info = {**calib.describe(min(calib.samples, calibration_samples)), "batch": calib_batch}
@@ -298,6 +267,7 @@ def optimize(
             gate=gate,
             feeds=feeds,
             make_context=make_context,
+            build=build,
             context_key=context_key,
             labels=label_array,
             iou_threshold=iou_threshold,
@@ -381,7 +351,7 @@ def _first_dim(inputs: list[TensorSpec]) -> int | None:
 
 
 def _latency_feeds(
-    data: _Data, batch: int, shapes_for: Callable[[int], dict[str, tuple[int, ...]]]
+    data: DataSource, batch: int, shapes_for: Callable[[int], dict[str, tuple[int, ...]]]
 ) -> dict[str, Array]:
     if data.samples >= batch:
         first = next(data.batches(batch, batch), None)
@@ -582,7 +552,7 @@ def _replay(
     out_dir: Path,
     data: str | Path | None,
     inputs: list[TensorSpec],
-    shapes_for: Callable[[int], dict[str, tuple[int, ...]]],
+    overrides: dict[str, tuple[int, ...]],
     hardware: Any,
     work: Path,
 ) -> OptimizeResult:
@@ -603,10 +573,10 @@ def _replay(
                     f"{data} is not the calibration data the recipe was made with (sha256 differs); "
                     "give the same --data file to reproduce the model"
                 )
-            calib = _Data(Path(data), inputs, shapes_for, role="calibration", synthetic_samples=0, seed=0)
+            calib = DataSource(Path(data), inputs, overrides)
         else:
             samples = int(calib_info.get("samples", 32))
-            calib = _Data(None, inputs, shapes_for, role="calibration", synthetic_samples=samples, seed=0)
+            calib = DataSource(None, inputs, overrides, synthetic_samples=samples, seed=0)
         calib_batch = int(calib_info.get("batch", 1))
         limit = int(calib_info.get("samples_used", calib.samples))
 

@@ -33,9 +33,10 @@ from honed.bench import measure_latency
 from honed.errors import HonedError
 from honed.evaluate import AccuracyGate, FidelityResult, ReferenceOutputs, evaluate_session, self_fidelity
 from honed.model.loader import file_sha256, save_model
-from honed.passes import PassContext, PassError, get_pass
+from honed.passes import PassContext, PassError
 from honed.runtime import RuntimeConfig, create_session, pin_current_thread
 from honed.runtime.base import Session
+from honed.search.build import BuildTimeout
 from honed.search.cache import CandidateCache, digest
 from honed.search.candidates import Candidate, Skipped, Step, plan_pipelines, runtime_variants
 
@@ -47,6 +48,7 @@ _WIN_MARGIN = 0.03  # a challenger must beat the baseline's median cost by 3% ..
 _WIN_SHARE = 2 / 3  # ... and be faster in at least two thirds of the paired rounds
 _WIN_MARGIN_SINGLE = 0.10  # without a final comparison, one measurement each: demand a clearer win
 _SLOWER = 1.15  # a first measurement this much slower than the baseline is not worth evaluating
+_TIMED_OUT = "time budget spent while building"
 
 
 @dataclass
@@ -112,6 +114,8 @@ class SearchInputs:
     gate: AccuracyGate
     feeds: dict[str, Array]
     make_context: Callable[[str], PassContext]
+    build: Callable[[tuple[Step, ...], str, Path, float], Path]
+    """Builds a pipeline's model into the path within the seconds given (raises PassError, BuildTimeout)."""
     context_key: dict[str, Any]
     labels: Array | None = None
     iou_threshold: float = 0.3
@@ -262,7 +266,8 @@ class Search:
         cached = self.cache.get(key)
         model_path = self._model_path(cand.steps, cand.backend)
         if isinstance(model_path, str):
-            outcome.status, outcome.reason = "failed", model_path
+            timed_out = model_path.startswith(_TIMED_OUT)
+            outcome.status, outcome.reason = ("not-run" if timed_out else "failed"), model_path
         elif cached is not None:
             self._load_cached(outcome, cached)
         else:
@@ -296,16 +301,15 @@ class Search:
         else:
             began = self.clock()
             try:
-                model = onnx.load(str(self.inputs.source))
-                ctx = self.inputs.make_context(backend)
-                for step in steps:
-                    model = get_pass(step.name).run(model, step.params, ctx)
-                built = save_model(model, self.work_dir / "models" / f"{key}.onnx")
+                built = self.inputs.build(steps, backend, self.work_dir / "models" / f"{key}.onnx", self.remaining())
                 stored = self.cache.put_model(key, built)
                 result = (stored, file_sha256(stored), stored.stat().st_size)
                 self._build_seconds[key] = self.clock() - began
+            except BuildTimeout as exc:
+                self.budget_exhausted = True
+                return f"{_TIMED_OUT}: {exc}"  # not remembered: a later run with more time builds it
             except PassError as exc:
-                result = f"pass could not handle the model: {exc}"
+                result = str(exc)
             except HonedError as exc:
                 result = f"{type(exc).__name__}: {exc}"
         self._models[key] = result
