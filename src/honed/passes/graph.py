@@ -83,7 +83,8 @@ def _ort_optimize(model: onnx.ModelProto, level: str, ctx: PassContext) -> onnx.
     from honed.errors import HonedError
     from honed.runtime import write_optimized_model
 
-    provider = ctx.target_provider if ctx.target_backend == "onnxruntime" else "cpu"
+    # basic rewrites are the same for every provider; extended fusions depend on the provider's kernels
+    provider = ctx.target_provider if ctx.target_backend == "onnxruntime" and level == "extended" else "cpu"
     with scratch_dir(ctx) as folder:
         source = write(model, folder)
         target = folder / "optimized.onnx"

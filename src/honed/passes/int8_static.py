@@ -134,7 +134,8 @@ def quantize_prepared(
         except DataError:
             raise
         except Exception as exc:  # the quantizer raises plain exceptions for graphs it cannot handle
-            raise PassError(f"static quantization failed: {first_line(exc)}") from exc
+            hint = "; try per_channel=false" if params["per_channel"] else ""
+            raise PassError(f"static quantization failed: {first_line(exc)}{hint}") from exc
         return read(target)
 
 
