@@ -174,6 +174,9 @@ def honed_config(bench: BenchModel, batch: int, out: Path, budget: str) -> tuple
         ],
         "skipped": result.report.get("skipped", []),
         "report": str(result.report_path),
+        "final_compared": result.report.get("final_compared"),
+        "budget_exhausted": result.report.get("budget_exhausted"),
+        "elapsed_s": result.report.get("elapsed_s"),
     }
     return Config("honed winner", result.model_path, runtime, winner["label"], honed=True), summary
 
@@ -326,8 +329,19 @@ def search_line(search: dict[str, Any]) -> str:
     for c in search["candidates"]:
         by_status[c["status"]] = by_status.get(c["status"], 0) + 1
     counts = ", ".join(f"{n} {status}" for status, n in sorted(by_status.items()))
-    skipped = "; ".join(f"{s['pass']} on {s['backend']}: {s['reason']}" for s in search["skipped"])
-    return f"honed's search (exit {search['exit_code']}): {counts}. Not tried: {skipped or 'nothing'}."
+    # "x does not help on backend y" is structural; the other reasons say something about this model or CPU.
+    skipped = "; ".join(
+        f"{s['pass']} on {s['backend']}: {s['reason']}"
+        for s in search["skipped"]
+        if "does not help on" not in s["reason"]
+    )
+    final = {True: "winner confirmed in interleaved final rounds", False: "no final comparison (budget spent)"}.get(
+        search.get("final_compared"), "final comparison unknown"
+    )
+    return (
+        f"honed's search (exit {search['exit_code']}, {_fmt(search.get('elapsed_s'), '.0f')} s, {final}): "
+        f"{counts}. Skipped: {skipped or 'nothing'}."
+    )
 
 
 def render(
@@ -456,6 +470,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def publish(results: dict[str, Any], no_write: bool) -> int:
+    for case in results["cases"]:
+        search = case["search"]
+        report = Path(search.get("report", ""))
+        if "final_compared" not in search and report.is_file():
+            saved = json.loads(report.read_text())
+            for key in ("final_compared", "budget_exhausted", "elapsed_s"):
+                search[key] = saved.get(key)
     text = render(results["cases"], results["models"], results["command"], results["machine"], results["eval_batch"])
     if no_write:
         print(text)
