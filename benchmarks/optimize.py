@@ -477,7 +477,9 @@ def publish(results: dict[str, Any], no_write: bool) -> int:
             saved = json.loads(report.read_text())
             for key in ("final_compared", "budget_exhausted", "elapsed_s"):
                 search[key] = saved.get(key)
-    text = render(results["cases"], results["models"], results["command"], results["machine"], results["eval_batch"])
+    # The command that writes the table, as a reader would type it (printing instead is not part of it).
+    command = " ".join(w for w in results["command"].split() if w != "--no-write")
+    text = render(results["cases"], results["models"], command, results["machine"], results["eval_batch"])
     if no_write:
         print(text)
     else:
