@@ -350,7 +350,9 @@ def render(
     lines = [
         SECTION,
         "",
-        f"Command: `{command}` (on {machine}).",
+        f"Command: `{command}` (on {machine}), after `pip install -e '.[bench]'` (torch 2.13.0's CPU build "
+        "exports MiniLM; the exported model and the inputs are cached in `~/.cache/honed/bench` or "
+        "`$HONED_BENCH_CACHE`, never committed).",
         "",
         "Every configuration runs through honed's session factory on the same eval data; fidelity is measured "
         "against ONNX Runtime's default session with the same metric the budget uses, on the eval data in batches "
