@@ -94,3 +94,10 @@ def test_calibration_and_eval_files_are_disjoint(tmp_path: Path) -> None:
 def test_dataset_builder_refuses_nothing_to_read(tmp_path: Path) -> None:
     out = build_magika_dataset(tmp_path / "x.npz", samples=3, config=MagikaFeatureConfig())
     assert np.load(out)["bytes"].shape == (3, 2048)
+
+
+def test_demo_refuses_a_bad_time_budget_before_working(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = run(["demo", "--out", str(tmp_path), "--time-budget", "soon"])
+    assert code == 2
+    assert "time budget" in capsys.readouterr().err
+    assert not (tmp_path / "magika-inputs.npz").exists()

@@ -37,6 +37,10 @@ def demo(
     no_optimize: bool = typer.Option(False, "--no-optimize", help="Stop after inspect and bench."),
 ) -> None:
     """Inspect, benchmark and optimize Google's Magika model on real files from this machine."""
+    if not no_optimize:
+        from honed.search import parse_duration as parse_budget
+
+        parse_budget(time_budget)  # a bad --time-budget fails now, not after the bench
     model_dir = magika_model_dir()
     model = model_dir / "model.onnx"
     console.rule("[bold]honed demo[/bold]: Magika file-type classifier")
