@@ -234,6 +234,19 @@ def _profile(report: dict[str, Any]) -> str:
     return totals + f"<table style='width:auto'>{head}{''.join(rows)}</table>"
 
 
+def _hardware(hw: dict[str, Any]) -> str:
+    """CPU, usable cores, ISA and FP32 peak: what decides which kernels and precisions pay off."""
+    parts = [str(hw.get("cpu_model") or "unknown CPU")]
+    cores = hw.get("usable_cores")
+    if isinstance(cores, list | tuple):
+        parts.append(f"{len(cores)} usable cores")
+    if hw.get("isa"):
+        parts.append("ISA " + " ".join(map(str, hw["isa"])))
+    if hw.get("peak_fp32_gflops"):
+        parts.append(f"peak FP32 ≈ {float(hw['peak_fp32_gflops']):.0f} GFLOP/s")
+    return ", ".join(parts)
+
+
 def render_html(report: dict[str, Any]) -> str:
     """The whole page as one string."""
     winner, baseline = report["winner"], report["baseline"]
@@ -279,7 +292,7 @@ def render_html(report: dict[str, Any]) -> str:
             f"{data['eval']['source']} {data['eval'].get('path') or ''} ({data['eval']['samples_used']} samples)",
         ),
         ("time", f"{_num(report.get('elapsed_s'))} s of a {settings['time_budget_s']:g} s budget"),
-        ("hardware", ", ".join(f"{k}: {v}" for k, v in report["hardware"].items() if not isinstance(v, dict | list))),
+        ("hardware", _hardware(report["hardware"])),
     ]
     kv_html = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in kv)
     skipped = report.get("skipped") or []
