@@ -1,18 +1,29 @@
 """honed: make trained ONNX models fast, cheap and safe to run on the hardware you have.
 
 The Python API mirrors the CLI: ``inspect_model`` (``honed inspect``), ``detect_hardware`` (``honed hw``),
-``run_bench`` (``honed bench``), ``optimize`` (``honed optimize``), and the session factory every part
-of honed runs models through.
+``run_bench`` (``honed bench``), ``optimize`` (``honed optimize``), and the session factory every part of honed runs models through.
+Names are imported on first use, so ``import honed.registry`` does not load ONNX Runtime.
 """
 
-from honed.bench import BenchSettings, run_bench
-from honed.errors import HonedError
-from honed.hardware import HardwareSpec, detect_hardware
-from honed.model import inspect_model
-from honed.runtime import RuntimeConfig, create_session
-from honed.search import OptimizeResult, optimize
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "BenchSettings": "honed.bench",
+    "HardwareSpec": "honed.hardware",
+    "HonedError": "honed.errors",
+    "RuntimeConfig": "honed.runtime",
+    "create_session": "honed.runtime",
+    "detect_hardware": "honed.hardware",
+    "inspect_model": "honed.model",
+    "OptimizeResult": "honed.search",
+    "optimize": "honed.search",
+    "run_bench": "honed.bench",
+}
 
 __all__ = [
     "BenchSettings",
@@ -27,3 +38,19 @@ __all__ = [
     "optimize",
     "run_bench",
 ]
+
+if TYPE_CHECKING:
+    from honed.bench import BenchSettings, run_bench
+    from honed.errors import HonedError
+    from honed.hardware import HardwareSpec, detect_hardware
+    from honed.model import inspect_model
+    from honed.runtime import RuntimeConfig, create_session
+    from honed.search import OptimizeResult, optimize
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'honed' has no attribute {name!r}")

@@ -1,0 +1,333 @@
+"""``honed registry ...`` and ``honed audit ...``: thin commands over :mod:`honed.registry`."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from honed.cli.common import EXIT_FAILURE, console, err_console, print_json
+from honed.errors import InvalidArgument
+from honed.registry import AuditEntry, ModelVersion, Registry, open_registry
+
+_REGISTRY_HELP = "Registry database URL (sqlite:///PATH or postgresql+psycopg://...); default SQLite under $HONED_HOME."
+RegistryOpt = typer.Option(None, "--registry", envvar="HONED_REGISTRY", help=_REGISTRY_HELP, show_default=False)
+JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
+ActorOpt = typer.Option(
+    None, "--actor", envvar="HONED_ACTOR", help="Who makes the change (for the audit log); default USER@HOST."
+)
+
+
+def _actor(actor: str | None) -> str:
+    if actor:
+        return actor
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _read_json(path: Path | None, what: str) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read the {what} file {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise InvalidArgument(f"the {what} file {path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"the {what} file {path} must hold a JSON object")
+    return data
+
+
+def _open(url: str | None) -> Registry:
+    return open_registry(url)
+
+
+def _short(sha: str) -> str:
+    return sha[:12]
+
+
+def _version_table(versions: list[ModelVersion]) -> Table:
+    table = Table("ref", "sha256", "size", "created", "by", "parent", "aliases", "residency", "tags")
+    for v in versions:
+        table.add_row(
+            v.ref + (" (deleted)" if v.deleted else ""),
+            _short(v.sha256),
+            str(v.size),
+            v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            v.created_by,
+            v.parent or "-",
+            ", ".join(v.aliases) or "-",
+            ", ".join(v.residency) or "unlabelled",
+            ", ".join(v.tags) or "-",
+        )
+    return table
+
+
+def _show_version(v: ModelVersion) -> None:
+    console.print(f"[bold]{v.ref}[/bold]" + (" [red](deleted)[/red]" if v.deleted else ""))
+    for key, value in (
+        ("sha256", v.sha256),
+        ("size", f"{v.size} bytes"),
+        ("format", v.format),
+        ("created", f"{v.created_at.isoformat()} by {v.created_by}"),
+        ("parent", v.parent or "-"),
+        ("aliases", ", ".join(v.aliases) or "-"),
+        ("residency", ", ".join(v.residency) or "unlabelled (refused by servers that enforce residency)"),
+        ("tags", ", ".join(v.tags) or "-"),
+    ):
+        console.print(f"  {key:<10} {value}", highlight=False)
+    for key, blob in (("recipe", v.recipe), ("profile", v.profile)):
+        if blob:
+            console.print(f"  {key}:", highlight=False)
+            console.print_json(json.dumps(blob))
+
+
+def _print_entries(entries: list[AuditEntry]) -> None:
+    for e in entries:
+        details = json.dumps(e.details, sort_keys=True, separators=(",", ":"))
+        console.print(
+            f"#{e.seq} {e.at} {e.actor} {e.action} {e.target} {details} {_short(e.hash)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def register(app: typer.Typer) -> None:
+    reg_app = typer.Typer(help="Model versions, aliases, labels and lineage.", no_args_is_help=True)
+    audit_app = typer.Typer(help="The append-only, hash-chained audit log.", no_args_is_help=True)
+    app.add_typer(reg_app, name="registry")
+    app.add_typer(audit_app, name="audit")
+
+    @reg_app.command("register")
+    def register_cmd(
+        model: Path = typer.Argument(..., help="The .onnx file (or a folder holding model.onnx)."),
+        name: str = typer.Argument(..., help="Model name, e.g. fraud-scorer."),
+        parent: str | None = typer.Option(None, "--parent", help="The version this one derives from (name:V)."),
+        recipe: Path | None = typer.Option(None, "--recipe", help="JSON file: the recipe that produced it."),
+        profile: Path | None = typer.Option(None, "--profile", help="JSON file: accuracy/latency per hardware."),
+        tag: list[str] = typer.Option([], "--tag", help="A tag (repeatable)."),
+        residency: list[str] = typer.Option([], "--residency", help="A jurisdiction it may run in (repeatable)."),
+        actor: str | None = ActorOpt,
+        registry: str | None = RegistryOpt,
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Register a model file as the next version of NAME (the same file again returns its version)."""
+        with _open(registry) as reg:
+            version, created = reg.register_with_status(
+                model,
+                name,
+                actor=_actor(actor),
+                parent=parent,
+                recipe=_read_json(recipe, "recipe"),
+                profile=_read_json(profile, "profile"),
+                tags=tag,
+                residency=residency,
+            )
+        if as_json:
+            print_json({**version.to_dict(), "created": created})
+        elif created:
+            console.print(f"registered {version.ref} (sha256 {_short(version.sha256)}, {version.size} bytes)")
+        else:
+            console.print(f"already registered as {version.ref} (same sha256); no new version")
+
+    @reg_app.command("list")
+    def list_cmd(
+        name: str | None = typer.Argument(None, help="A model name: list its versions."),
+        all_versions: bool = typer.Option(False, "--all", help="Include deleted versions."),
+        registry: str | None = RegistryOpt,
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """List models, or the versions of one model."""
+        with _open(registry) as reg:
+            if name is None:
+                models = reg.models()
+                if as_json:
+                    print_json([m.to_dict() for m in models])
+                    return
+                table = Table("name", "latest", "live versions", "aliases")
+                for m in models:
+                    aliases = ", ".join(f"{a}={v}" for a, v in sorted(m.aliases.items())) or "-"
+                    table.add_row(m.name, str(m.latest_version), str(m.live_versions), aliases)
+                console.print(table if models else "the registry is empty")
+                return
+            versions = reg.versions(name, include_deleted=all_versions)
+        if as_json:
+            print_json([v.to_dict() for v in versions])
+        else:
+            console.print(_version_table(versions))
+
+    @reg_app.command("show")
+    def show_cmd(
+        ref: str = typer.Argument(..., help="name, name:VERSION or name@ALIAS."),
+        registry: str | None = RegistryOpt,
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Show one version, and the serving history of the model's aliases."""
+        with _open(registry) as reg:
+            version = reg.resolve(ref)
+            history = reg.alias_history(version.name)
+        if as_json:
+            print_json({**version.to_dict(), "serving_history": [h.to_dict() for h in history]})
+            return
+        _show_version(version)
+        if history:
+            table = Table("alias", "version", "from", "until", "set by")
+            for h in history:
+                until = "now" if h.end is None else h.end.isoformat()
+                table.add_row(h.alias, str(h.version), h.start.isoformat(), until, h.started_by)
+            console.print("serving history:")
+            console.print(table)
+
+    @reg_app.command("lineage")
+    def lineage_cmd(
+        ref: str = typer.Argument(..., help="name, name:VERSION or name@ALIAS."),
+        registry: str | None = RegistryOpt,
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Where a version came from (parents, with their recipes) and what was derived from it."""
+        with _open(registry) as reg:
+            lineage = reg.lineage(ref)
+        if as_json:
+            print_json(lineage.to_dict())
+            return
+        chain = [lineage.version, *lineage.ancestors]
+        for depth, v in enumerate(chain):
+            recipe = f"  recipe: {json.dumps(v.recipe, sort_keys=True)}" if v.recipe else ""
+            arrow = "" if depth == 0 else "└─ derived from "
+            gone = " (deleted)" if v.deleted else ""
+            console.print(f"{'   ' * max(depth - 1, 0)}{arrow}{v.ref}{gone} sha256 {_short(v.sha256)}{recipe}")
+        if lineage.descendants:
+            console.print("derived versions: " + ", ".join(f"{d.ref} (from {d.parent})" for d in lineage.descendants))
+
+    @reg_app.command("alias")
+    def alias_cmd(
+        name: str = typer.Argument(..., help="Model name."),
+        alias: str = typer.Argument(..., help="Alias, e.g. production or canary."),
+        version: str | None = typer.Argument(None, help="Version number to point the alias at."),
+        remove: bool = typer.Option(False, "--remove", help="Remove the alias instead."),
+        actor: str | None = ActorOpt,
+        registry: str | None = RegistryOpt,
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Point NAME@ALIAS at VERSION (atomically), show where it points, or --remove it."""
+        with _open(registry) as reg:
+            if remove:
+                if version is not None:
+                    raise InvalidArgument("give either a VERSION or --remove, not both")
+                reg.remove_alias(name, alias, actor=_actor(actor))
+                if as_json:
+                    print_json({"name": name, "alias": alias, "version": None})
+                else:
+                    console.print(f"removed {name}@{alias}")
+                return
+            if version is None:
+                target = reg.resolve(f"{name}@{alias}")
+            else:
+                target = reg.set_alias(name, alias, version, actor=_actor(actor))
+        if as_json:
+            print_json({"name": name, "alias": alias, "version": target.version})
+        else:
+            console.print(f"{name}@{alias} -> {target.ref}")
+
+    @reg_app.command("label")
+    def label_cmd(
+        ref: str = typer.Argument(..., help="name:VERSION (or name@ALIAS)."),
+        residency: list[str] = typer.Option(
+            [], "--residency", help="Jurisdictions it may run in (repeatable; replaces the current set)."
+        ),
+        clear_residency: bool = typer.Option(False, "--clear-residency", help="Remove all residency labels."),
+        tag: list[str] = typer.Option([], "--tag", help="Add a tag (repeatable)."),
+        untag: list[str] = typer.Option([], "--untag", help="Remove a tag (repeatable)."),
+        actor: str | None = ActorOpt,
+        registry: str | None = RegistryOpt,
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Change a version's residency labels and tags (audited; the version itself never changes)."""
+        if residency and clear_residency:
+            raise InvalidArgument("give --residency or --clear-residency, not both")
+        if not (residency or clear_residency or tag or untag):
+            raise InvalidArgument("nothing to change: give --residency, --clear-residency, --tag or --untag")
+        new_residency: list[str] | None = [] if clear_residency else (residency or None)
+        with _open(registry) as reg:
+            v = reg.label(ref, actor=_actor(actor), residency=new_residency, add_tags=tag, remove_tags=untag)
+        if as_json:
+            print_json(v.to_dict())
+        else:
+            console.print(
+                f"{v.ref}: residency {', '.join(v.residency) or 'unlabelled'}; tags {', '.join(v.tags) or '-'}"
+            )
+
+    @reg_app.command("delete")
+    def delete_cmd(
+        ref: str = typer.Argument(..., help="name:VERSION to delete."),
+        actor: str | None = ActorOpt,
+        registry: str | None = RegistryOpt,
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Delete one version: it stops resolving; its number, record and lineage are kept."""
+        with _open(registry) as reg:
+            v = reg.delete(ref, actor=_actor(actor))
+        if as_json:
+            print_json(v.to_dict())
+        else:
+            console.print(f"deleted {v.ref}")
+
+    @audit_app.command("verify")
+    def verify_cmd(
+        anchor: list[str] = typer.Option(
+            [], "--anchor", help="SEQ:HASH recorded earlier (e.g. from --json) that must still hold (repeatable)."
+        ),
+        registry: str | None = RegistryOpt,
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Check the whole hash chain; name every edited, removed or reordered entry (exit 1 if any)."""
+        anchors: list[tuple[int, str]] = []
+        for a in anchor:
+            seq, _, digest = a.partition(":")
+            if not seq.isdigit() or len(digest) != 64:
+                raise InvalidArgument(f"invalid --anchor {a!r}: use SEQ:HASH with the 64-hex-digit entry hash")
+            anchors.append((int(seq), digest.lower()))
+        with _open(registry) as reg:
+            report = reg.verify_audit(anchors)
+        if as_json:
+            print_json(report.to_dict())
+        elif report.ok:
+            console.print(
+                f"audit log OK: {report.entries} entries, head #{report.head_seq} {report.head_hash}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        else:
+            for p in report.problems:
+                err_console.print(f"[red]TAMPERED[/red] {p.message}", highlight=False, soft_wrap=True)
+            err_console.print(f"audit log FAILED verification: {len(report.problems)} problem(s)")
+        if not report.ok:
+            raise typer.Exit(EXIT_FAILURE)
+
+    @audit_app.command("log")
+    def log_cmd(
+        limit: int = typer.Option(50, "--limit", "-n", help="How many of the latest entries."),
+        name: str | None = typer.Option(None, "--model", help="Only entries about this model."),
+        action: str | None = typer.Option(None, "--action", help="Only this action (register, alias, label ...)."),
+        registry: str | None = RegistryOpt,
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Show the latest audit entries, oldest first."""
+        with _open(registry) as reg:
+            entries = reg.audit_log(limit=limit, name=name, action=action)
+        if as_json:
+            print_json([e.to_dict() for e in entries])
+        else:
+            if entries:
+                _print_entries(entries)
+            else:
+                console.print("no audit entries")

@@ -1,0 +1,117 @@
+"""The audit chain names edited, removed and reordered entries, the way an administrator with raw database
+access could tamper with them (the append-only triggers are switched off first, as such a person could)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, Engine, create_engine, text
+
+from honed.registry import Registry
+
+ModelFactory = Callable[[float], Path]
+
+
+@pytest.fixture
+def filled(reg: Registry, make_model: ModelFactory) -> Registry:
+    """Six entries: 3 registers, an alias, a label, a promote."""
+    for i in (1, 2, 3):
+        reg.register(make_model(i), "m", actor="alice")
+    reg.set_alias("m", "production", 1, actor="alice")
+    reg.label("m:1", actor="bob", residency=["AE"])
+    reg.set_alias("m", "production", 2, actor="bob", action="promote")
+    assert reg.verify_audit().ok
+    return reg
+
+
+@pytest.fixture
+def raw(db_url: str) -> Iterator[Engine]:
+    engine = create_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+def _unlocked(engine: Engine) -> Iterator[Connection]:
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"))
+        else:
+            conn.execute(text("DROP TRIGGER audit_log_no_update"))
+            conn.execute(text("DROP TRIGGER audit_log_no_delete"))
+        yield conn
+
+
+def tamper(engine: Engine, *statements: str) -> None:
+    for conn in _unlocked(engine):
+        for sql in statements:
+            conn.exec_driver_sql(sql)
+
+
+def kinds(reg: Registry) -> list[tuple[int, str]]:
+    return [(p.seq, p.kind) for p in reg.verify_audit().problems]
+
+
+def test_edited_entry_is_named(filled: Registry, raw: Engine) -> None:
+    tamper(raw, "UPDATE audit_log SET actor = 'mallory' WHERE seq = 4")
+    report = filled.verify_audit()
+    assert [(p.seq, p.kind) for p in report.problems] == [(4, "edited")]
+    assert "entry #4 (alias m@production by mallory" in report.problems[0].message
+
+
+def test_edited_details_are_named(filled: Registry, raw: Engine) -> None:
+    tamper(raw, 'UPDATE audit_log SET details = \'{"from":null,"to":3}\' WHERE seq = 4')
+    assert kinds(filled) == [(4, "edited")]
+
+
+def test_edit_with_recomputed_hash_breaks_the_next_link(filled: Registry, raw: Engine) -> None:
+    tamper(raw, "UPDATE audit_log SET hash = 'f' || substr(hash, 2) WHERE seq = 2")
+    # #2 no longer matches its own hash, and #3 no longer follows it
+    assert kinds(filled) == [(2, "edited"), (3, "removed")]
+
+
+def test_removed_entry_is_named(filled: Registry, raw: Engine) -> None:
+    tamper(raw, "DELETE FROM audit_log WHERE seq = 3")
+    report = filled.verify_audit()
+    assert [(p.seq, p.kind) for p in report.problems] == [(3, "removed")]
+    assert "entry #3 is missing" in report.problems[0].message
+
+
+def test_removed_and_renumbered_is_found(filled: Registry, raw: Engine) -> None:
+    tamper(
+        raw,
+        "DELETE FROM audit_log WHERE seq = 3",
+        "UPDATE audit_log SET seq = seq - 10 WHERE seq > 3",
+        "UPDATE audit_log SET seq = seq + 9 WHERE seq < 0",
+    )
+    problems = kinds(filled)
+    assert (3, "removed") in problems
+
+
+def test_removed_last_entries_are_named(filled: Registry, raw: Engine) -> None:
+    tamper(raw, "DELETE FROM audit_log WHERE seq >= 5")
+    report = filled.verify_audit()
+    assert [(p.seq, p.kind) for p in report.problems] == [(5, "removed")]
+    assert "#5..#6 is missing" in report.problems[0].message
+
+
+def test_reordered_entries_are_named(filled: Registry, raw: Engine) -> None:
+    tamper(
+        raw,
+        "UPDATE audit_log SET seq = 100 WHERE seq = 2",
+        "UPDATE audit_log SET seq = 2 WHERE seq = 3",
+        "UPDATE audit_log SET seq = 3 WHERE seq = 100",
+    )
+    report = filled.verify_audit()
+    assert {(p.seq, p.kind) for p in report.problems} == {(2, "reordered"), (3, "reordered"), (4, "reordered")}
+    assert "entries were reordered" in report.problems[0].message
+
+
+def test_anchor_catches_a_fully_rewritten_log(filled: Registry, raw: Engine, make_model: ModelFactory) -> None:
+    first = filled.audit_log()[0]
+    assert filled.verify_audit([(first.seq, first.hash)]).ok
+    tamper(raw, "DELETE FROM audit_log", "UPDATE audit_head SET seq = 0, hash = '" + "0" * 64 + "'")
+    filled.audit("mallory", "register", "m:1", {"forged": True})
+    assert kinds(filled) == []  # a consistent forgery from scratch passes the chain alone ...
+    assert [p.kind for p in filled.verify_audit([(first.seq, first.hash)]).problems] == ["anchor"]  # ... not the anchor
