@@ -1,7 +1,8 @@
 """honed: make trained ONNX models fast, cheap and safe to run on the hardware you have.
 
 The Python API mirrors the CLI: ``inspect_model`` (``honed inspect``), ``detect_hardware`` (``honed hw``),
-``run_bench`` (``honed bench``), ``optimize`` (``honed optimize``), and the session factory every part of honed runs models through.
+``run_bench`` (``honed bench``), ``optimize`` (``honed optimize``), and the session factory every part
+of honed runs models through.
 Names are imported on first use, so ``import honed.registry`` does not load ONNX Runtime.
 """
 
