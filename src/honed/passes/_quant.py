@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -93,3 +96,15 @@ def ensure_node_names(model: onnx.ModelProto) -> None:
                 name += "_"
             node.name = name
             used.add(name)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence the quantizer's advice (root logger) and progress prints (stdout) while it runs."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logging.disable(previous)

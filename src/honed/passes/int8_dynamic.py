@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import onnx
 
 from honed.passes._graph import first_line, read, scratch_dir, upgrade_opset, write
-from honed.passes._quant import ensure_node_names, has_vnni, nodes_of, quant_type
+from honed.passes._quant import ensure_node_names, has_vnni, nodes_of, quant_type, quiet
 from honed.passes.base import AUTO, Param, Pass, PassContext, PassError
 
 DYNAMIC_OPS = ("MatMul", "Attention", "LSTM", "Gather", "EmbedLayerNormalization", "Transpose", "Conv")
@@ -67,7 +67,7 @@ class Int8DynamicPass(Pass):
             raise PassError(f"the model has no {'/'.join(params['op_types'])} node to quantize")
         model = upgrade_opset(model, 11)
         ensure_node_names(model)
-        with scratch_dir(ctx) as folder:
+        with scratch_dir(ctx) as folder, quiet():
             source = write(model, folder)
             target = folder / "quantized.onnx"
             try:

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import io
-import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,7 +26,14 @@ import onnx
 
 from honed.errors import DataError
 from honed.passes._graph import first_line, read, scratch_dir, upgrade_opset, write
-from honed.passes._quant import StreamingCalibrationReader, ensure_node_names, graph_input_dtypes, has_vnni, quant_type
+from honed.passes._quant import (
+    StreamingCalibrationReader,
+    ensure_node_names,
+    graph_input_dtypes,
+    has_vnni,
+    quant_type,
+    quiet,
+)
 from honed.passes.base import AUTO, Param, Pass, PassContext, PassError
 
 QDQ_MIN_OPSET = 13
@@ -111,7 +116,7 @@ def quantize_prepared(
     )
     # not CalibMaxIntermediateOutputs: ONNX Runtime's MinMax calibrator drops (does not fold) the batches it clears
     extra: dict[str, Any] = {"CalibPercentile": params["percentile"]}
-    with scratch_dir(ctx) as folder, _quiet():
+    with scratch_dir(ctx) as folder, quiet():
         source = write(prepared, folder)
         target = folder / "quantized.onnx"
         try:
@@ -151,7 +156,7 @@ def _cache_argument(path: Path | None) -> dict[str, Any]:
 def _preprocess(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with scratch_dir(ctx) as folder, _quiet():
+    with scratch_dir(ctx) as folder, quiet():
         source = write(model, folder)
         target = folder / "prepared.onnx"
         # symbolic shape inference fails on some graphs (e.g. Magika's); ONNX's own inference then suffices
@@ -164,15 +169,3 @@ def _preprocess(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
                 continue
             return read(target)
     return model
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence the quantizer's advice (root logger) and progress prints (stdout) while it runs."""
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        logging.disable(previous)
