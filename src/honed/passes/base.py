@@ -9,7 +9,7 @@ imported inside :meth:`Pass.apply` only.
 Flow of one application::
 
     params = p.resolve(user_params, ctx)      # validate, fill defaults, settle "auto" values from the ISA
-    reason = p.skip_reason(ctx, params)        # None, or why this pass cannot help on this target/model
+    reason = p.skip_reason(ctx, params, model) # None, or why this pass cannot help on this target/model
     new_model = p.run(model, params, ctx)      # a new ModelProto; PassError when the model is out of reach
 
 Every pass is deterministic: the same input model and resolved parameters give a byte-identical output.
