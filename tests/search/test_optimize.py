@@ -255,3 +255,32 @@ def test_labels_pick_accuracy_and_its_default_bound(tmp_path: Path, model: Path,
     with pytest.raises(DataError, match="labels"):
         np.save(tmp_path / "short.npy", labels[:5])
         optimize(model, out=tmp_path / "o2", data=data, labels=tmp_path / "short.npy", **FAST)
+
+
+def test_throughput_objective_with_openvino_candidates(tmp_path: Path, model: Path, data: Path) -> None:
+    pytest.importorskip("openvino")
+    result = optimize(
+        model,
+        out=tmp_path / "out",
+        data=data,
+        metric="cosine",
+        minimum=0.99,
+        batch=4,
+        objective="throughput",
+        time_budget="2m",
+        backends=["onnxruntime", "openvino"],
+        passes=["graph"],
+        tune_runtime=False,
+        measure_s=0.02,
+        final_rounds=2,
+        cache_dir=tmp_path / "cache",
+    )
+    report = result.report
+    assert report["settings"]["objective"] == "throughput"
+    ov = [c for c in report["candidates"] if c["backend"] == "openvino"]
+    assert ov and all(c["runtime"]["options"]["INFERENCE_PRECISION_HINT"] == "f32" for c in ov)
+    assert all(c["runtime"]["options"]["PERFORMANCE_HINT"] == "THROUGHPUT" for c in ov)
+    measured = [c for c in report["candidates"] if c["latency_ms"]]
+    for c in measured:
+        assert c["throughput_items_per_s"] == pytest.approx(4 * 1000 / c["latency_ms"]["mean"])
+    assert report["winner_results"][0]["batch"] == 4
