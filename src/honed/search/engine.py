@@ -264,10 +264,17 @@ class Search:
         self.outcomes.append(outcome)
         key = self._cache_key(cand)
         cached = self.cache.get(key)
-        model_path = self._model_path(cand.steps, cand.backend)
+        if cached is not None and cached.get("status") == "failed" and cached.get("build_failed"):
+            # a pass that could not handle this model fails the same way again: do not rebuild it
+            model_path: tuple[Path, str, int] | str = str(cached.get("reason"))
+        else:
+            model_path = self._model_path(cand.steps, cand.backend)
         if isinstance(model_path, str):
             timed_out = model_path.startswith(_TIMED_OUT)
             outcome.status, outcome.reason = ("not-run" if timed_out else "failed"), model_path
+            outcome.cached = cached is not None
+            if not timed_out and cached is None:
+                self.cache.put(key, {"status": "failed", "reason": model_path, "build_failed": True})
         elif cached is not None:
             self._load_cached(outcome, cached)
         else:
@@ -537,7 +544,10 @@ class Search:
         for o in finalists:
             if o.model_path is None:
                 return
-            sessions.append(create_session(o.model_path, o.candidate.runtime))
+            try:
+                sessions.append(create_session(o.model_path, o.candidate.runtime))
+            except HonedError:
+                return  # no final comparison; the choice falls back to single measurements
         for r in range(self.settings.final_rounds):
             needed = len(finalists) * (self.settings.measure_s + 0.05)
             if not self._has_time(needed):
@@ -545,7 +555,12 @@ class Search:
             order = list(range(len(finalists)))
             order = order[r % len(order) :] + order[: r % len(order)]
             for i in order:
-                stats = self._measure(sessions[i], self.settings.measure_s)
+                try:
+                    stats = self._measure(sessions[i], self.settings.measure_s)
+                except HonedError:
+                    for o in finalists:
+                        o.rounds = []
+                    return
                 cost = stats["p50_ms"] if self.settings.objective == "latency" else stats["mean_ms"]
                 finalists[i].rounds.append(float(cost))
         self.final_compared = all(len(o.rounds) >= 2 for o in finalists)
