@@ -350,7 +350,7 @@ def render(
     lines = [
         SECTION,
         "",
-        f"Command: `{command}` (on {machine}), after `pip install -e '.[bench]'` (torch 2.13.0's CPU build "
+        f"Command: `{_typed(command)}` (on {machine}), after `pip install -e '.[bench]'` (torch 2.13.0's CPU build "
         "exports MiniLM; the exported model and the inputs are cached in `~/.cache/honed/bench` or "
         "`$HONED_BENCH_CACHE`, never committed).",
         "",
@@ -373,7 +373,9 @@ def render(
         for case in (c for c in cases if c["model"] == name):
             b = case["batch"]
             lines += [
-                f"Batch {b}:",
+                f"Batch {b}:"
+                if case.get("command", command) == command
+                else f"Batch {b} (`{_typed(case['command'])}`):",
                 "",
                 f"| configuration | {bench['metric']} | p50 ms | items/s | vs ORT default | spread | how |",
                 "|---|---|---|---|---|---|---|",
@@ -437,10 +439,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-batch", type=int, default=32, help="batch size fidelity is measured at")
     parser.add_argument("--cache", type=Path, default=None, help="exported models, inputs and results")
     parser.add_argument("--no-write", action="store_true", help="print the table instead of writing docs")
-    parser.add_argument("--render", type=Path, default=None, help="only re-render a saved results.json")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="only re-render saved results.json files (a later file's cases replace the same model and batch)",
+    )
     args = parser.parse_args(argv)
     if args.render is not None:
-        return publish(json.loads(args.render.read_text()), args.no_write)
+        return publish(combine([json.loads(path.read_text()) for path in args.render]), args.no_write)
     cache = args.cache or default_cache()
     batches = [int(b) for b in args.batch.split(",")]
     names = [m.strip().lower() for m in args.models.split(",")]
@@ -464,11 +472,31 @@ def main(argv: list[str] | None = None) -> int:
         results["models"][bench.name] = {"metric": bench.metric, "minimum": bench.minimum, "note": bench.note}
         work = run_dir / name
         work.mkdir(parents=True, exist_ok=True)
-        results["cases"] += run_model(bench, batches, args, work)
+        results["cases"] += [{**case, "command": results["command"]} for case in run_model(bench, batches, args, work)]
         # Saved after every model, so a later failure loses nothing measured (re-render with --render).
         (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
         log(f"results so far: {run_dir / 'results.json'}")
     return publish(results, args.no_write)
+
+
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One results dict from several runs: a later run's case replaces an earlier one for the same model and batch."""
+    merged = {**runs[0], "models": {}, "cases": []}
+    for run in runs:
+        merged["models"].update(run["models"])
+        for case in run["cases"]:
+            case.setdefault("command", run["command"])
+            merged["cases"] = [
+                c for c in merged["cases"] if (c["model"], c["batch"]) != (case["model"], case["batch"])
+            ] + [case]
+    order = list(merged["models"])
+    merged["cases"].sort(key=lambda c: (order.index(c["model"]), c["batch"]))
+    return merged
+
+
+def _typed(command: str) -> str:
+    """The command as a reader would type it to write the table (printing instead is not part of it)."""
+    return " ".join(w for w in command.split() if w != "--no-write")
 
 
 def publish(results: dict[str, Any], no_write: bool) -> int:
@@ -479,9 +507,7 @@ def publish(results: dict[str, Any], no_write: bool) -> int:
             saved = json.loads(report.read_text())
             for key in ("final_compared", "budget_exhausted", "elapsed_s"):
                 search[key] = saved.get(key)
-    # The command that writes the table, as a reader would type it (printing instead is not part of it).
-    command = " ".join(w for w in results["command"].split() if w != "--no-write")
-    text = render(results["cases"], results["models"], command, results["machine"], results["eval_batch"])
+    text = render(results["cases"], results["models"], results["command"], results["machine"], results["eval_batch"])
     if no_write:
         print(text)
     else:
