@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from honed.model import check_model, model_io, save_model
 from honed.passes import Pass, PassContext, PassError, all_passes, get_pass, pass_names
 from honed.runtime import create_session
 
+# passes defined outside honed.passes (e.g. the search's nncf-int8) register when their package is imported
+importlib.import_module("honed.search")
 PASSES = pass_names()
 
 
