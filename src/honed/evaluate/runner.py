@@ -8,6 +8,7 @@ A candidate that fails to run is a result with ``error`` set, not an exception: 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -50,6 +51,22 @@ class ReferenceOutputs:
         if count == 0:
             raise DataError("the eval data holds no samples")
         return cls(batches, folder, names, count, samples)
+
+    @classmethod
+    def cached(cls, session: Session, batches: BatchSource, folder: Path) -> ReferenceOutputs:
+        """Like :meth:`compute`, but reuses a folder a previous run completed (its ``complete.json`` marker)."""
+        marker = folder / "complete.json"
+        if marker.is_file():
+            try:
+                meta = json.loads(marker.read_text())
+                return cls(batches, folder, list(meta["outputs"]), int(meta["count"]), int(meta["samples"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # a damaged marker: compute again
+        reference = cls.compute(session, batches, folder)
+        marker.write_text(
+            json.dumps({"outputs": reference.output_names, "count": reference.count, "samples": reference.samples})
+        )
+        return reference
 
     def load(self, index: int) -> dict[str, Array]:
         return {

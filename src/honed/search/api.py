@@ -174,13 +174,19 @@ def optimize(
             evaluation = calib
         else:
             evaluation = DataSource(None, inputs, overrides, synthetic_samples=_SYNTHETIC_EVAL_SAMPLES, seed=1_000)
+        versions = library_versions()
         eval_batch = _first_dim(inputs) or 16
         calib_batch = _first_dim(inputs) or 1
         eval_limit = eval_samples if eval_samples is not None else evaluation.samples
 
         baseline_session = create_session(source, RuntimeConfig())
-        reference = ReferenceOutputs.compute(
-            baseline_session, lambda: evaluation.batches(eval_batch, eval_limit), work / "reference"
+        cache = CandidateCache(Path(cache_dir) if cache_dir else default_cache_dir(), enabled=use_cache)
+        reference_key = digest(
+            {"model": source_sha, "eval": evaluation.sha256, "limit": eval_limit, "batch": eval_batch, "v": versions}
+        )
+        reference_dir = cache.folder / "reference" / reference_key if cache.enabled else work / "reference"
+        reference = ReferenceOutputs.cached(
+            baseline_session, lambda: evaluation.batches(eval_batch, eval_limit), reference_dir
         )
         label_array = load_labels(Path(labels), reference.samples) if labels is not None else None
         metric_name, why = choose_metric(metric, reference.output_shapes(), has_labels=label_array is not None)
@@ -232,7 +238,6 @@ def optimize(
             )
             return builder.build(job, timeout_s)
 
-        versions = library_versions()
         calib_info = {**calib.describe(min(calib.samples, calibration_samples)), "batch": calib_batch}
         calib_info.pop("path")
         context_key = {
@@ -259,7 +264,6 @@ def optimize(
             tune_top=Settings.tune_top if tune_runtime else 0,
             evaluate_slower=evaluate_slower,
         )
-        cache = CandidateCache(Path(cache_dir) if cache_dir else default_cache_dir(), enabled=use_cache)
         inputs_ = SearchInputs(
             source=source,
             source_sha256=source_sha,

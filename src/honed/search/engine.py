@@ -196,7 +196,10 @@ class Search:
             if outcome.status == "rejected":
                 rejected.append(outcome)
         for outcome in rejected:
-            if self._fallback_applies(outcome):
+            cached = self.cache.get(self._fallback_key(outcome))
+            if cached is not None:
+                self._fallback_result(outcome, cached)
+            elif self._fallback_applies(outcome):
                 self._fallback(outcome)
         self._tune()
         return self._final()
@@ -481,11 +484,28 @@ class Search:
         except HonedError as exc:
             rejected.note = f"sensitive-layer fallback failed: {exc}"
             return
-        if not found.accepted:
-            rejected.note = f"sensitive-layer fallback kept {len(found.excluded)} node(s) in float and still failed"
+        result = {"accepted": found.accepted, "params": found.params, "excluded": len(found.excluded)}
+        self.cache.put(self._fallback_key(rejected), result)
+        self._fallback_result(rejected, result)
+
+    def _fallback_key(self, rejected: Outcome) -> str:
+        return digest(
+            {
+                "fallback": rejected.candidate.key(),
+                "gate": self.inputs.gate.to_dict(),
+                "max_excluded": self.settings.fallback_max_excluded,
+                "context": self.inputs.context_key,
+            }
+        )
+
+    def _fallback_result(self, rejected: Outcome, found: dict[str, Any]) -> None:
+        excluded = int(found.get("excluded", 0))
+        if not found.get("accepted"):
+            rejected.note = f"sensitive-layer fallback kept {excluded} node(s) in float and still failed"
             return
-        outcome = self._evaluate(Candidate((Step("int8-static", found.params),), rejected.candidate.runtime))
-        outcome.note = f"sensitive-layer fallback of {rejected.id}: {len(found.excluded)} node(s) kept in float"
+        params = dict(found["params"])
+        outcome = self._evaluate(Candidate((Step("int8-static", params),), rejected.candidate.runtime))
+        outcome.note = f"sensitive-layer fallback of {rejected.id}: {excluded} node(s) kept in float"
         self._consider(outcome)
 
     # -- tuning and the final -------------------------------------------------------------------------------
