@@ -46,7 +46,7 @@ def _num(value: Any, digits: int = 3) -> str:
         return _e(value)
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
-    return f"{value:.{digits}g}" if abs(float(value)) < 1e4 else f"{value:,.0f}"
+    return f"{value:.{digits}g}" if abs(float(value)) < 1e3 else f"{value:,.0f}"
 
 
 def _size(value: Any) -> str:
@@ -149,7 +149,7 @@ def chart_svg(report: dict[str, Any], width: int = 760, height: int = 360) -> st
     front = set(report.get("pareto") or [])
     front_pts = sorted((float(r["cost_ms"]), float(r["metric_value"])) for r in rows if r["id"] in front)
     if len(front_pts) > 1:
-        path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in front_pts)
+        path = " ".join(f"{px(x):.1f},{py(max(y, y_lo)):.1f}" for x, y in front_pts)
         parts.append(f'<polyline points="{path}" fill="none" stroke="#8e44ad" stroke-width="1.5"/>')
     winner = report["winner"]["id"]
     for r in rows:
@@ -234,6 +234,23 @@ def _profile(report: dict[str, Any]) -> str:
     return totals + f"<table style='width:auto'>{head}{''.join(rows)}</table>"
 
 
+def _closest(report: dict[str, Any]) -> str:
+    """For a run where nothing beat the original: how close each rejected candidate came to the bound."""
+    closest = report.get("closest") or []
+    if report.get("status") == "improved" or not closest:
+        return ""
+    metric = _e(report["gate"]["metric"])
+    rows = "".join(
+        f"<tr><td>{_e(c['id'])}</td><td>{_e(c['label'])}</td><td class=n>{_num(c.get('metric_value'), 5)}</td>"
+        f"<td class=n>{_num(c.get('margin'), 3)}</td><td class=n>{_num(c.get('speedup'))}x</td></tr>"
+        for c in closest
+    )
+    return (
+        "<h2>How close the rejected candidates came</h2><table style='width:auto'><tr><th>id</th><th>candidate</th>"
+        f"<th>{metric}</th><th>distance to the bound</th><th>speed-up</th></tr>{rows}</table>"
+    )
+
+
 def _hardware(hw: dict[str, Any]) -> str:
     """CPU, usable cores, ISA and FP32 peak: what decides which kernels and precisions pay off."""
     parts = [str(hw.get("cpu_model") or "unknown CPU")]
@@ -312,6 +329,7 @@ def render_html(report: dict[str, Any]) -> str:
         f"<div class='sub'>honed {_e(report['honed_version'])}, {_e(report.get('created'))}</div>"
         f"{verdict}{warn_html}<table class='kv'>{kv_html}</table>"
         f"<h2>Latency against {_e(gate['metric'])}</h2>{chart_svg(report)}"
+        f"{_closest(report)}"
         f"<h2>Every candidate ({len(report['candidates'])})</h2>{_table(report)}"
         f"<h2>Passes not tried</h2>{skipped_html}"
         f"<h2>Per-op time: winner vs baseline</h2>{_profile(report)}"
