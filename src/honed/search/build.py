@@ -77,8 +77,12 @@ def _build_one(job: BuildJob) -> str | None:
 
 def _serve(conn: Connection) -> None:
     """The worker's loop: receive a job, build it, send back the error (or None); stop on None."""
+    import logging
+
     import honed.search  # noqa: F401  (registers every pass, nncf-int8 included)
 
+    # quantizers log advice on the root logger; the search reports what matters in its own table
+    logging.getLogger().setLevel(logging.ERROR)
     while True:
         try:
             job = conn.recv()
