@@ -1,7 +1,8 @@
 """honed: make trained ONNX models fast, cheap and safe to run on the hardware you have.
 
 The Python API mirrors the CLI: ``inspect_model`` (``honed inspect``), ``detect_hardware`` (``honed hw``),
-``run_bench`` (``honed bench``), and the session factory every part of honed runs models through.
+``run_bench`` (``honed bench``), ``optimize`` (``honed optimize``), and the session factory every part
+of honed runs models through.
 Names are imported on first use, so ``import honed.registry`` does not load ONNX Runtime.
 """
 
@@ -20,6 +21,8 @@ _EXPORTS = {
     "create_session": "honed.runtime",
     "detect_hardware": "honed.hardware",
     "inspect_model": "honed.model",
+    "OptimizeResult": "honed.search",
+    "optimize": "honed.search",
     "run_bench": "honed.bench",
 }
 
@@ -27,11 +30,13 @@ __all__ = [
     "BenchSettings",
     "HardwareSpec",
     "HonedError",
+    "OptimizeResult",
     "RuntimeConfig",
     "__version__",
     "create_session",
     "detect_hardware",
     "inspect_model",
+    "optimize",
     "run_bench",
 ]
 
@@ -41,6 +46,7 @@ if TYPE_CHECKING:
     from honed.hardware import HardwareSpec, detect_hardware
     from honed.model import inspect_model
     from honed.runtime import RuntimeConfig, create_session
+    from honed.search import OptimizeResult, optimize
 
 
 def __getattr__(name: str) -> Any:

@@ -3,7 +3,8 @@
 Inputs are built the way Magika's own feature extraction does: read at most ``block_size`` bytes from each
 end of a file, strip leading (resp. trailing) whitespace, keep the first ``beg_size`` and last ``end_size``
 bytes and pad with ``padding_token`` to a fixed length. The files are this Python's standard library, so the
-demo needs nothing beyond the package registry.
+demo needs nothing beyond the package registry. :func:`build_magika_datasets` deals calibration and eval sets
+out of disjoint files for the optimize step (and the optimize benchmark).
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ from honed.errors import BackendUnavailable, DataError
 
 MAGIKA_MODEL = "standard_v3_3"
 MAGIKA_INPUT = "bytes"
+# The optimize step: calibrate on one set of files, judge top-1 agreement on another (>= 100 files, so one
+# disagreement moves agreement by at most 1%).
+DEMO_CALIBRATION_SAMPLES = 128
+DEMO_EVAL_SAMPLES = 256
+DEMO_MIN_AGREEMENT = 0.99
 
 
 @dataclass(frozen=True)
@@ -91,21 +97,54 @@ def stdlib_files(limit: int) -> list[Path]:
     return [files[int(i * step)] for i in range(limit)]
 
 
-def build_magika_dataset(out: Path, *, samples: int, config: MagikaFeatureConfig) -> Path:
-    """Write ``samples`` feature rows from real files to ``out`` (.npz with the model's input name)."""
+def _feature_rows(files: list[Path], samples: int, config: MagikaFeatureConfig) -> list[np.ndarray[Any, Any]]:
+    """Up to ``samples`` feature rows, one per file, skipping files too small for the model and repeated rows."""
     rows: list[np.ndarray[Any, Any]] = []
-    for path in stdlib_files(samples * 4):
+    seen: set[bytes] = set()
+    for path in files:
         try:
             row = file_features(path, config)
         except OSError:
             continue
-        if row is not None:
+        if row is not None and row.tobytes() not in seen:
+            seen.add(row.tobytes())
             rows.append(row)
         if len(rows) >= samples:
             break
     if not rows:
         raise DataError("found no files to build Magika inputs from")
+    return rows
+
+
+def _save(out: Path, rows: list[np.ndarray[Any, Any]]) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, Any] = {MAGIKA_INPUT: np.stack(rows)}
     np.savez(out, **arrays)
     return out
+
+
+def build_magika_dataset(out: Path, *, samples: int, config: MagikaFeatureConfig) -> Path:
+    """Write ``samples`` feature rows from real files to ``out`` (.npz with the model's input name)."""
+    return _save(out, _feature_rows(stdlib_files(samples * 4), samples, config))
+
+
+def build_magika_datasets(
+    folder: Path, *, calibration: int, evaluation: int, config: MagikaFeatureConfig
+) -> tuple[Path, Path]:
+    """Calibration and eval .npz files (``calibration-N.npz``, ``eval-N.npz`` in ``folder``) from disjoint files.
+
+    The files are spread over the whole standard library and dealt out so both sets cover the same kinds of
+    file; a file (or a file with the same features) never lands in both, so a model cannot be judged on
+    the inputs it was calibrated with.
+    """
+    total = calibration + evaluation
+    rows = _feature_rows(stdlib_files(total * 4), total, config)
+    if len(rows) < total:
+        raise DataError(f"found only {len(rows)} usable files; {total} are needed for {calibration} + {evaluation}")
+    calib_index = {int(i * total / calibration) for i in range(calibration)}
+    calib = [r for i, r in enumerate(rows) if i in calib_index]
+    evals = [r for i, r in enumerate(rows) if i not in calib_index]
+    return (
+        _save(folder / f"calibration-{calibration}.npz", calib),
+        _save(folder / f"eval-{evaluation}.npz", evals),
+    )

@@ -6,23 +6,41 @@ import json
 from pathlib import Path
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from honed.bench import BenchSettings, run_bench
 from honed.cli.bench_cmd import render_report
-from honed.cli.common import console, parse_duration, parse_int_list
+from honed.cli.common import console, err_console, parse_duration, parse_int_list
 from honed.cli.inspect_cmd import render_info
-from honed.demo import MagikaFeatureConfig, build_magika_dataset, magika_model_dir
+from honed.cli.optimize_cmd import _ProgressEvents as ProgressEvents
+from honed.demo import (
+    DEMO_CALIBRATION_SAMPLES,
+    DEMO_EVAL_SAMPLES,
+    DEMO_MIN_AGREEMENT,
+    MagikaFeatureConfig,
+    build_magika_dataset,
+    build_magika_datasets,
+    magika_model_dir,
+)
 from honed.model.info import inspect_model
 
 
 def demo(
     out: Path = typer.Option(Path("honed-demo"), "--out", "-o", help="Folder for the inputs and results."),
-    samples: int = typer.Option(256, "--samples", help="How many real files to turn into model inputs."),
+    samples: int = typer.Option(256, "--samples", help="How many real files to turn into bench inputs."),
     duration: str = typer.Option("2s", "--duration", help="Time per bench case."),
-    batch: str = typer.Option("1,64", "--batch", "-b", help="Batch sizes to bench, comma-separated."),
+    batch: str = typer.Option(
+        "1,64", "--batch", "-b", help="Batch sizes to bench, comma-separated; the first is the one optimized."
+    ),
     warmup: int = typer.Option(2, "--warmup", help="Untimed runs before each bench case."),
+    time_budget: str = typer.Option("3m", "--time-budget", help="Wall-clock budget of the optimize step."),
+    no_optimize: bool = typer.Option(False, "--no-optimize", help="Stop after inspect and bench."),
 ) -> None:
-    """Inspect and benchmark Google's Magika model on real files from this machine."""
+    """Inspect, benchmark and optimize Google's Magika model on real files from this machine."""
+    if not no_optimize:
+        from honed.search import parse_duration as parse_budget
+
+        parse_budget(time_budget)  # a bad --time-budget fails now, not after the bench
     model_dir = magika_model_dir()
     model = model_dir / "model.onnx"
     console.rule("[bold]honed demo[/bold]: Magika file-type classifier")
@@ -43,6 +61,45 @@ def demo(
     bench_json = out / "bench.json"
     bench_json.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     console.print(f"wrote {bench_json}")
+    if no_optimize:
+        return
+    _optimize(model, config, out, batch=batches[0], time_budget=time_budget)
+
+
+def _optimize(model: Path, config: MagikaFeatureConfig, out: Path, *, batch: int, time_budget: str) -> None:
+    from honed.report import candidates_table, verdict
+    from honed.search import optimize
+
+    calib, evals = build_magika_datasets(
+        out / "optimize-data", calibration=DEMO_CALIBRATION_SAMPLES, evaluation=DEMO_EVAL_SAMPLES, config=config
+    )
+    console.print(
+        f"4. optimize at batch {batch} within {time_budget}: the fastest variant whose top-1 agreement with the "
+        f"original stays >= {DEMO_MIN_AGREEMENT} on {DEMO_EVAL_SAMPLES} files it was not calibrated on "
+        f"(calibration: {DEMO_CALIBRATION_SAMPLES} other files)"
+    )
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+    ) as progress:
+        result = optimize(
+            model,
+            out=out / "optimized",
+            data=calib,
+            eval_data=evals,
+            metric="agreement",
+            minimum=DEMO_MIN_AGREEMENT,
+            batch=batch,
+            time_budget=time_budget,
+            events=ProgressEvents(progress),
+        )
+    console.print(candidates_table(result.report))
+    console.print(verdict(result.report))
+    console.print(f"wrote {result.model_path} and {result.recipe_path}", soft_wrap=True)
+    console.print(f"report: {result.report_path} and {result.html_path}", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -3,7 +3,7 @@
 from honed.runtime.base import Backend, Session
 from honed.runtime.config import RuntimeConfig
 from honed.runtime.factory import backends, create_session, get_backend, register_backend
-from honed.runtime.onnxruntime_backend import pin_current_thread
+from honed.runtime.onnxruntime_backend import pin_current_thread, write_optimized_model
 
 __all__ = [
     "Backend",
@@ -14,4 +14,5 @@ __all__ = [
     "get_backend",
     "pin_current_thread",
     "register_backend",
+    "write_optimized_model",
 ]

@@ -9,6 +9,7 @@ from honed.model.loader import resolve_model_path
 from honed.runtime.base import Backend, Session
 from honed.runtime.config import RuntimeConfig
 from honed.runtime.onnxruntime_backend import OnnxRuntimeBackend
+from honed.runtime.openvino_backend import OpenVinoBackend
 
 _BACKENDS: dict[str, Backend] = {}
 
@@ -46,3 +47,5 @@ def create_session(
 
 
 register_backend(OnnxRuntimeBackend())
+# Always listed; it imports openvino only when a session is built, and available() says whether it can.
+register_backend(OpenVinoBackend())

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from honed.errors import BackendError, BackendUnavailable, DataError, InvalidModel
+from honed.errors import BackendError, BackendUnavailable, DataError, InvalidArgument, InvalidModel
 from honed.model.spec import TensorSpec
 from honed.runtime.config import RuntimeConfig
 
@@ -108,8 +108,9 @@ class OnnxRuntimeBackend:
 
     def create(self, model_path: Path, config: RuntimeConfig, *, profile_dir: Path | None = None) -> OrtSession:
         options = self.session_options(config, profile_dir=profile_dir)
+        providers = self._providers(config)  # outside the try: a missing provider is not a bad model
         try:
-            session = ort.InferenceSession(str(model_path), sess_options=options, providers=self._providers(config))
+            session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
         except Exception as exc:  # ORT raises its own types for bad graphs and unsupported ops
             raise InvalidModel(f"onnxruntime cannot load {model_path}: {_first_line(exc)}") from exc
         return OrtSession(session, config)
@@ -154,6 +155,29 @@ class OnnxRuntimeBackend:
             chain.append(("CUDAExecutionProvider", device))
         chain.append("CPUExecutionProvider")
         return chain
+
+
+def write_optimized_model(
+    model_path: Path, out_path: Path, level: str = "basic", *, provider: str = "cpu", threads: int = 1
+) -> Path:
+    """Let ONNX Runtime optimize ``model_path`` offline at ``level`` and write the result to ``out_path``.
+
+    ``level`` is ``basic`` or ``extended`` (``all`` adds layout changes tied to this machine's kernels, which
+    do not port to other machines, so it is refused here). ``provider`` decides which fused kernels may be
+    used (an ``extended`` graph written for ``cpu`` holds CPU-only contrib ops).
+    """
+    if level not in ("basic", "extended"):
+        raise InvalidArgument(f"offline graph optimization level must be basic or extended, got {level!r}")
+    config = RuntimeConfig(provider=provider, graph_optimization=level, intra_op_threads=threads)
+    backend = OnnxRuntimeBackend()
+    options = backend.session_options(config)
+    options.optimized_model_filepath = str(out_path)
+    providers = backend._providers(config)
+    try:
+        ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
+    except Exception as exc:  # ORT raises its own types for bad graphs and unsupported ops
+        raise InvalidModel(f"onnxruntime cannot optimize {model_path}: {_first_line(exc)}") from exc
+    return out_path
 
 
 def pin_current_thread(cores: tuple[int, ...] | None) -> None:

@@ -1,0 +1,131 @@
+"""``honed optimize``: find the fastest model inside the accuracy bound (calls :func:`honed.search.optimize`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from honed.cli.common import console, err_console, print_json
+from honed.search import optimize
+from honed.search.engine import Events, Outcome
+
+
+class _ProgressEvents(Events):
+    """A rich progress bar per search stage, on stderr, with one line per finished candidate."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task: TaskID | None = None
+
+    def stage(self, name: str, total: int) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, completed=self.progress.tasks[-1].total)
+        self.task = self.progress.add_task(name, total=max(total, 1))
+
+    def done(self, outcome: Outcome) -> None:
+        lat = f"{outcome.latency['p50_ms']:.3g} ms" if outcome.latency else "–"
+        why = f" — {_clip(outcome.reason, 70)}" if outcome.reason else ""
+        label = _clip(outcome.candidate.label(), 70)
+        self.progress.console.print(
+            f"  {outcome.id} {outcome.status:9} {lat:>9}  {label}{why}", overflow="ellipsis", no_wrap=True
+        )
+        if self.task is not None and outcome.id != "c00":
+            self.progress.advance(self.task)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("optimize")
+    def optimize_cmd(
+        model: Path = typer.Argument(..., help="ONNX model file (or a folder holding model.onnx)."),
+        out: Path = typer.Option(Path("out"), "--out", "-o", help="Output folder: model.onnx, recipe.json, report.*"),
+        data: Path | None = typer.Option(None, "--data", help="Calibration data: .npz with one array per input."),
+        eval_data: Path | None = typer.Option(None, "--eval-data", help="Eval data (.npz); defaults to --data."),
+        labels: Path | None = typer.Option(None, "--labels", help="Labels (.npy/.npz), one per eval sample."),
+        metric: str = typer.Option(
+            "auto", "--metric", help="agreement, cosine, iou, rel-error, sqnr, accuracy or auto."
+        ),
+        minimum: float | None = typer.Option(None, "--min", help="Lower bound on the metric (e.g. 0.99)."),
+        maximum: float | None = typer.Option(None, "--max", help="Upper bound on the metric (e.g. rel-error)."),
+        iou_threshold: float = typer.Option(0.3, "--iou-threshold", help="Threshold for the iou metric's maps."),
+        batch: int = typer.Option(1, "--batch", "-b", help="Batch size latency is measured at."),
+        time_budget: str = typer.Option("10m", "--time-budget", help="Wall-clock budget, e.g. 90s, 10m, 1h."),
+        objective: str = typer.Option("latency", "--objective", help="latency (p50) or throughput."),
+        backends: str | None = typer.Option(
+            None, "--backends", help="Comma-separated backends to try (default: every installed one)."
+        ),
+        shape: list[str] = typer.Option([], "--shape", help="Fix an input's shape: NAME=DIMxDIM (repeatable)."),
+        passes: str | None = typer.Option(None, "--passes", help="Comma-separated passes to try (default: all)."),
+        no_tune: bool = typer.Option(False, "--no-tune", help="Skip thread/affinity/spinning variants."),
+        recipe: Path | None = typer.Option(None, "--recipe", help="Replay a recipe.json instead of searching."),
+        calibration_samples: int = typer.Option(128, "--calibration-samples", help="Calibration samples used."),
+        eval_samples: int | None = typer.Option(None, "--eval-samples", help="Use only the first N eval samples."),
+        measure: float = typer.Option(1.0, "--measure", help="Seconds per latency measurement."),
+        rounds: int = typer.Option(5, "--rounds", help="Rounds of the interleaved final comparison."),
+        cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Candidate cache (default ~/.cache/honed)."),
+        no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the candidate cache."),
+        as_json: bool = typer.Option(False, "--json", help="Print report.json to stdout instead of the table."),
+    ) -> None:
+        """Find the fastest variant of MODEL on this machine whose accuracy stays inside the bound.
+
+        Exit 0: a faster model passed; 3: only the original qualifies (it is still written); 2: bad input.
+        """
+        from honed.report import candidates_table, verdict
+
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=False,
+            disable=as_json,
+        ) as progress:
+            result = optimize(
+                model,
+                out=out,
+                data=data,
+                eval_data=eval_data,
+                labels=labels,
+                metric=metric,
+                minimum=minimum,
+                maximum=maximum,
+                iou_threshold=iou_threshold,
+                batch=batch,
+                time_budget=time_budget,
+                objective=objective,
+                backends=[b for b in backends.split(",") if b.strip()] if backends else None,
+                shapes=shape,
+                passes=[p for p in passes.split(",") if p.strip()] if passes else None,
+                tune_runtime=not no_tune,
+                recipe=recipe,
+                calibration_samples=calibration_samples,
+                eval_samples=eval_samples,
+                measure_s=measure,
+                final_rounds=rounds,
+                cache_dir=cache_dir,
+                use_cache=not no_cache,
+                events=_ProgressEvents(progress),
+            )
+        if as_json:
+            print_json(result.report)
+        elif result.report.get("mode") == "replay":
+            report = result.report
+            if report["reproduced"]:
+                console.print(f"reproduced: {result.model_path} sha256 {report['output_sha256']}")
+            else:
+                err_console.print(
+                    f"[yellow]warning:[/] {result.model_path} sha256 {report['output_sha256']} differs from the "
+                    f"recipe's {report['expected_sha256']}; library versions that changed: "
+                    f"{', '.join(report['library_changes']) or 'none'}"
+                )
+        else:
+            console.print(candidates_table(result.report))
+            console.print(verdict(result.report))
+            console.print(f"wrote {result.model_path}, {result.recipe_path}, {result.report_path}, {result.html_path}")
+        raise typer.Exit(result.exit_code)

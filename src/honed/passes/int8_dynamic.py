@@ -1,0 +1,86 @@
+"""The ``int8-dynamic`` pass: ONNX Runtime's dynamic quantization (INT8 weights, activations quantized at run time).
+
+Activations are always uint8 in ONNX Runtime's dynamic scheme, so weights in int8 make u8 x s8 products. On
+x86 CPUs without VNNI those run on VPMADDUBSW, whose 16-bit intermediate can saturate; ``reduce_range``
+(7-bit weights) avoids that, so ``auto`` turns it on exactly when the CPU lacks VNNI. Convolutions are left
+out by default: dynamic ConvInteger is slower than FP32 Conv on ONNX Runtime's CPU provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import onnx
+
+from honed.passes._graph import first_line, read, scratch_dir, upgrade_opset, write
+from honed.passes._quant import ensure_node_names, has_vnni, nodes_of, quant_type, quiet
+from honed.passes.base import AUTO, Param, Pass, PassContext, PassError
+
+DYNAMIC_OPS = ("MatMul", "Attention", "LSTM", "Gather", "EmbedLayerNormalization", "Transpose", "Conv")
+
+
+class Int8DynamicPass(Pass):
+    name: ClassVar[str] = "int8-dynamic"
+    description: ClassVar[str] = "ONNX Runtime dynamic INT8 quantization of weights (activations quantized at run time)"
+    params: ClassVar[tuple[Param, ...]] = (
+        Param("per_channel", bool, False, "one scale per output channel of each weight (more accurate)"),
+        Param(
+            "reduce_range",
+            bool,
+            AUTO,
+            "7-bit weights, avoiding u8 x s8 saturation on CPUs without VNNI (auto: on exactly when VNNI is absent)",
+            auto=True,
+        ),
+        Param("weight_type", str, "int8", "weight type", choices=("int8", "uint8")),
+        Param(
+            "op_types",
+            tuple,
+            ("MatMul", "Attention", "LSTM"),
+            "op types to quantize (Conv is left out by default: dynamic ConvInteger is slow on CPU)",
+            choices=DYNAMIC_OPS,
+        ),
+        Param("nodes_to_exclude", tuple, (), "node names to keep in float"),
+    )
+    targets: ClassVar[tuple[str, ...]] = ("onnxruntime/cpu",)
+
+    def choose_auto(self, params: dict[str, Any], ctx: PassContext) -> dict[str, Any]:
+        return {"reduce_range": not has_vnni(ctx)}
+
+    def skip_reason(
+        self, ctx: PassContext, params: Mapping[str, Any] | None = None, model: onnx.ModelProto | None = None
+    ) -> str | None:
+        reason = super().skip_reason(ctx, params, model)
+        if reason is None and model is not None:
+            ops = self.validate_params(params)["op_types"]
+            if not nodes_of(model, ops):
+                return f"the model has no {'/'.join(ops)} node for dynamic INT8 to quantize"
+        return reason
+
+    def search_space(self, ctx: PassContext) -> list[dict[str, Any]]:
+        return [self.resolve({"per_channel": pc}, ctx) for pc in (True, False)]
+
+    def apply(self, model: onnx.ModelProto, params: dict[str, Any], ctx: PassContext) -> onnx.ModelProto:
+        from onnxruntime.quantization import quantize_dynamic
+
+        if not nodes_of(model, params["op_types"]):
+            raise PassError(f"the model has no {'/'.join(params['op_types'])} node to quantize")
+        model = upgrade_opset(model, 11)
+        ensure_node_names(model)
+        with scratch_dir(ctx) as folder, quiet():
+            source = write(model, folder)
+            target = folder / "quantized.onnx"
+            try:
+                quantize_dynamic(
+                    source,
+                    target,
+                    op_types_to_quantize=list(params["op_types"]),
+                    per_channel=params["per_channel"],
+                    reduce_range=params["reduce_range"],
+                    weight_type=quant_type(params["weight_type"]),
+                    nodes_to_exclude=list(params["nodes_to_exclude"]),
+                    extra_options={"MatMulConstBOnly": True},
+                )
+            except Exception as exc:  # the quantizer raises plain exceptions for graphs it cannot handle
+                raise PassError(f"dynamic quantization failed: {first_line(exc)}") from exc
+            return read(target)

@@ -1,0 +1,190 @@
+"""OpenVINO backend: runs an ONNX file (or OpenVINO IR) on the CPU plugin behind honed's Session interface.
+
+``openvino`` is an optional dependency (``pip install 'honed[openvino]'``): it is imported only when a
+session is built, so honed works without it. Precision is always explicit: unless the config's options say
+otherwise, ``INFERENCE_PRECISION_HINT`` is ``f32``, because OpenVINO silently runs BF16 on CPUs with
+AVX512_BF16/AMX, which changes the model's outputs without anyone asking for it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from honed.errors import BackendError, BackendUnavailable, DataError, InvalidArgument, InvalidModel
+from honed.model.spec import Dim, TensorSpec
+from honed.runtime.config import RuntimeConfig
+
+_PRECISIONS = ("f32", "bf16", "f16")
+_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
+_DEFAULT_OPTIONS = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+
+# OpenVINO element type names -> ONNX TensorProto element types.
+_OV_TYPES = {
+    "f32": 1,
+    "u8": 2,
+    "i8": 3,
+    "u16": 4,
+    "i16": 5,
+    "i32": 6,
+    "i64": 7,
+    "boolean": 9,
+    "f16": 10,
+    "f64": 11,
+    "u32": 12,
+    "u64": 13,
+    "bf16": 16,
+}
+
+
+def _openvino() -> Any:
+    try:
+        return importlib.import_module("openvino")
+    except ImportError as exc:
+        raise BackendUnavailable(
+            "backend 'openvino' is not installed; install it with: pip install 'honed[openvino]'"
+        ) from exc
+
+
+def _spec(port: Any) -> TensorSpec:
+    names = port.get_names()
+    name = port.get_any_name() if names else str(port)
+    elem = _OV_TYPES.get(port.get_element_type().get_type_name(), 0)
+    pshape = port.get_partial_shape()
+    if pshape.rank.is_dynamic:
+        return TensorSpec(name, elem, None)
+    dims: list[Dim] = [int(d.get_length()) if d.is_static else None for d in pshape]
+    return TensorSpec(name, elem, tuple(dims))
+
+
+def compile_properties(config: RuntimeConfig) -> dict[str, Any]:
+    """The OpenVINO CPU properties a config stands for; unknown or bad options are refused."""
+    options = {**_DEFAULT_OPTIONS, **{k.upper(): v for k, v in config.options.items()}}
+    precision = options["INFERENCE_PRECISION_HINT"].lower()
+    if precision not in _PRECISIONS:
+        raise InvalidArgument(
+            f"INFERENCE_PRECISION_HINT must be one of {', '.join(_PRECISIONS)} for the openvino backend; "
+            f"got {options['INFERENCE_PRECISION_HINT']!r}"
+        )
+    hint = options["PERFORMANCE_HINT"].upper()
+    if hint not in _HINTS:
+        raise InvalidArgument(
+            f"PERFORMANCE_HINT must be one of {', '.join(_HINTS)}; got {options['PERFORMANCE_HINT']!r}"
+        )
+    properties: dict[str, Any] = dict(options)
+    properties["INFERENCE_PRECISION_HINT"] = precision
+    properties["PERFORMANCE_HINT"] = hint
+    if config.threads:
+        properties["INFERENCE_NUM_THREADS"] = config.threads
+    properties.setdefault("ENABLE_CPU_PINNING", "YES" if config.affinity else "NO")
+    return properties
+
+
+class OpenVinoSession:
+    """An OpenVINO compiled model plus one infer request, behind :class:`~honed.runtime.base.Session`."""
+
+    def __init__(self, compiled: Any, config: RuntimeConfig, profile_dir: Path | None) -> None:
+        self._compiled = compiled
+        self._request = compiled.create_infer_request()
+        self._config = config
+        self._profile_dir = profile_dir
+        self._inputs = [_spec(p) for p in compiled.inputs]
+        self._outputs = [_spec(p) for p in compiled.outputs]
+        self._output_ports = list(compiled.outputs)
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self._outputs
+
+    @property
+    def config(self) -> RuntimeConfig:
+        return self._config
+
+    def run(self, feeds: Mapping[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
+        names = {spec.name for spec in self._inputs}
+        missing = sorted(names - set(feeds))
+        extra = sorted(set(feeds) - names)
+        if missing or extra:
+            raise DataError(
+                f"inputs do not fit the model: missing {missing or 'none'}, unexpected {extra or 'none'}; "
+                f"the model's inputs are {sorted(names)}"
+            )
+        try:
+            result = self._request.infer(dict(feeds))
+        except (RuntimeError, TypeError, ValueError) as exc:
+            raise BackendError(f"openvino failed to run the model: {_first_line(exc)}") from exc
+        return {
+            spec.name: np.array(result[port], copy=True)
+            for spec, port in zip(self._outputs, self._output_ports, strict=True)
+        }
+
+    def end_profiling(self) -> Path | None:
+        """Write OpenVINO's per-layer counters as a JSON list of ``{name, op, time_us}``; None when off."""
+        if self._profile_dir is None:
+            return None
+        rows = [
+            {"name": info.node_name, "op": info.node_type, "time_us": info.real_time.total_seconds() * 1e6}
+            for info in self._request.profiling_info
+        ]
+        self._profile_dir.mkdir(parents=True, exist_ok=True)
+        path = self._profile_dir / "openvino_profile.json"
+        path.write_text(json.dumps(rows, indent=1))
+        return path
+
+
+class OpenVinoBackend:
+    """Sessions on OpenVINO's CPU plugin, from an ONNX file or an OpenVINO IR (.xml)."""
+
+    name = "openvino"
+
+    def available(self) -> bool:
+        return importlib.util.find_spec("openvino") is not None
+
+    def version(self) -> str | None:
+        if not self.available():
+            return None
+        return str(_openvino().get_version())
+
+    def providers(self) -> list[str]:
+        return ["cpu"] if self.available() else []
+
+    def precisions(self) -> list[str]:
+        """Precisions the CPU plugin can run here: ``f32`` always, ``bf16``/``f16`` when the CPU has them."""
+        if not self.available():
+            return []
+        capabilities = {str(c).upper() for c in _openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")}
+        return ["f32", *(p for p in ("bf16", "f16") if p.upper() in capabilities)]
+
+    def create(self, model_path: Path, config: RuntimeConfig, *, profile_dir: Path | None = None) -> OpenVinoSession:
+        if config.provider != "cpu":
+            raise InvalidArgument("the openvino backend runs on provider 'cpu' only in honed")
+        ov = _openvino()
+        properties = compile_properties(config)
+        if profile_dir is not None:
+            properties["PERF_COUNT"] = True
+        core = ov.Core()
+        try:
+            model = core.read_model(str(model_path))
+        except RuntimeError as exc:
+            raise InvalidModel(f"openvino cannot read {model_path}: {_first_line(exc)}") from exc
+        try:
+            compiled = core.compile_model(model, "CPU", properties)
+        except RuntimeError as exc:
+            raise InvalidModel(f"openvino cannot compile {model_path} for CPU: {_first_line(exc)}") from exc
+        return OpenVinoSession(compiled, config, profile_dir)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

@@ -1,0 +1,23 @@
+"""Search: the accuracy-aware search over candidates (passes x backends x runtime configs), its cache and recipes.
+
+:func:`optimize` is the entry point (the CLI, the demo and the benchmarks call it); :mod:`.engine` holds the
+search itself, :mod:`.candidates` what is tried, :mod:`.cache` the resumable on-disk cache, :mod:`.recipe`
+replayable recipes and provenance, :mod:`.results` the report rows. Importing this package registers the
+``nncf-int8`` pass.
+"""
+
+from honed.search import nncf_pass  # noqa: F401  (registers the nncf-int8 pass)
+from honed.search.api import EXIT_BASELINE_ONLY, EXIT_IMPROVED, OptimizeResult, optimize, parse_duration
+from honed.search.candidates import Candidate, Step
+from honed.search.recipe import Recipe
+
+__all__ = [
+    "EXIT_BASELINE_ONLY",
+    "EXIT_IMPROVED",
+    "Candidate",
+    "OptimizeResult",
+    "Recipe",
+    "Step",
+    "optimize",
+    "parse_duration",
+]

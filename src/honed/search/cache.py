@@ -1,0 +1,76 @@
+"""The on-disk cache of evaluated candidates and built models, so an interrupted search resumes and a rerun is instant.
+
+An entry is keyed by the hash of everything its result depends on: the source model's sha256, the
+candidate (passes, parameters, runtime config), the data hashes, the batch size, the library versions and the
+hardware. Entries are JSON files written atomically (write then rename), so a run killed mid-write leaves
+no half entry. Built models are stored by the hash of (source, pipeline, calibration data, versions).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+
+def digest(data: Any) -> str:
+    """sha256 of ``data`` as canonical JSON."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """``$HONED_CACHE_DIR``, else ``$XDG_CACHE_HOME/honed/optimize``, else ``~/.cache/honed/optimize``."""
+    if os.environ.get("HONED_CACHE_DIR"):
+        return Path(os.environ["HONED_CACHE_DIR"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "honed" / "optimize"
+
+
+class CandidateCache:
+    """JSON results and ONNX models under one folder; ``enabled=False`` turns reads and writes off."""
+
+    def __init__(self, folder: Path, *, enabled: bool = True) -> None:
+        self.folder = folder
+        self.enabled = enabled
+        if enabled:
+            (folder / "results").mkdir(parents=True, exist_ok=True)
+            (folder / "models").mkdir(parents=True, exist_ok=True)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        if not self.enabled:
+            return None
+        path = self.folder / "results" / f"{key}.json"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        path = self.folder / "results" / f"{key}.json"
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(value, indent=1, sort_keys=True))
+        tmp.replace(path)
+
+    def model_path(self, key: str) -> Path | None:
+        """The cached model for ``key``, or None."""
+        if not self.enabled:
+            return None
+        path = self.folder / "models" / f"{key}.onnx"
+        return path if path.is_file() else None
+
+    def put_model(self, key: str, source: Path) -> Path:
+        """Copy ``source`` into the cache under ``key``; returns the cached path (``source`` when disabled)."""
+        if not self.enabled:
+            return source
+        path = self.folder / "models" / f"{key}.onnx"
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        shutil.copyfile(source, tmp)
+        tmp.replace(path)
+        return path

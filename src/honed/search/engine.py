@@ -1,0 +1,608 @@
+"""The accuracy-aware search: build candidates, gate them on fidelity, measure them, pick a winner that is never slower.
+
+Stages, each checked against the deadline (an injected monotonic clock) before it starts:
+
+1. the baseline (original model, ONNX Runtime default session), measured; it is the reference for fidelity;
+2. every pass pipeline each backend can use (and the original model on every other backend), built, gated on
+   fidelity and measured; a static-INT8 pipeline the gate rejects gets the sensitive-layer fallback;
+3. runtime tuning (threads, affinity, spinning; OpenVINO hints) of the best accepted models;
+4. a final, interleaved comparison of the best few against the baseline: each round measures every finalist
+   once, in rotating order; a challenger wins only when it beats the baseline in most rounds and by a margin
+   on the median, so measurement noise cannot pick a slower model.
+
+Each evaluated candidate is cached (:mod:`honed.search.cache`), so an interrupted run resumes and a rerun
+costs no measurements. The engine reports through callbacks; writing files is the caller's job.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from honed.bench import measure_latency
+from honed.errors import HonedError
+from honed.evaluate import AccuracyGate, FidelityResult, ReferenceOutputs, evaluate_session, self_fidelity
+from honed.model.loader import file_sha256, save_model
+from honed.passes import PassContext, PassError
+from honed.runtime import RuntimeConfig, create_session, pin_current_thread
+from honed.runtime.base import Session
+from honed.search.build import BuildTimeout
+from honed.search.cache import CandidateCache, digest
+from honed.search.candidates import Candidate, Skipped, Step, plan_pipelines, runtime_variants
+
+Array = np.ndarray[Any, Any]
+Clock = Callable[[], float]
+
+OBJECTIVES = ("latency", "throughput")
+_WIN_MARGIN = 0.03  # a challenger must beat the baseline's median cost by 3% ...
+_WIN_SHARE = 2 / 3  # ... and be faster in at least two thirds of the paired rounds
+_WIN_MARGIN_SINGLE = 0.10  # without a final comparison, one measurement each: demand a clearer win
+_SLOWER = 1.15  # a first measurement this much slower than the baseline is not worth evaluating
+_TIMED_OUT = "time budget spent while building"
+
+
+@dataclass
+class Settings:
+    """How the search spends its time. ``measure_s`` is one latency measurement; ``final_rounds`` the rounds of
+    the interleaved final comparison of ``finalists`` candidates (baseline included)."""
+
+    batch: int = 1
+    objective: str = "latency"
+    time_budget_s: float = 600.0
+    backends: tuple[str, ...] = ("onnxruntime",)
+    cpus: tuple[int, ...] = (0,)
+    flops_per_item: float | None = None
+    measure_s: float = 1.0
+    warmup: int = 3
+    final_rounds: int = 5
+    finalists: int = 3
+    settings_per_pass: int = 2
+    tune_top: int = 2
+    fallback_max_excluded: int = 16
+    passes: tuple[str, ...] | None = None  # None: every registered pass
+    evaluate_slower: bool = False  # judge fidelity even of candidates measured slower than the baseline
+
+
+@dataclass
+class Outcome:
+    """What happened to one candidate."""
+
+    id: str
+    candidate: Candidate
+    status: str = "pending"  # baseline | accepted | rejected | slower | failed | not-run
+    reason: str | None = None
+    fidelity: FidelityResult | None = None
+    fidelity_from: str | None = None
+    latency: dict[str, Any] | None = None
+    rounds: list[float] = field(default_factory=list)
+    size_bytes: int | None = None
+    model_sha256: str | None = None
+    model_path: Path | None = None
+    cached: bool = False
+    note: str | None = None
+    seconds: float = 0.0
+
+    def cost_ms(self, objective: str) -> float | None:
+        """The quantity minimised: p50 for latency; mean (1/throughput at concurrency 1) for throughput."""
+        if self.latency is None:
+            return None
+        return float(self.latency["p50_ms"] if objective == "latency" else self.latency["mean_ms"])
+
+    def final_cost(self, objective: str) -> float | None:
+        if self.rounds:
+            return float(statistics.median(self.rounds))
+        return self.cost_ms(objective)
+
+
+@dataclass
+class SearchInputs:
+    """Everything the engine needs about the model and data (built by :mod:`honed.search.api`)."""
+
+    source: Path
+    source_sha256: str
+    reference: ReferenceOutputs
+    gate: AccuracyGate
+    feeds: dict[str, Array]
+    make_context: Callable[[str], PassContext]
+    build: Callable[[tuple[Step, ...], str, Path, float], Path]
+    """Builds a pipeline's model into the path within the seconds given (raises PassError, BuildTimeout)."""
+    context_key: dict[str, Any]
+    labels: Array | None = None
+    iou_threshold: float = 0.3
+
+
+class Events:
+    """Callbacks the engine calls; the default does nothing."""
+
+    def stage(self, name: str, total: int) -> None: ...
+
+    def done(self, outcome: Outcome) -> None: ...
+
+    def best(self, outcome: Outcome) -> None: ...
+
+
+class _BudgetSpent(Exception):
+    """Raised inside the fallback's accept callback when the deadline passes (not a HonedError, so it escapes)."""
+
+
+class Search:
+    """One search run over one model."""
+
+    def __init__(
+        self,
+        inputs: SearchInputs,
+        settings: Settings,
+        cache: CandidateCache,
+        work_dir: Path,
+        *,
+        clock: Clock = time.monotonic,
+        events: Events | None = None,
+    ) -> None:
+        if settings.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}")
+        self.inputs = inputs
+        self.settings = settings
+        self.cache = cache
+        self.work_dir = work_dir
+        self.clock = clock
+        self.events = events or Events()
+        self.outcomes: list[Outcome] = []
+        self.skipped: list[Skipped] = []
+        self.deadline = clock() + settings.time_budget_s
+        self.budget_exhausted = False
+        self.final_compared = False
+        self._models: dict[str, tuple[Path, str, int] | str] = {}
+        self._build_seconds: dict[str, float] = {}
+        self._baseline_session: Session | None = None
+        self.best: Outcome | None = None
+        self.hardware: Any = None  # a HardwareSpec, for the peak in bench-shaped results
+
+    # -- time --------------------------------------------------------------------------------------------
+
+    def remaining(self) -> float:
+        return self.deadline - self.clock()
+
+    def _has_time(self, need: float = 0.0) -> bool:
+        if self.remaining() <= need:
+            self.budget_exhausted = True
+            return False
+        return True
+
+    # -- running -----------------------------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        """Run every stage the budget allows; returns the winner (the baseline when nothing beats it)."""
+        baseline = self._evaluate(Candidate((), RuntimeConfig()), baseline=True)
+        self._consider(baseline)
+        candidates = self._stage_candidates()
+        self.events.stage("passes and backends", len(candidates))
+        rejected: list[Outcome] = []
+        for cand in candidates:
+            if not self._has_time(self._reserve()) and not self._is_cached(cand):
+                self._not_run(cand)
+                continue
+            outcome = self._evaluate(cand)
+            self._consider(outcome)
+            if outcome.status == "rejected":
+                rejected.append(outcome)
+        for outcome in rejected:
+            cached = self.cache.get(self._fallback_key(outcome))
+            if cached is not None:
+                self._fallback_result(outcome, cached)
+            elif self._fallback_applies(outcome):
+                self._fallback(outcome)
+        self._tune()
+        return self._final()
+
+    def _reserve(self) -> float:
+        """Seconds kept back for the final comparison and the profiles."""
+        per_round = self.settings.finalists * (self.settings.measure_s + 0.2)
+        return self.settings.final_rounds * per_round + 2.0
+
+    def _stage_candidates(self) -> list[Candidate]:
+        model = onnx.load(str(self.inputs.source))
+        candidates: list[Candidate] = []
+        for backend in self.settings.backends:
+            ctx = self.inputs.make_context(backend)
+            default = runtime_variants(backend, self.settings.cpus, objective=self.settings.objective)[0]
+            if backend != "onnxruntime":
+                candidates.append(Candidate((), default))
+                if backend == "openvino":
+                    candidates.extend(self._openvino_precisions(default))
+            pipelines, skipped = plan_pipelines(model, backend, ctx, only=self.settings.passes)
+            self.skipped.extend(skipped)
+            per_pass: dict[str, int] = {}
+            for steps in pipelines:
+                name = steps[0].name
+                per_pass[name] = per_pass.get(name, 0) + 1
+                if per_pass[name] > self.settings.settings_per_pass:
+                    continue
+                candidates.append(Candidate(steps, default))
+        return candidates
+
+    def _openvino_precisions(self, default: RuntimeConfig) -> list[Candidate]:
+        from honed.runtime.openvino_backend import OpenVinoBackend
+
+        lower = [p for p in OpenVinoBackend().precisions() if p != "f32"]
+        if not lower:
+            self.skipped.append(
+                Skipped("precision bf16/f16", "openvino", "this CPU has no BF16/FP16 arithmetic OpenVINO can use")
+            )
+        return [Candidate((), default.with_(options={**default.options, "INFERENCE_PRECISION_HINT": p})) for p in lower]
+
+    def _is_cached(self, cand: Candidate) -> bool:
+        return self.cache.get(self._cache_key(cand)) is not None
+
+    def _not_run(self, cand: Candidate) -> None:
+        outcome = Outcome(self._next_id(), cand, status="not-run", reason="time budget spent before it was tried")
+        self.outcomes.append(outcome)
+        self.events.done(outcome)
+
+    def _next_id(self) -> str:
+        return f"c{len(self.outcomes):02d}"
+
+    # -- one candidate -----------------------------------------------------------------------------------
+
+    def _cache_key(self, cand: Candidate) -> str:
+        return digest(
+            {"candidate": cand.key(), "context": self.inputs.context_key, "measure_s": self.settings.measure_s}
+        )
+
+    def _model_cache_key(self, steps: tuple[Step, ...]) -> str:
+        return digest({"steps": [s.to_dict() for s in steps], "context": self.inputs.context_key.get("model")})
+
+    def _evaluate(self, cand: Candidate, *, baseline: bool = False, inherit: Outcome | None = None) -> Outcome:
+        started = self.clock()
+        outcome = Outcome(self._next_id(), cand)
+        self.outcomes.append(outcome)
+        key = self._cache_key(cand)
+        cached = self.cache.get(key)
+        if cached is not None and cached.get("status") == "failed" and cached.get("build_failed"):
+            # a pass that could not handle this model fails the same way again: do not rebuild it
+            model_path: tuple[Path, str, int] | str = str(cached.get("reason"))
+        else:
+            model_path = self._model_path(cand.steps, cand.backend)
+        if isinstance(model_path, str):
+            timed_out = model_path.startswith(_TIMED_OUT)
+            outcome.status, outcome.reason = ("not-run" if timed_out else "failed"), model_path
+            outcome.cached = cached is not None
+            if not timed_out and cached is None:
+                self.cache.put(key, {"status": "failed", "reason": model_path, "build_failed": True})
+        elif cached is not None:
+            self._load_cached(outcome, cached)
+        else:
+            self._measure_new(outcome, model_path, inherit=inherit)
+            self.cache.put(key, self._to_cache(outcome))
+        if not isinstance(model_path, str):
+            outcome.model_path, outcome.model_sha256, outcome.size_bytes = model_path
+        if baseline:
+            outcome.status = "baseline" if outcome.latency is not None else "failed"
+            outcome.reason = outcome.reason if outcome.latency is None else None
+        elif outcome.status == "pending":
+            reason = self.inputs.gate.check(outcome.fidelity) if outcome.fidelity else "not evaluated"
+            outcome.status = "accepted" if reason is None else "rejected"
+            outcome.reason = reason
+        outcome.seconds = self.clock() - started
+        self.events.done(outcome)
+        return outcome
+
+    def _model_path(self, steps: tuple[Step, ...], backend: str) -> tuple[Path, str, int] | str:
+        """(path, sha256, size) of the built model, or why it could not be built."""
+        if not steps:
+            path = self.inputs.source
+            return path, self.inputs.source_sha256, path.stat().st_size
+        key = self._model_cache_key(steps)
+        if key in self._models:
+            return self._models[key]
+        cached = self.cache.model_path(key)
+        result: tuple[Path, str, int] | str
+        if cached is not None:
+            result = (cached, file_sha256(cached), cached.stat().st_size)
+        else:
+            began = self.clock()
+            try:
+                built = self.inputs.build(steps, backend, self.work_dir / "models" / f"{key}.onnx", self.remaining())
+                stored = self.cache.put_model(key, built)
+                result = (stored, file_sha256(stored), stored.stat().st_size)
+                self._build_seconds[key] = self.clock() - began
+            except BuildTimeout as exc:
+                self.budget_exhausted = True
+                return f"{_TIMED_OUT}: {exc}"  # not remembered: a later run with more time builds it
+            except PassError as exc:
+                result = str(exc)
+            except HonedError as exc:
+                result = f"{type(exc).__name__}: {exc}"
+        self._models[key] = result
+        return result
+
+    def _measure_new(self, outcome: Outcome, model: tuple[Path, str, int], *, inherit: Outcome | None) -> None:
+        try:
+            session = create_session(model[0], outcome.candidate.runtime)
+        except HonedError as exc:
+            outcome.status, outcome.reason = "failed", f"cannot load on {outcome.candidate.backend}: {exc}"
+            return
+        try:
+            outcome.latency = self._measure(session, self.settings.measure_s)
+        except HonedError as exc:
+            outcome.status, outcome.reason = "failed", f"failed to run: {exc}"
+            return
+        if not self.outcomes or self.outcomes[0] is outcome:
+            outcome.fidelity = self_fidelity(self.inputs.reference)
+            return
+        base = self.baseline().cost_ms(self.settings.objective)
+        cost = outcome.cost_ms(self.settings.objective)
+        slower = base is not None and cost is not None and cost > base * _SLOWER
+        if slower and inherit is None and not self.settings.evaluate_slower:
+            # the machine may have been busier just now: measure the original again, back to back
+            base = self._remeasure_baseline()
+            slower = base is not None and cost is not None and cost > base * _SLOWER
+        if inherit is None and slower and not self.settings.evaluate_slower:
+            # it cannot win, so its fidelity is not worth the eval time
+            outcome.status = "slower"
+            outcome.reason = f"slower than the original ({cost:.3g} ms vs {base:.3g} ms); fidelity not evaluated"
+            return
+        if inherit is not None and inherit.fidelity is not None:
+            outcome.fidelity, outcome.fidelity_from = inherit.fidelity, inherit.id
+            return
+        gate, total = self.inputs.gate, self.inputs.reference.samples
+        outcome.fidelity = evaluate_session(
+            session,
+            self.inputs.reference,
+            labels=self.inputs.labels,
+            iou_threshold=self.inputs.iou_threshold,
+            stop=lambda partial: gate.hopeless(partial, total),
+        )
+        if outcome.fidelity.error is not None:
+            outcome.status, outcome.reason = "failed", f"failed to run: {outcome.fidelity.error}"
+
+    def _remeasure_baseline(self) -> float | None:
+        baseline = self.baseline()
+        if baseline.model_path is None:
+            return None
+        if self._baseline_session is None:
+            self._baseline_session = create_session(baseline.model_path, baseline.candidate.runtime)
+        stats = self._measure(self._baseline_session, self.settings.measure_s)
+        return float(stats["p50_ms"] if self.settings.objective == "latency" else stats["mean_ms"])
+
+    def _measure(self, session: Session, duration_s: float) -> dict[str, Any]:
+        duration = max(min(duration_s, self.remaining()), 0.01)
+        affinity = session.config.affinity
+        previous = os.sched_getaffinity(0) if affinity and hasattr(os, "sched_getaffinity") else None
+        try:
+            pin_current_thread(affinity)
+            stats = measure_latency(session, self.inputs.feeds, warmup=self.settings.warmup, duration_s=duration)
+        finally:
+            if previous is not None:
+                os.sched_setaffinity(0, previous)
+        return dict(stats.to_dict())
+
+    def _to_cache(self, outcome: Outcome) -> dict[str, Any]:
+        return {
+            "status": outcome.status,
+            "reason": outcome.reason,
+            "fidelity": outcome.fidelity.to_dict() if outcome.fidelity else None,
+            "fidelity_from": outcome.fidelity_from,
+            "latency": outcome.latency,
+        }
+
+    def _load_cached(self, outcome: Outcome, data: dict[str, Any]) -> None:
+        outcome.cached = True
+        outcome.status = str(data.get("status", "pending"))
+        outcome.reason = data.get("reason")
+        outcome.fidelity = FidelityResult.from_dict(data["fidelity"]) if data.get("fidelity") else None
+        outcome.fidelity_from = data.get("fidelity_from")
+        outcome.latency = data.get("latency")
+
+    # -- choosing ----------------------------------------------------------------------------------------
+
+    def _qualifies(self, outcome: Outcome) -> bool:
+        return outcome.status in ("baseline", "accepted") and outcome.latency is not None
+
+    def _consider(self, outcome: Outcome) -> None:
+        if not self._qualifies(outcome):
+            return
+        cost = outcome.cost_ms(self.settings.objective)
+        best = self.best.cost_ms(self.settings.objective) if self.best else None
+        if best is None or (cost is not None and cost < best):
+            self.best = outcome
+            self.events.best(outcome)
+
+    def baseline(self) -> Outcome:
+        return self.outcomes[0]
+
+    def _ranked(self) -> list[Outcome]:
+        qualified = [o for o in self.outcomes if self._qualifies(o)]
+        return sorted(qualified, key=lambda o: o.cost_ms(self.settings.objective) or math.inf)
+
+    # -- fallback ----------------------------------------------------------------------------------------
+
+    def _fallback_applies(self, outcome: Outcome) -> bool:
+        steps = outcome.candidate.steps
+        if len(steps) != 1 or steps[0].name != "int8-static" or outcome.candidate.backend != "onnxruntime":
+            return False
+        if steps[0].params.get("nodes_to_exclude"):
+            return False
+        base = self.baseline().cost_ms(self.settings.objective)
+        cost = outcome.cost_ms(self.settings.objective)
+        # fallback only claws back accuracy; it cannot make a model that was already slower fast
+        if base is None or cost is None or cost >= base:
+            return False
+        # ranking quantizes one node at a time: about one build per quantizable node, and it cannot be
+        # interrupted, so it only starts when the budget clearly holds it
+        from honed.passes.sensitivity import RANKED_OPS
+
+        nodes = sum(1 for n in onnx.load(str(self.inputs.source)).graph.node if n.op_type in RANKED_OPS)
+        build = self._build_seconds.get(self._model_cache_key(steps), outcome.seconds)
+        estimate = (nodes + 4) * build
+        if not self._has_time(self._reserve() + estimate):
+            outcome.note = (
+                f"sensitive-layer fallback not tried: it needs about {estimate:.0f} s "
+                f"({nodes} quantizable nodes), {max(self.remaining() - self._reserve(), 0):.0f} s of budget left"
+            )
+            self.budget_exhausted = False
+            return False
+        return True
+
+    def _fallback(self, rejected: Outcome) -> None:
+        from honed.passes.sensitivity import sensitive_layer_fallback
+
+        step = rejected.candidate.steps[0]
+        ctx = self.inputs.make_context("onnxruntime")
+        scratch = Path(tempfile.mkdtemp(dir=self.work_dir))
+
+        def accept(model: onnx.ModelProto) -> bool:
+            if not self._has_time():
+                raise _BudgetSpent
+            path = save_model(model, scratch / "fallback.onnx")
+            session = create_session(path, RuntimeConfig())
+            result = evaluate_session(
+                session, self.inputs.reference, labels=self.inputs.labels, iou_threshold=self.inputs.iou_threshold
+            )
+            return self.inputs.gate.check(result) is None
+
+        try:
+            found = sensitive_layer_fallback(
+                onnx.load(str(self.inputs.source)),
+                step.params,
+                ctx,
+                accept,
+                max_excluded=self.settings.fallback_max_excluded,
+            )
+        except _BudgetSpent:
+            rejected.note = "sensitive-layer fallback stopped: time budget spent"
+            return
+        except HonedError as exc:
+            rejected.note = f"sensitive-layer fallback failed: {exc}"
+            return
+        result = {"accepted": found.accepted, "params": found.params, "excluded": len(found.excluded)}
+        self.cache.put(self._fallback_key(rejected), result)
+        self._fallback_result(rejected, result)
+
+    def _fallback_key(self, rejected: Outcome) -> str:
+        return digest(
+            {
+                "fallback": rejected.candidate.key(),
+                "gate": self.inputs.gate.to_dict(),
+                "max_excluded": self.settings.fallback_max_excluded,
+                "context": self.inputs.context_key,
+            }
+        )
+
+    def _fallback_result(self, rejected: Outcome, found: dict[str, Any]) -> None:
+        excluded = int(found.get("excluded", 0))
+        if not found.get("accepted"):
+            rejected.note = f"sensitive-layer fallback kept {excluded} node(s) in float and still failed"
+            return
+        params = dict(found["params"])
+        outcome = self._evaluate(Candidate((Step("int8-static", params),), rejected.candidate.runtime))
+        outcome.note = f"sensitive-layer fallback of {rejected.id}: {excluded} node(s) kept in float"
+        self._consider(outcome)
+
+    # -- tuning and the final -------------------------------------------------------------------------------
+
+    def _tune(self) -> None:
+        top = [o for o in self._ranked()][: self.settings.tune_top]
+        seen = {o.candidate.key() for o in self.outcomes}
+        todo: list[tuple[Candidate, Outcome]] = []
+        for parent in top:
+            for config in runtime_variants(
+                parent.candidate.backend, self.settings.cpus, objective=self.settings.objective
+            ):
+                config = config.with_(options={**config.options, **parent.candidate.runtime.options})
+                cand = Candidate(parent.candidate.steps, config)
+                if cand.key() not in seen:
+                    seen.add(cand.key())
+                    todo.append((cand, parent))
+        self.events.stage("runtime tuning", len(todo))
+        for cand, parent in todo:
+            if not self._has_time(self._reserve()) and not self._is_cached(cand):
+                self._not_run(cand)
+                continue
+            outcome = self._evaluate(cand, inherit=parent)
+            self._consider(outcome)
+
+    def _final(self) -> Outcome:
+        baseline = self.baseline()
+        if baseline.status != "baseline":
+            raise HonedError(f"the original model cannot be measured: {baseline.reason}")
+        challengers = [o for o in self._ranked() if o is not baseline][: max(self.settings.finalists - 1, 0)]
+        finalists = [baseline, *challengers]
+        if not challengers:
+            return baseline
+        key = digest(
+            {
+                "final": sorted(o.candidate.key() for o in finalists),
+                "context": self.inputs.context_key,
+                "rounds": self.settings.final_rounds,
+                "measure_s": self.settings.measure_s,
+            }
+        )
+        cached = self.cache.get(key)
+        if cached is not None:
+            for o in finalists:
+                o.rounds = [float(x) for x in cached.get(o.candidate.key(), [])]
+            self.final_compared = all(o.rounds for o in finalists)
+        else:
+            self._final_rounds(finalists)
+            if self.final_compared:
+                self.cache.put(key, {o.candidate.key(): o.rounds for o in finalists})
+        return self._pick(baseline, challengers)
+
+    def _final_rounds(self, finalists: list[Outcome]) -> None:
+        self.events.stage("final comparison", self.settings.final_rounds)
+        sessions: list[Session] = []
+        for o in finalists:
+            if o.model_path is None:
+                return
+            try:
+                sessions.append(create_session(o.model_path, o.candidate.runtime))
+            except HonedError:
+                return  # no final comparison; the choice falls back to single measurements
+        for r in range(self.settings.final_rounds):
+            needed = len(finalists) * (self.settings.measure_s + 0.05)
+            if not self._has_time(needed):
+                break
+            order = list(range(len(finalists)))
+            order = order[r % len(order) :] + order[: r % len(order)]
+            for i in order:
+                try:
+                    stats = self._measure(sessions[i], self.settings.measure_s)
+                except HonedError:
+                    for o in finalists:
+                        o.rounds = []
+                    return
+                cost = stats["p50_ms"] if self.settings.objective == "latency" else stats["mean_ms"]
+                finalists[i].rounds.append(float(cost))
+        self.final_compared = all(len(o.rounds) >= 2 for o in finalists)
+        if not self.final_compared:
+            for o in finalists:
+                o.rounds = []
+
+    def _pick(self, baseline: Outcome, challengers: list[Outcome]) -> Outcome:
+        """The challenger with the lowest median cost that clearly beats the baseline; else the baseline."""
+        objective = self.settings.objective
+        base_cost = baseline.final_cost(objective)
+        winner = baseline
+        winner_cost = base_cost if base_cost is not None else math.inf
+        margin = _WIN_MARGIN if self.final_compared else _WIN_MARGIN_SINGLE
+        for c in challengers:
+            cost = c.final_cost(objective)
+            if cost is None or base_cost is None or cost > base_cost * (1 - margin):
+                continue
+            if self.final_compared and c.rounds and baseline.rounds:
+                wins = sum(a < b for a, b in zip(c.rounds, baseline.rounds, strict=False))
+                if wins < _WIN_SHARE * min(len(c.rounds), len(baseline.rounds)):
+                    continue
+            if cost < winner_cost:
+                winner, winner_cost = c, cost
+        return winner

@@ -1,0 +1,141 @@
+"""Recipes and provenance: what was done to a model, so it can be done again to give the same bytes.
+
+A :class:`Recipe` names the source model (sha256), the pass pipeline with resolved parameters, the backend
+and runtime config that serve the result, how calibration data was drawn, the library versions, and the
+output's sha256. :func:`build_model` applies a pipeline; :func:`stamp_provenance` writes honed's version,
+the source hash and the recipe hash into the model's ``metadata_props`` (values that depend only on the
+recipe, so stamping keeps the output deterministic).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from honed.errors import InvalidArgument
+from honed.model.loader import load_model
+from honed.passes import PassContext, get_pass
+from honed.runtime import RuntimeConfig
+from honed.search.cache import digest
+from honed.search.candidates import Step
+
+RECIPE_FORMAT = "honed-recipe/1"
+_LIBRARIES = ("honed", "onnx", "onnxruntime", "onnxslim", "openvino", "nncf", "numpy")
+METADATA_KEYS = ("honed_version", "honed_source_sha256", "honed_recipe_sha256")
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed versions of the libraries that decide what a recipe produces."""
+    versions: dict[str, str | None] = {}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A replayable description of one optimized model."""
+
+    source_sha256: str
+    steps: tuple[Step, ...]
+    runtime: RuntimeConfig
+    calibration: dict[str, Any] = field(default_factory=dict)
+    libraries: dict[str, str | None] = field(default_factory=dict)
+    output_sha256: str | None = None
+    source_name: str = ""
+
+    @property
+    def needs_calibration(self) -> bool:
+        return any(get_pass(s.name).needs_calibration for s in self.steps)
+
+    def identity(self) -> dict[str, Any]:
+        """What decides the output model's bytes (not the versions that happened to be installed)."""
+        return {
+            "source_sha256": self.source_sha256,
+            "passes": [s.to_dict() for s in self.steps],
+            "calibration": self.calibration if self.needs_calibration else {},
+        }
+
+    def sha256(self) -> str:
+        return digest(self.identity())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": RECIPE_FORMAT,
+            "source": {"sha256": self.source_sha256, "name": self.source_name},
+            "passes": [s.to_dict() for s in self.steps],
+            "backend": self.runtime.backend,
+            "runtime": self.runtime.to_dict(),
+            "calibration": self.calibration,
+            "libraries": self.libraries,
+            "recipe_sha256": self.sha256(),
+            "output": {"sha256": self.output_sha256},
+        }
+
+    def write(self, path: Path) -> Path:
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        if data.get("format") != RECIPE_FORMAT:
+            raise InvalidArgument(f"not a honed recipe (format {data.get('format')!r}; expected {RECIPE_FORMAT!r})")
+        try:
+            steps = tuple(Step.from_dict(s) for s in data["passes"])
+            for s in steps:
+                get_pass(s.name).validate_params(s.params)
+            return cls(
+                source_sha256=str(data["source"]["sha256"]),
+                source_name=str(data["source"].get("name", "")),
+                steps=steps,
+                runtime=RuntimeConfig.from_dict(dict(data["runtime"])),
+                calibration=dict(data.get("calibration") or {}),
+                libraries=dict(data.get("libraries") or {}),
+                output_sha256=(data.get("output") or {}).get("sha256"),
+            )
+        except (KeyError, TypeError) as exc:
+            raise InvalidArgument(f"the recipe is missing or has a bad field: {exc}") from exc
+
+    @classmethod
+    def read(cls, path: Path) -> Recipe:
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise InvalidArgument(f"recipe file not found: {path}") from None
+        except (OSError, ValueError) as exc:
+            raise InvalidArgument(f"cannot read recipe {path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise InvalidArgument(f"{path} is not a honed recipe (expected a JSON object)")
+        return cls.from_dict(data)
+
+
+def build_model(source: Path, steps: tuple[Step, ...], ctx: PassContext) -> onnx.ModelProto:
+    """Apply ``steps`` in order to the model at ``source``; a pass that cannot handle it raises PassError."""
+    model = load_model(source)
+    for step in steps:
+        model = get_pass(step.name).run(model, step.params, ctx)
+    return model
+
+
+def stamp_provenance(model: onnx.ModelProto, recipe: Recipe, honed_version: str) -> onnx.ModelProto:
+    """Set honed's provenance keys in ``metadata_props`` (replacing old ones); other keys are kept."""
+    values = {
+        "honed_version": honed_version,
+        "honed_source_sha256": recipe.source_sha256,
+        "honed_recipe_sha256": recipe.sha256(),
+    }
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key not in values]
+    del model.metadata_props[:]
+    for key, value in [*kept, *values.items()]:
+        entry = model.metadata_props.add()
+        entry.key = key
+        entry.value = value
+    return model
