@@ -43,12 +43,12 @@ def placement(peak_rps: float, slo_ms: float) -> dict:
     return plan["placements"][0]
 
 
-def run(seeds: list[int], days: float, noise_z: float = 2.33) -> tuple[list[str], dict]:
+def run(seeds: list[int], days: float, margin_z: float = 3.0) -> tuple[list[str], dict]:
     peak, slo = 400.0, 250.0
     p = placement(peak, slo)
     base = SimConfig.from_placement(p)
     hpa_cfg = dataclasses.replace(base, scale_down_window_s=300.0)
-    pred_cfg = dataclasses.replace(base, scale_down_window_s=60.0, noise_z=noise_z)
+    pred_cfg = dataclasses.replace(base, scale_down_window_s=60.0, margin_z=margin_z)
     scenarios = [
         (f"measured lead {base.lead_s:.1f} s", base.lead_s),
         ("declared lead 120 s (slow-loading model)", 120.0),
@@ -95,9 +95,10 @@ def run(seeds: list[int], days: float, noise_z: float = 2.33) -> tuple[list[str]
         )
     lines += [
         "",
-        "Where the extra replica-hours come from: the forecast floor's noise margin (`--noise-z` standard "
-        "deviations of the recent load-vs-forecast deviation) and the 10-minute scale-in freezes after anomalies; "
-        "a lower `--noise-z` trades violations back for replica-hours. Both policies run in the same simulator "
+        "Where the extra replica-hours come from: the combined policy runs the larger of two proposals (the forecast "
+        "floor and the reactive metric), and the floor carries a prediction-interval margin (median + `--margin-z` "
+        "robust standard deviations of the forecast's recent residuals); a lower `--margin-z` trades violations "
+        "back for replica-hours. Both policies run in the same simulator "
         "(`honed.plan.simulate`: 15 s reconciles, queueing-model latency) on the same seeded traces, so the "
         "ratios compare policies; they are not measurements of a real cluster.",
     ]
@@ -120,19 +121,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--days", type=float, default=3.0)
-    parser.add_argument("--noise-z", type=float, default=2.33, help="the forecast floor's noise margin, in std devs")
+    parser.add_argument(
+        "--margin-z", type=float, default=3.0, help="the forecast floor's margin, in robust std devs of its residuals"
+    )
     parser.add_argument("--write", action="store_true", help="write the table into docs/benchmarks.md")
     args = parser.parse_args()
     start = time.perf_counter()
-    lines, _ = run([int(s) for s in args.seeds.split(",")], args.days, args.noise_z)
+    lines, _ = run([int(s) for s in args.seeds.split(",")], args.days, args.margin_z)
     print("\n".join(lines[-3:]))
     print(f"({time.perf_counter() - start:.0f} s)")
     if args.write:
         cmd = "PYTHONPATH=src python benchmarks/plan_simulate.py --write"
         if args.seeds != "1,2,3":
             cmd += f" --seeds {args.seeds}"
-        if args.noise_z != 2.33:
-            cmd += f" --noise-z {args.noise_z}"
+        if args.margin_z != 3.0:
+            cmd += f" --margin-z {args.margin_z}"
         print(write_docs(lines, cmd))
 
 

@@ -8,7 +8,7 @@ import pytest
 from honed.plan.anomaly import AnomalyDetector, modified_z
 from honed.plan.forecast import LoadForecaster, forecast_series
 from honed.plan.hpa import HorizontalPodAutoscaler, HPASpec, PodMetric
-from honed.plan.predictive import PredictiveAutoscaler, daily_schedule
+from honed.plan.predictive import PredictiveAutoscaler, daily_schedule, forecast_margin
 
 
 def seasonal(n: int, period: int, seed: int = 0) -> np.ndarray:
@@ -124,3 +124,22 @@ def test_daily_schedule_leads_the_morning_ramp() -> None:
     by_end = {w["end"]: w for w in sched}
     assert by_end["10:00"]["start"] == "08:50" and by_end["10:00"]["replicas"] >= 17
     assert by_end["04:00"]["replicas"] <= 3
+
+
+def test_forecast_margin_is_the_robust_upper_prediction_bound() -> None:
+    # Residuals -2, -1, 0, 1, 2: median 0, MAD median(2, 1, 0, 1, 2) = 1 -> 0 + 3 x 1.4826 x 1.
+    assert forecast_margin([-2.0, -1.0, 0.0, 1.0, 2.0], 3.0) == pytest.approx(4.4478)
+    # A forecast that runs 10 rps low: the median carries the bias.
+    assert forecast_margin([8.0, 9.0, 10.0, 11.0, 12.0], 3.0) == pytest.approx(14.4478)
+    # A forecast that runs high needs no margin.
+    assert forecast_margin([-12.0, -11.0, -10.0, -9.0, -8.0], 3.0) == 0.0
+    assert forecast_margin([], 3.0) == 0.0
+
+
+def test_forecast_margin_is_not_inflated_by_a_short_burst() -> None:
+    calm = [-1.0, 1.0] * 20  # median 0, MAD 1
+    # Plus a minute of an unforeseen burst: median 1; deviations 20 x 2, 20 x 0, 4 x 149 -> MAD 2.
+    burst = calm + [150.0] * 4
+    assert forecast_margin(calm, 3.0) == pytest.approx(4.4478)
+    assert forecast_margin(burst, 3.0) == pytest.approx(1.0 + 3.0 * 1.4826 * 2.0)
+    assert 3.0 * float(np.std(burst)) > 100  # what a plain standard deviation would have added

@@ -139,6 +139,21 @@ def daily_schedule(
     return out
 
 
+def forecast_margin(residuals: Sequence[float], z: float) -> float:
+    """Upper prediction bound of the forecast error: median + ``z`` robust standard deviations, >= 0.
+
+    The robust standard deviation is 1.4826 x the median absolute deviation (the normal-consistent MAD), so
+    the few minutes of an unforeseen burst (which the reactive metric answers) do not widen the margin the
+    way they would widen a plain standard deviation; a forecast that runs low shows as a positive median.
+    """
+    if not residuals:
+        return 0.0
+    res = np.asarray(residuals, dtype=float)
+    med = float(np.median(res))
+    mad = float(np.median(np.abs(res - med)))
+    return max(0.0, med + z * 1.4826 * mad)
+
+
 @dataclass
 class PredictiveAutoscaler:
     """Forecast + reactive HPA + anomaly freeze; :meth:`step` is one reconcile under a simulated clock."""
@@ -156,8 +171,8 @@ class PredictiveAutoscaler:
     latency_anomaly: AnomalyDetector = field(default_factory=lambda: AnomalyDetector(mad_floor=0.05))
     frozen_until: float = -math.inf
     events: list[dict[str, Any]] = field(default_factory=list)
-    noise_z: float = 2.33
-    noise_window: int = 240
+    margin_z: float = 3.0
+    margin_window: int = 240
     _last_load: float | None = None
     _residuals: deque[float] = field(default_factory=deque)
 
@@ -188,14 +203,15 @@ class PredictiveAutoscaler:
         peak = self.forecaster.peak(now, self.lead_s + self.sync_s)
         level = self.forecaster.peak(now, 0.0)
         if level is not None:
-            # How far the load strays from the forecast level, reconcile to reconcile: the floor keeps a margin
-            # of `noise_z` such deviations, so noise does not push the replicas past the SLO-safe utilization.
+            # The forecast's own residuals (observed load - forecast level), reconcile to reconcile: the floor
+            # adds their robust upper prediction bound, so noise does not push the replicas past the SLO-safe
+            # utilization, while a burst the forecast could not know does not inflate the margin for an hour.
             self._residuals.append(load_rps - level)
-            while len(self._residuals) > self.noise_window:
+            while len(self._residuals) > self.margin_window:
                 self._residuals.popleft()
         if peak is not None:
             if len(self._residuals) >= 8:
-                peak += self.noise_z * float(np.std(self._residuals))
+                peak += forecast_margin(self._residuals, self.margin_z)
             # The HPA holds utilization anywhere inside target x (1 +- tolerance); the forecast floor aims at the
             # top of that band (the planned SLO-safe utilization), not above what the HPA itself would keep.
             wanted = replicas_for_rate(peak, self.capacity_rps, target * (1 + self.hpa.spec.tolerance))

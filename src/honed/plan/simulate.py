@@ -56,7 +56,7 @@ class SimConfig:
     max_extra_cost_per_hour: float | None = None
     season_s: float = 86400.0
     profile_source: str = "measured"
-    noise_z: float = 2.33
+    margin_z: float = 3.0
     freeze_s: float = 600.0
     hpa_scale_down_window_s: float | None = None
     """The ``hpa`` policy's scale-down window when it differs (a predictive plan's window is shorter than the
@@ -136,7 +136,7 @@ def simulate(config: SimConfig, trace: Trace, policy: str, *, sync_s: float = 15
             max_extra_fraction=config.max_extra_fraction,
             max_extra_cost_per_hour=config.max_extra_cost_per_hour,
             sync_s=sync_s,
-            noise_z=config.noise_z,
+            margin_z=config.margin_z,
             freeze_s=config.freeze_s,
             forecaster=LoadForecaster(season_s=config.season_s, bucket_s=min(300.0, config.season_s / 48)),
         )
