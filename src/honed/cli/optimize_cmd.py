@@ -70,12 +70,30 @@ def register(app: typer.Typer) -> None:
         cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Candidate cache (default ~/.cache/honed)."),
         no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the candidate cache."),
         as_json: bool = typer.Option(False, "--json", help="Print report.json to stdout instead of the table."),
+        register_as: str | None = typer.Option(
+            None, "--register", help="Register the source and the result as versions of this model (with lineage)."
+        ),
+        registry_url: str | None = typer.Option(
+            None,
+            "--registry",
+            envvar="HONED_REGISTRY",
+            help="Registry URL for --register (default SQLite).",
+            show_default=False,
+        ),
     ) -> None:
         """Find the fastest variant of MODEL on this machine whose accuracy stays inside the bound.
 
         Exit 0: a faster model passed; 3: only the original qualifies (it is still written); 2: bad input.
         """
         from honed.report import candidates_table, verdict
+
+        registry = None
+        if register_as is not None:  # fail before a long search, not after it
+            from honed.registry import open_registry
+            from honed.registry.refs import check_name
+
+            check_name(register_as)
+            registry = open_registry(registry_url)
 
         with Progress(
             TextColumn("[bold]{task.description}"),
@@ -128,4 +146,9 @@ def register(app: typer.Typer) -> None:
             console.print(candidates_table(result.report))
             console.print(verdict(result.report))
             console.print(f"wrote {result.model_path}, {result.recipe_path}, {result.report_path}, {result.html_path}")
+        if registry is not None and register_as is not None:
+            from honed.registry import default_actor, register_optimized
+
+            parent, child = register_optimized(registry, model, result.out_dir, register_as, actor=default_actor())
+            err_console.print(f"registered {child.ref} (sha256 {child.sha256[:12]}), optimized from {parent.ref}")
         raise typer.Exit(result.exit_code)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import getpass
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +11,7 @@ from rich.table import Table
 
 from honed.cli.common import EXIT_FAILURE, console, err_console, print_json
 from honed.errors import InvalidArgument
-from honed.registry import AuditEntry, ModelVersion, Registry, open_registry
+from honed.registry import AuditEntry, ModelVersion, Registry, default_actor, open_registry
 
 _REGISTRY_HELP = "Registry database URL (sqlite:///PATH or postgresql+psycopg://...); default SQLite under $HONED_HOME."
 RegistryOpt = typer.Option(None, "--registry", envvar="HONED_REGISTRY", help=_REGISTRY_HELP, show_default=False)
@@ -24,13 +22,7 @@ ActorOpt = typer.Option(
 
 
 def _actor(actor: str | None) -> str:
-    if actor:
-        return actor
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
+    return actor or default_actor()
 
 
 def _read_json(path: Path | None, what: str) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from honed.registry import db, residency
 from honed.registry.artifacts import ArtifactStore, LocalArtifactStore, StoredArtifact
 from honed.registry.audit import AuditEntry, AuditProblem, AuditReport
+from honed.registry.optimized import default_actor, register_optimized
 from honed.registry.records import AliasSpan, Lineage, ModelSummary, ModelVersion
 from honed.registry.refs import Ref, parse_ref
 from honed.registry.store import Clock, Registry
@@ -33,8 +34,10 @@ __all__ = [
     "Ref",
     "Registry",
     "StoredArtifact",
+    "default_actor",
     "open_registry",
     "parse_ref",
+    "register_optimized",
     "residency",
 ]
 

@@ -1,0 +1,68 @@
+"""Registering what ``honed optimize`` produced: the source model, then the winner as its child.
+
+Reads the output folder (``model.onnx``, ``recipe.json``, ``report.json``) rather than the optimizer's
+objects, so the registry stays downstream of the search and any optimize output folder can be registered.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+from honed.errors import InvalidArgument
+from honed.registry.records import ModelVersion
+from honed.registry.store import Registry
+
+
+def default_actor(role: str | None = None) -> str:
+    """``USER@HOST`` (or ``ROLE@HOST`` for a service such as the server), for the audit log."""
+    if role is None:
+        try:
+            role = getpass.getuser()
+        except (KeyError, OSError):
+            role = "unknown"
+    return f"{role}@{socket.gethostname()}"
+
+
+def register_optimized(
+    registry: Registry, source: str | Path, out_dir: str | Path, name: str, *, actor: str
+) -> tuple[ModelVersion, ModelVersion]:
+    """Register ``source`` (idempotent) and the optimized model in ``out_dir`` as its child version.
+
+    The child carries the recipe that produced it and, as its profile, the winner's measured accuracy and
+    latency on this hardware from report.json. Returns ``(source_version, optimized_version)``.
+    """
+    out = Path(out_dir)
+    model = out / "model.onnx"
+    if not model.is_file():
+        raise InvalidArgument(f"{out} holds no model.onnx: it is not an optimize output folder")
+    recipe = _read_json(out / "recipe.json")
+    report = _read_json(out / "report.json")
+    parent = registry.register(source, name, actor=actor)
+    child = registry.register(
+        model,
+        name,
+        actor=actor,
+        parent=parent.ref,
+        recipe=recipe,
+        profile=_profile(report) if report is not None else None,
+    )
+    return parent, child
+
+
+def _profile(report: dict[str, Any]) -> dict[str, Any]:
+    keep = ("winner", "winner_results", "baseline", "hardware", "settings")
+    return {key: report[key] for key in keep if key in report}
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidArgument(f"cannot read {path}: {exc}") from exc
+    return data if isinstance(data, dict) else None
