@@ -139,9 +139,30 @@ def test_a_server_without_jurisdiction_refuses_declared_residency(tmp_path: Path
         assert server.stop() == 0, server.output()
 
 
+def test_a_registry_server_without_refs_serves_every_production_alias(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HONED_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("HONED_ARTIFACTS", raising=False)
+    url = f"sqlite:///{tmp_path / 'reg.db'}"
+    with open_registry(url) as reg:
+        reg.register(models.mlp(tmp_path / "v1.onnx", seed=1), "scorer", actor="alice", residency=["AE"])
+        v2 = reg.register(models.mlp(tmp_path / "v2.onnx", seed=2), "scorer", actor="alice", residency=["AE"])
+        reg.set_alias("scorer", "production", v2.version, actor="alice")
+        reg.register(models.mlp(tmp_path / "other.onnx", seed=3), "unaliased", actor="alice", residency=["AE"])
+    server = start_server(["--registry", url, "--jurisdiction", "AE"], tmp_path / "log")
+    try:
+        answer = _infer(server.base, "scorer", np.ones((1, 8), np.float32), "AE")
+        assert answer.status_code == 200 and answer.json()["model_version"] == "2"
+        assert httpx.get(f"{server.base}/v2/models/unaliased/ready").status_code != 200
+    finally:
+        assert server.stop() == 0, server.output()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (["--registry", "REG"], "no model in the registry has a 'production' alias"),
         (["--model", "m"], "give --registry"),
         (["MODEL", "--jurisdiction", "AE"], "carry no residency label"),
         (["MODEL", "--jurisdiction", "A!"], "invalid jurisdiction"),

@@ -45,7 +45,8 @@ def serve(
         None,
         "--registry",
         envvar="HONED_REGISTRY",
-        help="Serve from this model registry (e.g. sqlite:///~/.honed/registry.db); pick models with --model.",
+        help="Serve from this model registry (e.g. sqlite:///~/.honed/registry.db): the --model refs, or every "
+        "model's 'production' alias when none is given.",
     ),
     model: list[str] = typer.Option(
         [], "--model", "-m", help="A registry model to serve: NAME, NAME:3 or NAME@alias (repeatable)."
@@ -80,7 +81,7 @@ def serve(
         raise InvalidArgument("give either PATH/--repository or --model (served from --registry), not both")
     if model and registry is None:
         raise InvalidArgument("--model serves from a registry: give --registry URL (or set HONED_REGISTRY)")
-    if source is None and not model:
+    if source is None and not model and registry is None:
         raise InvalidArgument(
             "nothing to serve: give a model folder, an .onnx file, --repository models/, or --registry URL --model NAME"
         )
@@ -108,13 +109,14 @@ def serve(
     metrics = ServeMetrics()
     reg = None
     catalog = None
-    if model:
+    if source is None:
         from honed.registry import open_registry
-        from honed.serve.registry_source import RegistryCatalog
+        from honed.serve.registry_source import RegistryCatalog, production_refs
 
         logging.getLogger("alembic").setLevel(logging.WARNING)  # schema upgrades are not serving news
         reg = open_registry(registry)  # an unreachable database fails here, before anything binds
         try:
+            model = list(model) or production_refs(reg)
             for ref in model:
                 reg.resolve(ref)  # an unknown name, version or alias is bad input: exit 2 before binding
         except BaseException:

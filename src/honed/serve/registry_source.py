@@ -23,7 +23,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from honed.errors import HonedError, NotFound, ResidencyViolation
+from honed.errors import HonedError, InvalidArgument, NotFound, ResidencyViolation
 from honed.registry import ModelVersion, Registry, parse_ref
 from honed.registry.residency import check_placement
 from honed.serve.metrics import ServeMetrics
@@ -148,3 +148,17 @@ class RegistryCatalog:
 
 
 __all__ = ["RegistryCatalog"]
+
+
+PRODUCTION_ALIAS = "production"
+
+
+def production_refs(registry: Registry) -> list[str]:
+    """``NAME@production`` for every model that has a production alias: what a registry server serves by default."""
+    refs = [f"{m.name}@{PRODUCTION_ALIAS}" for m in registry.models() if PRODUCTION_ALIAS in m.aliases]
+    if not refs:
+        raise InvalidArgument(
+            f"no model in the registry has a '{PRODUCTION_ALIAS}' alias: point one at a version with "
+            f"`honed registry alias NAME {PRODUCTION_ALIAS} VERSION`, or pick models with --model NAME[:V|@ALIAS]"
+        )
+    return refs
