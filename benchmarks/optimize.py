@@ -398,15 +398,16 @@ def render(
         "honed's winner should be >= 1.1x the fastest peer that meets the same budget, and >= 2.5x ORT default "
         "on MiniLM at batch 32; a winner outside the budget is a failure.",
         "",
-        "| model | batch | fastest peer in budget | honed winner | winner vs that peer (target >= 1.1x) | "
-        "winner vs ORT default | winner in budget |",
-        "|---|---|---|---|---|---|---|",
+        "| model | batch | search budget | fastest peer in budget | honed winner | "
+        "winner vs that peer (target >= 1.1x) | winner vs ORT default | winner in budget |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for case in cases:
         v = verdict(case)
         peer = v["best_peer"]
         lines.append(
-            f"| {case['model']} | {case['batch']} | {peer['label'] if peer else 'none'} | "
+            f"| {case['model']} | {case['batch']} | {_budget(case.get('command', command))} | "
+            f"{peer['label'] if peer else 'none'} | "
             f"{v['winner']['detail']} | {_fmt(v['winner_vs_best_peer'], '.2f')}x | "
             f"{_fmt(v['winner']['vs_ort_default'], '.2f')}x | {'yes' if v['winner']['meets_budget'] else 'NO'} |"
         )
@@ -444,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         nargs="+",
         default=None,
-        help="only re-render saved results.json files (a later file's cases replace the same model and batch)",
+        help="only re-render saved results.json files (runs with other commands are shown beside each other)",
     )
     args = parser.parse_args(argv)
     if args.render is not None:
@@ -480,18 +481,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """One results dict from several runs: a later run's case replaces an earlier one for the same model and batch."""
+    """One results dict from several runs; a case rerun with the same command replaces the earlier one."""
     merged = {**runs[0], "models": {}, "cases": []}
     for run in runs:
         merged["models"].update(run["models"])
         for case in run["cases"]:
             case.setdefault("command", run["command"])
-            merged["cases"] = [
-                c for c in merged["cases"] if (c["model"], c["batch"]) != (case["model"], case["batch"])
-            ] + [case]
+            key = (case["model"], case["batch"], case["command"])
+            merged["cases"] = [c for c in merged["cases"] if (c["model"], c["batch"], c["command"]) != key] + [case]
     order = list(merged["models"])
     merged["cases"].sort(key=lambda c: (order.index(c["model"]), c["batch"]))
     return merged
+
+
+def _budget(command: str) -> str:
+    words = command.split()
+    return words[words.index("--time-budget") + 1] if "--time-budget" in words[:-1] else "6m"
 
 
 def _typed(command: str) -> str:
