@@ -205,9 +205,20 @@ class Search:
         return self._final()
 
     def _reserve(self) -> float:
-        """Seconds kept back for the final comparison and the profiles."""
-        per_round = self.settings.finalists * (self.settings.measure_s + 0.2)
-        return self.settings.final_rounds * per_round + 2.0
+        """Seconds kept back for the final comparison (sessions, then interleaved rounds) and the profiles."""
+        per_round = self.settings.finalists * self._measurement_s()
+        sessions = self.settings.finalists * (self._measurement_s() + 1.0)
+        return self.settings.final_rounds * per_round + sessions + 2.0
+
+    def _measurement_s(self) -> float:
+        """What one latency measurement costs: warm-up calls, the timed window (at least one call), overhead.
+
+        Scaled by the original model's measured call time, so a model whose one call takes seconds (a large
+        batch on a small CPU) keeps enough budget back for the final comparison to actually run."""
+        call_s = 0.0
+        if self.outcomes and self.outcomes[0].latency:
+            call_s = float(self.outcomes[0].latency.get("mean_ms", 0.0)) / 1e3
+        return self.settings.measure_s + (self.settings.warmup + 1) * call_s + 0.2
 
     def _stage_candidates(self) -> list[Candidate]:
         model = onnx.load(str(self.inputs.source))
@@ -569,7 +580,7 @@ class Search:
             except HonedError:
                 return  # no final comparison; the choice falls back to single measurements
         for r in range(self.settings.final_rounds):
-            needed = len(finalists) * (self.settings.measure_s + 0.05)
+            needed = len(finalists) * self._measurement_s()
             if not self._has_time(needed):
                 break
             order = list(range(len(finalists)))
