@@ -12,7 +12,7 @@ from honed.bench import BenchSettings, run_bench
 from honed.cli.bench_cmd import render_report
 from honed.cli.common import console, err_console, parse_duration, parse_int_list
 from honed.cli.inspect_cmd import render_info
-from honed.cli.optimize_cmd import _ProgressEvents as ProgressEvents
+from honed.cli.optimize_cmd import OptimizeProgress
 from honed.demo import (
     DEMO_CALIBRATION_SAMPLES,
     DEMO_EVAL_SAMPLES,
@@ -94,7 +94,7 @@ def _optimize(model: Path, config: MagikaFeatureConfig, out: Path, *, batch: int
             minimum=DEMO_MIN_AGREEMENT,
             batch=batch,
             time_budget=time_budget,
-            events=ProgressEvents(progress),
+            events=OptimizeProgress(progress),
         )
     console.print(candidates_table(result.report))
     console.print(verdict(result.report))

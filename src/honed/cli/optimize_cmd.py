@@ -12,7 +12,7 @@ from honed.search import optimize
 from honed.search.engine import Events, Outcome
 
 
-class _ProgressEvents(Events):
+class OptimizeProgress(Events):
     """A rich progress bar per search stage, on stderr, with one line per finished candidate."""
 
     def __init__(self, progress: Progress) -> None:
@@ -128,7 +128,7 @@ def register(app: typer.Typer) -> None:
                 final_rounds=rounds,
                 cache_dir=cache_dir,
                 use_cache=not no_cache,
-                events=_ProgressEvents(progress),
+                events=OptimizeProgress(progress),
             )
         if as_json:
             print_json(result.report)
