@@ -54,6 +54,7 @@ class HttpApp:
             raise
         except BaseException as exc:  # every failure becomes an {"error": ...} answer; the server stays up
             status, headers, body = _error(exc)
+        headers = [*headers, (b"content-length", b"%d" % len(body))]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

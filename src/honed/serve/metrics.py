@@ -210,7 +210,8 @@ class ModelMetrics:
         self._compute = parent.compute_duration.labels(name, version)
         self._batch = parent.batch_size.labels(name, version)
         self._depth = parent.queue_depth.labels(name, version)
-        self._inflight = parent.inflight.labels(name, version)
+        self._inflight_now = 0  # read at scrape time: no locked increment on every request
+        parent.inflight.labels(name, version).set_function(lambda: self._inflight_now)
         self._busy = parent.busy_seconds.labels(name, version)
         self._ratio = parent.busy_ratio.labels(name, version)
         self._instances = 1
@@ -223,7 +224,7 @@ class ModelMetrics:
     def request(self) -> Iterator[None]:
         """Count the block as one in-flight request; on exit record its duration and outcome."""
         start = self._clock()
-        self._inflight.inc()
+        self._inflight_now += 1
         exc: BaseException | None = None
         try:
             yield
@@ -231,7 +232,7 @@ class ModelMetrics:
             exc = raised
             raise
         finally:
-            self._inflight.dec()
+            self._inflight_now -= 1
             self.observe_request(outcome_of(exc), self._clock() - start)
 
     def observe_request(self, outcome: str, seconds: float) -> None:

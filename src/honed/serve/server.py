@@ -112,6 +112,8 @@ class Server:
                     loop="none",
                     lifespan="off",
                     access_log=False,
+                    proxy_headers=False,  # no client address is used, so skip the per-request X-Forwarded-* rewrite
+                    server_header=False,
                     log_level="warning",
                     timeout_graceful_shutdown=max(1, int(self.options.drain_timeout_s)),
                 )
