@@ -16,6 +16,11 @@ from honed.cli.common import console, err_console, parse_duration, parse_int_lis
 from honed.errors import InvalidArgument
 from honed.model.spec import parse_shape_overrides
 
+COMMANDS = {
+    "bench": "Measure latency percentiles, throughput, peak memory and (with --profile) per-op time.",
+}
+"""The commands this module registers and their one-line help (read by honed.cli.commands without importing)."""
+
 
 class _RichProgress(BenchProgress):
     def __init__(self, progress: Progress) -> None:

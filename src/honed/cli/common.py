@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from honed.errors import HonedError, InvalidArgument
-from honed.runtime.config import RuntimeConfig
+
+if TYPE_CHECKING:
+    from honed.runtime.config import RuntimeConfig
 
 console = Console()
 """For tables, progress bars and results people read (stdout)."""
@@ -68,6 +70,8 @@ def runtime_config(
     backend: str, provider: str, graph_optimization: str, affinity: str | None, spinning: bool, inter_op: int
 ) -> RuntimeConfig:
     """A RuntimeConfig from the common runtime flags."""
+    from honed.runtime.config import RuntimeConfig
+
     cores = parse_int_list(affinity, "--affinity") if affinity else None
     return RuntimeConfig(
         backend=backend,

@@ -24,6 +24,11 @@ from honed.demo import (
 )
 from honed.model.info import inspect_model
 
+COMMANDS = {
+    "demo": "Inspect, benchmark and optimize Google's Magika model on real files from this machine.",
+}
+"""The commands this module registers and their one-line help (read by honed.cli.commands without importing)."""
+
 
 def demo(
     out: Path = typer.Option(Path("honed-demo"), "--out", "-o", help="Folder for the inputs and results."),

@@ -8,9 +8,14 @@ import typer
 
 from honed.cli.common import console
 
+COMMANDS = {
+    "deploy": "Write deployment artifacts from a plan.",
+}
+"""The commands this module registers and their one-line help (read by honed.cli.commands without importing)."""
+
 
 def register(app: typer.Typer) -> None:
-    deploy_app = typer.Typer(help="Write deployment artifacts from a plan.", no_args_is_help=True)
+    deploy_app = typer.Typer(help=COMMANDS["deploy"], no_args_is_help=True)
 
     @deploy_app.command("k8s")
     def k8s_cmd(

@@ -8,6 +8,11 @@ from rich.table import Table
 from honed.cli.common import console, print_json
 from honed.hardware import KEY_ISA, HardwareSpec, detect_hardware
 
+COMMANDS = {
+    "hw": "Show what this machine can do: usable cores, ISA, caches, clock, memory, GPUs, estimated peak FLOP/s.",
+}
+"""The commands this module registers and their one-line help (read by honed.cli.commands without importing)."""
+
 
 def _bytes(n: int) -> str:
     size = float(n)

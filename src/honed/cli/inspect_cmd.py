@@ -12,6 +12,11 @@ from honed.cli.common import console, print_json
 from honed.errors import InvalidArgument
 from honed.model import ModelInfo, format_shape, inspect_model, parse_shape_overrides
 
+COMMANDS = {
+    "inspect": "Show a model's inputs, outputs, ops, parameters, estimated FLOPs and sha256.",
+}
+"""The commands this module registers and their one-line help (read by honed.cli.commands without importing)."""
+
 
 def register(app: typer.Typer) -> None:
     app.command("inspect")(inspect_command)

@@ -11,14 +11,7 @@ from honed import __version__
 from honed.cli.common import EXIT_FAILURE, exit_code_for
 from honed.errors import HonedError
 
-app = typer.Typer(
-    name="honed",
-    help="Make trained ONNX models fast, cheap and safe to run on the hardware you have.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+_HELP = "Make trained ONNX models fast, cheap and safe to run on the hardware you have."
 
 
 def _version(value: bool) -> None:
@@ -27,23 +20,33 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
-) -> None:
-    """Make trained ONNX models fast, cheap and safe to run on the hardware you have."""
-
-
-def _register_commands() -> None:
+def build_app(argv: list[str]) -> typer.Typer:
+    """The Typer app for one invocation: the command ``argv`` names, or a listing of all of them for help."""
     from honed.cli import commands
 
-    commands.register(app)
+    app = typer.Typer(
+        name="honed",
+        help=_HELP,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+    @app.callback()
+    def _root(
+        version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    ) -> None:
+        """Make trained ONNX models fast, cheap and safe to run on the hardware you have."""
+
+    commands.register(app, argv)
+    return app
 
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI; domain errors become one line on stderr and exit code 2, never a traceback."""
-    _register_commands()
     try:
+        app = build_app(sys.argv[1:] if argv is None else argv)
         app(args=argv, prog_name="honed", standalone_mode=True)
     except SystemExit as exc:
         return int(exc.code or 0) if not isinstance(exc.code, str) else 1

@@ -11,6 +11,11 @@ from honed.cli.common import console, err_console, print_json
 from honed.search import optimize
 from honed.search.engine import Events, Outcome
 
+COMMANDS = {
+    "optimize": "Find the fastest variant of MODEL on this machine whose accuracy stays inside the bound.",
+}
+"""The commands this module registers and their one-line help (read by honed.cli.commands without importing)."""
+
 
 class OptimizeProgress(Events):
     """A rich progress bar per search stage, on stderr, with one line per finished candidate."""

@@ -10,6 +10,11 @@ import typer
 from honed.cli.common import console, print_json
 from honed.errors import HonedError, InvalidArgument
 
+COMMANDS = {
+    "plan": "Place models on node pools from measured profiles; simulate autoscaling policies.",
+}
+"""The commands this module registers and their one-line help (read by honed.cli.commands without importing)."""
+
 
 def require_plan_extra() -> None:
     """The planning libraries are an extra; say how to get them instead of failing on an import."""
@@ -22,7 +27,7 @@ def require_plan_extra() -> None:
 
 def register(app: typer.Typer) -> None:
     plan_app = typer.Typer(
-        help="Place models on node pools from measured profiles; simulate autoscaling policies.",
+        help=COMMANDS["plan"],
         invoke_without_command=True,
         no_args_is_help=False,
     )

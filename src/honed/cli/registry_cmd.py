@@ -13,6 +13,12 @@ from honed.cli.common import EXIT_FAILURE, console, err_console, print_json
 from honed.errors import InvalidArgument
 from honed.registry import AuditEntry, ModelVersion, Registry, default_actor, open_registry
 
+COMMANDS = {
+    "registry": "Model versions, aliases, labels and lineage.",
+    "audit": "The append-only, hash-chained audit log.",
+}
+"""The commands this module registers and their one-line help (read by honed.cli.commands without importing)."""
+
 _REGISTRY_HELP = "Registry database URL (sqlite:///PATH or postgresql+psycopg://...); default SQLite under $HONED_HOME."
 RegistryOpt = typer.Option(None, "--registry", envvar="HONED_REGISTRY", help=_REGISTRY_HELP, show_default=False)
 JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
@@ -94,8 +100,8 @@ def _print_entries(entries: list[AuditEntry]) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    reg_app = typer.Typer(help="Model versions, aliases, labels and lineage.", no_args_is_help=True)
-    audit_app = typer.Typer(help="The append-only, hash-chained audit log.", no_args_is_help=True)
+    reg_app = typer.Typer(help=COMMANDS["registry"], no_args_is_help=True)
+    audit_app = typer.Typer(help=COMMANDS["audit"], no_args_is_help=True)
     app.add_typer(reg_app, name="registry")
     app.add_typer(audit_app, name="audit")
 

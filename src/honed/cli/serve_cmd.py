@@ -12,6 +12,11 @@ import typer
 
 from honed.errors import InvalidArgument
 
+COMMANDS = {
+    "serve": "Serve models over KServe V2 REST and gRPC with dynamic batching, until SIGTERM.",
+}
+"""The commands this module registers and their one-line help (read by honed.cli.commands without importing)."""
+
 
 def register(app: typer.Typer) -> None:
     app.command(name="serve")(serve)
