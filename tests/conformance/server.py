@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -23,6 +24,7 @@ class RunningServer:
     log: Path
     http_port: int
     grpc_port: int
+    scheme: str = "http"
 
     @property
     def http_url(self) -> str:
@@ -34,7 +36,7 @@ class RunningServer:
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"{self.scheme}://127.0.0.1:{self.http_port}"
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -50,8 +52,13 @@ class RunningServer:
         return int(self.proc.returncode)
 
 
-def start_server(args: list[str], log: Path, *, timeout: float = 60.0, wait_ready: bool = True) -> RunningServer:
-    """Run ``python -m honed serve ARGS --http 127.0.0.1:0 --grpc 127.0.0.1:0`` and wait until it is ready."""
+def start_server(
+    args: list[str], log: Path, *, timeout: float = 60.0, wait_ready: bool = True, tls: dict[str, Any] | None = None
+) -> RunningServer:
+    """Run ``python -m honed serve ARGS --http 127.0.0.1:0 --grpc 127.0.0.1:0`` and wait until it is ready.
+
+    ``tls``: the server speaks HTTPS; these httpx client options (``verify``, ``cert``) probe its readiness.
+    """
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     cmd = [sys.executable, "-m", "honed", "serve", *args, "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"]
     handle = open(log, "wb")  # noqa: SIM115 - the child writes to it for its whole life
@@ -70,10 +77,10 @@ def start_server(args: list[str], log: Path, *, timeout: float = 60.0, wait_read
     if ports is None:
         proc.kill()
         raise RuntimeError(f"honed serve did not start listening:\n{log.read_text(errors='replace')}")
-    server = RunningServer(proc, log, *ports)
+    server = RunningServer(proc, log, *ports, scheme="https" if tls is not None else "http")
     while wait_ready and time.monotonic() < deadline:
         try:
-            if httpx.get(f"{server.base}/v2/health/ready", timeout=2).status_code == 200:
+            if httpx.get(f"{server.base}/v2/health/ready", timeout=2, **(tls or {})).status_code == 200:
                 return server
         except httpx.TransportError:
             pass

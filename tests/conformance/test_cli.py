@@ -49,13 +49,20 @@ def test_serve_an_optimize_output_folder(tmp_path: Path) -> None:
         (["MODEL", "--max-batch-size", "0"], "max_batch_size"),
         (["MODEL", "--max-body-mb", "0"], "--max-body-mb"),
         (["MODEL", "--repository", "MODEL"], "not both"),
+        (["MODEL", "--tls-cert", "MODEL"], "both --tls-cert and --tls-key"),
+        (["MODEL", "--tls-client-ca", "MODEL"], "needs --tls-cert"),
+        (["MODEL", "--tls-cert", "MISSING", "--tls-key", "MISSING"], "--tls-cert: no such file"),
+        (["MODEL", "--tls-cert", "ONNX", "--tls-key", "ONNX"], "matching private key"),
+        (["MODEL", "--access", "MISSING"], "cannot read the access policy"),
+        (["MODEL", "--access", "ONNX"], "not valid YAML"),
     ],
 )
 def test_bad_flags_exit_2_with_a_clear_message(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
 ) -> None:
     model = models.mlp(tmp_path / "m" / "model.onnx").parent
-    args = [str(model) if a == "MODEL" else str(tmp_path / "missing") if a == "MISSING" else a for a in args]
+    named = {"MODEL": str(model), "MISSING": str(tmp_path / "missing"), "ONNX": str(model / "model.onnx")}
+    args = [named.get(a, a) for a in args]
     assert run(["serve", *args]) == 2
     err = capsys.readouterr().err
     assert message in err

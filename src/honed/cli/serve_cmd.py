@@ -69,11 +69,25 @@ def serve(
     actor: str | None = typer.Option(
         None, "--actor", envvar="HONED_ACTOR", help="Who this server is in the audit log; default honed-serve@HOST."
     ),
+    access: Path | None = typer.Option(
+        None,
+        "--access",
+        help="Access policy (YAML/JSON): bearer-token principals and the models and actions each may use; "
+        "every request but the health probes must then authenticate (see `honed access token`).",
+    ),
+    tls_cert: Path | None = typer.Option(
+        None, "--tls-cert", help="PEM certificate (chain): serve REST and gRPC over TLS."
+    ),
+    tls_key: Path | None = typer.Option(None, "--tls-key", help="PEM private key of --tls-cert."),
+    tls_client_ca: Path | None = typer.Option(
+        None, "--tls-client-ca", help="PEM CA: require client certificates it signed (mutual TLS)."
+    ),
 ) -> None:
     """Serve models over KServe V2 REST and gRPC with dynamic batching, until SIGTERM.
 
     Per-model config files in the repository override the knobs given here.
     """
+    from honed.serve.access import AccessPolicy
     from honed.serve.metrics import ServeMetrics
     from honed.serve.security import ResidencyGuard, normalize_jurisdictions
     from honed.serve.server import ServerOptions, run
@@ -105,12 +119,19 @@ def serve(
         grpc=None if grpc.lower() == "off" else grpc,
         max_body_bytes=int(max_body_mb * 1024 * 1024),
         drain_timeout_s=drain_timeout_s,
+        tls=_tls(tls_cert, tls_key, tls_client_ca),
     )
+    policy = AccessPolicy.from_file(access) if access is not None else None
     # Validate the knobs once up front, so a bad flag fails before anything binds.
     from honed.serve.config import ModelServingConfig
 
     ModelServingConfig.from_dict(defaults)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="honed serve: %(message)s")
+    exposed = [a for a in (options.http, options.grpc) if a is not None and not _loopback(_host(a))]
+    if exposed and policy is None:
+        logging.getLogger("honed.serve").warning(
+            "listening on %s without --access: anyone who can reach it can call every model", ", ".join(exposed)
+        )
     metrics = ServeMetrics()
     reg = None
     catalog = None
@@ -157,6 +178,7 @@ def serve(
             metrics=metrics,
             catalog=catalog,
             residency=residency,
+            access=policy,
         )
     finally:
         if reg is not None:
@@ -165,6 +187,27 @@ def serve(
 
 def _host(address: str | None) -> str:
     return (address or "").rpartition(":")[0]
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> Any:
+    if cert is None and key is None:
+        if client_ca is not None:
+            raise InvalidArgument("--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS first)")
+        return None
+    if cert is None or key is None:
+        raise InvalidArgument("TLS needs both --tls-cert and --tls-key")
+    from honed.serve.tls import TlsFiles
+
+    return TlsFiles(cert, key, client_ca)
 
 
 def _defaults(

@@ -30,6 +30,7 @@ from honed.errors import (
     Unavailable,
 )
 from honed.model.spec import TensorSpec
+from honed.serve.access import AccessPolicy, refusal_reason
 from honed.serve.metrics import ServeMetrics
 from honed.serve.protocol.datatypes import from_numpy, from_onnx
 from honed.serve.protocol.types import InferRequest, InferResponse, Tensor
@@ -86,9 +87,11 @@ class DataPlane:
         *,
         clock: Callable[[], float] = time.monotonic,
         residency: ResidencyGuard | None = None,
+        access: AccessPolicy | None = None,
     ) -> None:
         self.repository = repository
         self.metrics = metrics
+        self.access = access
         self.residency = residency if residency is not None else ResidencyGuard(metrics=metrics)
         self._clock = clock
         self._started = False
@@ -122,6 +125,20 @@ class DataPlane:
         except TimeoutError:
             return False
         return True
+
+    # -- access ----------------------------------------------------------------------------------------------
+    def authorize(self, token: str | None, action: str, model: str | None = None) -> None:
+        """Let the call through, or raise Unauthenticated / PermissionDenied (counted) under the access policy.
+
+        Adapters call this before every operation but the health probes; without a policy everything is allowed.
+        """
+        if self.access is None:
+            return
+        try:
+            self.access.authorize(token, action, model)
+        except (Unauthenticated, PermissionDenied) as exc:
+            self.metrics.auth_refused(refusal_reason(exc, token))
+            raise
 
     # -- health and metadata ---------------------------------------------------------------------------------
     async def live(self) -> bool:

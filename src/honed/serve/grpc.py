@@ -17,6 +17,7 @@ from tritonclient.grpc import model_config_pb2, service_pb2_grpc
 from tritonclient.grpc import service_pb2 as pb
 
 from honed.errors import InvalidArgument, Overloaded
+from honed.serve.access import bearer_token
 from honed.serve.dataplane import DataPlane, error_message, status_for
 from honed.serve.protocol import grpc_codec
 from honed.serve.security import HEADER
@@ -38,6 +39,16 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     def __init__(self, dataplane: DataPlane) -> None:
         self.dataplane = dataplane
 
+    async def _authorize(self, context: grpc.aio.ServicerContext, action: str, model: str | None = None) -> None:
+        """Check the call's ``authorization`` metadata against the access policy; abort the call when refused."""
+        if self.dataplane.access is None:
+            return
+        try:
+            values = [str(v) for k, v in (context.invocation_metadata() or ()) if k == "authorization"]
+            self.dataplane.authorize(bearer_token(values[0] if values else None), action, model)
+        except Exception as exc:
+            await _abort(context, exc)
+
     async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=await self.dataplane.live())
 
@@ -45,10 +56,12 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         return pb.ServerReadyResponse(ready=await self.dataplane.ready())
 
     async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> pb.ServerMetadataResponse:
+        await self._authorize(context, "read")
         meta = await self.dataplane.server_metadata()
         return pb.ServerMetadataResponse(name=meta["name"], version=meta["version"], extensions=meta["extensions"])
 
     async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> pb.ModelReadyResponse:
+        await self._authorize(context, "read", request.name)
         try:
             ready = await self.dataplane.model_ready(request.name, request.version or None)
         except Exception as exc:
@@ -56,6 +69,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         return pb.ModelReadyResponse(ready=ready)
 
     async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> pb.ModelMetadataResponse:
+        await self._authorize(context, "read", request.name)
         try:
             meta = await self.dataplane.model_metadata(request.name, request.version or None)
         except Exception as exc:
@@ -70,6 +84,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         )
 
     async def ModelConfig(self, request: Any, context: grpc.aio.ServicerContext) -> pb.ModelConfigResponse:
+        await self._authorize(context, "read", request.name)
         try:
             config = await self.dataplane.model_config(request.name, request.version or None)
         except Exception as exc:
@@ -77,6 +92,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         return pb.ModelConfigResponse(config=json_format.ParseDict(config, model_config_pb2.ModelConfig()))
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> Any:
+        await self._authorize(context, "infer", request.model_name)
         try:
             decoded = grpc_codec.decode_request(request)
             remaining = context.time_remaining()
@@ -93,6 +109,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
             await _abort(context, exc)
 
     async def RepositoryIndex(self, request: Any, context: grpc.aio.ServicerContext) -> pb.RepositoryIndexResponse:
+        await self._authorize(context, "read")
         rows = await self.dataplane.repository_index()
         entry = pb.RepositoryIndexResponse.ModelIndex
         return pb.RepositoryIndexResponse(
@@ -105,6 +122,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def RepositoryModelLoad(
         self, request: Any, context: grpc.aio.ServicerContext
     ) -> pb.RepositoryModelLoadResponse:
+        await self._authorize(context, "admin", request.model_name)
         try:
             await self.dataplane.load(request.model_name)
         except Exception as exc:
@@ -114,6 +132,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def RepositoryModelUnload(
         self, request: Any, context: grpc.aio.ServicerContext
     ) -> pb.RepositoryModelUnloadResponse:
+        await self._authorize(context, "admin", request.model_name)
         try:
             await self.dataplane.unload(request.model_name)
         except Exception as exc:
@@ -122,9 +141,14 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
 
 
 def build_server(
-    dataplane: DataPlane, address: str, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    dataplane: DataPlane,
+    address: str,
+    *,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.aio.Server, int]:
-    """A grpc.aio server with the inference service bound to ``address``; returns it and the bound port."""
+    """A grpc.aio server with the inference service bound to ``address`` (TLS with ``credentials``); returns it
+    and the bound port."""
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -134,7 +158,7 @@ def build_server(
     )
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(dataplane), server)
     try:
-        port = server.add_insecure_port(address)
+        port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     except RuntimeError:
         port = 0
     if port == 0:

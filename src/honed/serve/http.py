@@ -4,7 +4,8 @@ No web framework sits in between: the routes are few and fixed, and a framework'
 middleware stack cost more per request than this whole adapter (docs/serve.md has the measurement). Bodies over
 ``max_body_bytes`` are refused with 413 before they are read. A client that disconnects while its request waits
 cancels that request, which removes it from the model's batch queue. Errors are ``{"error": "..."}`` with the
-status from :func:`honed.serve.dataplane.status_for`.
+status from :func:`honed.serve.dataplane.status_for`. With an access policy every route but the health probes
+checks the request's bearer token first (:mod:`honed.serve.access`); a 401 carries ``WWW-Authenticate: Bearer``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import math
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from honed.errors import DataError, NotFound, Overloaded, PayloadTooLarge
+from honed.errors import DataError, NotFound, Overloaded, PayloadTooLarge, Unauthenticated
+from honed.serve.access import bearer_token
 from honed.serve.dataplane import DataPlane, error_message, status_for
 from honed.serve.protocol import rest
 from honed.serve.security import HEADER
@@ -63,6 +65,7 @@ class HttpApp:
         parts = scope["path"].strip("/").split("/")
         dp = self.dataplane
         if parts[0] == "metrics" and len(parts) == 1 and method == "GET":
+            self._authorize(scope, "metrics")
             text, content_type = dp.render_metrics()
             return 200, [(b"content-type", content_type.encode())], text
         if parts[0] != "v2":
@@ -70,10 +73,11 @@ class HttpApp:
         rest_parts = parts[1:]
         if not rest_parts or rest_parts == [""]:
             _method(method, "GET")
+            self._authorize(scope, "read")
             return 200, _JSON, _json(await dp.server_metadata())
         head = rest_parts[0]
         if head == "health" and len(rest_parts) == 2 and rest_parts[1] in ("live", "ready"):
-            _method(method, "GET")
+            _method(method, "GET")  # probes stay open: orchestrators call them without credentials
             if rest_parts[1] == "live":
                 ok = await dp.live()
                 return (200 if ok else 503), _JSON, _json({"live": ok})
@@ -96,6 +100,7 @@ class HttpApp:
         action = rest_parts[0] if rest_parts else ""
         if len(rest_parts) > 1:
             raise NotFound(f"no route {scope['path']}")
+        self._authorize(scope, "infer" if action == "infer" else "read", name)
         if action == "":
             _method(method, "GET")
             return 200, _JSON, _json(await dp.model_metadata(name, version))
@@ -157,6 +162,10 @@ class HttpApp:
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         dp = self.dataplane
         _method(method, "POST")
+        if parts == ["index"]:
+            self._authorize(scope, "read")
+        elif len(parts) == 3 and parts[0] == "models":
+            self._authorize(scope, "admin", parts[1])
         await self._body(scope, receive)
         if parts == ["index"]:
             return 200, _JSON, _json(await dp.repository_index())
@@ -167,6 +176,15 @@ class HttpApp:
                 await dp.unload(parts[1])
             return 200, _JSON, b"{}"
         raise NotFound(f"no route {scope['path']}")
+
+    def _authorize(self, scope: Scope, action: str, model: str | None = None) -> None:
+        if self.dataplane.access is None:
+            return  # no policy: skip looking for credentials at all
+        token = None
+        for key, value in scope["headers"]:
+            if key == b"authorization":
+                token = bearer_token(value.decode("latin-1"))
+        self.dataplane.authorize(token, action, model)
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self.max_body_bytes
@@ -208,6 +226,8 @@ def _error(exc: BaseException) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     if isinstance(exc, MethodNotAllowed):
         status = 405
     headers = list(_JSON)
+    if isinstance(exc, Unauthenticated):
+        headers.append((b"www-authenticate", b'Bearer realm="honed"'))
     if isinstance(exc, Overloaded):
         headers.append((b"retry-after", str(max(1, math.ceil(exc.retry_after_s))).encode()))
     return status, headers, _json({"error": error_message(exc)})

@@ -16,6 +16,7 @@ series                                                 type       what
 ``honed_instance_busy_seconds_total{model,version}``   counter    summed busy time of the model's instances
 ``honed_instance_busy_ratio{model,version}``           gauge      busy share of the instances since last scrape
 ``honed_residency_refusals_total{model,reason}``       counter    requests and loads refused for data residency
+``honed_auth_refusals_total{reason}``                  counter    requests refused by the access policy
 =====================================================  =========  ==============================================
 
 ``reason`` of a residency refusal is one of :data:`RESIDENCY_REASONS`: ``undeclared`` (the request declares no
@@ -164,8 +165,18 @@ class ServeMetrics:
             ("model", "reason"),
             registry=r,
         )
+        self.auth_refusals = Counter(
+            "honed_auth_refusals",
+            "Requests refused by the access policy (reason: missing, unknown or forbidden).",
+            ("reason",),
+            registry=r,
+        )
         self._models: dict[tuple[str, str], ModelMetrics] = {}
         self._lock = threading.Lock()
+
+    def auth_refused(self, reason: str) -> None:
+        """Count one request the access policy refused (``reason``: missing, unknown or forbidden)."""
+        self.auth_refusals.labels(reason).inc()
 
     def residency_refused(self, model: str, reason: str) -> None:
         """Count one residency refusal (``reason`` from :data:`RESIDENCY_REASONS`)."""

@@ -20,6 +20,7 @@ from typing import Any
 import uvicorn
 
 from honed.errors import InvalidArgument
+from honed.serve.access import AccessPolicy
 from honed.serve.dataplane import DataPlane
 from honed.serve.grpc import build_server
 from honed.serve.http import DEFAULT_MAX_BODY_BYTES, HttpApp
@@ -27,6 +28,7 @@ from honed.serve.instances import ModelExecutor
 from honed.serve.metrics import ServeMetrics
 from honed.serve.repository import Catalog, ModelRepository
 from honed.serve.security import ResidencyGuard
+from honed.serve.tls import TlsFiles
 
 log = logging.getLogger("honed.serve")
 
@@ -39,6 +41,7 @@ class ServerOptions:
     grpc: str | None = "127.0.0.1:8001"
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     drain_timeout_s: float = 30.0
+    tls: TlsFiles | None = None
 
     def __post_init__(self) -> None:
         if self.http is None and self.grpc is None:
@@ -116,12 +119,16 @@ class Server:
                     server_header=False,
                     log_level="warning",
                     timeout_graceful_shutdown=max(1, int(self.options.drain_timeout_s)),
+                    **(self.options.tls.uvicorn_options() if self.options.tls is not None else {}),
                 )
                 http_server = _Uvicorn(config)
                 http_task = asyncio.create_task(http_server.serve(sockets=[sock]))
             if self.options.grpc is not None:
                 grpc_server, self.grpc_port = build_server(
-                    self.dataplane, self.options.grpc, max_message_bytes=self.options.max_body_bytes
+                    self.dataplane,
+                    self.options.grpc,
+                    max_message_bytes=self.options.max_body_bytes,
+                    credentials=self.options.tls.grpc_credentials() if self.options.tls is not None else None,
                 )
                 await grpc_server.start()
             if on_listening is not None:
@@ -166,11 +173,12 @@ def build(
     metrics: ServeMetrics | None = None,
     catalog: Catalog | None = None,
     residency: ResidencyGuard | None = None,
+    access: AccessPolicy | None = None,
 ) -> DataPlane:
     """A dataplane over the models at ``path`` (a repository, a model folder or an .onnx file) or in ``catalog``."""
     metrics = metrics or ServeMetrics()
     repository = ModelRepository(path, ModelExecutor.start, defaults=defaults, metrics=metrics, catalog=catalog)
-    return DataPlane(repository, metrics, residency=residency)
+    return DataPlane(repository, metrics, residency=residency, access=access)
 
 
 def run(
@@ -182,11 +190,12 @@ def run(
     metrics: ServeMetrics | None = None,
     catalog: Catalog | None = None,
     residency: ResidencyGuard | None = None,
+    access: AccessPolicy | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, on uvloop when it is installed."""
 
     async def main() -> None:
-        dataplane = build(path, defaults=defaults, metrics=metrics, catalog=catalog, residency=residency)
+        dataplane = build(path, defaults=defaults, metrics=metrics, catalog=catalog, residency=residency, access=access)
         server = Server(dataplane, options)
         await server.serve(on_listening)
 
