@@ -3,9 +3,10 @@
 No web framework sits in between: the routes are few and fixed, and a framework's router, request objects and
 middleware stack cost more per request than this whole adapter (docs/serve.md has the measurement). Bodies over
 ``max_body_bytes`` are refused with 413 before they are read. A client that disconnects while its request waits
-cancels that request, which removes it from the model's batch queue. Errors are ``{"error": "..."}`` with the
-status from :func:`honed.serve.dataplane.status_for`. With an access policy every route but the health probes
-checks the request's bearer token first (:mod:`honed.serve.access`); a 401 carries ``WWW-Authenticate: Bearer``.
+(from ``WATCH_AFTER_S`` on) cancels that request, which removes it from the model's batch queue. Errors are
+``{"error": "..."}`` with the status from :func:`honed.serve.dataplane.status_for`. With an access policy every
+route but the health probes checks the request's bearer token first (:mod:`honed.serve.access`); a 401 carries
+``WWW-Authenticate: Bearer``.
 """
 
 from __future__ import annotations
@@ -131,20 +132,17 @@ class HttpApp:
                     raise DataError(f"Inference-Header-Content-Length must be a whole number, got {value!r}") from None
         body = await self._body(scope, receive)
         request = rest.decode_request(body, header_length)
-        task = asyncio.current_task()
-        watcher = asyncio.ensure_future(_cancel_on_disconnect(receive, task)) if task is not None else None
+        watch = _DisconnectWatch(receive)
         try:
             response = await self.dataplane.infer(
                 name, version, request, residency=",".join(declared) if declared else None
             )
         except asyncio.CancelledError:
-            if watcher is not None and watcher.done() and task is not None:
-                task.uncancel()
+            if watch.client_gone():
                 raise _ClientGone() from None
             raise
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            watch.stop()
         out, json_length = rest.encode_response(response, request)
         if json_length is None:
             return 200, _JSON, out
@@ -233,12 +231,46 @@ def _error(exc: BaseException) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     return status, headers, _json({"error": error_message(exc)})
 
 
-async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any]) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            task.cancel()
-            return
+WATCH_AFTER_S = 0.05
+"""How long an infer request runs before its connection is watched for a client that went away.
+
+Watching takes a task per request, which costs more of the event loop than computing an answer that is ready
+within this time; a request that waits longer (a long queue, a slow model) is cancelled, and taken off the queue,
+as soon as its client disconnects."""
+
+
+class _DisconnectWatch:
+    """Cancels the current task when the client disconnects, watching from ``WATCH_AFTER_S`` on."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._task = asyncio.current_task()
+        self._watcher: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, self._start) if self._task else None
+
+    def _start(self) -> None:
+        self._watcher = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                if self._task is not None:
+                    self._task.cancel()
+                return
+
+    def client_gone(self) -> bool:
+        """After a CancelledError: whether the disconnect caused it (then the cancellation is taken back)."""
+        if self._watcher is not None and self._watcher.done() and self._task is not None:
+            self._task.uncancel()
+            return True
+        return False
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
