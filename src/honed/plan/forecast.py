@@ -118,6 +118,26 @@ class LoadForecaster:
         window = self._forecast[first : last + 1]
         return float(window.max()) if len(window) else None
 
+    def seen_peak(self, now: float, horizon_s: float, seasons: int = 2) -> float | None:
+        """The load the history has confirmed for [now, now + horizon_s]: the lowest, over each of the last
+        ``seasons`` seasons, of the highest observed bucket in that same window one (two, ...) season(s) ago.
+
+        A rise that came back every season (a daily peak, a scheduled job) shows in all of them; a one-off burst
+        only in one, so this bound is low there. None until ``seasons`` full seasons of buckets exist.
+        """
+        if self._bucket_start is None or len(self.buckets) < seasons * self.season:
+            return None
+        current = len(self.buckets)  # the index the bucket in progress will have
+        first = current + max(0, math.floor((now - self._bucket_start) / self.bucket_s))
+        last = max(first, current + math.ceil((now + horizon_s - self._bucket_start) / self.bucket_s))
+        peaks = []
+        for k in range(1, seasons + 1):
+            lo, hi = first - k * self.season, min(last - k * self.season, len(self.buckets) - 1)
+            if lo < 0 or hi < lo:
+                return None
+            peaks.append(max(self.buckets[lo : hi + 1]))
+        return min(peaks)
+
     def _refit(self, now: float) -> None:
         y = np.asarray(self.buckets, dtype=float)
         seasonal = self.season if len(y) >= 2 * self.season else None
