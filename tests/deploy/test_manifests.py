@@ -24,6 +24,7 @@ from tests.plan.helpers import GPU_PROFILE, bench_doc, write_json
 
 K8S_VERSION = "1.33.0"
 CORE_KINDS = {
+    "ConfigMap",
     "Deployment",
     "Service",
     "ServiceAccount",
@@ -115,7 +116,7 @@ def test_one_autoscaler_per_target_and_keda_behavior_is_a_valid_hpa_behavior(pla
     for fmt in ("k8s", "kserve"):
         for name, docs in build(plan, fmt=fmt).items():
             scalers = [o for o in docs if o["kind"] in ("HorizontalPodAutoscaler", "ScaledObject")]
-            if name == "_namespaces":
+            if name in ("_namespaces", "_forecast"):
                 continue
             if fmt == "kserve":
                 isvc = next(o for o in docs if o["kind"] == "InferenceService")
@@ -125,9 +126,15 @@ def test_one_autoscaler_per_target_and_keda_behavior_is_a_valid_hpa_behavior(pla
                 assert len(scalers) == 1
     so = next(o for o in build(plan)["fraud-predictive"] if o["kind"] == "ScaledObject")
     assert so["apiVersion"] == "keda.sh/v1alpha1"
-    crons = [t for t in so["spec"]["triggers"] if t["type"] == "cron"]
-    assert len(crons) == 24 and so["spec"]["triggers"][0]["type"] == "cpu"
-    assert all(re.fullmatch(r"\d+ \d+ \* \* \*", t["metadata"]["start"]) for t in crons)
+    assert [t["type"] for t in so["spec"]["triggers"]] == ["cpu", "metrics-api"]
+    forecast = so["spec"]["triggers"][1]
+    assert forecast["metricType"] == "AverageValue"
+    assert forecast["metadata"] == {
+        "url": "http://honed-forecast.default.svc.cluster.local:8080/forecast/fraud-predictive",
+        "format": "json",
+        "valueLocation": "replicas",
+        "targetValue": "1",
+    }
     # KEDA hands "advanced.horizontalPodAutoscalerConfig.behavior" to the HPA it creates: validate it as one.
     hpa = {
         "apiVersion": "autoscaling/v2",
@@ -254,3 +261,29 @@ def test_write_produces_yaml_files(plan: dict[str, Any], tmp_path: Path) -> None
         build(plan, fmt="helm")
     with pytest.raises(InvalidArgument, match="places nothing"):
         build({"placements": []})
+
+
+def test_predictive_plans_get_a_forecast_server_the_trigger_points_at(plan: dict[str, Any], tmp_path: Path) -> None:
+    objects = build(plan, keda_namespace="keda-system")
+    forecast = objects["_forecast"]
+    assert [o["kind"] for o in forecast] == ["ConfigMap", "Deployment", "Service", "NetworkPolicy"]
+    for obj in forecast:
+        validate(obj)
+    config, dep, svc, netpol = forecast
+    served = json.loads(config["data"]["plan.json"])
+    assert [p["deployment"] for p in served["placements"]] == ["fraud-predictive"]
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[:2] == ["plan", "forecast-server"] and "--history-dir" in args
+    # The Service the ScaledObject's URL names, on the port the server listens on.
+    so = next(o for o in objects["fraud-predictive"] if o["kind"] == "ScaledObject")
+    url = so["spec"]["triggers"][1]["metadata"]["url"]
+    assert url.startswith(f"http://{svc['metadata']['name']}.{svc['metadata']['namespace']}.svc.cluster.local:")
+    assert f":{svc['spec']['ports'][0]['port']}/forecast/" in url
+    allowed = netpol["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"]
+    assert allowed == ["keda-system"]
+    # A plan without predictive placements gets no forecast server.
+    reactive = {**plan, "placements": [p for p in plan["placements"] if p["autoscaling"]["policy"] != "predictive"]}
+    assert "_forecast" not in build(reactive)
+    written = {p.name for p in write(plan, tmp_path / "m")}
+    assert {"honed-forecast.yaml", "Dockerfile.forecast"} <= written
+    assert '"honed[plan]==' in (tmp_path / "m" / "extras" / "Dockerfile.forecast").read_text()
