@@ -122,3 +122,33 @@ def test_bad_setup_fails_at_start(tmp_path: Path) -> None:
     bad.write_text("time_s,requests_per_s\n0,1\n60,-5\n", encoding="utf-8")
     with pytest.raises(InvalidArgument, match=">= 0"):
         ForecastService.from_plan(plan_for("a"), history_dir=tmp_path)
+
+
+def test_cli_forecast_server_serves_until_stopped(tmp_path: Path) -> None:
+    """``honed plan forecast-server`` as a user runs it: a real process on a free port, read over HTTP."""
+    import os
+    import subprocess
+    import sys
+
+    plan_path = tmp_path / "plan.json"
+    plan_path.write_text(json.dumps(plan_for("scorer")), encoding="utf-8")
+    history = write_history(tmp_path / "scorer.csv", 2, hourly_burst)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), "COLUMNS": "200"}
+    cmd = [sys.executable, "-m", "honed", "plan", "forecast-server", "--plan", str(plan_path)]
+    with subprocess.Popen(
+        [*cmd, "--history", str(history), "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            url = proc.stdout.readline().decode().strip()
+            assert url.startswith("http://127.0.0.1:") and url.endswith("/forecast/scorer"), url
+            status, body = get(url)
+            assert status == 200 and body["deployment"] == "scorer" and body["replicas"] >= 1
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    # Bad input: a plan without predictive placements is a one-line error and exit 2.
+    plan_path.write_text(json.dumps({"schema": "honed.plan/v1", "placements": [], "unplaced": []}), encoding="utf-8")
+    done = subprocess.run(cmd, capture_output=True, env=env, timeout=120)
+    assert done.returncode == 2 and b"no predictive placement" in done.stderr
+    assert b"Traceback" not in done.stderr
