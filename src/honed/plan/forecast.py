@@ -4,7 +4,8 @@ The series is bucketed (default 5-minute means). With two full seasons of bucket
 Holt-Winters with a damped additive trend and an additive season; with less, Holt's damped trend alone;
 with fewer than ``min_points`` buckets, the last value. Smoothing parameters are optimized once per season
 and reused in between (a refit with fixed parameters is a fast filter), so a forecaster can be refit every
-few minutes of simulated time.
+few minutes of simulated time. :meth:`LoadForecaster.seen_peak` is the history's own bound on a window: the
+lowest, over the last seasons, of the highest load each showed there (what recurred, not what happened once).
 """
 
 from __future__ import annotations

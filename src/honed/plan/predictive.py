@@ -4,11 +4,15 @@ The policy runs beside the reactive HPA, never instead of it: the forecast becom
 metric of the same HPA, so the larger proposal wins and the HPA's stabilization and rate limits apply to
 both. Hence a forecast can only raise the replica count: scale-in happens only when the reactive metric
 asks for it (never on a forecast alone). The forecast looks ahead by the provisioning lead (measured
-model-load time + pod start), so replicas are ready when the load arrives. Extra replicas beyond the
-reactive count are capped (``max_extra_fraction`` of it, and ``max_extra_cost_per_hour``). An anomaly in
-load or latency (modified z-score > 3.5, :mod:`honed.plan.anomaly`) freezes scale-in for ``freeze_s``.
+model-load time + pod start), so replicas are ready when the load arrives. :class:`ForecastFloor` sizes the
+floor: the Holt-Winters peak bounded by what past seasons confirmed, plus a margin relative to the load.
+Extra replicas beyond the reactive count are capped (:func:`capped_floor`: ``max_extra_fraction`` of it,
+and ``max_extra_cost_per_hour``). An anomaly in load or latency (modified z-score > 3.5,
+:mod:`honed.plan.anomaly`) freezes scale-in for ``freeze_s``.
 
-For manifests, :func:`daily_schedule` turns a load history into a day-ahead schedule of replica floors.
+:func:`floor_for_placement` is the same floor computed from a load history file's rows, for the forecast
+server KEDA reads (:mod:`honed.deploy.forecast_server`); :func:`daily_schedule` turns a load history into a
+day-ahead schedule of hourly replica floors shown in ``plan.json``.
 """
 
 from __future__ import annotations
