@@ -177,7 +177,7 @@ class FloorEstimate:
             "margin_rps": round(self.margin_rps, 3),
             "provisioned_rps": round(self.forecast_rps + self.margin_rps, 3),
             "level_rps": round(self.level_rps, 3),
-            "horizon_s": self.horizon_s,
+            "horizon_s": round(self.horizon_s, 3),
         }
 
 
@@ -285,7 +285,7 @@ def floor_for_placement(
         "history_end": now,
         "observed_rps": round(load, 3),
         "reactive_replicas": min(hi, max(lo, reactive)),
-        "provisioning_lead_s": lead,
+        "provisioning_lead_s": round(lead, 3),
     }
     if estimate is None:
         # Too little history to forecast: propose the minimum, so the reactive metric alone decides.
