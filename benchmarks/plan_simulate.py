@@ -95,10 +95,17 @@ def run(seeds: list[int], days: float, margin_z: float = 3.0) -> tuple[list[str]
         )
     lines += [
         "",
-        "Where the extra replica-hours come from: the combined policy runs the larger of two proposals (the forecast "
-        "floor and the reactive metric), and the floor carries a prediction-interval margin (median + `--margin-z` "
-        "robust standard deviations of the forecast's recent residuals); a lower `--margin-z` trades violations "
-        "back for replica-hours. Both policies run in the same simulator "
+        "How the predictive floor is sized (`honed.plan.predictive.ForecastFloor`): Holt-Winters peak over the "
+        "provisioning lead, bounded by the highest load each of the last two days showed in the same window (a "
+        "one-off burst in the history is not replayed), plus a margin of `--margin-z` robust standard deviations "
+        "of the forecast's recent *relative* errors (load noise grows with the load), provisioned at the SLO-safe "
+        "utilization. Where replica-hours remain above the HPA's: the HPA engine's 10% tolerance applies to the "
+        "forecast metric too, so a floor within 10% of the current count proposes the current count (as does the "
+        "CPU metric anywhere inside its band) and scale-in down to the floor waits; and the margin buys slack (see "
+        "the mean-slack columns) that the HPA alone does not have. Seeds 1 and 2 were used while changing the "
+        "policy, seeds 3 to 6 only to check it; before the change (forecast level + absolute residual margin, "
+        "one-off bursts replayed) the same command gave 55-57% fewer violation minutes at 1.06x the replica-hours "
+        "on seeds 1-3. Both policies run in the same simulator "
         "(`honed.plan.simulate`: 15 s reconciles, queueing-model latency) on the same seeded traces, so the "
         "ratios compare policies; they are not measurements of a real cluster.",
     ]
@@ -119,7 +126,7 @@ def write_docs(lines: list[str], command: str) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--seeds", default="1,2,3,4,5,6")
     parser.add_argument("--days", type=float, default=3.0)
     parser.add_argument(
         "--margin-z", type=float, default=3.0, help="the forecast floor's margin, in robust std devs of its residuals"
@@ -132,7 +139,7 @@ def main() -> None:
     print(f"({time.perf_counter() - start:.0f} s)")
     if args.write:
         cmd = "PYTHONPATH=src python benchmarks/plan_simulate.py --write"
-        if args.seeds != "1,2,3":
+        if args.seeds != "1,2,3,4,5,6":
             cmd += f" --seeds {args.seeds}"
         if args.margin_z != 3.0:
             cmd += f" --margin-z {args.margin_z}"

@@ -4,11 +4,19 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from honed.plan.anomaly import AnomalyDetector, modified_z
 from honed.plan.forecast import LoadForecaster, forecast_series
 from honed.plan.hpa import HorizontalPodAutoscaler, HPASpec, PodMetric
-from honed.plan.predictive import PredictiveAutoscaler, daily_schedule, forecast_margin
+from honed.plan.predictive import (
+    ForecastFloor,
+    PredictiveAutoscaler,
+    capped_floor,
+    daily_schedule,
+    forecast_margin,
+)
 
 
 def seasonal(n: int, period: int, seed: int = 0) -> np.ndarray:
@@ -143,3 +151,82 @@ def test_forecast_margin_is_not_inflated_by_a_short_burst() -> None:
     assert forecast_margin(calm, 3.0) == pytest.approx(4.4478)
     assert forecast_margin(burst, 3.0) == pytest.approx(1.0 + 3.0 * 1.4826 * 2.0)
     assert 3.0 * float(np.std(burst)) > 100  # what a plain standard deviation would have added
+
+
+def _feed(f: LoadForecaster, days: int, burst_day: int | None, recurring: bool) -> None:
+    """15-s samples up to 09:59 of day ``days``: flat 100 rps, a burst to 300 at 10:00 for 20 minutes."""
+    for i in range(days * 1440 * 4 + 599 * 4):
+        t = i * 15.0
+        minute = (t % 86400) // 60
+        in_burst = 600 <= minute < 620
+        rate = 300.0 if in_burst and (recurring or t // 86400 == burst_day) else 100.0
+        f.observe(t, rate)
+
+
+def test_seen_peak_keeps_a_recurring_rise_and_drops_a_one_off_burst() -> None:
+    recurring = LoadForecaster(bucket_s=300)
+    _feed(recurring, 2, None, recurring=True)
+    one_off = LoadForecaster(bucket_s=300)
+    _feed(one_off, 2, burst_day=0, recurring=False)
+    now = 2 * 86400 + 599 * 60 + 30.0  # 30 s before 10:00 on the third day
+    assert recurring.seen_peak(now, 45.0) == pytest.approx(300.0)
+    assert one_off.seen_peak(now, 45.0) == pytest.approx(100.0)
+    assert LoadForecaster(bucket_s=300).seen_peak(now, 45.0) is None
+    short = LoadForecaster(bucket_s=300)
+    _feed(short, 1, None, recurring=True)
+    assert short.seen_peak(86400 + 599 * 60 + 30.0, 45.0) is None  # one season: not confirmed twice
+
+
+def test_forecast_floor_provisions_a_confirmed_rise_ahead_and_not_a_one_off() -> None:
+    for recurring, expect_burst in ((True, True), (False, False)):
+        f = LoadForecaster(bucket_s=300)
+        _feed(f, 2, burst_day=0, recurring=recurring)
+        floor = ForecastFloor(capacity_rps=10.0, utilization=0.5, forecaster=f)
+        now = 2 * 86400 + 599 * 60 + 30.0
+        for k in range(8):  # the last calm reconciles before 10:00, for the residuals
+            floor.observe(now - (7 - k) * 15.0, 100.0)
+        est = floor.estimate(now, 45.0)
+        assert est is not None
+        # 300 rps at 5 rps per replica is 60 replicas; 100 rps is 20.
+        assert (est.replicas >= 60) == expect_burst
+        assert est.replicas >= 20
+        assert est.to_dict()["provisioned_rps"] == pytest.approx(est.forecast_rps + est.margin_rps, abs=1e-3)
+
+
+@given(
+    wanted=st.integers(1, 500),
+    base=st.integers(1, 500),
+    fraction=st.floats(0.0, 2.0),
+    cost_cap=st.one_of(st.none(), st.floats(0.0, 100.0)),
+    replica_cost=st.floats(0.01, 10.0),
+)
+def test_capped_floor_only_caps_the_extra_above_the_reactive_count(
+    wanted: int, base: int, fraction: float, cost_cap: float | None, replica_cost: float
+) -> None:
+    got = capped_floor(
+        wanted, base, max_extra_fraction=fraction, max_extra_cost_per_hour=cost_cap, replica_cost_per_hour=replica_cost
+    )
+    if wanted <= base:
+        assert got == wanted  # at or below the reactive count: nothing to cap
+    else:
+        assert base <= got <= wanted
+        assert got - base <= math.floor(base * fraction)
+        if cost_cap is not None:
+            assert (got - base) * replica_cost <= cost_cap + 1e-9
+
+
+def test_margin_follows_the_load_level() -> None:
+    """Relative errors: the same 5% noise gives a margin about 10x larger at 10x the load."""
+    rng = np.random.default_rng(3)
+    rel = 0.05 * rng.standard_normal(160)
+    margins = []
+    for level in (100.0, 1000.0):
+        floor = ForecastFloor(capacity_rps=50.0, utilization=0.5, forecaster=LoadForecaster(bucket_s=60))
+        for i, r in enumerate(rel):
+            floor.observe(i * 15.0, level * (1 + r))
+        est = floor.estimate(len(rel) * 15.0, 45.0)
+        assert est is not None
+        # About 3 robust standard deviations of 5% noise, as a fraction of the forecast.
+        assert 0.08 < est.margin_rps / est.forecast_rps < 0.25
+        margins.append(est.margin_rps)
+    assert margins[1] / margins[0] == pytest.approx(10.0, rel=0.1)

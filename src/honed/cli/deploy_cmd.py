@@ -37,6 +37,15 @@ def register(app: typer.Typer) -> None:
         metrics_namespace: str = typer.Option(
             "monitoring", "--metrics-namespace", help="Namespace allowed to scrape /metrics."
         ),
+        image_forecast: str | None = typer.Option(
+            None, "--image-forecast", help="Forecast server image (default honed:VERSION-forecast; predictive plans)."
+        ),
+        history_claim: str = typer.Option(
+            "honed-load-history", "--history-claim", help="PVC holding <deployment>.csv load histories (predictive)."
+        ),
+        keda_namespace: str = typer.Option(
+            "keda", "--keda-namespace", help="Namespace of the KEDA operator, allowed to read the forecast server."
+        ),
     ) -> None:
         """Write manifests for every placement of the plan; then: kubectl apply -f OUT/."""
         from honed.cli.plan_cmd import require_plan_extra
@@ -54,6 +63,9 @@ def register(app: typer.Typer) -> None:
             model_claim=model_claim,
             storage_uri_prefix=storage_uri,
             metrics_namespace=metrics_namespace or None,
+            image_forecast=image_forecast,
+            history_claim=history_claim,
+            keda_namespace=keda_namespace,
         )
         for path in written:
             console.print(str(path), highlight=False)

@@ -112,6 +112,43 @@ def register(app: typer.Typer) -> None:
             console.print(f"chart: {d['chart']}")
         console.print(f"summary: {out / 'summary.json'}")
 
+    @plan_app.command("forecast-server")
+    def forecast_server_cmd(
+        plan_path: Path = typer.Option(..., "--plan", help="plan.json from honed plan."),
+        history: Path | None = typer.Option(
+            None, "--history", help="Load history CSV (time, requests/s) of the one predictive deployment."
+        ),
+        history_dir: Path | None = typer.Option(
+            None, "--history-dir", help="Folder holding <deployment>.csv per predictive deployment."
+        ),
+        deployment: list[str] = typer.Option([], "--deployment", "-d", help="Only these deployments (repeatable)."),
+        host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 in a pod)."),
+        port: int = typer.Option(8080, "--port", help="Port to listen on."),
+    ) -> None:
+        """Serve the predictive replica count as JSON for KEDA's metrics-api trigger: GET /forecast/NAME."""
+        require_plan_extra()
+        from honed.deploy.forecast_server import ForecastService, make_server
+        from honed.plan import read_plan
+
+        if history is not None and history_dir is not None:
+            raise InvalidArgument("give --history or --history-dir, not both")
+        service = ForecastService.from_plan(
+            read_plan(plan_path),
+            history=history,
+            history_dir=history_dir,
+            deployments=deployment or None,
+        )
+        server = make_server(service, host, port)
+        bound_port = server.server_address[1]
+        for name in service.history:
+            console.print(f"http://{host}:{bound_port}/forecast/{name}", highlight=False)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+
     app.add_typer(plan_app, name="plan")
 
 

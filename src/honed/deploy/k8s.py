@@ -10,18 +10,22 @@ Choices made here:
   administrator can mark a node as being in a jurisdiction), plus ``honed.dev/pool`` for the planned pool;
 * probes on the V2 health endpoints; a startup probe long enough for the measured model-load time;
 * a reactive plan gets an ``autoscaling/v2`` HPA with ``behavior``; a predictive plan gets a KEDA
-  ScaledObject instead (never both on one Deployment): a CPU trigger for the reactive part and one cron
-  trigger per hour carrying the forecast replica count. KEDA feeds every trigger to one HPA, which takes the
-  largest proposal, so the forecast can raise the floor but never scales in on its own;
+  ScaledObject instead (never both on one Deployment): a CPU trigger for the reactive part and a
+  ``metrics-api`` trigger reading the predicted replica count from the forecast server
+  (``honed plan forecast-server``, :mod:`honed.deploy.forecast_server`; one per namespace, see
+  :func:`forecast_server`). KEDA feeds every trigger to one HPA, which takes the largest proposal, so the
+  forecast can raise the floor but never scales in on its own;
 * NetworkPolicy: a default deny (ingress and egress) per namespace, and per deployment ingress on the
   serving ports only from the declared namespaces (metrics port from the monitoring namespace).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
+from honed.deploy.forecast_server import FORECAST_PATH, FORECAST_PORT
 from honed.deploy.metrics import GRPC_PORT, HTTP_PORT, LIVE_PATH, METRICS_PATH, READY_PATH
 from honed.deploy.serving import serve_args
 
@@ -29,6 +33,9 @@ JURISDICTION_LABEL = "node-restriction.kubernetes.io/jurisdiction"
 REGION_LABEL = "topology.kubernetes.io/region"
 POOL_LABEL = "honed.dev/pool"
 MODEL_MOUNT = "/models"
+FORECAST_NAME = "honed-forecast"
+HISTORY_MOUNT = "/var/lib/honed/history"
+PLAN_MOUNT = "/etc/honed"
 
 
 def labels(name: str) -> dict[str, str]:
@@ -248,33 +255,33 @@ def hpa(placement: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _cron(hhmm: str) -> str:
-    hours, minutes = hhmm.split(":")
-    return f"{int(minutes)} {int(hours)} * * *"
+def forecast_url(placement: dict[str, Any]) -> str:
+    """Where KEDA reads the deployment's predicted replica count: the forecast server of its namespace."""
+    svc = f"{FORECAST_NAME}.{placement['namespace']}.svc.cluster.local"
+    return f"http://{svc}:{FORECAST_PORT}{FORECAST_PATH}/{placement['deployment']}"
 
 
 def scaled_object(
     placement: dict[str, Any], target_kind: str = "Deployment", target_name: str | None = None
 ) -> dict[str, Any]:
-    """KEDA ScaledObject for a predictive plan: reactive CPU trigger + the forecast schedule as cron triggers."""
+    """KEDA ScaledObject for a predictive plan: reactive CPU trigger + the forecast as a metrics-api trigger."""
     name = placement["deployment"]
     auto = placement["autoscaling"]
     triggers: list[dict[str, Any]] = [
-        {"type": "cpu", "metricType": "Utilization", "metadata": {"value": str(utilization_percent(auto))}}
+        {"type": "cpu", "metricType": "Utilization", "metadata": {"value": str(utilization_percent(auto))}},
+        {
+            # AverageValue with target 1: the HPA proposes ceil(replicas / 1), the forecast's count itself.
+            "type": "metrics-api",
+            "name": "forecast",
+            "metricType": "AverageValue",
+            "metadata": {
+                "url": forecast_url(placement),
+                "format": "json",
+                "valueLocation": "replicas",
+                "targetValue": "1",
+            },
+        },
     ]
-    for window in auto.get("schedule", []):
-        triggers.append(
-            {
-                "type": "cron",
-                "name": f"forecast-{window['end'].replace(':', '')}",
-                "metadata": {
-                    "timezone": "Etc/UTC",
-                    "start": _cron(window["start"]),
-                    "end": _cron(window["end"]),
-                    "desiredReplicas": str(window["replicas"]),
-                },
-            }
-        )
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
@@ -283,7 +290,8 @@ def scaled_object(
             target_name or name,
             annotations={
                 "honed.dev/provisioning-lead-s": str(auto["provisioning_lead_s"]),
-                "honed.dev/forecast": "Holt-Winters day-ahead, hourly floors starting one provisioning lead early",
+                "honed.dev/forecast": "Holt-Winters over the load history, one provisioning lead ahead, "
+                "served by honed plan forecast-server",
             },
         ),
         "spec": {
@@ -291,10 +299,123 @@ def scaled_object(
             "minReplicaCount": int(auto["min_replicas"]),
             "maxReplicaCount": int(auto["max_replicas"]),
             "pollingInterval": 15,
+            # If the forecast server is unreachable KEDA keeps the CPU trigger; the forecast only raises a floor.
             "advanced": {"horizontalPodAutoscalerConfig": {"behavior": behavior(auto)}},
             "triggers": triggers,
         },
     }
+
+
+def forecast_server(
+    namespace: str, placements: list[dict[str, Any]], *, image: str, history_claim: str, keda_namespace: str
+) -> list[dict[str, Any]]:
+    """The forecast server of one namespace: ConfigMap (the plan's predictive placements), Deployment, Service,
+    NetworkPolicy (ingress on its port from KEDA's namespace only). Load histories come from a PVC holding
+    ``<deployment>.csv`` per deployment, kept current by an exporter (see docs/plan.md)."""
+    names = [p["deployment"] for p in placements]
+    lbl = labels(FORECAST_NAME)
+    meta = {"name": FORECAST_NAME, "namespace": namespace, "labels": lbl}
+    plan = {"schema": "honed.plan/v1", "placements": placements, "unplaced": []}
+    probe = {"httpGet": {"path": "/healthz", "port": "http"}}
+    container = {
+        "name": "forecast",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": [
+            "plan",
+            "forecast-server",
+            "--plan",
+            f"{PLAN_MOUNT}/plan.json",
+            "--history-dir",
+            HISTORY_MOUNT,
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(FORECAST_PORT),
+        ],
+        "ports": [{"name": "http", "containerPort": FORECAST_PORT, "protocol": "TCP"}],
+        "resources": {
+            "requests": {"cpu": "250m", "memory": "512Mi"},
+            "limits": {"cpu": "1", "memory": "512Mi"},
+        },
+        # The first answer replays the history through the forecaster (seconds for days of per-minute rows).
+        "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 60},
+        "readinessProbe": {**probe, "periodSeconds": 10},
+        "livenessProbe": {**probe, "periodSeconds": 20, "failureThreshold": 3},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": "plan", "mountPath": PLAN_MOUNT, "readOnly": True},
+            {"name": "history", "mountPath": HISTORY_MOUNT, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {**meta, "name": f"{FORECAST_NAME}-plan"},
+            "data": {"plan.json": json.dumps(plan, indent=2) + "\n"},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {**meta, "annotations": {"honed.dev/forecasts": ",".join(names)}},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": selector(FORECAST_NAME)},
+                "template": {
+                    "metadata": {"labels": lbl},
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "runAsUser": 10001,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "containers": [container],
+                        "volumes": [
+                            {"name": "plan", "configMap": {"name": f"{FORECAST_NAME}-plan"}},
+                            {
+                                "name": "history",
+                                "persistentVolumeClaim": {"claimName": history_claim, "readOnly": True},
+                            },
+                            {"name": "tmp", "emptyDir": {}},
+                        ],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta,
+            "spec": {
+                "type": "ClusterIP",
+                "selector": selector(FORECAST_NAME),
+                "ports": [{"name": "http", "port": FORECAST_PORT, "targetPort": "http", "protocol": "TCP"}],
+            },
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {**meta, "name": f"{FORECAST_NAME}-allow-keda"},
+            "spec": {
+                "podSelector": {"matchLabels": selector(FORECAST_NAME)},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": _from_namespaces([keda_namespace]),
+                        "ports": [{"protocol": "TCP", "port": FORECAST_PORT}],
+                    }
+                ],
+            },
+        },
+    ]
 
 
 def pdb(placement: dict[str, Any]) -> dict[str, Any]:

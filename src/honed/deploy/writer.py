@@ -1,4 +1,5 @@
-"""``honed deploy k8s``: write a plan's manifests, Dockerfiles and the Grafana dashboard to a folder."""
+"""``honed deploy k8s``: write a plan's manifests (and the forecast server's, for predictive plans), Dockerfiles
+and the Grafana dashboard to a folder."""
 
 from __future__ import annotations
 
@@ -26,8 +27,12 @@ def build(
     model_claim: str = "honed-models",
     storage_uri_prefix: str = "pvc://honed-models",
     metrics_namespace: str | None = "monitoring",
+    image_forecast: str | None = None,
+    history_claim: str = "honed-load-history",
+    keda_namespace: str = "keda",
 ) -> dict[str, list[dict[str, Any]]]:
-    """Objects per deployment name (plus ``_namespaces`` for the default-deny policies)."""
+    """Objects per deployment name (plus ``_namespaces`` for the default-deny policies and, when any placement
+    is predictive, ``_forecast`` for the forecast server its KEDA trigger reads)."""
     if fmt not in FORMATS:
         raise InvalidArgument(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     placements = plan.get("placements") or []
@@ -50,6 +55,19 @@ def build(
                 p, image=image, storage_uri=uri, metrics_namespace=metrics_namespace
             )
     out["_namespaces"] = [k8s.default_deny(ns) for ns in sorted(namespaces)]
+    predictive: dict[str, list[dict[str, Any]]] = {}
+    for p in placements:
+        if p["autoscaling"]["policy"] == "predictive":
+            predictive.setdefault(p["namespace"], []).append(p)
+    if predictive:
+        forecast_image = image_forecast or f"honed:{__version__}-forecast"
+        out["_forecast"] = [
+            obj
+            for ns, group in sorted(predictive.items())
+            for obj in k8s.forecast_server(
+                ns, group, image=forecast_image, history_claim=history_claim, keda_namespace=keda_namespace
+            )
+        ]
     return out
 
 
@@ -60,7 +78,9 @@ def write(plan: dict[str, Any], out_dir: str | Path, **options: Any) -> list[Pat
     d.mkdir(parents=True, exist_ok=True)
     written = []
     for name, docs in objects.items():
-        fname = "00-network-default-deny.yaml" if name == "_namespaces" else f"{name}.yaml"
+        fname = {"_namespaces": "00-network-default-deny.yaml", "_forecast": "honed-forecast.yaml"}.get(
+            name, f"{name}.yaml"
+        )
         path = d / fname
         path.write_text(yaml.safe_dump_all(docs, sort_keys=False), encoding="utf-8")
         written.append(path)
@@ -69,6 +89,11 @@ def write(plan: dict[str, Any], out_dir: str | Path, **options: Any) -> list[Pat
     for kind in ("cpu", "gpu"):
         path = extras / f"Dockerfile.{kind}"
         path.write_text(dockerfile(kind), encoding="utf-8")
+        written.append(path)
+    if "_forecast" in objects:
+        # The forecast server's image: the CPU image with the planning extra (statsmodels).
+        path = extras / "Dockerfile.forecast"
+        path.write_text(dockerfile("cpu", extras="[plan]"), encoding="utf-8")
         written.append(path)
     path = extras / "grafana-dashboard.json"
     path.write_text(json.dumps(dashboard(), indent=2) + "\n", encoding="utf-8")

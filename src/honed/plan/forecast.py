@@ -4,7 +4,8 @@ The series is bucketed (default 5-minute means). With two full seasons of bucket
 Holt-Winters with a damped additive trend and an additive season; with less, Holt's damped trend alone;
 with fewer than ``min_points`` buckets, the last value. Smoothing parameters are optimized once per season
 and reused in between (a refit with fixed parameters is a fast filter), so a forecaster can be refit every
-few minutes of simulated time.
+few minutes of simulated time. :meth:`LoadForecaster.seen_peak` is the history's own bound on a window: the
+lowest, over the last seasons, of the highest load each showed there (what recurred, not what happened once).
 """
 
 from __future__ import annotations
@@ -117,6 +118,26 @@ class LoadForecaster:
             last = max(first, math.ceil((now + horizon_s - start) / self.bucket_s))
         window = self._forecast[first : last + 1]
         return float(window.max()) if len(window) else None
+
+    def seen_peak(self, now: float, horizon_s: float, seasons: int = 2) -> float | None:
+        """The load the history has confirmed for [now, now + horizon_s]: the lowest, over each of the last
+        ``seasons`` seasons, of the highest observed bucket in that same window one (two, ...) season(s) ago.
+
+        A rise that came back every season (a daily peak, a scheduled job) shows in all of them; a one-off burst
+        only in one, so this bound is low there. None until ``seasons`` full seasons of buckets exist.
+        """
+        if self._bucket_start is None or len(self.buckets) < seasons * self.season:
+            return None
+        current = len(self.buckets)  # the index the bucket in progress will have
+        first = current + max(0, math.floor((now - self._bucket_start) / self.bucket_s))
+        last = max(first, current + math.ceil((now + horizon_s - self._bucket_start) / self.bucket_s))
+        peaks = []
+        for k in range(1, seasons + 1):
+            lo, hi = first - k * self.season, min(last - k * self.season, len(self.buckets) - 1)
+            if lo < 0 or hi < lo:
+                return None
+            peaks.append(max(self.buckets[lo : hi + 1]))
+        return min(peaks)
 
     def _refit(self, now: float) -> None:
         y = np.asarray(self.buckets, dtype=float)

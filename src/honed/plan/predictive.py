@@ -4,11 +4,15 @@ The policy runs beside the reactive HPA, never instead of it: the forecast becom
 metric of the same HPA, so the larger proposal wins and the HPA's stabilization and rate limits apply to
 both. Hence a forecast can only raise the replica count: scale-in happens only when the reactive metric
 asks for it (never on a forecast alone). The forecast looks ahead by the provisioning lead (measured
-model-load time + pod start), so replicas are ready when the load arrives. Extra replicas beyond the
-reactive count are capped (``max_extra_fraction`` of it, and ``max_extra_cost_per_hour``). An anomaly in
-load or latency (modified z-score > 3.5, :mod:`honed.plan.anomaly`) freezes scale-in for ``freeze_s``.
+model-load time + pod start), so replicas are ready when the load arrives. :class:`ForecastFloor` sizes the
+floor: the Holt-Winters peak bounded by what past seasons confirmed, plus a margin relative to the load.
+Extra replicas beyond the reactive count are capped (:func:`capped_floor`: ``max_extra_fraction`` of it,
+and ``max_extra_cost_per_hour``). An anomaly in load or latency (modified z-score > 3.5,
+:mod:`honed.plan.anomaly`) freezes scale-in for ``freeze_s``.
 
-For manifests, :func:`daily_schedule` turns a load history into a day-ahead schedule of replica floors.
+:func:`floor_for_placement` is the same floor computed from a load history file's rows, for the forecast
+server KEDA reads (:mod:`honed.deploy.forecast_server`); :func:`daily_schedule` turns a load history into a
+day-ahead schedule of hourly replica floors shown in ``plan.json``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import numpy as np
 from honed.errors import InvalidArgument
 from honed.plan.anomaly import AnomalyDetector
 from honed.plan.forecast import LoadForecaster, forecast_series
-from honed.plan.hpa import Decision, HorizontalPodAutoscaler, PodMetric
+from honed.plan.hpa import TOLERANCE, Decision, HorizontalPodAutoscaler, PodMetric
 
 
 def load_history(path: str | Path) -> tuple[list[float], list[float]]:
@@ -154,9 +158,154 @@ def forecast_margin(residuals: Sequence[float], z: float) -> float:
     return max(0.0, med + z * 1.4826 * mad)
 
 
+@dataclass(frozen=True)
+class FloorEstimate:
+    """What the forecast asks for over the next ``horizon_s``: ``replicas`` at the SLO-safe utilization."""
+
+    replicas: int
+    forecast_rps: float
+    """The forecast peak over the horizon, bounded by what past seasons confirmed."""
+    margin_rps: float
+    """The prediction margin added to ``forecast_rps`` (robust upper bound of the relative forecast error)."""
+    level_rps: float
+    horizon_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "replicas": self.replicas,
+            "forecast_rps": round(self.forecast_rps, 3),
+            "margin_rps": round(self.margin_rps, 3),
+            "provisioned_rps": round(self.forecast_rps + self.margin_rps, 3),
+            "level_rps": round(self.level_rps, 3),
+            "horizon_s": round(self.horizon_s, 3),
+        }
+
+
+@dataclass
+class ForecastFloor:
+    """The forecast's replica floor: feed the observed load with :meth:`observe`, ask :meth:`estimate`.
+
+    * The forecast is Holt-Winters (:class:`LoadForecaster`), bounded above by :meth:`LoadForecaster.seen_peak`
+      once two seasons of history exist: a rise is provisioned ahead only if every past season showed it, so a
+      one-off burst in the history is not replayed every day (the reactive metric answers bursts nobody saw).
+    * The margin is the robust upper bound of the forecast's recent *relative* errors (observed / forecast - 1)
+      times the forecast: load noise grows with the load, so a margin learnt at night is not carried into the
+      afternoon peak (nor the peak's into the night).
+    * ``replicas`` provisions forecast + margin at ``utilization`` (the SLO-safe per-replica utilization).
+    """
+
+    capacity_rps: float
+    utilization: float
+    forecaster: LoadForecaster = field(default_factory=LoadForecaster)
+    margin_z: float = 3.0
+    margin_window: int = 240
+    min_residuals: int = 8
+    _residuals: deque[float] = field(default_factory=deque)
+
+    def forecast(self, now: float, horizon_s: float) -> float | None:
+        peak = self.forecaster.peak(now, horizon_s)
+        if peak is None:
+            return None
+        seen = self.forecaster.seen_peak(now, horizon_s)
+        return peak if seen is None else min(peak, seen)
+
+    def observe(self, now: float, load_rps: float) -> None:
+        self.forecaster.observe(now, load_rps)
+        level = self.forecast(now, 0.0)
+        if level is not None and level > 0:
+            self._residuals.append(load_rps / level - 1.0)
+            while len(self._residuals) > self.margin_window:
+                self._residuals.popleft()
+
+    def estimate(self, now: float, horizon_s: float) -> FloorEstimate | None:
+        """The floor for [now, now + horizon_s]; None before the forecaster has enough history."""
+        peak = self.forecast(now, horizon_s)
+        level = self.forecast(now, 0.0)
+        if peak is None or level is None:
+            return None
+        margin = (
+            peak * forecast_margin(self._residuals, self.margin_z)
+            if len(self._residuals) >= self.min_residuals
+            else 0.0
+        )
+        replicas = replicas_for_rate(peak + margin, self.capacity_rps, self.utilization)
+        return FloorEstimate(replicas, peak, margin, level, horizon_s)
+
+
+def capped_floor(
+    wanted: int,
+    base: int,
+    *,
+    max_extra_fraction: float,
+    max_extra_cost_per_hour: float | None,
+    replica_cost_per_hour: float,
+) -> int:
+    """The forecast's replica count with the extra above ``base`` (the reactive count) capped by the cost cap."""
+    if wanted <= base:
+        return wanted
+    extra_cap = math.floor(base * max_extra_fraction)
+    if max_extra_cost_per_hour is not None and replica_cost_per_hour > 0:
+        extra_cap = min(extra_cap, math.floor(max_extra_cost_per_hour / replica_cost_per_hour))
+    return min(wanted, base + extra_cap)
+
+
+def floor_for_placement(
+    autoscaling: dict[str, Any], times: Sequence[float], rates: Sequence[float], *, sync_s: float = 15.0
+) -> dict[str, Any]:
+    """The forecast floor right after a load history ends, for one placement's ``autoscaling`` block.
+
+    Replays the history through the same :class:`ForecastFloor` the predictive policy runs (so the margin is
+    learnt from the forecast's errors on the history), then forecasts the next provisioning lead + one
+    reconcile. ``replicas`` is what the predictive metric proposes: at least ``min_replicas``, at most
+    ``max_replicas``, the extra above the count the current load needs capped like the policy caps it.
+    """
+    try:
+        capacity = float(autoscaling["capacity_per_replica_rps"])
+        target = float(autoscaling["target_utilization"])
+        lead = float(autoscaling["provisioning_lead_s"])
+        lo, hi = int(autoscaling["min_replicas"]), int(autoscaling["max_replicas"])
+        season_s = float(autoscaling.get("season_s", 86400.0))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidArgument(f"the placement's autoscaling block is missing or has a malformed field ({exc})") from exc
+    if len(times) != len(rates) or len(times) < 2:
+        raise InvalidArgument("a load history needs at least two (time, requests/s) rows")
+    floor = ForecastFloor(
+        capacity,
+        target * (1 + TOLERANCE),
+        LoadForecaster(season_s=season_s, bucket_s=min(300.0, season_s / 48)),
+        margin_z=float(autoscaling.get("margin_z", 3.0)),
+    )
+    for t, r in zip(times, rates, strict=True):
+        floor.observe(float(t), float(r))
+    now, load = float(times[-1]), float(rates[-1])
+    horizon = lead + sync_s
+    estimate = floor.estimate(now, horizon)
+    reactive = replicas_for_rate(load, capacity, target)
+    out: dict[str, Any] = {
+        "history_end": now,
+        "observed_rps": round(load, 3),
+        "reactive_replicas": min(hi, max(lo, reactive)),
+        "provisioning_lead_s": round(lead, 3),
+    }
+    if estimate is None:
+        # Too little history to forecast: propose the minimum, so the reactive metric alone decides.
+        out.update({"replicas": lo, "forecast": None, "reason": "not enough history to forecast yet"})
+        return out
+    extra = autoscaling.get("max_extra_cost_per_hour")
+    wanted = capped_floor(
+        estimate.replicas,
+        reactive,
+        max_extra_fraction=float(autoscaling.get("max_extra_fraction", 1.0)),
+        max_extra_cost_per_hour=None if extra is None else float(extra),
+        replica_cost_per_hour=float(autoscaling.get("replica_cost_per_hour", 0.0)),
+    )
+    out.update({"replicas": min(hi, max(lo, wanted)), "forecast": estimate.to_dict()})
+    return out
+
+
 @dataclass
 class PredictiveAutoscaler:
-    """Forecast + reactive HPA + anomaly freeze; :meth:`step` is one reconcile under a simulated clock."""
+    """Forecast floor + reactive HPA + anomaly freeze; :meth:`step` is one reconcile under a simulated clock."""
 
     hpa: HorizontalPodAutoscaler
     capacity_rps: float
@@ -174,12 +323,28 @@ class PredictiveAutoscaler:
     margin_z: float = 3.0
     margin_window: int = 240
     _last_load: float | None = None
-    _residuals: deque[float] = field(default_factory=deque)
+    _floor: ForecastFloor | None = None
+
+    @property
+    def floor(self) -> ForecastFloor:
+        # The HPA holds utilization anywhere inside target x (1 +- tolerance); the floor provisions to the top
+        # of that band (the planned SLO-safe utilization), not above what the HPA itself would keep.
+        if self._floor is None or self._floor.forecaster is not self.forecaster:
+            spec = self.hpa.spec
+            self._floor = ForecastFloor(
+                self.capacity_rps,
+                spec.target_utilization * (1 + spec.tolerance),
+                self.forecaster,
+                margin_z=self.margin_z,
+                margin_window=self.margin_window,
+            )
+        return self._floor
 
     def step(
         self, now: float, current: int, pods: Sequence[PodMetric], load_rps: float, p99_ms: float | None
     ) -> Decision:
-        self.forecaster.observe(now, load_rps)
+        floor = self.floor
+        floor.observe(now, load_rps)
         # Load is judged on its change per reconcile (a smooth daily ramp is normal, a jump or a drop is not);
         # latency on its level, upwards only (a p99 that suddenly gets worse).
         delta = None if self._last_load is None else load_rps - self._last_load
@@ -200,24 +365,15 @@ class PredictiveAutoscaler:
         target = self.hpa.spec.target_utilization
         reactive_now = replicas_for_rate(load_rps, self.capacity_rps, target)
         external: float | None = None
-        peak = self.forecaster.peak(now, self.lead_s + self.sync_s)
-        level = self.forecaster.peak(now, 0.0)
-        if level is not None:
-            # The forecast's own residuals (observed load - forecast level), reconcile to reconcile: the floor
-            # adds their robust upper prediction bound, so noise does not push the replicas past the SLO-safe
-            # utilization, while a burst the forecast could not know does not inflate the margin for an hour.
-            self._residuals.append(load_rps - level)
-            while len(self._residuals) > self.margin_window:
-                self._residuals.popleft()
-        if peak is not None:
-            if len(self._residuals) >= 8:
-                peak += forecast_margin(self._residuals, self.margin_z)
-            # The HPA holds utilization anywhere inside target x (1 +- tolerance); the forecast floor aims at the
-            # top of that band (the planned SLO-safe utilization), not above what the HPA itself would keep.
-            wanted = replicas_for_rate(peak, self.capacity_rps, target * (1 + self.hpa.spec.tolerance))
-            extra_cap = math.floor(max(current, reactive_now) * self.max_extra_fraction)
-            if self.max_extra_cost_per_hour is not None and self.replica_cost_per_hour > 0:
-                extra_cap = min(extra_cap, math.floor(self.max_extra_cost_per_hour / self.replica_cost_per_hour))
-            base = max(current, reactive_now)
-            external = float(min(wanted, base + extra_cap)) if wanted > base else float(wanted)
+        estimate = floor.estimate(now, self.lead_s + self.sync_s)
+        if estimate is not None:
+            external = float(
+                capped_floor(
+                    estimate.replicas,
+                    max(current, reactive_now),
+                    max_extra_fraction=self.max_extra_fraction,
+                    max_extra_cost_per_hour=self.max_extra_cost_per_hour,
+                    replica_cost_per_hour=self.replica_cost_per_hour,
+                )
+            )
         return self.hpa.step(now, current, pods, external=external, allow_scale_in=now >= self.frozen_until)

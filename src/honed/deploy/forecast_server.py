@@ -1,0 +1,168 @@
+"""``honed plan forecast-server``: the predictive replica count over HTTP, for KEDA's ``metrics-api`` scaler.
+
+For every predictive placement of a plan, ``GET /forecast/<deployment>`` answers JSON::
+
+    {"deployment": "fraud-scorer", "replicas": 7, "forecast": {"forecast_rps": ..., "margin_rps": ...,
+     "provisioned_rps": ..., "level_rps": ..., "horizon_s": ..., "replicas": ...}, "observed_rps": ...,
+     "reactive_replicas": ..., "history": "...csv", "history_end": ..., "served_at": ...}
+
+``replicas`` is computed by :func:`honed.plan.predictive.floor_for_placement` (the same forecast floor the
+simulated predictive policy runs) from the deployment's load history, a CSV of ``time, requests/s`` that an
+exporter keeps appending to; the file is re-read when it changes. KEDA reads ``replicas`` with
+``valueLocation: replicas`` and ``targetValue: 1`` (AverageValue), so the HPA it drives proposes exactly that
+count next to the CPU trigger and takes the larger: the forecast raises the floor, never scales in alone.
+``GET /forecast`` lists every deployment; ``GET /healthz`` is the liveness endpoint. Errors are JSON with an
+``error`` field (404 for an unknown deployment, 503 when the history cannot be read).
+
+The HTTP layer is the standard library's threading server: the work per request is a cached dictionary,
+recomputed only when a history file changes.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from honed.errors import HonedError, InvalidArgument
+
+FORECAST_PORT = 8080
+FORECAST_PATH = "/forecast"
+
+
+@dataclass
+class ForecastService:
+    """The forecasts of a plan's predictive placements, each recomputed when its history file changes."""
+
+    plan: dict[str, Any]
+    history: dict[str, Path]
+    """Deployment name -> its load history CSV."""
+    clock: Callable[[], float] = time.time
+    _cache: dict[str, tuple[tuple[float, int], dict[str, Any]]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def from_plan(
+        cls,
+        plan: dict[str, Any],
+        *,
+        history: str | Path | None = None,
+        history_dir: str | Path | None = None,
+        deployments: list[str] | None = None,
+    ) -> ForecastService:
+        """Pick the plan's predictive placements and their histories.
+
+        A history is ``history`` (one file, one deployment), else ``history_dir/<deployment>.csv``, else the
+        placement's ``autoscaling.history`` (as ``honed plan`` resolved it).
+        """
+        placements = [
+            p
+            for p in plan.get("placements", [])
+            if p.get("autoscaling", {}).get("policy") == "predictive"
+            and (not deployments or p.get("deployment") in deployments)
+        ]
+        if not placements:
+            which = f" named {', '.join(deployments)}" if deployments else ""
+            raise InvalidArgument(f"the plan has no predictive placement{which} to forecast for")
+        if history is not None and len(placements) > 1:
+            raise InvalidArgument(
+                "--history is one file for one deployment; the plan has several predictive placements "
+                f"({', '.join(p['deployment'] for p in placements)}): pick one with --deployment or use --history-dir"
+            )
+        paths: dict[str, Path] = {}
+        for p in placements:
+            name = p["deployment"]
+            if history is not None:
+                path = Path(history)
+            elif history_dir is not None:
+                path = Path(history_dir) / f"{name}.csv"
+            elif p["autoscaling"].get("history"):
+                path = Path(p["autoscaling"]["history"])
+            else:
+                raise InvalidArgument(f"deployment {name!r}: no load history; give --history or --history-dir")
+            paths[name] = path
+        service = cls(plan, paths)
+        for name in paths:
+            service.forecast(name)  # fail at start on a missing or malformed history, not on KEDA's first poll
+        return service
+
+    def placement(self, name: str) -> dict[str, Any]:
+        for p in self.plan.get("placements", []):
+            if p.get("deployment") == name and name in self.history:
+                return p
+        raise InvalidArgument(f"no predictive deployment {name!r}; this server forecasts {', '.join(self.history)}")
+
+    def forecast(self, name: str) -> dict[str, Any]:
+        from honed.plan.predictive import floor_for_placement, load_history
+
+        placement = self.placement(name)
+        path = self.history[name]
+        try:
+            st = path.stat()
+        except OSError:
+            raise InvalidArgument(f"load history not found: {path}") from None
+        key = (st.st_mtime, st.st_size)
+        with self._lock:
+            cached = self._cache.get(name)
+            if cached is None or cached[0] != key:
+                times, rates = load_history(path)
+                body = floor_for_placement(placement["autoscaling"], times, rates)
+                body = {"deployment": name, **body, "history": str(path)}
+                self._cache[name] = (key, body)
+                cached = self._cache[name]
+        return {**cached[1], "served_at": self.clock()}
+
+    def all(self) -> dict[str, Any]:
+        return {"deployments": {name: self.forecast(name) for name in self.history}}
+
+
+def _handler(service: ForecastService) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "honed-forecast"
+
+        def do_GET(self) -> None:
+            path = unquote(urlsplit(self.path).path).rstrip("/")
+            try:
+                if path == "/healthz":
+                    self._send(200, {"status": "ok"})
+                elif path == FORECAST_PATH:
+                    self._send(200, service.all())
+                elif path.startswith(FORECAST_PATH + "/"):
+                    name = path[len(FORECAST_PATH) + 1 :]
+                    if name not in service.history:
+                        self._send(404, {"error": f"no predictive deployment {name!r}"})
+                    else:
+                        self._send(200, service.forecast(name))
+                else:
+                    self._send(404, {"error": f"no such path {path!r}; try {FORECAST_PATH}/<deployment>"})
+            except HonedError as exc:
+                self._send(503, {"error": str(exc)})
+
+        def _send(self, status: int, body: dict[str, Any]) -> None:
+            data = (json.dumps(body) + "\n").encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return  # KEDA polls every 15 s; one line per poll is noise
+
+    return Handler
+
+
+def make_server(service: ForecastService, host: str = "127.0.0.1", port: int = FORECAST_PORT) -> ThreadingHTTPServer:
+    """A bound (not yet serving) HTTP server; ``serve_forever()`` runs it, ``shutdown()`` stops it."""
+    try:
+        server = ThreadingHTTPServer((host, port), _handler(service))
+    except OSError as exc:
+        raise InvalidArgument(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    server.daemon_threads = True
+    return server

@@ -1,0 +1,154 @@
+"""The forecast server, for real: bound on 127.0.0.1, read with an HTTP client, as KEDA's metrics-api reads it."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from honed.deploy.forecast_server import ForecastService, make_server
+from honed.errors import InvalidArgument
+
+AUTOSCALING = {
+    "policy": "predictive",
+    "min_replicas": 1,
+    "max_replicas": 40,
+    "target_utilization": 0.5,
+    "capacity_per_replica_rps": 10.0,
+    "provisioning_lead_s": 30.0,
+    "max_extra_fraction": 1.0,
+    "max_extra_cost_per_hour": None,
+    "replica_cost_per_hour": 0.1,
+    "season_s": 3600.0,
+}
+
+
+def write_history(path: Path, hours: float, rate_at: Any) -> Path:
+    """Per-minute rows of ``rate_at(minute)``; an hour-long season keeps the history (and the test) short."""
+    rows = ["time_s,requests_per_s"] + [f"{m * 60},{rate_at(m):.3f}" for m in range(int(hours * 60))]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def hourly_burst(minute: int) -> float:
+    """50 rps, and 150 rps in minutes 0-9 of every hour (a job that runs on the hour)."""
+    return 150.0 if minute % 60 < 10 else 50.0
+
+
+def plan_for(*names: str) -> dict[str, Any]:
+    placements = [{"deployment": n, "autoscaling": copy.deepcopy(AUTOSCALING)} for n in names]
+    placements.append({"deployment": "reactive", "autoscaling": {**AUTOSCALING, "policy": "hpa"}})
+    return {"schema": "honed.plan/v1", "placements": placements, "unplaced": []}
+
+
+@pytest.fixture()
+def server(tmp_path: Path) -> Iterator[tuple[str, ForecastService, Path]]:
+    # Ends at 02:57, three minutes before the burst on the hour: beyond one provisioning lead + a reconcile.
+    history = write_history(tmp_path / "scorer.csv", 3 - 2 / 60, hourly_burst)
+    service = ForecastService.from_plan(plan_for("scorer"), history=history)
+    srv = make_server(service, "127.0.0.1", 0)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}", service, history
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(timeout=10)
+
+
+def get(url: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_serves_the_predicted_replica_count_for_the_metrics_api_trigger(
+    server: tuple[str, ForecastService, Path],
+) -> None:
+    base, _, _ = server
+    status, body = get(f"{base}/forecast/scorer")
+    assert status == 200
+    # KEDA's valueLocation "replicas" must find a number there.
+    assert isinstance(body["replicas"], int) and 1 <= body["replicas"] <= 40
+    fc = body["forecast"]
+    assert fc["horizon_s"] == 45.0 and fc["provisioned_rps"] == pytest.approx(fc["forecast_rps"] + fc["margin_rps"])
+    # 50 rps at 5 rps per replica (10 rps x 50% target) is 10 replicas; the floor provisions the forecast.
+    assert body["reactive_replicas"] == 10
+    assert body["history_end"] == (3 * 60 - 3) * 60
+    assert get(f"{base}/healthz") == (200, {"status": "ok"})
+    status, listing = get(f"{base}/forecast")
+    assert status == 200 and set(listing["deployments"]) == {"scorer"}
+
+
+def test_the_forecast_follows_the_history_file(server: tuple[str, ForecastService, Path]) -> None:
+    base, _, history = server
+    _, before = get(f"{base}/forecast/scorer")
+    # Two more minutes of history (to 02:59): now the burst on the hour is inside the provisioning lead.
+    write_history(history, 3, hourly_burst)
+    _, after = get(f"{base}/forecast/scorer")
+    assert after["history_end"] == before["history_end"] + 120
+    assert after["forecast"]["forecast_rps"] > 100 > before["forecast"]["forecast_rps"]
+    assert after["replicas"] > before["replicas"]
+
+
+def test_unknown_deployment_and_vanished_history_are_json_errors(server: tuple[str, ForecastService, Path]) -> None:
+    base, _, history = server
+    status, body = get(f"{base}/forecast/reactive")
+    assert status == 404 and "reactive" in body["error"]
+    assert get(f"{base}/nope")[0] == 404
+    history.unlink()
+    status, body = get(f"{base}/forecast/scorer")
+    assert status == 503 and "not found" in body["error"]
+
+
+def test_bad_setup_fails_at_start(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument, match="no predictive placement"):
+        ForecastService.from_plan({"placements": []})
+    with pytest.raises(InvalidArgument, match="one file for one deployment"):
+        ForecastService.from_plan(plan_for("a", "b"), history=tmp_path / "x.csv")
+    with pytest.raises(InvalidArgument, match="not found"):
+        ForecastService.from_plan(plan_for("a"), history_dir=tmp_path)
+    bad = tmp_path / "a.csv"
+    bad.write_text("time_s,requests_per_s\n0,1\n60,-5\n", encoding="utf-8")
+    with pytest.raises(InvalidArgument, match=">= 0"):
+        ForecastService.from_plan(plan_for("a"), history_dir=tmp_path)
+
+
+def test_cli_forecast_server_serves_until_stopped(tmp_path: Path) -> None:
+    """``honed plan forecast-server`` as a user runs it: a real process on a free port, read over HTTP."""
+    import os
+    import subprocess
+    import sys
+
+    plan_path = tmp_path / "plan.json"
+    plan_path.write_text(json.dumps(plan_for("scorer")), encoding="utf-8")
+    history = write_history(tmp_path / "scorer.csv", 2, hourly_burst)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), "COLUMNS": "200"}
+    cmd = [sys.executable, "-m", "honed", "plan", "forecast-server", "--plan", str(plan_path)]
+    with subprocess.Popen(
+        [*cmd, "--history", str(history), "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            url = proc.stdout.readline().decode().strip()
+            assert url.startswith("http://127.0.0.1:") and url.endswith("/forecast/scorer"), url
+            status, body = get(url)
+            assert status == 200 and body["deployment"] == "scorer" and body["replicas"] >= 1
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    # Bad input: a plan without predictive placements is a one-line error and exit 2.
+    plan_path.write_text(json.dumps({"schema": "honed.plan/v1", "placements": [], "unplaced": []}), encoding="utf-8")
+    done = subprocess.run(cmd, capture_output=True, env=env, timeout=120)
+    assert done.returncode == 2 and b"no predictive placement" in done.stderr
+    assert b"Traceback" not in done.stderr
