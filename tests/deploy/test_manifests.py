@@ -13,6 +13,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import typer.main
 import yaml
 
 from honed.deploy import SERVE_METRICS, build, write
@@ -113,6 +114,29 @@ def test_deployment_carries_plan_resources_probes_and_residency(plan: dict[str, 
     gpu = next(o for o in objects["bulk"] if o["kind"] == "Deployment")
     assert gpu["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert gpu["spec"]["template"]["spec"]["containers"][0]["image"].endswith("-gpu")
+
+
+def test_secrets_turn_on_the_access_policy_and_tls_in_every_pod(plan: dict[str, Any]) -> None:
+    from honed.cli.main import build_app
+    from honed.deploy.serving import ServingSecrets
+
+    objects = build(plan, secrets=ServingSecrets(access_secret="honed-access", tls_secret="honed-tls"))
+    dep = next(o for o in objects["fraud"] if o["kind"] == "Deployment")
+    validate(dep)
+    pod = dep["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    args = c["args"]
+    assert args[args.index("--access") + 1] == "/etc/honed/access/access.yaml"
+    assert args[args.index("--tls-cert") + 1] == "/etc/honed/tls/tls.crt"
+    assert args[args.index("--tls-key") + 1] == "/etc/honed/tls/tls.key"
+    assert {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v} == {"honed-access", "honed-tls"}
+    assert {m["mountPath"] for m in c["volumeMounts"] if m.get("readOnly")} >= {"/etc/honed/access", "/etc/honed/tls"}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert c[probe]["httpGet"]["scheme"] == "HTTPS"
+    serve = typer.main.get_command(build_app(args)).commands["serve"]  # type: ignore[attr-defined]
+    serve.make_context("serve", list(args[1:]))  # the container's command line parses as honed serve's
+    with pytest.raises(InvalidArgument, match="--format k8s"):
+        build(plan, fmt="kserve", secrets=ServingSecrets(tls_secret="honed-tls"))
 
 
 def test_one_autoscaler_per_target_and_keda_behavior_is_a_valid_hpa_behavior(plan: dict[str, Any]) -> None:

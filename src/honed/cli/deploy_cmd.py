@@ -46,12 +46,19 @@ def register(app: typer.Typer) -> None:
         keda_namespace: str = typer.Option(
             "keda", "--keda-namespace", help="Namespace of the KEDA operator, allowed to read the forecast server."
         ),
+        access_secret: str | None = typer.Option(
+            None, "--access-secret", help="Secret holding access.yaml: every pod serves with --access (k8s)."
+        ),
+        tls_secret: str | None = typer.Option(
+            None, "--tls-secret", help="kubernetes.io/tls Secret: every pod serves REST and gRPC over TLS (k8s)."
+        ),
     ) -> None:
         """Write manifests for every placement of the plan; then: kubectl apply -f OUT/."""
         from honed.cli.plan_cmd import require_plan_extra
 
         require_plan_extra()
         from honed.deploy import write
+        from honed.deploy.serving import ServingSecrets
         from honed.plan import read_plan
 
         written = write(
@@ -66,6 +73,7 @@ def register(app: typer.Typer) -> None:
             image_forecast=image_forecast,
             history_claim=history_claim,
             keda_namespace=keda_namespace,
+            secrets=ServingSecrets(access_secret, tls_secret),
         )
         for path in written:
             console.print(str(path), highlight=False)

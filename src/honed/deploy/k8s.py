@@ -9,6 +9,8 @@ Choices made here:
   ``node-restriction.kubernetes.io/jurisdiction`` (kubelets cannot set labels under that prefix, so only an
   administrator can mark a node as being in a jurisdiction), plus ``honed.dev/pool`` for the planned pool;
 * probes on the V2 health endpoints; a startup probe long enough for the measured model-load time;
+* with :class:`~honed.deploy.serving.ServingSecrets`, the access policy and TLS pair mounted read-only from
+  Secrets and passed to ``honed serve`` (probes then use HTTPS; the health endpoints need no token);
 * a reactive plan gets an ``autoscaling/v2`` HPA with ``behavior``; a predictive plan gets a KEDA
   ScaledObject instead (never both on one Deployment): a CPU trigger for the reactive part and a
   ``metrics-api`` trigger reading the predicted replica count from the forecast server
@@ -27,7 +29,7 @@ from typing import Any
 
 from honed.deploy.forecast_server import FORECAST_PATH, FORECAST_PORT
 from honed.deploy.metrics import GRPC_PORT, HTTP_PORT, LIVE_PATH, METRICS_PATH, READY_PATH
-from honed.deploy.serving import serve_args
+from honed.deploy.serving import ServingSecrets, serve_args
 
 JURISDICTION_LABEL = "node-restriction.kubernetes.io/jurisdiction"
 REGION_LABEL = "topology.kubernetes.io/region"
@@ -72,15 +74,18 @@ def resources(placement: dict[str, Any]) -> dict[str, Any]:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
-def container(placement: dict[str, Any], image: str, model_path: str) -> dict[str, Any]:
+def container(
+    placement: dict[str, Any], image: str, model_path: str, secrets: ServingSecrets | None = None
+) -> dict[str, Any]:
+    secrets = secrets or ServingSecrets()
     load_s = float(placement["autoscaling"]["model_load_s"])
     startup_failures = max(10, math.ceil((3 * load_s + 30) / 2))
-    probe = {"port": "http"}
+    probe = {"port": "http", "scheme": secrets.probe_scheme}
     return {
         "name": "honed",
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "args": serve_args(placement, model_path),
+        "args": serve_args(placement, model_path, secrets),
         "ports": [
             {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
@@ -106,11 +111,15 @@ def container(placement: dict[str, Any], image: str, model_path: str) -> dict[st
         "volumeMounts": [
             {"name": "models", "mountPath": MODEL_MOUNT, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
+            *({"name": v, "mountPath": path, "readOnly": True} for v, _, path in secrets.volumes()),
         ],
     }
 
 
-def pod_spec(placement: dict[str, Any], image: str, model_claim: str) -> dict[str, Any]:
+def pod_spec(
+    placement: dict[str, Any], image: str, model_claim: str, secrets: ServingSecrets | None = None
+) -> dict[str, Any]:
+    secrets = secrets or ServingSecrets()
     name = placement["deployment"]
     spec: dict[str, Any] = {
         "serviceAccountName": name,
@@ -126,10 +135,14 @@ def pod_spec(placement: dict[str, Any], image: str, model_claim: str) -> dict[st
                 "labelSelector": {"matchLabels": selector(name)},
             }
         ],
-        "containers": [container(placement, image, f"{MODEL_MOUNT}/{name}")],
+        "containers": [container(placement, image, f"{MODEL_MOUNT}/{name}", secrets)],
         "volumes": [
             {"name": "models", "persistentVolumeClaim": {"claimName": model_claim, "readOnly": True}},
             {"name": "tmp", "emptyDir": {}},
+            *(
+                {"name": v, "secret": {"secretName": secret, "defaultMode": 0o440}}
+                for v, secret, _ in secrets.volumes()
+            ),
         ],
     }
     if placement["resources"].get("gpus"):
@@ -147,7 +160,9 @@ def metadata(placement: dict[str, Any], name: str | None = None, **extra: Any) -
     return meta
 
 
-def deployment(placement: dict[str, Any], image: str, model_claim: str) -> dict[str, Any]:
+def deployment(
+    placement: dict[str, Any], image: str, model_claim: str, secrets: ServingSecrets | None = None
+) -> dict[str, Any]:
     name = placement["deployment"]
     auto = placement["autoscaling"]
     annotations = {
@@ -176,7 +191,7 @@ def deployment(placement: dict[str, Any], image: str, model_claim: str) -> dict[
                         "prometheus.io/path": METRICS_PATH,
                     },
                 },
-                "spec": pod_spec(placement, image, model_claim),
+                "spec": pod_spec(placement, image, model_claim, secrets),
             },
         },
     }
@@ -475,13 +490,18 @@ def network_policy(placement: dict[str, Any], metrics_namespace: str | None) -> 
 
 
 def manifests(
-    placement: dict[str, Any], *, image: str, model_claim: str, metrics_namespace: str | None
+    placement: dict[str, Any],
+    *,
+    image: str,
+    model_claim: str,
+    metrics_namespace: str | None,
+    secrets: ServingSecrets | None = None,
 ) -> list[dict[str, Any]]:
     """Every object for one placement (the namespace's default deny is added once by the caller)."""
     autoscaler = scaled_object(placement) if placement["autoscaling"]["policy"] == "predictive" else hpa(placement)
     return [
         service_account(placement),
-        deployment(placement, image, model_claim),
+        deployment(placement, image, model_claim, secrets),
         service(placement),
         autoscaler,
         pdb(placement),

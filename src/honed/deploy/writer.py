@@ -13,6 +13,7 @@ from honed import __version__
 from honed.deploy import k8s, kserve
 from honed.deploy.dockerfiles import dockerfile
 from honed.deploy.grafana import dashboard
+from honed.deploy.serving import ServingSecrets
 from honed.errors import InvalidArgument
 
 FORMATS = ("k8s", "kserve")
@@ -30,6 +31,7 @@ def build(
     image_forecast: str | None = None,
     history_claim: str = "honed-load-history",
     keda_namespace: str = "keda",
+    secrets: ServingSecrets | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Objects per deployment name (plus ``_namespaces`` for the default-deny policies and, when any placement
     is predictive, ``_forecast`` for the forecast server its KEDA trigger reads)."""
@@ -47,9 +49,14 @@ def build(
         namespaces.add(p["namespace"])
         if fmt == "k8s":
             out[p["deployment"]] = k8s.manifests(
-                p, image=image, model_claim=model_claim, metrics_namespace=metrics_namespace
+                p, image=image, model_claim=model_claim, metrics_namespace=metrics_namespace, secrets=secrets
             )
         else:
+            if secrets is not None and (secrets.access_secret or secrets.tls_secret):
+                raise InvalidArgument(
+                    "--access-secret and --tls-secret are for --format k8s; with KServe, put the policy and "
+                    "certificates on the ServingRuntime yourself or terminate TLS at the ingress"
+                )
             uri = f"{storage_uri_prefix.rstrip('/')}/{p['deployment']}"
             out[p["deployment"]] = kserve.manifests(
                 p, image=image, storage_uri=uri, metrics_namespace=metrics_namespace
