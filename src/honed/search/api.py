@@ -499,6 +499,7 @@ class _Writer(Events):
             "baseline_results": bench_results(baseline, settings, search.hardware),
             "candidates": rows,
             "skipped": [s.to_dict() for s in search.skipped],
+            "candidate_order": search.profile.to_dict() if search.profile else None,
             "pareto": pareto_front(rows, gate.higher_is_better),
             "profile": profiles,
             "closest": _closest(rows),
