@@ -93,6 +93,14 @@ def test_transformer_without_vnni_tries_fusion_then_dynamic_int8_first_and_stati
     # the prefix is the plain pass, the quantizer keeps its own search-space settings (per-channel first)
     first = pipelines[0]
     assert first[1].params["per_channel"] is True and first[1].params["reduce_range"] is True
+    # per-tensor dynamic INT8 breaks transformers: after every per-channel and float pipeline
+    per_tensor = [
+        i for i, p in enumerate(pipelines) if p[-1].name == "int8-dynamic" and not p[-1].params["per_channel"]
+    ]
+    assert per_tensor and min(per_tensor) > names.index(("transformer-fusion",))
+    assert min(per_tensor) > max(
+        i for i, p in enumerate(pipelines) if p[-1].name == "int8-dynamic" and p[-1].params["per_channel"]
+    )
 
 
 def test_cnn_tries_graph_and_static_int8_before_dynamic_int8() -> None:
