@@ -130,7 +130,8 @@ def optimize(
     ``objective`` is ``latency`` (p50 at ``batch``) or ``throughput``. ``backends`` defaults to every installed
     backend; ``passes`` limits the passes tried to those names; ``tune_runtime=False`` skips the thread/affinity/
     spinning variants; ``evaluate_slower=True`` judges fidelity even of candidates first measured slower than
-    the original (by default they are marked ``slower`` and their eval time is saved).
+    the original (by default they are marked ``slower`` and their eval time is saved), and lets a rejected INT8
+    candidate measured slower than the original still get the sensitive-layer fallback.
     ``recipe`` replays a recipe.json instead of searching.
     Bad input raises a :class:`~honed.errors.HonedError`.
     """
