@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,11 +16,23 @@ from honed.passes.base import PassContext, PassError
 
 @contextmanager
 def scratch_dir(ctx: PassContext) -> Iterator[Path]:
-    """A temporary folder (inside ``ctx.work_dir`` when given), removed afterwards."""
+    """A temporary folder (inside ``ctx.work_dir`` when given; an absolute path), removed afterwards."""
     if ctx.work_dir is not None:
         ctx.work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="honed-pass-", dir=ctx.work_dir) as name:
-        yield Path(name)
+        yield Path(name).resolve()
+
+
+@contextmanager
+def working_in(folder: Path) -> Iterator[None]:
+    """Run a third-party tool with ``folder`` as the working directory.
+
+    Some tools (ONNX Runtime's quantizer, symbolic shape inference) write side files such as ``<uuid>.data``
+    external-data blobs or debug dumps relative to the working directory; inside a scratch folder they are
+    removed with it instead of littering the user's folder. Paths given to the tool must be absolute.
+    """
+    with contextlib.chdir(folder):
+        yield
 
 
 def write(model: onnx.ModelProto, folder: Path, name: str = "input.onnx") -> Path:

@@ -13,10 +13,11 @@ from typing import Any, ClassVar
 
 import onnx
 
-from honed.passes._graph import first_line, read, scratch_dir, upgrade_opset, write
+from honed.passes._graph import first_line, read, scratch_dir, upgrade_opset, working_in, write
 from honed.passes._quant import ensure_node_names, has_vnni, nodes_of, quant_type, quiet
 from honed.passes.base import AUTO, Param, Pass, PassContext, PassError
 
+DYNAMIC_MIN_OPSET = 11
 DYNAMIC_OPS = ("MatMul", "Attention", "LSTM", "Gather", "EmbedLayerNormalization", "Transpose", "Conv")
 
 
@@ -65,9 +66,9 @@ class Int8DynamicPass(Pass):
 
         if not nodes_of(model, params["op_types"]):
             raise PassError(f"the model has no {'/'.join(params['op_types'])} node to quantize")
-        model = upgrade_opset(model, 11)
+        model = upgrade_opset(model, DYNAMIC_MIN_OPSET)
         ensure_node_names(model)
-        with scratch_dir(ctx) as folder, quiet():
+        with scratch_dir(ctx) as folder, quiet(), working_in(folder):
             source = write(model, folder)
             target = folder / "quantized.onnx"
             try:
@@ -79,7 +80,9 @@ class Int8DynamicPass(Pass):
                     reduce_range=params["reduce_range"],
                     weight_type=quant_type(params["weight_type"]),
                     nodes_to_exclude=list(params["nodes_to_exclude"]),
-                    extra_options={"MatMulConstBOnly": True},
+                    # after transformer-fusion, shape inference cannot type the outputs of ONNX Runtime's
+                    # contrib ops (SkipLayerNormalization, FastGelu ...); they are float tensors
+                    extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
                 )
             except Exception as exc:  # the quantizer raises plain exceptions for graphs it cannot handle
                 raise PassError(f"dynamic quantization failed: {first_line(exc)}") from exc

@@ -16,7 +16,6 @@ quantize many times; :meth:`Int8StaticPass.apply` is ``quantize_prepared(prepare
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any, ClassVar
 import onnx
 
 from honed.errors import DataError
-from honed.passes._graph import first_line, read, scratch_dir, upgrade_opset, write
+from honed.passes._graph import first_line, read, scratch_dir, upgrade_opset, working_in, write
 from honed.passes._quant import (
     StreamingCalibrationReader,
     ensure_node_names,
@@ -116,7 +115,9 @@ def quantize_prepared(
     )
     # not CalibMaxIntermediateOutputs: ONNX Runtime's MinMax calibrator drops (does not fold) the batches it clears
     extra: dict[str, Any] = {"CalibPercentile": params["percentile"]}
-    with scratch_dir(ctx) as folder, quiet():
+    if params["per_channel"]:
+        prepared = flatten_broadcast_biases(prepared)
+    with scratch_dir(ctx) as folder, quiet(), working_in(folder):
         source = write(prepared, folder)
         target = folder / "quantized.onnx"
         try:
@@ -144,6 +145,49 @@ def quantize_prepared(
         return read(target)
 
 
+def flatten_broadcast_biases(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with every Gemm/Conv bias initializer of shape ``[1, ..., 1, N]`` stored as ``[N]``.
+
+    ONNX Runtime's per-channel QDQ quantizer adjusts weight scales per output channel against the bias and
+    indexes the bias as a vector; a ``[1, N]`` bias (``quant_pre_process`` writes one when it fuses
+    MatMul + Add into Gemm, e.g. in Magika) makes it fail with "truth value of an array ... is ambiguous".
+    ``[N]`` broadcasts exactly like ``[1, N]`` for Gemm's C and is the only form Conv allows, so the model's
+    function is unchanged. A bias shared with other nodes gets its own flattened copy. Returns a copy when
+    anything changed, else ``model`` itself.
+    """
+
+    def broadcast_bias(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> bool:
+        if node.op_type not in ("Gemm", "Conv", "ConvTranspose") or len(node.input) < 3:
+            return False
+        tensor = inits.get(node.input[2])
+        return tensor is not None and len(tensor.dims) > 1 and all(d == 1 for d in tensor.dims[:-1])
+
+    if not any(broadcast_bias(n, {t.name: t for t in model.graph.initializer}) for n in model.graph.node):
+        return model
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    inits = {t.name: t for t in out.graph.initializer}
+    users: dict[str, int] = {}
+    for node in out.graph.node:
+        for name in node.input:
+            users[name] = users.get(name, 0) + 1
+    for node in out.graph.node:
+        if not broadcast_bias(node, inits):
+            continue
+        tensor = inits[node.input[2]]
+        width = tensor.dims[-1]
+        if users[tensor.name] > 1:  # shared: give this node its own copy
+            shared = tensor
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(shared)
+            tensor.name = f"{node.name}_bias_1d"
+            out.graph.initializer.append(tensor)
+            node.input[2] = tensor.name
+        del tensor.dims[:]
+        tensor.dims.append(width)
+    return out
+
+
 def _cache_argument(path: Path | None) -> dict[str, Any]:
     from onnxruntime.quantization import quantize_static
 
@@ -163,7 +207,7 @@ def _preprocess(model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
         for skip_symbolic in (False, True):
             try:
                 # on failure, symbolic shape inference dumps its state into the working directory
-                with contextlib.chdir(folder):
+                with working_in(folder):
                     quant_pre_process(source, target, skip_symbolic_shape=skip_symbolic)
             except Exception:  # pre-processing is an aid; any failure means "try the next way"
                 continue

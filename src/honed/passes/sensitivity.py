@@ -1,13 +1,20 @@
-"""Sensitive-layer fallback for static INT8: keep the layers that hurt accuracy most in float.
+"""Sensitive-layer fallback for INT8 (static and dynamic): keep the layers that hurt accuracy most in float.
 
-:func:`rank_sensitivity` quantizes one node at a time (everything else in FP32) and measures how far the
-model's outputs move from the FP32 model's on calibration batches; that error is the node's own
-contribution, independent of what other layers do. :func:`sensitive_layer_fallback` then excludes the worst
-nodes from quantization, the fewest for which the caller's ``accept(model)`` (an accuracy gate) holds.
-Calibration runs once: every variant reuses the same activation ranges.
+Static INT8: :func:`rank_sensitivity` quantizes one node at a time (everything else in FP32) and measures how
+far the model's outputs move from the FP32 model's on calibration batches; that error is the node's own
+contribution, independent of what other layers do. Calibration runs once: every variant reuses the same
+activation ranges.
 
-The result's ``params`` are ``int8-static`` parameters with ``nodes_to_exclude`` filled in: running the
-``int8-static`` pass with them on the same model gives the same bytes, so a recipe can replay it.
+Dynamic INT8: rebuilding the model once per node would cost one quantizer run per MatMul, so
+:func:`rank_dynamic_sensitivity` instead captures each weighted node's float input on calibration batches (one
+FP32 run) and computes, in numpy, how far the node's own product moves when its activation and weight are
+quantized the way ONNX Runtime's dynamic scheme does (uint8 per-tensor activations, int8 weights, per
+channel or not, 7-bit with ``reduce_range``).
+
+:func:`sensitive_layer_fallback` then excludes the worst nodes from quantization, the fewest for which the
+caller's ``accept(model)`` (an accuracy gate) holds. The result's ``params`` are the pass's parameters with
+``nodes_to_exclude`` filled in: running the pass (``int8-static`` or ``int8-dynamic``) with them on the same
+model gives the same bytes, so a recipe can replay it.
 """
 
 from __future__ import annotations
@@ -21,9 +28,14 @@ import numpy as np
 import onnx
 
 from honed.errors import HonedError
-from honed.passes._graph import scratch_dir, write
+from honed.passes._graph import scratch_dir, upgrade_opset, write
+from honed.passes._quant import ensure_node_names
 from honed.passes.base import PassContext, PassError
+from honed.passes.int8_dynamic import DYNAMIC_MIN_OPSET, Int8DynamicPass
 from honed.passes.int8_static import Int8StaticPass, prepare, quantize_prepared
+
+FALLBACK_PASSES = ("int8-static", "int8-dynamic")
+"""The passes :func:`sensitive_layer_fallback` can keep nodes of in float."""
 
 # ops whose quantization changes the arithmetic; pure data movement (Reshape, Transpose, ...) is not ranked
 RANKED_OPS = (
@@ -160,39 +172,145 @@ def rank_sensitivity(
     return ranking
 
 
+def rank_dynamic_sensitivity(
+    model: onnx.ModelProto, params: Mapping[str, Any] | None, ctx: PassContext, *, batches: int = 4
+) -> list[LayerError]:
+    """Every node ``int8-dynamic`` would quantize (MatMul/Attention with a constant weight), with the relative
+    error of its own product under ONNX Runtime's dynamic INT8 scheme on calibration batches, worst first.
+
+    Node names are those the ``int8-dynamic`` pass gives (it names unnamed nodes the same way).
+    """
+    from honed.runtime import create_session
+
+    if ctx.calibration is None:
+        raise PassError("sensitivity analysis needs calibration data; pass --data")
+    resolved = Int8DynamicPass().resolve(params, ctx)
+    named = onnx.ModelProto()
+    named.CopyFrom(upgrade_opset(model, DYNAMIC_MIN_OPSET))
+    ensure_node_names(named)
+    weights = {t.name: t for t in named.graph.initializer}
+    excluded = set(resolved["nodes_to_exclude"])
+    nodes = [
+        n
+        for n in named.graph.node
+        if n.op_type in resolved["op_types"]
+        and n.op_type in ("MatMul", "Attention")
+        and n.name not in excluded
+        and len(n.input) > 1
+        and n.input[1] in weights
+        and len(weights[n.input[1]].dims) == 2
+    ]
+    if not nodes:
+        return []
+    probe = onnx.ModelProto()
+    probe.CopyFrom(named)
+    outputs = {o.name for o in probe.graph.output}
+    for name in dict.fromkeys(n.input[0] for n in nodes):
+        if name not in outputs:
+            probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    sums: dict[str, list[float]] = {n.name: [] for n in nodes}
+    arrays = {n.name: onnx.numpy_helper.to_array(weights[n.input[1]]).astype(np.float32) for n in nodes}
+    with scratch_dir(ctx) as folder:
+        session = create_session(write(probe, folder, "probe.onnx"))
+        dtypes = {spec.name: spec.dtype for spec in session.inputs}
+        for i, batch in enumerate(ctx.calibration()):
+            if i >= batches:
+                break
+            got = session.run({n: np.ascontiguousarray(batch[n], dtype=d) for n, d in dtypes.items()})
+            for node in nodes:
+                x = np.asarray(got[node.input[0]], dtype=np.float32)
+                sums[node.name].append(_dynamic_product_error(x, arrays[node.name], resolved))
+    ranking = [LayerError(n.name, n.op_type, float(np.mean(sums[n.name]))) for n in nodes if sums[n.name]]
+    ranking.sort(key=lambda e: (-e.error, e.node))
+    return ranking
+
+
+_PRODUCT_ROWS = 256
+
+
+def _dynamic_product_error(x: np.ndarray[Any, Any], w: np.ndarray[Any, Any], params: Mapping[str, Any]) -> float:
+    """||Q(x) Q(w) - x w|| / ||x w|| with ONNX Runtime's dynamic INT8 rounding of ``x`` and ``w``.
+
+    The activation's range comes from all of ``x`` (as at run time); the products use at most
+    ``_PRODUCT_ROWS`` evenly spaced rows of it, which keeps ranking a large model to seconds.
+    """
+    low, high = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+    x = x.reshape(-1, x.shape[-1])
+    if x.shape[0] > _PRODUCT_ROWS:
+        x = x[np.linspace(0, x.shape[0] - 1, _PRODUCT_ROWS).astype(np.int64)]
+    scale = (high - low) / 255.0 or 1.0
+    zero = np.clip(np.round(-low / scale), 0, 255)
+    xq = (np.clip(np.round(x / scale) + zero, 0, 255) - zero) * scale
+    bits = 7 if params["reduce_range"] else 8
+    axis = 0 if params["per_channel"] else None  # one scale per output column of a [K, N] weight
+    if params["weight_type"] == "int8":
+        top = 2 ** (bits - 1) - 1
+        absmax = np.max(np.abs(w), axis=axis, keepdims=True)
+        wscale = np.where(absmax > 0, absmax / top, 1.0)
+        wq = np.clip(np.round(w / wscale), -top - 1, top) * wscale
+    else:
+        top = 2**bits - 1
+        wlow = np.minimum(np.min(w, axis=axis, keepdims=True), 0.0)
+        whigh = np.maximum(np.max(w, axis=axis, keepdims=True), 0.0)
+        wscale = np.where(whigh > wlow, (whigh - wlow) / top, 1.0)
+        wzero = np.clip(np.round(-wlow / wscale), 0, top)
+        wq = (np.clip(np.round(w / wscale) + wzero, 0, top) - wzero) * wscale
+    want = x @ w
+    return float(np.linalg.norm(xq @ wq - want) / max(float(np.linalg.norm(want)), 1e-12))
+
+
 def sensitive_layer_fallback(
     model: onnx.ModelProto,
     params: Mapping[str, Any] | None,
     ctx: PassContext,
     accept: Callable[[onnx.ModelProto], bool],
     *,
+    pass_name: str = "int8-static",
     max_excluded: int | None = None,
     batches: int = 4,
+    full_rejected: bool = False,
 ) -> FallbackResult:
-    """Static INT8 with the fewest sensitive nodes kept in float such that ``accept(model)`` holds.
+    """INT8 (``pass_name``: ``int8-static`` or ``int8-dynamic``) with the fewest sensitive nodes kept in float
+    such that ``accept(model)`` holds.
 
-    Tries full INT8 first; when ``accept`` refuses it, ranks nodes (:func:`rank_sensitivity`, on ``batches``
-    calibration batches) and keeps the worst ``k`` in float for the smallest ``k`` (up to ``max_excluded``,
-    default every ranked node) that ``accept`` holds for, found by doubling ``k`` and then bisecting.
-    ``accept`` raising a honed error counts as a refusal. Raises :class:`PassError` when the model cannot be
-    quantized at all.
+    Tries full INT8 first (unless the caller says ``full_rejected``: its gate already refused it); when
+    ``accept`` refuses it, ranks nodes (:func:`rank_sensitivity` or :func:`rank_dynamic_sensitivity`, on
+    ``batches`` calibration batches) and keeps the worst ``k`` in float for the smallest ``k`` (up to
+    ``max_excluded``, and always fewer than the ranked nodes, so something stays quantized) that ``accept``
+    holds for, found by doubling ``k`` and then
+    bisecting. ``accept`` raising a honed error counts as a refusal. Raises :class:`PassError` when the model
+    cannot be quantized at all.
     """
-    resolved = Int8StaticPass().resolve(params, ctx)
-    prepared = prepare(model, ctx, preprocess=resolved["preprocess"])
+    if pass_name not in FALLBACK_PASSES:
+        raise PassError(f"the sensitive-layer fallback works on {' and '.join(FALLBACK_PASSES)}, not {pass_name}")
+    dynamic = pass_name == "int8-dynamic"
+    resolved = (Int8DynamicPass() if dynamic else Int8StaticPass()).resolve(params, ctx)
+    prepared = model if dynamic else prepare(model, ctx, preprocess=resolved["preprocess"])
     base_excluded = tuple(resolved["nodes_to_exclude"])
     with scratch_dir(ctx) as folder:
         cache = folder / "calibration.json"
 
         def build(extra: tuple[str, ...]) -> tuple[onnx.ModelProto, dict[str, Any]]:
             values = dict(resolved, nodes_to_exclude=base_excluded + extra)
+            if dynamic:
+                return Int8DynamicPass().run(prepared, values, ctx), values
             return quantize_prepared(prepared, values, ctx, calibration_cache=cache), values
 
-        current, values = build(())
-        tried = 1
-        if _accepts(accept, current):
-            return FallbackResult(current, values, (), True, [], tried)
-        ranking = rank_sensitivity(model, resolved, ctx, batches=batches, prepared=prepared, calibration_cache=cache)
-        limit = len(ranking) if max_excluded is None else min(max_excluded, len(ranking))
+        tried = 0
+        if not full_rejected:
+            current, values = build(())
+            tried = 1
+            if _accepts(accept, current):
+                return FallbackResult(current, values, (), True, [], tried)
+        if dynamic:
+            ranking = rank_dynamic_sensitivity(model, resolved, ctx, batches=batches)
+        else:
+            ranking = rank_sensitivity(
+                model, resolved, ctx, batches=batches, prepared=prepared, calibration_cache=cache
+            )
+        # at least one ranked node stays quantized: keeping them all in float is the original model again
+        limit = max(len(ranking) - 1, 0) if max_excluded is None else min(max_excluded, len(ranking) - 1)
+        limit = max(limit, 0)
         # the smallest k whose worst-k exclusion is accepted: k = 1, 2, 4, ... until accepted, then bisect;
         # accuracy grows (nearly) monotonically with k, and this needs O(log n) tries instead of n
         built: dict[int, tuple[onnx.ModelProto, dict[str, Any]]] = {}
@@ -214,6 +332,9 @@ def sensitive_layer_fallback(
             low = k
             k = min(2 * k, limit) if k < limit else limit + 1
         if high is None:
+            if not built:  # nothing ranked: the full INT8 model is all there is
+                model_, values_ = build(())
+                return FallbackResult(model_, values_, (), False, ranking, tried + 1)
             last = max(built)
             model_, values_ = built[last]
             return FallbackResult(model_, values_, tuple(e.node for e in ranking[:last]), False, ranking, tried)

@@ -130,7 +130,8 @@ def optimize(
     ``objective`` is ``latency`` (p50 at ``batch``) or ``throughput``. ``backends`` defaults to every installed
     backend; ``passes`` limits the passes tried to those names; ``tune_runtime=False`` skips the thread/affinity/
     spinning variants; ``evaluate_slower=True`` judges fidelity even of candidates first measured slower than
-    the original (by default they are marked ``slower`` and their eval time is saved).
+    the original (by default they are marked ``slower`` and their eval time is saved), and lets a rejected INT8
+    candidate measured slower than the original still get the sensitive-layer fallback.
     ``recipe`` replays a recipe.json instead of searching.
     Bad input raises a :class:`~honed.errors.HonedError`.
     """
@@ -499,6 +500,7 @@ class _Writer(Events):
             "baseline_results": bench_results(baseline, settings, search.hardware),
             "candidates": rows,
             "skipped": [s.to_dict() for s in search.skipped],
+            "candidate_order": search.profile.to_dict() if search.profile else None,
             "pareto": pareto_front(rows, gate.higher_is_better),
             "profile": profiles,
             "closest": _closest(rows),

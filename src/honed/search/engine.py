@@ -3,8 +3,10 @@
 Stages, each checked against the deadline (an injected monotonic clock) before it starts:
 
 1. the baseline (original model, ONNX Runtime default session), measured; it is the reference for fidelity;
-2. every pass pipeline each backend can use (and the original model on every other backend), built, gated on
-   fidelity and measured; a static-INT8 pipeline the gate rejects gets the sensitive-layer fallback;
+2. every pass pipeline each backend can use (single passes, and a graph or fusion pass followed by a
+   quantization pass; the original model on every other backend), in order of expected payoff for the kind
+   of model and the CPU's ISA, built, gated on fidelity and measured; an INT8 pipeline (static or dynamic)
+   the gate rejects gets the sensitive-layer fallback right away, when the budget holds it;
 3. runtime tuning (threads, affinity, spinning; OpenVINO hints) of the best accepted models;
 4. a final, interleaved comparison of the best few against the baseline: each round measures every finalist
    once, in rotating order; a challenger wins only when it beats the baseline in most rounds and by a margin
@@ -38,7 +40,15 @@ from honed.runtime import RuntimeConfig, create_session, pin_current_thread
 from honed.runtime.base import Session
 from honed.search.build import BuildTimeout
 from honed.search.cache import CandidateCache, digest
-from honed.search.candidates import Candidate, Skipped, Step, plan_pipelines, runtime_variants
+from honed.search.candidates import (
+    Candidate,
+    ModelProfile,
+    Skipped,
+    Step,
+    payoff_rank,
+    plan_pipelines,
+    runtime_variants,
+)
 
 Array = np.ndarray[Any, Any]
 Clock = Callable[[], float]
@@ -165,6 +175,7 @@ class Search:
         self._build_seconds: dict[str, float] = {}
         self._baseline_session: Session | None = None
         self.best: Outcome | None = None
+        self.profile: ModelProfile | None = None  # the model kind and ISA the candidates were ordered for
         self.hardware: Any = None  # a HardwareSpec, for the peak in bench-shaped results
 
     # -- time --------------------------------------------------------------------------------------------
@@ -186,7 +197,6 @@ class Search:
         self._consider(baseline)
         candidates = self._stage_candidates()
         self.events.stage("passes and backends", len(candidates))
-        rejected: list[Outcome] = []
         for cand in candidates:
             if not self._has_time(self._reserve()) and not self._is_cached(cand):
                 self._not_run(cand)
@@ -194,13 +204,13 @@ class Search:
             outcome = self._evaluate(cand)
             self._consider(outcome)
             if outcome.status == "rejected":
-                rejected.append(outcome)
-        for outcome in rejected:
-            cached = self.cache.get(self._fallback_key(outcome))
-            if cached is not None:
-                self._fallback_result(outcome, cached)
-            elif self._fallback_applies(outcome):
-                self._fallback(outcome)
+                # candidates come in order of expected payoff: a quantized one that fails the gate gets its
+                # sensitive-layer fallback now, before less promising candidates spend the budget
+                cached = self.cache.get(self._fallback_key(outcome))
+                if cached is not None:
+                    self._fallback_result(outcome, cached)
+                elif self._fallback_applies(outcome):
+                    self._fallback(outcome)
         self._tune()
         return self._final()
 
@@ -221,10 +231,13 @@ class Search:
         return self.settings.measure_s + (self.settings.warmup + 1) * call_s + 0.2
 
     def _stage_candidates(self) -> list[Candidate]:
+        """Every backend's candidates, in order of expected payoff for this model and CPU (stable otherwise)."""
         model = onnx.load(str(self.inputs.source))
         candidates: list[Candidate] = []
+        profile: ModelProfile | None = None
         for backend in self.settings.backends:
             ctx = self.inputs.make_context(backend)
+            profile = profile or ModelProfile.of(model, ctx)
             default = runtime_variants(backend, self.settings.cpus, objective=self.settings.objective)[0]
             if backend != "onnxruntime":
                 candidates.append(Candidate((), default))
@@ -232,14 +245,21 @@ class Search:
                     candidates.extend(self._openvino_precisions(default))
             pipelines, skipped = plan_pipelines(model, backend, ctx, only=self.settings.passes)
             self.skipped.extend(skipped)
-            per_pass: dict[str, int] = {}
+            per_pipeline: dict[tuple[str, ...], int] = {}
             for steps in pipelines:
-                name = steps[0].name
-                per_pass[name] = per_pass.get(name, 0) + 1
-                if per_pass[name] > self.settings.settings_per_pass:
+                names = tuple(s.name for s in steps)
+                per_pipeline[names] = per_pipeline.get(names, 0) + 1
+                if per_pipeline[names] > self.settings.settings_per_pass:
                     continue
                 candidates.append(Candidate(steps, default))
-        return candidates
+        if profile is None:
+            return candidates
+        self.profile = profile
+        order = sorted(
+            range(len(candidates)),
+            key=lambda i: (payoff_rank(candidates[i].steps, candidates[i].backend, profile), i),
+        )
+        return [candidates[i] for i in order]
 
     def _openvino_precisions(self, default: RuntimeConfig) -> list[Candidate]:
         from honed.runtime.openvino_backend import OpenVinoBackend
@@ -438,27 +458,35 @@ class Search:
     # -- fallback ----------------------------------------------------------------------------------------
 
     def _fallback_applies(self, outcome: Outcome) -> bool:
+        from honed.passes.sensitivity import FALLBACK_PASSES, RANKED_OPS
+
         steps = outcome.candidate.steps
-        if len(steps) != 1 or steps[0].name != "int8-static" or outcome.candidate.backend != "onnxruntime":
+        if not steps or steps[-1].name not in FALLBACK_PASSES or outcome.candidate.backend != "onnxruntime":
             return False
-        if steps[0].params.get("nodes_to_exclude"):
+        if steps[-1].params.get("nodes_to_exclude"):
             return False
         base = self.baseline().cost_ms(self.settings.objective)
         cost = outcome.cost_ms(self.settings.objective)
-        # fallback only claws back accuracy; it cannot make a model that was already slower fast
-        if base is None or cost is None or cost >= base:
+        # fallback only claws back accuracy; it cannot make a model that was already slower fast (unless the
+        # user asked for slower candidates to be judged too)
+        if base is None or cost is None or (cost >= base and not self.settings.evaluate_slower):
             return False
-        # ranking quantizes one node at a time: about one build per quantizable node, and it cannot be
-        # interrupted, so it only starts when the budget clearly holds it
-        from honed.passes.sensitivity import RANKED_OPS
-
-        nodes = sum(1 for n in onnx.load(str(self.inputs.source)).graph.node if n.op_type in RANKED_OPS)
         build = self._build_seconds.get(self._model_cache_key(steps), outcome.seconds)
-        estimate = (nodes + 4) * build
+        if steps[-1].name == "int8-dynamic":
+            # ranking is one float run; then about 2 log2(n) builds, each judged on the eval data
+            tries = 2 * max(math.ceil(math.log2(max(self.settings.fallback_max_excluded, 2))), 1)
+            estimate = tries * max(outcome.seconds, build)
+            what = f"{tries} builds and evaluations"
+        else:
+            # ranking quantizes one node at a time: about one build per quantizable node, and it cannot be
+            # interrupted, so it only starts when the budget clearly holds it
+            nodes = sum(1 for n in onnx.load(str(self.inputs.source)).graph.node if n.op_type in RANKED_OPS)
+            estimate = (nodes + 4) * build
+            what = f"{nodes} quantizable nodes"
         if not self._has_time(self._reserve() + estimate):
             outcome.note = (
                 f"sensitive-layer fallback not tried: it needs about {estimate:.0f} s "
-                f"({nodes} quantizable nodes), {max(self.remaining() - self._reserve(), 0):.0f} s of budget left"
+                f"({what}), {max(self.remaining() - self._reserve(), 0):.0f} s of budget left"
             )
             self.budget_exhausted = False
             return False
@@ -466,10 +494,12 @@ class Search:
 
     def _fallback(self, rejected: Outcome) -> None:
         from honed.passes.sensitivity import sensitive_layer_fallback
+        from honed.search.recipe import build_model
 
-        step = rejected.candidate.steps[0]
+        *prefix, step = rejected.candidate.steps
         ctx = self.inputs.make_context("onnxruntime")
         scratch = Path(tempfile.mkdtemp(dir=self.work_dir))
+        gate, total = self.inputs.gate, self.inputs.reference.samples
 
         def accept(model: onnx.ModelProto) -> bool:
             if not self._has_time():
@@ -477,17 +507,23 @@ class Search:
             path = save_model(model, scratch / "fallback.onnx")
             session = create_session(path, RuntimeConfig())
             result = evaluate_session(
-                session, self.inputs.reference, labels=self.inputs.labels, iou_threshold=self.inputs.iou_threshold
+                session,
+                self.inputs.reference,
+                labels=self.inputs.labels,
+                iou_threshold=self.inputs.iou_threshold,
+                stop=lambda partial: gate.hopeless(partial, total),
             )
-            return self.inputs.gate.check(result) is None
+            return gate.check(result) is None
 
         try:
             found = sensitive_layer_fallback(
-                onnx.load(str(self.inputs.source)),
+                build_model(self.inputs.source, tuple(prefix), ctx),
                 step.params,
                 ctx,
                 accept,
+                pass_name=step.name,
                 max_excluded=self.settings.fallback_max_excluded,
+                full_rejected=True,
             )
         except _BudgetSpent:
             rejected.note = "sensitive-layer fallback stopped: time budget spent"
@@ -514,8 +550,9 @@ class Search:
         if not found.get("accepted"):
             rejected.note = f"sensitive-layer fallback kept {excluded} node(s) in float and still failed"
             return
-        params = dict(found["params"])
-        outcome = self._evaluate(Candidate((Step("int8-static", params),), rejected.candidate.runtime))
+        *prefix, step = rejected.candidate.steps
+        steps = (*prefix, Step(step.name, dict(found["params"])))
+        outcome = self._evaluate(Candidate(steps, rejected.candidate.runtime))
         outcome.note = f"sensitive-layer fallback of {rejected.id}: {excluded} node(s) kept in float"
         self._consider(outcome)
 

@@ -1,0 +1,78 @@
+"""The search gives a rejected dynamic-INT8 candidate the sensitive-layer fallback and records it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from honed.search import optimize
+
+
+def _wide_range(path: Path) -> Path:
+    """x[N,8] -> MatMul -> MatMul -> Relu -> MatMul: one channel 10^4 times larger between the first two, which
+    per-tensor dynamic INT8 crushes (the third MatMul quantizes fine)."""
+    rng = np.random.default_rng(0)
+    w1 = rng.normal(0, 0.5, (8, 16))
+    w1[:, 0] *= 1e4
+    w2 = rng.normal(0, 0.5, (16, 16))
+    w2[0, :] *= 1e-4
+    w3 = rng.normal(0, 0.5, (16, 4))
+    inits = [numpy_helper.from_array(w.astype(np.float32), n) for n, w in (("w1", w1), ("w2", w2), ("w3", w3))]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h1"], name="mm1"),
+        helper.make_node("MatMul", ["h1", "w2"], ["h2"], name="mm2"),
+        helper.make_node("Relu", ["h2"], ["r2"], name="relu"),
+        helper.make_node("MatMul", ["r2", "w3"], ["y"], name="mm3"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "wide",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_rejected_dynamic_int8_gets_a_fallback_that_passes_and_replays(tmp_path: Path) -> None:
+    model = _wide_range(tmp_path / "wide.onnx")
+    data = tmp_path / "data.npz"
+    np.savez(data, x=np.random.default_rng(1).normal(size=(128, 8)).astype(np.float32))
+    result = optimize(
+        model,
+        out=tmp_path / "out",
+        data=data,
+        metric="cosine",
+        minimum=0.999,
+        batch=4,
+        passes=["int8-dynamic"],
+        tune_runtime=False,
+        evaluate_slower=True,  # judge every candidate, so the test does not depend on which one ran faster
+        time_budget="3m",
+        measure_s=0.02,
+        final_rounds=2,
+        cache_dir=tmp_path / "cache",
+    )
+    rows = result.report["candidates"]
+    full = [r for r in rows if r["label"].startswith("int8-dynamic(") and "float_nodes" not in r["label"]]
+    assert full and all(r["status"] == "rejected" for r in full)
+    recovered = [r for r in rows if "float_nodes=2" in r["label"]]
+    assert recovered, [(r["label"], r["status"], r.get("note")) for r in rows]
+    assert recovered[0]["status"] == "accepted"
+    assert "sensitive-layer fallback of" in (recovered[0]["note"] or "")
+    assert result.report["candidate_order"] == {"kind": "other", "vnni": result.report["candidate_order"]["vnni"]}
+
+    # whichever candidate won, its recipe rebuilds the same bytes
+    again = optimize(model, out=tmp_path / "again", recipe=tmp_path / "out" / "recipe.json", data=data)
+    recipe = json.loads((tmp_path / "out" / "recipe.json").read_text())
+    assert (
+        recipe["output"]["sha256"] == json.loads((tmp_path / "again" / "recipe.json").read_text())["output"]["sha256"]
+    )
+    assert again.exit_code in (0, 3)
