@@ -64,9 +64,9 @@ def test_concurrent_registers_of_the_same_artifact_make_one_version(
     go = tmp_path / "go"
     procs = [_spawn("burst", db_url, str(artifacts), "m", "7", "1", str(go)) for _ in range(2)]
     go.touch()
+    results = [proc.communicate(timeout=120) for proc in procs]  # every process is reaped before any assert
     outs = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
+    for proc, (out, err) in zip(procs, results, strict=True):
         assert proc.returncode == 0, err
         outs.append(json.loads(out.strip().splitlines()[-1]))
     assert outs == [[1], [1]]

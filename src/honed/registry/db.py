@@ -17,6 +17,8 @@ once do not both create it.
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -80,7 +82,7 @@ def create_registry_engine(url: URL) -> Engine:
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA busy_timeout = 60000")
-            cur.execute("PRAGMA journal_mode = WAL")
+            _wal(cur)
             cur.execute("PRAGMA synchronous = FULL")
             cur.execute("PRAGMA foreign_keys = ON")
             cur.close()
@@ -91,6 +93,21 @@ def create_registry_engine(url: URL) -> Engine:
 
         return engine
     return create_engine(url, connect_args={"connect_timeout": 5}, pool_pre_ping=True)
+
+
+def _wal(cur: Any, patience_s: float = 60.0) -> None:
+    """Put the database in WAL mode (it stays so in the file). Two processes opening a new database at once can
+    get "database is locked" here without SQLite's busy handler ever waiting, so wait and retry like it would."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cur.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def check_reachable(engine: Engine) -> None:
