@@ -52,3 +52,31 @@ def int_input_model(path: Path, length: int = 16, classes: int = 5) -> Path:
         [w],
     )
     return save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), path)
+
+
+def wide_range_matmuls() -> onnx.ModelProto:
+    """x[N,8] -> MatMul -> MatMul -> Relu -> MatMul: one channel 10^4 times larger between the first two, which
+    per-tensor INT8 crushes (the third MatMul quantizes fine)."""
+    rng = np.random.default_rng(0)
+    w1 = rng.normal(0, 0.5, (8, 16))
+    w1[:, 0] *= 1e4
+    w2 = rng.normal(0, 0.5, (16, 16))
+    w2[0, :] *= 1e-4
+    w3 = rng.normal(0, 0.5, (16, 4))
+    inits = [numpy_helper.from_array(w.astype(np.float32), n) for n, w in (("w1", w1), ("w2", w2), ("w3", w3))]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h1"], name="mm1"),
+        helper.make_node("MatMul", ["h1", "w2"], ["h2"], name="mm2"),
+        helper.make_node("Relu", ["h2"], ["r2"], name="relu"),
+        helper.make_node("MatMul", ["r2", "w3"], ["y"], name="mm3"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "wide",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model

@@ -16,6 +16,7 @@ from honed.errors import DataError
 from honed.passes import PassContext, PassError, get_pass
 from honed.passes._graph import opset
 from honed.passes.sensitivity import output_error, rank_sensitivity, sensitive_layer_fallback
+from tests.graphs import wide_range_matmuls
 
 
 def _ops(model: onnx.ModelProto) -> list[str]:
@@ -75,35 +76,8 @@ def test_static_refuses_calibration_data_without_the_model_inputs(tmp_path: Path
         get_pass("int8-static").run(make_mlp(), {}, PassContext(calibration=wrong, work_dir=tmp_path))
 
 
-def _wide_range_model() -> onnx.ModelProto:
-    """Three MatMuls; the first makes one channel 10^4 times larger than the rest, which per-tensor INT8 crushes."""
-    rng = np.random.default_rng(0)
-    w1 = rng.normal(0, 0.5, (8, 16))
-    w1[:, 0] *= 1e4
-    w2 = rng.normal(0, 0.5, (16, 16))
-    w2[0, :] *= 1e-4
-    w3 = rng.normal(0, 0.5, (16, 4))
-    inits = [numpy_helper.from_array(w.astype(np.float32), n) for n, w in (("w1", w1), ("w2", w2), ("w3", w3))]
-    nodes = [
-        helper.make_node("MatMul", ["x", "w1"], ["h1"], name="mm1"),
-        helper.make_node("MatMul", ["h1", "w2"], ["h2"], name="mm2"),
-        helper.make_node("Relu", ["h2"], ["r2"], name="relu"),
-        helper.make_node("MatMul", ["r2", "w3"], ["y"], name="mm3"),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "wide",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    return model
-
-
 def test_fallback_recovers_a_passing_int8_model_that_full_int8_breaks(tmp_path: Path) -> None:
-    model = _wide_range_model()
+    model = wide_range_matmuls()
     ctx = PassContext(calibration=calibration_for(model, batches=4), work_dir=tmp_path)
     bound = 0.05
     full = get_pass("int8-static").run(model, {}, ctx)
@@ -129,14 +103,14 @@ def test_fallback_returns_full_int8_when_it_already_passes(tmp_path: Path) -> No
 
 
 def test_ranking_puts_the_crushing_layers_first(tmp_path: Path) -> None:
-    model = _wide_range_model()
+    model = wide_range_matmuls()
     ctx = PassContext(calibration=calibration_for(model, batches=2), work_dir=tmp_path)
     ranking = rank_sensitivity(model, {"preprocess": False}, ctx, batches=2)
     assert [e.node for e in ranking[:2]] == ["mm1", "mm2"] or [e.node for e in ranking[:2]] == ["mm2", "mm1"]
 
 
 def test_dynamic_fallback_recovers_a_model_full_dynamic_int8_breaks(tmp_path: Path) -> None:
-    model = _wide_range_model()
+    model = wide_range_matmuls()
     ctx = PassContext(calibration=calibration_for(model, batches=4), work_dir=tmp_path)
     bound = 0.05
     full = get_pass("int8-dynamic").run(model, {}, ctx)
