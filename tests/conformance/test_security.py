@@ -108,6 +108,8 @@ def test_missing_or_unknown_tokens_get_401_with_a_bearer_challenge(http: httpx.C
         assert "error" in answer.json()
     assert http.get("/v2/models/fraud").status_code == 401
     assert http.get("/metrics").status_code == 401
+    assert http.post("/v2/repository/no-such-route").status_code == 401
+    assert http.post("/v2/repository/no-such-route", headers=_auth(OPS)).status_code == 404
 
 
 def test_a_known_principal_outside_its_grants_gets_403(http: httpx.Client) -> None:

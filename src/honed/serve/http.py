@@ -164,6 +164,8 @@ class HttpApp:
             self._authorize(scope, "read")
         elif len(parts) == 3 and parts[0] == "models":
             self._authorize(scope, "admin", parts[1])
+        else:
+            self._authorize(scope, "read")  # an unknown route: credentials first, then 404, never the body
         await self._body(scope, receive)
         if parts == ["index"]:
             return 200, _JSON, _json(await dp.repository_index())
