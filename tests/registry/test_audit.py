@@ -66,7 +66,12 @@ def test_edited_details_are_named(filled: Registry, raw: Engine) -> None:
 
 
 def test_edit_with_recomputed_hash_breaks_the_next_link(filled: Registry, raw: Engine) -> None:
-    tamper(raw, "UPDATE audit_log SET hash = 'f' || substr(hash, 2) WHERE seq = 2")
+    # flip the first hex digit (to '0' when it already is 'f', so the edit always changes the hash)
+    tamper(
+        raw,
+        "UPDATE audit_log SET hash = (CASE WHEN substr(hash, 1, 1) = 'f' THEN '0' ELSE 'f' END) || substr(hash, 2) "
+        "WHERE seq = 2",
+    )
     # #2 no longer matches its own hash, and #3 no longer follows it
     assert kinds(filled) == [(2, "edited"), (3, "removed")]
 
