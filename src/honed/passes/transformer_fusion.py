@@ -1,7 +1,9 @@
 """The ``transformer-fusion`` pass: ONNX Runtime's transformer optimizer for BERT-like graphs.
 
 ``onnxruntime.transformers.optimizer`` rewrites attention, LayerNorm (+ residual: SkipLayerNormalization),
-GELU and embedding subgraphs into ONNX Runtime's fused contrib ops, which only ONNX Runtime runs. Only its
+GELU and embedding subgraphs into ONNX Runtime's fused contrib ops, which only ONNX Runtime runs; attention
+blocks it does not recognise (exports of ``scaled_dot_product_attention``) are then fused into
+``MultiHeadAttention`` by :mod:`honed.passes._attention`. Only its
 Python-level fusions run here (``opt_level=0``); the session-level graph optimizations are the ``graph`` pass's
 job. The number of attention heads and the hidden size are read from the graph's head-splitting Reshape
 (``[0, 0, heads, head_size]``) unless given. A graph without attention (a Softmax over a MatMul of two
@@ -17,6 +19,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from honed.passes._attention import fuse_attention
 from honed.passes._graph import first_line, import_used_domains
 from honed.passes.base import Param, Pass, PassContext, PassError
 
@@ -62,7 +65,9 @@ class TransformerFusionPass(Pass):
             )
         except Exception as exc:  # the optimizer raises plain exceptions for graphs it cannot follow
             raise PassError(f"transformer fusion failed: {first_line(exc)}") from exc
-        out = import_used_domains(optimized.model)
+        out = optimized.model
+        fuse_attention(out)  # the blocks ONNX Runtime's optimizer does not recognise (SDPA exports)
+        out = import_used_domains(out)
         if _op_counts(out) == before:
             raise PassError("onnxruntime.transformers found nothing to fuse in this graph")
         return out
