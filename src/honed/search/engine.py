@@ -56,6 +56,7 @@ Clock = Callable[[], float]
 OBJECTIVES = ("latency", "throughput")
 _WIN_MARGIN = 0.03  # a challenger must beat the baseline's median cost by 3% ...
 _WIN_SHARE = 2 / 3  # ... and be faster in at least two thirds of the paired rounds
+_ROUND_WARMUP = 1  # warm-up calls before each measurement of the final comparison after its first round
 _WIN_MARGIN_SINGLE = 0.10  # without a final comparison, one measurement each: demand a clearer win
 _SLOWER = 1.15  # a first measurement this much slower than the baseline is not worth evaluating
 _TIMED_OUT = "time budget spent while building"
@@ -215,20 +216,24 @@ class Search:
         return self._final()
 
     def _reserve(self) -> float:
-        """Seconds kept back for the final comparison (sessions, then interleaved rounds) and the profiles."""
-        per_round = self.settings.finalists * self._measurement_s()
-        sessions = self.settings.finalists * (self._measurement_s() + 1.0)
+        """Seconds kept back for the final comparison (warm sessions, then interleaved rounds) and the profiles."""
+        per_round = self.settings.finalists * self._measurement_s(_ROUND_WARMUP)
+        sessions = self.settings.finalists * (self._call_s() * self.settings.warmup + 1.0)
         return self.settings.final_rounds * per_round + sessions + 2.0
 
-    def _measurement_s(self) -> float:
+    def _call_s(self) -> float:
+        """The original model's measured mean call time, in seconds (0 before it was measured)."""
+        if self.outcomes and self.outcomes[0].latency:
+            return float(self.outcomes[0].latency.get("mean_ms", 0.0)) / 1e3
+        return 0.0
+
+    def _measurement_s(self, warmup: int | None = None) -> float:
         """What one latency measurement costs: warm-up calls, the timed window (at least one call), overhead.
 
         Scaled by the original model's measured call time, so a model whose one call takes seconds (a large
         batch on a small CPU) keeps enough budget back for the final comparison to actually run."""
-        call_s = 0.0
-        if self.outcomes and self.outcomes[0].latency:
-            call_s = float(self.outcomes[0].latency.get("mean_ms", 0.0)) / 1e3
-        return self.settings.measure_s + (self.settings.warmup + 1) * call_s + 0.2
+        calls = (self.settings.warmup if warmup is None else warmup) + 1
+        return self.settings.measure_s + calls * self._call_s() + 0.2
 
     def _stage_candidates(self) -> list[Candidate]:
         """Every backend's candidates, in order of expected payoff for this model and CPU (stable otherwise)."""
@@ -405,13 +410,14 @@ class Search:
         stats = self._measure(self._baseline_session, self.settings.measure_s)
         return float(stats["p50_ms"] if self.settings.objective == "latency" else stats["mean_ms"])
 
-    def _measure(self, session: Session, duration_s: float) -> dict[str, Any]:
+    def _measure(self, session: Session, duration_s: float, warmup: int | None = None) -> dict[str, Any]:
         duration = max(min(duration_s, self.remaining()), 0.01)
+        warmup = self.settings.warmup if warmup is None else warmup
         affinity = session.config.affinity
         previous = os.sched_getaffinity(0) if affinity and hasattr(os, "sched_getaffinity") else None
         try:
             pin_current_thread(affinity)
-            stats = measure_latency(session, self.inputs.feeds, warmup=self.settings.warmup, duration_s=duration)
+            stats = measure_latency(session, self.inputs.feeds, warmup=warmup, duration_s=duration)
         finally:
             if previous is not None:
                 os.sched_setaffinity(0, previous)
@@ -617,14 +623,16 @@ class Search:
             except HonedError:
                 return  # no final comparison; the choice falls back to single measurements
         for r in range(self.settings.final_rounds):
-            needed = len(finalists) * self._measurement_s()
+            # the first round warms every session fully; later ones need a call to bring a model back into cache
+            warmup = None if r == 0 else _ROUND_WARMUP
+            needed = len(finalists) * self._measurement_s(warmup)
             if not self._has_time(needed):
                 break
             order = list(range(len(finalists)))
             order = order[r % len(order) :] + order[: r % len(order)]
             for i in order:
                 try:
-                    stats = self._measure(sessions[i], self.settings.measure_s)
+                    stats = self._measure(sessions[i], self.settings.measure_s, warmup)
                 except HonedError:
                     for o in finalists:
                         o.rounds = []
