@@ -128,5 +128,10 @@ def test_original_on_another_backend_and_unknown_pipelines_are_ranked() -> None:
     assert payoff_rank(unknown, "onnxruntime", transformer) < payoff_rank(
         (Step("int8-static"),), "onnxruntime", transformer
     )
+    # NNCF INT8 of a transformer: after the cheap FP32 candidates without VNNI, right after fusion+INT8 with it
+    nncf = (Step("nncf-int8"),)
+    assert payoff_rank(nncf, "openvino", transformer) > payoff_rank((Step("graph"),), "onnxruntime", transformer)
+    with_vnni = ModelProfile("transformer", True)
+    assert payoff_rank(nncf, "openvino", with_vnni) < payoff_rank((), "openvino", with_vnni)
     conv = ModelProfile("conv", False)
     assert payoff_rank(unknown, "onnxruntime", conv) < payoff_rank((Step("int8-dynamic"),), "onnxruntime", conv)
