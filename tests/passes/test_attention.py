@@ -60,6 +60,12 @@ def test_a_block_with_another_reader_is_left_alone() -> None:
     before = _ops(model)
     assert fuse_attention(model) == 0
     assert _ops(model) == before
+    # before opset 13 a Softmax without an axis flattens from axis 1: not the per-row softmax of attention
+    old = make_sdpa_attention()
+    softmax = next(n for n in old.graph.node if n.op_type == "Softmax")
+    del softmax.attribute[:]
+    old.opset_import[0].version = 12
+    assert fuse_attention(old) == 0
 
 
 def test_transformer_fusion_pass_fuses_both_export_styles(tmp_path: Path) -> None:

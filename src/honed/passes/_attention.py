@@ -30,6 +30,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from honed.passes._graph import opset
+
 _HEADS_PERM = (0, 2, 1, 3)
 _KEY_PERM = (0, 2, 3, 1)
 _SWAP_LAST = (0, 1, 3, 2)
@@ -159,8 +161,9 @@ def _split(g: _Graph, name: str, perms: tuple[tuple[int, ...], ...]) -> tuple[st
     return reshape.input[0], _heads_of(g, reshape)
 
 
-def _match(g: _Graph, softmax: onnx.NodeProto) -> _Block | None:
-    axis = next((a.i for a in softmax.attribute if a.name == "axis"), -1)
+def _match(g: _Graph, softmax: onnx.NodeProto, opset: int) -> _Block | None:
+    # before opset 13 Softmax flattens from ``axis`` (default 1); from the last axis of 4-D scores it is the same
+    axis = next((a.i for a in softmax.attribute if a.name == "axis"), -1 if opset >= 13 else 1)
     if axis not in (-1, 3):
         return None
     probs = softmax.output[0]
@@ -283,7 +286,8 @@ def fuse_attention(model: onnx.ModelProto) -> int:
     """Rewrite every matching attention block of ``model`` (in place); returns how many were fused."""
     graph = model.graph
     g = _Graph(graph)
-    blocks = [b for b in (_match(g, n) for n in graph.node if n.op_type == "Softmax") if b is not None]
+    version = opset(model)
+    blocks = [b for b in (_match(g, n, version) for n in graph.node if n.op_type == "Softmax") if b is not None]
     if not blocks:
         return 0
     fresh = (f"honed_attention_{i}" for i in range(1 << 30))
