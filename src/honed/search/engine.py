@@ -60,6 +60,7 @@ _ROUND_WARMUP = 1  # warm-up calls before each measurement of the final comparis
 _WIN_MARGIN_SINGLE = 0.10  # without a final comparison, one measurement each: demand a clearer win
 _SLOWER = 1.15  # a first measurement this much slower than the baseline is not worth evaluating
 _TIMED_OUT = "time budget spent while building"
+_MIN_BUILD_S = 1.0  # less time than this left for a build: do not start one
 
 
 @dataclass
@@ -345,9 +346,14 @@ class Search:
         if cached is not None:
             result = (cached, file_sha256(cached), cached.stat().st_size)
         else:
+            # a build may not eat into the time kept back for the final comparison
+            allowed = self.remaining() - self._reserve()
+            if allowed < _MIN_BUILD_S:
+                self.budget_exhausted = True
+                return f"{_TIMED_OUT}: {max(allowed, 0):.1f} s of budget left before the final comparison"
             began = self.clock()
             try:
-                built = self.inputs.build(steps, backend, self.work_dir / "models" / f"{key}.onnx", self.remaining())
+                built = self.inputs.build(steps, backend, self.work_dir / "models" / f"{key}.onnx", allowed)
                 stored = self.cache.put_model(key, built)
                 result = (stored, file_sha256(stored), stored.stat().st_size)
                 self._build_seconds[key] = self.clock() - began
@@ -508,7 +514,7 @@ class Search:
         gate, total = self.inputs.gate, self.inputs.reference.samples
 
         def accept(model: onnx.ModelProto) -> bool:
-            if not self._has_time():
+            if not self._has_time(self._reserve()):  # the final comparison's time is not the fallback's
                 raise _BudgetSpent
             path = save_model(model, scratch / "fallback.onnx")
             session = create_session(path, RuntimeConfig())
