@@ -77,7 +77,7 @@ class Settings:
     measure_s: float = 1.0
     warmup: int = 3
     final_rounds: int = 5
-    finalists: int = 3
+    finalists: int = 4  # baseline included: first measurements are noisy, so the top three challengers
     settings_per_pass: int = 2
     tune_top: int = 2
     fallback_max_excluded: int = 16
