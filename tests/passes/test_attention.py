@@ -12,7 +12,7 @@ from passes_models import make_attention, make_sdpa_attention
 
 from honed.model import save_model
 from honed.passes import PassContext, get_pass
-from honed.passes._attention import fuse_attention
+from honed.passes._attention import detect_heads, fuse_attention
 from honed.passes._graph import import_used_domains
 from honed.runtime import create_session
 
@@ -87,3 +87,10 @@ def test_transformer_fusion_pass_fuses_both_export_styles(tmp_path: Path) -> Non
         rtol=1e-4,
         atol=1e-4,
     )
+
+
+def test_heads_are_read_from_concat_built_reshapes() -> None:
+    # torch exports with dynamic batch and sequence build the head split as Concat(batch, seq, -1, head_size);
+    # the -1 is the projection width (16) over the head size (8)
+    assert detect_heads(make_sdpa_attention(hidden=16, heads=2)) == (2, 16)
+    assert detect_heads(make_sdpa_attention(hidden=24, heads=4)) == (4, 24)

@@ -110,15 +110,7 @@ def _heads_of(g: _Graph, reshape: onnx.NodeProto) -> int:
     A ``-1`` head count (SDPA exports) is the projection's width over the head size; the width is read from the
     projection's weight (``MatMul(x, W)`` with an optional bias ``Add``).
     """
-    if len(reshape.input) < 2:
-        return 0
-    shape = g.const(reshape.input[1])
-    if shape is not None:
-        dims = [int(d) for d in shape.reshape(-1)]
-    else:
-        concat = g.made_by(reshape.input[1], "Concat")
-        parts = [g.const(i) for i in concat.input] if concat is not None else []
-        dims = [int(p.reshape(-1)[0]) if p is not None and p.size == 1 else 0 for p in parts]
+    dims = _target_dims(g, reshape)
     if len(dims) != 4:
         return 0
     heads, size = dims[2], dims[3]
@@ -126,6 +118,39 @@ def _heads_of(g: _Graph, reshape: onnx.NodeProto) -> int:
         return heads
     width = _projection_width(g, reshape.input[0])
     return width // size if heads == -1 and size > 0 and width % size == 0 else 0
+
+
+def _target_dims(g: _Graph, reshape: onnx.NodeProto) -> list[int]:
+    """A Reshape's target shape as far as constants tell it (0 for a part computed at run time)."""
+    if len(reshape.input) < 2:
+        return []
+    shape = g.const(reshape.input[1])
+    if shape is not None:
+        return [int(d) for d in shape.reshape(-1)]
+    concat = g.made_by(reshape.input[1], "Concat")
+    parts = [g.const(i) for i in concat.input] if concat is not None else []
+    return [int(p.reshape(-1)[0]) if p is not None and p.size == 1 else 0 for p in parts]
+
+
+def detect_heads(model: onnx.ModelProto) -> tuple[int, int]:
+    """(heads, hidden size) from the most common head-splitting Reshape (``[.., .., heads, head_size]``), or (0, 0).
+
+    Reads constant targets and Concat-built ones (torch exports with dynamic batch and sequence), with a ``-1``
+    head count resolved from the projection's weight.
+    """
+    g = _Graph(model.graph)
+    found: dict[tuple[int, int], int] = {}
+    for node in model.graph.node:
+        if node.op_type != "Reshape":
+            continue
+        dims = _target_dims(g, node)
+        heads = _heads_of(g, node) if len(dims) == 4 and dims[3] > 0 else 0
+        if heads > 0:
+            key = (heads, heads * dims[3])
+            found[key] = found.get(key, 0) + 1
+    if not found:
+        return 0, 0
+    return max(sorted(found), key=lambda k: found[k])
 
 
 def _projection_width(g: _Graph, name: str) -> int:

@@ -1,13 +1,13 @@
 """The ``transformer-fusion`` pass: ONNX Runtime's transformer optimizer for BERT-like graphs.
 
 ``onnxruntime.transformers.optimizer`` rewrites attention, LayerNorm (+ residual: SkipLayerNormalization),
-GELU and embedding subgraphs into ONNX Runtime's fused contrib ops, which only ONNX Runtime runs; attention
+GELU and embedding subgraphs into ONNX Runtime's fused contrib ops, which only ONNX Runtime runs. Attention
 blocks it does not recognise (exports of ``scaled_dot_product_attention``) are then fused into
-``MultiHeadAttention`` by :mod:`honed.passes._attention`. Only its
-Python-level fusions run here (``opt_level=0``); the session-level graph optimizations are the ``graph`` pass's
-job. The number of attention heads and the hidden size are read from the graph's head-splitting Reshape
-(``[0, 0, heads, head_size]``) unless given. A graph without attention (a Softmax over a MatMul of two
-activations) is not transformer-like and the pass is skipped.
+``MultiHeadAttention`` by :mod:`honed.passes._attention`. Only the optimizer's Python-level fusions run here
+(``opt_level=0``); the session-level graph optimizations are the ``graph`` pass's job. The number of attention
+heads and the hidden size are read from the graph's head-splitting Reshape (``[0, 0, heads, head_size]``, or a
+Concat of batch, sequence, heads and head size) unless given. A graph without attention (a Softmax over a
+MatMul of two activations) is not transformer-like and the pass is skipped.
 """
 
 from __future__ import annotations
@@ -15,11 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import numpy as np
 import onnx
-from onnx import numpy_helper
 
-from honed.passes._attention import fuse_attention
+from honed.passes._attention import detect_heads, fuse_attention
 from honed.passes._graph import first_line, import_used_domains
 from honed.passes.base import Param, Pass, PassContext, PassError
 
@@ -89,27 +87,6 @@ def is_transformer_like(model: onnx.ModelProto) -> bool:
                 return True
             current = next((producer[i] for i in current.input if i in producer and i not in consts), None)
     return False
-
-
-def detect_heads(model: onnx.ModelProto) -> tuple[int, int]:
-    """(heads, hidden size) from the most common constant ``[0, 0, heads, head_size]`` Reshape target, or (0, 0)."""
-    values = {t.name: t for t in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Constant" and node.attribute:
-            attr = node.attribute[0]
-            if attr.name == "value":
-                values[node.output[0]] = attr.t
-    found: dict[tuple[int, int], int] = {}
-    for node in model.graph.node:
-        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in values:
-            continue
-        shape = numpy_helper.to_array(values[node.input[1]])
-        if shape.ndim == 1 and shape.size == 4 and np.all(shape[2:] > 0):
-            key = (int(shape[2]), int(shape[2] * shape[3]))
-            found[key] = found.get(key, 0) + 1
-    if not found:
-        return 0, 0
-    return max(sorted(found), key=lambda k: found[k])
 
 
 def _op_counts(model: onnx.ModelProto) -> dict[str, int]:
