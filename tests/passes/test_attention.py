@@ -60,6 +60,11 @@ def test_a_block_with_another_reader_is_left_alone() -> None:
     before = _ops(model)
     assert fuse_attention(model) == 0
     assert _ops(model) == before
+    # a context Reshape that moves the heads to the third axis is not the SDPA no-op reshape
+    moved = make_sdpa_attention()
+    shape = next(n for n in moved.graph.node if n.op_type == "Concat" and n.output[0] == "c_shape")
+    shape.input[2] = "heads"
+    assert fuse_attention(moved) == 0
     # before opset 13 a Softmax without an axis flattens from axis 1: not the per-row softmax of attention
     old = make_sdpa_attention()
     softmax = next(n for n in old.graph.node if n.op_type == "Softmax")

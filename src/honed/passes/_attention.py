@@ -164,13 +164,13 @@ def _projection_width(g: _Graph, name: str) -> int:
     return int(weight.dims[-1]) if weight is not None and len(weight.dims) == 2 else 0
 
 
-def _rank4(g: _Graph, reshape: onnx.NodeProto) -> bool:
-    """Whether a Reshape's target has four dimensions (a constant of size 4 or a Concat of four parts)."""
-    shape = g.const(reshape.input[1])
-    if shape is not None:
-        return shape.size == 4
-    concat = g.made_by(reshape.input[1], "Concat")
-    return concat is not None and len(concat.input) == 4
+def _keeps_heads_layout(g: _Graph, reshape: onnx.NodeProto, heads: int) -> bool:
+    """Whether a Reshape of the ``[batch, heads, seq, size]`` context keeps that layout: a 4-D target whose second
+    dimension is the head count, or left open (computed at run time, or -1) while the third is not the head count."""
+    dims = _target_dims(g, reshape)
+    if len(dims) != 4:
+        return False
+    return dims[1] == heads or (dims[1] in (0, -1) and dims[2] != heads)
 
 
 def _split(g: _Graph, name: str, perms: tuple[tuple[int, ...], ...]) -> tuple[str, int] | None:
@@ -206,7 +206,7 @@ def _match(g: _Graph, softmax: onnx.NodeProto, opset: int) -> _Block | None:
         return None
     merged = context.output[0]
     same = g.only_user(merged, "Reshape", ignore=("Shape",))  # SDPA exports reshape the output to its own shape
-    if same is not None and _rank4(g, same):
+    if same is not None:
         merged = same.output[0]
     merge_t = g.only_user(merged, "Transpose")
     merge = g.only_user(merge_t.output[0], "Reshape") if merge_t is not None else None
@@ -237,7 +237,10 @@ def _match(g: _Graph, softmax: onnx.NodeProto, opset: int) -> _Block | None:
     heads = {h for _, h in (query, key, value) if h}
     if len(heads) != 1:
         return None
-    return _Block(query[0], key[0], value[0], heads.pop(), scale * q_scale * k_scale, bias, merge)
+    count = heads.pop()
+    if same is not None and not _keeps_heads_layout(g, same, count):
+        return None
+    return _Block(query[0], key[0], value[0], count, scale * q_scale * k_scale, bias, merge)
 
 
 def _finite(g: _Graph, bias: str, added: list[onnx.NodeProto], fresh: Iterator[str]) -> str:
@@ -317,11 +320,14 @@ def fuse_attention(model: onnx.ModelProto) -> int:
         return 0
     fresh = (f"honed_attention_{i}" for i in range(1 << 30))
     order = list(graph.node)
+    finite: dict[str, str] = {}
     for block in blocks:
         added: list[onnx.NodeProto] = []
         inputs = [block.query, block.key, block.value]
         if block.bias is not None:
-            bias = _finite(g, block.bias, added, fresh)
+            if block.bias not in finite:  # layers usually share one mask: make it finite once
+                finite[block.bias] = _finite(g, block.bias, added, fresh)
+            bias = finite[block.bias]
             inputs += ["", "", _broadcast_bias(g, bias, block, added, fresh)]
         name = next(fresh)
         added.append(
