@@ -40,6 +40,16 @@ HISTORY_MOUNT = "/var/lib/honed/history"
 PLAN_MOUNT = "/etc/honed"
 
 
+def _container_security() -> dict[str, Any]:
+    """The restricted Pod Security profile for a container: non-root, read-only root, no privileges added."""
+    return {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
 def labels(name: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": name,
@@ -102,12 +112,7 @@ def container(
         },
         "readinessProbe": {"httpGet": {**probe, "path": READY_PATH}, "periodSeconds": 5, "failureThreshold": 2},
         "livenessProbe": {"httpGet": {**probe, "path": LIVE_PATH}, "periodSeconds": 10, "failureThreshold": 3},
-        "securityContext": {
-            "runAsNonRoot": True,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": _container_security(),
         "volumeMounts": [
             {"name": "models", "mountPath": MODEL_MOUNT, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
@@ -357,12 +362,7 @@ def forecast_server(
         "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 60},
         "readinessProbe": {**probe, "periodSeconds": 10},
         "livenessProbe": {**probe, "periodSeconds": 20, "failureThreshold": 3},
-        "securityContext": {
-            "runAsNonRoot": True,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": _container_security(),
         "volumeMounts": [
             {"name": "plan", "mountPath": PLAN_MOUNT, "readOnly": True},
             {"name": "history", "mountPath": HISTORY_MOUNT, "readOnly": True},
