@@ -202,6 +202,12 @@ class HardwareSpec:
         """True when every ISA name given is present (``spec.has("avx512f", "avx512_vnni")``)."""
         return all(n in self.isa for n in names)
 
+    @property
+    def default_threads(self) -> int:
+        """The intra-op threads a runtime left at its default uses here: one per physical core it may run on."""
+        usable = len(self.usable_cores) or self.logical_cores
+        return max(1, min(self.physical_cores or usable, usable))
+
     def peak_gflops(self, precision: str) -> float | None:
         """Peak GFLOP/s (GOP/s for int8) for ``"fp32"``, ``"bf16"`` or ``"int8"``; ``None`` when unknown."""
         key = precision.lower()

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from honed.errors import InvalidArgument
+from honed.model import file_sha256
 from honed.plan.profiles import DECLARED, MEASURED, declared_profile, measured_profile, parse_bench
 from honed.plan.spec import parse_deployments, parse_fleet
 from tests.graphs import matmul_model
@@ -67,20 +68,60 @@ def test_parse_bench_validates_rows() -> None:
         parse_bench(bad, origin="x", source=MEASURED, model_load_s=0.1)
 
 
-def test_optimize_folder_prefers_report_winner_and_measures_load_time(tmp_path: Path) -> None:
+def test_optimize_output_is_read_through_the_real_producer(tmp_path: Path) -> None:
+    from honed.search import optimize
+
     out = tmp_path / "out"
-    out.mkdir()
-    matmul_model(out / "model.onnx")
-    write_json(out / "bench.json", bench_doc())
-    winner_rows = [dict(r, throughput_items_per_s=r["throughput_items_per_s"] * 2) for r in bench_doc()["results"]]
-    write_json(out / "report.json", {"winner": {"name": "fp32", "results": winner_rows}})
+    result = optimize(
+        matmul_model(tmp_path / "mlp.onnx"),
+        out=out,
+        time_budget="30s",
+        passes=["graph"],
+        tune_runtime=False,
+        backends=["onnxruntime"],
+        measure_s=0.02,
+        final_rounds=1,
+        html=False,
+        cache_dir=tmp_path / "cache",
+    )
+    write_json(out / "bench.json", bench_doc())  # report.json wins over a bench.json beside it
     (dep,) = parse_deployments({"deployments": [{"name": "m", "model": str(out), "slo_p99_ms": 10, "peak_rps": 5}]})
     profile = measured_profile(dep)
-    assert profile.points[0].throughput == 960.0
     assert "report.json" in profile.origin
+    assert profile.model_sha256 == file_sha256(result.model_path)
+    (point,) = profile.points
+    assert point.batch == 1 and point.instances == 1 and point.throughput > 0 and point.p99_ms > 0
     assert 0 < profile.model_load_s < 30  # measured by building a real session
     (out / "report.json").unlink()
     assert measured_profile(dep).points[0].throughput == 480.0
+
+
+def test_bench_output_is_read_through_the_real_producer(tmp_path: Path) -> None:
+    from honed.bench import BenchSettings, run_bench
+
+    model = matmul_model(tmp_path / "mlp.onnx")
+    report = run_bench(model, BenchSettings(batches=(1, 4), threads=(1,), iterations=5, warmup=1))
+    write_json(tmp_path / "bench.json", report.to_dict())
+    (dep,) = parse_deployments(
+        {"deployments": [{"name": "m", "profile": str(tmp_path / "bench.json"), "slo_p99_ms": 10, "peak_rps": 5}]}
+    )
+    profile = measured_profile(dep)
+    assert [(p.batch, p.threads) for p in profile.points] == [(1, 1), (4, 1)]
+    assert [p.throughput for p in profile.points] == [r.items_per_s for r in report.results]
+    assert profile.hardware == report.hardware.cpu_model and profile.model_sha256 == report.sha256
+
+
+def test_a_report_of_another_schema_or_truncated_names_the_file(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    matmul_model(out / "model.onnx")
+    (dep,) = parse_deployments({"deployments": [{"name": "m", "model": str(out), "slo_p99_ms": 10, "peak_rps": 5}]})
+    write_json(out / "report.json", {"winner": {"results": bench_doc()["results"]}})
+    with pytest.raises(InvalidArgument, match=r"report.json: expected schema 'honed-optimize-report/1'"):
+        measured_profile(dep)
+    (out / "report.json").write_text('{"schema": "honed-optimize-report/1", "status": "impr')
+    with pytest.raises(InvalidArgument, match=r"report.json is not valid JSON"):
+        measured_profile(dep)
 
 
 def test_folder_without_profile_is_an_error(tmp_path: Path) -> None:

@@ -66,18 +66,6 @@ class LatencyStats:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def latency_ms(self) -> dict[str, float]:
-        """The bench-v1 ``latency_ms`` block."""
-        return {
-            "mean": self.mean_ms,
-            "p50": self.p50_ms,
-            "p90": self.p90_ms,
-            "p99": self.p99_ms,
-            "min": self.min_ms,
-            "max": self.max_ms,
-            "std": self.std_ms,
-        }
-
 
 def measure_latency(
     session: Session,

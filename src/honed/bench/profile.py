@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from honed.errors import InvalidArgument
+
 
 @dataclass(frozen=True)
 class OpTime:
@@ -21,6 +23,19 @@ class OpTime:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> OpTime:
+        try:
+            return cls(
+                name=str(data["name"]),
+                op_type=str(data["op_type"]),
+                total_ms=float(data["total_ms"]),
+                calls=int(data["calls"]),
+                fraction=float(data["fraction"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidArgument(f"{where}: malformed op time ({exc!r})") from exc
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,20 @@ class OpProfile:
             "by_op_type": [o.to_dict() for o in self.by_op_type],
             "top_nodes": [o.to_dict() for o in self.by_node],
         }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> OpProfile:
+        if not isinstance(data, dict):
+            raise InvalidArgument(f"{where} must be a JSON object")
+        try:
+            return cls(
+                runs=int(data["runs"]),
+                total_ms=float(data["total_kernel_ms"]),
+                by_op_type=[OpTime.from_dict(o, f"{where}.by_op_type") for o in data["by_op_type"]],
+                by_node=[OpTime.from_dict(o, f"{where}.top_nodes") for o in data["top_nodes"]],
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidArgument(f"{where}: malformed per-op profile ({exc!r})") from exc
 
 
 def parse_ort_profile(path: Path, *, top: int = 10) -> OpProfile:

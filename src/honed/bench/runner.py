@@ -14,6 +14,7 @@ from typing import Any
 
 import onnx
 
+from honed.bench.document import BenchDocument, BenchModel, BenchRow, LatencyBlock, items_per_second
 from honed.bench.latency import LatencyStats, measure_latency
 from honed.bench.memory import RssSampler, current_rss_bytes
 from honed.bench.profile import OpProfile, parse_ort_profile
@@ -26,7 +27,6 @@ from honed.model.spec import concrete_shapes
 from honed.runtime.config import RuntimeConfig
 from honed.runtime.factory import create_session
 
-SCHEMA = "honed.bench/v1"
 _PROFILE_RUNS = 5
 _INT8_OPS = {
     "QuantizeLinear",
@@ -103,19 +103,23 @@ class BenchResult:
     peak_rss_mb: float
     runtime: RuntimeConfig
 
+    def row(self) -> BenchRow:
+        """This case as a bench-v1 row."""
+        return BenchRow(
+            batch=self.batch,
+            threads=self.threads,
+            concurrency=self.concurrency,
+            iterations=self.latency.count,
+            latency_ms=LatencyBlock.from_stats(self.latency),
+            throughput_items_per_s=self.items_per_s,
+            achieved_gflops=self.achieved_gflops,
+            peak_fraction=self.peak_fraction,
+            peak_rss_mb=self.peak_rss_mb,
+            runtime=self.runtime,
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "batch": self.batch,
-            "threads": self.threads,
-            "concurrency": self.concurrency,
-            "iterations": self.latency.count,
-            "latency_ms": self.latency.latency_ms(),
-            "throughput_items_per_s": self.items_per_s,
-            "achieved_gflops": self.achieved_gflops,
-            "peak_fraction": self.peak_fraction,
-            "peak_rss_mb": self.peak_rss_mb,
-            "runtime": self.runtime.to_dict(),
-        }
+        return self.row().to_dict()
 
 
 @dataclass(frozen=True)
@@ -136,24 +140,24 @@ class BenchReport:
     profile: OpProfile | None
     profile_case: dict[str, int] | None
 
+    def document(self) -> BenchDocument:
+        """The run as the ``honed.bench/v1`` document (what ``--json`` prints and ``honed plan`` reads)."""
+        return BenchDocument(
+            results=tuple(r.row() for r in self.results),
+            model=BenchModel(str(self.model_path), self.sha256, self.flops_per_item, self.precision),
+            hardware_name=self.hardware.cpu_model,
+            hardware=self.hardware,
+            runtime=self.runtime,
+            peak_rss_mb=self.peak_rss_mb,
+            session_rss_mb=self.session_rss_mb,
+            data=self.data,
+            settings=self.settings.to_dict(),
+            profile=self.profile,
+            profile_case=self.profile_case,
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": SCHEMA,
-            "model": {
-                "path": str(self.model_path),
-                "sha256": self.sha256,
-                "flops_per_item": self.flops_per_item,
-                "precision": self.precision,
-            },
-            "hardware": self.hardware.to_dict(),
-            "runtime": self.runtime.to_dict(),
-            "settings": self.settings.to_dict(),
-            "data": self.data,
-            "results": [r.to_dict() for r in self.results],
-            "peak_rss_mb": self.peak_rss_mb,
-            "session_rss_mb": self.session_rss_mb,
-            "profile": None if self.profile is None else {**(self.profile_case or {}), **self.profile.to_dict()},
-        }
+        return self.document().to_dict()
 
 
 class BenchProgress:
@@ -166,9 +170,14 @@ class BenchProgress:
         """``runs`` more timed runs completed."""
 
 
-def model_precision(model: onnx.ModelProto) -> str:
-    """``int8`` when the graph computes in integers (quantized ops), else ``fp32``: which peak applies."""
-    return "int8" if any(node.op_type in _INT8_OPS for node in model.graph.node) else "fp32"
+def model_precision(model: onnx.ModelProto, runtime: RuntimeConfig | None = None) -> str:
+    """Which peak applies: ``int8`` when the graph computes in integers (quantized ops), ``bf16`` when the runtime
+    is asked to compute in bfloat16, else ``fp32``. The one rule bench and optimize reports use."""
+    if any(node.op_type in _INT8_OPS for node in model.graph.node):
+        return "int8"
+    if runtime is not None and str(runtime.options.get("INFERENCE_PRECISION_HINT", "f32")).lower() == "bf16":
+        return "bf16"
+    return "fp32"
 
 
 def run_bench(
@@ -190,7 +199,7 @@ def run_bench(
     inputs, _ = model_io(proto)
     dataset = _dataset(data, inputs, settings)
     hardware = hardware or detect_hardware()
-    precision = model_precision(proto)
+    precision = model_precision(proto, runtime)
     flops_per_item = _flops_per_item(proto, inputs, settings)
     peak = hardware.peak_gflops(precision)
     del proto
@@ -219,11 +228,11 @@ def run_bench(
                     progress=progress.advance,
                 )
             overall_peak = max(overall_peak, rss.peak_bytes)
-            items_per_s = stats.calls_per_s * batch
+            items_per_s = items_per_second(stats, batch)
             gflops = flops_per_item * items_per_s / 1e9 if flops_per_item else None
             result = BenchResult(
                 batch=batch,
-                threads=config.threads,
+                threads=config.threads or hardware.default_threads,
                 concurrency=settings.concurrency,
                 latency=stats,
                 items_per_s=items_per_s,

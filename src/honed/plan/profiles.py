@@ -25,19 +25,21 @@ building the session through :func:`honed.runtime.create_session` (the only plac
 
 from __future__ import annotations
 
-import json
-import math
 import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from honed.bench.document import BenchDocument, BenchRow, read_bench, read_json
 from honed.errors import InvalidArgument
 from honed.model.loader import resolve_model_path
 from honed.plan.spec import Deployment, Pool
+from honed.search.document import REPORT_FILE, REPORT_SCHEMA, OptimizeReport
 
-SCHEMA = "honed.bench/v1"
+if TYPE_CHECKING:
+    from honed.runtime import RuntimeConfig
+
 MEASURED = "measured"
 DECLARED = "declared, not measured"
 
@@ -123,107 +125,66 @@ class Profile:
             raise InvalidArgument(f"a profile in the plan is malformed ({exc}); regenerate it with honed plan") from exc
 
 
-def read_json(path: str | Path) -> Any:
-    p = Path(path)
-    if not p.is_file():
-        raise InvalidArgument(f"profile file not found: {p}")
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidArgument(f"{p} is not valid JSON: {exc}") from exc
-
-
 def parse_bench(data: Any, *, origin: str, source: str, model_load_s: float | None = None) -> Profile:
     """Turn a bench-v1 mapping into a :class:`Profile`; every problem names ``origin``."""
-    if not isinstance(data, dict):
-        raise InvalidArgument(f"{origin}: a profile must be a bench-v1 JSON object")
-    schema = data.get("schema", SCHEMA if source == DECLARED else None)
-    if schema != SCHEMA:
-        raise InvalidArgument(f"{origin}: expected schema {SCHEMA!r}, got {schema!r}; write it with honed bench --json")
-    rows = data.get("results")
-    if not isinstance(rows, list) or not rows:
-        raise InvalidArgument(f"{origin}: 'results' must be a non-empty list of bench rows")
-    points = tuple(_point(row, f"{origin}: results[{i}]") for i, row in enumerate(rows))
-    hw = data.get("hardware") or {}
-    hardware = str(hw.get("cpu_model") or hw.get("name") or "unknown hardware") if isinstance(hw, dict) else str(hw)
-    if isinstance(hw, dict) and hw.get("gpus"):
-        gpus = hw["gpus"]
-        if isinstance(gpus, list) and gpus and isinstance(gpus[0], dict):
-            hardware = str(gpus[0].get("name") or gpus[0].get("model") or hardware)
-    rss = data.get("peak_rss_mb", 0.0)
-    if isinstance(rss, bool) or not isinstance(rss, int | float) or rss < 0:
-        raise InvalidArgument(f"{origin}: peak_rss_mb must be a number >= 0")
-    load = data.get("model_load_s", model_load_s)
+    return profile_from(
+        BenchDocument.from_dict(data, origin, schema_optional=source == DECLARED), origin, source, model_load_s
+    )
+
+
+def profile_from(doc: BenchDocument, origin: str, source: str, model_load_s: float | None = None) -> Profile:
+    """A :class:`Profile` from a bench-v1 document; a profile without a model-load time is refused."""
+    points = tuple(_point(row, f"{origin}: results[{i}]") for i, row in enumerate(doc.results))
+    load = doc.model_load_s if doc.model_load_s is not None else model_load_s
     if load is None:
         raise InvalidArgument(f"{origin}: no model_load_s; declared profiles must state the model-load time")
-    if isinstance(load, bool) or not isinstance(load, int | float) or load < 0:
-        raise InvalidArgument(f"{origin}: model_load_s must be a number >= 0")
-    model: dict[str, Any] = data["model"] if isinstance(data.get("model"), dict) else {}
     return Profile(
         points=points,
         source=source,
         origin=origin,
-        hardware=hardware,
-        peak_rss_mb=float(rss),
+        hardware=doc.hardware_name,
+        peak_rss_mb=doc.peak_rss_mb,
         model_load_s=float(load),
-        model_path=model.get("path"),
-        model_sha256=model.get("sha256"),
+        model_path=doc.model.path,
+        model_sha256=doc.model.sha256,
     )
 
 
-def _point(row: Any, where: str) -> OperatingPoint:
-    if not isinstance(row, dict):
-        raise InvalidArgument(f"{where}: a bench row must be an object")
-    try:
-        lat = row["latency_ms"]
-        values = {
-            "batch": row["batch"],
-            "threads": row["threads"],
-            "concurrency": row.get("concurrency", 1),
-            "p99": lat["p99"],
-            "mean": lat["mean"],
-            "throughput": row["throughput_items_per_s"],
-        }
-    except (KeyError, TypeError) as exc:
-        raise InvalidArgument(f"{where}: missing {exc} (need batch, threads, latency_ms.p99/mean, throughput)") from exc
-    for key in ("batch", "threads", "concurrency"):
-        v = values[key]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise InvalidArgument(f"{where}: {key} must be a whole number >= 1, got {v!r}")
-    for key in ("p99", "mean", "throughput"):
-        v = values[key]
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
-            raise InvalidArgument(f"{where}: {key} must be a number > 0, got {v!r}")
+def _point(row: BenchRow, where: str) -> OperatingPoint:
+    if row.threads < 1:
+        raise InvalidArgument(f"{where}: threads must be a whole number >= 1, got {row.threads!r}")
     return OperatingPoint(
-        batch=values["batch"],
-        threads=values["threads"],
-        instances=values["concurrency"],
-        p99_ms=float(values["p99"]),
-        mean_ms=float(values["mean"]),
-        throughput=float(values["throughput"]),
+        batch=row.batch,
+        threads=row.threads,
+        instances=row.concurrency,
+        p99_ms=row.latency_ms.p99,
+        mean_ms=row.latency_ms.mean,
+        throughput=row.throughput_items_per_s,
     )
 
 
-def _winner_bench(report: Any) -> dict[str, Any] | None:
-    """The bench-v1 block of an optimize report's winner, wherever the report nests it."""
-    if not isinstance(report, dict):
-        return None
-    winner = report.get("winner")
-    if not isinstance(winner, dict):
-        return None
-    for candidate in (winner, winner.get("profile"), winner.get("bench")):
-        if isinstance(candidate, dict) and isinstance(candidate.get("results"), list):
-            merged = dict(candidate)
-            merged.setdefault("schema", SCHEMA)
-            return merged
-    return None
+def _profile_file(path: str | Path) -> BenchDocument:
+    """A bench-v1 file, or an optimize report.json (its winner's bench document)."""
+    data = read_json(path, "profile file")
+    if isinstance(data, dict) and data.get("schema") == REPORT_SCHEMA:
+        return _winner_bench(OptimizeReport.from_dict(data, str(path)), str(path))
+    return BenchDocument.from_dict(data, str(path))
 
 
-def measure_load_time(model: str | Path, runtime: dict[str, Any] | None = None, repeats: int = 3) -> float:
+def _winner_bench(report: OptimizeReport, origin: str) -> BenchDocument:
+    if report.winner_bench is None:
+        raise InvalidArgument(
+            f"{origin}: the optimize report holds no measured winner (status {report.status!r}); "
+            "rerun honed optimize, or give profile: bench.json from honed bench"
+        )
+    return report.winner_bench
+
+
+def measure_load_time(model: str | Path, runtime: RuntimeConfig | None = None, repeats: int = 3) -> float:
     """Median seconds to build a ready session for ``model`` (what a new replica waits before serving)."""
     from honed.runtime import RuntimeConfig, create_session
 
-    config = RuntimeConfig.from_dict(runtime) if runtime else RuntimeConfig()
+    config = runtime or RuntimeConfig()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -235,61 +196,51 @@ def measure_load_time(model: str | Path, runtime: dict[str, Any] | None = None, 
 
 def measured_profile(deployment: Deployment) -> Profile:
     """The deployment's measured profile, from ``profile:`` or its optimize output folder."""
-    data: Any = None
+    doc: BenchDocument | None = None
     origin = ""
     if deployment.profile is not None:
         origin = deployment.profile
-        data = read_json(origin)
-        bench = _winner_bench(data)
-        if bench is not None:
-            data = bench
+        doc = _profile_file(origin)
         for extra in deployment.more_profiles:
-            data = _merge(data, read_json(extra), extra)
+            doc = _merge(doc, _profile_file(extra), extra)
             origin += f" + {extra}"
     elif deployment.model is not None and Path(deployment.model).is_dir():
         folder = Path(deployment.model)
-        report, bench_file = folder / "report.json", folder / "bench.json"
-        if report.is_file() and (bench := _winner_bench(read_json(report))) is not None:
-            data, origin = bench, f"{report} (winner)"
+        report, bench_file = folder / REPORT_FILE, folder / "bench.json"
+        if report.is_file():
+            doc, origin = _winner_bench(OptimizeReport.read(report), str(report)), f"{report} (winner)"
         elif bench_file.is_file():
-            data, origin = read_json(bench_file), str(bench_file)
-    if data is None:
+            doc, origin = read_bench(bench_file), str(bench_file)
+    if doc is None:
         raise InvalidArgument(
             f"deployment {deployment.name!r}: no profile found; give profile: bench.json "
             f"(from: honed bench MODEL --json > bench.json) or a model folder holding report.json or bench.json"
         )
-    load = deployment.model_load_s
-    if load is None and isinstance(data.get("model_load_s"), int | float):
-        load = float(data["model_load_s"])
+    load = deployment.model_load_s if deployment.model_load_s is not None else doc.model_load_s
     if load is None:
-        model = _model_file(deployment, data)
+        model = _model_file(deployment, doc)
         if model is None:
             raise InvalidArgument(
                 f"deployment {deployment.name!r}: cannot measure the model-load time without the model file; "
                 "give model: or model_load_s:"
             )
-        runtime = data.get("runtime") if isinstance(data.get("runtime"), dict) else None
-        load = measure_load_time(model, runtime)
-    return parse_bench({**data, "model_load_s": load}, origin=origin, source=MEASURED)
+        load = measure_load_time(model, doc.runtime)
+    return profile_from(doc, origin, MEASURED, model_load_s=load)
 
 
-def _merge(first: dict[str, Any], other: Any, origin: str) -> dict[str, Any]:
+def _merge(first: BenchDocument, other: BenchDocument, origin: str) -> BenchDocument:
     """One curve from two bench-v1 runs of the same model (rows appended, the larger peak memory kept)."""
-    if not isinstance(other, dict) or not isinstance(other.get("results"), list):
-        raise InvalidArgument(f"{origin}: not a bench-v1 document with results")
-    sha = [(d.get("model") or {}).get("sha256") for d in (first, other)]
+    sha = (first.model.sha256, other.model.sha256)
     if sha[0] and sha[1] and sha[0] != sha[1]:
         raise InvalidArgument(f"{origin}: profiles of different models (sha256 {sha[1][:12]} vs {sha[0][:12]})")
-    rss = max(float(first.get("peak_rss_mb") or 0.0), float(other.get("peak_rss_mb") or 0.0))
-    return {**first, "results": [*first.get("results", []), *other["results"]], "peak_rss_mb": rss}
+    return first.with_rows((*first.results, *other.results), max(first.peak_rss_mb, other.peak_rss_mb))
 
 
-def _model_file(deployment: Deployment, bench: dict[str, Any]) -> Path | None:
+def _model_file(deployment: Deployment, bench: BenchDocument) -> Path | None:
     if deployment.model is not None:
         return resolve_model_path(deployment.model)
-    model = bench.get("model")
-    if isinstance(model, dict) and isinstance(model.get("path"), str) and Path(model["path"]).is_file():
-        return Path(model["path"])
+    if bench.model.path is not None and Path(bench.model.path).is_file():
+        return Path(bench.model.path)
     return None
 
 
@@ -299,5 +250,5 @@ def declared_profile(pool: Pool, deployment: Deployment) -> Profile | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return parse_bench(read_json(value), origin=value, source=DECLARED)
+        return parse_bench(read_json(value, "profile file"), origin=value, source=DECLARED)
     return parse_bench(value, origin=f"fleet pool {pool.name} profiles.{deployment.name}", source=DECLARED)

@@ -35,14 +35,14 @@ from honed.search.build import Builder, BuildJob
 from honed.search.cache import CandidateCache, default_cache_dir, digest
 from honed.search.candidates import Step
 from honed.search.datasource import DataSource
+from honed.search.document import REPORT_SCHEMA
 from honed.search.engine import OBJECTIVES, Clock, Events, Outcome, Search, SearchInputs, Settings
 from honed.search.profile import op_profile
 from honed.search.recipe import Recipe, build_model, library_versions, stamp_provenance
-from honed.search.results import bench_results, candidate_row, pareto_front
+from honed.search.results import bench_document, bench_rows, candidate_row, pareto_front
 
 Array = np.ndarray[Any, Any]
 
-REPORT_SCHEMA = "honed-optimize-report/1"
 EXIT_IMPROVED = 0
 EXIT_BASELINE_ONLY = 3
 MIN_CALIBRATION_SAMPLES = 8
@@ -137,6 +137,9 @@ def optimize(
     """
     started_wall = datetime.now(UTC)
     started = clock()
+    # Relative paths are the user's working directory's: passes run in scratch folders that they would not survive.
+    data, eval_data, labels, recipe = (_absolute(p) for p in (data, eval_data, labels, recipe))
+    out, cache_dir = Path(out).absolute(), _absolute(cache_dir)
     budget_s = parse_duration(time_budget)
     if objective not in OBJECTIVES:
         raise InvalidArgument(f"--objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
@@ -327,6 +330,10 @@ def optimize(
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _absolute(path: str | Path | None) -> Path | None:
+    return None if path is None else Path(path).absolute()
+
+
 def _flops_per_item(proto: Any, inputs: list[TensorSpec], overrides: dict[str, tuple[int, ...]]) -> float | None:
     """FLOPs of one item of the original model (the same arithmetic every variant does), or None when unknown."""
     from honed.model.flops import count_flops
@@ -496,8 +503,9 @@ class _Writer(Events):
             "final_compared": search.final_compared,
             "winner": winner_row,
             "baseline": baseline_row,
-            "winner_results": bench_results(winner, settings, search.hardware),
-            "baseline_results": bench_results(baseline, settings, search.hardware),
+            "winner_results": [r.to_dict() for r in bench_rows(winner, settings, search.hardware)],
+            "baseline_results": [r.to_dict() for r in bench_rows(baseline, settings, search.hardware)],
+            "winner_bench": self._winner_bench(winner, search),
             "candidates": rows,
             "skipped": [s.to_dict() for s in search.skipped],
             "candidate_order": search.profile.to_dict() if search.profile else None,
@@ -505,6 +513,15 @@ class _Writer(Events):
             "profile": profiles,
             "closest": _closest(rows),
         }
+
+    def _winner_bench(self, winner: Outcome, search: Search) -> dict[str, Any] | None:
+        model = self.out_dir / "model.onnx"
+        if search.hardware is None or not model.is_file():
+            return None
+        doc = bench_document(
+            winner, search.settings, search.hardware, model_path=model.resolve(), model_sha256=file_sha256(model)
+        )
+        return doc.to_dict() if doc is not None else None
 
     def _write_report(self, report: dict[str, Any]) -> Path:
         self.out_dir.mkdir(parents=True, exist_ok=True)

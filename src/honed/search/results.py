@@ -7,55 +7,80 @@ Also the Pareto front (candidates no other candidate beats on both cost and fide
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
+from honed.bench import BenchDocument, BenchModel, BenchRow, LatencyBlock, LatencyStats, items_per_second
+from honed.bench.runner import model_precision
 from honed.evaluate import AccuracyGate
+from honed.hardware import HardwareSpec
+from honed.model.loader import load_model
 from honed.search.engine import Outcome, Settings
 
 
-def latency_block(latency: dict[str, Any] | None) -> dict[str, float] | None:
-    """LatencyStats' dict as bench-v1's ``latency_ms`` block."""
-    if latency is None:
-        return None
-    return {k: float(latency[f"{k}_ms"]) for k in ("mean", "p50", "p90", "p99", "min", "max", "std")}
+def _stats(latency: dict[str, Any] | None) -> LatencyStats | None:
+    return LatencyStats(**latency) if latency else None
+
+
+def latency_block(latency: dict[str, Any] | None) -> dict[str, float | None] | None:
+    """A measurement as bench-v1's ``latency_ms`` block."""
+    stats = _stats(latency)
+    return LatencyBlock.from_stats(stats).to_dict() if stats is not None else None
 
 
 def throughput(latency: dict[str, Any] | None, batch: int) -> float | None:
-    """Items per second at concurrency 1: batch / mean latency."""
-    if latency is None or not latency.get("mean_ms"):
-        return None
-    return batch * 1000.0 / float(latency["mean_ms"])
+    """Items per second over the measurement (bench's one formula)."""
+    stats = _stats(latency)
+    return items_per_second(stats, batch) if stats is not None and stats.wall_s > 0 else None
 
 
 def precision(outcome: Outcome) -> str:
-    """Which peak applies to a candidate: ``int8`` when a pass quantized it, ``bf16`` when OpenVINO runs it so."""
-    if any(s.name.startswith("int8") or s.name.endswith("int8") for s in outcome.candidate.steps):
-        return "int8"
-    if outcome.candidate.runtime.options.get("INFERENCE_PRECISION_HINT", "f32") == "bf16":
-        return "bf16"
-    return "fp32"
+    """Which peak applies to a candidate (bench's one rule, over the candidate's model and runtime config)."""
+    if outcome.model_path is None:
+        return "fp32"
+    return model_precision(
+        load_model(outcome.model_path, check=False, load_external_data=False), outcome.candidate.runtime
+    )
 
 
-def bench_results(outcome: Outcome, settings: Settings, hardware: Any) -> list[dict[str, Any]]:
-    """The bench-v1 ``results`` list for one measured candidate (one entry: its batch, threads, concurrency 1)."""
-    if outcome.latency is None:
-        return []
+def bench_rows(outcome: Outcome, settings: Settings, hardware: HardwareSpec | None) -> tuple[BenchRow, ...]:
+    """The bench-v1 rows for one measured candidate (one row: its batch, threads, concurrency 1)."""
+    stats = _stats(outcome.latency)
+    if stats is None or stats.wall_s <= 0:
+        return ()
     batch = settings.batch
-    items_per_s = throughput(outcome.latency, batch)
-    achieved = settings.flops_per_item * items_per_s / 1e9 if settings.flops_per_item and items_per_s else None
+    items_per_s = items_per_second(stats, batch)
+    achieved = settings.flops_per_item * items_per_s / 1e9 if settings.flops_per_item else None
     peak = hardware.peak_gflops(precision(outcome)) if hardware is not None else None
-    return [
-        {
-            "batch": batch,
-            "threads": outcome.candidate.runtime.threads,
-            "concurrency": 1,
-            "iterations": int(outcome.latency.get("count", 0)),
-            "latency_ms": latency_block(outcome.latency),
-            "throughput_items_per_s": items_per_s,
-            "achieved_gflops": achieved,
-            "peak_fraction": achieved / peak if achieved and peak else None,
-        }
-    ]
+    return (
+        BenchRow(
+            batch=batch,
+            threads=outcome.candidate.runtime.threads or (hardware.default_threads if hardware is not None else 0),
+            concurrency=1,
+            iterations=stats.count,
+            latency_ms=LatencyBlock.from_stats(stats),
+            throughput_items_per_s=items_per_s,
+            achieved_gflops=achieved,
+            peak_fraction=achieved / peak if achieved and peak else None,
+            runtime=outcome.candidate.runtime,
+        ),
+    )
+
+
+def bench_document(
+    outcome: Outcome, settings: Settings, hardware: HardwareSpec, *, model_path: Path, model_sha256: str
+) -> BenchDocument | None:
+    """A measured candidate as a whole bench-v1 document (what ``honed plan`` reads from an optimize output)."""
+    rows = bench_rows(outcome, settings, hardware)
+    if not rows:
+        return None
+    return BenchDocument(
+        results=rows,
+        model=BenchModel(str(model_path), model_sha256, settings.flops_per_item, precision(outcome)),
+        hardware_name=hardware.cpu_model,
+        hardware=hardware,
+        runtime=outcome.candidate.runtime,
+    )
 
 
 def candidate_row(

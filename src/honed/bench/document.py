@@ -1,0 +1,322 @@
+"""The ``honed.bench/v1`` document: what ``honed bench --json`` writes, what an optimize report carries for its
+winner, and what ``honed plan`` reads as a measured profile.
+
+The types here are the document; :mod:`honed.bench.runner` produces them and every reader goes through
+:meth:`BenchDocument.from_dict` (or :func:`read_bench`), which names the file and the field when a document is
+wrong. The throughput formula (:func:`items_per_second`) lives here once, for bench and search alike.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from honed.bench.latency import LatencyStats
+from honed.bench.profile import OpProfile
+from honed.errors import InvalidArgument
+from honed.hardware import HardwareSpec
+from honed.runtime.config import RuntimeConfig
+
+SCHEMA = "honed.bench/v1"
+PRECISIONS = ("fp32", "bf16", "int8")
+
+
+def items_per_second(stats: LatencyStats, batch: int) -> float:
+    """Items per second over a measurement: completed calls per second of wall time (all threads) times the batch."""
+    return stats.calls_per_s * batch
+
+
+def _number(data: Mapping[str, Any], key: str, where: str, *, positive: bool = False) -> float:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidArgument(f"{where}: {key} must be a finite number, got {value!r}")
+    if value < 0 or (positive and value == 0):
+        raise InvalidArgument(f"{where}: {key} must be {'> 0' if positive else '>= 0'}, got {value!r}")
+    return float(value)
+
+
+def _optional_number(data: Mapping[str, Any], key: str, where: str) -> float | None:
+    return None if data.get(key) is None else _number(data, key, where)
+
+
+def _whole(data: Mapping[str, Any], key: str, where: str, *, minimum: int, default: int | None = None) -> int:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidArgument(f"{where}: {key} must be a whole number >= {minimum}, got {value!r}")
+    return value
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise InvalidArgument(f"{where} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+@dataclass(frozen=True)
+class LatencyBlock:
+    """bench-v1's ``latency_ms`` block: per-call latency statistics in milliseconds.
+
+    ``mean`` and ``p99`` are what planning needs; a declared profile may state only those two.
+    """
+
+    mean: float
+    p99: float
+    p50: float | None = None
+    p90: float | None = None
+    min: float | None = None
+    max: float | None = None
+    std: float | None = None
+
+    @classmethod
+    def from_stats(cls, stats: LatencyStats) -> LatencyBlock:
+        return cls(
+            mean=stats.mean_ms,
+            p99=stats.p99_ms,
+            p50=stats.p50_ms,
+            p90=stats.p90_ms,
+            min=stats.min_ms,
+            max=stats.max_ms,
+            std=stats.std_ms,
+        )
+
+    def to_dict(self) -> dict[str, float | None]:
+        return {
+            "mean": self.mean,
+            "p50": self.p50,
+            "p90": self.p90,
+            "p99": self.p99,
+            "min": self.min,
+            "max": self.max,
+            "std": self.std,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> LatencyBlock:
+        block = _mapping(data, where)
+        for key in ("mean", "p99"):
+            if key not in block:
+                raise InvalidArgument(f"{where}: missing {key} (a latency block needs at least mean and p99)")
+        return cls(
+            mean=_number(block, "mean", where, positive=True),
+            p99=_number(block, "p99", where, positive=True),
+            **{k: _optional_number(block, k, where) for k in ("p50", "p90", "min", "max", "std")},
+        )
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One measured case: a batch size, a thread count and a number of concurrent callers."""
+
+    batch: int
+    threads: int
+    concurrency: int
+    iterations: int
+    latency_ms: LatencyBlock
+    throughput_items_per_s: float
+    achieved_gflops: float | None = None
+    peak_fraction: float | None = None
+    peak_rss_mb: float | None = None
+    runtime: RuntimeConfig | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "batch": self.batch,
+            "threads": self.threads,
+            "concurrency": self.concurrency,
+            "iterations": self.iterations,
+            "latency_ms": self.latency_ms.to_dict(),
+            "throughput_items_per_s": self.throughput_items_per_s,
+            "achieved_gflops": self.achieved_gflops,
+            "peak_fraction": self.peak_fraction,
+            "peak_rss_mb": self.peak_rss_mb,
+        }
+        if self.runtime is not None:
+            data["runtime"] = self.runtime.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> BenchRow:
+        row = _mapping(data, where)
+        if "latency_ms" not in row:
+            raise InvalidArgument(
+                f"{where}: missing latency_ms (a bench row needs batch, threads, latency_ms, throughput_items_per_s)"
+            )
+        runtime = row.get("runtime")
+        return cls(
+            batch=_whole(row, "batch", where, minimum=1),
+            threads=_whole(row, "threads", where, minimum=0),
+            concurrency=_whole(row, "concurrency", where, minimum=1, default=1),
+            iterations=_whole(row, "iterations", where, minimum=0, default=0),
+            latency_ms=LatencyBlock.from_dict(row["latency_ms"], f"{where}.latency_ms"),
+            throughput_items_per_s=_number(row, "throughput_items_per_s", where, positive=True),
+            achieved_gflops=_optional_number(row, "achieved_gflops", where),
+            peak_fraction=_optional_number(row, "peak_fraction", where),
+            peak_rss_mb=_optional_number(row, "peak_rss_mb", where),
+            runtime=_runtime(runtime, f"{where}.runtime") if runtime is not None else None,
+        )
+
+
+def _runtime(data: Any, where: str) -> RuntimeConfig:
+    try:
+        return RuntimeConfig.from_dict(dict(_mapping(data, where)))
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{where}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    """Which model was measured."""
+
+    path: str | None
+    sha256: str | None
+    flops_per_item: float | None = None
+    precision: str = "fp32"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "sha256": self.sha256,
+            "flops_per_item": self.flops_per_item,
+            "precision": self.precision,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> BenchModel:
+        model = _mapping(data, where)
+        precision = model.get("precision", "fp32")
+        if precision not in PRECISIONS:
+            raise InvalidArgument(f"{where}: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        return cls(
+            path=None if model.get("path") is None else str(model["path"]),
+            sha256=None if model.get("sha256") is None else str(model["sha256"]),
+            flops_per_item=_optional_number(model, "flops_per_item", where),
+            precision=precision,
+        )
+
+
+@dataclass(frozen=True)
+class BenchDocument:
+    """A whole ``honed.bench/v1`` document: the model, the hardware, and one row per measured case.
+
+    ``hardware_name`` is what a planner shows (the CPU model, or the first GPU's name); ``hardware`` the full spec
+    when the document was measured by honed (a declared profile may name its hardware only). ``model_load_s`` is
+    stated by declared profiles; measured ones leave it to the reader to measure.
+    """
+
+    results: tuple[BenchRow, ...]
+    model: BenchModel
+    hardware_name: str
+    hardware: HardwareSpec | None = None
+    runtime: RuntimeConfig | None = None
+    peak_rss_mb: float = 0.0
+    session_rss_mb: float | None = None
+    model_load_s: float | None = None
+    data: str | None = None
+    settings: Mapping[str, Any] | None = None
+    profile: OpProfile | None = None
+    profile_case: Mapping[str, int] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "schema": SCHEMA,
+            "model": self.model.to_dict(),
+            "hardware": self.hardware.to_dict() if self.hardware is not None else {"name": self.hardware_name},
+            "runtime": self.runtime.to_dict() if self.runtime is not None else None,
+            "settings": dict(self.settings) if self.settings is not None else None,
+            "data": self.data,
+            "results": [r.to_dict() for r in self.results],
+            "peak_rss_mb": self.peak_rss_mb,
+            "session_rss_mb": self.session_rss_mb,
+            "profile": None if self.profile is None else {**(self.profile_case or {}), **self.profile.to_dict()},
+        }
+        if self.model_load_s is not None:
+            data["model_load_s"] = self.model_load_s
+        return data
+
+    def with_rows(self, rows: tuple[BenchRow, ...], peak_rss_mb: float) -> BenchDocument:
+        """The same document with other rows (curves of one model merged)."""
+        from dataclasses import replace
+
+        return replace(self, results=rows, peak_rss_mb=peak_rss_mb)
+
+    @classmethod
+    def from_dict(cls, data: Any, origin: str, *, schema_optional: bool = False) -> BenchDocument:
+        """Read a bench-v1 mapping; ``origin`` (a file name, or where in a file) starts every error message.
+
+        ``schema_optional`` admits a mapping without ``schema`` (a profile declared inline in a fleet file).
+        """
+        if not isinstance(data, Mapping):
+            raise InvalidArgument(
+                f"{origin}: a bench document must be a JSON object (write it with honed bench --json)"
+            )
+        schema = data.get("schema", SCHEMA if schema_optional else None)
+        if schema != SCHEMA:
+            raise InvalidArgument(
+                f"{origin}: expected schema {SCHEMA!r}, got {schema!r}; write it with honed bench --json"
+            )
+        rows = data.get("results")
+        if not isinstance(rows, list) or not rows:
+            raise InvalidArgument(f"{origin}: 'results' must be a non-empty list of bench rows")
+        results = tuple(BenchRow.from_dict(row, f"{origin}: results[{i}]") for i, row in enumerate(rows))
+        hardware, name = _hardware(data.get("hardware"), f"{origin}: hardware")
+        runtime = data.get("runtime")
+        profile = data.get("profile")
+        settings = data.get("settings")
+        return cls(
+            results=results,
+            model=BenchModel.from_dict(data.get("model") or {}, f"{origin}: model"),
+            hardware_name=name,
+            hardware=hardware,
+            runtime=_runtime(runtime, f"{origin}: runtime") if runtime is not None else None,
+            peak_rss_mb=_number(data, "peak_rss_mb", origin) if "peak_rss_mb" in data else 0.0,
+            session_rss_mb=_optional_number(data, "session_rss_mb", origin),
+            model_load_s=_optional_number(data, "model_load_s", origin),
+            data=None if data.get("data") is None else str(data["data"]),
+            settings=_mapping(settings, f"{origin}: settings") if settings is not None else None,
+            profile=OpProfile.from_dict(profile, f"{origin}: profile") if profile is not None else None,
+            profile_case=(
+                {k: int(profile[k]) for k in ("batch", "threads") if isinstance(profile.get(k), int)}
+                if isinstance(profile, Mapping)
+                else None
+            ),
+        )
+
+
+def _hardware(data: Any, where: str) -> tuple[HardwareSpec | None, str]:
+    """The full spec when ``data`` is one, and the name a planner shows (the first GPU's, else the CPU's)."""
+    if data is None:
+        return None, "unknown hardware"
+    if isinstance(data, str):
+        return None, data
+    hw = _mapping(data, where)
+    spec = None
+    if "cpu_model" in hw and "usable_cores" in hw:
+        try:
+            spec = HardwareSpec.from_dict(hw)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{where}: {exc}") from exc
+    name = str(hw.get("cpu_model") or hw.get("name") or "unknown hardware")
+    gpus = hw.get("gpus")
+    if isinstance(gpus, list) and gpus and isinstance(gpus[0], Mapping):
+        name = str(gpus[0].get("name") or gpus[0].get("model") or name)
+    return spec, name
+
+
+def read_json(path: str | Path, what: str = "file") -> Any:
+    """A JSON file's content; a missing or malformed file is an InvalidArgument naming it."""
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidArgument(f"{what} not found: {p}")
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(f"{p} is not valid JSON (truncated?): {exc}") from exc
+
+
+def read_bench(path: str | Path) -> BenchDocument:
+    """Read a ``honed bench --json`` file."""
+    return BenchDocument.from_dict(read_json(path, "bench file"), str(path))
