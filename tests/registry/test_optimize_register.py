@@ -33,6 +33,11 @@ def test_optimize_registers_source_and_result_with_lineage(
     assert optimized.recipe is not None and "passes" in optimized.recipe
     assert optimized.profile is not None and "winner_results" in optimized.profile
     assert [v.ref for v in reg.lineage("mlp:2").ancestors] == ["mlp:1"]
+    # the first optimized version becomes production; a later one leaves production where it is
+    assert reg.aliases("mlp") == {"production": 2}
+    reg.set_alias("mlp", "production", 1, actor="alice")
+    assert run([*args[:3], str(tmp_path / "out2"), *args[4:]]) in (0, 3)
+    assert reg.aliases("mlp") == {"production": 1}
 
 
 def test_bad_register_name_fails_before_searching(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

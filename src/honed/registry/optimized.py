@@ -16,6 +16,8 @@ from honed.errors import InvalidArgument
 from honed.registry.records import ModelVersion
 from honed.registry.store import Registry
 
+PRODUCTION = "production"
+
 
 def default_actor(role: str | None = None) -> str:
     """``USER@HOST`` (or ``ROLE@HOST`` for a service such as the server), for the audit log."""
@@ -33,7 +35,9 @@ def register_optimized(
     """Register ``source`` (idempotent) and the optimized model in ``out_dir`` as its child version.
 
     The child carries the recipe that produced it and, as its profile, the winner's measured accuracy and
-    latency on this hardware from report.json. Returns ``(source_version, optimized_version)``.
+    latency on this hardware from report.json. A model without a ``production`` alias gets it on this version
+    (so ``honed serve --registry URL`` serves it); a model that has one keeps it where it is.
+    Returns ``(source_version, optimized_version)``.
     """
     out = Path(out_dir)
     model = out / "model.onnx"
@@ -50,6 +54,9 @@ def register_optimized(
         recipe=recipe,
         profile=_profile(report) if report is not None else None,
     )
+    if PRODUCTION not in registry.aliases(name):
+        # A model's first optimized version is what it serves until a rollout moves the alias; later ones wait.
+        registry.set_alias(name, PRODUCTION, child.version, actor=actor)
     return parent, child
 
 

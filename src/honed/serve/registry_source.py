@@ -25,6 +25,7 @@ from typing import Any
 
 from honed.errors import HonedError, InvalidArgument, NotFound, ResidencyViolation
 from honed.registry import ModelVersion, Registry, parse_ref
+from honed.registry.optimized import PRODUCTION
 from honed.registry.residency import check_placement
 from honed.serve.metrics import ServeMetrics
 from honed.serve.repository import ModelSource
@@ -150,7 +151,7 @@ class RegistryCatalog:
 __all__ = ["RegistryCatalog"]
 
 
-PRODUCTION_ALIAS = "production"
+PRODUCTION_ALIAS = PRODUCTION
 
 
 def production_refs(registry: Registry) -> list[str]:
