@@ -21,6 +21,7 @@ import uvicorn
 
 from honed.errors import InvalidArgument
 from honed.serve.access import AccessPolicy
+from honed.serve.contract import GRPC_PORT, HTTP_PORT
 from honed.serve.dataplane import DataPlane
 from honed.serve.grpc import build_server
 from honed.serve.http import DEFAULT_MAX_BODY_BYTES, HttpApp
@@ -37,8 +38,8 @@ log = logging.getLogger("honed.serve")
 class ServerOptions:
     """Where and how the server listens. An address of None turns that transport off; port 0 picks a free one."""
 
-    http: str | None = "127.0.0.1:8000"
-    grpc: str | None = "127.0.0.1:8001"
+    http: str | None = f"127.0.0.1:{HTTP_PORT}"
+    grpc: str | None = f"127.0.0.1:{GRPC_PORT}"
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     drain_timeout_s: float = 30.0
     tls: TlsFiles | None = None
