@@ -6,6 +6,8 @@ a dashboard query cannot name something the server does not answer. Importing th
 the standard library.
 
 Metric names are the exposed names (a counter's carries its ``_total``); every label a series carries is listed.
+Beside each counter and histogram the exposition also carries its ``<name without _total>_created`` timestamp
+gauge, which no dashboard needs and this list leaves out.
 """
 
 from __future__ import annotations

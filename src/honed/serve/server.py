@@ -27,7 +27,7 @@ from honed.serve.grpc import build_server
 from honed.serve.http import DEFAULT_MAX_BODY_BYTES, HttpApp
 from honed.serve.instances import ModelExecutor
 from honed.serve.metrics import ServeMetrics
-from honed.serve.repository import Catalog, ModelRepository
+from honed.serve.repository import Catalog, ExecutorFactory, ModelRepository
 from honed.serve.security import ResidencyGuard
 from honed.serve.tls import TlsFiles
 
@@ -175,10 +175,14 @@ def build(
     catalog: Catalog | None = None,
     residency: ResidencyGuard | None = None,
     access: AccessPolicy | None = None,
+    factory: ExecutorFactory = ModelExecutor.start,
 ) -> DataPlane:
-    """A dataplane over the models at ``path`` (a repository, a model folder or an .onnx file) or in ``catalog``."""
+    """A dataplane over the models at ``path`` (a repository, a model folder or an .onnx file) or in ``catalog``.
+
+    ``factory`` starts each model version (what tests wrap to hold a model run until they let it finish).
+    """
     metrics = metrics or ServeMetrics()
-    repository = ModelRepository(path, ModelExecutor.start, defaults=defaults, metrics=metrics, catalog=catalog)
+    repository = ModelRepository(path, factory, defaults=defaults, metrics=metrics, catalog=catalog)
     return DataPlane(repository, metrics, residency=residency, access=access)
 
 
