@@ -9,7 +9,7 @@ that cancels its call cancels the request, which removes it from the queue.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -115,16 +115,21 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def RepositoryModelLoad(
         self, request: Any, context: grpc.aio.ServicerContext
     ) -> pb.RepositoryModelLoadResponse:
-        await self._authorize(context, "admin", request.model_name)
-        await _answer(context, self.dataplane.load(request.model_name))
+        await self._admin(context, request.model_name, self.dataplane.load)
         return pb.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(
         self, request: Any, context: grpc.aio.ServicerContext
     ) -> pb.RepositoryModelUnloadResponse:
-        await self._authorize(context, "admin", request.model_name)
-        await _answer(context, self.dataplane.unload(request.model_name))
+        await self._admin(context, request.model_name, self.dataplane.unload)
         return pb.RepositoryModelUnloadResponse()
+
+    async def _admin(
+        self, context: grpc.aio.ServicerContext, model: str, action: Callable[[str], Awaitable[None]]
+    ) -> None:
+        """Run a repository action on ``model`` for a caller the policy lets administer it."""
+        await self._authorize(context, "admin", model)
+        await _answer(context, action(model))
 
 
 def build_server(
