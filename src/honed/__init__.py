@@ -1,8 +1,8 @@
 """honed: make trained ONNX models fast, cheap and safe to run on the hardware you have.
 
 The Python API mirrors the CLI: ``inspect_model`` (``honed inspect``), ``detect_hardware`` (``honed hw``),
-``run_bench`` (``honed bench``), ``optimize`` (``honed optimize``), and the session factory every part
-of honed runs models through.
+``run_bench`` (``honed bench``), ``optimize`` (``honed optimize``), ``run_server`` with ``ServeOptions``
+(``honed serve``), and the session factory every part of honed runs models through.
 Names are imported on first use, so ``import honed.registry`` does not load ONNX Runtime.
 """
 
@@ -24,6 +24,8 @@ _EXPORTS = {
     "OptimizeResult": "honed.search",
     "optimize": "honed.search",
     "run_bench": "honed.bench",
+    "ServeOptions": "honed.serve.launch",
+    "run_server": "honed.serve.launch",
 }
 
 __all__ = [
@@ -32,12 +34,14 @@ __all__ = [
     "HonedError",
     "OptimizeResult",
     "RuntimeConfig",
+    "ServeOptions",
     "__version__",
     "create_session",
     "detect_hardware",
     "inspect_model",
     "optimize",
     "run_bench",
+    "run_server",
 ]
 
 if TYPE_CHECKING:
@@ -47,6 +51,7 @@ if TYPE_CHECKING:
     from honed.model import inspect_model
     from honed.runtime import RuntimeConfig, create_session
     from honed.search import OptimizeResult, optimize
+    from honed.serve.launch import ServeOptions, run_server
 
 
 def __getattr__(name: str) -> Any:

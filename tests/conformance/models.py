@@ -63,31 +63,3 @@ def typed(path: Path) -> Path:
         [helper.make_tensor_value_info(f"{n}_out", t, ["batch", 2]) for n, (t, _, _) in TYPED.items()],
     )
     return _save(graph, path)
-
-
-def slow(path: Path, size: int = 1024, layers: int = 8) -> Path:
-    """float32 [batch, 1] -> [batch, 1] through ``layers`` [size, size] matmuls per row: slow on purpose."""
-    weight = helper.make_tensor("w_value", TensorProto.FLOAT, [1], [0.001])
-    nodes = [
-        helper.make_node("Constant", [], ["shape"], value=numpy_helper.from_array(np.array([size, size], np.int64))),
-        helper.make_node("ConstantOfShape", ["shape"], ["W"], value=weight),
-        helper.make_node("Constant", [], ["axes"], value=numpy_helper.from_array(np.array([2], np.int64))),
-        helper.make_node("Unsqueeze", ["x", "axes"], ["x3"]),
-        helper.make_node("Expand", ["x3", "shape"], ["h0"]),
-    ]
-    for i in range(layers):
-        nodes.append(helper.make_node("MatMul", [f"h{i}", "W"], [f"h{i + 1}"]))
-    nodes.append(helper.make_node("ReduceMean", [f"h{layers}"], ["m"], axes=[2], keepdims=0))
-    nodes.append(helper.make_node("Slice", ["m", "zero", "one", "one"], ["y"]))
-    inits = [
-        numpy_helper.from_array(np.array([0], np.int64), "zero"),
-        numpy_helper.from_array(np.array([1], np.int64), "one"),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "slow",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])],
-        inits,
-    )
-    return _save(graph, path)

@@ -1,161 +1,193 @@
-"""Lifecycle against a real server: graceful drain on SIGTERM, a full queue answering 429, and a client that gives
-up taking its request off the queue. Uses a deliberately slow model so requests are really in flight."""
+"""Lifecycle against a real server: graceful drain on SIGTERM, a full queue answering 429 (REST) and
+RESOURCE_EXHAUSTED (gRPC), the ``timeout`` parameter ending a queued request, and a client that gives up taking
+its request off the queue.
+
+Every model run waits at a :class:`~tests.conformance.gated.Gate` until the test lets it through, so a request
+is running, or queued behind one that is, because the test made it so: nothing depends on how fast the machine
+computes.
+"""
 
 from __future__ import annotations
 
-import concurrent.futures
+import asyncio
+import os
 import signal
-import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
+from honed.serve.instances import ModelExecutor
+from honed.serve.server import Server
 from tests.conformance import models
-from tests.conformance.server import RunningServer, start_server
+from tests.conformance.gated import Gate, gated_server, sample, until
 
-BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [1.0]}]}
-
-
-@pytest.fixture(scope="module")
-def slow_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("repo")
-    models.slow(root / "slow" / "1" / "model.onnx", layers=4)
-    (root / "slow" / "config.yaml").write_text("warmup: false\nbatching:\n  max_batch_size: 1\n  max_queue_size: 2\n")
-    return root
+BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 8], "data": [1.0] * 8}]}
+INFER = "/v2/models/m/infer"
 
 
-@pytest.fixture(scope="module")
-def server(slow_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """One instance, one row per run, room for two queued requests."""
-    running = start_server(["--repository", str(slow_repo)], tmp_path_factory.mktemp("log") / "server.log")
-    yield running
-    assert running.stop() == 0, running.output()
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """Model ``m``: one instance, one row per run, room for two queued requests."""
+    models.mlp(tmp_path / "m" / "1" / "model.onnx")
+    (tmp_path / "m" / "config.yaml").write_text("warmup: false\nbatching:\n  max_batch_size: 1\n  max_queue_size: 2\n")
+    return tmp_path
 
 
-def _post(base: str) -> httpx.Response:
-    return httpx.post(f"{base}/v2/models/slow/infer", json=BODY, timeout=60)
+def _client(port: int | None) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60)
 
 
-def _wait_for(predicate, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
+def _outcomes(server: Server, outcome: str) -> float:
+    return sample(server, "honed_requests_total", model="m", version="1", outcome=outcome)
 
 
-def _metric(server: RunningServer, prefix: str) -> float:
-    text = httpx.get(f"{server.base}/metrics", timeout=5).text
-    for line in text.splitlines():
-        if line.startswith(prefix) and 'model="slow"' in line:
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+def _runs(server: Server) -> int:
+    executor = server.dataplane.repository.get("m")[1]
+    assert isinstance(executor, ModelExecutor)
+    return executor.batcher.runs
 
 
-def _inflight(server: RunningServer) -> float:
-    return _metric(server, "honed_inflight_requests{")
+def _run(repo: Path, scenario: Callable[[Gate, Server, httpx.AsyncClient], Awaitable[None]]) -> None:
+    """Run ``scenario`` against a gated server over ``repo``, with an HTTP client to it."""
+
+    async def main() -> None:
+        gate = Gate()
+        async with gated_server(repo, gate) as server, _client(server.http_port) as client:
+            await scenario(gate, server, client)
+
+    asyncio.run(main())
 
 
-def _cancelled(server: RunningServer) -> float:
-    return _metric(server, 'honed_requests_total{model="slow",outcome="cancelled"')
+async def _running_and_queued(
+    client: httpx.AsyncClient, gate: Gate, server: Server, queued: int
+) -> list[asyncio.Future[httpx.Response]]:
+    """One request held in its model run, then ``queued`` more waiting behind it in the batch queue."""
+    running = asyncio.ensure_future(client.post(INFER, json=BODY))
+    await gate.holding(1)
+    waiting = [asyncio.ensure_future(client.post(INFER, json=BODY)) for _ in range(queued)]
+    await until(lambda: server.dataplane.inflight == 1 + queued, f"{queued} request(s) queued")
+    return [running, *waiting]
 
 
-def test_sigterm_drains_in_flight_requests_and_turns_readiness_off(slow_repo: Path, tmp_path: Path) -> None:
-    server = start_server(["--repository", str(slow_repo)], tmp_path / "server.log")
-    try:
-        with concurrent.futures.ThreadPoolExecutor(3) as pool:
-            futures = [pool.submit(_post, server.base) for _ in range(3)]
-            assert _wait_for(lambda: _inflight(server) >= 2), server.output()
-            server.proc.send_signal(signal.SIGTERM)
-            with httpx.Client(base_url=server.base, timeout=5) as probe:
-                assert _wait_for(lambda: probe.get("/v2/health/ready").status_code == 503), server.output()
-                assert probe.get("/v2/health/live").status_code == 200
-            answers = [f.result(timeout=60) for f in futures]
+def test_sigterm_drains_in_flight_requests_and_turns_readiness_off(repo: Path) -> None:
+    async def scenario(gate: Gate, server: Server, client: httpx.AsyncClient) -> None:
+        ahead = await _running_and_queued(client, gate, server, queued=2)
+        handler = signal.getsignal(signal.SIGTERM)
+        assert handler not in (signal.SIG_DFL, signal.SIG_IGN, None), "the server must own SIGTERM"
+        os.kill(os.getpid(), signal.SIGTERM)
+        await until(lambda: server.dataplane.draining, "SIGTERM reaching the server")
+        async with _client(server.http_port) as probe:
+            assert (await probe.get("/v2/health/ready")).status_code == 503
+            assert (await probe.get("/v2/health/live")).status_code == 200
+        assert not any(f.done() for f in ahead)  # nothing was answered while the run is held
+        gate.open()
+        answers = await asyncio.gather(*ahead)
         assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
-        assert server.proc.wait(60) == 0, server.output()
-    finally:
-        server.stop()
+
+    _run(repo, scenario)
 
 
-def test_full_queue_answers_429_with_retry_after_and_keeps_serving(server: RunningServer) -> None:
-    with concurrent.futures.ThreadPoolExecutor(12) as pool:
-        answers = list(pool.map(lambda _: _post(server.base), range(12)))
-    codes = sorted(a.status_code for a in answers)
-    assert set(codes) <= {200, 429}, [a.text for a in answers]
-    full = [a for a in answers if a.status_code == 429]
-    assert full, "twelve concurrent requests against a queue of two should overflow it"
-    assert int(full[0].headers["retry-after"]) >= 1
-    assert "queue" in full[0].json()["error"]
-    assert _post(server.base).status_code == 200
+def test_full_queue_answers_429_with_retry_after_and_keeps_serving(repo: Path) -> None:
+    async def scenario(gate: Gate, server: Server, client: httpx.AsyncClient) -> None:
+        ahead = await _running_and_queued(client, gate, server, queued=2)
+        full = await client.post(INFER, json=BODY)
+        assert full.status_code == 429, full.text
+        assert int(full.headers["retry-after"]) >= 1
+        assert "queue" in full.json()["error"]
+        gate.open()
+        assert [a.status_code for a in await asyncio.gather(*ahead)] == [200, 200, 200]
+        assert (await client.post(INFER, json=BODY)).status_code == 200
+
+    _run(repo, scenario)
 
 
-def test_a_client_that_gives_up_is_taken_off_the_queue(server: RunningServer) -> None:
-    before = _cancelled(server)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        running = pool.submit(_post, server.base)  # occupies the only instance
-        assert _wait_for(lambda: _inflight(server) >= 1)
-        for _ in range(3):
-            with pytest.raises(httpx.ReadTimeout):
-                httpx.post(f"{server.base}/v2/models/slow/infer", json=BODY, timeout=0.05)
-        assert running.result(timeout=60).status_code == 200
-    assert _wait_for(lambda: _cancelled(server) == before + 3)
-
-
-def test_timeout_parameter_ends_a_queued_request_with_504(server: RunningServer) -> None:
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        # One request runs and one waits, so the late one queues behind at least a whole run.
-        ahead = [pool.submit(_post, server.base) for _ in range(2)]
-        assert _wait_for(lambda: _inflight(server) >= 2)
-        late = httpx.post(
-            f"{server.base}/v2/models/slow/infer", json={**BODY, "parameters": {"timeout": 20_000}}, timeout=60
-        )
+def test_timeout_parameter_ends_a_queued_request_with_504(repo: Path) -> None:
+    async def scenario(gate: Gate, server: Server, client: httpx.AsyncClient) -> None:
+        (running,) = await _running_and_queued(client, gate, server, queued=0)
+        # The only instance is held, so this request can only wait in the queue until its 20 ms run out.
+        late = await client.post(INFER, json={**BODY, "parameters": {"timeout": 20_000}})
         assert late.status_code == 504, late.text
-        assert "error" in late.json()
-        assert all(f.result(timeout=60).status_code == 200 for f in ahead)
+        assert "timeout" in late.json()["error"]
+        assert not running.done()
+        assert _outcomes(server, "timeout") == 1
+        gate.open()
+        assert (await running).status_code == 200
+
+    _run(repo, scenario)
 
 
-def test_full_queue_over_grpc_is_resource_exhausted(server: RunningServer) -> None:
-    import numpy as np
+def test_a_client_that_gives_up_is_taken_off_the_queue(repo: Path) -> None:
+    async def scenario(gate: Gate, server: Server, client: httpx.AsyncClient) -> None:
+        (running,) = await _running_and_queued(client, gate, server, queued=0)
+        runs = _runs(server)
+        for gave_up in range(1, 4):
+            _, writer = await asyncio.open_connection("127.0.0.1", server.http_port)
+            body = httpx.Request("POST", "http://x" + INFER, json=BODY).read()
+            writer.write(
+                b"POST %s HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                % (INFER.encode(), len(body), body)
+            )
+            await writer.drain()
+            await until(lambda: server.dataplane.inflight == 2, "the request queued")
+            writer.close()  # the client hangs up while its request waits
+            await writer.wait_closed()
+            gone = f"{gave_up} request(s) taken off the queue"
+            await until(lambda n=gave_up: _outcomes(server, "cancelled") == n, gone)
+            assert server.dataplane.inflight == 1
+        gate.open()
+        assert (await running).status_code == 200
+        assert _runs(server) == runs  # the requests given up on never ran
+
+    _run(repo, scenario)
+
+
+def _grpc_input() -> Any:
+    import tritonclient.grpc as grpcclient
+
+    inp = grpcclient.InferInput("x", [1, 8], "FP32")
+    inp.set_data_from_numpy(np.ones((1, 8), np.float32))
+    return inp
+
+
+def test_full_queue_over_grpc_is_resource_exhausted(repo: Path) -> None:
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
-    def call(_: int) -> str:
-        client = grpcclient.InferenceServerClient(server.grpc_url)
-        inp = grpcclient.InferInput("x", [1, 1], "FP32")
-        inp.set_data_from_numpy(np.ones((1, 1), np.float32))
+    async def scenario(gate: Gate, server: Server, client: httpx.AsyncClient) -> None:
+        ahead = await _running_and_queued(client, gate, server, queued=2)
+        grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
         try:
-            client.infer("slow", [inp])
-        except InferenceServerException as exc:
-            return str(exc.status())
+            with pytest.raises(InferenceServerException) as info:
+                await asyncio.to_thread(grpc.infer, "m", [_grpc_input()])
+            assert str(info.value.status()) == "StatusCode.RESOURCE_EXHAUSTED"
+            gate.open()
+            assert [a.status_code for a in await asyncio.gather(*ahead)] == [200, 200, 200]
+            result = await asyncio.to_thread(grpc.infer, "m", [_grpc_input()])
+            assert result.as_numpy("y").shape == (1, 4)
         finally:
-            client.close()
-        return "OK"
+            grpc.close()
 
-    with concurrent.futures.ThreadPoolExecutor(12) as pool:
-        codes = list(pool.map(call, range(12)))
-    assert set(codes) <= {"OK", "StatusCode.RESOURCE_EXHAUSTED"}, codes
-    assert "StatusCode.RESOURCE_EXHAUSTED" in codes and "OK" in codes
+    _run(repo, scenario)
 
 
-def test_a_grpc_call_that_is_cancelled_is_taken_off_the_queue(server: RunningServer) -> None:
-    import numpy as np
+def test_a_grpc_call_that_is_cancelled_is_taken_off_the_queue(repo: Path) -> None:
     import tritonclient.grpc as grpcclient
 
-    before = _cancelled(server)
-    client = grpcclient.InferenceServerClient(server.grpc_url)
-    inp = grpcclient.InferInput("x", [1, 1], "FP32")
-    inp.set_data_from_numpy(np.ones((1, 1), np.float32))
-    try:
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            running = pool.submit(_post, server.base)  # occupies the only instance
-            assert _wait_for(lambda: _inflight(server) >= 1)
-            call = client.async_infer("slow", [inp], callback=lambda result, error: None)
-            assert _wait_for(lambda: _inflight(server) >= 2)
+    async def scenario(gate: Gate, server: Server, client: httpx.AsyncClient) -> None:
+        (running,) = await _running_and_queued(client, gate, server, queued=0)
+        grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+        try:
+            call = grpc.async_infer("m", [_grpc_input()], callback=lambda result, error: None)
+            await until(lambda: server.dataplane.inflight == 2, "the gRPC call queued")
             call.cancel()
-            assert running.result(timeout=60).status_code == 200
-        assert _wait_for(lambda: _cancelled(server) == before + 1)
-    finally:
-        client.close()
+            await until(lambda: _outcomes(server, "cancelled") == 1, "the cancelled call taken off the queue")
+            gate.open()
+            assert (await running).status_code == 200
+        finally:
+            grpc.close()
+
+    _run(repo, scenario)

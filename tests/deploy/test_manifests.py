@@ -16,7 +16,7 @@ import pytest
 import typer.main
 import yaml
 
-from honed.deploy import SERVE_METRICS, build, write
+from honed.deploy import build, write
 from honed.deploy.dockerfiles import dockerfile
 from honed.deploy.grafana import dashboard
 from honed.deploy.k8s import JURISDICTION_LABEL
@@ -24,6 +24,7 @@ from honed.errors import InvalidArgument
 from honed.plan.planner import make_plan
 from honed.plan.predictive import daily_schedule
 from honed.plan.spec import Deployment, Pool
+from honed.serve import contract
 from tests.plan.helpers import GPU_PROFILE, bench_doc, write_json
 
 K8S_VERSION = "1.33.0"
@@ -255,7 +256,9 @@ def test_dashboard_queries_name_only_serve_metrics() -> None:
     text = json.dumps(dashboard())
     names = set(re.findall(r"honed_[a-z_]+", text))
     base = {re.sub(r"_(bucket|sum|count)$", "", n) for n in names}
-    assert base <= set(SERVE_METRICS), base - set(SERVE_METRICS)
+    assert base <= contract.metric_names(), base - contract.metric_names()
+    outcomes = set(re.findall(r'outcome!?=\\"([a-z_]+)\\"', text))
+    assert outcomes and outcomes <= set(contract.OUTCOMES), outcomes
     assert {"honed_request_duration_seconds", "honed_requests_total", "honed_queue_depth"} <= base
 
 

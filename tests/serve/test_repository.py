@@ -55,7 +55,7 @@ def test_optimize_output_folder_serves_as_is(tmp_path: Path) -> None:
         try:
             assert await dp.ready()
             meta = await dp.model_metadata("out")
-            assert meta["versions"] == ["1"]
+            assert meta.versions == ("1",)
             answer = await dp.infer("out", None, request(2.0))
             np.testing.assert_array_equal(answer.outputs[0].data, np.full((1, 3), 6.0, np.float32))
             assert answer.id == "r" and answer.model_version == "1"

@@ -3,7 +3,6 @@
 ``write(plan, out_dir)`` is ``honed deploy k8s``; ``build(plan)`` returns the objects without writing them.
 """
 
-from honed.deploy.metrics import SERVE_METRICS
 from honed.deploy.writer import build, write
 
-__all__ = ["SERVE_METRICS", "build", "write"]
+__all__ = ["build", "write"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib.resources import files
 
 from honed import __version__
-from honed.deploy.metrics import GRPC_PORT, HTTP_PORT
+from honed.serve.contract import GRPC_PORT, HTTP_PORT
 
 
 def dockerfile(kind: str, *, version: str = __version__, extras: str = "") -> str:

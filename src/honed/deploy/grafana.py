@@ -1,10 +1,10 @@
-"""A Grafana dashboard for honed serve's metrics (the names come from :data:`honed.deploy.metrics.SERVE_METRICS`)."""
+"""A Grafana dashboard for honed serve's metrics (names and label values from :mod:`honed.serve.contract`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from honed.deploy.metrics import SERVE_METRICS
+from honed.serve.contract import SUCCESS, metric_names
 
 
 def _quantile(metric: str, q: float) -> str:
@@ -45,7 +45,7 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
         "percentunit",
         [
             (
-                'sum by (model) (rate(honed_requests_total{outcome!="ok"}[$__rate_interval])) / '
+                f'sum by (model) (rate(honed_requests_total{{outcome!="{SUCCESS}"}}[$__rate_interval])) / '
                 "sum by (model) (rate(honed_requests_total[$__rate_interval]))",
                 "{{model}}",
             )
@@ -83,5 +83,5 @@ def dashboard() -> dict[str, Any]:
             "list": [{"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Prometheus"}]
         },
         "panels": panels,
-        "description": "honed serve metrics: " + ", ".join(sorted(SERVE_METRICS)),
+        "description": "honed serve metrics: " + ", ".join(sorted(metric_names())),
     }

@@ -28,8 +28,8 @@ import math
 from typing import Any
 
 from honed.deploy.forecast_server import FORECAST_PATH, FORECAST_PORT
-from honed.deploy.metrics import GRPC_PORT, HTTP_PORT, LIVE_PATH, METRICS_PATH, READY_PATH
 from honed.deploy.serving import ServingSecrets, serve_args
+from honed.serve.contract import GRPC_PORT, HTTP_PORT, LIVE_PATH, METRICS_PATH, READY_PATH
 
 JURISDICTION_LABEL = "node-restriction.kubernetes.io/jurisdiction"
 REGION_LABEL = "topology.kubernetes.io/region"

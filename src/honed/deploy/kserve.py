@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from honed.deploy import k8s
-from honed.deploy.metrics import HTTP_PORT, LIVE_PATH, METRICS_PATH, READY_PATH
 from honed.deploy.serving import serve_args
+from honed.serve.contract import HTTP_PORT, LIVE_PATH, METRICS_PATH, READY_PATH
 
 KSERVE_MODEL_DIR = "/mnt/models"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from honed.deploy.metrics import GRPC_PORT, HTTP_PORT
+from honed.serve.contract import GRPC_PORT, HTTP_PORT
 
 ACCESS_MOUNT = "/etc/honed/access"
 TLS_MOUNT = "/etc/honed/tls"

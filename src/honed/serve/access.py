@@ -47,11 +47,12 @@ from typing import Any
 import yaml
 
 from honed.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from honed.serve.contract import AUTH_REASONS
 
 ACTIONS = ("infer", "read", "admin", "metrics")
 """Everything a grant can allow."""
 
-REFUSAL_REASONS = ("missing", "unknown", "forbidden")
+REFUSAL_REASONS = AUTH_REASONS
 """Why a request was refused: no token, a token no principal holds, or a principal outside its grants."""
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")

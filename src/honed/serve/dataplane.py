@@ -33,11 +33,20 @@ from honed.model.spec import TensorSpec
 from honed.serve.access import AccessPolicy, refusal_reason
 from honed.serve.metrics import ServeMetrics
 from honed.serve.protocol.datatypes import from_numpy, from_onnx
-from honed.serve.protocol.types import InferRequest, InferResponse, Tensor
+from honed.serve.protocol.types import (
+    InferRequest,
+    InferResponse,
+    ModelMetadata,
+    ServerMetadata,
+    Tensor,
+    TensorMetadata,
+)
 from honed.serve.repository import ModelRepository
 from honed.serve.security import ResidencyGuard
 
 SERVER_NAME = "honed"
+PLATFORM = "onnxruntime_onnx"
+"""The platform model metadata and config name (Triton's name for an ONNX model)."""
 EXTENSIONS = ("binary_tensor_data", "model_repository", "parameters", "metrics")
 """The V2 extensions this server speaks, as server metadata lists them."""
 
@@ -72,9 +81,10 @@ def error_message(exc: BaseException) -> str:
     return f"internal error: {type(exc).__name__}: {exc}"
 
 
-def _spec_json(spec: TensorSpec) -> dict[str, Any]:
-    shape = [d if isinstance(d, int) and d >= 0 else -1 for d in spec.shape] if spec.shape is not None else [-1]
-    return {"name": spec.name, "datatype": from_onnx(spec.elem_type), "shape": shape}
+def tensor_metadata(spec: TensorSpec) -> TensorMetadata:
+    """A model input or output as V2 metadata: unknown and symbolic dimensions are -1 (an unknown rank is [-1])."""
+    shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in spec.shape) if spec.shape is not None else (-1,)
+    return TensorMetadata(spec.name, from_onnx(spec.elem_type), shape)
 
 
 class DataPlane:
@@ -147,8 +157,8 @@ class DataPlane:
     async def ready(self) -> bool:
         return self._started and not self._draining
 
-    async def server_metadata(self) -> dict[str, Any]:
-        return {"name": SERVER_NAME, "version": __version__, "extensions": list(EXTENSIONS)}
+    async def server_metadata(self) -> ServerMetadata:
+        return ServerMetadata(SERVER_NAME, __version__, EXTENSIONS)
 
     async def model_ready(self, name: str, version: str | None = None) -> bool:
         """Whether the model (version) can take requests; an unknown name or version is :class:`NotFound`."""
@@ -158,17 +168,17 @@ class DataPlane:
             return False
         return not self._draining
 
-    async def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+    async def model_metadata(self, name: str, version: str | None = None) -> ModelMetadata:
         resolved, executor = self.repository.get(name, version)
         versions = self.repository.versions(name) if version is None else [resolved]
-        return {
-            "name": name,
-            "versions": versions,
-            "platform": "onnxruntime_onnx",
-            "inputs": [_spec_json(s) for s in executor.inputs],
-            "outputs": [_spec_json(s) for s in executor.outputs],
-            "parameters": {"max_batch_size": executor.max_batch_size},
-        }
+        return ModelMetadata(
+            name=name,
+            versions=tuple(versions),
+            platform=PLATFORM,
+            inputs=tuple(tensor_metadata(s) for s in executor.inputs),
+            outputs=tuple(tensor_metadata(s) for s in executor.outputs),
+            max_batch_size=executor.max_batch_size,
+        )
 
     async def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
         """The model's config in Triton's ``ModelConfig`` JSON form (tritonclient's ``get_model_config``)."""
@@ -176,17 +186,17 @@ class DataPlane:
         batched = executor.max_batch_size > 0
 
         def entry(spec: TensorSpec) -> dict[str, Any]:
-            dims = _spec_json(spec)["shape"]
-            datatype = from_onnx(spec.elem_type)
+            meta = tensor_metadata(spec)
+            dims = list(meta.shape)
             return {
-                "name": spec.name,
-                "data_type": "TYPE_" + ("STRING" if datatype == "BYTES" else datatype),
+                "name": meta.name,
+                "data_type": "TYPE_" + ("STRING" if meta.datatype == "BYTES" else meta.datatype),
                 "dims": dims[1:] if batched and dims else dims,
             }
 
         return {
             "name": name,
-            "platform": "onnxruntime_onnx",
+            "platform": PLATFORM,
             "max_batch_size": executor.max_batch_size,
             "input": [entry(s) for s in executor.inputs],
             "output": [entry(s) for s in executor.outputs],

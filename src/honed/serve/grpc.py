@@ -9,7 +9,8 @@ that cancels its call cancels the request, which removes it from the queue.
 from __future__ import annotations
 
 import math
-from typing import Any, NoReturn
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf import json_format
@@ -23,6 +24,7 @@ from honed.serve.protocol import grpc_codec
 from honed.serve.security import HEADER
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+T = TypeVar("T")
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> NoReturn:
@@ -31,6 +33,14 @@ async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> NoRet
         context.set_trailing_metadata((("retry-after", str(max(1, math.ceil(exc.retry_after_s)))),))
     await context.abort(grpc.StatusCode[code], error_message(exc))
     raise AssertionError("unreachable")  # pragma: no cover - abort() always raises
+
+
+async def _answer(context: grpc.aio.ServicerContext, operation: Awaitable[T]) -> T:
+    """Await one dataplane operation; a failure aborts the call with its status code."""
+    try:
+        return await operation
+    except Exception as exc:
+        await _abort(context, exc)
 
 
 class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
@@ -57,38 +67,21 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> pb.ServerMetadataResponse:
         await self._authorize(context, "read")
-        meta = await self.dataplane.server_metadata()
-        return pb.ServerMetadataResponse(name=meta["name"], version=meta["version"], extensions=meta["extensions"])
+        return grpc_codec.encode_server_metadata(await self.dataplane.server_metadata())
 
     async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> pb.ModelReadyResponse:
         await self._authorize(context, "read", request.name)
-        try:
-            ready = await self.dataplane.model_ready(request.name, request.version or None)
-        except Exception as exc:
-            await _abort(context, exc)
+        ready = await _answer(context, self.dataplane.model_ready(request.name, request.version or None))
         return pb.ModelReadyResponse(ready=ready)
 
     async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> pb.ModelMetadataResponse:
         await self._authorize(context, "read", request.name)
-        try:
-            meta = await self.dataplane.model_metadata(request.name, request.version or None)
-        except Exception as exc:
-            await _abort(context, exc)
-        tensor = pb.ModelMetadataResponse.TensorMetadata
-        return pb.ModelMetadataResponse(
-            name=meta["name"],
-            versions=meta["versions"],
-            platform=meta["platform"],
-            inputs=[tensor(name=t["name"], datatype=t["datatype"], shape=t["shape"]) for t in meta["inputs"]],
-            outputs=[tensor(name=t["name"], datatype=t["datatype"], shape=t["shape"]) for t in meta["outputs"]],
-        )
+        meta = await _answer(context, self.dataplane.model_metadata(request.name, request.version or None))
+        return grpc_codec.encode_model_metadata(meta)
 
     async def ModelConfig(self, request: Any, context: grpc.aio.ServicerContext) -> pb.ModelConfigResponse:
         await self._authorize(context, "read", request.name)
-        try:
-            config = await self.dataplane.model_config(request.name, request.version or None)
-        except Exception as exc:
-            await _abort(context, exc)
+        config = await _answer(context, self.dataplane.model_config(request.name, request.version or None))
         return pb.ModelConfigResponse(config=json_format.ParseDict(config, model_config_pb2.ModelConfig()))
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> Any:
@@ -122,22 +115,21 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def RepositoryModelLoad(
         self, request: Any, context: grpc.aio.ServicerContext
     ) -> pb.RepositoryModelLoadResponse:
-        await self._authorize(context, "admin", request.model_name)
-        try:
-            await self.dataplane.load(request.model_name)
-        except Exception as exc:
-            await _abort(context, exc)
+        await self._admin(context, request.model_name, self.dataplane.load)
         return pb.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(
         self, request: Any, context: grpc.aio.ServicerContext
     ) -> pb.RepositoryModelUnloadResponse:
-        await self._authorize(context, "admin", request.model_name)
-        try:
-            await self.dataplane.unload(request.model_name)
-        except Exception as exc:
-            await _abort(context, exc)
+        await self._admin(context, request.model_name, self.dataplane.unload)
         return pb.RepositoryModelUnloadResponse()
+
+    async def _admin(
+        self, context: grpc.aio.ServicerContext, model: str, action: Callable[[str], Awaitable[None]]
+    ) -> None:
+        """Run a repository action on ``model`` for a caller the policy lets administer it."""
+        await self._authorize(context, "admin", model)
+        await _answer(context, action(model))
 
 
 def build_server(

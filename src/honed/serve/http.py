@@ -18,6 +18,7 @@ from typing import Any
 
 from honed.errors import DataError, NotFound, Overloaded, PayloadTooLarge, Unauthenticated
 from honed.serve.access import bearer_token
+from honed.serve.contract import LIVE_PATH, METRICS_PATH, READY_PATH
 from honed.serve.dataplane import DataPlane, error_message, status_for
 from honed.serve.protocol import rest
 from honed.serve.security import HEADER
@@ -63,27 +64,28 @@ class HttpApp:
 
     async def _route(self, scope: Scope, receive: Receive) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         method: str = scope["method"]
-        parts = scope["path"].strip("/").split("/")
+        path = "/" + scope["path"].strip("/")
         dp = self.dataplane
-        if parts[0] == "metrics" and len(parts) == 1 and method == "GET":
+        if path == METRICS_PATH and method == "GET":
             self._authorize(scope, "metrics")
             text, content_type = dp.render_metrics()
             return 200, [(b"content-type", content_type.encode())], text
-        if parts[0] != "v2":
-            raise NotFound(f"no route {scope['path']}; the V2 API lives under /v2")
-        rest_parts = parts[1:]
-        if not rest_parts or rest_parts == [""]:
-            _method(method, "GET")
-            self._authorize(scope, "read")
-            return 200, _JSON, _json(await dp.server_metadata())
-        head = rest_parts[0]
-        if head == "health" and len(rest_parts) == 2 and rest_parts[1] in ("live", "ready"):
+        if path in (LIVE_PATH, READY_PATH):
             _method(method, "GET")  # probes stay open: orchestrators call them without credentials
-            if rest_parts[1] == "live":
+            if path == LIVE_PATH:
                 ok = await dp.live()
                 return (200 if ok else 503), _JSON, _json({"live": ok})
             ok = await dp.ready()
             return (200 if ok else 503), _JSON, _json({"ready": ok})
+        parts = path[1:].split("/")
+        if parts[0] != "v2":
+            raise NotFound(f"no route {scope['path']}; the V2 API lives under /v2")
+        rest_parts = parts[1:]
+        if not rest_parts:
+            _method(method, "GET")
+            self._authorize(scope, "read")
+            return 200, _JSON, _json(rest.server_metadata_json(await dp.server_metadata()))
+        head = rest_parts[0]
         if head == "models" and len(rest_parts) >= 2:
             return await self._model_route(method, rest_parts[1:], scope, receive)
         if head == "repository":
@@ -104,7 +106,7 @@ class HttpApp:
         self._authorize(scope, "infer" if action == "infer" else "read", name)
         if action == "":
             _method(method, "GET")
-            return 200, _JSON, _json(await dp.model_metadata(name, version))
+            return 200, _JSON, _json(rest.model_metadata_json(await dp.model_metadata(name, version)))
         if action == "config":
             _method(method, "GET")
             return 200, _JSON, _json(await dp.model_config(name, version))

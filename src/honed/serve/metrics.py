@@ -1,23 +1,10 @@
 """Prometheus metrics of the server: one :class:`ServeMetrics` per server, over its own registry.
 
-Every series is labelled by ``model`` and ``version``; latencies are histograms (never summaries) so they can
+Per-model series are labelled by ``model`` and ``version``; latencies are histograms (never summaries) so they can
 be aggregated across servers and turned into any quantile by the scraper.
 
-=====================================================  =========  ==============================================
-series                                                 type       what
-=====================================================  =========  ==============================================
-``honed_requests_total{model,version,outcome}``        counter    answered requests by outcome (see OUTCOMES)
-``honed_request_duration_seconds{model,version}``      histogram  from the dataplane receiving to answering
-``honed_queue_duration_seconds{model,version}``        histogram  time a request waited in the batch queue
-``honed_compute_duration_seconds{model,version}``      histogram  time of one model run (one batch)
-``honed_batch_size{model,version}``                    histogram  rows per model run
-``honed_queue_depth{model,version}``                   gauge      requests waiting in the batch queue now
-``honed_inflight_requests{model,version}``             gauge      requests between receipt and answer now
-``honed_instance_busy_seconds_total{model,version}``   counter    summed busy time of the model's instances
-``honed_instance_busy_ratio{model,version}``           gauge      busy share of the instances since last scrape
-``honed_residency_refusals_total{model,reason}``       counter    requests and loads refused for data residency
-``honed_auth_refusals_total{reason}``                  counter    requests refused by the access policy
-=====================================================  =========  ==============================================
+Which series exist, their types, label names and help texts are :data:`honed.serve.contract.METRICS`, the one
+list the deploy artifacts (manifests, the Grafana dashboard) read too; this module only registers and feeds them.
 
 ``reason`` of a residency refusal is one of :data:`RESIDENCY_REASONS`: ``undeclared`` (the request declares no
 residency and the server requires one), ``invalid`` (the declaration is not a jurisdiction code),
@@ -55,22 +42,10 @@ from honed.errors import (
     Unauthenticated,
     Unavailable,
 )
+from honed.serve import contract
+from honed.serve.contract import OUTCOMES, RESIDENCY_REASONS, Metric
 
-OUTCOMES = (
-    "success",
-    "invalid",
-    "not_found",
-    "overloaded",
-    "unavailable",
-    "timeout",
-    "cancelled",
-    "denied",
-    "error",
-)
-"""Every value of the ``outcome`` label."""
-
-RESIDENCY_REASONS = ("undeclared", "invalid", "not_approved", "placement")
-"""Every value of the ``reason`` label of ``honed_residency_refusals_total``."""
+__all__ = ["OUTCOMES", "RESIDENCY_REASONS", "ModelMetrics", "ServeMetrics", "outcome_of"]
 
 _LATENCY_BUCKETS = (
     0.0001,
@@ -92,6 +67,13 @@ _LATENCY_BUCKETS = (
     10.0,
 )
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+def _family(metric: Metric) -> tuple[str, str, tuple[str, ...]]:
+    """A contract metric as prometheus_client's (name, documentation, label names); counters drop ``_total``,
+    which prometheus_client appends itself."""
+    name = metric.name.removesuffix("_total") if metric.type == "counter" else metric.name
+    return name, metric.help, metric.labels
 
 
 def outcome_of(exc: BaseException | None) -> str:
@@ -121,56 +103,18 @@ class ServeMetrics:
     def __init__(self, registry: CollectorRegistry | None = None, *, clock: Callable[[], float] = time.monotonic):
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self._clock = clock
-        labels = ("model", "version")
         r = self.registry
-        self.requests = Counter("honed_requests", "Answered requests by outcome.", (*labels, "outcome"), registry=r)
-        self.request_duration = Histogram(
-            "honed_request_duration_seconds",
-            "Time from the dataplane receiving a request to answering it.",
-            labels,
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.queue_duration = Histogram(
-            "honed_queue_duration_seconds",
-            "Time a request waited in the batch queue.",
-            labels,
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.compute_duration = Histogram(
-            "honed_compute_duration_seconds",
-            "Time of one model run (one batch).",
-            labels,
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.batch_size = Histogram(
-            "honed_batch_size", "Rows per model run.", labels, buckets=_BATCH_BUCKETS, registry=r
-        )
-        self.queue_depth = Gauge("honed_queue_depth", "Requests waiting in the batch queue.", labels, registry=r)
-        self.inflight = Gauge("honed_inflight_requests", "Requests received and not yet answered.", labels, registry=r)
-        self.busy_seconds = Counter(
-            "honed_instance_busy_seconds", "Summed busy time of the model's instances.", labels, registry=r
-        )
-        self.busy_ratio = Gauge(
-            "honed_instance_busy_ratio",
-            "Share of time the model's instances were busy since the previous scrape (0..1).",
-            labels,
-            registry=r,
-        )
-        self.residency_refusals = Counter(
-            "honed_residency_refusals",
-            "Requests and model loads refused for data residency.",
-            ("model", "reason"),
-            registry=r,
-        )
-        self.auth_refusals = Counter(
-            "honed_auth_refusals",
-            "Requests refused by the access policy (reason: missing, unknown or forbidden).",
-            ("reason",),
-            registry=r,
-        )
+        self.requests = Counter(*_family(contract.REQUESTS), registry=r)
+        self.request_duration = Histogram(*_family(contract.REQUEST_DURATION), buckets=_LATENCY_BUCKETS, registry=r)
+        self.queue_duration = Histogram(*_family(contract.QUEUE_DURATION), buckets=_LATENCY_BUCKETS, registry=r)
+        self.compute_duration = Histogram(*_family(contract.COMPUTE_DURATION), buckets=_LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram(*_family(contract.BATCH_SIZE), buckets=_BATCH_BUCKETS, registry=r)
+        self.queue_depth = Gauge(*_family(contract.QUEUE_DEPTH), registry=r)
+        self.inflight = Gauge(*_family(contract.INFLIGHT), registry=r)
+        self.busy_seconds = Counter(*_family(contract.BUSY_SECONDS), registry=r)
+        self.busy_ratio = Gauge(*_family(contract.BUSY_RATIO), registry=r)
+        self.residency_refusals = Counter(*_family(contract.RESIDENCY_REFUSALS), registry=r)
+        self.auth_refusals = Counter(*_family(contract.AUTH_REFUSALS), registry=r)
         self._models: dict[tuple[str, str], ModelMetrics] = {}
         self._lock = threading.Lock()
 

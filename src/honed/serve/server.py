@@ -21,12 +21,13 @@ import uvicorn
 
 from honed.errors import InvalidArgument
 from honed.serve.access import AccessPolicy
+from honed.serve.contract import GRPC_PORT, HTTP_PORT
 from honed.serve.dataplane import DataPlane
 from honed.serve.grpc import build_server
 from honed.serve.http import DEFAULT_MAX_BODY_BYTES, HttpApp
 from honed.serve.instances import ModelExecutor
 from honed.serve.metrics import ServeMetrics
-from honed.serve.repository import Catalog, ModelRepository
+from honed.serve.repository import Catalog, ExecutorFactory, ModelRepository
 from honed.serve.security import ResidencyGuard
 from honed.serve.tls import TlsFiles
 
@@ -37,8 +38,8 @@ log = logging.getLogger("honed.serve")
 class ServerOptions:
     """Where and how the server listens. An address of None turns that transport off; port 0 picks a free one."""
 
-    http: str | None = "127.0.0.1:8000"
-    grpc: str | None = "127.0.0.1:8001"
+    http: str | None = f"127.0.0.1:{HTTP_PORT}"
+    grpc: str | None = f"127.0.0.1:{GRPC_PORT}"
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     drain_timeout_s: float = 30.0
     tls: TlsFiles | None = None
@@ -174,10 +175,14 @@ def build(
     catalog: Catalog | None = None,
     residency: ResidencyGuard | None = None,
     access: AccessPolicy | None = None,
+    factory: ExecutorFactory = ModelExecutor.start,
 ) -> DataPlane:
-    """A dataplane over the models at ``path`` (a repository, a model folder or an .onnx file) or in ``catalog``."""
+    """A dataplane over the models at ``path`` (a repository, a model folder or an .onnx file) or in ``catalog``.
+
+    ``factory`` starts each model version (what tests wrap to hold a model run until they let it finish).
+    """
     metrics = metrics or ServeMetrics()
-    repository = ModelRepository(path, ModelExecutor.start, defaults=defaults, metrics=metrics, catalog=catalog)
+    repository = ModelRepository(path, factory, defaults=defaults, metrics=metrics, catalog=catalog)
     return DataPlane(repository, metrics, residency=residency, access=access)
 
 

@@ -14,17 +14,9 @@ import numpy as np
 from tritonclient.grpc import service_pb2 as pb
 
 from honed.errors import DataError
+from honed.serve.protocol import types
 from honed.serve.protocol.datatypes import numpy_dtype, to_bytes_element
 from honed.serve.protocol.rest import array_to_raw, raw_to_array
-from honed.serve.protocol.types import (
-    InferRequest,
-    InferResponse,
-    Parameters,
-    RequestedOutput,
-    Tensor,
-    check_shape,
-    element_count,
-)
 
 # Which typed ``contents`` field carries each datatype (FP16 has none: it travels raw only).
 _CONTENTS_FIELD = {
@@ -43,9 +35,9 @@ _CONTENTS_FIELD = {
 }
 
 
-def parameters_from_pb(params: Any) -> Parameters:
+def parameters_from_pb(params: Any) -> types.Parameters:
     """A protobuf ``map<string, InferParameter>`` as plain values."""
-    out: Parameters = {}
+    out: types.Parameters = {}
     for key, value in params.items():
         kind = value.WhichOneof("parameter_choice")
         if kind is not None:
@@ -53,7 +45,7 @@ def parameters_from_pb(params: Any) -> Parameters:
     return out
 
 
-def parameters_to_pb(params: Parameters, target: Any) -> None:
+def parameters_to_pb(params: types.Parameters, target: Any) -> None:
     """Fill a protobuf parameter map from plain values."""
     for key, value in params.items():
         slot = target[key]
@@ -67,7 +59,7 @@ def parameters_to_pb(params: Parameters, target: Any) -> None:
             slot.string_param = str(value)
 
 
-def decode_request(message: pb.ModelInferRequest) -> InferRequest:
+def decode_request(message: pb.ModelInferRequest) -> types.InferRequest:
     """A ``ModelInferRequest`` as an :class:`InferRequest`, with the same checks as the REST codec."""
     if not message.inputs:
         raise DataError("the infer request needs at least one input")
@@ -77,7 +69,7 @@ def decode_request(message: pb.ModelInferRequest) -> InferRequest:
             f"raw_input_contents holds {len(raw)} buffers but the request has {len(message.inputs)} inputs; "
             "give one buffer per input, in input order"
         )
-    inputs: list[Tensor] = []
+    inputs: list[types.Tensor] = []
     seen: set[str] = set()
     for index, item in enumerate(message.inputs):
         name = item.name
@@ -88,14 +80,14 @@ def decode_request(message: pb.ModelInferRequest) -> InferRequest:
         seen.add(name)
         datatype = item.datatype
         dtype = numpy_dtype(datatype)
-        shape = check_shape(name, list(item.shape))
+        shape = types.check_shape(name, list(item.shape))
         if raw:
             array = raw_to_array(name, datatype, dtype, shape, raw[index])
         else:
             array = _from_contents(name, datatype, dtype, shape, item.contents)
-        inputs.append(Tensor(name, datatype, shape, array, parameters_from_pb(item.parameters)))
-    outputs = [RequestedOutput(o.name, parameters_from_pb(o.parameters)) for o in message.outputs] or None
-    return InferRequest(
+        inputs.append(types.Tensor(name, datatype, shape, array, parameters_from_pb(item.parameters)))
+    outputs = [types.RequestedOutput(o.name, parameters_from_pb(o.parameters)) for o in message.outputs] or None
+    return types.InferRequest(
         inputs=inputs,
         id=message.id or None,
         outputs=outputs,
@@ -110,7 +102,7 @@ def _from_contents(
     if field is None:
         raise DataError(f"input {name!r}: {datatype} data must be sent in raw_input_contents")
     values = getattr(contents, field)
-    count = element_count(shape)
+    count = types.element_count(shape)
     if len(values) != count:
         raise DataError(f"input {name!r}: contents hold {len(values)} elements but shape {list(shape)} needs {count}")
     if datatype == "BYTES":
@@ -124,7 +116,7 @@ def _from_contents(
     return np.asarray(values, dtype=dtype).reshape(shape)
 
 
-def encode_response(response: InferResponse) -> pb.ModelInferResponse:
+def encode_response(response: types.InferResponse) -> pb.ModelInferResponse:
     """An :class:`InferResponse` as a ``ModelInferResponse`` with ``raw_output_contents``."""
     message = pb.ModelInferResponse(
         model_name=response.model_name,
@@ -139,7 +131,7 @@ def encode_response(response: InferResponse) -> pb.ModelInferResponse:
     return message
 
 
-def encode_request(request: InferRequest, model_name: str, model_version: str = "") -> pb.ModelInferRequest:
+def encode_request(request: types.InferRequest, model_name: str, model_version: str = "") -> pb.ModelInferRequest:
     """An :class:`InferRequest` as a ``ModelInferRequest`` with raw inputs (for tests and clients)."""
     message = pb.ModelInferRequest(model_name=model_name, model_version=model_version, id=request.id or "")
     parameters_to_pb(request.parameters, message.parameters)
@@ -152,18 +144,35 @@ def encode_request(request: InferRequest, model_name: str, model_version: str = 
     return message
 
 
-def decode_response(message: pb.ModelInferResponse) -> InferResponse:
+def decode_response(message: pb.ModelInferResponse) -> types.InferResponse:
     """A ``ModelInferResponse`` as an :class:`InferResponse` (the inverse of :func:`encode_response`)."""
-    outputs: list[Tensor] = []
+    outputs: list[types.Tensor] = []
     for index, item in enumerate(message.outputs):
-        shape = check_shape(item.name, list(item.shape))
+        shape = types.check_shape(item.name, list(item.shape))
         dtype = numpy_dtype(item.datatype)
         array = raw_to_array(item.name, item.datatype, dtype, shape, message.raw_output_contents[index])
-        outputs.append(Tensor(item.name, item.datatype, shape, array, parameters_from_pb(item.parameters)))
-    return InferResponse(
+        outputs.append(types.Tensor(item.name, item.datatype, shape, array, parameters_from_pb(item.parameters)))
+    return types.InferResponse(
         model_name=message.model_name,
         model_version=message.model_version,
         outputs=outputs,
         id=message.id or None,
         parameters=parameters_from_pb(message.parameters),
+    )
+
+
+def encode_server_metadata(meta: types.ServerMetadata) -> pb.ServerMetadataResponse:
+    """The server metadata answer as a ``ServerMetadataResponse``."""
+    return pb.ServerMetadataResponse(name=meta.name, version=meta.version, extensions=list(meta.extensions))
+
+
+def encode_model_metadata(meta: types.ModelMetadata) -> pb.ModelMetadataResponse:
+    """The model metadata answer as a ``ModelMetadataResponse`` (the message has no place for max_batch_size)."""
+    tensor = pb.ModelMetadataResponse.TensorMetadata
+    return pb.ModelMetadataResponse(
+        name=meta.name,
+        versions=list(meta.versions),
+        platform=meta.platform,
+        inputs=[tensor(name=t.name, datatype=t.datatype, shape=list(t.shape)) for t in meta.inputs],
+        outputs=[tensor(name=t.name, datatype=t.datatype, shape=list(t.shape)) for t in meta.outputs],
     )

@@ -9,6 +9,7 @@ JSON ``data`` may be nested or flat, always row-major; its element count must ma
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,9 +25,12 @@ from honed.serve.protocol.datatypes import (
 from honed.serve.protocol.types import (
     InferRequest,
     InferResponse,
+    ModelMetadata,
     Parameters,
     RequestedOutput,
+    ServerMetadata,
     Tensor,
+    TensorMetadata,
     check_shape,
     element_count,
 )
@@ -278,49 +282,21 @@ def array_to_json(name: str, datatype: str, array: np.ndarray[Any, Any]) -> list
 
 def encode_response(response: InferResponse, request: InferRequest) -> tuple[bytes, int | None]:
     """The response body, and the JSON header's length when binary outputs follow it (else None)."""
-    outputs: list[dict[str, Any]] = []
     chunks: list[bytes] = []
-    for tensor in response.outputs:
-        entry: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": list(tensor.shape)}
-        params = dict(tensor.parameters)
-        if wants_binary(request, tensor.name):
-            raw = array_to_raw(tensor.datatype, tensor.data)
-            params["binary_data_size"] = len(raw)
-            chunks.append(raw)
-        else:
-            entry["data"] = array_to_json(tensor.name, tensor.datatype, tensor.data)
-        if params:
-            entry["parameters"] = params
-        outputs.append(entry)
+    outputs = _tensor_entries(response.outputs, lambda name: wants_binary(request, name), chunks)
     doc: dict[str, Any] = {"model_name": response.model_name, "model_version": response.model_version}
     if response.id is not None:
         doc["id"] = response.id
     if response.parameters:
         doc["parameters"] = response.parameters
     doc["outputs"] = outputs
-    header = dump_json(doc)
-    if not chunks:
-        return header, None
-    return header + b"".join(chunks), len(header)
+    return _body(doc, chunks)
 
 
 def encode_request(request: InferRequest, *, binary_inputs: bool = False) -> tuple[bytes, int | None]:
     """Encode a request as a client would (used by tests and the benchmark load generator)."""
-    inputs: list[dict[str, Any]] = []
     chunks: list[bytes] = []
-    for tensor in request.inputs:
-        entry: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": list(tensor.shape)}
-        params = dict(tensor.parameters)
-        if binary_inputs:
-            raw = array_to_raw(tensor.datatype, tensor.data)
-            params["binary_data_size"] = len(raw)
-            chunks.append(raw)
-        else:
-            entry["data"] = array_to_json(tensor.name, tensor.datatype, tensor.data)
-        if params:
-            entry["parameters"] = params
-        inputs.append(entry)
-    doc: dict[str, Any] = {"inputs": inputs}
+    doc: dict[str, Any] = {"inputs": _tensor_entries(request.inputs, lambda _: binary_inputs, chunks)}
     if request.id is not None:
         doc["id"] = request.id
     if request.parameters:
@@ -329,6 +305,29 @@ def encode_request(request: InferRequest, *, binary_inputs: bool = False) -> tup
         doc["outputs"] = [
             {"name": o.name, **({"parameters": o.parameters} if o.parameters else {})} for o in request.outputs
         ]
+    return _body(doc, chunks)
+
+
+def _tensor_entries(tensors: list[Tensor], binary: Callable[[str], bool], chunks: list[bytes]) -> list[dict[str, Any]]:
+    """Tensors as JSON entries; the raw bytes of those ``binary`` picks go to ``chunks``, in order."""
+    entries: list[dict[str, Any]] = []
+    for tensor in tensors:
+        entry: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": list(tensor.shape)}
+        params = dict(tensor.parameters)
+        if binary(tensor.name):
+            raw = array_to_raw(tensor.datatype, tensor.data)
+            params["binary_data_size"] = len(raw)
+            chunks.append(raw)
+        else:
+            entry["data"] = array_to_json(tensor.name, tensor.datatype, tensor.data)
+        if params:
+            entry["parameters"] = params
+        entries.append(entry)
+    return entries
+
+
+def _body(doc: dict[str, Any], chunks: list[bytes]) -> tuple[bytes, int | None]:
+    """The JSON header followed by the binary chunks, and the header's length when there are any (else None)."""
     header = dump_json(doc)
     if not chunks:
         return header, None
@@ -361,3 +360,24 @@ def decode_response(body: bytes, header_length: int | None = None) -> InferRespo
         id=doc.get("id"),
         parameters=doc.get("parameters") or {},
     )
+
+
+def server_metadata_json(meta: ServerMetadata) -> dict[str, Any]:
+    """The server metadata answer as V2 REST JSON."""
+    return {"name": meta.name, "version": meta.version, "extensions": list(meta.extensions)}
+
+
+def model_metadata_json(meta: ModelMetadata) -> dict[str, Any]:
+    """The model metadata answer as V2 REST JSON (``parameters.max_batch_size`` as tritonclient reads it)."""
+    return {
+        "name": meta.name,
+        "versions": list(meta.versions),
+        "platform": meta.platform,
+        "inputs": [_tensor_metadata_json(t) for t in meta.inputs],
+        "outputs": [_tensor_metadata_json(t) for t in meta.outputs],
+        "parameters": {"max_batch_size": meta.max_batch_size},
+    }
+
+
+def _tensor_metadata_json(meta: TensorMetadata) -> dict[str, Any]:
+    return {"name": meta.name, "datatype": meta.datatype, "shape": list(meta.shape)}

@@ -1,4 +1,5 @@
-"""The V2 inference request and response as plain Python values, shared by every transport.
+"""The V2 inference request and response, and the server, model and tensor metadata, as plain Python values
+shared by every transport.
 
 Codecs (:mod:`.rest` for JSON and the binary extension, :mod:`.grpc_codec` for gRPC) turn wire bytes into these
 and back; the dataplane only ever sees these.
@@ -66,6 +67,36 @@ class InferResponse:
     outputs: list[Tensor]
     id: str | None = None
     parameters: Parameters = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TensorMetadata:
+    """One model input or output as metadata lists it; ``-1`` stands for a dimension of no fixed size."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ServerMetadata:
+    """The server metadata answer: the server's name, version and the V2 extensions it speaks."""
+
+    name: str
+    version: str
+    extensions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """The model metadata answer. ``max_batch_size`` is 0 for a model that takes no batch dimension."""
+
+    name: str
+    versions: tuple[str, ...]
+    platform: str
+    inputs: tuple[TensorMetadata, ...]
+    outputs: tuple[TensorMetadata, ...]
+    max_batch_size: int
 
 
 def check_shape(name: str, shape: Any) -> tuple[int, ...]:

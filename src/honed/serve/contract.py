@@ -1,0 +1,116 @@
+"""What honed serve promises the world outside it: default ports, probe and metrics paths, and its metric series.
+
+The server reads these (:mod:`honed.serve.http` routes the paths, :mod:`honed.serve.metrics` registers the
+series) and so do the deploy artifacts (manifests, Dockerfile, Grafana dashboard), so a probe, a scrape config or
+a dashboard query cannot name something the server does not answer. Importing this module loads nothing beyond
+the standard library.
+
+Metric names are the exposed names (a counter's carries its ``_total``); every label a series carries is listed.
+Beside each counter and histogram the exposition also carries its ``<name without _total>_created`` timestamp
+gauge, which no dashboard needs and this list leaves out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HTTP_PORT = 8000
+"""The V2 REST port a deployed server listens on (and ``honed serve``'s default)."""
+GRPC_PORT = 8001
+"""The V2 gRPC port a deployed server listens on (and ``honed serve``'s default)."""
+
+LIVE_PATH = "/v2/health/live"
+READY_PATH = "/v2/health/ready"
+METRICS_PATH = "/metrics"
+"""The Prometheus scrape path, on the HTTP port."""
+
+SUCCESS = "success"
+"""The ``outcome`` of an answered request that succeeded; every other outcome is a failure."""
+
+OUTCOMES = (
+    SUCCESS,
+    "invalid",
+    "not_found",
+    "overloaded",
+    "unavailable",
+    "timeout",
+    "cancelled",
+    "denied",
+    "error",
+)
+"""Every value of the ``outcome`` label of ``honed_requests_total``."""
+
+RESIDENCY_REASONS = ("undeclared", "invalid", "not_approved", "placement")
+"""Every value of the ``reason`` label of ``honed_residency_refusals_total``."""
+
+AUTH_REASONS = ("missing", "unknown", "forbidden")
+"""Every value of the ``reason`` label of ``honed_auth_refusals_total``."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One exported series family: its exposed name, Prometheus type, label names and help text."""
+
+    name: str
+    type: str
+    labels: tuple[str, ...]
+    help: str
+
+
+_MODEL = ("model", "version")
+
+REQUESTS = Metric("honed_requests_total", "counter", (*_MODEL, "outcome"), "Answered requests by outcome.")
+REQUEST_DURATION = Metric(
+    "honed_request_duration_seconds",
+    "histogram",
+    _MODEL,
+    "Time from the dataplane receiving a request to answering it.",
+)
+QUEUE_DURATION = Metric(
+    "honed_queue_duration_seconds", "histogram", _MODEL, "Time a request waited in the batch queue."
+)
+COMPUTE_DURATION = Metric("honed_compute_duration_seconds", "histogram", _MODEL, "Time of one model run (one batch).")
+BATCH_SIZE = Metric("honed_batch_size", "histogram", _MODEL, "Rows per model run.")
+QUEUE_DEPTH = Metric("honed_queue_depth", "gauge", _MODEL, "Requests waiting in the batch queue.")
+INFLIGHT = Metric("honed_inflight_requests", "gauge", _MODEL, "Requests received and not yet answered.")
+BUSY_SECONDS = Metric(
+    "honed_instance_busy_seconds_total", "counter", _MODEL, "Summed busy time of the model's instances."
+)
+BUSY_RATIO = Metric(
+    "honed_instance_busy_ratio",
+    "gauge",
+    _MODEL,
+    "Share of time the model's instances were busy since the previous scrape (0..1).",
+)
+RESIDENCY_REFUSALS = Metric(
+    "honed_residency_refusals_total",
+    "counter",
+    ("model", "reason"),
+    "Requests and model loads refused for data residency.",
+)
+AUTH_REFUSALS = Metric(
+    "honed_auth_refusals_total",
+    "counter",
+    ("reason",),
+    "Requests refused by the access policy (reason: missing, unknown or forbidden).",
+)
+
+METRICS: tuple[Metric, ...] = (
+    REQUESTS,
+    REQUEST_DURATION,
+    QUEUE_DURATION,
+    COMPUTE_DURATION,
+    BATCH_SIZE,
+    QUEUE_DEPTH,
+    INFLIGHT,
+    BUSY_SECONDS,
+    BUSY_RATIO,
+    RESIDENCY_REFUSALS,
+    AUTH_REFUSALS,
+)
+"""Every series family the server exports, and nothing else named ``honed_*``."""
+
+
+def metric_names() -> frozenset[str]:
+    """The exposed names of every metric in :data:`METRICS` (what a dashboard query may name)."""
+    return frozenset(m.name for m in METRICS)
