@@ -11,15 +11,18 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from honed.errors import BackendError, BackendUnavailable, DataError, InvalidArgument, InvalidModel
 from honed.model.spec import Dim, TensorSpec
 from honed.runtime.config import RuntimeConfig
+
+if TYPE_CHECKING:
+    from honed.hardware import HardwareSpec
 
 _PRECISIONS = ("f32", "bf16", "f16")
 _HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
@@ -142,6 +145,27 @@ class OpenVinoSession:
         return path
 
 
+#: Each lower precision: the name OpenVINO's CPU plugin reports it by in OPTIMIZATION_CAPABILITIES, and the ISA
+#: extensions that give it native arithmetic (any one suffices).
+LOWER_PRECISIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "bf16": ("BF16", ("avx512_bf16", "amx_bf16")),
+    "f16": ("FP16", ("avx512_fp16", "amx_fp16")),
+}
+
+
+def supported_precisions(capabilities: Sequence[str], hardware: HardwareSpec | None = None) -> list[str]:
+    """``f32`` and each lower precision the plugin reports in ``capabilities`` (and ``hardware``'s ISA has)."""
+    reported = {c.upper() for c in capabilities}
+    return [
+        "f32",
+        *(
+            precision
+            for precision, (capability, isa) in LOWER_PRECISIONS.items()
+            if capability in reported and (hardware is None or any(hardware.has(name) for name in isa))
+        ),
+    ]
+
+
 class OpenVinoBackend:
     """Sessions on OpenVINO's CPU plugin, from an ONNX file or an OpenVINO IR (.xml)."""
 
@@ -158,12 +182,16 @@ class OpenVinoBackend:
     def providers(self) -> list[str]:
         return ["cpu"] if self.available() else []
 
-    def precisions(self) -> list[str]:
-        """Precisions the CPU plugin can run here: ``f32`` always, ``bf16``/``f16`` when the CPU has them."""
+    def precisions(self, hardware: HardwareSpec | None = None) -> list[str]:
+        """Precisions the CPU plugin can run here: ``f32`` always, ``bf16``/``f16`` when the CPU has them.
+
+        With ``hardware``, a lower precision is offered only when that machine's ISA has its arithmetic too
+        (:func:`supported_precisions`), so a described machine, not only the one this runs on, decides.
+        """
         if not self.available():
             return []
-        capabilities = {str(c).upper() for c in _openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")}
-        return ["f32", *(p for p in ("bf16", "f16") if p.upper() in capabilities)]
+        capabilities = [str(c) for c in _openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
+        return supported_precisions(capabilities, hardware)
 
     def create(self, model_path: Path, config: RuntimeConfig, *, profile_dir: Path | None = None) -> OpenVinoSession:
         if config.provider != "cpu":

@@ -25,7 +25,7 @@ import numpy as np
 from honed.data import synthetic_feeds
 from honed.errors import DataError, InvalidArgument
 from honed.evaluate import AccuracyGate, ReferenceOutputs, choose_metric, load_labels, samples_needed
-from honed.hardware import detect_hardware
+from honed.hardware import HardwareSpec, detect_hardware
 from honed.model.loader import file_sha256, load_model, model_io, resolve_model_path, save_model
 from honed.model.spec import TensorSpec, concrete_shapes, parse_shape_overrides
 from honed.passes import PassContext
@@ -121,6 +121,7 @@ def optimize(
     html: bool = True,
     clock: Clock = time.monotonic,
     events: Events | None = None,
+    hardware: HardwareSpec | None = None,
 ) -> OptimizeResult:
     """Find the fastest variant of ``model`` on this machine whose fidelity passes the gate; write it to ``out``.
 
@@ -132,7 +133,8 @@ def optimize(
     spinning variants; ``evaluate_slower=True`` judges fidelity even of candidates first measured slower than
     the original (by default they are marked ``slower`` and their eval time is saved), and lets a rejected INT8
     candidate measured slower than the original still get the sensitive-layer fallback.
-    ``recipe`` replays a recipe.json instead of searching.
+    ``recipe`` replays a recipe.json instead of searching. ``hardware`` is the machine the candidates are chosen
+    for and the report describes (detected when not given); candidates are always measured where this runs.
     Bad input raises a :class:`~honed.errors.HonedError`.
     """
     started_wall = datetime.now(UTC)
@@ -158,7 +160,7 @@ def optimize(
         return concrete_shapes(inputs, overrides, batch=size)
 
     source_sha = file_sha256(source)
-    hardware = detect_hardware()
+    hardware = hardware or detect_hardware()
     work = Path(tempfile.mkdtemp(prefix="honed-optimize-"))
     try:
         if recipe is not None:
@@ -320,8 +322,7 @@ def optimize(
             },
             html=html,
         )
-        search = Search(inputs_, settings, cache, work, clock=clock, events=_Chain(events, writer))
-        search.hardware = hardware
+        search = Search(inputs_, settings, cache, work, clock=clock, events=_Chain(events, writer), hardware=hardware)
         writer.search = search
         winner = search.run()
         profiles = _profiles(search, winner, feeds, work)
@@ -576,7 +577,7 @@ def _replay(
     data: str | Path | None,
     inputs: list[TensorSpec],
     overrides: dict[str, tuple[int, ...]],
-    hardware: Any,
+    hardware: HardwareSpec,
     work: Path,
 ) -> OptimizeResult:
     """Apply a recipe to ``source`` and write the model, recipe and a short report."""

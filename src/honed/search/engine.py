@@ -34,6 +34,7 @@ import onnx
 from honed.bench import measure_latency
 from honed.errors import HonedError
 from honed.evaluate import AccuracyGate, FidelityResult, ReferenceOutputs, evaluate_session, self_fidelity
+from honed.hardware import HardwareSpec
 from honed.model.loader import file_sha256, save_model
 from honed.passes import PassContext, PassError
 from honed.runtime import RuntimeConfig, create_session, pin_current_thread
@@ -159,6 +160,7 @@ class Search:
         *,
         clock: Clock = time.monotonic,
         events: Events | None = None,
+        hardware: HardwareSpec | None = None,
     ) -> None:
         if settings.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}")
@@ -178,7 +180,8 @@ class Search:
         self._baseline_session: Session | None = None
         self.best: Outcome | None = None
         self.profile: ModelProfile | None = None  # the model kind and ISA the candidates were ordered for
-        self.hardware: Any = None  # a HardwareSpec, for the peak in bench-shaped results
+        # The machine candidates are chosen for (lower OpenVINO precisions) and bench rows describe (the peak).
+        self.hardware = hardware
 
     # -- time --------------------------------------------------------------------------------------------
 
@@ -270,7 +273,7 @@ class Search:
     def _openvino_precisions(self, default: RuntimeConfig) -> list[Candidate]:
         from honed.runtime.openvino_backend import OpenVinoBackend
 
-        lower = [p for p in OpenVinoBackend().precisions() if p != "f32"]
+        lower = [p for p in OpenVinoBackend().precisions(self.hardware) if p != "f32"]
         if not lower:
             self.skipped.append(
                 Skipped("precision bf16/f16", "openvino", "this CPU has no BF16/FP16 arithmetic OpenVINO can use")
