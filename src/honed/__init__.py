@@ -9,9 +9,13 @@ Names are imported on first use, so ``import honed.registry`` does not load ONNX
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+try:  # pyproject.toml states the version once; the installed metadata carries it here
+    __version__ = importlib.metadata.version("honed")
+except importlib.metadata.PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
 
 _EXPORTS = {
     "BenchSettings": "honed.bench",

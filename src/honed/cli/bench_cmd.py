@@ -12,9 +12,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from honed.bench import BenchProgress, BenchReport, BenchSettings, run_bench
-from honed.cli.common import console, err_console, parse_duration, parse_int_list, print_json, runtime_config
+from honed.cli.common import console, err_console, parse_int_list, print_json, runtime_config
 from honed.errors import InvalidArgument
 from honed.model.spec import parse_shape_overrides
+from honed.units import parse_duration
 
 COMMANDS = {
     "bench": "Measure latency percentiles, throughput, peak memory and (with --profile) per-op time.",

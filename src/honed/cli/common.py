@@ -46,26 +46,6 @@ def parse_int_list(text: str, flag: str) -> tuple[int, ...]:
     return values
 
 
-_UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str, flag: str) -> float:
-    """``"500ms"``, ``"10s"``, ``"10m"``, ``"1h"`` or plain seconds -> seconds (> 0)."""
-    raw = text.strip().lower()
-    number, unit = raw, "s"
-    for suffix in sorted(_UNITS, key=len, reverse=True):
-        if raw.endswith(suffix):
-            number, unit = raw[: -len(suffix)], suffix
-            break
-    try:
-        seconds = float(number) * _UNITS[unit]
-    except ValueError:
-        raise InvalidArgument(f"{flag} takes a duration such as 30s, 10m or 500ms; got {text!r}") from None
-    if seconds <= 0:
-        raise InvalidArgument(f"{flag} must be longer than zero; got {text!r}")
-    return seconds
-
-
 def runtime_config(
     backend: str, provider: str, graph_optimization: str, affinity: str | None, spinning: bool, inter_op: int
 ) -> RuntimeConfig:

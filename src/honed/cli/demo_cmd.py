@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from honed.bench import BenchSettings, run_bench
 from honed.cli.bench_cmd import render_report
-from honed.cli.common import console, err_console, parse_duration, parse_int_list
+from honed.cli.common import console, err_console, parse_int_list
 from honed.cli.inspect_cmd import render_info
 from honed.cli.optimize_cmd import OptimizeProgress
 from honed.demo import (
@@ -23,6 +23,7 @@ from honed.demo import (
     magika_model_dir,
 )
 from honed.model.info import inspect_model
+from honed.units import parse_duration
 
 COMMANDS = {
     "demo": "Inspect, benchmark and optimize Google's Magika model on real files from this machine.",
@@ -43,9 +44,7 @@ def demo(
 ) -> None:
     """Inspect, benchmark and optimize Google's Magika model on real files from this machine."""
     if not no_optimize:
-        from honed.search import parse_duration as parse_budget
-
-        parse_budget(time_budget)  # a bad --time-budget fails now, not after the bench
+        parse_duration(time_budget, "--time-budget")  # a bad --time-budget fails now, not after the bench
     model_dir = magika_model_dir()
     model = model_dir / "model.onnx"
     console.rule("[bold]honed demo[/bold]: Magika file-type classifier")

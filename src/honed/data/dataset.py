@@ -50,12 +50,13 @@ class SyntheticDataset:
         if batch_size < 1:
             raise InvalidArgument(f"batch size must be >= 1, got {batch_size}")
         total = self.num_samples if limit is None else min(limit, self.num_samples)
-        done = 0
-        while done < total:
-            n = min(batch_size, total - done)
-            shapes = {name: (n, *shape[1:]) for name, shape in self._sample_shapes.items()}
-            yield synthetic_feeds(self.specs, shapes, seed=self.seed + done, int_high=self.int_high)
-            done += n
+        for start in range(0, total, batch_size):
+            # Each sample has its own seed, so sample i is the same whichever batch size reads it.
+            samples = [self._sample(i) for i in range(start, min(start + batch_size, total))]
+            yield {name: np.concatenate([s[name] for s in samples]) for name in samples[0]}
+
+    def _sample(self, index: int) -> dict[str, np.ndarray[Any, Any]]:
+        return synthetic_feeds(self.specs, self._sample_shapes, seed=self.seed + index, int_high=self.int_high)
 
 
 def open_dataset(

@@ -7,9 +7,10 @@ replayable recipes and provenance, :mod:`.results` the report rows. Importing th
 """
 
 from honed.search import nncf_pass  # noqa: F401  (registers the nncf-int8 pass)
-from honed.search.api import EXIT_BASELINE_ONLY, EXIT_IMPROVED, OptimizeResult, optimize, parse_duration
+from honed.search.api import EXIT_BASELINE_ONLY, EXIT_IMPROVED, OptimizeResult, optimize
 from honed.search.candidates import Candidate, Step
 from honed.search.recipe import Recipe
+from honed.units import parse_duration
 
 __all__ = [
     "EXIT_BASELINE_ONLY",

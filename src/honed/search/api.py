@@ -10,7 +10,6 @@ given, it replays that recipe instead of searching.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import tempfile
 import time
@@ -40,6 +39,7 @@ from honed.search.engine import OBJECTIVES, Clock, Events, Outcome, Search, Sear
 from honed.search.profile import op_profile
 from honed.search.recipe import Recipe, build_model, library_versions, stamp_provenance
 from honed.search.results import bench_document, bench_rows, candidate_row, pareto_front
+from honed.units import parse_duration
 
 Array = np.ndarray[Any, Any]
 
@@ -74,22 +74,6 @@ class OptimizeResult:
     def speedup(self) -> float | None:
         value = self.report["winner"].get("speedup")
         return float(value) if value is not None else None
-
-
-def parse_duration(value: str | float | int) -> float:
-    """Seconds from ``90``, ``90s``, ``10m``, ``1h`` or ``1h30m``."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        text = str(value).strip().lower()
-        match = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?", text)
-        if not text or match is None:
-            raise InvalidArgument(f"bad time budget {value!r}: write e.g. 90s, 10m or 1h")
-        h, m, s = (float(g) if g else 0.0 for g in match.groups())
-        seconds = h * 3600 + m * 60 + s
-    if seconds <= 0:
-        raise InvalidArgument(f"the time budget must be positive, got {value!r}")
-    return seconds
 
 
 def optimize(
@@ -142,7 +126,7 @@ def optimize(
     # Relative paths are the user's working directory's: passes run in scratch folders that they would not survive.
     data, eval_data, labels, recipe = (_absolute(p) for p in (data, eval_data, labels, recipe))
     out, cache_dir = Path(out).absolute(), _absolute(cache_dir)
-    budget_s = parse_duration(time_budget)
+    budget_s = parse_duration(time_budget, "the time budget")
     if objective not in OBJECTIVES:
         raise InvalidArgument(f"--objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
     if not isinstance(batch, int) or batch < 1:
@@ -200,7 +184,7 @@ def optimize(
         if metric_name == "accuracy" and minimum is None and maximum is None:
             gate = _accuracy_default_gate(baseline_session, reference, label_array, why)
         needed = samples_needed(gate)
-        if reference.samples < needed and evaluation.dataset is None and eval_samples is None:
+        if reference.samples < needed and evaluation.synthetic and eval_samples is None:
             # synthetic eval data: draw as many samples as the bound needs
             evaluation = DataSource(None, inputs, overrides, synthetic_samples=needed, seed=1_000)
             eval_limit = needed
