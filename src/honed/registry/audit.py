@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from honed.canonical import canonical_json
 from honed.errors import InvalidArgument
 from honed.registry import schema
 
@@ -78,10 +79,6 @@ class AuditReport:
             "head_hash": self.head_hash,
             "problems": [{"seq": p.seq, "kind": p.kind, "message": p.message} for p in self.problems],
         }
-
-
-def canonical_json(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def entry_hash(at: str, actor: str, action: str, target: str, details: str, prev_hash: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 import onnx
 from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, func, insert, or_, select, update
 
+from honed.canonical import canonical_json
 from honed.errors import InvalidArgument, InvalidModel, ModelNotFound, NotFound
 from honed.model import check_model, file_sha256, load_model, resolve_model_path
 from honed.registry import audit as audit_chain
@@ -48,7 +49,7 @@ def _json_text(value: Mapping[str, Any] | None, what: str) -> str | None:
     if not isinstance(value, Mapping):
         raise InvalidArgument(f"the {what} must be a JSON object (a dict), not {type(value).__name__}")
     try:
-        return json.dumps(dict(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return canonical_json(dict(value), strict=True)
     except (TypeError, ValueError) as exc:
         raise InvalidArgument(f"the {what} cannot be stored as JSON: {exc}") from exc
 

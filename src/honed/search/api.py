@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from honed.canonical import digest
 from honed.data import synthetic_feeds
 from honed.errors import DataError, InvalidArgument
 from honed.evaluate import AccuracyGate, ReferenceOutputs, choose_metric, load_labels, samples_needed
@@ -31,7 +32,7 @@ from honed.passes import PassContext
 from honed.runtime import RuntimeConfig, create_session
 from honed.runtime import backends as registered_backends
 from honed.search.build import Builder, BuildJob
-from honed.search.cache import CandidateCache, default_cache_dir, digest
+from honed.search.cache import CandidateCache, default_cache_dir
 from honed.search.candidates import Step
 from honed.search.datasource import DataSource
 from honed.search.document import REPORT_SCHEMA

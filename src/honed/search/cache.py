@@ -8,18 +8,11 @@ no half entry. Built models are stored by the hash of (source, pipeline, calibra
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
-
-
-def digest(data: Any) -> str:
-    """sha256 of ``data`` as canonical JSON."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def default_cache_dir() -> Path:

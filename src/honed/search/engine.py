@@ -32,6 +32,7 @@ import numpy as np
 import onnx
 
 from honed.bench import measure_latency
+from honed.canonical import digest
 from honed.errors import HonedError
 from honed.evaluate import AccuracyGate, FidelityResult, ReferenceOutputs, evaluate_session, self_fidelity
 from honed.hardware import HardwareSpec
@@ -40,7 +41,7 @@ from honed.passes import PassContext, PassError
 from honed.runtime import RuntimeConfig, create_session, pin_current_thread
 from honed.runtime.base import Session
 from honed.search.build import BuildTimeout
-from honed.search.cache import CandidateCache, digest
+from honed.search.cache import CandidateCache
 from honed.search.candidates import (
     Candidate,
     ModelProfile,

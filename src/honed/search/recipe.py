@@ -17,11 +17,11 @@ from typing import Any
 
 import onnx
 
+from honed.canonical import digest
 from honed.errors import InvalidArgument
 from honed.model.loader import load_model
 from honed.passes import PassContext, get_pass
 from honed.runtime import RuntimeConfig
-from honed.search.cache import digest
 from honed.search.candidates import Step
 
 RECIPE_FORMAT = "honed-recipe/1"
