@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -91,3 +92,27 @@ def test_errors_in_worker_threads_propagate() -> None:
 def test_stats_need_samples() -> None:
     with pytest.raises(InvalidArgument):
         LatencyStats.from_samples([], 1.0)
+
+
+class CpuRecordingSession(SteppingSession):
+    """Records the CPU set of the thread each run happens on."""
+
+    def __init__(self, clock: FakeClock, cores: tuple[int, ...]) -> None:
+        super().__init__(clock, [0.001])
+        self.config = RuntimeConfig(affinity=cores)
+        self.seen: list[set[int]] = []
+
+    def run(self, feeds: Mapping[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
+        self.seen.append(set(os.sched_getaffinity(0)))
+        return super().run(feeds)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="thread affinity is Linux-only")
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_runs_happen_on_the_sessions_cores_and_the_thread_gets_its_cpus_back(concurrency: int) -> None:
+    before = os.sched_getaffinity(0)
+    core = min(before)
+    session = CpuRecordingSession(FakeClock(), (core,))
+    measure_latency(session, {}, warmup=2, iterations=12, concurrency=concurrency, clock=session.clock)
+    assert len(session.seen) == 14 and all(cpus == {core} for cpus in session.seen)
+    assert os.sched_getaffinity(0) == before

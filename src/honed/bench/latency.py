@@ -6,15 +6,18 @@ With ``concurrency`` > 1, that many threads call the session at once (ONNX Runti
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from honed.errors import InvalidArgument
+from honed.runtime import pin_current_thread
 from honed.runtime.base import Session
 
 Clock = Callable[[], float]
@@ -22,6 +25,19 @@ Progress = Callable[[int], None]
 """Called with the number of runs just completed (for a progress bar)."""
 
 DEFAULT_ITERATIONS = 100
+
+
+@contextmanager
+def pinned(cores: tuple[int, ...] | None) -> Iterator[None]:
+    """Run the block with the calling thread on ``cores`` (Linux), as a session with that affinity expects:
+    the thread that calls ``run`` executes work too. The thread's previous CPU set is restored after."""
+    previous = os.sched_getaffinity(0) if cores and hasattr(os, "sched_getaffinity") else None
+    try:
+        pin_current_thread(cores)
+        yield
+    finally:
+        if previous is not None:
+            os.sched_setaffinity(0, previous)
 
 
 @dataclass(frozen=True)
@@ -94,8 +110,9 @@ def measure_latency(
     if iterations is None and duration_s is None:
         iterations = DEFAULT_ITERATIONS
     feeds = dict(feeds)
-    for _ in range(warmup):
-        session.run(feeds)
+    with pinned(session.config.affinity):
+        for _ in range(warmup):
+            session.run(feeds)
 
     samples: list[float] = []
     lock = threading.Lock()
@@ -116,14 +133,15 @@ def measure_latency(
 
     def worker() -> None:
         try:
-            while claim():
-                t0 = clock()
-                session.run(feeds)
-                elapsed = clock() - t0
-                with lock:
-                    samples.append(elapsed)
-                if progress is not None:
-                    progress(1)
+            with pinned(session.config.affinity):
+                while claim():
+                    t0 = clock()
+                    session.run(feeds)
+                    elapsed = clock() - t0
+                    with lock:
+                        samples.append(elapsed)
+                    if progress is not None:
+                        progress(1)
         except BaseException as exc:
             with lock:
                 errors.append(exc)

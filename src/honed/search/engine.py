@@ -19,7 +19,6 @@ costs no measurements. The engine reports through callbacks; writing files is th
 from __future__ import annotations
 
 import math
-import os
 import statistics
 import tempfile
 import time
@@ -38,7 +37,7 @@ from honed.evaluate import AccuracyGate, FidelityResult, ReferenceOutputs, evalu
 from honed.hardware import HardwareSpec
 from honed.model.loader import file_sha256, save_model
 from honed.passes import PassContext, PassError
-from honed.runtime import RuntimeConfig, create_session, pin_current_thread
+from honed.runtime import RuntimeConfig, create_session
 from honed.runtime.base import Session
 from honed.search.build import BuildTimeout
 from honed.search.cache import CandidateCache
@@ -423,14 +422,7 @@ class Search:
     def _measure(self, session: Session, duration_s: float, warmup: int | None = None) -> dict[str, Any]:
         duration = max(min(duration_s, self.remaining()), 0.01)
         warmup = self.settings.warmup if warmup is None else warmup
-        affinity = session.config.affinity
-        previous = os.sched_getaffinity(0) if affinity and hasattr(os, "sched_getaffinity") else None
-        try:
-            pin_current_thread(affinity)
-            stats = measure_latency(session, self.inputs.feeds, warmup=warmup, duration_s=duration)
-        finally:
-            if previous is not None:
-                os.sched_setaffinity(0, previous)
+        stats = measure_latency(session, self.inputs.feeds, warmup=warmup, duration_s=duration)
         return dict(stats.to_dict())
 
     def _to_cache(self, outcome: Outcome) -> dict[str, Any]:
