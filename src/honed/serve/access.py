@@ -15,9 +15,13 @@ metrics    ``GET /metrics``
 
 Every request but the health probes (``/v2/health/live``, ``/v2/health/ready`` and their gRPC twins, which
 orchestrators call without credentials) must carry ``Authorization: Bearer <token>`` (gRPC metadata
-``authorization``). A missing or unknown token is :class:`~honed.errors.Unauthenticated` (401 / UNAUTHENTICATED);
-a known principal outside its grants is :class:`~honed.errors.PermissionDenied` (403 / PERMISSION_DENIED). The
-decision never depends on anything else the client sends.
+``authorization``), once: :func:`credentials` is the one reading of the header both transports use. A missing,
+malformed or unknown token is :class:`~honed.errors.Unauthenticated` (401 / UNAUTHENTICATED); two or more
+``Authorization`` headers are :class:`RepeatedCredentials` (400 / INVALID_ARGUMENT), since a proxy that appends one
+must not decide which identity counts; a known principal outside its grants is
+:class:`~honed.errors.PermissionDenied` (403 / PERMISSION_DENIED). The decision never depends on anything else the
+client sends. A principal sees only the models it holds a grant on: :meth:`Principal.sees` filters the repository
+index, and metadata of a model outside its grants is refused like any other call on it.
 
 Example::
 
@@ -38,7 +42,7 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -69,6 +73,14 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+class MalformedCredentials(Unauthenticated):
+    """Credentials in a form this server does not take (another scheme than Bearer, or no token after it)."""
+
+
+class RepeatedCredentials(InvalidArgument):
+    """More than one ``Authorization`` header (gRPC: ``authorization`` metadata entry) on one request."""
+
+
 def bearer_token(authorization: str | None) -> str | None:
     """The token of an ``Authorization: Bearer <token>`` value (None when absent); other schemes are refused."""
     if authorization is None or not authorization.strip():
@@ -76,8 +88,18 @@ def bearer_token(authorization: str | None) -> str | None:
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise Unauthenticated("send credentials as 'Authorization: Bearer <token>'")
+        raise MalformedCredentials("send credentials as 'Authorization: Bearer <token>'")
     return token
+
+
+def credentials(values: Sequence[str]) -> str | None:
+    """The bearer token of a request's ``Authorization`` values (every one it sent, in order): None for none,
+    :class:`RepeatedCredentials` for more than one, whatever :func:`bearer_token` says for one."""
+    if len(values) > 1:
+        raise RepeatedCredentials(
+            f"the request carries {len(values)} Authorization headers; send exactly one 'Authorization: Bearer <token>'"
+        )
+    return bearer_token(values[0] if values else None)
 
 
 @dataclass(frozen=True)
@@ -93,6 +115,10 @@ class Principal:
         if action not in self.actions:
             return False
         return model is None or any(fnmatchcase(model, pattern) for pattern in self.models)
+
+    def sees(self, model: str) -> bool:
+        """Whether ``model`` shows in this principal's repository index: it holds some grant on it."""
+        return any(fnmatchcase(model, pattern) for pattern in self.models)
 
 
 class AccessPolicy:
@@ -158,6 +184,8 @@ def refusal_reason(exc: Exception, token: str | None) -> str:
     """The ``reason`` label for a refused request (see :data:`REFUSAL_REASONS`)."""
     if isinstance(exc, PermissionDenied):
         return "forbidden"
+    if isinstance(exc, MalformedCredentials | RepeatedCredentials):
+        return "malformed"
     return "missing" if token is None else "unknown"
 
 

@@ -43,7 +43,7 @@ OUTCOMES = (
 RESIDENCY_REASONS = ("undeclared", "invalid", "not_approved", "placement")
 """Every value of the ``reason`` label of ``honed_residency_refusals_total``."""
 
-AUTH_REASONS = ("missing", "unknown", "forbidden")
+AUTH_REASONS = ("missing", "malformed", "unknown", "forbidden")
 """Every value of the ``reason`` label of ``honed_auth_refusals_total``."""
 
 
@@ -92,7 +92,7 @@ AUTH_REFUSALS = Metric(
     "honed_auth_refusals_total",
     "counter",
     ("reason",),
-    "Requests refused by the access policy (reason: missing, unknown or forbidden).",
+    "Requests refused by the access policy (reason: missing, malformed, unknown or forbidden).",
 )
 
 METRICS: tuple[Metric, ...] = (

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from honed.errors import (
     Unavailable,
 )
 from honed.model.spec import TensorSpec
-from honed.serve.access import AccessPolicy, refusal_reason
+from honed.serve.access import AccessPolicy, Principal, RepeatedCredentials, credentials, refusal_reason
 from honed.serve.metrics import ServeMetrics
 from honed.serve.protocol.datatypes import from_numpy, from_onnx
 from honed.serve.protocol.types import (
@@ -64,6 +64,23 @@ ERROR_TABLE: tuple[tuple[type[BaseException], int, str], ...] = (
     (PermissionDenied, 403, "PERMISSION_DENIED"),
 )
 """Domain error -> (HTTP status, gRPC status code name); the first matching row wins, anything else is 500/INTERNAL."""
+
+
+OFFLOAD_BYTES = 256 * 1024
+"""Request bodies (gRPC messages) of at least this many bytes are decoded on a worker thread.
+
+Decoding a few MiB of JSON or BYTES elements takes long enough to hold up every other client and the health
+probes if it ran on the event loop; below this size a thread hop costs more than the decoding it would move."""
+
+T = TypeVar("T")
+
+
+async def decode_off_loop(size: int, decode: Callable[[], T]) -> T:
+    """Run ``decode`` (of a body of ``size`` bytes): inline when small, else on the default executor's threads,
+    whose bounded pool also bounds how many large bodies are decoded at once."""
+    if size < OFFLOAD_BYTES:
+        return decode()
+    return await asyncio.to_thread(decode)
 
 
 def status_for(exc: BaseException) -> tuple[int, str]:
@@ -137,16 +154,20 @@ class DataPlane:
         return True
 
     # -- access ----------------------------------------------------------------------------------------------
-    def authorize(self, token: str | None, action: str, model: str | None = None) -> None:
-        """Let the call through, or raise Unauthenticated / PermissionDenied (counted) under the access policy.
+    def authorize(self, authorization: Sequence[str], action: str, model: str | None = None) -> Principal | None:
+        """The caller, from every ``Authorization`` value the request carries, when the access policy lets it take
+        ``action`` (on ``model``); else Unauthenticated / RepeatedCredentials / PermissionDenied, each counted.
 
-        Adapters call this before every operation but the health probes; without a policy everything is allowed.
+        Adapters call this before every operation but the health probes; without a policy everything is allowed
+        (and None is the caller).
         """
         if self.access is None:
-            return
+            return None
+        token = None
         try:
-            self.access.authorize(token, action, model)
-        except (Unauthenticated, PermissionDenied) as exc:
+            token = credentials(authorization)
+            return self.access.authorize(token, action, model)
+        except (Unauthenticated, PermissionDenied, RepeatedCredentials) as exc:
             self.metrics.auth_refused(refusal_reason(exc, token))
             raise
 
@@ -210,11 +231,12 @@ class DataPlane:
         request: InferRequest,
         *,
         timeout_s: float | None = None,
-        residency: str | None = None,
+        residency: str | Sequence[str] | None = None,
     ) -> InferResponse:
         """Run one V2 infer request; ``timeout_s`` (e.g. a gRPC deadline) and the ``timeout`` parameter both apply.
 
-        ``residency`` is the request's declared data residency (``X-Data-Residency``); the server's
+        ``residency`` is the request's declared data residency (``X-Data-Residency``: its value, or every value
+        the request carried, so that a repeated header is refused); the server's
         :class:`~honed.serve.security.ResidencyGuard` allows it or raises ResidencyViolation before any data is used.
         """
         resolved, executor = self.repository.get(name, version)
@@ -235,8 +257,10 @@ class DataPlane:
         return InferResponse(model_name=name, model_version=resolved, outputs=outputs, id=request.id)
 
     # -- repository extension --------------------------------------------------------------------------------
-    async def repository_index(self) -> list[dict[str, str]]:
-        return self.repository.index()
+    async def repository_index(self, caller: Principal | None = None) -> list[dict[str, str]]:
+        """Every model of the repository, or with ``caller`` (a principal) only those it holds a grant on."""
+        rows = self.repository.index()
+        return rows if caller is None else [row for row in rows if caller.sees(row["name"])]
 
     async def load(self, name: str) -> None:
         await self.repository.load(name)

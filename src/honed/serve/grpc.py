@@ -4,6 +4,13 @@ The service class and messages are the generated stubs shipped in ``tritonclient
 request, calls the same dataplane function the REST adapter calls, and maps domain errors to status codes through
 :func:`honed.serve.dataplane.status_for`. A client deadline bounds the request's time in the batch queue; a client
 that cancels its call cancels the request, which removes it from the queue.
+
+Every call passes :class:`_Guard` first, which works from the call's metadata alone: with an access policy it
+authenticates the caller and checks the method's action (the model grant needs the message and is checked in the
+method) before a byte of the message is parsed, so a caller without a token never makes the server decode
+anything. The guard then parses the message itself (large ones on a worker thread), so a malformed one is
+INVALID_ARGUMENT rather than grpc's UNKNOWN. ``maximum_concurrent_rpcs`` caps the calls in progress; beyond it grpc
+answers RESOURCE_EXHAUSTED.
 """
 
 from __future__ import annotations
@@ -17,14 +24,25 @@ from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2, service_pb2_grpc
 from tritonclient.grpc import service_pb2 as pb
 
-from honed.errors import InvalidArgument, Overloaded
-from honed.serve.access import bearer_token
-from honed.serve.dataplane import DataPlane, error_message, status_for
+from honed.errors import DataError, InvalidArgument, Overloaded
+from honed.serve.access import Principal
+from honed.serve.dataplane import DataPlane, decode_off_loop, error_message, status_for
 from honed.serve.protocol import grpc_codec
 from honed.serve.security import HEADER
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_CONCURRENT_RPCS = 1024
 T = TypeVar("T")
+
+_OPEN = frozenset({"ServerLive", "ServerReady"})
+"""Methods anyone may call: the health probes, which orchestrators call without credentials."""
+_ACTION = {"ModelInfer": "infer", "RepositoryModelLoad": "admin", "RepositoryModelUnload": "admin"}
+"""The action each method needs; every other method (the unimplemented ones too) needs ``read``."""
+
+
+def _metadata(pairs: Any, key: str) -> list[str]:
+    """Every value of metadata ``key``, in order."""
+    return [str(v) for k, v in (pairs or ()) if k == key]
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> NoReturn:
@@ -46,16 +64,18 @@ async def _answer(context: grpc.aio.ServicerContext, operation: Awaitable[T]) ->
 class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     """The V2 gRPC service over one dataplane."""
 
-    def __init__(self, dataplane: DataPlane) -> None:
+    def __init__(self, dataplane: DataPlane, *, max_elements: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         self.dataplane = dataplane
+        self.max_elements = max_elements
 
-    async def _authorize(self, context: grpc.aio.ServicerContext, action: str, model: str | None = None) -> None:
+    async def _authorize(
+        self, context: grpc.aio.ServicerContext, action: str, model: str | None = None
+    ) -> Principal | None:
         """Check the call's ``authorization`` metadata against the access policy; abort the call when refused."""
         if self.dataplane.access is None:
-            return
+            return None
         try:
-            values = [str(v) for k, v in (context.invocation_metadata() or ()) if k == "authorization"]
-            self.dataplane.authorize(bearer_token(values[0] if values else None), action, model)
+            return self.dataplane.authorize(_metadata(context.invocation_metadata(), "authorization"), action, model)
         except Exception as exc:
             await _abort(context, exc)
 
@@ -87,23 +107,24 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> Any:
         await self._authorize(context, "infer", request.model_name)
         try:
-            decoded = grpc_codec.decode_request(request)
+            decoded = await decode_off_loop(
+                request.ByteSize(), lambda: grpc_codec.decode_request(request, max_elements=self.max_elements)
+            )
             remaining = context.time_remaining()
-            declared = [str(v) for k, v in (context.invocation_metadata() or ()) if k == HEADER]
             response = await self.dataplane.infer(
                 request.model_name,
                 request.model_version or None,
                 decoded,
                 timeout_s=remaining,
-                residency=",".join(declared) if declared else None,
+                residency=_metadata(context.invocation_metadata(), HEADER),
             )
             return grpc_codec.encode_response(response)
         except Exception as exc:
             await _abort(context, exc)
 
     async def RepositoryIndex(self, request: Any, context: grpc.aio.ServicerContext) -> pb.RepositoryIndexResponse:
-        await self._authorize(context, "read")
-        rows = await self.dataplane.repository_index()
+        caller = await self._authorize(context, "read")
+        rows = await self.dataplane.repository_index(caller)
         entry = pb.RepositoryIndexResponse.ModelIndex
         return pb.RepositoryIndexResponse(
             models=[
@@ -132,23 +153,73 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         await _answer(context, action(model))
 
 
+class _Guard(grpc.aio.ServerInterceptor):
+    """Authenticates each call from its metadata before its message is parsed, then parses it (see the module)."""
+
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(details)
+        if handler is None:
+            return None  # an unknown method: grpc answers UNIMPLEMENTED
+        method = str(details.method).rpartition("/")[2]
+        refusal: Exception | None = None
+        if self.dataplane.access is not None and method not in _OPEN:
+            try:
+                self.dataplane.authorize(
+                    _metadata(details.invocation_metadata, "authorization"), _ACTION.get(method, "read")
+                )
+            except Exception as exc:
+                refusal = exc
+        if handler.unary_unary is None:  # a streaming method (none is served): refuse or pass through
+            if refusal is None:
+                return handler
+            denied = refusal
+
+            async def deny(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+                await _abort(context, denied)
+
+            return grpc.stream_stream_rpc_method_handler(deny, response_serializer=handler.response_serializer)
+        parse, call = handler.request_deserializer, handler.unary_unary
+
+        async def guarded(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+            if refusal is not None:
+                await _abort(context, refusal)
+            try:
+                request = await decode_off_loop(len(raw), lambda: parse(raw)) if parse is not None else raw
+            except Exception:  # protobuf's DecodeError, or anything else a hostile message makes it raise
+                await _abort(context, DataError(f"the request is not a valid {method} message"))
+            return await call(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(guarded, response_serializer=handler.response_serializer)
+
+
 def build_server(
     dataplane: DataPlane,
     address: str,
     *,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS,
     credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """A grpc.aio server with the inference service bound to ``address`` (TLS with ``credentials``); returns it
-    and the bound port."""
+    and the bound port. More than ``max_concurrent_rpcs`` calls at once are answered RESOURCE_EXHAUSTED."""
     server = grpc.aio.server(
+        interceptors=[_Guard(dataplane)],
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.so_reuseport", 0),
-        ]
+        ],
     )
-    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(dataplane), server)
+    service = InferenceService(dataplane, max_elements=max_message_bytes)
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(service, server)
     try:
         port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     except RuntimeError:

@@ -1,12 +1,19 @@
 """The V2 REST adapter: a plain ASGI app that decodes requests, calls the dataplane and encodes answers.
 
 No web framework sits in between: the routes are few and fixed, and a framework's router, request objects and
-middleware stack cost more per request than this whole adapter (docs/serve.md has the measurement). Bodies over
-``max_body_bytes`` are refused with 413 before they are read. A client that disconnects while its request waits
-(from ``WATCH_AFTER_S`` on) cancels that request, which removes it from the model's batch queue. Errors are
-``{"error": "..."}`` with the status from :func:`honed.serve.dataplane.status_for`. With an access policy every
-route but the health probes checks the request's bearer token first (:mod:`honed.serve.access`); a 401 carries
-``WWW-Authenticate: Bearer``.
+middleware stack cost more per request than this whole adapter (docs/serve.md has the measurement).
+
+What a client sends is bounded before it costs anything: more than :data:`MAX_HEADER_FIELDS` header fields or
+:data:`MAX_HEADER_BYTES` bytes of them are refused with 431; a body whose ``Content-Length`` is over
+``max_body_bytes`` is refused with 413 before any of it is read, and a chunked body as soon as it passes the
+limit (the connection stays open: uvicorn reads and drops the rest, so the client reads the 413 rather than a
+reset). Bodies of :data:`~honed.serve.dataplane.OFFLOAD_BYTES` or more are decoded on a worker thread, so one
+large JSON or BYTES body does not hold up other clients or the health probes.
+
+A client that disconnects while its request waits (from ``WATCH_AFTER_S`` on) cancels that request, which
+removes it from the model's batch queue. Errors are ``{"error": "..."}`` with the status from
+:func:`honed.serve.dataplane.status_for`. With an access policy every route but the health probes checks the
+request's bearer token first (:mod:`honed.serve.access`); a 401 carries ``WWW-Authenticate: Bearer``.
 """
 
 from __future__ import annotations
@@ -17,10 +24,11 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from honed.errors import DataError, NotFound, Overloaded, PayloadTooLarge, Unauthenticated
-from honed.serve.access import bearer_token
+from honed.serve.access import Principal
 from honed.serve.contract import LIVE_PATH, METRICS_PATH, READY_PATH
-from honed.serve.dataplane import DataPlane, error_message, status_for
+from honed.serve.dataplane import DataPlane, decode_off_loop, error_message, status_for
 from honed.serve.protocol import rest
+from honed.serve.protocol.types import InferRequest
 from honed.serve.security import HEADER
 
 Scope = MutableMapping[str, Any]
@@ -29,6 +37,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+MAX_HEADER_FIELDS = 100
+"""The most header fields one request may carry (431 beyond)."""
+MAX_HEADER_BYTES = 64 * 1024
+"""The most bytes of header names and values one request may carry (431 beyond); room for large JWTs."""
 _JSON = [(b"content-type", b"application/json")]
 _RESIDENCY = HEADER.encode()
 
@@ -43,6 +55,8 @@ class HttpApp:
     def __init__(self, dataplane: DataPlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
         self.dataplane = dataplane
         self.max_body_bytes = max_body_bytes
+        self.decode_request: Callable[..., InferRequest] = rest.decode_request
+        """The infer body decoder (an attribute so a test can hold a decode at a gate)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -63,6 +77,7 @@ class HttpApp:
         await send({"type": "http.response.body", "body": body})
 
     async def _route(self, scope: Scope, receive: Receive) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        _check_headers(scope["headers"])
         method: str = scope["method"]
         path = "/" + scope["path"].strip("/")
         dp = self.dataplane
@@ -123,7 +138,7 @@ class HttpApp:
         self, name: str, version: str | None, scope: Scope, receive: Receive
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         header_length: int | None = None
-        declared: list[str] = []
+        declared: list[str] = []  # every value: a repeated declaration is refused, not merged
         for key, value in scope["headers"]:
             if key == _RESIDENCY:
                 declared.append(value.decode("latin-1"))
@@ -133,12 +148,13 @@ class HttpApp:
                 except ValueError:
                     raise DataError(f"Inference-Header-Content-Length must be a whole number, got {value!r}") from None
         body = await self._body(scope, receive)
-        request = rest.decode_request(body, header_length)
+        decode = self.decode_request
+        request = await decode_off_loop(
+            len(body), lambda: decode(body, header_length, max_elements=self.max_body_bytes)
+        )
         watch = _DisconnectWatch(receive)
         try:
-            response = await self.dataplane.infer(
-                name, version, request, residency=",".join(declared) if declared else None
-            )
+            response = await self.dataplane.infer(name, version, request, residency=declared)
         except asyncio.CancelledError:
             if watch.client_gone():
                 raise _ClientGone() from None
@@ -162,15 +178,16 @@ class HttpApp:
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         dp = self.dataplane
         _method(method, "POST")
+        caller = None
         if parts == ["index"]:
-            self._authorize(scope, "read")
+            caller = self._authorize(scope, "read")
         elif len(parts) == 3 and parts[0] == "models":
             self._authorize(scope, "admin", parts[1])
         else:
             self._authorize(scope, "read")  # an unknown route: credentials first, then 404, never the body
         await self._body(scope, receive)
         if parts == ["index"]:
-            return 200, _JSON, _json(await dp.repository_index())
+            return 200, _JSON, _json(await dp.repository_index(caller))
         if len(parts) == 3 and parts[0] == "models" and parts[2] in ("load", "unload"):
             if parts[2] == "load":
                 await dp.load(parts[1])
@@ -179,14 +196,11 @@ class HttpApp:
             return 200, _JSON, b"{}"
         raise NotFound(f"no route {scope['path']}")
 
-    def _authorize(self, scope: Scope, action: str, model: str | None = None) -> None:
+    def _authorize(self, scope: Scope, action: str, model: str | None = None) -> Principal | None:
         if self.dataplane.access is None:
-            return  # no policy: skip looking for credentials at all
-        token = None
-        for key, value in scope["headers"]:
-            if key == b"authorization":
-                token = bearer_token(value.decode("latin-1"))
-        self.dataplane.authorize(token, action, model)
+            return None  # no policy: skip looking for credentials at all
+        values = [value.decode("latin-1") for key, value in scope["headers"] if key == b"authorization"]
+        return self.dataplane.authorize(values, action, model)
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self.max_body_bytes
@@ -218,6 +232,22 @@ class MethodNotAllowed(DataError):
     """The route exists but not for this HTTP method."""
 
 
+class HeadersTooLarge(DataError):
+    """The request's header fields are too many or too large."""
+
+
+def _check_headers(headers: list[tuple[bytes, bytes]]) -> None:
+    if len(headers) > MAX_HEADER_FIELDS:
+        raise HeadersTooLarge(
+            f"the request carries {len(headers)} header fields; this server takes at most {MAX_HEADER_FIELDS}"
+        )
+    size = sum(len(key) + len(value) for key, value in headers)
+    if size > MAX_HEADER_BYTES:
+        raise HeadersTooLarge(
+            f"the request's header fields hold {size} bytes; this server takes at most {MAX_HEADER_BYTES}"
+        )
+
+
 def _method(method: str, allowed: str) -> None:
     if method != allowed:
         raise MethodNotAllowed(f"use {allowed} for this route, not {method}")
@@ -227,6 +257,8 @@ def _error(exc: BaseException) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     status, _ = status_for(exc)
     if isinstance(exc, MethodNotAllowed):
         status = 405
+    elif isinstance(exc, HeadersTooLarge):
+        status = 431
     headers = list(_JSON)
     if isinstance(exc, Unauthenticated):
         headers.append((b"www-authenticate", b'Bearer realm="honed"'))

@@ -119,7 +119,7 @@ class ServeMetrics:
         self._lock = threading.Lock()
 
     def auth_refused(self, reason: str) -> None:
-        """Count one request the access policy refused (``reason``: missing, unknown or forbidden)."""
+        """Count one request the access policy refused (``reason``: one of ``contract.AUTH_REASONS``)."""
         self.auth_refusals.labels(reason).inc()
 
     def residency_refused(self, model: str, reason: str) -> None:

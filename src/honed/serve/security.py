@@ -1,7 +1,9 @@
 """Per-request data residency for the server: the one check both REST and gRPC go through.
 
 A request declares where its data must stay with the header ``X-Data-Residency`` (REST) or the metadata key
-``x-data-residency`` (gRPC); a comma-separated list means any of those. :class:`ResidencyGuard` decides, with
+``x-data-residency`` (gRPC), once; a comma-separated list means any of those. A request that carries the header
+twice or more is refused with :class:`RepeatedResidency` (400 / INVALID_ARGUMENT) whatever the values say: a proxy
+that appends a header must not widen (or narrow) what the client declared. :class:`ResidencyGuard` decides, with
 :func:`honed.registry.residency.check_request`, whether this server may process it, and fails closed:
 
 * a server started with ``--jurisdiction X``: a request is served only when it declares X (or a list holding X);
@@ -18,10 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from honed.errors import HonedError, ResidencyViolation
+from honed.errors import HonedError, InvalidArgument, ResidencyViolation
 from honed.registry.refs import normalize_jurisdiction
 from honed.registry.residency import check_request, parse_declared
 from honed.serve.metrics import ServeMetrics
@@ -30,6 +32,23 @@ log = logging.getLogger("honed.serve")
 
 HEADER = "x-data-residency"
 """The request header (REST, case-insensitive) and gRPC metadata key that declares a request's data residency."""
+
+
+class RepeatedResidency(InvalidArgument):
+    """A request that declares its data residency more than once."""
+
+
+def declared_residency(declared: str | Sequence[str] | None) -> str | None:
+    """The one residency declaration of a request, given every value of its residency header in order (or the
+    value itself); :class:`RepeatedResidency` when there is more than one."""
+    if declared is None or isinstance(declared, str):
+        return declared
+    if len(declared) > 1:
+        raise RepeatedResidency(
+            f"the request declares its data residency {len(declared)} times; send one {HEADER} header "
+            "(a comma-separated list in it means any of those jurisdictions)"
+        )
+    return declared[0] if declared else None
 
 
 class AuditSink(Protocol):
@@ -62,8 +81,14 @@ class ResidencyGuard:
         self.audit = audit
         self.actor = actor
 
-    async def check(self, model: str, version: str, declared: str | None) -> str | None:
-        """Allow the request or raise ResidencyViolation (counted and audited); returns the matched jurisdiction."""
+    async def check(self, model: str, version: str, declared: str | Sequence[str] | None) -> str | None:
+        """Allow the request or raise ResidencyViolation / RepeatedResidency (counted and audited); returns the
+        matched jurisdiction. ``declared`` is the header's value, or every value the request carried."""
+        try:
+            declared = declared_residency(declared)
+        except RepeatedResidency as exc:
+            await self.refused(model, version, ",".join(declared or ()), "invalid", str(exc))
+            raise
         undeclared = declared is None or not declared.strip()
         if undeclared and not self.jurisdictions:
             return None  # a server that governs nothing serves undeclared data
@@ -100,4 +125,4 @@ def _reason(declared: str | None) -> str:
     return "not_approved"
 
 
-__all__ = ["HEADER", "ResidencyGuard", "normalize_jurisdictions"]
+__all__ = ["HEADER", "RepeatedResidency", "ResidencyGuard", "declared_residency", "normalize_jurisdictions"]

@@ -23,7 +23,7 @@ from honed.errors import InvalidArgument
 from honed.serve.access import AccessPolicy
 from honed.serve.contract import GRPC_PORT, HTTP_PORT
 from honed.serve.dataplane import DataPlane
-from honed.serve.grpc import build_server
+from honed.serve.grpc import DEFAULT_MAX_CONCURRENT_RPCS, build_server
 from honed.serve.http import DEFAULT_MAX_BODY_BYTES, HttpApp
 from honed.serve.instances import ModelExecutor
 from honed.serve.metrics import ServeMetrics
@@ -33,6 +33,10 @@ from honed.serve.tls import TlsFiles
 
 log = logging.getLogger("honed.serve")
 
+DEFAULT_MAX_CONCURRENCY = DEFAULT_MAX_CONCURRENT_RPCS
+"""Per transport: HTTP connections or requests in progress (503 beyond, uvicorn's ``limit_concurrency``) and gRPC
+calls in progress (RESOURCE_EXHAUSTED beyond)."""
+
 
 @dataclass(frozen=True)
 class ServerOptions:
@@ -41,6 +45,7 @@ class ServerOptions:
     http: str | None = f"127.0.0.1:{HTTP_PORT}"
     grpc: str | None = f"127.0.0.1:{GRPC_PORT}"
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     drain_timeout_s: float = 30.0
     tls: TlsFiles | None = None
 
@@ -52,6 +57,12 @@ class ServerOptions:
                 parse_address(address)
         if isinstance(self.max_body_bytes, bool) or not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 1:
             raise InvalidArgument(f"max body size must be a whole number of bytes >= 1, got {self.max_body_bytes!r}")
+        if (
+            isinstance(self.max_concurrency, bool)
+            or not isinstance(self.max_concurrency, int)
+            or self.max_concurrency < 1
+        ):
+            raise InvalidArgument(f"max concurrency must be a whole number >= 1, got {self.max_concurrency!r}")
         if not self.drain_timeout_s >= 0:
             raise InvalidArgument(f"drain timeout must be >= 0 seconds, got {self.drain_timeout_s!r}")
 
@@ -86,6 +97,7 @@ class Server:
         self.options = options or ServerOptions()
         self.http_port: int | None = None
         self.grpc_port: int | None = None
+        self.http_app: HttpApp | None = None
         self._stop = asyncio.Event()
 
     def request_shutdown(self) -> None:
@@ -109,9 +121,10 @@ class Server:
                 host, port = parse_address(self.options.http)
                 sock = _bind(host, port)
                 self.http_port = sock.getsockname()[1]
-                app = HttpApp(self.dataplane, max_body_bytes=self.options.max_body_bytes)
+                app = self.http_app = HttpApp(self.dataplane, max_body_bytes=self.options.max_body_bytes)
                 config = uvicorn.Config(
                     app,
+                    limit_concurrency=self.options.max_concurrency,
                     http="httptools",
                     loop="none",
                     lifespan="off",
@@ -129,6 +142,7 @@ class Server:
                     self.dataplane,
                     self.options.grpc,
                     max_message_bytes=self.options.max_body_bytes,
+                    max_concurrent_rpcs=self.options.max_concurrency,
                     credentials=self.options.tls.grpc_credentials() if self.options.tls is not None else None,
                 )
                 await grpc_server.start()

@@ -59,7 +59,7 @@ def parameters_to_pb(params: types.Parameters, target: Any) -> None:
             slot.string_param = str(value)
 
 
-def decode_request(message: pb.ModelInferRequest) -> types.InferRequest:
+def decode_request(message: pb.ModelInferRequest, *, max_elements: int = types.MAX_ELEMENTS) -> types.InferRequest:
     """A ``ModelInferRequest`` as an :class:`InferRequest`, with the same checks as the REST codec."""
     if not message.inputs:
         raise DataError("the infer request needs at least one input")
@@ -80,7 +80,7 @@ def decode_request(message: pb.ModelInferRequest) -> types.InferRequest:
         seen.add(name)
         datatype = item.datatype
         dtype = numpy_dtype(datatype)
-        shape = types.check_shape(name, list(item.shape))
+        shape = types.check_shape(name, list(item.shape), max_elements)
         if raw:
             array = raw_to_array(name, datatype, dtype, shape, raw[index])
         else:

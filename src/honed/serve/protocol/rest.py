@@ -23,6 +23,7 @@ from honed.serve.protocol.datatypes import (
     to_bytes_element,
 )
 from honed.serve.protocol.types import (
+    MAX_ELEMENTS,
     InferRequest,
     InferResponse,
     ModelMetadata,
@@ -59,8 +60,9 @@ def dump_json(doc: Any) -> bytes:
     return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def decode_request(body: bytes, header_length: int | None = None) -> InferRequest:
-    """Decode a V2 REST infer request (JSON, or JSON + binary tensors when ``header_length`` is given)."""
+def decode_request(body: bytes, header_length: int | None = None, *, max_elements: int = MAX_ELEMENTS) -> InferRequest:
+    """Decode a V2 REST infer request (JSON, or JSON + binary tensors when ``header_length`` is given); no input
+    may have more than ``max_elements`` elements."""
     if header_length is None:
         header, binary = body, b""
     else:
@@ -80,7 +82,7 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferReques
     inputs: list[Tensor] = []
     seen: set[str] = set()
     for item in raw_inputs:
-        tensor, used = _decode_input(item, view, offset)
+        tensor, used = _decode_input(item, view, offset, max_elements)
         if tensor.name in seen:
             raise DataError(f"input {tensor.name!r} is given twice")
         seen.add(tensor.name)
@@ -131,7 +133,7 @@ def _decode_outputs(value: Any) -> list[RequestedOutput] | None:
     return outputs
 
 
-def _decode_input(item: Any, binary: memoryview, offset: int) -> tuple[Tensor, int]:
+def _decode_input(item: Any, binary: memoryview, offset: int, max_elements: int) -> tuple[Tensor, int]:
     if not isinstance(item, dict):
         raise DataError("each entry of 'inputs' must be an object with name, shape, datatype and data")
     name = item.get("name")
@@ -141,7 +143,7 @@ def _decode_input(item: Any, binary: memoryview, offset: int) -> tuple[Tensor, i
     if not isinstance(datatype, str):
         raise DataError(f"input {name!r} needs a string 'datatype' such as FP32")
     dtype = numpy_dtype(datatype)
-    shape = check_shape(name, item.get("shape"))
+    shape = check_shape(name, item.get("shape"), max_elements)
     count = element_count(shape)
     params = _parameters(item.get("parameters"), f"input {name!r}")
     size = params.get("binary_data_size")

@@ -99,13 +99,48 @@ class ModelMetadata:
     max_batch_size: int
 
 
-def check_shape(name: str, shape: Any) -> tuple[int, ...]:
-    """A V2 ``shape``: a list of whole numbers >= 0."""
+MAX_RANK = 64
+"""The most dimensions a tensor may have (ONNX Runtime and numpy take no more)."""
+
+MAX_ELEMENTS = 2**40
+"""The most elements a tensor may have when the caller names no smaller limit; far below the 2**63 elements at
+which a count of 8-byte elements overflows int64. Servers pass their body limit: every encoding spends at least a
+byte per element, so a body of N bytes cannot carry more than N elements."""
+
+_INT64_MAX = 2**63 - 1
+
+
+def check_shape(name: str, shape: Any, max_elements: int = MAX_ELEMENTS) -> tuple[int, ...]:
+    """A V2 ``shape``: at most :data:`MAX_RANK` whole numbers >= 0 whose product is at most ``max_elements``.
+
+    The one shape check of every codec (JSON, binary, gRPC), run before anything is allocated for the tensor.
+    Zero dimensions do not excuse the others: ``[0, 2**70]`` is refused, since numpy cannot even describe it.
+    """
     if not isinstance(shape, list | tuple) or any(
         isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in shape
     ):
-        raise DataError(f"input {name!r}: 'shape' must be a list of whole numbers >= 0, got {shape!r}")
+        raise DataError(f"input {name!r}: 'shape' must be a list of whole numbers >= 0, got {_show(shape)}")
+    if len(shape) > MAX_RANK:
+        raise DataError(f"input {name!r}: 'shape' has {len(shape)} dimensions; at most {MAX_RANK} are allowed")
+    # The running product of the non-zero dimensions stops as soon as it passes the limit, so a shape of huge
+    # numbers costs no big-integer arithmetic.
+    size = 1
+    for d in shape:
+        if d > _INT64_MAX:
+            raise DataError(f"input {name!r}: dimension {d} in 'shape' does not fit in 64 bits")
+        size *= max(d, 1)
+        if size > max_elements:
+            raise DataError(
+                f"input {name!r}: 'shape' {_show(shape)} asks for more than {max_elements} elements, "
+                "more than this server accepts in one request"
+            )
     return tuple(int(d) for d in shape)
+
+
+def _show(shape: Any, most: int = 200) -> str:
+    """A shape for an error message, cut short: a 10,000-dimension shape is not echoed back whole."""
+    text = repr(list(shape)) if isinstance(shape, list | tuple) else repr(shape)
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def element_count(shape: tuple[int, ...]) -> int:
