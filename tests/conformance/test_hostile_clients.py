@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -196,3 +197,40 @@ def test_hostile_grpc_calls(
     assert refused.value.code() == code, refused.value.details()
     answer = _grpc_infer(channel, _grpc_request([1, 8]), GOOD)
     assert list(answer.outputs[0].shape) == [1, 4]
+
+
+def test_a_large_body_is_decoded_off_the_event_loop(tmp_path: Path) -> None:
+    """While a large body's decode is held at a gate, the health probe still answers: decoding is not on the loop."""
+    import asyncio
+    import threading
+
+    import orjson
+
+    from honed.serve.dataplane import OFFLOAD_BYTES
+    from tests.conformance.gated import Gate, gated_server
+
+    models.mlp(tmp_path / "fraud" / "1" / "model.onnx")
+    entered, release = threading.Event(), threading.Event()
+
+    async def main() -> None:
+        gate = Gate()
+        gate.open()
+        async with gated_server(tmp_path, gate) as server:
+            assert server.http_app is not None
+            decode = server.http_app.decode_request
+
+            def held(*args: Any, **kwargs: Any) -> Any:
+                entered.set()
+                release.wait(60)
+                return decode(*args, **kwargs)
+
+            server.http_app.decode_request = held
+            body = orjson.dumps(BODY) + b" " * OFFLOAD_BYTES
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.http_port}", timeout=60) as client:
+                infer = asyncio.ensure_future(client.post(INFER, content=body))
+                await asyncio.to_thread(entered.wait, 60)
+                assert (await client.get("/v2/health/live")).status_code == 200
+                release.set()
+                assert (await infer).status_code == 200
+
+    asyncio.run(main())
