@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich import box
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from honed.bench import BenchProgress, BenchReport, BenchSettings, run_bench
-from honed.cli.common import console, err_console, parse_int_list, print_json, runtime_config
+from honed.cli.common import console, err_console, parse_int_list, print_json, progress_bar, runtime_config
 from honed.errors import InvalidArgument
+from honed.jsonio import write_json
 from honed.model.spec import parse_shape_overrides
 from honed.units import parse_duration
 
@@ -78,20 +78,11 @@ def bench(
         vocab_size=vocab_size,
     )
     config = runtime_config(backend, provider, graph_optimization, affinity, spinning, inter_op)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-        disable=as_json or not err_console.is_terminal,
-    ) as bar:
+    with progress_bar(bold=False, transient=True, disable=as_json or not err_console.is_terminal) as bar:
         report = run_bench(model, settings, config, data=data, progress=_RichProgress(bar))
     payload = report.to_dict()
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(payload, indent=2) + "\n")
+        write_json(out, payload)
     if as_json:
         print_json(payload)
         return

@@ -11,6 +11,8 @@ from rich.console import Console
 from honed.errors import HonedError, InvalidArgument
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from honed.runtime.config import RuntimeConfig
 
 console = Console()
@@ -22,6 +24,21 @@ err_console = Console(stderr=True)
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
+
+
+def progress_bar(*, bold: bool = True, transient: bool = False, disable: bool = False) -> Progress:
+    """The progress bar of a long command (bench cases, search stages), on stderr so stdout stays the result."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}" if bold else "{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=transient,
+        disable=disable,
+    )
 
 
 def print_json(data: Any) -> None:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from honed.bench import BenchSettings, run_bench
 from honed.cli.bench_cmd import render_report
-from honed.cli.common import console, err_console, parse_int_list
+from honed.cli.common import console, parse_int_list, progress_bar
 from honed.cli.inspect_cmd import render_info
-from honed.cli.optimize_cmd import OptimizeProgress
+from honed.cli.optimize_cmd import OptimizeProgress, show_result
 from honed.demo import (
     DEMO_CALIBRATION_SAMPLES,
     DEMO_EVAL_SAMPLES,
@@ -22,6 +20,7 @@ from honed.demo import (
     build_magika_datasets,
     magika_model_dir,
 )
+from honed.jsonio import write_json
 from honed.model.info import inspect_model
 from honed.units import parse_duration
 
@@ -62,8 +61,7 @@ def demo(
     )
     report = run_bench(model, settings, data=data)
     render_report(report)
-    bench_json = out / "bench.json"
-    bench_json.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    bench_json = write_json(out / "bench.json", report.to_dict())
     console.print(f"wrote {bench_json}")
     if no_optimize:
         return
@@ -71,7 +69,6 @@ def demo(
 
 
 def _optimize(model: Path, config: MagikaFeatureConfig, out: Path, *, batch: int, time_budget: str) -> None:
-    from honed.report import candidates_table, verdict
     from honed.search import optimize
 
     calib, evals = build_magika_datasets(
@@ -82,13 +79,7 @@ def _optimize(model: Path, config: MagikaFeatureConfig, out: Path, *, batch: int
         f"original stays >= {DEMO_MIN_AGREEMENT} on {DEMO_EVAL_SAMPLES} files it was not calibrated on "
         f"(calibration: {DEMO_CALIBRATION_SAMPLES} other files)"
     )
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-    ) as progress:
+    with progress_bar() as progress:
         result = optimize(
             model,
             out=out / "optimized",
@@ -100,8 +91,7 @@ def _optimize(model: Path, config: MagikaFeatureConfig, out: Path, *, batch: int
             time_budget=time_budget,
             events=OptimizeProgress(progress),
         )
-    console.print(candidates_table(result.report))
-    console.print(verdict(result.report))
+    show_result(result)
     console.print(f"wrote {result.model_path} and {result.recipe_path}", soft_wrap=True)
     console.print(f"report: {result.report_path} and {result.html_path}", soft_wrap=True)
 

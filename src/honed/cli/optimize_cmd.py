@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, TaskID
 
-from honed.cli.common import console, err_console, print_json
-from honed.search import optimize
+from honed.cli.common import console, err_console, print_json, progress_bar
+from honed.search import OptimizeResult, optimize
 from honed.search.engine import Events, Outcome
 
 COMMANDS = {
@@ -38,6 +38,25 @@ class OptimizeProgress(Events):
         )
         if self.task is not None and outcome.id != "c00":
             self.progress.advance(self.task)
+
+
+def show_result(result: OptimizeResult) -> None:
+    """The candidates table and the verdict of a search, or what a replay reproduced."""
+    from honed.report import candidates_table, verdict
+
+    document = result.document
+    replay = document.replay
+    if replay is None:
+        console.print(candidates_table(document))
+        console.print(verdict(document))
+    elif replay.reproduced:
+        console.print(f"reproduced: {result.model_path} sha256 {replay.output_sha256}")
+    else:
+        err_console.print(
+            f"[yellow]warning:[/] {result.model_path} sha256 {replay.output_sha256} differs from the "
+            f"recipe's {replay.expected_sha256}; library versions that changed: "
+            f"{', '.join(replay.library_changes) or 'none'}"
+        )
 
 
 def _clip(text: str, width: int) -> str:
@@ -90,8 +109,6 @@ def register(app: typer.Typer) -> None:
 
         Exit 0: a faster model passed; 3: only the original qualifies (it is still written); 2: bad input.
         """
-        from honed.report import candidates_table, verdict
-
         registry = None
         if register_as is not None:  # fail before a long search, not after it
             from honed.registry import open_registry
@@ -100,15 +117,7 @@ def register(app: typer.Typer) -> None:
             check_name(register_as)
             registry = open_registry(registry_url)
 
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            transient=False,
-            disable=as_json,
-        ) as progress:
+        with progress_bar(disable=as_json) as progress:
             result = optimize(
                 model,
                 out=out,
@@ -137,20 +146,12 @@ def register(app: typer.Typer) -> None:
             )
         if as_json:
             print_json(result.report)
-        elif result.report.get("mode") == "replay":
-            report = result.report
-            if report["reproduced"]:
-                console.print(f"reproduced: {result.model_path} sha256 {report['output_sha256']}")
-            else:
-                err_console.print(
-                    f"[yellow]warning:[/] {result.model_path} sha256 {report['output_sha256']} differs from the "
-                    f"recipe's {report['expected_sha256']}; library versions that changed: "
-                    f"{', '.join(report['library_changes']) or 'none'}"
-                )
         else:
-            console.print(candidates_table(result.report))
-            console.print(verdict(result.report))
-            console.print(f"wrote {result.model_path}, {result.recipe_path}, {result.report_path}, {result.html_path}")
+            show_result(result)
+            if result.document.replay is None:
+                console.print(
+                    f"wrote {result.model_path}, {result.recipe_path}, {result.report_path}, {result.html_path}"
+                )
         if registry is not None and register_as is not None:
             from honed.registry import default_actor, register_optimized
 

@@ -10,11 +10,14 @@ import getpass
 import json
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from honed.errors import InvalidArgument
 from honed.registry.records import ModelVersion
 from honed.registry.store import Registry
+
+if TYPE_CHECKING:
+    from honed.search.document import OptimizeReport
 
 PRODUCTION = "production"
 
@@ -43,8 +46,12 @@ def register_optimized(
     model = out / "model.onnx"
     if not model.is_file():
         raise InvalidArgument(f"{out} holds no model.onnx: it is not an optimize output folder")
+    # imported here: the registry (and the server that opens it) need not load the search to start
+    from honed.search.document import REPORT_FILE, OptimizeReport
+
     recipe = _read_json(out / "recipe.json")
-    report = _read_json(out / "report.json")
+    report_file = out / REPORT_FILE
+    report = OptimizeReport.read(report_file) if report_file.is_file() else None
     parent = registry.register(source, name, actor=actor)
     child = registry.register(
         model,
@@ -60,9 +67,18 @@ def register_optimized(
     return parent, child
 
 
-def _profile(report: dict[str, Any]) -> dict[str, Any]:
-    keep = ("winner", "winner_results", "baseline", "hardware", "settings")
-    return {key: report[key] for key in keep if key in report}
+def _profile(report: OptimizeReport) -> dict[str, Any]:
+    """The winner's and the original's rows, the winner's bench rows and where they were measured (empty for a
+    replay, which measures nothing)."""
+    if report.replay is not None or report.winner is None or report.baseline is None or report.settings is None:
+        return {}
+    return {
+        "winner": report.winner.to_dict(),
+        "winner_results": [r.to_dict() for r in report.winner_results],
+        "baseline": report.baseline.to_dict(),
+        "hardware": dict(report.hardware or {}),
+        "settings": report.settings.to_dict(),
+    }
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -1,7 +1,7 @@
 """Report: renders an optimize report (report.json, the source of truth) as HTML and as a terminal table.
 
-Everything here takes the report as plain data (a dict shaped as documented in docs/optimize.md), so a
-report can be re-rendered from its JSON alone.
+Everything here takes the report as a :class:`~honed.search.document.OptimizeReport`, so a report can be
+re-rendered from its JSON alone (``OptimizeReport.read("out/report.json")``).
 """
 
 from honed.report.html import chart_svg, render_html, write_html

@@ -1,4 +1,4 @@
-"""report.html: one self-contained page rendered from report.json (no scripts, fonts or images from the network).
+"""report.html: one self-contained page rendered from an optimize report (no scripts, fonts or network images).
 
 Sections: the verdict, the gate and data, a latency-vs-fidelity chart (inline SVG: every measured candidate,
 the bound as a line, the Pareto front joined), the table of every candidate with why it was rejected, the
@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from honed.errors import InvalidArgument
+from honed.search.document import CandidateRow, OptimizeReport, ReportGate, ReportSettings
 
 _STATUS_COLOURS = {
     "baseline": "#1f4e9c",
@@ -65,8 +69,8 @@ def _pill(status: str) -> str:
     return f'<span class="pill" style="background:{colour}">{_e(status)}</span>'
 
 
-def _passes(row: dict[str, Any]) -> str:
-    steps = row.get("passes") or []
+def _passes(row: CandidateRow) -> str:
+    steps = row.passes
     if not steps:
         return "original"
     parts = []
@@ -80,9 +84,9 @@ def _passes(row: dict[str, Any]) -> str:
     return "<br>".join(parts)
 
 
-def _runtime(row: dict[str, Any]) -> str:
-    rt = row.get("runtime") or {}
-    bits = [_e(row.get("backend"))]
+def _runtime(row: CandidateRow) -> str:
+    rt = row.runtime
+    bits = [_e(row.backend)]
     threads = rt.get("intra_op_threads") or (len(rt["affinity"]) if rt.get("affinity") else 0)
     bits.append(f"threads {threads or 'default'}")
     if rt.get("affinity"):
@@ -94,16 +98,23 @@ def _runtime(row: dict[str, Any]) -> str:
     return "<br>".join(bits)
 
 
-def chart_svg(report: dict[str, Any], width: int = 760, height: int = 360) -> str:
+def _search_parts(report: OptimizeReport) -> tuple[ReportGate, ReportSettings, CandidateRow, CandidateRow]:
+    if report.gate is None or report.settings is None or report.winner is None or report.baseline is None:
+        raise InvalidArgument("a replay report has no search to render")
+    return report.gate, report.settings, report.winner, report.baseline
+
+
+def chart_svg(report: OptimizeReport, width: int = 760, height: int = 360) -> str:
     """Latency (x) against the gate metric (y) for every measured candidate, with the bound and Pareto front."""
-    gate = report["gate"]
-    rows = [r for r in report["candidates"] if r.get("cost_ms") is not None and r.get("metric_value") is not None]
+    gate, settings, winner_row, _ = _search_parts(report)
+    points = [(r, r.cost_ms, r.metric_value) for r in report.candidates]
+    rows = [(r, float(x), float(y)) for r, x, y in points if x is not None and y is not None]
     if not rows:
         return "<p class='sub'>No candidate was both measured and evaluated.</p>"
     left, right, top, bottom = 70, 20, 20, 50
-    xs = [float(r["cost_ms"]) for r in rows]
-    ys = [float(r["metric_value"]) for r in rows]
-    bound = gate.get("min") if gate.get("min") is not None else gate.get("max")
+    xs = [x for _, x, _ in rows]
+    ys = [y for _, _, y in rows]
+    bound = gate.gate.min if gate.gate.min is not None else gate.gate.max
     y_values = ys + ([float(bound)] if bound is not None else [])
     x_lo, x_hi = 0.0, max(xs) * 1.08
     y_lo, y_hi = min(y_values), max(y_values)
@@ -132,40 +143,40 @@ def chart_svg(report: dict[str, Any], width: int = 760, height: int = 360) -> st
             f'<line x1="{left}" y1="{py(yv):.1f}" x2="{width - right}" y2="{py(yv):.1f}" stroke="#f0f0f0"/>'
             f'<text x="{left - 6}" y="{py(yv) + 4:.1f}" font-size="11" text-anchor="end">{yv:.4g}</text>'
         )
-    objective = report["settings"]["objective"]
+    objective = settings.objective
     xlabel = "p50 latency (ms)" if objective == "latency" else "mean latency (ms) = batch / throughput"
     parts.append(
         f'<text x="{(left + width - right) / 2}" y="{height - 10}" font-size="12" text-anchor="middle">{xlabel}</text>'
         f'<text x="16" y="{(top + height - bottom) / 2}" font-size="12" text-anchor="middle" '
-        f'transform="rotate(-90 16 {(top + height - bottom) / 2})">{_e(gate["metric"])}</text>'
+        f'transform="rotate(-90 16 {(top + height - bottom) / 2})">{_e(gate.metric)}</text>'
     )
     if bound is not None:
         y = py(float(bound))
         parts.append(
             f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#c0392b" '
             f'stroke-dasharray="6 4"/><text x="{width - right - 4}" y="{y - 5:.1f}" font-size="11" '
-            f'fill="#c0392b" text-anchor="end">bound {_e(gate.get("describe"))}</text>'
+            f'fill="#c0392b" text-anchor="end">bound {_e(gate.describe())}</text>'
         )
-    front = set(report.get("pareto") or [])
-    front_pts = sorted((float(r["cost_ms"]), float(r["metric_value"])) for r in rows if r["id"] in front)
+    front = set(report.pareto)
+    front_pts = sorted((x, y) for r, x, y in rows if r.id in front)
     if len(front_pts) > 1:
         path = " ".join(f"{px(x):.1f},{py(max(y, y_lo)):.1f}" for x, y in front_pts)
         parts.append(f'<polyline points="{path}" fill="none" stroke="#8e44ad" stroke-width="1.5"/>')
-    winner = report["winner"]["id"]
-    for r in rows:
-        x, y = px(float(r["cost_ms"])), py(max(float(r["metric_value"]), y_lo))
-        if float(r["metric_value"]) < y_lo:
+    winner = winner_row.id
+    for r, cost, value in rows:
+        x, y = px(cost), py(max(value, y_lo))
+        if value < y_lo:
             parts.append(
                 f'<text x="{x:.1f}" y="{y + 4:.1f}" font-size="13" text-anchor="middle" fill="#c0392b">▼</text>'
             )
-        colour = _STATUS_COLOURS.get(r["status"], "#555")
-        radius = 7 if r["id"] == winner else 4.5
-        ring = ' stroke="#000" stroke-width="2"' if r["id"] == winner else ""
+        colour = _STATUS_COLOURS.get(r.status.value, "#555")
+        radius = 7 if r.id == winner else 4.5
+        ring = ' stroke="#000" stroke-width="2"' if r.id == winner else ""
         parts.append(
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius}" fill="{colour}" fill-opacity="0.85"{ring}>'
-            f"<title>{_e(r['id'])} {_e(r['label'])}\n{_num(r['cost_ms'])} ms, {_e(gate['metric'])} "
-            f"{_num(r['metric_value'], 5)}</title></circle>"
-            f'<text x="{x + 8:.1f}" y="{y - 6:.1f}" font-size="10" fill="#444">{_e(r["id"])}</text>'
+            f"<title>{_e(r.id)} {_e(r.label)}\n{_num(cost)} ms, {_e(gate.metric)} "
+            f"{_num(value, 5)}</title></circle>"
+            f'<text x="{x + 8:.1f}" y="{y - 6:.1f}" font-size="10" fill="#444">{_e(r.id)}</text>'
         )
     parts.append("</svg>")
     legend = "".join(
@@ -178,36 +189,36 @@ def chart_svg(report: dict[str, Any], width: int = 760, height: int = 360) -> st
     return "".join(parts) + f'<div class="legend">{legend}</div>'
 
 
-def _table(report: dict[str, Any]) -> str:
-    metric = report["gate"]["metric"]
-    winner = report["winner"]["id"]
+def _table(report: OptimizeReport) -> str:
+    gate, _, winner_row, _ = _search_parts(report)
+    metric, winner = gate.metric, winner_row.id
     head = (
         "<tr><th>id</th><th>passes</th><th>runtime</th><th>status</th><th>p50 ms</th><th>p99 ms</th>"
         f"<th>items/s</th><th>speed-up</th><th>{_e(metric)}</th><th>cos min</th><th>size</th><th>why</th></tr>"
     )
     body = []
-    for r in report["candidates"]:
-        lat = r.get("latency_ms") or {}
-        outputs = (r.get("fidelity") or {}).get("outputs") or {}
+    for r in report.candidates:
+        lat = r.latency_ms
+        outputs = (r.fidelity or {}).get("outputs") or {}
         cos_min = min((float(o["cosine_min"]) for o in outputs.values() if "cosine_min" in o), default=None)
-        why = " ".join(x for x in (r.get("reason"), r.get("note")) if x)
-        if r.get("fidelity_from"):
-            why = (why + " " if why else "") + f"(fidelity of {r['fidelity_from']}: same model)"
-        if r.get("cached"):
+        why = " ".join(x for x in (r.reason, r.note) if x)
+        if r.fidelity_from:
+            why = (why + " " if why else "") + f"(fidelity of {r.fidelity_from}: same model)"
+        if r.cached:
             why = (why + " " if why else "") + "[cached]"
         body.append(
-            f'<tr class="{"win" if r["id"] == winner else ""}"><td>{_e(r["id"])}</td><td>{_passes(r)}</td>'
-            f"<td>{_runtime(r)}</td><td>{_pill(r['status'])}</td><td class=n>{_num(lat.get('p50'))}</td>"
-            f"<td class=n>{_num(lat.get('p99'))}</td><td class=n>{_num(r.get('throughput_items_per_s'))}</td>"
-            f"<td class=n>{_num(r.get('speedup'))}{'x' if r.get('speedup') else ''}</td>"
-            f"<td class=n>{_num(r.get('metric_value'), 5)}</td><td class=n>{_num(cos_min, 5)}</td>"
-            f"<td class=n>{_size(r.get('size_bytes'))}</td><td>{_e(why)}</td></tr>"
+            f'<tr class="{"win" if r.id == winner else ""}"><td>{_e(r.id)}</td><td>{_passes(r)}</td>'
+            f"<td>{_runtime(r)}</td><td>{_pill(r.status.value)}</td><td class=n>{_num(lat.p50 if lat else None)}</td>"
+            f"<td class=n>{_num(lat.p99 if lat else None)}</td><td class=n>{_num(r.throughput_items_per_s)}</td>"
+            f"<td class=n>{_num(r.speedup)}{'x' if r.speedup else ''}</td>"
+            f"<td class=n>{_num(r.metric_value, 5)}</td><td class=n>{_num(cos_min, 5)}</td>"
+            f"<td class=n>{_size(r.size_bytes)}</td><td>{_e(why)}</td></tr>"
         )
     return f"<table>{head}{''.join(body)}</table>"
 
 
-def _profile(report: dict[str, Any]) -> str:
-    profile = report.get("profile") or {}
+def _profile(report: OptimizeReport) -> str:
+    profile = report.profile or {}
     base = {r["op"]: r for r in profile.get("baseline", [])}
     win = {r["op"]: r for r in profile.get("winner", [])}
     if not base and not win:
@@ -234,15 +245,15 @@ def _profile(report: dict[str, Any]) -> str:
     return totals + f"<table style='width:auto'>{head}{''.join(rows)}</table>"
 
 
-def _closest(report: dict[str, Any]) -> str:
+def _closest(report: OptimizeReport) -> str:
     """For a run where nothing beat the original: how close each rejected candidate came to the bound."""
-    closest = report.get("closest") or []
-    if report.get("status") == "improved" or not closest:
+    closest = report.closest
+    if report.improved or not closest:
         return ""
-    metric = _e(report["gate"]["metric"])
+    metric = _e(_search_parts(report)[0].metric)
     rows = "".join(
-        f"<tr><td>{_e(c['id'])}</td><td>{_e(c['label'])}</td><td class=n>{_num(c.get('metric_value'), 5)}</td>"
-        f"<td class=n>{_num(c.get('margin'), 3)}</td><td class=n>{_num(c.get('speedup'))}x</td></tr>"
+        f"<tr><td>{_e(c.id)}</td><td>{_e(c.label)}</td><td class=n>{_num(c.metric_value, 5)}</td>"
+        f"<td class=n>{_num(c.margin, 3)}</td><td class=n>{_num(c.speedup)}x</td></tr>"
         for c in closest
     )
     return (
@@ -251,7 +262,7 @@ def _closest(report: dict[str, Any]) -> str:
     )
 
 
-def _hardware(hw: dict[str, Any]) -> str:
+def _hardware(hw: Mapping[str, Any]) -> str:
     """CPU, usable cores, ISA and FP32 peak: what decides which kernels and precisions pay off."""
     parts = [str(hw.get("cpu_model") or "unknown CPU")]
     cores = hw.get("usable_cores")
@@ -264,22 +275,21 @@ def _hardware(hw: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def render_html(report: dict[str, Any]) -> str:
+def render_html(report: OptimizeReport) -> str:
     """The whole page as one string."""
-    winner, baseline = report["winner"], report["baseline"]
-    gate, data, settings = report["gate"], report["data"], report["settings"]
-    improved = report["status"] == "improved"
-    if improved:
+    gate, settings, winner, baseline = _search_parts(report)
+    data, model = report.data or {}, report.model or {}
+    if report.improved:
         verdict = (
-            f"<div class='verdict ok'>Winner <b>{_e(winner['id'])}</b>: {_e(winner['label'])} — "
-            f"<b>{_num(winner.get('speedup'))}x</b> the original's {settings['objective']} "
-            f"({_num(winner.get('cost_ms'))} ms vs {_num(baseline.get('cost_ms'))} ms), {_e(gate['metric'])} "
-            f"{_num(winner.get('metric_value'), 5)} ({_e(gate['describe'])}).</div>"
+            f"<div class='verdict ok'>Winner <b>{_e(winner.id)}</b>: {_e(winner.label)} — "
+            f"<b>{_num(winner.speedup)}x</b> the original's {settings.objective} "
+            f"({_num(winner.cost_ms)} ms vs {_num(baseline.cost_ms)} ms), {_e(gate.metric)} "
+            f"{_num(winner.metric_value, 5)} ({_e(gate.describe())}).</div>"
         )
     else:
         verdict = (
             "<div class='verdict base'>No candidate beat the original model inside the accuracy bound "
-            f"({_e(gate['describe'])}); the original is kept (exit code 3).</div>"
+            f"({_e(gate.describe())}); the original is kept (exit code 3).</div>"
         )
     warnings = []
     if data.get("synthetic"):
@@ -289,16 +299,16 @@ def render_html(report: dict[str, Any]) -> str:
         )
     if data.get("eval_is_calibration"):
         warnings.append("No --eval-data was given: fidelity was judged on the calibration data.")
-    if report.get("budget_exhausted"):
+    if report.budget_exhausted:
         warnings.append("The time budget ran out; candidates marked not-run were never tried.")
-    if not report.get("final_compared"):
+    if not report.final_compared:
         warnings.append("No interleaved final comparison was made; the choice rests on single measurements.")
     warn_html = "".join(f"<p class='warn'>⚠ {_e(w)}</p>" for w in warnings)
     kv = [
-        ("model", f"{report['model']['path']} (sha256 {report['model']['sha256'][:16]}…)"),
-        ("gate", f"{gate['describe']} — {gate.get('reason', '')}"),
-        ("batch / objective", f"{settings['batch']} / {settings['objective']}"),
-        ("backends", ", ".join(settings["backends"])),
+        ("model", f"{model.get('path')} (sha256 {str(model.get('sha256'))[:16]}…)"),
+        ("gate", f"{gate.describe()} — {gate.gate.reason}"),
+        ("batch / objective", f"{settings.batch} / {settings.objective}"),
+        ("backends", ", ".join(settings.backends)),
         (
             "calibration data",
             f"{data['calibration']['source']} {data['calibration'].get('path') or ''} "
@@ -308,11 +318,11 @@ def render_html(report: dict[str, Any]) -> str:
             "eval data",
             f"{data['eval']['source']} {data['eval'].get('path') or ''} ({data['eval']['samples_used']} samples)",
         ),
-        ("time", f"{_num(report.get('elapsed_s'))} s of a {settings['time_budget_s']:g} s budget"),
-        ("hardware", _hardware(report["hardware"])),
+        ("time", f"{_num(report.elapsed_s)} s of a {settings.time_budget_s:g} s budget"),
+        ("hardware", _hardware(report.hardware or {})),
     ]
     kv_html = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in kv)
-    skipped = report.get("skipped") or []
+    skipped = report.skipped
     skipped_html = (
         "<table><tr><th>pass</th><th>backend</th><th>why not tried</th></tr>"
         + "".join(
@@ -322,22 +332,23 @@ def render_html(report: dict[str, Any]) -> str:
         if skipped
         else "<p class='sub'>None.</p>"
     )
+    name = _e(Path(str(model.get("path"))).name)
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>honed optimize — {_e(Path(report['model']['path']).name)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>honed optimize: {_e(Path(report['model']['path']).name)}</h1>"
-        f"<div class='sub'>honed {_e(report['honed_version'])}, {_e(report.get('created'))}</div>"
+        f"<title>honed optimize — {name}</title><style>{_CSS}</style></head><body>"
+        f"<h1>honed optimize: {name}</h1>"
+        f"<div class='sub'>honed {_e(report.honed_version)}, {_e(report.created)}</div>"
         f"{verdict}{warn_html}<table class='kv'>{kv_html}</table>"
-        f"<h2>Latency against {_e(gate['metric'])}</h2>{chart_svg(report)}"
+        f"<h2>Latency against {_e(gate.metric)}</h2>{chart_svg(report)}"
         f"{_closest(report)}"
-        f"<h2>Every candidate ({len(report['candidates'])})</h2>{_table(report)}"
+        f"<h2>Every candidate ({len(report.candidates)})</h2>{_table(report)}"
         f"<h2>Passes not tried</h2>{skipped_html}"
         f"<h2>Per-op time: winner vs baseline</h2>{_profile(report)}"
         "</body></html>\n"
     )
 
 
-def write_html(report: dict[str, Any], path: Path) -> Path:
+def write_html(report: OptimizeReport, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_html(report), encoding="utf-8")
     return path

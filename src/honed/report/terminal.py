@@ -2,56 +2,61 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.table import Table
 from rich.text import Text
+
+from honed.errors import InvalidArgument
+from honed.search.document import CandidateRow, OptimizeReport, ReportGate
 
 _STYLES = {"baseline": "blue", "accepted": "green", "rejected": "red", "failed": "bright_black", "not-run": "dim"}
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
+def _fmt(value: float | None, digits: int = 3) -> str:
     if value is None:
         return "–"
     return f"{float(value):.{digits}g}"
 
 
-def candidates_table(report: dict[str, Any]) -> Table:
+def _parts(report: OptimizeReport) -> tuple[ReportGate, CandidateRow]:
+    if report.gate is None or report.winner is None:
+        raise InvalidArgument("a replay report has no candidates to show")
+    return report.gate, report.winner
+
+
+def candidates_table(report: OptimizeReport) -> Table:
     """Every candidate with status, latency, speed-up, the gate metric and why it was rejected."""
-    metric = report["gate"]["metric"]
-    winner = report["winner"]["id"]
-    table = Table(title=f"honed optimize — gate: {report['gate']['describe']}", title_justify="left")
+    gate, winner = _parts(report)
+    table = Table(title=f"honed optimize — gate: {gate.describe()}", title_justify="left")
     table.add_column("id", no_wrap=True)
     table.add_column("candidate", min_width=24, ratio=3)
     table.add_column("status", no_wrap=True)
     table.add_column("p50 ms", justify="right", no_wrap=True)
     table.add_column("p99 ms", justify="right", no_wrap=True)
     table.add_column("speed-up", justify="right", no_wrap=True)
-    table.add_column(metric, justify="right", no_wrap=True)
+    table.add_column(gate.metric, justify="right", no_wrap=True)
     table.add_column("why", ratio=2, overflow="ellipsis", max_width=60)
-    for row in report["candidates"]:
-        lat = row.get("latency_ms") or {}
-        status = Text(row["status"], style=_STYLES.get(row["status"], ""))
-        why = " ".join(x for x in (row.get("reason"), row.get("note")) if x)
+    for row in report.candidates:
+        lat = row.latency_ms
+        why = " ".join(x for x in (row.reason, row.note) if x)
         table.add_row(
-            ("★ " if row["id"] == winner else "") + row["id"],
-            row["label"],
-            status,
-            _fmt(lat.get("p50")),
-            _fmt(lat.get("p99")),
-            (_fmt(row.get("speedup")) + "x") if row.get("speedup") else "–",
-            _fmt(row.get("metric_value"), 5),
+            ("★ " if row.id == winner.id else "") + row.id,
+            row.label,
+            Text(row.status.value, style=_STYLES.get(row.status.value, "")),
+            _fmt(lat.p50 if lat else None),
+            _fmt(lat.p99 if lat else None),
+            (_fmt(row.speedup) + "x") if row.speedup else "–",
+            _fmt(row.metric_value, 5),
             why,
         )
     return table
 
 
-def verdict(report: dict[str, Any]) -> str:
+def verdict(report: OptimizeReport) -> str:
     """One line: what was chosen and by how much."""
-    winner = report["winner"]
-    if report["status"] == "improved":
+    gate, winner = _parts(report)
+    if report.improved:
         return (
-            f"winner {winner['id']}: {winner['label']} — {_fmt(winner.get('speedup'))}x faster, "
-            f"{report['gate']['metric']} {_fmt(winner.get('metric_value'), 5)}"
+            f"winner {winner.id}: {winner.label} — {_fmt(winner.speedup)}x faster, "
+            f"{gate.metric} {_fmt(winner.metric_value, 5)}"
         )
-    return f"no candidate beat the original inside {report['gate']['describe']}; the original model was written"
+    return f"no candidate beat the original inside {gate.describe()}; the original model was written"

@@ -5,27 +5,32 @@ reference, runs the :class:`~honed.search.engine.Search`, and writes ``out/``: `
 stamped with provenance), ``recipe.json``, ``report.json`` and ``report.html``. The best model found so far
 is written as soon as it is found, so an interrupted run still leaves a usable ``out/``. With ``recipe``
 given, it replays that recipe instead of searching.
+
+The chain, one step each: :class:`OptimizeJob` (the checked arguments), :func:`_prepare` (data, reference
+outputs, gate), :func:`_search` (the engine run), :func:`search_report` (the typed report, a pure function of
+what the search found) and :class:`_Writer` (out/, from those values).
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from honed.bench import BenchDocument
 from honed.canonical import digest
 from honed.data import synthetic_feeds
 from honed.errors import DataError, InvalidArgument
 from honed.evaluate import AccuracyGate, ReferenceOutputs, choose_metric, load_labels, samples_needed
 from honed.hardware import HardwareSpec, detect_hardware
+from honed.jsonio import write_json
 from honed.model.loader import file_sha256, load_model, model_io, resolve_model_path, save_model
 from honed.model.spec import TensorSpec, concrete_shapes, parse_shape_overrides
 from honed.passes import PassContext
@@ -33,13 +38,13 @@ from honed.runtime import RuntimeConfig, create_session
 from honed.runtime import backends as registered_backends
 from honed.search.build import Builder, BuildJob
 from honed.search.cache import CandidateCache, default_cache_dir
-from honed.search.candidates import Step
+from honed.search.candidates import ModelProfile, Skipped, Step
 from honed.search.datasource import DataSource
-from honed.search.document import REPORT_SCHEMA
+from honed.search.document import REPORT_FILE, OptimizeReport, Replay, ReportGate, ReportSettings, Status
 from honed.search.engine import OBJECTIVES, Clock, Events, Outcome, Search, SearchInputs, Settings
 from honed.search.profile import op_profile
 from honed.search.recipe import Recipe, build_model, library_versions, stamp_provenance
-from honed.search.results import bench_document, bench_rows, candidate_row, pareto_front
+from honed.search.results import bench_document, bench_rows, candidate_row
 from honed.units import parse_duration
 
 Array = np.ndarray[Any, Any]
@@ -53,7 +58,7 @@ _SYNTHETIC_EVAL_SAMPLES = 64
 @dataclass
 class OptimizeResult:
     """What :func:`optimize` produced. ``exit_code`` is 0 when a faster model passed the gate, 3 when only the
-    original did (it is still written)."""
+    original did (it is still written). ``document`` is report.json as a typed value, ``report`` as its dict."""
 
     out_dir: Path
     model_path: Path
@@ -62,6 +67,20 @@ class OptimizeResult:
     html_path: Path | None
     report: dict[str, Any]
     exit_code: int
+    document: OptimizeReport
+
+    @classmethod
+    def of(cls, document: OptimizeReport, out_dir: Path, report_path: Path, html_path: Path | None) -> OptimizeResult:
+        return cls(
+            out_dir=out_dir,
+            model_path=out_dir / "model.onnx",
+            recipe_path=out_dir / "recipe.json",
+            report_path=report_path,
+            html_path=html_path,
+            report=document.to_dict(),
+            exit_code=document.exit_code,
+            document=document,
+        )
 
     @property
     def improved(self) -> bool:
@@ -73,8 +92,8 @@ class OptimizeResult:
 
     @property
     def speedup(self) -> float | None:
-        value = self.report["winner"].get("speedup")
-        return float(value) if value is not None else None
+        winner = self.document.winner
+        return float(winner.speedup) if winner is not None and winner.speedup is not None else None
 
 
 def optimize(
@@ -124,196 +143,463 @@ def optimize(
     """
     started_wall = datetime.now(UTC)
     started = clock()
-    # Relative paths are the user's working directory's: passes run in scratch folders that they would not survive.
-    data, eval_data, labels, recipe = (_absolute(p) for p in (data, eval_data, labels, recipe))
-    out, cache_dir = Path(out).absolute(), _absolute(cache_dir)
-    budget_s = parse_duration(time_budget, "the time budget")
-    if objective not in OBJECTIVES:
-        raise InvalidArgument(f"--objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
-    if not isinstance(batch, int) or batch < 1:
-        raise InvalidArgument(f"--batch must be a whole number >= 1, got {batch!r}")
-    if calibration_samples < 1:
-        raise InvalidArgument("calibration_samples must be >= 1")
-    out_dir = Path(out)
-    source = resolve_model_path(model)
-    proto = load_model(source)
-    inputs, outputs = model_io(proto)
-    overrides = parse_shape_overrides(list(shapes or ()))
-    concrete_shapes(inputs, overrides, batch=batch)  # refuses a batch the model cannot take, early
-
-    def shapes_for(size: int) -> dict[str, tuple[int, ...]]:
-        return concrete_shapes(inputs, overrides, batch=size)
-
-    source_sha = file_sha256(source)
+    job = OptimizeJob.check(
+        model,
+        out=out,
+        data=data,
+        eval_data=eval_data,
+        labels=labels,
+        metric=metric,
+        minimum=minimum,
+        maximum=maximum,
+        iou_threshold=iou_threshold,
+        batch=batch,
+        time_budget=time_budget,
+        objective=objective,
+        backends=backends,
+        shapes=shapes,
+        passes=passes,
+        tune_runtime=tune_runtime,
+        evaluate_slower=evaluate_slower,
+        recipe=recipe,
+        calibration_samples=calibration_samples,
+        eval_samples=eval_samples,
+        measure_s=measure_s,
+        final_rounds=final_rounds,
+        cache_dir=cache_dir,
+        use_cache=use_cache,
+        html=html,
+    )
+    source = _SourceModel.load(job)
     hardware = hardware or detect_hardware()
     work = Path(tempfile.mkdtemp(prefix="honed-optimize-"))
     try:
-        if recipe is not None:
-            return _replay(
-                Recipe.read(Path(recipe)), source, source_sha, out_dir, data, inputs, overrides, hardware, work
-            )
-        chosen_backends = _choose_backends(backends)
-        calib = DataSource(Path(data) if data else None, inputs, overrides, synthetic_samples=32, seed=0)
-        if data is not None and calib.samples < MIN_CALIBRATION_SAMPLES:
-            raise DataError(
-                f"{data} holds {calib.samples} sample(s); calibration needs at least {MIN_CALIBRATION_SAMPLES} "
-                "(100-300 representative samples calibrate well)"
-            )
-        if eval_data is not None:
-            evaluation = DataSource(Path(eval_data), inputs, overrides)
-        elif data is not None:
-            evaluation = calib
-        else:
-            evaluation = DataSource(None, inputs, overrides, synthetic_samples=_SYNTHETIC_EVAL_SAMPLES, seed=1_000)
-        versions = library_versions()
-        eval_batch = _first_dim(inputs) or 16
-        calib_batch = _first_dim(inputs) or 1
-        eval_limit = eval_samples if eval_samples is not None else evaluation.samples
-
-        baseline_session = create_session(source, RuntimeConfig())
-        cache = CandidateCache(Path(cache_dir) if cache_dir else default_cache_dir(), enabled=use_cache)
-        reference_key = digest(
-            {"model": source_sha, "eval": evaluation.sha256, "limit": eval_limit, "batch": eval_batch, "v": versions}
-        )
-        reference_dir = cache.folder / "reference" / reference_key if cache.enabled else work / "reference"
-        reference = ReferenceOutputs.cached(
-            baseline_session, lambda: evaluation.batches(eval_batch, eval_limit), reference_dir
-        )
-        label_array = load_labels(Path(labels), reference.samples) if labels is not None else None
-        metric_name, why = choose_metric(metric, reference.output_shapes(), has_labels=label_array is not None)
-        gate = AccuracyGate.with_defaults(metric_name, minimum, maximum, why)
-        if metric_name == "accuracy" and minimum is None and maximum is None:
-            gate = _accuracy_default_gate(baseline_session, reference, label_array, why)
-        needed = samples_needed(gate)
-        if reference.samples < needed and evaluation.synthetic and eval_samples is None:
-            # synthetic eval data: draw as many samples as the bound needs
-            evaluation = DataSource(None, inputs, overrides, synthetic_samples=needed, seed=1_000)
-            eval_limit = needed
-            reference = ReferenceOutputs.compute(
-                baseline_session, lambda: evaluation.batches(eval_batch, eval_limit), work / "reference-synthetic"
-            )
-        if reference.samples < needed:
-            where = eval_data or data
-            raise DataError(
-                f"the eval data ({where or 'synthetic'}) holds {reference.samples} sample(s); the gate "
-                f"{gate.describe()} needs at least {needed} to tell a passing model from a failing one"
-            )
-        feeds = _latency_feeds(evaluation, batch, shapes_for)
-
-        def calibration_source() -> Iterator[dict[str, Array]]:
-            return calib.batches(calib_batch, calibration_samples)
-
-        def make_context(backend: str) -> PassContext:
-            return PassContext(
-                target_backend=backend,
-                target_provider="cpu",
-                hardware=hardware,
-                calibration=calibration_source,
-                work_dir=work / "passes",
-                seed=0,
-            )
-
-        builder = Builder()
-
-        def build(steps: tuple[Step, ...], backend: str, path: Path, timeout_s: float) -> Path:
-            job = BuildJob(
-                source=source,
-                steps=steps,
-                backend=backend,
-                calibration=calib,
-                calibration_batch=calib_batch,
-                calibration_limit=calibration_samples,
-                hardware=hardware,
-                work_dir=work / "passes",
-                out_path=path,
-            )
-            return builder.build(job, timeout_s)
-
-        calib_info = {**calib.describe(min(calib.samples, calibration_samples)), "batch": calib_batch}
-        calib_info.pop("path")
-        context_key = {
-            "model": {"source": source_sha, "calibration": calib_info, "versions": versions},
-            "eval": evaluation.sha256,
-            "eval_samples": reference.samples,
-            "labels": file_sha256(Path(labels)) if labels is not None else None,
-            "batch": batch,
-            "shapes": {k: list(v) for k, v in shapes_for(batch).items()},
-            "iou_threshold": iou_threshold,
-            "hardware": hardware.to_dict(),
-            "versions": versions,
-        }
-        settings = Settings(
-            batch=batch,
-            objective=objective,
-            time_budget_s=budget_s - (clock() - started),
-            backends=tuple(chosen_backends),
-            cpus=tuple(hardware.usable_cores) or (0,),
-            flops_per_item=_flops_per_item(proto, inputs, overrides),
-            measure_s=measure_s,
-            final_rounds=final_rounds,
-            passes=tuple(_check_passes(passes)) if passes is not None else None,
-            tune_top=Settings.tune_top if tune_runtime else 0,
-            evaluate_slower=evaluate_slower,
-        )
-        inputs_ = SearchInputs(
-            source=source,
-            source_sha256=source_sha,
-            reference=reference,
-            gate=gate,
-            feeds=feeds,
-            make_context=make_context,
-            build=build,
-            context_key=context_key,
-            labels=label_array,
-            iou_threshold=iou_threshold,
-        )
+        if job.recipe is not None:
+            return _replay(job, Recipe.read(job.recipe), source, hardware, work)
+        prepared = _prepare(job, source, work)
         writer = _Writer(
-            out_dir=out_dir,
+            job=job,
             source=source,
-            source_sha=source_sha,
-            calibration=calib_info,
-            versions=versions,
-            base_report={
-                "schema": REPORT_SCHEMA,
-                "honed_version": _honed_version(),
-                "created": started_wall.isoformat(timespec="seconds"),
-                "model": {
-                    "path": str(source),
-                    "sha256": source_sha,
-                    "size_bytes": source.stat().st_size,
-                    "inputs": [s.to_dict() for s in inputs],
-                    "outputs": [s.to_dict() for s in outputs],
-                },
-                "hardware": hardware.to_dict(),
-                "settings": {
-                    "batch": batch,
-                    "objective": objective,
-                    "time_budget_s": budget_s,
-                    "backends": list(chosen_backends),
-                    "shapes": {k: list(v) for k, v in shapes_for(batch).items()},
-                    "measure_s": measure_s,
-                    "final_rounds": final_rounds,
-                    "passes": list(passes) if passes is not None else None,
-                    "tune_runtime": tune_runtime,
-                },
-                "gate": gate.to_dict() | {"describe": gate.describe(), "iou_threshold": iou_threshold},
-                "data": {
-                    "calibration": calib.describe(min(calib.samples, calibration_samples)),
-                    "eval": evaluation.describe(reference.samples),
-                    "labels": str(labels) if labels is not None else None,
-                    "synthetic": data is None and eval_data is None,
-                    "eval_is_calibration": eval_data is None and data is not None,
-                },
-            },
-            html=html,
+            template=_report_template(job, source, prepared, hardware, started_wall),
+            calibration=prepared.calibration_key,
+            versions=prepared.versions,
         )
-        search = Search(inputs_, settings, cache, work, clock=clock, events=_Chain(events, writer), hardware=hardware)
-        writer.search = search
+        search, feeds = _search(job, source, prepared, hardware, work, clock, events, writer, started)
         winner = search.run()
         profiles = _profiles(search, winner, feeds, work)
-        return writer.finish(winner, profiles, elapsed_s=clock() - started)
+        return writer.finish(winner, _state(search), profiles, elapsed_s=clock() - started)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class OptimizeJob:
+    """The checked, normalised arguments of one :func:`optimize` run (paths absolute, budget in seconds)."""
+
+    model: Path
+    out_dir: Path
+    data: Path | None
+    eval_data: Path | None
+    labels: Path | None
+    recipe: Path | None
+    cache_dir: Path | None
+    metric: str
+    minimum: float | None
+    maximum: float | None
+    iou_threshold: float
+    batch: int
+    budget_s: float
+    objective: str
+    backends: tuple[str, ...]
+    """The backends tried (ONNX Runtime first: the baseline runs on it); empty for a replay."""
+    shapes: tuple[str, ...]
+    passes: tuple[str, ...] | None
+    tune_runtime: bool
+    evaluate_slower: bool
+    calibration_samples: int
+    eval_samples: int | None
+    measure_s: float
+    final_rounds: int
+    use_cache: bool
+    html: bool
+
+    @classmethod
+    def check(
+        cls,
+        model: str | Path,
+        *,
+        out: str | Path,
+        data: str | Path | None,
+        eval_data: str | Path | None,
+        labels: str | Path | None,
+        metric: str,
+        minimum: float | None,
+        maximum: float | None,
+        iou_threshold: float,
+        batch: int,
+        time_budget: str | float,
+        objective: str,
+        backends: Sequence[str] | None,
+        shapes: Sequence[str] | None,
+        passes: Sequence[str] | None,
+        tune_runtime: bool,
+        evaluate_slower: bool,
+        recipe: str | Path | None,
+        calibration_samples: int,
+        eval_samples: int | None,
+        measure_s: float,
+        final_rounds: int,
+        cache_dir: str | Path | None,
+        use_cache: bool,
+        html: bool,
+    ) -> OptimizeJob:
+        """The job, or an :class:`~honed.errors.InvalidArgument` naming the flag that is wrong."""
+        budget_s = parse_duration(time_budget, "the time budget")
+        if objective not in OBJECTIVES:
+            raise InvalidArgument(f"--objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
+        if not isinstance(batch, int) or batch < 1:
+            raise InvalidArgument(f"--batch must be a whole number >= 1, got {batch!r}")
+        if calibration_samples < 1:
+            raise InvalidArgument("calibration_samples must be >= 1")
+        # Relative paths are the user's working directory's: passes run in scratch folders they would not survive.
+        return cls(
+            model=Path(model),
+            out_dir=Path(out).absolute(),
+            data=_absolute(data),
+            eval_data=_absolute(eval_data),
+            labels=_absolute(labels),
+            recipe=_absolute(recipe),
+            cache_dir=_absolute(cache_dir),
+            metric=metric,
+            minimum=minimum,
+            maximum=maximum,
+            iou_threshold=iou_threshold,
+            batch=batch,
+            budget_s=budget_s,
+            objective=objective,
+            backends=tuple(_choose_backends(backends)) if recipe is None else (),
+            shapes=tuple(shapes or ()),
+            passes=tuple(passes) if passes is not None else None,
+            tune_runtime=tune_runtime,
+            evaluate_slower=evaluate_slower,
+            calibration_samples=calibration_samples,
+            eval_samples=eval_samples,
+            measure_s=measure_s,
+            final_rounds=final_rounds,
+            use_cache=use_cache,
+            html=html,
+        )
+
+
+@dataclass(frozen=True)
+class _SourceModel:
+    """The model being optimized: its file, graph, tensors and the shapes asked for."""
+
+    path: Path
+    sha256: str
+    proto: Any
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    overrides: dict[str, tuple[int, ...]]
+
+    @classmethod
+    def load(cls, job: OptimizeJob) -> _SourceModel:
+        path = resolve_model_path(job.model)
+        proto = load_model(path)
+        inputs, outputs = model_io(proto)
+        overrides = parse_shape_overrides(list(job.shapes))
+        concrete_shapes(inputs, overrides, batch=job.batch)  # refuses a batch the model cannot take, early
+        return cls(path, file_sha256(path), proto, inputs, outputs, overrides)
+
+    def shapes_for(self, size: int) -> dict[str, tuple[int, ...]]:
+        return concrete_shapes(self.inputs, self.overrides, batch=size)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """The data, reference outputs and gate a search is judged against (computed once, before it starts)."""
+
+    calib: DataSource
+    calib_batch: int
+    evaluation: DataSource
+    reference: ReferenceOutputs
+    labels: Array | None
+    gate: AccuracyGate
+    cache: CandidateCache
+    versions: dict[str, str | None]
+    calibration_samples: int
+
+    @property
+    def calibration_key(self) -> dict[str, Any]:
+        """What the calibration data is, for cache keys and recipes (without its path: moving it changes nothing)."""
+        used = min(self.calib.samples, self.calibration_samples)
+        info = {**self.calib.describe(used), "batch": self.calib_batch}
+        info.pop("path")
+        return info
+
+
+def _prepare(job: OptimizeJob, source: _SourceModel, work: Path) -> _Prepared:
+    """Load the calibration and eval data, run the original model once over the eval data, and set the gate."""
+    inputs, overrides = source.inputs, source.overrides
+    calib = DataSource(job.data, inputs, overrides, synthetic_samples=32, seed=0)
+    if job.data is not None and calib.samples < MIN_CALIBRATION_SAMPLES:
+        raise DataError(
+            f"{job.data} holds {calib.samples} sample(s); calibration needs at least {MIN_CALIBRATION_SAMPLES} "
+            "(100-300 representative samples calibrate well)"
+        )
+    if job.eval_data is not None:
+        evaluation = DataSource(job.eval_data, inputs, overrides)
+    elif job.data is not None:
+        evaluation = calib
+    else:
+        evaluation = DataSource(None, inputs, overrides, synthetic_samples=_SYNTHETIC_EVAL_SAMPLES, seed=1_000)
+    versions = library_versions()
+    eval_batch = _first_dim(inputs) or 16
+    eval_limit = job.eval_samples if job.eval_samples is not None else evaluation.samples
+
+    baseline_session = create_session(source.path, RuntimeConfig())
+    cache = CandidateCache(job.cache_dir or default_cache_dir(), enabled=job.use_cache)
+    reference_key = digest(
+        {"model": source.sha256, "eval": evaluation.sha256, "limit": eval_limit, "batch": eval_batch, "v": versions}
+    )
+    reference_dir = cache.folder / "reference" / reference_key if cache.enabled else work / "reference"
+    reference = ReferenceOutputs.cached(
+        baseline_session, lambda: evaluation.batches(eval_batch, eval_limit), reference_dir
+    )
+    labels = load_labels(job.labels, reference.samples) if job.labels is not None else None
+    metric_name, why = choose_metric(job.metric, reference.output_shapes(), has_labels=labels is not None)
+    gate = AccuracyGate.with_defaults(metric_name, job.minimum, job.maximum, why)
+    if metric_name == "accuracy" and job.minimum is None and job.maximum is None:
+        gate = _accuracy_default_gate(baseline_session, reference, labels, why)
+    needed = samples_needed(gate)
+    if reference.samples < needed and evaluation.synthetic and job.eval_samples is None:
+        # synthetic eval data: draw as many samples as the bound needs
+        evaluation = DataSource(None, inputs, overrides, synthetic_samples=needed, seed=1_000)
+        reference = ReferenceOutputs.compute(
+            baseline_session, lambda: evaluation.batches(eval_batch, needed), work / "reference-synthetic"
+        )
+    if reference.samples < needed:
+        where = job.eval_data or job.data
+        raise DataError(
+            f"the eval data ({where or 'synthetic'}) holds {reference.samples} sample(s); the gate "
+            f"{gate.describe()} needs at least {needed} to tell a passing model from a failing one"
+        )
+    return _Prepared(
+        calib=calib,
+        calib_batch=_first_dim(inputs) or 1,
+        evaluation=evaluation,
+        reference=reference,
+        labels=labels,
+        gate=gate,
+        cache=cache,
+        versions=versions,
+        calibration_samples=job.calibration_samples,
+    )
+
+
+def _search(
+    job: OptimizeJob,
+    source: _SourceModel,
+    prepared: _Prepared,
+    hardware: HardwareSpec,
+    work: Path,
+    clock: Clock,
+    events: Events | None,
+    writer: _Writer,
+    started: float,
+) -> tuple[Search, dict[str, Array]]:
+    """The :class:`Search` over the prepared data, its progress going to ``events`` and ``writer``."""
+    calib, calib_batch = prepared.calib, prepared.calib_batch
+    feeds = _latency_feeds(prepared.evaluation, job.batch, source.shapes_for)
+
+    def calibration_source() -> Iterator[dict[str, Array]]:
+        return calib.batches(calib_batch, job.calibration_samples)
+
+    def make_context(backend: str) -> PassContext:
+        return PassContext(
+            target_backend=backend,
+            target_provider="cpu",
+            hardware=hardware,
+            calibration=calibration_source,
+            work_dir=work / "passes",
+            seed=0,
+        )
+
+    builder = Builder()
+
+    def build(steps: tuple[Step, ...], backend: str, path: Path, timeout_s: float) -> Path:
+        build_job = BuildJob(
+            source=source.path,
+            steps=steps,
+            backend=backend,
+            calibration=calib,
+            calibration_batch=calib_batch,
+            calibration_limit=job.calibration_samples,
+            hardware=hardware,
+            work_dir=work / "passes",
+            out_path=path,
+        )
+        return builder.build(build_job, timeout_s)
+
+    context_key = {
+        "model": {"source": source.sha256, "calibration": prepared.calibration_key, "versions": prepared.versions},
+        "eval": prepared.evaluation.sha256,
+        "eval_samples": prepared.reference.samples,
+        "labels": file_sha256(job.labels) if job.labels is not None else None,
+        "batch": job.batch,
+        "shapes": {k: list(v) for k, v in source.shapes_for(job.batch).items()},
+        "iou_threshold": job.iou_threshold,
+        "hardware": hardware.to_dict(),
+        "versions": prepared.versions,
+    }
+    settings = Settings(
+        batch=job.batch,
+        objective=job.objective,
+        time_budget_s=job.budget_s - (clock() - started),
+        backends=job.backends,
+        cpus=tuple(hardware.usable_cores) or (0,),
+        flops_per_item=_flops_per_item(source.proto, source.inputs, source.overrides),
+        measure_s=job.measure_s,
+        final_rounds=job.final_rounds,
+        passes=tuple(_check_passes(job.passes)) if job.passes is not None else None,
+        tune_top=Settings.tune_top if job.tune_runtime else 0,
+        evaluate_slower=job.evaluate_slower,
+    )
+    inputs = SearchInputs(
+        source=source.path,
+        source_sha256=source.sha256,
+        reference=prepared.reference,
+        gate=prepared.gate,
+        feeds=feeds,
+        make_context=make_context,
+        build=build,
+        context_key=context_key,
+        labels=prepared.labels,
+        iou_threshold=job.iou_threshold,
+    )
+    chain = _Chain(events)
+    search = Search(inputs, settings, prepared.cache, work, clock=clock, events=chain, hardware=hardware)
+    chain.targets.append(_BestSoFar(writer, lambda: _state(search)))
+    return search, feeds
+
+
+@dataclass(frozen=True)
+class SearchState:
+    """What a search has found so far, as values: what the report is written from."""
+
+    outcomes: tuple[Outcome, ...]
+    skipped: tuple[Skipped, ...]
+    budget_exhausted: bool
+    final_compared: bool
+    candidate_order: ModelProfile | None
+    settings: Settings
+    gate: AccuracyGate
+    hardware: HardwareSpec | None
+
+    @property
+    def baseline(self) -> Outcome:
+        return self.outcomes[0]
+
+
+def _state(search: Search) -> SearchState:
+    return SearchState(
+        outcomes=tuple(search.outcomes),
+        skipped=tuple(search.skipped),
+        budget_exhausted=search.budget_exhausted,
+        final_compared=search.final_compared,
+        candidate_order=search.profile,
+        settings=search.settings,
+        gate=search.inputs.gate,
+        hardware=search.hardware,
+    )
+
+
+def _report_template(
+    job: OptimizeJob, source: _SourceModel, prepared: _Prepared, hardware: HardwareSpec, started: datetime
+) -> OptimizeReport:
+    """The parts of the report fixed before the search starts; :func:`search_report` fills in the rest."""
+    calib, evaluation = prepared.calib, prepared.evaluation
+    return OptimizeReport(
+        status=Status.BASELINE_ONLY,
+        exit_code=EXIT_BASELINE_ONLY,
+        complete=False,
+        winner_bench=None,
+        honed_version=_honed_version(),
+        created=started.isoformat(timespec="seconds"),
+        model={
+            "path": str(source.path),
+            "sha256": source.sha256,
+            "size_bytes": source.path.stat().st_size,
+            "inputs": [s.to_dict() for s in source.inputs],
+            "outputs": [s.to_dict() for s in source.outputs],
+        },
+        hardware=hardware.to_dict(),
+        settings=ReportSettings(
+            batch=job.batch,
+            objective=job.objective,
+            time_budget_s=job.budget_s,
+            backends=job.backends,
+            shapes=source.shapes_for(job.batch),
+            measure_s=job.measure_s,
+            final_rounds=job.final_rounds,
+            passes=job.passes,
+            tune_runtime=job.tune_runtime,
+        ),
+        gate=ReportGate(prepared.gate, job.iou_threshold),
+        data={
+            "calibration": calib.describe(min(calib.samples, job.calibration_samples)),
+            "eval": evaluation.describe(prepared.reference.samples),
+            "labels": str(job.labels) if job.labels is not None else None,
+            "synthetic": job.data is None and job.eval_data is None,
+            "eval_is_calibration": job.eval_data is None and job.data is not None,
+        },
+    )
+
+
+def verdict(baseline_id: str, winner_id: str) -> tuple[Status, int]:
+    """The report's status and the exit code: improved (0) unless the winner is the original (3)."""
+    if winner_id == baseline_id:
+        return Status.BASELINE_ONLY, EXIT_BASELINE_ONLY
+    return Status.IMPROVED, EXIT_IMPROVED
+
+
+def search_report(
+    template: OptimizeReport,
+    state: SearchState,
+    winner: Outcome,
+    *,
+    winner_bench: BenchDocument | None,
+    profiles: dict[str, Any],
+    elapsed_s: float | None,
+    recipe: Recipe | None,
+) -> OptimizeReport:
+    """The report of a search (final when ``recipe`` is given): a pure function of what the search found."""
+    settings, baseline = state.settings, state.baseline
+    rows = tuple(
+        candidate_row(o, baseline=baseline, gate=state.gate, batch=settings.batch, objective=settings.objective)
+        for o in state.outcomes
+    )
+    by_id = {r.id: r for r in rows}
+    status, exit_code = verdict(baseline.id, winner.id)
+    return replace(
+        template,
+        status=status,
+        exit_code=exit_code,
+        complete=recipe is not None,
+        elapsed_s=round(elapsed_s, 3) if elapsed_s is not None else None,
+        budget_exhausted=state.budget_exhausted,
+        final_compared=state.final_compared,
+        winner=by_id[winner.id],
+        baseline=rows[0],
+        winner_results=bench_rows(winner, settings, state.hardware),
+        baseline_results=bench_rows(baseline, settings, state.hardware),
+        winner_bench=winner_bench,
+        candidates=rows,
+        skipped=tuple(s.to_dict() for s in state.skipped),
+        candidate_order=state.candidate_order.to_dict() if state.candidate_order else None,
+        profile=profiles,
+        recipe=recipe.to_dict() if recipe is not None else None,
+    )
 
 
 def _absolute(path: str | Path | None) -> Path | None:
@@ -398,235 +684,186 @@ def _profiles(search: Search, winner: Outcome, feeds: dict[str, Array], work: Pa
 
 
 class _Chain(Events):
+    """Forwards each search event to every target in turn."""
+
     def __init__(self, *targets: Events | None) -> None:
         self.targets = [t for t in targets if t is not None]
 
     def stage(self, name: str, total: int) -> None:
-        for t in self.targets:
-            t.stage(name, total)
+        self._each(lambda t: t.stage(name, total))
 
     def done(self, outcome: Outcome) -> None:
-        for t in self.targets:
-            t.done(outcome)
+        self._each(lambda t: t.done(outcome))
 
     def best(self, outcome: Outcome) -> None:
-        for t in self.targets:
-            t.best(outcome)
+        self._each(lambda t: t.best(outcome))
+
+    def _each(self, call: Callable[[Events], None]) -> None:
+        for target in self.targets:
+            call(target)
 
 
-class _Writer(Events):
+class _BestSoFar(Events):
+    """Writes out/ at every improvement, from a snapshot of the search taken then."""
+
+    def __init__(self, writer: _Writer, state: Callable[[], SearchState]) -> None:
+        self.writer, self.state = writer, state
+
+    def best(self, outcome: Outcome) -> None:
+        self.writer.write_best(outcome, self.state())
+
+
+class _Writer:
     """Writes out/: the best model so far at every improvement, the full report at the end."""
 
     def __init__(
         self,
         *,
-        out_dir: Path,
-        source: Path,
-        source_sha: str,
+        job: OptimizeJob,
+        source: _SourceModel,
+        template: OptimizeReport,
         calibration: dict[str, Any],
         versions: dict[str, str | None],
-        base_report: dict[str, Any],
-        html: bool,
     ) -> None:
-        self.out_dir = out_dir
-        self.source = source
-        self.source_sha = source_sha
-        self.calibration = calibration
-        self.versions = versions
-        self.base_report = base_report
-        self.html = html
-        self.search: Search | None = None
+        self.job, self.source, self.template = job, source, template
+        self.calibration, self.versions = calibration, versions
 
-    def best(self, outcome: Outcome) -> None:
+    @property
+    def model_path(self) -> Path:
+        return self.job.out_dir / "model.onnx"
+
+    def write_best(self, outcome: Outcome, state: SearchState) -> None:
         self._write_model(outcome)
-        if self.search is not None:
-            self._write_report(self._report(outcome, {}, elapsed_s=None, final=False))
+        self._write_report(self._report(outcome, state, {}, elapsed_s=None, recipe=None))
 
-    def _recipe(self, outcome: Outcome) -> Recipe:
-        return Recipe(
-            source_sha256=self.source_sha,
-            source_name=self.source.name,
+    def _write_model(self, outcome: Outcome) -> Recipe:
+        if outcome.model_path is None:
+            raise InvalidArgument(f"candidate {outcome.id} has no model file")
+        recipe = Recipe(
+            source_sha256=self.source.sha256,
+            source_name=self.source.path.name,
             steps=outcome.candidate.steps,
             runtime=outcome.candidate.runtime,
             calibration=self.calibration,
             libraries=self.versions,
         )
-
-    def _write_model(self, outcome: Outcome) -> Recipe:
-        if outcome.model_path is None:
-            raise InvalidArgument(f"candidate {outcome.id} has no model file")
-        recipe = self._recipe(outcome)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.job.out_dir.mkdir(parents=True, exist_ok=True)
         model = stamp_provenance(load_model(outcome.model_path), recipe, _honed_version())
-        path = save_model(model, self.out_dir / "model.onnx")
-        recipe = Recipe(**{**recipe.__dict__, "output_sha256": file_sha256(path)})
-        recipe.write(self.out_dir / "recipe.json")
+        path = save_model(model, self.model_path)
+        recipe = replace(recipe, output_sha256=file_sha256(path))
+        recipe.write(self.job.out_dir / "recipe.json")
         return recipe
 
     def _report(
-        self, winner: Outcome, profiles: dict[str, Any], *, elapsed_s: float | None, final: bool
-    ) -> dict[str, Any]:
-        search = self.search
-        if search is None:
-            raise RuntimeError("writer used before the search started")
-        baseline = search.baseline()
-        gate = search.inputs.gate
-        settings = search.settings
-        rows = [
-            candidate_row(o, baseline=baseline, gate=gate, batch=settings.batch, objective=settings.objective)
-            for o in search.outcomes
-        ]
-        winner_row = next(r for r in rows if r["id"] == winner.id)
-        baseline_row = rows[0]
-        improved = winner is not baseline
-        return {
-            **self.base_report,
-            "complete": final,
-            "status": "improved" if improved else "baseline-only",
-            "exit_code": EXIT_IMPROVED if improved else EXIT_BASELINE_ONLY,
-            "elapsed_s": round(elapsed_s, 3) if elapsed_s is not None else None,
-            "budget_exhausted": search.budget_exhausted,
-            "final_compared": search.final_compared,
-            "winner": winner_row,
-            "baseline": baseline_row,
-            "winner_results": [r.to_dict() for r in bench_rows(winner, settings, search.hardware)],
-            "baseline_results": [r.to_dict() for r in bench_rows(baseline, settings, search.hardware)],
-            "winner_bench": self._winner_bench(winner, search),
-            "candidates": rows,
-            "skipped": [s.to_dict() for s in search.skipped],
-            "candidate_order": search.profile.to_dict() if search.profile else None,
-            "pareto": pareto_front(rows, gate.higher_is_better),
-            "profile": profiles,
-            "closest": _closest(rows),
-        }
-
-    def _winner_bench(self, winner: Outcome, search: Search) -> dict[str, Any] | None:
-        model = self.out_dir / "model.onnx"
-        if search.hardware is None or not model.is_file():
-            return None
-        doc = bench_document(
-            winner, search.settings, search.hardware, model_path=model.resolve(), model_sha256=file_sha256(model)
+        self,
+        winner: Outcome,
+        state: SearchState,
+        profiles: dict[str, Any],
+        *,
+        elapsed_s: float | None,
+        recipe: Recipe | None,
+    ) -> OptimizeReport:
+        bench = None
+        if state.hardware is not None and self.model_path.is_file():
+            bench = bench_document(
+                winner,
+                state.settings,
+                state.hardware,
+                model_path=self.model_path.resolve(),
+                model_sha256=file_sha256(self.model_path),
+            )
+        return search_report(
+            self.template, state, winner, winner_bench=bench, profiles=profiles, elapsed_s=elapsed_s, recipe=recipe
         )
-        return doc.to_dict() if doc is not None else None
 
-    def _write_report(self, report: dict[str, Any]) -> Path:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        path = self.out_dir / "report.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
-        tmp.replace(path)
-        return path
+    def _write_report(self, report: OptimizeReport) -> Path:
+        return write_json(self.job.out_dir / REPORT_FILE, report.to_dict())
 
-    def finish(self, winner: Outcome, profiles: dict[str, Any], *, elapsed_s: float) -> OptimizeResult:
+    def finish(
+        self, winner: Outcome, state: SearchState, profiles: dict[str, Any], *, elapsed_s: float
+    ) -> OptimizeResult:
         recipe = self._write_model(winner)
-        report = self._report(winner, profiles, elapsed_s=elapsed_s, final=True)
-        report["recipe"] = recipe.to_dict()
-        report_path = self._write_report(report)
+        document = self._report(winner, state, profiles, elapsed_s=elapsed_s, recipe=recipe)
+        report_path = self._write_report(document)
         html_path = None
-        if self.html:
+        if self.job.html:
             from honed.report import write_html
 
-            html_path = write_html(report, self.out_dir / "report.html")
-        return OptimizeResult(
-            out_dir=self.out_dir,
-            model_path=self.out_dir / "model.onnx",
-            recipe_path=self.out_dir / "recipe.json",
-            report_path=report_path,
-            html_path=html_path,
-            report=report,
-            exit_code=int(report["exit_code"]),
-        )
-
-
-def _closest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rejected candidates that were faster than the baseline, nearest to the bound first: how close each came."""
-    rejected = [r for r in rows if r["status"] == "rejected" and r.get("margin") is not None]
-    rejected.sort(key=lambda r: -float(r["margin"]))
-    return [
-        {
-            "id": r["id"],
-            "label": r["label"],
-            "metric_value": r["metric_value"],
-            "margin": r["margin"],
-            "speedup": r["speedup"],
-        }
-        for r in rejected
-    ]
+            html_path = write_html(document, self.job.out_dir / "report.html")
+        return OptimizeResult.of(document, self.job.out_dir, report_path, html_path)
 
 
 def _replay(
-    recipe: Recipe,
-    source: Path,
-    source_sha: str,
-    out_dir: Path,
-    data: str | Path | None,
-    inputs: list[TensorSpec],
-    overrides: dict[str, tuple[int, ...]],
-    hardware: HardwareSpec,
-    work: Path,
+    job: OptimizeJob, recipe: Recipe, source: _SourceModel, hardware: HardwareSpec, work: Path
 ) -> OptimizeResult:
-    """Apply a recipe to ``source`` and write the model, recipe and a short report."""
-    if recipe.source_sha256 != source_sha:
+    """Apply a recipe to the source model and write the model, recipe and a short report."""
+    if recipe.source_sha256 != source.sha256:
         raise InvalidArgument(
-            f"the recipe was made from a model with sha256 {recipe.source_sha256[:12]}..., but {source} has "
-            f"{source_sha[:12]}...; give the recipe the model it was made from"
+            f"the recipe was made from a model with sha256 {recipe.source_sha256[:12]}..., but {source.path} has "
+            f"{source.sha256[:12]}...; give the recipe the model it was made from"
         )
-    calib_info = recipe.calibration
-    calibration = None
-    if recipe.needs_calibration:
-        if calib_info.get("source") == "npz":
-            if data is None:
-                raise DataError("this recipe calibrates with an .npz file; give the same file with --data")
-            if file_sha256(Path(data)) != calib_info.get("sha256"):
-                raise DataError(
-                    f"{data} is not the calibration data the recipe was made with (sha256 differs); "
-                    "give the same --data file to reproduce the model"
-                )
-            calib = DataSource(Path(data), inputs, overrides)
-        else:
-            samples = int(calib_info.get("samples", 32))
-            calib = DataSource(None, inputs, overrides, synthetic_samples=samples, seed=0)
-        calib_batch = int(calib_info.get("batch", 1))
-        limit = int(calib_info.get("samples_used", calib.samples))
-
-        def calibration_source() -> Iterator[dict[str, Array]]:
-            return calib.batches(calib_batch, limit)
-
-        calibration = calibration_source
     ctx = PassContext(
         target_backend=recipe.runtime.backend,
         hardware=hardware,
-        calibration=calibration,
+        calibration=_replay_calibration(recipe, job.data, source) if recipe.needs_calibration else None,
         work_dir=work / "passes",
         seed=0,
     )
-    model = stamp_provenance(build_model(source, recipe.steps, ctx), recipe, _honed_version())
+    model = stamp_provenance(build_model(source.path, recipe.steps, ctx), recipe, _honed_version())
+    out_dir = job.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     path = save_model(model, out_dir / "model.onnx")
     sha = file_sha256(path)
-    replayed = Recipe(**{**recipe.__dict__, "output_sha256": sha, "libraries": library_versions()})
+    now = library_versions()
+    replayed = replace(recipe, output_sha256=sha, libraries=now)
     replayed.write(out_dir / "recipe.json")
-    reproduced = recipe.output_sha256 is None or recipe.output_sha256 == sha
-    report = {
-        "schema": REPORT_SCHEMA,
-        "honed_version": _honed_version(),
-        "mode": "replay",
-        "model": {"path": str(source), "sha256": source_sha},
-        "recipe": replayed.to_dict(),
-        "expected_sha256": recipe.output_sha256,
-        "output_sha256": sha,
-        "reproduced": reproduced,
-        "library_changes": {
-            k: {"recipe": recipe.libraries.get(k), "now": v}
-            for k, v in library_versions().items()
-            if recipe.libraries and recipe.libraries.get(k) != v
-        },
-        "exit_code": EXIT_IMPROVED,
-        "status": "replayed",
-    }
-    report_path = out_dir / "report.json"
-    report_path.write_text(json.dumps(report, indent=2) + "\n")
-    return OptimizeResult(out_dir, path, out_dir / "recipe.json", report_path, None, report, EXIT_IMPROVED)
+    document = OptimizeReport(
+        status=Status.REPLAYED,
+        exit_code=EXIT_IMPROVED,
+        complete=True,
+        winner_bench=None,
+        replay=Replay(
+            expected_sha256=recipe.output_sha256,
+            output_sha256=sha,
+            reproduced=recipe.output_sha256 is None or recipe.output_sha256 == sha,
+            library_changes={
+                k: {"recipe": recipe.libraries.get(k), "now": v}
+                for k, v in now.items()
+                if recipe.libraries and recipe.libraries.get(k) != v
+            },
+        ),
+        honed_version=_honed_version(),
+        model={"path": str(source.path), "sha256": source.sha256},
+        recipe=replayed.to_dict(),
+    )
+    report_path = write_json(out_dir / REPORT_FILE, document.to_dict())
+    return OptimizeResult.of(document, out_dir, report_path, None)
+
+
+def _replay_calibration(
+    recipe: Recipe, data: Path | None, source: _SourceModel
+) -> Callable[[], Iterator[dict[str, Array]]]:
+    """The calibration batches the recipe was made with: the same .npz (checked by hash) or the same synthetic draw."""
+    info = recipe.calibration
+    if info.get("source") == "npz":
+        if data is None:
+            raise DataError("this recipe calibrates with an .npz file; give the same file with --data")
+        if file_sha256(data) != info.get("sha256"):
+            raise DataError(
+                f"{data} is not the calibration data the recipe was made with (sha256 differs); "
+                "give the same --data file to reproduce the model"
+            )
+        calib = DataSource(data, source.inputs, source.overrides)
+    else:
+        samples = int(info.get("samples", 32))
+        calib = DataSource(None, source.inputs, source.overrides, synthetic_samples=samples, seed=0)
+    batch = int(info.get("batch", 1))
+    limit = int(info.get("samples_used", calib.samples))
+
+    def calibration_source() -> Iterator[dict[str, Array]]:
+        return calib.batches(batch, limit)
+
+    return calibration_source
 
 
 def _honed_version() -> str:
@@ -635,4 +872,15 @@ def _honed_version() -> str:
     return str(__version__)
 
 
-__all__ = ["EXIT_BASELINE_ONLY", "EXIT_IMPROVED", "OptimizeResult", "digest", "optimize", "parse_duration"]
+__all__ = [
+    "EXIT_BASELINE_ONLY",
+    "EXIT_IMPROVED",
+    "OptimizeJob",
+    "OptimizeResult",
+    "SearchState",
+    "digest",
+    "optimize",
+    "parse_duration",
+    "search_report",
+    "verdict",
+]

@@ -14,6 +14,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from honed.jsonio import write_json
+
 
 def default_cache_dir() -> Path:
     """``$HONED_CACHE_DIR``, else ``$XDG_CACHE_HOME/honed/optimize``, else ``~/.cache/honed/optimize``."""
@@ -46,10 +48,7 @@ class CandidateCache:
     def put(self, key: str, value: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        path = self.folder / "results" / f"{key}.json"
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(value, indent=1, sort_keys=True))
-        tmp.replace(path)
+        write_json(self.folder / "results" / f"{key}.json", value, indent=1, sort_keys=True)
 
     def model_path(self, key: str) -> Path | None:
         """The cached model for ``key``, or None."""

@@ -19,6 +19,7 @@ import onnx
 
 from honed.canonical import digest
 from honed.errors import InvalidArgument
+from honed.jsonio import write_json
 from honed.model.loader import load_model
 from honed.passes import PassContext, get_pass
 from honed.runtime import RuntimeConfig
@@ -81,8 +82,7 @@ class Recipe:
         }
 
     def write(self, path: Path) -> Path:
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
+        return write_json(path, self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recipe:

@@ -1,7 +1,5 @@
-"""Turn a search's outcomes into report rows: plain, JSON-ready dicts (the report.json schema's parts).
-
-Also the Pareto front (candidates no other candidate beats on both cost and fidelity) and the bench-v1-shaped
-``results`` entries of the winner and the baseline, which ``honed plan`` reads as a profile.
+"""Turn a search's outcomes into the report's typed parts: a :class:`~honed.search.document.CandidateRow` per
+candidate, and the bench-v1 ``results`` entries of the winner and the baseline (``honed plan`` reads them).
 """
 
 from __future__ import annotations
@@ -15,17 +13,12 @@ from honed.bench.runner import model_precision
 from honed.evaluate import AccuracyGate
 from honed.hardware import HardwareSpec
 from honed.model.loader import load_model
+from honed.search.document import CandidateRow, CandidateStatus
 from honed.search.engine import Outcome, Settings
 
 
 def _stats(latency: dict[str, Any] | None) -> LatencyStats | None:
     return LatencyStats(**latency) if latency else None
-
-
-def latency_block(latency: dict[str, Any] | None) -> dict[str, float | None] | None:
-    """A measurement as bench-v1's ``latency_ms`` block."""
-    stats = _stats(latency)
-    return LatencyBlock.from_stats(stats).to_dict() if stats is not None else None
 
 
 def throughput(latency: dict[str, Any] | None, batch: int) -> float | None:
@@ -85,7 +78,7 @@ def bench_document(
 
 def candidate_row(
     outcome: Outcome, *, baseline: Outcome, gate: AccuracyGate, batch: int, objective: str
-) -> dict[str, Any]:
+) -> CandidateRow:
     """One candidate as a report row."""
     # like with like: medians of the interleaved final rounds when both have them, else first measurements
     both_final = bool(outcome.rounds and baseline.rounds)
@@ -93,53 +86,30 @@ def candidate_row(
     base_cost = baseline.final_cost(objective) if both_final else baseline.cost_ms(objective)
     speedup = base_cost / cost if cost and base_cost else None
     fidelity = outcome.fidelity
-    return {
-        "id": outcome.id,
-        "label": outcome.candidate.label(),
-        "passes": outcome.candidate.pipeline_dict(),
-        "backend": outcome.candidate.backend,
-        "runtime": outcome.candidate.runtime.to_dict(),
-        "status": outcome.status,
-        "reason": outcome.reason,
-        "note": outcome.note,
-        "metric_value": _finite(fidelity.value(gate.metric)) if fidelity else None,
-        "margin": _finite(gate.margin(fidelity)) if fidelity else None,
-        "fidelity": fidelity.to_dict() if fidelity else None,
-        "fidelity_from": outcome.fidelity_from,
-        "latency_ms": latency_block(outcome.latency),
-        "throughput_items_per_s": throughput(outcome.latency, batch),
-        "final_rounds_ms": outcome.rounds,
-        "cost_ms": cost,
-        "speedup": speedup,
-        "size_bytes": outcome.size_bytes,
-        "model_sha256": outcome.model_sha256,
-        "cached": outcome.cached,
-        "seconds": round(outcome.seconds, 3),
-    }
-
-
-def pareto_front(rows: list[dict[str, Any]], higher_is_better: bool) -> list[str]:
-    """Ids of rows with a cost and a metric value that no other such row beats on both (ties kept)."""
-    points = [
-        (r["id"], float(r["cost_ms"]), float(r["metric_value"]))
-        for r in rows
-        if r.get("cost_ms") is not None and r.get("metric_value") is not None
-    ]
-
-    def better(a: float, b: float) -> bool:
-        return a > b if higher_is_better else a < b
-
-    def at_least(a: float, b: float) -> bool:
-        return a >= b if higher_is_better else a <= b
-
-    front = []
-    for pid, cost, value in points:
-        dominated = any(
-            (c <= cost and at_least(v, value)) and (c < cost or better(v, value)) for qid, c, v in points if qid != pid
-        )
-        if not dominated:
-            front.append(pid)
-    return front
+    latency = _stats(outcome.latency)
+    return CandidateRow(
+        id=outcome.id,
+        label=outcome.candidate.label(),
+        passes=tuple(outcome.candidate.pipeline_dict()),
+        backend=outcome.candidate.backend,
+        runtime=outcome.candidate.runtime.to_dict(),
+        status=CandidateStatus(outcome.status),
+        reason=outcome.reason,
+        note=outcome.note,
+        metric_value=_finite(fidelity.value(gate.metric)) if fidelity else None,
+        margin=_finite(gate.margin(fidelity)) if fidelity else None,
+        fidelity=fidelity.to_dict() if fidelity else None,
+        fidelity_from=outcome.fidelity_from,
+        latency_ms=LatencyBlock.from_stats(latency) if latency is not None else None,
+        throughput_items_per_s=throughput(outcome.latency, batch),
+        final_rounds_ms=tuple(outcome.rounds),
+        cost_ms=cost,
+        speedup=speedup,
+        size_bytes=outcome.size_bytes,
+        model_sha256=outcome.model_sha256,
+        cached=outcome.cached,
+        seconds=round(outcome.seconds, 3),
+    )
 
 
 def _finite(value: float | None) -> float | None:
