@@ -175,6 +175,9 @@ class Pass:
 
     ``targets`` lists the ``backend/provider`` pairs the pass can speed up or shrink for (e.g.
     ``("onnxruntime/cpu", "onnxruntime/cuda")``); the default :meth:`skip_reason` skips the others.
+    ``tolerance`` is the largest relative output error (``||out - ref|| / ||ref||``) the pass may cause on the
+    contract battery's tiny graphs (:mod:`honed.passes.checks`); None for a pass that changes the model's
+    function by design (pruning), whose accuracy only the caller's gate can judge.
     """
 
     name: ClassVar[str]
@@ -182,6 +185,7 @@ class Pass:
     params: ClassVar[tuple[Param, ...]] = ()
     targets: ClassVar[tuple[str, ...]] = ("onnxruntime/cpu", "onnxruntime/cuda", "onnxruntime/tensorrt")
     needs_calibration: ClassVar[bool] = False
+    tolerance: ClassVar[float | None] = 1e-4
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -273,6 +277,7 @@ class Pass:
             "description": self.description,
             "targets": list(self.targets),
             "needs_calibration": self.needs_calibration,
+            "tolerance": self.tolerance,
             "params": [p.to_dict() for p in self.params],
         }
 

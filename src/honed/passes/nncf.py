@@ -56,6 +56,7 @@ class NncfInt8Pass(Pass):
         Param("fast_bias_correction", bool, True, "NNCF's fast bias correction after quantization"),
     )
     targets: ClassVar[tuple[str, ...]] = ("openvino/cpu",)
+    tolerance: ClassVar[float | None] = 0.1  # 8-bit weights and activations
     needs_calibration: ClassVar[bool] = True
 
     def apply(self, model: onnx.ModelProto, params: dict[str, Any], ctx: PassContext) -> onnx.ModelProto:
