@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
 from dataclasses import dataclass
 from typing import ClassVar
 
 import pytest
 
 from honed.errors import InvalidArgument
-from honed.passes import AUTO, Param, Pass, PassContext, get_pass
+from honed.passes import AUTO, Param, Pass, PassContext, PassSpec, get_pass, register_pass
 
 
 @dataclass(frozen=True)
@@ -47,13 +50,38 @@ def test_a_broken_default_is_refused_when_the_pass_is_defined() -> None:
 
 def test_registry_refuses_duplicates_and_unknown_names() -> None:
     with pytest.raises(InvalidArgument, match="already registered"):
-
-        class AnotherGraph(Pass):
-            name: ClassVar[str] = "graph"
-            description: ClassVar[str] = "duplicate"
-
+        register_pass(PassSpec("graph", "somewhere.else:AnotherGraph"))
     with pytest.raises(InvalidArgument, match="unknown pass 'nope'; known: fp16, graph"):
         get_pass("nope")
+    with pytest.raises(InvalidArgument, match="module:Class"):
+        PassSpec("broken", "no_colon")
+
+
+def test_a_pass_declaring_a_parameter_twice_is_refused() -> None:
+    with pytest.raises(InvalidArgument, match="twice"):
+
+        class Twice(Pass):
+            name: ClassVar[str] = "twice"
+            description: ClassVar[str] = "declares n twice"
+            params: ClassVar[tuple[Param, ...]] = (Param("n", int, 1, "n"), Param("n", int, 2, "n again"))
+
+
+def test_importing_the_registry_loads_no_pass_module_or_optional_library() -> None:
+    code = (
+        "import sys, honed.passes; "
+        "print(sorted(m for m in sys.modules if m.startswith(('honed.passes.', 'nncf', 'openvino', 'onnxslim'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert ast.literal_eval(out.strip()) == ["honed.passes.base", "honed.passes.registry"]
+
+
+def test_a_spec_says_what_is_missing() -> None:
+    needy = PassSpec("needy", "honed.passes.graph:GraphPass", requires=("no_such_module_honed",), install="needy")
+    assert needy.unmet(PassContext()) == "no_such_module_honed is not installed; install it with: pip install 'needy'"
+    isa = PassSpec("isa", "honed.passes.graph:GraphPass", isa=("amx_int8",))
+    assert isa.unmet(PassContext()) is None  # unknown hardware: not refused
+    assert "amx_int8" in (isa.unmet(PassContext(hardware=FakeHardware(("avx2",)))) or "")
+    assert isa.unmet(PassContext(hardware=FakeHardware(("amx_int8",)))) is None
 
 
 def test_auto_values_follow_the_isa() -> None:

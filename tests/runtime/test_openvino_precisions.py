@@ -24,3 +24,15 @@ def test_a_described_machine_limits_the_lower_precisions_to_its_isa() -> None:
     assert supported_precisions(REPORTED, _machine("avx512f", "avx512_bf16")) == ["f32", "bf16"]
     assert supported_precisions(REPORTED, _machine("amx_bf16", "amx_fp16")) == ["f32", "bf16", "f16"]
     assert supported_precisions(["FP32"], _machine("avx512_bf16", "avx512_fp16")) == ["f32"]
+
+
+def test_the_search_gets_lower_precisions_as_configs_and_onnxruntime_offers_none() -> None:
+    from honed.runtime import RuntimeConfig, get_backend
+
+    assert get_backend("onnxruntime").lower_precisions(RuntimeConfig()).configs == ()
+    assert get_backend("onnxruntime").lower_precisions(RuntimeConfig()).precisions == ()
+    ov = get_backend("openvino")
+    default = ov.runtime_variants((0,))[0]
+    offer = ov.lower_precisions(default, _machine("avx512f", "avx512_vnni"))
+    assert offer.precisions == ("bf16", "f16") and offer.configs == ()
+    assert offer.reason is not None

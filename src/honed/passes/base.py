@@ -1,10 +1,10 @@
-"""The pass contract: :class:`Param`, :class:`PassContext`, the :class:`Pass` base class and the pass registry.
+"""The pass contract: :class:`Param`, :class:`PassContext` and the :class:`Pass` base class.
 
 A pass takes an ONNX model and returns a new one; it never mutates its input. Each pass declares its
 parameters as data (:class:`Param`), so a recipe can store them, the CLI can list them and the search can
-enumerate them (:meth:`Pass.search_space`). Passes register themselves by subclassing :class:`Pass`; a second
-pass with the same name is refused. Heavy optional libraries (onnxslim, onnxruntime.transformers, ...) are
-imported inside :meth:`Pass.apply` only.
+enumerate them (:meth:`Pass.search_space`). Passes are listed in :mod:`honed.passes.registry`, which also
+declares what each needs (optional libraries, ISA, calibration data). Heavy optional libraries (onnxslim,
+onnxruntime.transformers, nncf, ...) are imported inside :meth:`Pass.apply` only.
 
 Flow of one application::
 
@@ -29,19 +29,6 @@ import onnx
 
 from honed.errors import HonedError, InvalidArgument
 from honed.model.loader import check_model, load_model
-
-__all__ = [
-    "AUTO",
-    "CalibrationSource",
-    "HardwareLike",
-    "Param",
-    "Pass",
-    "PassContext",
-    "PassError",
-    "all_passes",
-    "get_pass",
-    "pass_names",
-]
 
 AUTO = "auto"
 """A parameter value meaning "choose for this target": :meth:`Pass.resolve` replaces it with a concrete value."""
@@ -183,14 +170,14 @@ class PassContext:
         return any(n in self.isa for n in names)
 
 
-_REGISTRY: dict[str, type[Pass]] = {}
-
-
 class Pass:
     """Base of every pass. Subclasses set the class attributes and implement :meth:`apply`.
 
     ``targets`` lists the ``backend/provider`` pairs the pass can speed up or shrink for (e.g.
     ``("onnxruntime/cpu", "onnxruntime/cuda")``); the default :meth:`skip_reason` skips the others.
+    ``tolerance`` is the largest relative output error (``||out - ref|| / ||ref||``) the pass may cause on the
+    contract battery's tiny graphs (:mod:`honed.passes.checks`); None for a pass that changes the model's
+    function by design (pruning), whose accuracy only the caller's gate can judge.
     """
 
     name: ClassVar[str]
@@ -198,18 +185,14 @@ class Pass:
     params: ClassVar[tuple[Param, ...]] = ()
     targets: ClassVar[tuple[str, ...]] = ("onnxruntime/cpu", "onnxruntime/cuda", "onnxruntime/tensorrt")
     needs_calibration: ClassVar[bool] = False
+    tolerance: ClassVar[float | None] = 1e-4
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        name = cls.__dict__.get("name")
-        if name is None:  # an abstract intermediate class
-            return
-        if name in _REGISTRY:
-            raise InvalidArgument(f"a pass named {name!r} is already registered ({_REGISTRY[name].__qualname__})")
+        # a pass that declares a parameter twice is a programming error, caught when it is defined
         names = [p.name for p in cls.params]
         if len(set(names)) != len(names):
-            raise InvalidArgument(f"pass {name!r} declares a parameter twice")
-        _REGISTRY[name] = cls
+            raise InvalidArgument(f"pass {cls.__dict__.get('name', cls.__qualname__)!r} declares a parameter twice")
 
     # -- parameters -------------------------------------------------------------------------------------
 
@@ -250,14 +233,15 @@ class Pass:
     ) -> str | None:
         """Why this pass cannot help on ``ctx``'s target or on ``model`` (a sentence for the report), or None.
 
-        The default refuses targets not listed in :attr:`targets` and calibrating passes without data;
-        passes add model checks (e.g. nothing to quantize) when ``model`` is given.
+        The default refuses targets not listed in :attr:`targets`, then what the pass's registry spec needs
+        and ``ctx`` lacks (an optional library, an ISA extension, calibration data); passes add model checks
+        (e.g. nothing to quantize) when ``model`` is given.
         """
+        from honed.passes.registry import spec_for
+
         if ctx.target not in self.targets:
             return f"{self.name} does not help on {ctx.target} (it targets {', '.join(self.targets)})"
-        if self.needs_calibration and ctx.calibration is None:
-            return f"{self.name} needs calibration data; pass --data"
-        return None
+        return spec_for(type(self)).unmet(ctx)
 
     def search_space(self, ctx: PassContext) -> list[dict[str, Any]]:
         """Parameter settings worth trying on ``ctx``'s target, most promising first (resolved values)."""
@@ -293,33 +277,9 @@ class Pass:
             "description": self.description,
             "targets": list(self.targets),
             "needs_calibration": self.needs_calibration,
+            "tolerance": self.tolerance,
             "params": [p.to_dict() for p in self.params],
         }
 
     def __repr__(self) -> str:
         return f"<pass {self.name}>"
-
-
-def _load_builtin() -> None:
-    # importing the package registers the built-in passes
-    import honed.passes  # noqa: F401
-
-
-def get_pass(name: str) -> Pass:
-    """The registered pass called ``name``; an unknown name raises :class:`InvalidArgument` listing the known."""
-    _load_builtin()
-    if name not in _REGISTRY:
-        raise InvalidArgument(f"unknown pass {name!r}; known: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]()
-
-
-def all_passes() -> list[Pass]:
-    """Every registered pass, sorted by name."""
-    _load_builtin()
-    return [_REGISTRY[n]() for n in sorted(_REGISTRY)]
-
-
-def pass_names() -> list[str]:
-    """Names of every registered pass, sorted."""
-    _load_builtin()
-    return sorted(_REGISTRY)

@@ -34,6 +34,7 @@ class Fp16Pass(Pass):
         Param("max_fallbacks", int, 16, "most nodes the automatic fallback may keep in float32", min=0, max=10_000),
     )
     targets: ClassVar[tuple[str, ...]] = ("onnxruntime/cuda", "onnxruntime/tensorrt")
+    tolerance: ClassVar[float | None] = 1e-2  # float16 keeps about three significant digits
 
     def skip_reason(
         self, ctx: PassContext, params: Mapping[str, Any] | None = None, model: onnx.ModelProto | None = None

@@ -44,6 +44,7 @@ class Int8DynamicPass(Pass):
         Param("nodes_to_exclude", tuple, (), "node names to keep in float"),
     )
     targets: ClassVar[tuple[str, ...]] = ("onnxruntime/cpu",)
+    tolerance: ClassVar[float | None] = 0.1  # 8-bit weights and activations
 
     def choose_auto(self, params: dict[str, Any], ctx: PassContext) -> dict[str, Any]:
         return {"reduce_range": not has_vnni(ctx)}

@@ -62,6 +62,7 @@ class Int8StaticPass(Pass):
         Param("preprocess", bool, True, "run ONNX Runtime's quant_pre_process (shape inference, clean-up) first"),
     )
     targets: ClassVar[tuple[str, ...]] = ("onnxruntime/cpu", "onnxruntime/cuda", "onnxruntime/tensorrt")
+    tolerance: ClassVar[float | None] = 0.1  # 8-bit weights and activations
     needs_calibration: ClassVar[bool] = True
 
     def choose_auto(self, params: dict[str, Any], ctx: PassContext) -> dict[str, Any]:

@@ -6,6 +6,8 @@ and rebuild it with :meth:`RuntimeConfig.from_dict`, which refuses unknown keys 
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -105,3 +107,15 @@ class RuntimeConfig:
 def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise InvalidArgument(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def unique_configs(configs: Iterable[RuntimeConfig]) -> list[RuntimeConfig]:
+    """``configs`` without repeats, in first-seen order."""
+    seen: set[str] = set()
+    out = []
+    for config in configs:
+        key = json.dumps(config.to_dict(), sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(config)
+    return out

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnxruntime as ort
 
 from honed.errors import BackendError, BackendUnavailable, DataError, InvalidArgument, InvalidModel
 from honed.model.spec import TensorSpec
-from honed.runtime.config import RuntimeConfig
+from honed.runtime.base import PrecisionOffer, SessionBase, first_line
+from honed.runtime.config import RuntimeConfig, unique_configs
+
+if TYPE_CHECKING:
+    from honed.hardware import HardwareSpec
 
 _PROVIDER_NAMES = {
     "cpu": "CPUExecutionProvider",
@@ -49,27 +53,13 @@ def _spec(arg: Any) -> TensorSpec:
     return TensorSpec(arg.name, _ORT_TYPES.get(arg.type, 0), shape)
 
 
-class OrtSession:
+class OrtSession(SessionBase):
     """An ``onnxruntime.InferenceSession`` behind honed's :class:`~honed.runtime.base.Session` interface."""
 
     def __init__(self, session: ort.InferenceSession, config: RuntimeConfig) -> None:
+        super().__init__([_spec(a) for a in session.get_inputs()], [_spec(a) for a in session.get_outputs()], config)
         self._session = session
-        self._config = config
-        self._inputs = [_spec(a) for a in session.get_inputs()]
-        self._outputs = [_spec(a) for a in session.get_outputs()]
         self._output_names = [o.name for o in self._outputs]
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
-
-    @property
-    def config(self) -> RuntimeConfig:
-        return self._config
 
     @property
     def providers(self) -> list[str]:
@@ -80,9 +70,9 @@ class OrtSession:
         try:
             values = self._session.run(self._output_names, dict(feeds))
         except (ort.capi.onnxruntime_pybind11_state.InvalidArgument, ValueError, TypeError) as exc:
-            raise DataError(f"inputs do not fit the model: {_first_line(exc)}") from exc
+            raise DataError(f"inputs do not fit the model: {first_line(exc)}") from exc
         except Exception as exc:  # ORT raises its own Fail/RuntimeException types
-            raise BackendError(f"onnxruntime failed to run the model: {_first_line(exc)}") from exc
+            raise BackendError(f"onnxruntime failed to run the model: {first_line(exc)}") from exc
         return dict(zip(self._output_names, values, strict=True))
 
     def end_profiling(self) -> Path | None:
@@ -106,13 +96,36 @@ class OnnxRuntimeBackend:
         installed = set(ort.get_available_providers())
         return [name for name, ort_name in _PROVIDER_NAMES.items() if ort_name in installed]
 
+    def precisions(self, hardware: HardwareSpec | None = None) -> list[str]:
+        """``f32``: ONNX Runtime's precision is the model file's (the ``fp16`` pass changes it), not a setting."""
+        return ["f32"]
+
+    def lower_precisions(self, config: RuntimeConfig, hardware: HardwareSpec | None = None) -> PrecisionOffer:
+        """None: lower precisions on ONNX Runtime are passes (``fp16``, the INT8 passes), not runtime settings."""
+        return PrecisionOffer()
+
+    def runtime_variants(self, cpus: Sequence[int], *, objective: str = "latency") -> list[RuntimeConfig]:
+        """The default session, all cores with and without spinning, pinned to ``cpus``, and one thread."""
+        cpus = tuple(cpus) or (0,)
+        cores = len(cpus)
+        base = RuntimeConfig()
+        variants = [
+            base,
+            base.with_(intra_op_threads=cores),
+            base.with_(intra_op_threads=cores, spinning=False),
+            base.with_(intra_op_threads=cores, affinity=cpus),
+        ]
+        if cores > 1:
+            variants.append(base.with_(intra_op_threads=1))
+        return unique_configs(variants)
+
     def create(self, model_path: Path, config: RuntimeConfig, *, profile_dir: Path | None = None) -> OrtSession:
         options = self.session_options(config, profile_dir=profile_dir)
         providers = self._providers(config)  # outside the try: a missing provider is not a bad model
         try:
             session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
         except Exception as exc:  # ORT raises its own types for bad graphs and unsupported ops
-            raise InvalidModel(f"onnxruntime cannot load {model_path}: {_first_line(exc)}") from exc
+            raise InvalidModel(f"onnxruntime cannot load {model_path}: {first_line(exc)}") from exc
         return OrtSession(session, config)
 
     def session_options(self, config: RuntimeConfig, *, profile_dir: Path | None = None) -> ort.SessionOptions:
@@ -176,7 +189,7 @@ def write_optimized_model(
     try:
         ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
     except Exception as exc:  # ORT raises its own types for bad graphs and unsupported ops
-        raise InvalidModel(f"onnxruntime cannot optimize {model_path}: {_first_line(exc)}") from exc
+        raise InvalidModel(f"onnxruntime cannot optimize {model_path}: {first_line(exc)}") from exc
     return out_path
 
 
@@ -193,8 +206,3 @@ def _package_name() -> str:
         except importlib.metadata.PackageNotFoundError:
             continue
     return "onnxruntime"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -19,7 +19,8 @@ import numpy as np
 
 from honed.errors import BackendError, BackendUnavailable, DataError, InvalidArgument, InvalidModel
 from honed.model.spec import Dim, TensorSpec
-from honed.runtime.config import RuntimeConfig
+from honed.runtime.base import PrecisionOffer, SessionBase, first_line
+from honed.runtime.config import RuntimeConfig, unique_configs
 
 if TYPE_CHECKING:
     from honed.hardware import HardwareSpec
@@ -89,29 +90,15 @@ def compile_properties(config: RuntimeConfig) -> dict[str, Any]:
     return properties
 
 
-class OpenVinoSession:
+class OpenVinoSession(SessionBase):
     """An OpenVINO compiled model plus one infer request, behind :class:`~honed.runtime.base.Session`."""
 
     def __init__(self, compiled: Any, config: RuntimeConfig, profile_dir: Path | None) -> None:
+        super().__init__([_spec(p) for p in compiled.inputs], [_spec(p) for p in compiled.outputs], config)
         self._compiled = compiled
         self._request = compiled.create_infer_request()
-        self._config = config
         self._profile_dir = profile_dir
-        self._inputs = [_spec(p) for p in compiled.inputs]
-        self._outputs = [_spec(p) for p in compiled.outputs]
         self._output_ports = list(compiled.outputs)
-
-    @property
-    def inputs(self) -> list[TensorSpec]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> list[TensorSpec]:
-        return self._outputs
-
-    @property
-    def config(self) -> RuntimeConfig:
-        return self._config
 
     def run(self, feeds: Mapping[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
         names = {spec.name for spec in self._inputs}
@@ -125,7 +112,7 @@ class OpenVinoSession:
         try:
             result = self._request.infer(dict(feeds))
         except (RuntimeError, TypeError, ValueError) as exc:
-            raise BackendError(f"openvino failed to run the model: {_first_line(exc)}") from exc
+            raise BackendError(f"openvino failed to run the model: {first_line(exc)}") from exc
         return {
             spec.name: np.array(result[port], copy=True)
             for spec, port in zip(self._outputs, self._output_ports, strict=True)
@@ -193,6 +180,30 @@ class OpenVinoBackend:
         capabilities = [str(c) for c in _openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
         return supported_precisions(capabilities, hardware)
 
+    def lower_precisions(self, config: RuntimeConfig, hardware: HardwareSpec | None = None) -> PrecisionOffer:
+        """``config`` with ``INFERENCE_PRECISION_HINT`` at each of bf16/f16 the CPU plugin runs on ``hardware``."""
+        offered = tuple(LOWER_PRECISIONS)
+        if not self.available():
+            return PrecisionOffer(
+                offered, reason="openvino is not installed; install it with: pip install 'honed[openvino]'"
+            )
+        lower = [p for p in self.precisions(hardware) if p in LOWER_PRECISIONS]
+        configs = tuple(config.with_(options={**config.options, "INFERENCE_PRECISION_HINT": p}) for p in lower)
+        names = "/".join(capability for capability, _ in LOWER_PRECISIONS.values())
+        return PrecisionOffer(
+            offered, configs, None if configs else f"this CPU has no {names} arithmetic OpenVINO can use"
+        )
+
+    def runtime_variants(self, cpus: Sequence[int], *, objective: str = "latency") -> list[RuntimeConfig]:
+        """Explicit f32 with the objective's performance hint: the plugin's threads, all cores, one thread."""
+        cores = len(tuple(cpus) or (0,))
+        hint = "THROUGHPUT" if objective == "throughput" else "LATENCY"
+        base = RuntimeConfig(backend="openvino", options={"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": hint})
+        variants = [base, base.with_(intra_op_threads=cores)]
+        if cores > 1:
+            variants.append(base.with_(intra_op_threads=1))
+        return unique_configs(variants)
+
     def create(self, model_path: Path, config: RuntimeConfig, *, profile_dir: Path | None = None) -> OpenVinoSession:
         if config.provider != "cpu":
             raise InvalidArgument("the openvino backend runs on provider 'cpu' only in honed")
@@ -204,15 +215,9 @@ class OpenVinoBackend:
         try:
             model = core.read_model(str(model_path))
         except RuntimeError as exc:
-            raise InvalidModel(f"openvino cannot read {model_path}: {_first_line(exc)}") from exc
+            raise InvalidModel(f"openvino cannot read {model_path}: {first_line(exc)}") from exc
         try:
             compiled = core.compile_model(model, "CPU", properties)
         except RuntimeError as exc:
-            raise InvalidModel(f"openvino cannot compile {model_path} for CPU: {_first_line(exc)}") from exc
+            raise InvalidModel(f"openvino cannot compile {model_path} for CPU: {first_line(exc)}") from exc
         return OpenVinoSession(compiled, config, profile_dir)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__

@@ -2,11 +2,10 @@
 
 :func:`optimize` is the entry point (the CLI, the demo and the benchmarks call it); :mod:`.engine` holds the
 search itself, :mod:`.candidates` what is tried, :mod:`.cache` the resumable on-disk cache, :mod:`.recipe`
-replayable recipes and provenance, :mod:`.results` the report rows. Importing this package registers the
-``nncf-int8`` pass.
+replayable recipes and provenance, :mod:`.results` the report rows. Passes, ``nncf-int8`` included, come from
+:mod:`honed.passes`'s registry.
 """
 
-from honed.search import nncf_pass  # noqa: F401  (registers the nncf-int8 pass)
 from honed.search.api import EXIT_BASELINE_ONLY, EXIT_IMPROVED, OptimizeResult, optimize
 from honed.search.candidates import Candidate, Step
 from honed.search.recipe import Recipe

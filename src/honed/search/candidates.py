@@ -5,14 +5,15 @@ the recipe can name it. :func:`plan_pipelines` asks every registered pass whethe
 backend (recording why not) and lists the pass pipelines worth building: single passes and combined ones (a
 graph or fusion pass followed by a quantization pass). :func:`payoff_rank` orders pipelines by their expected
 payoff for the kind of model (:class:`ModelProfile`: transformer-like, convolutional or other) and the CPU's
-ISA, so a time budget is spent on what is known to pay first. :func:`runtime_variants` lists the
-thread/affinity/spinning settings worth measuring for a backend on this machine.
+ISA, so a time budget is spent on what is known to pay first. :func:`runtime_variants` asks a backend for the
+runtime settings worth measuring on this machine (threads, affinity, spinning; hints).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ import onnx
 
 from honed.errors import HonedError
 from honed.passes import PassContext, all_passes, get_pass
-from honed.runtime import RuntimeConfig
+from honed.runtime import RuntimeConfig, get_backend
 
 # Passes that only make sense after another decision (sensitive-layer fallback is driven by the search).
 _NOT_STANDALONE = frozenset({"sensitive-fallback"})
@@ -269,38 +270,9 @@ def _single_pipelines(
     return pipelines, skipped
 
 
-def runtime_variants(backend: str, cpus: tuple[int, ...], *, objective: str = "latency") -> list[RuntimeConfig]:
+def runtime_variants(backend: str, cpus: Sequence[int], *, objective: str = "latency") -> list[RuntimeConfig]:
     """Runtime settings worth measuring for ``backend`` on the usable CPU ids ``cpus``; the first is the default."""
-    cpus = cpus or (0,)
-    cores = len(cpus)
-    if backend == "openvino":
-        hint = "THROUGHPUT" if objective == "throughput" else "LATENCY"
-        base = RuntimeConfig(backend="openvino", options={"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": hint})
-        variants = [base, base.with_(intra_op_threads=cores)]
-        if cores > 1:
-            variants.append(base.with_(intra_op_threads=1))
-        return _unique(variants)
-    base = RuntimeConfig()
-    variants = [
-        base,
-        base.with_(intra_op_threads=cores),
-        base.with_(intra_op_threads=cores, spinning=False),
-        base.with_(intra_op_threads=cores, affinity=tuple(cpus)),
-    ]
-    if cores > 1:
-        variants.append(base.with_(intra_op_threads=1))
-    return _unique(variants)
-
-
-def _unique(configs: list[RuntimeConfig]) -> list[RuntimeConfig]:
-    seen: set[str] = set()
-    out = []
-    for c in configs:
-        key = json.dumps(c.to_dict(), sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            out.append(c)
-    return out
+    return get_backend(backend).runtime_variants(cpus, objective=objective)
 
 
 def _jsonable(value: Any) -> Any:

@@ -36,8 +36,8 @@ from honed.errors import HonedError
 from honed.evaluate import AccuracyGate, FidelityResult, ReferenceOutputs, evaluate_session, self_fidelity
 from honed.hardware import HardwareSpec
 from honed.model.loader import file_sha256, save_model
-from honed.passes import PassContext, PassError
-from honed.runtime import RuntimeConfig, create_session
+from honed.passes import PassContext, PassError, get_pass
+from honed.runtime import RuntimeConfig, create_session, get_backend
 from honed.runtime.base import Session
 from honed.search.build import BuildTimeout
 from honed.search.cache import CandidateCache
@@ -180,7 +180,7 @@ class Search:
         self._baseline_session: Session | None = None
         self.best: Outcome | None = None
         self.profile: ModelProfile | None = None  # the model kind and ISA the candidates were ordered for
-        # The machine candidates are chosen for (lower OpenVINO precisions) and bench rows describe (the peak).
+        # The machine candidates are chosen for (a backend's lower precisions) and bench rows describe (the peak).
         self.hardware = hardware
 
     # -- time --------------------------------------------------------------------------------------------
@@ -244,14 +244,14 @@ class Search:
         model = onnx.load(str(self.inputs.source))
         candidates: list[Candidate] = []
         profile: ModelProfile | None = None
+        baseline = self.baseline().candidate.key() if self.outcomes else Candidate((), RuntimeConfig()).key()
         for backend in self.settings.backends:
             ctx = self.inputs.make_context(backend)
             profile = profile or ModelProfile.of(model, ctx)
             default = runtime_variants(backend, self.settings.cpus, objective=self.settings.objective)[0]
-            if backend != "onnxruntime":
+            if Candidate((), default).key() != baseline:  # the original model on another backend
                 candidates.append(Candidate((), default))
-                if backend == "openvino":
-                    candidates.extend(self._openvino_precisions(default))
+                candidates.extend(self._lower_precisions(backend, default))
             pipelines, skipped = plan_pipelines(model, backend, ctx, only=self.settings.passes)
             self.skipped.extend(skipped)
             per_pipeline: dict[tuple[str, ...], int] = {}
@@ -270,15 +270,13 @@ class Search:
         )
         return [candidates[i] for i in order]
 
-    def _openvino_precisions(self, default: RuntimeConfig) -> list[Candidate]:
-        from honed.runtime.openvino_backend import OpenVinoBackend
-
-        lower = [p for p in OpenVinoBackend().precisions(self.hardware) if p != "f32"]
-        if not lower:
-            self.skipped.append(
-                Skipped("precision bf16/f16", "openvino", "this CPU has no BF16/FP16 arithmetic OpenVINO can use")
-            )
-        return [Candidate((), default.with_(options={**default.options, "INFERENCE_PRECISION_HINT": p})) for p in lower]
+    def _lower_precisions(self, backend: str, default: RuntimeConfig) -> list[Candidate]:
+        """The original model at each lower precision ``backend`` offers for the machine searched for."""
+        offer = get_backend(backend).lower_precisions(default, self.hardware)
+        if offer.precisions and not offer.configs:
+            reason = offer.reason or "this machine runs none of them"
+            self.skipped.append(Skipped(f"precision {'/'.join(offer.precisions)}", backend, reason))
+        return [Candidate((), config) for config in offer.configs]
 
     def _is_cached(self, cand: Candidate) -> bool:
         return self.cache.get(self._cache_key(cand)) is not None
@@ -469,7 +467,10 @@ class Search:
         from honed.passes.sensitivity import FALLBACK_PASSES, RANKED_OPS
 
         steps = outcome.candidate.steps
-        if not steps or steps[-1].name not in FALLBACK_PASSES or outcome.candidate.backend != "onnxruntime":
+        if not steps or steps[-1].name not in FALLBACK_PASSES:
+            return False
+        runtime = outcome.candidate.runtime
+        if f"{runtime.backend}/{runtime.provider}" not in get_pass(steps[-1].name).targets:
             return False
         if steps[-1].params.get("nodes_to_exclude"):
             return False
@@ -505,7 +506,10 @@ class Search:
         from honed.search.recipe import build_model
 
         *prefix, step = rejected.candidate.steps
-        ctx = self.inputs.make_context("onnxruntime")
+        runtime = rejected.candidate.runtime
+        ctx = self.inputs.make_context(runtime.backend)
+        # fidelity only: the backend and provider decide the outputs, threads and hints do not
+        judge = RuntimeConfig(backend=runtime.backend, provider=runtime.provider)
         scratch = Path(tempfile.mkdtemp(dir=self.work_dir))
         gate, total = self.inputs.gate, self.inputs.reference.samples
 
@@ -513,7 +517,7 @@ class Search:
             if not self._has_time(self._reserve()):  # the final comparison's time is not the fallback's
                 raise _BudgetSpent
             path = save_model(model, scratch / "fallback.onnx")
-            session = create_session(path, RuntimeConfig())
+            session = create_session(path, judge)
             result = evaluate_session(
                 session,
                 self.inputs.reference,

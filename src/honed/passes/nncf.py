@@ -3,24 +3,23 @@
 ``nncf.quantize`` on the ONNX model with the user's calibration batches writes an ONNX model with
 QuantizeLinear/DequantizeLinear pairs; OpenVINO compiles those into INT8 kernels. The output is still plain
 ONNX (ONNX Runtime can run it too, slowly), so a recipe stores it like any other pass. NNCF is optional
-(``pip install 'honed[openvino]'``) and imported only when the pass runs. Registered here, beside the search
-that makes it a candidate, because it exists to feed the OpenVINO backend.
+(``pip install 'honed[openvino]'``): the registry declares it, the default :meth:`~honed.passes.Pass.skip_reason`
+says when it is missing, and it is imported only when the pass runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
-import importlib.util
 import io
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
 import onnx
 
-from honed.passes import CalibrationSource, Param, Pass, PassContext, PassError
+from honed.passes.base import CalibrationSource, Param, Pass, PassContext, PassError
 
 _TRANSFORMER_OPS = {"LayerNormalization", "Attention", "MultiHeadAttention", "SkipLayerNormalization", "Erf", "Gelu"}
 
@@ -57,15 +56,8 @@ class NncfInt8Pass(Pass):
         Param("fast_bias_correction", bool, True, "NNCF's fast bias correction after quantization"),
     )
     targets: ClassVar[tuple[str, ...]] = ("openvino/cpu",)
+    tolerance: ClassVar[float | None] = 0.1  # 8-bit weights and activations
     needs_calibration: ClassVar[bool] = True
-
-    def skip_reason(
-        self, ctx: PassContext, params: Mapping[str, Any] | None = None, model: onnx.ModelProto | None = None
-    ) -> str | None:
-        reason = super().skip_reason(ctx, params, model)
-        if reason is None and importlib.util.find_spec("nncf") is None:
-            return "nncf is not installed; install it with: pip install 'honed[openvino]'"
-        return reason
 
     def apply(self, model: onnx.ModelProto, params: dict[str, Any], ctx: PassContext) -> onnx.ModelProto:
         if ctx.calibration is None:

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
-from optimize_models import tiny_classifier
 
 from honed.evaluate import metrics
 from honed.passes import PassContext, get_pass
 from honed.runtime import RuntimeConfig, create_session
+from tests.search.optimize_models import tiny_classifier
 
 pytest.importorskip("nncf")
 
