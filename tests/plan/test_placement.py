@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from honed.plan.document import MEASURED, OperatingPoint, Profile
 from honed.plan.placement import place
 from honed.plan.planner import make_plan
-from honed.plan.profiles import MEASURED, OperatingPoint, Profile
 from honed.plan.sizing import Candidate, residency_reason
 from honed.plan.spec import Autoscaling, Deployment, Pool
 from tests.plan.helpers import GPU_PROFILE, bench_doc, write_json

@@ -7,7 +7,7 @@ import pytest
 
 from honed.errors import InvalidArgument
 from honed.plan import traces
-from honed.plan.profiles import OperatingPoint
+from honed.plan.document import OperatingPoint
 from honed.plan.simulate import SimConfig, simulate
 
 POINT = OperatingPoint(batch=1, threads=1, instances=1, p99_ms=5.0, mean_ms=4.0, throughput=100.0)

@@ -7,8 +7,8 @@ import dataclasses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from honed.plan.document import MEASURED, OperatingPoint, Profile
 from honed.plan.hpa import TOLERANCE
-from honed.plan.profiles import MEASURED, OperatingPoint, Profile
 from honed.plan.queueing import p99_ms
 from honed.plan.sizing import candidates_for, safe_utilization
 from honed.plan.spec import Autoscaling, Deployment, Pool

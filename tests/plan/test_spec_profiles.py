@@ -6,7 +6,8 @@ import pytest
 
 from honed.errors import InvalidArgument
 from honed.model import file_sha256
-from honed.plan.profiles import DECLARED, MEASURED, declared_profile, measured_profile, parse_bench
+from honed.plan.document import DECLARED, MEASURED
+from honed.plan.profiles import declared_profile, measured_profile, parse_bench
 from honed.plan.spec import parse_deployments, parse_fleet
 from tests.graphs import matmul_model
 from tests.plan.helpers import GPU_PROFILE, bench_doc, bench_row, write_json

@@ -27,102 +27,18 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from honed.bench.document import BenchDocument, BenchRow, read_bench, read_json
 from honed.errors import InvalidArgument
 from honed.model.loader import resolve_model_path
+from honed.plan.document import DECLARED, MEASURED, OperatingPoint, Profile
 from honed.plan.spec import Deployment, Pool
 from honed.search.document import REPORT_FILE, REPORT_SCHEMA, OptimizeReport
 
 if TYPE_CHECKING:
     from honed.runtime import RuntimeConfig
-
-MEASURED = "measured"
-DECLARED = "declared, not measured"
-
-
-@dataclass(frozen=True)
-class OperatingPoint:
-    """One measured (or declared) way to run the model: a bench row."""
-
-    batch: int
-    threads: int
-    instances: int
-    p99_ms: float
-    mean_ms: float
-    throughput: float
-    """Items per second the replica sustained at this point, all instances together."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "batch": self.batch,
-            "threads": self.threads,
-            "instances": self.instances,
-            "p99_ms": self.p99_ms,
-            "mean_ms": self.mean_ms,
-            "throughput_items_per_s": self.throughput,
-        }
-
-
-@dataclass(frozen=True)
-class Profile:
-    """A model's latency/throughput curve on one kind of hardware, with where it came from."""
-
-    points: tuple[OperatingPoint, ...]
-    source: str
-    origin: str
-    hardware: str
-    peak_rss_mb: float
-    model_load_s: float
-    model_path: str | None = None
-    model_sha256: str | None = None
-
-    @property
-    def declared(self) -> bool:
-        return self.source == DECLARED
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "origin": self.origin,
-            "hardware": self.hardware,
-            "peak_rss_mb": self.peak_rss_mb,
-            "model_load_s": self.model_load_s,
-            "model_path": self.model_path,
-            "model_sha256": self.model_sha256,
-            "points": [p.to_dict() for p in self.points],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Profile:
-        """Rebuild a profile stored in plan.json by :meth:`to_dict`."""
-        try:
-            points = tuple(
-                OperatingPoint(
-                    batch=int(p["batch"]),
-                    threads=int(p["threads"]),
-                    instances=int(p["instances"]),
-                    p99_ms=float(p["p99_ms"]),
-                    mean_ms=float(p["mean_ms"]),
-                    throughput=float(p["throughput_items_per_s"]),
-                )
-                for p in data["points"]
-            )
-            return cls(
-                points=points,
-                source=str(data["source"]),
-                origin=str(data["origin"]),
-                hardware=str(data["hardware"]),
-                peak_rss_mb=float(data["peak_rss_mb"]),
-                model_load_s=float(data["model_load_s"]),
-                model_path=data.get("model_path"),
-                model_sha256=data.get("model_sha256"),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidArgument(f"a profile in the plan is malformed ({exc}); regenerate it with honed plan") from exc
 
 
 def parse_bench(data: Any, *, origin: str, source: str, model_load_s: float | None = None) -> Profile:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-from honed.plan.profiles import OperatingPoint
+from honed.plan.document import OperatingPoint
 
 
 def erlang_c(servers: int, offered: float) -> float:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from honed.errors import InvalidArgument
+from honed.plan.document import OperatingPoint, Profile
 from honed.plan.forecast import LoadForecaster
 from honed.plan.hpa import (
     DEFAULT_SCALE_DOWN,
@@ -30,7 +31,6 @@ from honed.plan.hpa import (
     ScalingRules,
 )
 from honed.plan.predictive import PredictiveAutoscaler, replicas_for_rate
-from honed.plan.profiles import OperatingPoint, Profile
 from honed.plan.queueing import p99_ms
 from honed.plan.traces import Trace
 
@@ -65,7 +65,7 @@ class SimConfig:
     @classmethod
     def from_placement(cls, placement: dict[str, Any]) -> SimConfig:
         try:
-            profile = Profile.from_dict(placement["profile"])
+            profile = Profile.from_dict(placement["profile"], f"placement {placement.get('deployment')!r}: profile")
             auto = placement["autoscaling"]
             point = next(
                 p

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from honed.plan.document import OperatingPoint, Profile
 from honed.plan.hpa import TOLERANCE
-from honed.plan.profiles import OperatingPoint, Profile
 from honed.plan.queueing import p99_ms
 from honed.plan.spec import Deployment, Pool
 
