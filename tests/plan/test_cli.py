@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import kubernetes_validate
@@ -182,3 +184,39 @@ def test_missing_model_and_bad_plan_exit_2(inputs: Path, capsys: pytest.CaptureF
     assert run(["deploy", "k8s", "--plan", str(inputs / "notplan.json"), "--out", str(inputs / "m2")]) == 2
     assert run(["plan", "simulate", "--plan", str(inputs / "notplan.json")]) == 2
     assert run(["plan"]) == 2
+
+
+_BLOCK_PLANNING_LIBRARIES = """
+import sys
+from importlib.abc import MetaPathFinder
+
+class Blocked(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"pulp", "statsmodels", "matplotlib"}:
+            raise ImportError(f"{name} is not installed here")
+        return None
+
+sys.meta_path.insert(0, Blocked())
+from honed.cli.main import run
+sys.exit(run(sys.argv[1:]))
+"""
+
+
+def test_deploy_reads_a_real_plan_without_the_planning_libraries(
+    inputs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan_path = tmp_path / "plan.json"
+    args = ["--fleet", str(inputs / "fleet.yaml"), "--deployments", str(inputs / "deployments.yaml")]
+    assert run(["plan", *args, "--out", str(plan_path)]) == 0, capsys.readouterr().err
+    manifests = tmp_path / "manifests"
+    deploy = [sys.executable, "-c", _BLOCK_PLANNING_LIBRARIES, "deploy", "k8s", "--plan", str(plan_path)]
+    done = subprocess.run([*deploy, "--out", str(manifests)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert {p.name for p in manifests.glob("*.yaml")} >= {"fraud-scorer.yaml", "tagger.yaml"}
+
+    broken = json.loads(plan_path.read_text())
+    del broken["placements"][0]["replicas"]
+    bad = write_json(tmp_path / "bad-plan.json", broken)
+    done = subprocess.run([*deploy[:-1], str(bad), "--out", str(tmp_path / "m2")], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "bad-plan.json" in done.stderr and "replicas" in done.stderr and "Traceback" not in done.stderr

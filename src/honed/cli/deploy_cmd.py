@@ -54,15 +54,13 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Write manifests for every placement of the plan; then: kubectl apply -f OUT/."""
-        from honed.cli.plan_cmd import require_plan_extra
-
-        require_plan_extra()
+        # The plan is read through its own dependency-free document module: deploying needs no planning extras.
         from honed.deploy import write
         from honed.deploy.serving import ServingSecrets
-        from honed.plan import read_plan
+        from honed.plan.document import read_plan
 
         written = write(
-            read_plan(plan_path),
+            read_plan(plan_path).to_dict(),
             out,
             fmt=fmt,
             image_cpu=image_cpu,

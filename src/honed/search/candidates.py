@@ -11,14 +11,13 @@ runtime settings worth measuring on this machine (threads, affinity, spinning; h
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import onnx
 
+from honed.canonical import digest
 from honed.errors import HonedError
 from honed.passes import PassContext, all_passes, get_pass
 from honed.runtime import RuntimeConfig, get_backend
@@ -181,10 +180,10 @@ class Candidate:
 
     def model_key(self) -> str:
         """Hash of the pass pipeline alone: candidates that differ only in runtime share the built model."""
-        return _digest({"steps": self.pipeline_dict()})
+        return digest({"steps": self.pipeline_dict()})
 
     def key(self) -> str:
-        return _digest({"steps": self.pipeline_dict(), "runtime": self.runtime.to_dict()})
+        return digest({"steps": self.pipeline_dict(), "runtime": self.runtime.to_dict()})
 
     def label(self) -> str:
         passes = " + ".join(s.label() for s in self.steps) or "original"
@@ -289,8 +288,3 @@ def _short(value: Any) -> str:
     if isinstance(value, list | tuple):
         return f"[{len(value)}]"
     return str(value)
-
-
-def _digest(data: Any) -> str:
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
