@@ -99,10 +99,12 @@ async def until(predicate: Any, what: str, timeout_s: float = 60.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def gated_server(repo: Path, gate: Gate) -> AsyncIterator[Server]:
-    """A ready server over ``repo`` on free loopback ports; on exit the gate opens and the server drains."""
+async def gated_server(repo: Path, gate: Gate, **options: Any) -> AsyncIterator[Server]:
+    """A ready server over ``repo`` on free loopback ports (more ``ServerOptions`` in ``options``); on exit the gate
+    opens and the server drains."""
     dataplane = build(repo, factory=gate.start)
-    server = Server(dataplane, ServerOptions(http="127.0.0.1:0", grpc="127.0.0.1:0", drain_timeout_s=30.0))
+    settings = {"http": "127.0.0.1:0", "grpc": "127.0.0.1:0", "drain_timeout_s": 30.0, **options}
+    server = Server(dataplane, ServerOptions(**settings))
     task = asyncio.ensure_future(server.serve())
     ready = asyncio.ensure_future(_ready(server))
     await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)

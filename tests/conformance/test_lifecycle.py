@@ -51,12 +51,12 @@ def _runs(server: Server) -> int:
     return executor.batcher.runs
 
 
-def _run(repo: Path, scenario: Callable[[Gate, Server, httpx.AsyncClient], Awaitable[None]]) -> None:
-    """Run ``scenario`` against a gated server over ``repo``, with an HTTP client to it."""
+def _run(repo: Path, scenario: Callable[[Gate, Server, httpx.AsyncClient], Awaitable[None]], **options: Any) -> None:
+    """Run ``scenario`` against a gated server over ``repo`` (``options``: more ServerOptions), with an HTTP client."""
 
     async def main() -> None:
         gate = Gate()
-        async with gated_server(repo, gate) as server, _client(server.http_port) as client:
+        async with gated_server(repo, gate, **options) as server, _client(server.http_port) as client:
             await scenario(gate, server, client)
 
     asyncio.run(main())
@@ -103,6 +103,18 @@ def test_full_queue_answers_429_with_retry_after_and_keeps_serving(repo: Path) -
         assert (await client.post(INFER, json=BODY)).status_code == 200
 
     _run(repo, scenario)
+
+
+def test_requests_beyond_the_concurrency_cap_get_503_and_the_server_keeps_serving(repo: Path) -> None:
+    async def scenario(gate: Gate, server: Server, client: httpx.AsyncClient) -> None:
+        ahead = await _running_and_queued(client, gate, server, queued=1)  # two in progress: the cap
+        over = await client.post(INFER, json=BODY)
+        assert over.status_code == 503, over.text
+        gate.open()
+        assert [a.status_code for a in await asyncio.gather(*ahead)] == [200, 200]
+        assert (await client.post(INFER, json=BODY)).status_code == 200
+
+    _run(repo, scenario, max_concurrency=2)
 
 
 def test_timeout_parameter_ends_a_queued_request_with_504(repo: Path) -> None:

@@ -49,6 +49,9 @@ def serve(
     threads: int | None = typer.Option(None, "--threads", help="Intra-op threads per instance (default 1)."),
     pin_cores: bool = typer.Option(False, "--pin-cores", help="Pin each instance's threads to its own cores."),
     max_body_mb: float = typer.Option(64.0, "--max-body-mb", help="Largest request body accepted, in MiB (413 above)."),
+    max_concurrency: int = typer.Option(
+        1024, "--max-concurrency", help="Requests in progress at once per transport (503 / RESOURCE_EXHAUSTED above)."
+    ),
     drain_timeout_s: float = typer.Option(
         30.0, "--drain-timeout", help="Seconds to let in-flight requests finish after SIGTERM."
     ),
@@ -108,6 +111,7 @@ def serve(
             http=None if http.lower() == "off" else http,
             grpc=None if grpc.lower() == "off" else grpc,
             max_body_bytes=int(max_body_mb * 1024 * 1024),
+            max_concurrency=max_concurrency,
             drain_timeout_s=drain_timeout_s,
             tls=tls_files(tls_cert, tls_key, tls_client_ca),
         ),

@@ -124,7 +124,8 @@ class Server:
                 app = self.http_app = HttpApp(self.dataplane, max_body_bytes=self.options.max_body_bytes)
                 config = uvicorn.Config(
                     app,
-                    limit_concurrency=self.options.max_concurrency,
+                    # uvicorn answers 503 once the open connections reach its limit, the arriving one included.
+                    limit_concurrency=self.options.max_concurrency + 1,
                     http="httptools",
                     loop="none",
                     lifespan="off",
