@@ -14,14 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from honed.errors import InvalidArgument
-from honed.search.document import CandidateRow, OptimizeReport, ReportGate, ReportSettings
+from honed.search.document import CandidateRow, CandidateStatus, OptimizeReport, ReportGate, ReportSettings
 
-_STATUS_COLOURS = {
-    "baseline": "#1f4e9c",
-    "accepted": "#1a7f37",
-    "rejected": "#c0392b",
-    "failed": "#7f8c8d",
-    "not-run": "#b0b0b0",
+#: One colour for every candidate status (a test checks none is missing).
+STATUS_COLOURS: dict[CandidateStatus, str] = {
+    CandidateStatus.BASELINE: "#1f4e9c",
+    CandidateStatus.ACCEPTED: "#1a7f37",
+    CandidateStatus.REJECTED: "#c0392b",
+    CandidateStatus.SLOWER: "#d68910",
+    CandidateStatus.FAILED: "#7f8c8d",
+    CandidateStatus.NOT_RUN: "#b0b0b0",
+    CandidateStatus.PENDING: "#5d6d7e",
 }
 
 _CSS = """
@@ -64,9 +67,8 @@ def _size(value: Any) -> str:
     return str(value)
 
 
-def _pill(status: str) -> str:
-    colour = _STATUS_COLOURS.get(status, "#555")
-    return f'<span class="pill" style="background:{colour}">{_e(status)}</span>'
+def _pill(status: CandidateStatus) -> str:
+    return f'<span class="pill" style="background:{STATUS_COLOURS[status]}">{_e(status.value)}</span>'
 
 
 def _passes(row: CandidateRow) -> str:
@@ -169,7 +171,7 @@ def chart_svg(report: OptimizeReport, width: int = 760, height: int = 360) -> st
             parts.append(
                 f'<text x="{x:.1f}" y="{y + 4:.1f}" font-size="13" text-anchor="middle" fill="#c0392b">▼</text>'
             )
-        colour = _STATUS_COLOURS.get(r.status.value, "#555")
+        colour = STATUS_COLOURS[r.status]
         radius = 7 if r.id == winner else 4.5
         ring = ' stroke="#000" stroke-width="2"' if r.id == winner else ""
         parts.append(
@@ -180,9 +182,9 @@ def chart_svg(report: OptimizeReport, width: int = 760, height: int = 360) -> st
         )
     parts.append("</svg>")
     legend = "".join(
-        f'<span><svg width="10" height="10"><circle cx="5" cy="5" r="5" fill="{c}"/></svg> {s}</span>'
-        for s, c in _STATUS_COLOURS.items()
-        if s != "not-run"
+        f'<span><svg width="10" height="10"><circle cx="5" cy="5" r="5" fill="{c}"/></svg> {s.value}</span>'
+        for s, c in STATUS_COLOURS.items()
+        if s not in (CandidateStatus.NOT_RUN, CandidateStatus.PENDING)  # never measured, so never on the chart
     )
     legend += '<span style="color:#8e44ad">── Pareto front</span><span style="color:#c0392b">- - bound</span>'
     legend += '<span style="color:#c0392b">▼ far below the bound (value in the table)</span>'
@@ -208,7 +210,7 @@ def _table(report: OptimizeReport) -> str:
             why = (why + " " if why else "") + "[cached]"
         body.append(
             f'<tr class="{"win" if r.id == winner else ""}"><td>{_e(r.id)}</td><td>{_passes(r)}</td>'
-            f"<td>{_runtime(r)}</td><td>{_pill(r.status.value)}</td><td class=n>{_num(lat.p50 if lat else None)}</td>"
+            f"<td>{_runtime(r)}</td><td>{_pill(r.status)}</td><td class=n>{_num(lat.p50 if lat else None)}</td>"
             f"<td class=n>{_num(lat.p99 if lat else None)}</td><td class=n>{_num(r.throughput_items_per_s)}</td>"
             f"<td class=n>{_num(r.speedup)}{'x' if r.speedup else ''}</td>"
             f"<td class=n>{_num(r.metric_value, 5)}</td><td class=n>{_num(cos_min, 5)}</td>"

@@ -6,9 +6,18 @@ from rich.table import Table
 from rich.text import Text
 
 from honed.errors import InvalidArgument
-from honed.search.document import CandidateRow, OptimizeReport, ReportGate
+from honed.search.document import CandidateRow, CandidateStatus, OptimizeReport, ReportGate
 
-_STYLES = {"baseline": "blue", "accepted": "green", "rejected": "red", "failed": "bright_black", "not-run": "dim"}
+#: One style for every candidate status (a test checks none is missing).
+STATUS_STYLES: dict[CandidateStatus, str] = {
+    CandidateStatus.BASELINE: "blue",
+    CandidateStatus.ACCEPTED: "green",
+    CandidateStatus.REJECTED: "red",
+    CandidateStatus.SLOWER: "yellow",
+    CandidateStatus.FAILED: "bright_black",
+    CandidateStatus.NOT_RUN: "dim",
+    CandidateStatus.PENDING: "magenta",
+}
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -41,7 +50,7 @@ def candidates_table(report: OptimizeReport) -> Table:
         table.add_row(
             ("★ " if row.id == winner.id else "") + row.id,
             row.label,
-            Text(row.status.value, style=_STYLES.get(row.status.value, "")),
+            Text(row.status.value, style=STATUS_STYLES[row.status]),
             _fmt(lat.p50 if lat else None),
             _fmt(lat.p99 if lat else None),
             (_fmt(row.speedup) + "x") if row.speedup else "–",
