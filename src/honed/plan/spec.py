@@ -149,25 +149,25 @@ def load_deployments(path: str | Path) -> list[Deployment]:
 
 
 def parse_fleet(data: Any, *, where: str = "fleet", base: Path | None = None) -> list[Pool]:
-    if not isinstance(data, dict) or set(data) != {"pools"}:
-        raise InvalidArgument(f"{where}: expected a mapping with exactly one key 'pools'")
-    entries = data["pools"]
-    if not isinstance(entries, list) or not entries:
-        raise InvalidArgument(f"{where}: 'pools' must be a non-empty list")
-    pools = [_pool(entry, f"{where}: pools[{i}]", base) for i, entry in enumerate(entries)]
+    pools = [_pool(entry, at, base) for at, entry in _entries(data, "pools", where)]
     _unique([p.name for p in pools], f"{where}: pool")
     return pools
 
 
 def parse_deployments(data: Any, *, where: str = "deployments", base: Path | None = None) -> list[Deployment]:
-    if not isinstance(data, dict) or set(data) != {"deployments"}:
-        raise InvalidArgument(f"{where}: expected a mapping with exactly one key 'deployments'")
-    entries = data["deployments"]
-    if not isinstance(entries, list) or not entries:
-        raise InvalidArgument(f"{where}: 'deployments' must be a non-empty list")
-    deployments = [_deployment(entry, f"{where}: deployments[{i}]", base) for i, entry in enumerate(entries)]
+    deployments = [_deployment(entry, at, base) for at, entry in _entries(data, "deployments", where)]
     _unique([d.name for d in deployments], f"{where}: deployment")
     return deployments
+
+
+def _entries(data: Any, key: str, where: str) -> list[tuple[str, Any]]:
+    """The entries of a file that is one mapping ``{key: [entry, ...]}``, each with where it stands."""
+    if not isinstance(data, dict) or set(data) != {key}:
+        raise InvalidArgument(f"{where}: expected a mapping with exactly one key '{key}'")
+    entries = data[key]
+    if not isinstance(entries, list) or not entries:
+        raise InvalidArgument(f"{where}: '{key}' must be a non-empty list")
+    return [(f"{where}: {key}[{i}]", entry) for i, entry in enumerate(entries)]
 
 
 def _fields(entry: Any, allowed: dict[str, Any], where: str) -> dict[str, Any]:
