@@ -15,7 +15,7 @@ from typing import IO, Any
 import numpy as np
 
 from honed.errors import DataError, InvalidArgument
-from honed.model.spec import TensorSpec, format_shape
+from honed.model.spec import TensorSpec, format_shape, input_mismatch
 
 
 @dataclass(frozen=True)
@@ -99,17 +99,10 @@ class NpzDataset:
 
     def _validate(self) -> None:
         expected = {s.name: s for s in self.specs}
-        missing = sorted(set(expected) - set(self._members))
-        extra = sorted(set(self._members) - set(expected))
-        if missing or extra:
-            parts = []
-            if missing:
-                parts.append(f"missing input(s) {', '.join(missing)}")
-            if extra:
-                parts.append(f"unknown array(s) {', '.join(extra)}")
+        mismatch = input_mismatch(expected, self._members, "array")
+        if mismatch:
             raise DataError(
-                f"{self.path} does not fit the model: {'; '.join(parts)}. "
-                f"The model's inputs are: {', '.join(sorted(expected))}"
+                f"{self.path} does not fit the model: {mismatch}. The model's inputs are: {', '.join(sorted(expected))}"
             )
         for name, member in self._members.items():
             spec = expected[name]

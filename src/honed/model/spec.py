@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,18 @@ class TensorSpec:
                     dims.append(None)
             shape = tuple(dims)
         return cls(value_info.name, int(tensor_type.elem_type), shape)
+
+
+def input_mismatch(expected: Iterable[str], given: Iterable[str], given_as: str = "input") -> str | None:
+    """What is wrong with the names ``given`` for a model whose inputs are ``expected``
+    (``missing input(s) a; unknown array(s) b``), or None when they match."""
+    want, have = set(expected), {str(n) for n in given}
+    parts = []
+    if missing := sorted(want - have):
+        parts.append(f"missing input(s) {', '.join(missing)}")
+    if extra := sorted(have - want):
+        parts.append(f"unknown {given_as}(s) {', '.join(extra)}")
+    return "; ".join(parts) or None
 
 
 def format_shape(shape: tuple[Dim, ...] | None) -> str:

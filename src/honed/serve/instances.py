@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from honed.errors import BackendError, DataError, InvalidArgument
-from honed.model.spec import TensorSpec, concrete_shapes, format_shape
+from honed.model.spec import TensorSpec, concrete_shapes, format_shape, input_mismatch
 from honed.runtime import RuntimeConfig, Session, create_session, pin_current_thread
 from honed.serve.batching import Batcher, Clock, Outcome, Request, RunDone, Tensors, merge, split
 from honed.serve.config import ModelServingConfig
@@ -265,16 +265,8 @@ class ModelExecutor:
         if not isinstance(inputs, dict):
             raise DataError(f"inputs must map input names to arrays, got {type(inputs).__name__}")
         if len(inputs) != len(self._names) or not self._name_set.issuperset(inputs):
-            missing = sorted(self._name_set - set(inputs))
-            extra = sorted(str(k) for k in set(inputs) - self._name_set)
-            parts = []
-            if missing:
-                parts.append(f"missing input(s) {', '.join(missing)}")
-            if extra:
-                parts.append(f"unknown input(s) {', '.join(extra)}")
-            raise DataError(
-                f"model {self.name!r}: {'; '.join(parts)}; the model's inputs are: {', '.join(self._names)}"
-            )
+            mismatch = input_mismatch(self._names, inputs) or "input names must be strings"
+            raise DataError(f"model {self.name!r}: {mismatch}; the model's inputs are: {', '.join(self._names)}")
         rows = 1
         key: list[tuple[int, ...]] = []
         batchable = self.batchable
