@@ -5,14 +5,16 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
-from honed.errors import DataError
-from honed.passes.base import CalibrationSource, PassContext
+from honed.errors import DataError, HonedError
+from honed.passes._graph import first_line, read, scratch_dir, working_in, write
+from honed.passes.base import CalibrationSource, PassContext, PassError
 
 VNNI_ISA = ("avx512_vnni", "avx_vnni", "amx_int8", "neon_dotprod")
 """ISA extensions with an 8-bit dot product that does not saturate (u8 x s8 into 32-bit lanes)."""
@@ -108,3 +110,28 @@ def quiet() -> Iterator[None]:
             yield
     finally:
         logging.disable(previous)
+
+
+def run_quantizer(
+    model: onnx.ModelProto,
+    ctx: PassContext,
+    quantize: Callable[[Path, Path], object],
+    failure: str,
+    hint: str = "",
+) -> onnx.ModelProto:
+    """Run ONNX Runtime's file-to-file ``quantize(source, target)`` on ``model`` in a scratch folder, quietly.
+
+    The quantizers write helper files into the working directory and print advice, hence the folder and the
+    silence. A domain error (bad calibration data) passes through; anything else the quantizer raises becomes
+    a :class:`PassError` starting with ``failure`` and ending with ``hint``.
+    """
+    with scratch_dir(ctx) as folder, quiet(), working_in(folder):
+        source = write(model, folder)
+        target = folder / "quantized.onnx"
+        try:
+            quantize(source, target)
+        except HonedError:
+            raise
+        except Exception as exc:  # the quantizers raise plain exceptions for graphs they cannot handle
+            raise PassError(f"{failure}: {first_line(exc)}{hint}") from exc
+        return read(target)

@@ -26,7 +26,7 @@ import numpy as np
 import onnx
 
 from honed.errors import HonedError, InvalidArgument
-from honed.model import model_io
+from honed.passes._graph import io_signature
 from honed.passes.base import AUTO, Param, Pass, PassContext
 from honed.passes.registry import get_pass, spec_for
 from honed.passes.tiny_models import TINY_MODELS, calibration_for
@@ -112,7 +112,7 @@ def check_on_model(p: Pass, model_name: str, folder: Path) -> bool:
         onnx.checker.check_model(out)
     except onnx.checker.ValidationError as exc:
         raise ContractViolation(f"{where}: the output is not a valid ONNX model: {exc}") from exc
-    _expect(_signature(out) == _signature(model), f"{where}: the output's inputs/outputs differ from the input's")
+    _expect(io_signature(out) == io_signature(model), f"{where}: the output's inputs/outputs differ from the input's")
     again = _run(p, model, params, ctx, where)
     _expect(again.SerializeToString() == out.SerializeToString(), f"{where}: the pass is not deterministic")
     path = folder / f"{model_name}.onnx"
@@ -156,8 +156,3 @@ def output_error(reference: onnx.ModelProto, candidate: onnx.ModelProto, backend
         diff = float(np.linalg.norm(actual.astype(np.float64) - ref64))
         worst = max(worst, diff / max(float(np.linalg.norm(ref64)), 1e-12))
     return worst
-
-
-def _signature(model: onnx.ModelProto) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
-    inputs, outputs = model_io(model)
-    return [(s.name, s.elem_type) for s in inputs], [(s.name, s.elem_type) for s in outputs]

@@ -9,12 +9,13 @@ out by default: dynamic ConvInteger is slower than FP32 Conv on ONNX Runtime's C
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import onnx
 
-from honed.passes._graph import first_line, read, scratch_dir, upgrade_opset, working_in, write
-from honed.passes._quant import ensure_node_names, has_vnni, nodes_of, quant_type, quiet
+from honed.passes._graph import upgrade_opset
+from honed.passes._quant import ensure_node_names, has_vnni, nodes_of, quant_type, run_quantizer
 from honed.passes.base import AUTO, Param, Pass, PassContext, PassError
 
 DYNAMIC_MIN_OPSET = 11
@@ -69,22 +70,19 @@ class Int8DynamicPass(Pass):
             raise PassError(f"the model has no {'/'.join(params['op_types'])} node to quantize")
         model = upgrade_opset(model, DYNAMIC_MIN_OPSET)
         ensure_node_names(model)
-        with scratch_dir(ctx) as folder, quiet(), working_in(folder):
-            source = write(model, folder)
-            target = folder / "quantized.onnx"
-            try:
-                quantize_dynamic(
-                    source,
-                    target,
-                    op_types_to_quantize=list(params["op_types"]),
-                    per_channel=params["per_channel"],
-                    reduce_range=params["reduce_range"],
-                    weight_type=quant_type(params["weight_type"]),
-                    nodes_to_exclude=list(params["nodes_to_exclude"]),
-                    # after transformer-fusion, shape inference cannot type the outputs of ONNX Runtime's
-                    # contrib ops (SkipLayerNormalization, FastGelu ...); they are float tensors
-                    extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
-                )
-            except Exception as exc:  # the quantizer raises plain exceptions for graphs it cannot handle
-                raise PassError(f"dynamic quantization failed: {first_line(exc)}") from exc
-            return read(target)
+
+        def quantize(source: Path, target: Path) -> None:
+            quantize_dynamic(
+                source,
+                target,
+                op_types_to_quantize=list(params["op_types"]),
+                per_channel=params["per_channel"],
+                reduce_range=params["reduce_range"],
+                weight_type=quant_type(params["weight_type"]),
+                nodes_to_exclude=list(params["nodes_to_exclude"]),
+                # after transformer-fusion, shape inference cannot type the outputs of ONNX Runtime's
+                # contrib ops (SkipLayerNormalization, FastGelu ...); they are float tensors
+                extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
+
+        return run_quantizer(model, ctx, quantize, "dynamic quantization failed")

@@ -23,8 +23,7 @@ from typing import Any, ClassVar
 
 import onnx
 
-from honed.errors import DataError
-from honed.passes._graph import first_line, read, scratch_dir, upgrade_opset, working_in, write
+from honed.passes._graph import read, scratch_dir, upgrade_opset, working_in, write
 from honed.passes._quant import (
     StreamingCalibrationReader,
     ensure_node_names,
@@ -32,6 +31,7 @@ from honed.passes._quant import (
     has_vnni,
     quant_type,
     quiet,
+    run_quantizer,
 )
 from honed.passes.base import AUTO, Param, Pass, PassContext, PassError
 
@@ -118,32 +118,27 @@ def quantize_prepared(
     extra: dict[str, Any] = {"CalibPercentile": params["percentile"]}
     if params["per_channel"]:
         prepared = flatten_broadcast_biases(prepared)
-    with scratch_dir(ctx) as folder, quiet(), working_in(folder):
-        source = write(prepared, folder)
-        target = folder / "quantized.onnx"
-        try:
-            quantize_static(
-                source,
-                target,
-                reader,
-                quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=list(params["op_types"]) or None,
-                per_channel=params["per_channel"],
-                reduce_range=params["reduce_range"],
-                activation_type=quant_type(params["activation_type"]),
-                weight_type=quant_type(params["weight_type"]),
-                nodes_to_quantize=list(nodes_to_quantize) if nodes_to_quantize is not None else None,
-                nodes_to_exclude=list(params["nodes_to_exclude"]),
-                calibrate_method=method,
-                extra_options=extra,
-                **_cache_argument(calibration_cache),
-            )
-        except DataError:
-            raise
-        except Exception as exc:  # the quantizer raises plain exceptions for graphs it cannot handle
-            hint = "; try per_channel=false" if params["per_channel"] else ""
-            raise PassError(f"static quantization failed: {first_line(exc)}{hint}") from exc
-        return read(target)
+
+    def quantize(source: Path, target: Path) -> None:
+        quantize_static(
+            source,
+            target,
+            reader,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(params["op_types"]) or None,
+            per_channel=params["per_channel"],
+            reduce_range=params["reduce_range"],
+            activation_type=quant_type(params["activation_type"]),
+            weight_type=quant_type(params["weight_type"]),
+            nodes_to_quantize=list(nodes_to_quantize) if nodes_to_quantize is not None else None,
+            nodes_to_exclude=list(params["nodes_to_exclude"]),
+            calibrate_method=method,
+            extra_options=extra,
+            **_cache_argument(calibration_cache),
+        )
+
+    hint = "; try per_channel=false" if params["per_channel"] else ""
+    return run_quantizer(prepared, ctx, quantize, "static quantization failed", hint)
 
 
 def flatten_broadcast_biases(model: onnx.ModelProto) -> onnx.ModelProto:

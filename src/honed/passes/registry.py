@@ -20,17 +20,6 @@ from honed.errors import InvalidArgument
 if TYPE_CHECKING:
     from honed.passes.base import Pass, PassContext
 
-__all__ = [
-    "PassSpec",
-    "all_passes",
-    "get_pass",
-    "pass_names",
-    "pass_spec",
-    "pass_specs",
-    "register_pass",
-    "spec_for",
-]
-
 
 @dataclass(frozen=True)
 class PassSpec:

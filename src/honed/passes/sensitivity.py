@@ -19,7 +19,7 @@ model gives the same bytes, so a recipe can replay it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,22 +97,14 @@ class ReferenceOutputs:
     """The FP32 model's outputs on the first ``batches`` calibration batches, to score candidates against."""
 
     def __init__(self, reference: onnx.ModelProto, ctx: PassContext, batches: int) -> None:
-        from honed.runtime import create_session
-
         if ctx.calibration is None:
             raise PassError("sensitivity analysis needs calibration data; pass --data")
         self._ctx = ctx
         self.feeds: list[dict[str, np.ndarray[Any, Any]]] = []
         self.outputs: list[dict[str, np.ndarray[Any, Any]]] = []
-        with scratch_dir(ctx) as folder:
-            session = create_session(write(reference, folder, "reference.onnx"))
-            dtypes = {spec.name: spec.dtype for spec in session.inputs}
-            for i, batch in enumerate(ctx.calibration()):
-                if i >= batches:
-                    break
-                feed = {n: np.ascontiguousarray(batch[n], dtype=d) for n, d in dtypes.items()}
-                self.feeds.append(feed)
-                self.outputs.append(session.run(feed))
+        for feed, outputs in _run_on_calibration(reference, ctx, batches):
+            self.feeds.append(feed)
+            self.outputs.append(outputs)
 
     def error(self, candidate: onnx.ModelProto) -> float:
         """Mean over outputs and batches of ||out - ref|| / ||ref||; inf when an output holds NaN or Inf."""
@@ -131,6 +123,24 @@ class ReferenceOutputs:
                     denom = max(float(np.linalg.norm(expected64)), 1e-12)
                     errors.append(float(np.linalg.norm(actual - expected64)) / denom)
         return float(np.mean(errors)) if errors else 0.0
+
+
+def _run_on_calibration(
+    model: onnx.ModelProto, ctx: PassContext, batches: int
+) -> Iterator[tuple[dict[str, np.ndarray[Any, Any]], dict[str, np.ndarray[Any, Any]]]]:
+    """``(feed, outputs)`` of ``model`` in FP32 on the first ``batches`` calibration batches, cast to its inputs."""
+    from honed.runtime import create_session
+
+    if ctx.calibration is None:
+        raise PassError("sensitivity analysis needs calibration data; pass --data")
+    with scratch_dir(ctx) as folder:
+        session = create_session(write(model, folder, "model.onnx"))
+        dtypes = {spec.name: spec.dtype for spec in session.inputs}
+        for i, batch in enumerate(ctx.calibration()):
+            if i >= batches:
+                break
+            feed = {n: np.ascontiguousarray(batch[n], dtype=d) for n, d in dtypes.items()}
+            yield feed, session.run(feed)
 
 
 def output_error(reference: onnx.ModelProto, candidate: onnx.ModelProto, ctx: PassContext, batches: int = 4) -> float:
@@ -180,7 +190,6 @@ def rank_dynamic_sensitivity(
 
     Node names are those the ``int8-dynamic`` pass gives (it names unnamed nodes the same way).
     """
-    from honed.runtime import create_session
 
     if ctx.calibration is None:
         raise PassError("sensitivity analysis needs calibration data; pass --data")
@@ -210,16 +219,10 @@ def rank_dynamic_sensitivity(
             probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     sums: dict[str, list[float]] = {n.name: [] for n in nodes}
     arrays = {n.name: onnx.numpy_helper.to_array(weights[n.input[1]]).astype(np.float32) for n in nodes}
-    with scratch_dir(ctx) as folder:
-        session = create_session(write(probe, folder, "probe.onnx"))
-        dtypes = {spec.name: spec.dtype for spec in session.inputs}
-        for i, batch in enumerate(ctx.calibration()):
-            if i >= batches:
-                break
-            got = session.run({n: np.ascontiguousarray(batch[n], dtype=d) for n, d in dtypes.items()})
-            for node in nodes:
-                x = np.asarray(got[node.input[0]], dtype=np.float32)
-                sums[node.name].append(_dynamic_product_error(x, arrays[node.name], resolved))
+    for _, got in _run_on_calibration(probe, ctx, batches):
+        for node in nodes:
+            x = np.asarray(got[node.input[0]], dtype=np.float32)
+            sums[node.name].append(_dynamic_product_error(x, arrays[node.name], resolved))
     ranking = [LayerError(n.name, n.op_type, float(np.mean(sums[n.name]))) for n in nodes if sums[n.name]]
     ranking.sort(key=lambda e: (-e.error, e.node))
     return ranking
