@@ -79,7 +79,7 @@ def _serve(conn: Connection) -> None:
     """The worker's loop: receive a job, build it, send back the error (or None); stop on None."""
     import logging
 
-    import honed.search  # noqa: F401  (registers every pass, nncf-int8 included)
+    import honed.search  # noqa: F401  (loaded once, before the first job is timed)
 
     # quantizers log advice on the root logger; the search reports what matters in its own table
     logging.getLogger().setLevel(logging.ERROR)
