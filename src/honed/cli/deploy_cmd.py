@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
         from honed.plan.document import read_plan
 
         written = write(
-            read_plan(plan_path).to_dict(),
+            read_plan(plan_path),
             out,
             fmt=fmt,
             image_cpu=image_cpu,

@@ -15,12 +15,13 @@ from honed.deploy.dockerfiles import dockerfile
 from honed.deploy.grafana import dashboard
 from honed.deploy.serving import ServingSecrets
 from honed.errors import InvalidArgument
+from honed.plan.document import Placement, Plan
 
 FORMATS = ("k8s", "kserve")
 
 
 def build(
-    plan: dict[str, Any],
+    plan: Plan,
     *,
     fmt: str = "k8s",
     image_cpu: str | None = None,
@@ -37,18 +38,17 @@ def build(
     is predictive, ``_forecast`` for the forecast server its KEDA trigger reads)."""
     if fmt not in FORMATS:
         raise InvalidArgument(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    placements = plan.get("placements") or []
-    if not placements:
+    if not plan.placements:
         raise InvalidArgument("the plan places nothing; see its 'unplaced' reasons")
     cpu_image = image_cpu or f"honed:{__version__}-cpu"
     gpu_image = image_gpu or f"honed:{__version__}-gpu"
     out: dict[str, list[dict[str, Any]]] = {}
     namespaces: set[str] = set()
-    for p in placements:
-        image = gpu_image if p["resources"].get("gpus") else cpu_image
-        namespaces.add(p["namespace"])
+    for p in plan.placements:
+        image = gpu_image if p.resources.gpus else cpu_image
+        namespaces.add(p.namespace)
         if fmt == "k8s":
-            out[p["deployment"]] = k8s.manifests(
+            out[p.deployment] = k8s.manifests(
                 p, image=image, model_claim=model_claim, metrics_namespace=metrics_namespace, secrets=secrets
             )
         else:
@@ -57,28 +57,26 @@ def build(
                     "--access-secret and --tls-secret are for --format k8s; with KServe, put the policy and "
                     "certificates on the ServingRuntime yourself or terminate TLS at the ingress"
                 )
-            uri = f"{storage_uri_prefix.rstrip('/')}/{p['deployment']}"
-            out[p["deployment"]] = kserve.manifests(
-                p, image=image, storage_uri=uri, metrics_namespace=metrics_namespace
-            )
+            uri = f"{storage_uri_prefix.rstrip('/')}/{p.deployment}"
+            out[p.deployment] = kserve.manifests(p, image=image, storage_uri=uri, metrics_namespace=metrics_namespace)
     out["_namespaces"] = [k8s.default_deny(ns) for ns in sorted(namespaces)]
-    predictive: dict[str, list[dict[str, Any]]] = {}
-    for p in placements:
-        if p["autoscaling"]["policy"] == "predictive":
-            predictive.setdefault(p["namespace"], []).append(p)
+    predictive: dict[str, list[Placement]] = {}
+    for p in plan.placements:
+        if p.autoscaling.predictive:
+            predictive.setdefault(p.namespace, []).append(p)
     if predictive:
         forecast_image = image_forecast or f"honed:{__version__}-forecast"
         out["_forecast"] = [
             obj
             for ns, group in sorted(predictive.items())
             for obj in k8s.forecast_server(
-                ns, group, image=forecast_image, history_claim=history_claim, keda_namespace=keda_namespace
+                ns, plan.only(group), image=forecast_image, history_claim=history_claim, keda_namespace=keda_namespace
             )
         ]
     return out
 
 
-def write(plan: dict[str, Any], out_dir: str | Path, **options: Any) -> list[Path]:
+def write(plan: Plan, out_dir: str | Path, **options: Any) -> list[Path]:
     """Write ``<deployment>.yaml`` per placement, ``00-network-default-deny.yaml``, Dockerfiles, dashboard."""
     objects = build(plan, **options)
     d = Path(out_dir)

@@ -9,27 +9,15 @@ from typing import Any
 
 from honed.errors import InvalidArgument
 from honed.plan.chart import write_chart
+from honed.plan.document import Plan
 from honed.plan.simulate import POLICIES, SimConfig, simulate
 from honed.plan.traces import resolve
 
 SUMMARY_SCHEMA = "honed.simulation/v1"
 
 
-def read_plan(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise InvalidArgument(f"plan not found: {p} (write one with: honed plan --out {p})")
-    try:
-        plan = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InvalidArgument(f"{p} is not valid JSON: {exc}") from exc
-    if not isinstance(plan, dict) or plan.get("schema") != "honed.plan/v1":
-        raise InvalidArgument(f"{p} is not a honed plan (schema honed.plan/v1)")
-    return plan
-
-
 def simulate_plan(
-    plan: dict[str, Any],
+    plan: Plan,
     *,
     trace: str,
     policies: Sequence[str],
@@ -43,7 +31,7 @@ def simulate_plan(
     bad = [p for p in policies if p not in POLICIES]
     if bad or not policies:
         raise InvalidArgument(f"unknown policy {', '.join(bad) or '(none)'}; choose from {', '.join(POLICIES)}")
-    placements = [p for p in plan.get("placements", []) if not deployments or p.get("deployment") in deployments]
+    placements = [p for p in plan.placements if not deployments or p.deployment in deployments]
     if not placements:
         raise InvalidArgument(
             "the plan has no placement to simulate" + (f" named {', '.join(deployments)}" if deployments else "")
@@ -53,7 +41,7 @@ def simulate_plan(
     summary: dict[str, Any] = {"schema": SUMMARY_SCHEMA, "trace": trace, "seed": seed, "deployments": {}}
     for placement in placements:
         config = SimConfig.from_placement(placement)
-        peak = float(placement.get("peak_rps", 0.0)) or config.point.throughput * config.max_replicas * 0.5
+        peak = placement.peak_rps or config.point.throughput * config.max_replicas * 0.5
         tr = resolve(trace, seed=seed, days=days, base=0.15 * peak, peak=peak)
         results = [simulate(config, tr, policy, warmup_s=warmup_s) for policy in policies]
         chart = write_chart(

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from honed.errors import InvalidArgument
-from honed.plan.document import OperatingPoint, Profile
+from honed.plan.document import OperatingPoint, Placement
 from honed.plan.forecast import LoadForecaster
 from honed.plan.hpa import (
     DEFAULT_SCALE_DOWN,
@@ -63,35 +63,25 @@ class SimConfig:
     300 s Kubernetes default an HPA alone would run with)."""
 
     @classmethod
-    def from_placement(cls, placement: dict[str, Any]) -> SimConfig:
-        try:
-            profile = Profile.from_dict(placement["profile"], f"placement {placement.get('deployment')!r}: profile")
-            auto = placement["autoscaling"]
-            point = next(
-                p
-                for p in profile.points
-                if (p.batch, p.threads, p.instances)
-                == (placement["batch"], placement["threads"], placement["instances"])
-            )
-            return cls(
-                deployment=placement["deployment"],
-                point=point,
-                slo_p99_ms=float(placement["slo_p99_ms"]),
-                lead_s=float(auto["provisioning_lead_s"]),
-                min_replicas=int(auto["min_replicas"]),
-                max_replicas=int(auto["max_replicas"]),
-                target_utilization=float(auto["target_utilization"]),
-                replica_cost_per_hour=float(auto["replica_cost_per_hour"]),
-                scale_up_window_s=float(auto["scale_up_window_s"]),
-                scale_down_window_s=float(auto["scale_down_window_s"]),
-                max_extra_fraction=float(auto["max_extra_fraction"]),
-                max_extra_cost_per_hour=auto.get("max_extra_cost_per_hour"),
-                season_s=float(auto.get("season_s", 86400.0)),
-                profile_source=profile.source,
-                hpa_scale_down_window_s=300.0 if auto["policy"] == "predictive" else None,
-            )
-        except (KeyError, StopIteration, TypeError, ValueError) as exc:
-            raise InvalidArgument(f"the plan's placement is missing or has a malformed field ({exc})") from exc
+    def from_placement(cls, placement: Placement) -> SimConfig:
+        auto = placement.autoscaling
+        return cls(
+            deployment=placement.deployment,
+            point=placement.operating_point(),
+            slo_p99_ms=placement.slo_p99_ms,
+            lead_s=auto.provisioning_lead_s,
+            min_replicas=auto.min_replicas,
+            max_replicas=auto.max_replicas,
+            target_utilization=auto.target_utilization,
+            replica_cost_per_hour=auto.replica_cost_per_hour,
+            scale_up_window_s=auto.scale_up_window_s,
+            scale_down_window_s=auto.scale_down_window_s,
+            max_extra_fraction=auto.max_extra_fraction,
+            max_extra_cost_per_hour=auto.max_extra_cost_per_hour,
+            season_s=auto.season_s,
+            profile_source=placement.profile.source,
+            hpa_scale_down_window_s=300.0 if auto.predictive else None,
+        )
 
     def hpa_spec(self, policy: str = "predictive") -> HPASpec:
         down = self.scale_down_window_s
