@@ -72,14 +72,14 @@ def run(seeds: list[int], days: float, margin_z: float = 3.0) -> tuple[list[str]
             h = simulate(dataclasses.replace(hpa_cfg, lead_s=lead), tr, "hpa", warmup_s=warm).summary
             q = simulate(dataclasses.replace(pred_cfg, lead_s=lead), tr, "predictive", warmup_s=warm).summary
             lines.append(
-                f"| {label} | {seed} | {h['slo_violation_minutes']} | {q['slo_violation_minutes']} | "
-                f"{h['replica_hours']:.1f} | {q['replica_hours']:.1f} | {h['mean_slack_ms']:.0f} | "
-                f"{q['mean_slack_ms']:.0f} | {q['anomalies']} |"
+                f"| {label} | {seed} | {h.slo_violation_minutes} | {q.slo_violation_minutes} | "
+                f"{h.replica_hours:.1f} | {q.replica_hours:.1f} | {h.mean_slack_ms:.0f} | "
+                f"{q.mean_slack_ms:.0f} | {q.anomalies} |"
             )
-            tot["hv"] += h["slo_violation_minutes"]
-            tot["pv"] += q["slo_violation_minutes"]
-            tot["hh"] += h["replica_hours"]
-            tot["ph"] += q["replica_hours"]
+            tot["hv"] += h.slo_violation_minutes
+            tot["pv"] += q.slo_violation_minutes
+            tot["hh"] += h.replica_hours
+            tot["ph"] += q.replica_hours
             print(lines[-1], flush=True)
         fewer = 1 - tot["pv"] / tot["hv"] if tot["hv"] else 0.0
         ratio = tot["ph"] / tot["hh"]

@@ -251,9 +251,12 @@ def test_the_written_plan_reads_back_and_simulates(planned: Path, tmp_path: Path
     plan = read_plan(planned)
     assert planned.read_text(encoding="utf-8") == plan.to_json()
     summary = simulate_plan(plan, trace="ramp", policies=["hpa"], out=tmp_path / "sim", days=0.1)
-    scorer = summary["deployments"]["fraud-scorer"]["policies"]["hpa"]
-    assert scorer["slo_p99_ms"] == plan.placement("fraud-scorer").slo_p99_ms
-    assert scorer["max_replicas"] <= plan.placement("fraud-scorer").autoscaling.max_replicas
+    scorer = summary.deployments["fraud-scorer"].policies["hpa"]
+    assert scorer.slo_p99_ms == plan.placement("fraud-scorer").slo_p99_ms
+    assert scorer.max_replicas <= plan.placement("fraud-scorer").autoscaling.max_replicas
+    assert scorer.anomalies is None and summary.deployments["fraud-scorer"].profile_source == "measured"
+    written = json.loads((tmp_path / "sim" / "summary.json").read_text(encoding="utf-8"))
+    assert written == summary.to_dict() and written["schema"] == "honed.simulation/v1"
 
 
 _BLOCK_PLANNING_LIBRARIES = """

@@ -122,7 +122,7 @@ def test_anomaly_freezes_scale_in_and_is_reported() -> None:
     # The load falls off a cliff: the HPA would scale in, the anomaly freezes it.
     d = policy.step(t, 8, pods(8, 0.05), load_rps=40, p99_ms=10.0)
     assert d.desired == 8
-    assert policy.events and policy.events[-1]["series"] == "load change"
+    assert policy.events and policy.events[-1].series == "load change"
     # After the freeze runs out (no further anomalies: steady low load), scale-in proceeds.
     for _ in range(50):
         t += 15

@@ -93,26 +93,26 @@ def register(app: typer.Typer) -> None:
             deployments=deployment,
         )
         if as_json:
-            print_json(summary)
+            print_json(summary.to_dict())
             return
         from rich.table import Table
 
-        for name, d in summary["deployments"].items():
-            table = Table(title=f"{name} ({d['trace']['name']}, profile {d['profile_source']})")
+        for name, d in summary.deployments.items():
+            table = Table(title=f"{name} ({d.trace.name}, profile {d.profile_source})")
             for col in ("policy", "SLO-violation min", "replica-h", "cost", "mean slack ms", "max p99 ms", "anomalies"):
                 table.add_column(col)
-            for pol, s in d["policies"].items():
+            for pol, s in d.policies.items():
                 table.add_row(
                     pol,
-                    str(s["slo_violation_minutes"]),
-                    f"{s['replica_hours']:.2f}",
-                    f"{s['cost']:.2f}",
-                    f"{s['mean_slack_ms']:.1f}",
-                    f"{s['max_p99_ms']:.1f}",
-                    str(s.get("anomalies", "-")),
+                    str(s.slo_violation_minutes),
+                    f"{s.replica_hours:.2f}",
+                    f"{s.cost:.2f}",
+                    f"{s.mean_slack_ms:.1f}",
+                    f"{s.max_p99_ms:.1f}",
+                    "-" if s.anomalies is None else str(s.anomalies),
                 )
             console.print(table)
-            console.print(f"chart: {d['chart']}")
+            console.print(f"chart: {d.chart}")
         console.print(f"summary: {out / 'summary.json'}")
 
     @plan_app.command("forecast-server")

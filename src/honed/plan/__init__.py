@@ -17,6 +17,7 @@ _EXPORTS = {
     "PodMetric": "honed.plan.hpa",
     "Plan": "honed.plan.document",
     "SimConfig": "honed.plan.simulate",
+    "SimulationSummary": "honed.plan.run",
     "make_plan": "honed.plan.planner",
     "plan_files": "honed.plan.planner",
     "read_plan": "honed.plan.document",
@@ -30,6 +31,7 @@ __all__ = [
     "Plan",
     "PodMetric",
     "SimConfig",
+    "SimulationSummary",
     "make_plan",
     "plan_files",
     "read_plan",
@@ -49,5 +51,5 @@ if TYPE_CHECKING:
     from honed.plan.document import Plan, read_plan
     from honed.plan.hpa import HorizontalPodAutoscaler, HPASpec, PodMetric
     from honed.plan.planner import make_plan, plan_files
-    from honed.plan.run import simulate_plan
+    from honed.plan.run import SimulationSummary, simulate_plan
     from honed.plan.simulate import SimConfig, simulate

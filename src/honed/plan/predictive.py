@@ -333,6 +333,19 @@ def floor_for_placement(
     )
 
 
+@dataclass(frozen=True)
+class AnomalyEvent:
+    """An anomaly that froze scale-in: when, in which series, the value and its modified z-score."""
+
+    t: float
+    series: str
+    value: float
+    modified_z: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"t": self.t, "series": self.series, "value": self.value, "modified_z": self.modified_z}
+
+
 @dataclass
 class PredictiveAutoscaler:
     """Forecast floor + reactive HPA + anomaly freeze; :meth:`step` is one reconcile under a simulated clock."""
@@ -349,7 +362,7 @@ class PredictiveAutoscaler:
     load_anomaly: AnomalyDetector = field(default_factory=AnomalyDetector)
     latency_anomaly: AnomalyDetector = field(default_factory=lambda: AnomalyDetector(mad_floor=0.05))
     frozen_until: float = -math.inf
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[AnomalyEvent] = field(default_factory=list)
     margin_z: float = 3.0
     margin_window: int = 240
     _last_load: float | None = None
@@ -388,9 +401,7 @@ class PredictiveAutoscaler:
             score, anomalous = det.observe(value)
             if anomalous and (score > 0 or not upward):
                 if now >= self.frozen_until:
-                    self.events.append(
-                        {"t": now, "series": name, "value": round(value, 3), "modified_z": round(score, 2)}
-                    )
+                    self.events.append(AnomalyEvent(float(now), name, float(round(value, 3)), float(round(score, 2))))
                 self.frozen_until = now + self.freeze_s
         target = self.hpa.spec.target_utilization
         reactive_now = replicas_for_rate(load_rps, self.capacity_rps, target)

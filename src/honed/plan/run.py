@@ -1,19 +1,75 @@
-"""``honed plan simulate``: run policies over a trace for each placement of a plan; JSON summary and charts."""
+"""``honed plan simulate``: run policies over a trace for each placement of a plan; JSON summary and charts.
+
+:func:`simulate_plan` returns a :class:`SimulationSummary` and writes its JSON form as ``summary.json``
+(schema ``honed.simulation/v1``)::
+
+    {"schema", "trace", "seed",
+     "deployments": {name: {"profile_source", "trace": {"name", "minutes", "peak_rps"},
+                            "policies": {policy: PolicySummary}, "chart"}}}
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from honed.errors import InvalidArgument
 from honed.plan.chart import write_chart
 from honed.plan.document import Plan
-from honed.plan.simulate import POLICIES, SimConfig, simulate
+from honed.plan.simulate import POLICIES, PolicySummary, SimConfig, simulate
 from honed.plan.traces import resolve
 
 SUMMARY_SCHEMA = "honed.simulation/v1"
+
+
+@dataclass(frozen=True)
+class TraceInfo:
+    """The trace one deployment was simulated under: its name, length in minutes and highest load."""
+
+    name: str
+    minutes: int
+    peak_rps: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "minutes": self.minutes, "peak_rps": self.peak_rps}
+
+
+@dataclass(frozen=True)
+class DeploymentSimulation:
+    """Every policy's summary for one placement, and the chart drawn of them."""
+
+    profile_source: str
+    trace: TraceInfo
+    policies: dict[str, PolicySummary]
+    chart: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "profile_source": self.profile_source,
+            "trace": self.trace.to_dict(),
+            "policies": {name: p.to_dict() for name, p in self.policies.items()},
+            "chart": self.chart,
+        }
+
+
+@dataclass(frozen=True)
+class SimulationSummary:
+    """What ``honed plan simulate`` found, per deployment (``summary.json``)."""
+
+    trace: str
+    seed: int
+    deployments: dict[str, DeploymentSimulation]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SUMMARY_SCHEMA,
+            "trace": self.trace,
+            "seed": self.seed,
+            "deployments": {name: d.to_dict() for name, d in self.deployments.items()},
+        }
 
 
 def simulate_plan(
@@ -26,7 +82,7 @@ def simulate_plan(
     days: float = 3.0,
     warmup_s: float = 0.0,
     deployments: Sequence[str] = (),
-) -> dict[str, Any]:
+) -> SimulationSummary:
     """Simulate every (selected) placement under each policy; writes summary.json and one PNG per deployment."""
     bad = [p for p in policies if p not in POLICIES]
     if bad or not policies:
@@ -38,7 +94,7 @@ def simulate_plan(
         )
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {"schema": SUMMARY_SCHEMA, "trace": trace, "seed": seed, "deployments": {}}
+    simulated: dict[str, DeploymentSimulation] = {}
     for placement in placements:
         config = SimConfig.from_placement(placement)
         peak = placement.peak_rps or config.point.throughput * config.max_replicas * 0.5
@@ -50,11 +106,12 @@ def simulate_plan(
             out_dir / f"{config.deployment}.png",
             title=f"{config.deployment}: trace {tr.name} (seed {seed}), profile {config.profile_source}",
         )
-        summary["deployments"][config.deployment] = {
-            "profile_source": config.profile_source,
-            "trace": {"name": tr.name, "minutes": len(tr.times), "peak_rps": float(tr.rates.max())},
-            "policies": {r.policy: r.summary for r in results},
-            "chart": str(chart),
-        }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        simulated[config.deployment] = DeploymentSimulation(
+            profile_source=config.profile_source,
+            trace=TraceInfo(tr.name, len(tr.times), float(tr.rates.max())),
+            policies={r.policy: r.summary for r in results},
+            chart=str(chart),
+        )
+    summary = SimulationSummary(trace, seed, simulated)
+    (out_dir / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
     return summary
