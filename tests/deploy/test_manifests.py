@@ -17,7 +17,7 @@ import pytest
 import typer.main
 import yaml
 
-from honed.deploy import build, write
+from honed.deploy import DeployOptions, build, write
 from honed.deploy.dockerfiles import dockerfile
 from honed.deploy.grafana import dashboard
 from honed.deploy.k8s import JURISDICTION_LABEL
@@ -88,7 +88,7 @@ def plan(tmp_path_factory: pytest.TempPathFactory) -> Plan:
 
 @pytest.mark.parametrize("fmt", ["k8s", "kserve"])
 def test_core_objects_validate_strictly(plan: Plan, fmt: str) -> None:
-    objects = build(plan, fmt=fmt)
+    objects = build(plan, DeployOptions(fmt=fmt))
     kinds = set()
     for docs in objects.values():
         for obj in docs:
@@ -131,7 +131,7 @@ def test_secrets_turn_on_the_access_policy_and_tls_in_every_pod(plan: Plan) -> N
     from honed.cli.main import build_app
     from honed.deploy.serving import ServingSecrets
 
-    objects = build(plan, secrets=ServingSecrets(access_secret="honed-access", tls_secret="honed-tls"))
+    objects = build(plan, DeployOptions(secrets=ServingSecrets(access_secret="honed-access", tls_secret="honed-tls")))
     dep = next(o for o in objects["fraud"] if o["kind"] == "Deployment")
     validate(dep)
     pod = dep["spec"]["template"]["spec"]
@@ -147,12 +147,12 @@ def test_secrets_turn_on_the_access_policy_and_tls_in_every_pod(plan: Plan) -> N
     serve = typer.main.get_command(build_app(args)).commands["serve"]  # type: ignore[attr-defined]
     serve.make_context("serve", list(args[1:]))  # the container's command line parses as honed serve's
     with pytest.raises(InvalidArgument, match="--format k8s"):
-        build(plan, fmt="kserve", secrets=ServingSecrets(tls_secret="honed-tls"))
+        DeployOptions(fmt="kserve", secrets=ServingSecrets(tls_secret="honed-tls"))
 
 
 def test_one_autoscaler_per_target_and_keda_behavior_is_a_valid_hpa_behavior(plan: Plan) -> None:
     for fmt in ("k8s", "kserve"):
-        for name, docs in build(plan, fmt=fmt).items():
+        for name, docs in build(plan, DeployOptions(fmt=fmt)).items():
             scalers = [o for o in docs if o["kind"] in ("HorizontalPodAutoscaler", "ScaledObject")]
             if name in ("_namespaces", "_forecast"):
                 continue
@@ -190,7 +190,7 @@ def test_one_autoscaler_per_target_and_keda_behavior_is_a_valid_hpa_behavior(pla
 
 def test_kserve_runtime_container_is_a_valid_pod_container(plan: Plan) -> None:
     """The ServingRuntime's container and the predictor's pod fields are core types: validate them in a Pod."""
-    docs = build(plan, fmt="kserve")["fraud"]
+    docs = build(plan, DeployOptions(fmt="kserve"))["fraud"]
     rt = next(o for o in docs if o["kind"] == "ServingRuntime")
     isvc = next(o for o in docs if o["kind"] == "InferenceService")
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
@@ -238,7 +238,7 @@ def test_kserve_resources_build_through_the_sdk_models(plan: Plan) -> None:
             "the kserve SDK is not importable here and HONED_KSERVE_PYTHON is unset: the SDK pins psutil<6 and "
             "pandas<3, which clash with honed's dependencies, so .ci/run installs it in a separate venv"
         )
-    objects = [o for name in ("fraud", "fraud-predictive") for o in build(plan, fmt="kserve")[name]]
+    objects = [o for name in ("fraud", "fraud-predictive") for o in build(plan, DeployOptions(fmt="kserve"))[name]]
     code, verdict = run_kserve_check(python, objects)
     assert code == 0 and not verdict["errors"], verdict
     assert sorted(verdict["checked"]) == sorted(
@@ -294,13 +294,13 @@ def test_write_produces_yaml_files(plan: Plan, tmp_path: Path) -> None:
     for d in docs:
         validate(d)
     with pytest.raises(InvalidArgument, match="--format"):
-        build(plan, fmt="helm")
+        DeployOptions(fmt="helm")
     with pytest.raises(InvalidArgument, match="places nothing"):
         build(dataclasses.replace(plan, placements=()))
 
 
 def test_predictive_plans_get_a_forecast_server_the_trigger_points_at(plan: Plan, tmp_path: Path) -> None:
-    objects = build(plan, keda_namespace="keda-system")
+    objects = build(plan, DeployOptions(keda_namespace="keda-system"))
     forecast = objects["_forecast"]
     assert [o["kind"] for o in forecast] == ["ConfigMap", "Deployment", "Service", "NetworkPolicy"]
     for obj in forecast:

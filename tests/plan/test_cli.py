@@ -244,6 +244,23 @@ def test_a_bad_plan_is_one_line_naming_the_file_and_field_exit_2(
     assert not (tmp_path / "m").exists() and not (tmp_path / "sim").exists()  # nothing half-written
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--format", "helm"], "--format must be one of k8s, kserve"),
+        (["--format", "kserve", "--tls-secret", "honed-tls"], "--access-secret and --tls-secret are for --format k8s"),
+    ],
+)
+def test_bad_deploy_options_exit_2_and_write_nothing(
+    planned: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    capsys.readouterr()
+    assert run(["deploy", "k8s", "--plan", str(planned), "--out", str(tmp_path / "m"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "m").exists()
+
+
 def test_the_written_plan_reads_back_and_simulates(planned: Path, tmp_path: Path) -> None:
     """plan -> plan.json -> read -> simulate, through the real planner's file."""
     from honed.plan import read_plan, simulate_plan

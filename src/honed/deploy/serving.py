@@ -42,6 +42,11 @@ class ServingSecrets:
         return out
 
     @property
+    def in_use(self) -> bool:
+        """Whether any Secret is given (an access policy, a TLS pair or both)."""
+        return bool(self.access_secret or self.tls_secret)
+
+    @property
     def probe_scheme(self) -> str:
         return "HTTPS" if self.tls_secret else "HTTP"
 
