@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from honed.plan import traces  # noqa: E402
+from honed.plan.document import Placement  # noqa: E402
 from honed.plan.planner import make_plan  # noqa: E402
 from honed.plan.simulate import SimConfig, simulate  # noqa: E402
 from honed.plan.spec import Autoscaling, Deployment, Pool  # noqa: E402
@@ -32,15 +33,15 @@ PROFILE = ROOT / "examples" / "profiles" / "magika-cpu.json"
 HEADING = "## Planning and autoscaling"
 
 
-def placement(peak_rps: float, slo_ms: float) -> dict:
+def placement(peak_rps: float, slo_ms: float) -> Placement:
     pools = [Pool("cpu-ae", 12, 16.0, 64.0, 0.68, "AE", "ae-central-1")]
     dep = Deployment(
         "fraud-scorer", slo_ms, peak_rps, profile=str(PROFILE), residency=("AE",), autoscaling=Autoscaling()
     )
     plan = make_plan(pools, [dep], time_limit_s=10)
-    if not plan["placements"]:
-        raise SystemExit(f"nothing placed: {plan['unplaced']}")
-    return plan["placements"][0]
+    if not plan.placements:
+        raise SystemExit(f"nothing placed: {[u.reason for u in plan.unplaced]}")
+    return plan.placements[0]
 
 
 def run(seeds: list[int], days: float, margin_z: float = 3.0) -> tuple[list[str], dict]:
@@ -54,9 +55,9 @@ def run(seeds: list[int], days: float, margin_z: float = 3.0) -> tuple[list[str]
         ("declared lead 120 s (slow-loading model)", 120.0),
     ]
     lines = [
-        f"Placement: up to {p['replicas']} replicas of Magika (batch {p['batch']}, {p['threads']} thread) on "
+        f"Placement: up to {p.replicas} replicas of Magika (batch {p.batch}, {p.threads} thread) on "
         f"cpu-ae, p99 SLO {slo:g} ms at {peak:g} rps peak, autoscaling target "
-        f"{p['autoscaling']['target_utilization']:.0%} (profile {p['profile_source']}, {PROFILE.relative_to(ROOT)}).",
+        f"{p.autoscaling.target_utilization:.0%} (profile {p.profile_source}, {PROFILE.relative_to(ROOT)}).",
         "",
         "| scenario | seed | HPA violation min | predictive violation min | HPA replica-h | predictive replica-h |"
         " HPA mean slack ms | predictive mean slack ms | anomalies |",
@@ -71,14 +72,14 @@ def run(seeds: list[int], days: float, margin_z: float = 3.0) -> tuple[list[str]
             h = simulate(dataclasses.replace(hpa_cfg, lead_s=lead), tr, "hpa", warmup_s=warm).summary
             q = simulate(dataclasses.replace(pred_cfg, lead_s=lead), tr, "predictive", warmup_s=warm).summary
             lines.append(
-                f"| {label} | {seed} | {h['slo_violation_minutes']} | {q['slo_violation_minutes']} | "
-                f"{h['replica_hours']:.1f} | {q['replica_hours']:.1f} | {h['mean_slack_ms']:.0f} | "
-                f"{q['mean_slack_ms']:.0f} | {q['anomalies']} |"
+                f"| {label} | {seed} | {h.slo_violation_minutes} | {q.slo_violation_minutes} | "
+                f"{h.replica_hours:.1f} | {q.replica_hours:.1f} | {h.mean_slack_ms:.0f} | "
+                f"{q.mean_slack_ms:.0f} | {q.anomalies} |"
             )
-            tot["hv"] += h["slo_violation_minutes"]
-            tot["pv"] += q["slo_violation_minutes"]
-            tot["hh"] += h["replica_hours"]
-            tot["ph"] += q["replica_hours"]
+            tot["hv"] += h.slo_violation_minutes
+            tot["pv"] += q.slo_violation_minutes
+            tot["hh"] += h.replica_hours
+            tot["ph"] += q.replica_hours
             print(lines[-1], flush=True)
         fewer = 1 - tot["pv"] / tot["hv"] if tot["hv"] else 0.0
         ratio = tot["ph"] / tot["hh"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import threading
 import urllib.error
@@ -13,21 +12,13 @@ from typing import Any
 
 import pytest
 
+from honed.deploy import build
 from honed.deploy.forecast_server import ForecastService, make_server
 from honed.errors import InvalidArgument
-
-AUTOSCALING = {
-    "policy": "predictive",
-    "min_replicas": 1,
-    "max_replicas": 40,
-    "target_utilization": 0.5,
-    "capacity_per_replica_rps": 10.0,
-    "provisioning_lead_s": 30.0,
-    "max_extra_fraction": 1.0,
-    "max_extra_cost_per_hour": None,
-    "replica_cost_per_hour": 0.1,
-    "season_s": 3600.0,
-}
+from honed.plan.document import Plan, read_plan, write_plan
+from honed.plan.planner import make_plan
+from honed.plan.spec import Autoscaling, Deployment, Pool
+from tests.plan.helpers import bench_doc, bench_row, write_json
 
 
 def write_history(path: Path, hours: float, rate_at: Any) -> Path:
@@ -42,17 +33,31 @@ def hourly_burst(minute: int) -> float:
     return 150.0 if minute % 60 < 10 else 50.0
 
 
-def plan_for(*names: str) -> dict[str, Any]:
-    placements = [{"deployment": n, "autoscaling": copy.deepcopy(AUTOSCALING)} for n in names]
-    placements.append({"deployment": "reactive", "autoscaling": {**AUTOSCALING, "policy": "hpa"}})
-    return {"schema": "honed.plan/v1", "placements": placements, "unplaced": []}
+def plan_for(tmp: Path, *names: str) -> Plan:
+    """The real planner's plan, written and read back: predictive ``names`` and one reactive deployment.
+
+    One operating point of 10 rps per replica at a 50% target; a 30 s provisioning lead (10 s model load + 20 s
+    pod start); an hour-long season, learnt from three hours of ``hourly_burst``.
+    """
+    bench = write_json(tmp / "bench.json", bench_doc([bench_row(1, 1, 50.0, 10.0)]))
+    history = write_history(tmp / "planned-history.csv", 3, hourly_burst)
+    predictive = Autoscaling(
+        policy="predictive", target_utilization=0.5, max_replicas=40, history=str(history), season_s=3600.0
+    )
+    deps = [Deployment(n, 1000.0, 150.0, profile=str(bench), model_load_s=10.0, autoscaling=predictive) for n in names]
+    reactive = Autoscaling(target_utilization=0.5)
+    deps.append(Deployment("reactive", 1000.0, 50.0, profile=str(bench), model_load_s=10.0, autoscaling=reactive))
+    pools = [Pool("cpu", 8, 16.0, 64.0, 0.5, pod_start_s=20.0)]
+    plan = make_plan(pools, deps, time_limit_s=5)
+    assert {p.deployment for p in plan.placements} == {*names, "reactive"}, plan.unplaced
+    return read_plan(write_plan(plan, tmp / "plan.json"))
 
 
 @pytest.fixture()
 def server(tmp_path: Path) -> Iterator[tuple[str, ForecastService, Path]]:
     # Ends at 02:57, three minutes before the burst on the hour: beyond one provisioning lead + a reconcile.
     history = write_history(tmp_path / "scorer.csv", 3 - 2 / 60, hourly_burst)
-    service = ForecastService.from_plan(plan_for("scorer"), history=history)
+    service = ForecastService.from_plan(plan_for(tmp_path, "scorer"), history=history)
     srv = make_server(service, "127.0.0.1", 0)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
@@ -112,16 +117,33 @@ def test_unknown_deployment_and_vanished_history_are_json_errors(server: tuple[s
 
 
 def test_bad_setup_fails_at_start(tmp_path: Path) -> None:
+    two = plan_for(tmp_path, "a", "b")
     with pytest.raises(InvalidArgument, match="no predictive placement"):
-        ForecastService.from_plan({"placements": []})
+        ForecastService.from_plan(two.only([two.placement("reactive")]))
     with pytest.raises(InvalidArgument, match="one file for one deployment"):
-        ForecastService.from_plan(plan_for("a", "b"), history=tmp_path / "x.csv")
+        ForecastService.from_plan(two, history=tmp_path / "x.csv")
     with pytest.raises(InvalidArgument, match="not found"):
-        ForecastService.from_plan(plan_for("a"), history_dir=tmp_path)
+        ForecastService.from_plan(two, history_dir=tmp_path)
     bad = tmp_path / "a.csv"
     bad.write_text("time_s,requests_per_s\n0,1\n60,-5\n", encoding="utf-8")
     with pytest.raises(InvalidArgument, match=">= 0"):
-        ForecastService.from_plan(plan_for("a"), history_dir=tmp_path)
+        ForecastService.from_plan(two, history_dir=tmp_path, deployments=["a"])
+
+
+def test_the_forecast_servers_configmap_plan_is_a_plan_it_serves(tmp_path: Path) -> None:
+    """``honed deploy k8s`` puts the namespace's predictive placements in a ConfigMap; the server reads that file."""
+    plan = plan_for(tmp_path, "scorer")
+    (config,) = [o for o in build(plan)["_forecast"] if o["kind"] == "ConfigMap"]
+    mounted = tmp_path / "etc" / "plan.json"
+    mounted.parent.mkdir()
+    mounted.write_text(config["data"]["plan.json"], encoding="utf-8")
+    served = read_plan(mounted)
+    assert served.names() == ["scorer"] and served.placement("scorer") == plan.placement("scorer")
+    history_dir = tmp_path / "history"
+    history_dir.mkdir()
+    write_history(history_dir / "scorer.csv", 3 - 2 / 60, hourly_burst)
+    service = ForecastService.from_plan(served, history_dir=history_dir)
+    assert service.forecast("scorer")["reactive_replicas"] == 10
 
 
 def test_cli_forecast_server_serves_until_stopped(tmp_path: Path) -> None:
@@ -131,7 +153,7 @@ def test_cli_forecast_server_serves_until_stopped(tmp_path: Path) -> None:
     import sys
 
     plan_path = tmp_path / "plan.json"
-    plan_path.write_text(json.dumps(plan_for("scorer")), encoding="utf-8")
+    plan = plan_for(tmp_path, "scorer")
     history = write_history(tmp_path / "scorer.csv", 2, hourly_burst)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), "COLUMNS": "200"}
     cmd = [sys.executable, "-m", "honed", "plan", "forecast-server", "--plan", str(plan_path)]
@@ -148,7 +170,7 @@ def test_cli_forecast_server_serves_until_stopped(tmp_path: Path) -> None:
             proc.terminate()
             proc.wait(timeout=30)
     # Bad input: a plan without predictive placements is a one-line error and exit 2.
-    plan_path.write_text(json.dumps({"schema": "honed.plan/v1", "placements": [], "unplaced": []}), encoding="utf-8")
+    write_plan(plan.only([plan.placement("reactive")]), plan_path)
     done = subprocess.run(cmd, capture_output=True, env=env, timeout=120)
     assert done.returncode == 2 and b"no predictive placement" in done.stderr
     assert b"Traceback" not in done.stderr

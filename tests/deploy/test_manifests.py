@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import re
@@ -16,14 +17,14 @@ import pytest
 import typer.main
 import yaml
 
-from honed.deploy import build, write
+from honed.deploy import DeployOptions, build, write
 from honed.deploy.dockerfiles import dockerfile
 from honed.deploy.grafana import dashboard
 from honed.deploy.k8s import JURISDICTION_LABEL
 from honed.errors import InvalidArgument
+from honed.plan.document import Plan, read_plan, write_plan
 from honed.plan.planner import make_plan
-from honed.plan.predictive import daily_schedule
-from honed.plan.spec import Deployment, Pool
+from honed.plan.spec import Autoscaling, Deployment, Pool
 from honed.serve import contract
 from tests.plan.helpers import GPU_PROFILE, bench_doc, write_json
 
@@ -44,9 +45,14 @@ def validate(obj: dict[str, Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def plan(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def plan(tmp_path_factory: pytest.TempPathFactory) -> Plan:
+    """The real planner's plan, written to plan.json and read back: what ``honed deploy k8s`` gets."""
     tmp = tmp_path_factory.mktemp("plan")
     bench = write_json(tmp / "bench.json", bench_doc())
+    # Three days of load, busy 09:00-17:00 UTC: the history the predictive deployment forecasts from.
+    history = tmp / "history.csv"
+    rows = [f"{i * 300},{100.0 + 900.0 * (9 <= (i * 300 % 86400) / 3600 < 17)}" for i in range(3 * 288)]
+    history.write_text("time,requests_per_s\n" + "\n".join(rows) + "\n", encoding="utf-8")
     pools = [
         Pool("cpu-ae", 3, 16.0, 64.0, 0.68, "AE", "ae-central-1"),
         Pool("gpu-eu", 2, 32.0, 256.0, 0.98, "EU", "eu-west-1", gpus=1, gpu_type="L4", profiles={"bulk": GPU_PROFILE}),
@@ -63,24 +69,26 @@ def plan(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             allow_from_namespaces=("payments",),
         ),
         Deployment("bulk", 50.0, 6000.0, profile=str(bench), residency=("EU",), model_load_s=0.5, namespace="batch"),
+        Deployment(
+            "fraud-predictive",
+            20.0,
+            2000.0,
+            profile=str(bench),
+            residency=("AE",),
+            model_load_s=0.5,
+            autoscaling=Autoscaling(policy="predictive", history=str(history)),
+        ),
     ]
-    result = make_plan(pools, deps, time_limit_s=5)
-    # The same fraud placement under the predictive policy, with a forecast schedule (as honed plan writes it).
-    predictive = copy.deepcopy(next(p for p in result["placements"] if p["deployment"] == "fraud"))
-    predictive["deployment"] = "fraud-predictive"
-    predictive["autoscaling"]["policy"] = "predictive"
-    times = [i * 300.0 for i in range(3 * 288)]
-    rates = [100.0 + 900.0 * (9 <= (t % 86400) / 3600 < 17) for t in times]
-    predictive["autoscaling"]["schedule"] = daily_schedule(
-        times, rates, capacity_rps=740, target_utilization=0.5, lead_s=30, min_replicas=1, max_replicas=9
-    )
-    result["placements"].append(predictive)
-    return result
+    planned = make_plan(pools, deps, time_limit_s=5)
+    read = read_plan(write_plan(planned, tmp / "plan.json"))
+    assert read == planned
+    assert read.placement("fraud-predictive").autoscaling.schedule
+    return read
 
 
 @pytest.mark.parametrize("fmt", ["k8s", "kserve"])
-def test_core_objects_validate_strictly(plan: dict[str, Any], fmt: str) -> None:
-    objects = build(plan, fmt=fmt)
+def test_core_objects_validate_strictly(plan: Plan, fmt: str) -> None:
+    objects = build(plan, DeployOptions(fmt=fmt))
     kinds = set()
     for docs in objects.values():
         for obj in docs:
@@ -90,21 +98,23 @@ def test_core_objects_validate_strictly(plan: dict[str, Any], fmt: str) -> None:
     assert {"ServiceAccount", "PodDisruptionBudget", "NetworkPolicy"} <= kinds
 
 
-def test_strict_validation_catches_a_typo(plan: dict[str, Any]) -> None:
+def test_strict_validation_catches_a_typo(plan: Plan) -> None:
     dep = next(o for o in build(plan)["fraud"] if o["kind"] == "Deployment")
     dep["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         validate(dep)
 
 
-def test_deployment_carries_plan_resources_probes_and_residency(plan: dict[str, Any]) -> None:
+def test_deployment_carries_plan_resources_probes_and_residency(plan: Plan) -> None:
     objects = build(plan)
     dep = next(o for o in objects["fraud"] if o["kind"] == "Deployment")
     pod = dep["spec"]["template"]["spec"]
     c = pod["containers"][0]
-    placement = next(p for p in plan["placements"] if p["deployment"] == "fraud")
+    placement = plan.placement("fraud")
     assert c["resources"]["requests"] == c["resources"]["limits"]
-    assert c["resources"]["requests"]["cpu"] == str(int(placement["resources"]["cpu"]))
+    assert c["resources"]["requests"]["cpu"] == str(int(placement.resources.cpu))
+    assert c["args"][c["args"].index("--threads") + 1] == str(placement.threads)
+    assert dep["spec"]["replicas"] == placement.autoscaling.min_replicas
     assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert c["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     assert {p["containerPort"] for p in c["ports"]} == {8000, 8001}
@@ -117,11 +127,11 @@ def test_deployment_carries_plan_resources_probes_and_residency(plan: dict[str, 
     assert gpu["spec"]["template"]["spec"]["containers"][0]["image"].endswith("-gpu")
 
 
-def test_secrets_turn_on_the_access_policy_and_tls_in_every_pod(plan: dict[str, Any]) -> None:
+def test_secrets_turn_on_the_access_policy_and_tls_in_every_pod(plan: Plan) -> None:
     from honed.cli.main import build_app
     from honed.deploy.serving import ServingSecrets
 
-    objects = build(plan, secrets=ServingSecrets(access_secret="honed-access", tls_secret="honed-tls"))
+    objects = build(plan, DeployOptions(secrets=ServingSecrets(access_secret="honed-access", tls_secret="honed-tls")))
     dep = next(o for o in objects["fraud"] if o["kind"] == "Deployment")
     validate(dep)
     pod = dep["spec"]["template"]["spec"]
@@ -137,12 +147,12 @@ def test_secrets_turn_on_the_access_policy_and_tls_in_every_pod(plan: dict[str, 
     serve = typer.main.get_command(build_app(args)).commands["serve"]  # type: ignore[attr-defined]
     serve.make_context("serve", list(args[1:]))  # the container's command line parses as honed serve's
     with pytest.raises(InvalidArgument, match="--format k8s"):
-        build(plan, fmt="kserve", secrets=ServingSecrets(tls_secret="honed-tls"))
+        DeployOptions(fmt="kserve", secrets=ServingSecrets(tls_secret="honed-tls"))
 
 
-def test_one_autoscaler_per_target_and_keda_behavior_is_a_valid_hpa_behavior(plan: dict[str, Any]) -> None:
+def test_one_autoscaler_per_target_and_keda_behavior_is_a_valid_hpa_behavior(plan: Plan) -> None:
     for fmt in ("k8s", "kserve"):
-        for name, docs in build(plan, fmt=fmt).items():
+        for name, docs in build(plan, DeployOptions(fmt=fmt)).items():
             scalers = [o for o in docs if o["kind"] in ("HorizontalPodAutoscaler", "ScaledObject")]
             if name in ("_namespaces", "_forecast"):
                 continue
@@ -178,9 +188,9 @@ def test_one_autoscaler_per_target_and_keda_behavior_is_a_valid_hpa_behavior(pla
     validate(hpa)
 
 
-def test_kserve_runtime_container_is_a_valid_pod_container(plan: dict[str, Any]) -> None:
+def test_kserve_runtime_container_is_a_valid_pod_container(plan: Plan) -> None:
     """The ServingRuntime's container and the predictor's pod fields are core types: validate them in a Pod."""
-    docs = build(plan, fmt="kserve")["fraud"]
+    docs = build(plan, DeployOptions(fmt="kserve"))["fraud"]
     rt = next(o for o in docs if o["kind"] == "ServingRuntime")
     isvc = next(o for o in docs if o["kind"] == "InferenceService")
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
@@ -221,14 +231,14 @@ def run_kserve_check(python: str, objects: list[dict[str, Any]]) -> tuple[int, d
     return done.returncode, json.loads(done.stdout)
 
 
-def test_kserve_resources_build_through_the_sdk_models(plan: dict[str, Any]) -> None:
+def test_kserve_resources_build_through_the_sdk_models(plan: Plan) -> None:
     python = kserve_python()
     if python is None:
         pytest.skip(
             "the kserve SDK is not importable here and HONED_KSERVE_PYTHON is unset: the SDK pins psutil<6 and "
             "pandas<3, which clash with honed's dependencies, so .ci/run installs it in a separate venv"
         )
-    objects = [o for name in ("fraud", "fraud-predictive") for o in build(plan, fmt="kserve")[name]]
+    objects = [o for name in ("fraud", "fraud-predictive") for o in build(plan, DeployOptions(fmt="kserve"))[name]]
     code, verdict = run_kserve_check(python, objects)
     assert code == 0 and not verdict["errors"], verdict
     assert sorted(verdict["checked"]) == sorted(
@@ -241,7 +251,7 @@ def test_kserve_resources_build_through_the_sdk_models(plan: dict[str, Any]) -> 
     assert code == 1 and "minReplica" in verdict["errors"][0]
 
 
-def test_network_policies_default_deny_and_allow_serving_ports(plan: dict[str, Any]) -> None:
+def test_network_policies_default_deny_and_allow_serving_ports(plan: Plan) -> None:
     objects = build(plan)
     denies = objects["_namespaces"]
     assert {d["metadata"]["namespace"] for d in denies} == {"default", "batch"}
@@ -270,7 +280,7 @@ def test_dockerfiles_install_honed_and_run_serve() -> None:
     assert "onnxruntime-gpu" in dockerfile("gpu") and "nvidia/cuda" in dockerfile("gpu")
 
 
-def test_write_produces_yaml_files(plan: dict[str, Any], tmp_path: Path) -> None:
+def test_write_produces_yaml_files(plan: Plan, tmp_path: Path) -> None:
     written = write(plan, tmp_path / "m")
     names = {p.name for p in written}
     assert {
@@ -284,20 +294,21 @@ def test_write_produces_yaml_files(plan: dict[str, Any], tmp_path: Path) -> None
     for d in docs:
         validate(d)
     with pytest.raises(InvalidArgument, match="--format"):
-        build(plan, fmt="helm")
+        DeployOptions(fmt="helm")
     with pytest.raises(InvalidArgument, match="places nothing"):
-        build({"placements": []})
+        build(dataclasses.replace(plan, placements=()))
 
 
-def test_predictive_plans_get_a_forecast_server_the_trigger_points_at(plan: dict[str, Any], tmp_path: Path) -> None:
-    objects = build(plan, keda_namespace="keda-system")
+def test_predictive_plans_get_a_forecast_server_the_trigger_points_at(plan: Plan, tmp_path: Path) -> None:
+    objects = build(plan, DeployOptions(keda_namespace="keda-system"))
     forecast = objects["_forecast"]
     assert [o["kind"] for o in forecast] == ["ConfigMap", "Deployment", "Service", "NetworkPolicy"]
     for obj in forecast:
         validate(obj)
     config, dep, svc, netpol = forecast
-    served = json.loads(config["data"]["plan.json"])
-    assert [p["deployment"] for p in served["placements"]] == ["fraud-predictive"]
+    served = Plan.from_dict(json.loads(config["data"]["plan.json"]), "ConfigMap honed-forecast-plan")
+    assert served.names() == ["fraud-predictive"]
+    assert served.placement("fraud-predictive") == plan.placement("fraud-predictive")
     args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[:2] == ["plan", "forecast-server"] and "--history-dir" in args
     # The Service the ScaledObject's URL names, on the port the server listens on.
@@ -308,7 +319,7 @@ def test_predictive_plans_get_a_forecast_server_the_trigger_points_at(plan: dict
     allowed = netpol["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"]
     assert allowed == ["keda-system"]
     # A plan without predictive placements gets no forecast server.
-    reactive = {**plan, "placements": [p for p in plan["placements"] if p["autoscaling"]["policy"] != "predictive"]}
+    reactive = plan.only([p for p in plan.placements if not p.autoscaling.predictive])
     assert "_forecast" not in build(reactive)
     written = {p.name for p in write(plan, tmp_path / "m")}
     assert {"honed-forecast.yaml", "Dockerfile.forecast"} <= written

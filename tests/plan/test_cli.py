@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import kubernetes_validate
 import pytest
@@ -184,6 +185,95 @@ def test_missing_model_and_bad_plan_exit_2(inputs: Path, capsys: pytest.CaptureF
     assert run(["deploy", "k8s", "--plan", str(inputs / "notplan.json"), "--out", str(inputs / "m2")]) == 2
     assert run(["plan", "simulate", "--plan", str(inputs / "notplan.json")]) == 2
     assert run(["plan"]) == 2
+
+
+@pytest.fixture(scope="module")
+def planned(inputs: Path) -> Path:
+    """plan.json as ``honed plan`` writes it from the module's fleet and deployments."""
+    path = inputs / "planned.json"
+    args = ["--fleet", str(inputs / "fleet.yaml"), "--deployments", str(inputs / "deployments.yaml")]
+    assert run(["plan", *args, "--out", str(path)]) == 0
+    return path
+
+
+def _drop_max_replicas(text: str) -> str:
+    data = json.loads(text)
+    del data["placements"][0]["autoscaling"]["max_replicas"]
+    return json.dumps(data)
+
+
+def _wrong_type(text: str) -> str:
+    data = json.loads(text)
+    data["placements"][1]["resources"]["cpu"] = "two"
+    return json.dumps(data)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["deploy", "k8s", "--out", "m"], ["plan", "simulate", "--out", "sim"], ["plan", "forecast-server"]],
+    ids=["deploy", "simulate", "forecast-server"],
+)
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (lambda t: t.replace('"honed.plan/v1"', '"honed.bench/v1"', 1), ["not a honed plan", "honed.bench/v1"]),
+        (lambda t: t[: len(t) // 2], ["is not valid JSON", "line"]),
+        (_drop_max_replicas, ["placements[0] (fraud-scorer).autoscaling", "missing field 'max_replicas'"]),
+        (_wrong_type, ["placements[1] (tagger).resources", "cpu must be a number", "'two'"]),
+    ],
+    ids=["other-schema", "truncated", "missing-field", "wrong-type"],
+)
+def test_a_bad_plan_is_one_line_naming_the_file_and_field_exit_2(
+    planned: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+    damage: Any,
+    expected: list[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "damaged-plan.json"
+    bad.write_text(damage(planned.read_text(encoding="utf-8")), encoding="utf-8")
+    capsys.readouterr()
+    assert run([*command, "--plan", "damaged-plan.json"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("honed: error: damaged-plan.json"), err
+    for part in expected:
+        assert part in err, err
+    assert not (tmp_path / "m").exists() and not (tmp_path / "sim").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--format", "helm"], "--format must be one of k8s, kserve"),
+        (["--format", "kserve", "--tls-secret", "honed-tls"], "--access-secret and --tls-secret are for --format k8s"),
+    ],
+)
+def test_bad_deploy_options_exit_2_and_write_nothing(
+    planned: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    capsys.readouterr()
+    assert run(["deploy", "k8s", "--plan", str(planned), "--out", str(tmp_path / "m"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "m").exists()
+
+
+def test_the_written_plan_reads_back_and_simulates(planned: Path, tmp_path: Path) -> None:
+    """plan -> plan.json -> read -> simulate, through the real planner's file."""
+    from honed.plan import read_plan, simulate_plan
+
+    plan = read_plan(planned)
+    assert planned.read_text(encoding="utf-8") == plan.to_json()
+    summary = simulate_plan(plan, trace="ramp", policies=["hpa"], out=tmp_path / "sim", days=0.1)
+    scorer = summary.deployments["fraud-scorer"].policies["hpa"]
+    assert scorer.slo_p99_ms == plan.placement("fraud-scorer").slo_p99_ms
+    assert scorer.max_replicas <= plan.placement("fraud-scorer").autoscaling.max_replicas
+    assert scorer.anomalies is None and summary.deployments["fraud-scorer"].profile_source == "measured"
+    written = json.loads((tmp_path / "sim" / "summary.json").read_text(encoding="utf-8"))
+    assert written == summary.to_dict() and written["schema"] == "honed.simulation/v1"
 
 
 _BLOCK_PLANNING_LIBRARIES = """

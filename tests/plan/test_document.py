@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -10,14 +9,14 @@ from typing import Any
 import pytest
 
 from honed.errors import InvalidArgument
-from honed.plan.document import Plan, read_plan
+from honed.plan.document import Plan, read_plan, write_plan
 from honed.plan.planner import make_plan
 from honed.plan.spec import Deployment, Pool
 from tests.plan.helpers import GPU_PROFILE, bench_doc, write_json
 
 
 @pytest.fixture(scope="module")
-def planned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def planned(tmp_path_factory: pytest.TempPathFactory) -> Plan:
     bench = write_json(tmp_path_factory.mktemp("doc") / "bench.json", bench_doc())
     pools = [
         Pool("cpu-ae", 3, 16.0, 64.0, 0.68, "AE", "ae-central-1"),
@@ -31,11 +30,12 @@ def planned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return make_plan(pools, deps, time_limit_s=5)
 
 
-def test_the_planners_output_round_trips(planned: dict[str, Any]) -> None:
-    data = json.loads(json.dumps(planned))
-    plan = Plan.from_dict(data, "plan.json")
-    assert plan.to_dict() == data
-    assert Plan.from_dict(plan.to_dict(), "plan.json") == plan
+def test_the_planners_output_round_trips(planned: Plan, tmp_path: Path) -> None:
+    path = write_plan(planned, tmp_path / "plan.json")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    plan = read_plan(path)
+    assert plan == planned and plan.to_dict() == data
+    assert path.read_text(encoding="utf-8") == plan.to_json()
     assert {p.deployment for p in plan.placements} == {"fraud", "bulk"} and plan.unplaced[0].deployment == "saudi"
 
 
@@ -48,10 +48,8 @@ def test_the_planners_output_round_trips(planned: dict[str, Any]) -> None:
         (lambda d: d["placements"][0]["profile"]["points"][0].update(batch=None), "points[0]: batch must be"),
     ],
 )
-def test_a_bad_plan_names_the_file_and_field(
-    planned: dict[str, Any], tmp_path: Path, change: Any, message: str
-) -> None:
-    data = copy.deepcopy(json.loads(json.dumps(planned)))
+def test_a_bad_plan_names_the_file_and_field(planned: Plan, tmp_path: Path, change: Any, message: str) -> None:
+    data = planned.to_dict()
     change(data)
     path = write_json(tmp_path / "plan.json", data)
     with pytest.raises(InvalidArgument, match=r"plan\.json") as err:

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from honed.plan.anomaly import AnomalyDetector, modified_z
-from honed.plan.forecast import LoadForecaster, forecast_series
+from honed.plan.forecast import LoadForecaster, forecast_series, seasonal_periods
 from honed.plan.hpa import HorizontalPodAutoscaler, HPASpec, PodMetric
 from honed.plan.predictive import (
     ForecastFloor,
@@ -40,6 +40,14 @@ def test_short_history_falls_back_and_never_goes_negative() -> None:
     assert list(forecast_series([5.0, 6.0], 3)) == [6.0, 6.0, 6.0]
     falling = np.linspace(100, 1, 40)
     assert (forecast_series(falling, 50) >= 0).all()
+
+
+def test_a_short_season_forecasts_without_a_seasonal_fit_until_the_history_allows_one() -> None:
+    # A 4-bucket season: two seasons (8 buckets) are not yet enough for the heuristic seasonal start (14).
+    assert seasonal_periods(12, 4) is None and seasonal_periods(14, 4) == 4
+    assert seasonal_periods(48, 24) == 24 and seasonal_periods(47, 24) is None and seasonal_periods(100, None) is None
+    twelve = [50.0, 150.0, 50.0, 50.0] * 3
+    assert len(forecast_series(twelve, 4, season=4)) == 4
 
 
 def test_online_forecaster_sees_the_coming_peak() -> None:
@@ -114,7 +122,7 @@ def test_anomaly_freezes_scale_in_and_is_reported() -> None:
     # The load falls off a cliff: the HPA would scale in, the anomaly freezes it.
     d = policy.step(t, 8, pods(8, 0.05), load_rps=40, p99_ms=10.0)
     assert d.desired == 8
-    assert policy.events and policy.events[-1]["series"] == "load change"
+    assert policy.events and policy.events[-1].series == "load change"
     # After the freeze runs out (no further anomalies: steady low load), scale-in proceeds.
     for _ in range(50):
         t += 15
@@ -129,9 +137,9 @@ def test_daily_schedule_leads_the_morning_ramp() -> None:
     sched = daily_schedule(
         list(times), list(rates), capacity_rps=100, target_utilization=0.5, lead_s=600, min_replicas=1, max_replicas=30
     )
-    by_end = {w["end"]: w for w in sched}
-    assert by_end["10:00"]["start"] == "08:50" and by_end["10:00"]["replicas"] >= 17
-    assert by_end["04:00"]["replicas"] <= 3
+    by_end = {w.end: w for w in sched}
+    assert by_end["10:00"].start == "08:50" and by_end["10:00"].replicas >= 17
+    assert by_end["04:00"].replicas <= 3
 
 
 def test_forecast_margin_is_the_robust_upper_prediction_bound() -> None:

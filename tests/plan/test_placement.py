@@ -202,28 +202,27 @@ def test_plan_with_residency_gpu_declared_profile_and_unsatisfiable_residency(tm
         Deployment("saudi", 50.0, 10.0, profile=str(bench), priority=1, residency=("SA",), model_load_s=0.5),
     ]
     plan = make_plan(pools, deps, time_limit_s=5)
-    placed = {p["deployment"]: p for p in plan["placements"]}
-    assert placed["fraud"]["pool"] == "cpu-ae" and placed["fraud"]["jurisdiction"] == "AE"
-    assert placed["bulk"]["pool"] == "gpu-eu" and placed["bulk"]["profile_source"] == "declared, not measured"
-    assert placed["bulk"]["resources"]["gpus"] == 1
-    assert any("declared, not measured" in r for r in placed["bulk"]["reasons"])
-    assert any("cpu-x" in r and "no jurisdiction label" in r for r in placed["fraud"]["reasons"])
-    (unplaced,) = plan["unplaced"]
-    assert unplaced["deployment"] == "saudi" and "no pool satisfies residency [SA]" in unplaced["reason"]
-    for p in plan["placements"]:
-        assert p["expected_p99_ms"] <= p["slo_p99_ms"]
-        assert (
-            p["replicas"] * p["autoscaling"]["capacity_per_replica_rps"] * p["autoscaling"]["target_utilization"]
-            >= p["peak_rps"]
-        )
+    fraud, bulk = plan.placement("fraud"), plan.placement("bulk")
+    assert fraud.pool == "cpu-ae" and fraud.jurisdiction == "AE"
+    assert bulk.pool == "gpu-eu" and bulk.profile_source == "declared, not measured"
+    assert bulk.resources.gpus == 1
+    assert any("declared, not measured" in r for r in bulk.reasons)
+    assert any("cpu-x" in r and "no jurisdiction label" in r for r in fraud.reasons)
+    (unplaced,) = plan.unplaced
+    assert unplaced.deployment == "saudi" and "no pool satisfies residency [SA]" in unplaced.reason
+    assert plan.decisions["saudi"].chosen == f"unplaced: {unplaced.reason}"
+    for p in plan.placements:
+        assert p.expected_p99_ms <= p.slo_p99_ms
+        assert p.replicas * p.autoscaling.capacity_per_replica_rps * p.autoscaling.target_utilization >= p.peak_rps
+        assert plan.decisions[p.deployment].chosen == p.reasons[0]
 
 
 def test_slo_no_point_meets_is_reported(tmp_path: Path) -> None:
     bench = write_json(tmp_path / "bench.json", bench_doc())
     pools = [Pool("cpu", 1, 16.0, 64.0, 0.5)]
     plan = make_plan(pools, [Deployment("fast", 1.0, 10.0, profile=str(bench), model_load_s=0.1)], time_limit_s=5)
-    assert not plan["placements"]
-    assert "no operating point meets p99 <= 1 ms" in plan["unplaced"][0]["reason"]
+    assert not plan.placements
+    assert "no operating point meets p99 <= 1 ms" in plan.unplaced[0].reason
 
 
 @pytest.mark.parametrize("jurisdiction", [None, "EU"])
@@ -232,4 +231,4 @@ def test_only_forbidden_pools_means_unplaced(tmp_path: Path, jurisdiction: str |
     pools = [Pool("cpu", 4, 64.0, 256.0, 0.01, jurisdiction)]
     dep = Deployment("ae", 50.0, 10.0, profile=str(bench), residency=("AE",), model_load_s=0.1)
     plan = make_plan(pools, [dep], time_limit_s=5)
-    assert not plan["placements"] and "residency [AE]" in plan["unplaced"][0]["reason"]
+    assert not plan.placements and "residency [AE]" in plan.unplaced[0].reason

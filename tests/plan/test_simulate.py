@@ -55,8 +55,8 @@ def test_static_peak_capacity_meets_the_slo() -> None:
     tr = traces.generate("diurnal", days=1, base=100, peak=1000, seed=0, noise=0.0)
     # 50 replicas x 100/s at a 1000/s peak: 20% busy, p99 = 5 + 1000 * ln(0.2 / 0.01) / 80 = 42 ms <= 50
     r = simulate(config(max_replicas=50), tr, "static")
-    assert r.summary["slo_violation_minutes"] == 0
-    assert r.summary["replica_hours"] == pytest.approx(50 * 24)
+    assert r.summary.slo_violation_minutes == 0
+    assert r.summary.replica_hours == pytest.approx(50 * 24)
 
 
 def test_hpa_follows_load_and_lags_a_step() -> None:
@@ -67,7 +67,7 @@ def test_hpa_follows_load_and_lags_a_step() -> None:
     after = r.replicas[r.times > 3600 + 600]
     assert before.max() <= 6 and after.min() >= 28
     # the step overloads the replicas until new ones have loaded: some violation, then none
-    assert 0 < r.summary["slo_violation_minutes"] <= 5
+    assert 0 < r.summary.slo_violation_minutes <= 5
     assert (r.p99[r.times > 3600 + 600] <= 50).all()
 
 
@@ -79,10 +79,10 @@ def test_predictive_provisions_ahead_of_a_recurring_peak() -> None:
     cfg = config(lead_s=180.0, season_s=7200.0)
     hpa = simulate(cfg, tr, "hpa", warmup_s=4 * 3600)
     pred = simulate(cfg, tr, "predictive", warmup_s=4 * 3600)
-    assert hpa.summary["slo_violation_minutes"] >= 3
-    assert pred.summary["slo_violation_minutes"] < hpa.summary["slo_violation_minutes"]
-    assert pred.summary["minutes"] == hpa.summary["minutes"] == 120
-    assert "anomalies" in pred.summary
+    assert hpa.summary.slo_violation_minutes >= 3
+    assert pred.summary.slo_violation_minutes < hpa.summary.slo_violation_minutes
+    assert pred.summary.minutes == hpa.summary.minutes == 120
+    assert pred.summary.anomalies is not None and hpa.summary.anomalies is None
 
 
 def test_unknown_policy() -> None:

@@ -55,13 +55,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write manifests for every placement of the plan; then: kubectl apply -f OUT/."""
         # The plan is read through its own dependency-free document module: deploying needs no planning extras.
-        from honed.deploy import write
+        from honed.deploy import DeployOptions, write
         from honed.deploy.serving import ServingSecrets
         from honed.plan.document import read_plan
 
-        written = write(
-            read_plan(plan_path).to_dict(),
-            out,
+        options = DeployOptions(
             fmt=fmt,
             image_cpu=image_cpu,
             image_gpu=image_gpu,
@@ -73,6 +71,7 @@ def register(app: typer.Typer) -> None:
             keda_namespace=keda_namespace,
             secrets=ServingSecrets(access_secret, tls_secret),
         )
+        written = write(read_plan(plan_path), out, options)
         for path in written:
             console.print(str(path), highlight=False)
         console.print(f"apply with: kubectl apply -f {out}/  (extras/ holds Dockerfiles and the Grafana dashboard)")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from honed.cli.common import console, print_json
 from honed.errors import HonedError, InvalidArgument
+
+if TYPE_CHECKING:
+    from honed.plan.document import Plan
 
 COMMANDS = {
     "plan": "Place models on node pools from measured profiles; simulate autoscaling policies.",
@@ -50,12 +53,12 @@ def register(app: typer.Typer) -> None:
         if time_limit <= 0:
             raise InvalidArgument("--time-limit must be > 0")
         from honed.plan import plan_files
+        from honed.plan.document import write_plan
 
         result = plan_files(fleet, deployments, time_limit_s=time_limit)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_plan(result, out)
         if as_json:
-            print_json(result)
+            print_json(result.to_dict())
             return
         _print_plan(result, out)
 
@@ -90,26 +93,26 @@ def register(app: typer.Typer) -> None:
             deployments=deployment,
         )
         if as_json:
-            print_json(summary)
+            print_json(summary.to_dict())
             return
         from rich.table import Table
 
-        for name, d in summary["deployments"].items():
-            table = Table(title=f"{name} ({d['trace']['name']}, profile {d['profile_source']})")
+        for name, d in summary.deployments.items():
+            table = Table(title=f"{name} ({d.trace.name}, profile {d.profile_source})")
             for col in ("policy", "SLO-violation min", "replica-h", "cost", "mean slack ms", "max p99 ms", "anomalies"):
                 table.add_column(col)
-            for pol, s in d["policies"].items():
+            for pol, s in d.policies.items():
                 table.add_row(
                     pol,
-                    str(s["slo_violation_minutes"]),
-                    f"{s['replica_hours']:.2f}",
-                    f"{s['cost']:.2f}",
-                    f"{s['mean_slack_ms']:.1f}",
-                    f"{s['max_p99_ms']:.1f}",
-                    str(s.get("anomalies", "-")),
+                    str(s.slo_violation_minutes),
+                    f"{s.replica_hours:.2f}",
+                    f"{s.cost:.2f}",
+                    f"{s.mean_slack_ms:.1f}",
+                    f"{s.max_p99_ms:.1f}",
+                    "-" if s.anomalies is None else str(s.anomalies),
                 )
             console.print(table)
-            console.print(f"chart: {d['chart']}")
+            console.print(f"chart: {d.chart}")
         console.print(f"summary: {out / 'summary.json'}")
 
     @plan_app.command("forecast-server")
@@ -152,31 +155,29 @@ def register(app: typer.Typer) -> None:
     app.add_typer(plan_app, name="plan")
 
 
-def _print_plan(result: dict, out: Path) -> None:
+def _print_plan(plan: Plan, out: Path) -> None:
     from rich.table import Table
 
     table = Table(title="placements")
     for col in ("deployment", "pool", "replicas", "threads", "batch", "instances", "p99 ms", "$/h", "profile"):
         table.add_column(col)
-    for p in result["placements"]:
+    for p in plan.placements:
         table.add_row(
-            p["deployment"],
-            p["pool"],
-            str(p["replicas"]),
-            str(p["threads"]),
-            str(p["batch"]),
-            str(p["instances"]),
-            f"{p['expected_p99_ms']:.1f} / {p['slo_p99_ms']:g}",
-            f"{p['cost_per_hour']:.2f}",
-            p["profile_source"],
+            p.deployment,
+            p.pool,
+            str(p.replicas),
+            str(p.threads),
+            str(p.batch),
+            str(p.instances),
+            f"{p.expected_p99_ms:.1f} / {p.slo_p99_ms:g}",
+            f"{p.cost_per_hour:.2f}",
+            p.profile_source,
         )
     console.print(table)
-    for p in result["placements"]:
-        console.print(f"[bold]{p['deployment']}[/bold]")
-        for reason in p["reasons"]:
+    for p in plan.placements:
+        console.print(f"[bold]{p.deployment}[/bold]")
+        for reason in p.reasons:
             console.print(f"  - {reason}", highlight=False)
-    for u in result["unplaced"]:
-        console.print(
-            f"[bold red]unplaced[/bold red] {u['deployment']} ({u['priority']}): {u['reason']}", highlight=False
-        )
-    console.print(f"plan: {out} (total ${result['total_cost_per_hour']:.2f}/h, solver {result['solver']['status']})")
+    for u in plan.unplaced:
+        console.print(f"[bold red]unplaced[/bold red] {u.deployment} ({u.priority}): {u.reason}", highlight=False)
+    console.print(f"plan: {out} (total ${plan.total_cost_per_hour:.2f}/h, solver {plan.solver.status})")

@@ -14,8 +14,8 @@ count next to the CPU trigger and takes the larger: the forecast raises the floo
 ``GET /forecast`` lists every deployment; ``GET /healthz`` is the liveness endpoint. Errors are JSON with an
 ``error`` field (404 for an unknown deployment, 503 when the history cannot be read).
 
-The HTTP layer is the standard library's threading server: the work per request is a cached dictionary,
-recomputed only when a history file changes.
+The HTTP layer is the standard library's threading server: the work per request is a cached
+:class:`~honed.plan.predictive.PlacementFloor`, recomputed only when a history file changes.
 """
 
 from __future__ import annotations
@@ -27,10 +27,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from honed.errors import HonedError, InvalidArgument
+from honed.plan.document import Placement, Plan
+
+if TYPE_CHECKING:
+    from honed.plan.predictive import PlacementFloor
 
 FORECAST_PORT = 8080
 FORECAST_PATH = "/forecast"
@@ -40,17 +44,17 @@ FORECAST_PATH = "/forecast"
 class ForecastService:
     """The forecasts of a plan's predictive placements, each recomputed when its history file changes."""
 
-    plan: dict[str, Any]
+    plan: Plan
     history: dict[str, Path]
     """Deployment name -> its load history CSV."""
     clock: Callable[[], float] = time.time
-    _cache: dict[str, tuple[tuple[float, int], dict[str, Any]]] = field(default_factory=dict)
+    _cache: dict[str, tuple[tuple[float, int], PlacementFloor]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def from_plan(
         cls,
-        plan: dict[str, Any],
+        plan: Plan,
         *,
         history: str | Path | None = None,
         history_dir: str | Path | None = None,
@@ -62,10 +66,7 @@ class ForecastService:
         placement's ``autoscaling.history`` (as ``honed plan`` resolved it).
         """
         placements = [
-            p
-            for p in plan.get("placements", [])
-            if p.get("autoscaling", {}).get("policy") == "predictive"
-            and (not deployments or p.get("deployment") in deployments)
+            p for p in plan.placements if p.autoscaling.predictive and (not deployments or p.deployment in deployments)
         ]
         if not placements:
             which = f" named {', '.join(deployments)}" if deployments else ""
@@ -73,32 +74,32 @@ class ForecastService:
         if history is not None and len(placements) > 1:
             raise InvalidArgument(
                 "--history is one file for one deployment; the plan has several predictive placements "
-                f"({', '.join(p['deployment'] for p in placements)}): pick one with --deployment or use --history-dir"
+                f"({', '.join(p.deployment for p in placements)}): pick one with --deployment or use --history-dir"
             )
         paths: dict[str, Path] = {}
         for p in placements:
-            name = p["deployment"]
+            name = p.deployment
             if history is not None:
                 path = Path(history)
             elif history_dir is not None:
                 path = Path(history_dir) / f"{name}.csv"
-            elif p["autoscaling"].get("history"):
-                path = Path(p["autoscaling"]["history"])
+            elif p.autoscaling.history:
+                path = Path(p.autoscaling.history)
             else:
                 raise InvalidArgument(f"deployment {name!r}: no load history; give --history or --history-dir")
             paths[name] = path
-        service = cls(plan, paths)
+        service = cls(plan.only(placements), paths)
         for name in paths:
             service.forecast(name)  # fail at start on a missing or malformed history, not on KEDA's first poll
         return service
 
-    def placement(self, name: str) -> dict[str, Any]:
-        for p in self.plan.get("placements", []):
-            if p.get("deployment") == name and name in self.history:
-                return p
-        raise InvalidArgument(f"no predictive deployment {name!r}; this server forecasts {', '.join(self.history)}")
+    def placement(self, name: str) -> Placement:
+        if name not in self.history:
+            raise InvalidArgument(f"no predictive deployment {name!r}; this server forecasts {', '.join(self.history)}")
+        return self.plan.placement(name)
 
-    def forecast(self, name: str) -> dict[str, Any]:
+    def floor(self, name: str) -> PlacementFloor:
+        """The deployment's forecast floor, recomputed only when its history file changed."""
         from honed.plan.predictive import floor_for_placement, load_history
 
         placement = self.placement(name)
@@ -112,11 +113,14 @@ class ForecastService:
             cached = self._cache.get(name)
             if cached is None or cached[0] != key:
                 times, rates = load_history(path)
-                body = floor_for_placement(placement["autoscaling"], times, rates)
-                body = {"deployment": name, **body, "history": str(path)}
-                self._cache[name] = (key, body)
-                cached = self._cache[name]
-        return {**cached[1], "served_at": self.clock()}
+                cached = (key, floor_for_placement(placement.autoscaling, times, rates))
+                self._cache[name] = cached
+        return cached[1]
+
+    def forecast(self, name: str) -> dict[str, Any]:
+        """The JSON body of ``GET /forecast/<name>``."""
+        floor = self.floor(name)
+        return {"deployment": name, **floor.to_dict(), "history": str(self.history[name]), "served_at": self.clock()}
 
     def all(self) -> dict[str, Any]:
         return {"deployments": {name: self.forecast(name) for name in self.history}}

@@ -23,12 +23,12 @@ Choices made here:
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 from honed.deploy.forecast_server import FORECAST_PATH, FORECAST_PORT
 from honed.deploy.serving import ServingSecrets, serve_args
+from honed.plan.document import Placement, Plan, PlannedScaling
 from honed.serve.contract import GRPC_PORT, HTTP_PORT, LIVE_PATH, METRICS_PATH, READY_PATH
 
 JURISDICTION_LABEL = "node-restriction.kubernetes.io/jurisdiction"
@@ -62,33 +62,32 @@ def selector(name: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": name}
 
 
-def node_affinity(placement: dict[str, Any]) -> dict[str, Any]:
-    terms: list[dict[str, Any]] = [{"key": POOL_LABEL, "operator": "In", "values": [placement["pool"]]}]
-    if placement.get("region"):
-        terms.append({"key": REGION_LABEL, "operator": "In", "values": [placement["region"]]})
-    if placement.get("residency"):
+def node_affinity(placement: Placement) -> dict[str, Any]:
+    terms: list[dict[str, Any]] = [{"key": POOL_LABEL, "operator": "In", "values": [placement.pool]}]
+    if placement.region:
+        terms.append({"key": REGION_LABEL, "operator": "In", "values": [placement.region]})
+    if placement.residency:
         # The placement already satisfies residency; the scheduler enforces it again on the node label.
-        terms.append({"key": JURISDICTION_LABEL, "operator": "In", "values": list(placement["residency"])})
+        terms.append({"key": JURISDICTION_LABEL, "operator": "In", "values": list(placement.residency)})
     return {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": terms}]}}
 
 
-def resources(placement: dict[str, Any]) -> dict[str, Any]:
-    r = placement["resources"]
-    cpu = r["cpu"]
+def resources(placement: Placement) -> dict[str, Any]:
+    r = placement.resources
     amounts: dict[str, str] = {
-        "cpu": str(int(cpu)) if float(cpu).is_integer() else f"{math.ceil(cpu * 1000)}m",
-        "memory": f"{math.ceil(r['memory_mb'])}Mi",
+        "cpu": str(int(r.cpu)) if float(r.cpu).is_integer() else f"{math.ceil(r.cpu * 1000)}m",
+        "memory": f"{math.ceil(r.memory_mb)}Mi",
     }
-    if r.get("gpus"):
-        amounts["nvidia.com/gpu"] = str(int(r["gpus"]))
+    if r.gpus:
+        amounts["nvidia.com/gpu"] = str(r.gpus)
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
 def container(
-    placement: dict[str, Any], image: str, model_path: str, secrets: ServingSecrets | None = None
+    placement: Placement, image: str, model_path: str, secrets: ServingSecrets | None = None
 ) -> dict[str, Any]:
     secrets = secrets or ServingSecrets()
-    load_s = float(placement["autoscaling"]["model_load_s"])
+    load_s = placement.autoscaling.model_load_s
     startup_failures = max(10, math.ceil((3 * load_s + 30) / 2))
     probe = {"port": "http", "scheme": secrets.probe_scheme}
     return {
@@ -101,8 +100,8 @@ def container(
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
         ],
         "env": [
-            {"name": "OMP_NUM_THREADS", "value": str(placement["threads"])},
-            {"name": "HONED_DEPLOYMENT", "value": placement["deployment"]},
+            {"name": "OMP_NUM_THREADS", "value": str(placement.threads)},
+            {"name": "HONED_DEPLOYMENT", "value": placement.deployment},
         ],
         "resources": resources(placement),
         "startupProbe": {
@@ -122,10 +121,10 @@ def container(
 
 
 def pod_spec(
-    placement: dict[str, Any], image: str, model_claim: str, secrets: ServingSecrets | None = None
+    placement: Placement, image: str, model_claim: str, secrets: ServingSecrets | None = None
 ) -> dict[str, Any]:
     secrets = secrets or ServingSecrets()
-    name = placement["deployment"]
+    name = placement.deployment
     spec: dict[str, Any] = {
         "serviceAccountName": name,
         "automountServiceAccountToken": False,
@@ -150,40 +149,39 @@ def pod_spec(
             ),
         ],
     }
-    if placement["resources"].get("gpus"):
+    if placement.resources.gpus:
         spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     return spec
 
 
-def metadata(placement: dict[str, Any], name: str | None = None, **extra: Any) -> dict[str, Any]:
+def metadata(placement: Placement, name: str | None = None, **extra: Any) -> dict[str, Any]:
     meta = {
-        "name": name or placement["deployment"],
-        "namespace": placement["namespace"],
-        "labels": labels(placement["deployment"]),
+        "name": name or placement.deployment,
+        "namespace": placement.namespace,
+        "labels": labels(placement.deployment),
     }
     meta.update(extra)
     return meta
 
 
 def deployment(
-    placement: dict[str, Any], image: str, model_claim: str, secrets: ServingSecrets | None = None
+    placement: Placement, image: str, model_claim: str, secrets: ServingSecrets | None = None
 ) -> dict[str, Any]:
-    name = placement["deployment"]
-    auto = placement["autoscaling"]
+    name = placement.deployment
     annotations = {
-        "honed.dev/pool": placement["pool"],
-        "honed.dev/profile-source": placement["profile_source"],
-        "honed.dev/expected-p99-ms": str(placement["expected_p99_ms"]),
-        "honed.dev/slo-p99-ms": str(placement["slo_p99_ms"]),
+        "honed.dev/pool": placement.pool,
+        "honed.dev/profile-source": placement.profile_source,
+        "honed.dev/expected-p99-ms": str(placement.expected_p99_ms),
+        "honed.dev/slo-p99-ms": str(placement.slo_p99_ms),
     }
-    if placement.get("model_sha256"):
-        annotations["honed.dev/model-sha256"] = str(placement["model_sha256"])
+    if placement.model_sha256:
+        annotations["honed.dev/model-sha256"] = placement.model_sha256
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": metadata(placement, annotations=annotations),
         "spec": {
-            "replicas": int(auto["min_replicas"]),
+            "replicas": placement.autoscaling.min_replicas,
             "revisionHistoryLimit": 5,
             "selector": {"matchLabels": selector(name)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
@@ -202,14 +200,14 @@ def deployment(
     }
 
 
-def service(placement: dict[str, Any]) -> dict[str, Any]:
+def service(placement: Placement) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": metadata(placement),
         "spec": {
             "type": "ClusterIP",
-            "selector": selector(placement["deployment"]),
+            "selector": selector(placement.deployment),
             "ports": [
                 {"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"},
                 {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"},
@@ -218,7 +216,7 @@ def service(placement: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def service_account(placement: dict[str, Any]) -> dict[str, Any]:
+def service_account(placement: Placement) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
@@ -227,11 +225,11 @@ def service_account(placement: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def behavior(auto: dict[str, Any]) -> dict[str, Any]:
+def behavior(auto: PlannedScaling) -> dict[str, Any]:
     """The HPA behavior the plan's autoscaling uses (Kubernetes' default rates, the plan's windows)."""
     return {
         "scaleUp": {
-            "stabilizationWindowSeconds": int(auto["scale_up_window_s"]),
+            "stabilizationWindowSeconds": int(auto.scale_up_window_s),
             "selectPolicy": "Max",
             "policies": [
                 {"type": "Pods", "value": 4, "periodSeconds": 15},
@@ -239,28 +237,28 @@ def behavior(auto: dict[str, Any]) -> dict[str, Any]:
             ],
         },
         "scaleDown": {
-            "stabilizationWindowSeconds": int(auto["scale_down_window_s"]),
+            "stabilizationWindowSeconds": int(auto.scale_down_window_s),
             "selectPolicy": "Max",
             "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}],
         },
     }
 
 
-def utilization_percent(auto: dict[str, Any]) -> int:
-    return max(1, math.floor(float(auto["target_utilization"]) * 100))
+def utilization_percent(auto: PlannedScaling) -> int:
+    return max(1, math.floor(auto.target_utilization * 100))
 
 
-def hpa(placement: dict[str, Any]) -> dict[str, Any]:
-    name = placement["deployment"]
-    auto = placement["autoscaling"]
+def hpa(placement: Placement) -> dict[str, Any]:
+    name = placement.deployment
+    auto = placement.autoscaling
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
         "metadata": metadata(placement),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "minReplicas": int(auto["min_replicas"]),
-            "maxReplicas": int(auto["max_replicas"]),
+            "minReplicas": auto.min_replicas,
+            "maxReplicas": auto.max_replicas,
             "metrics": [
                 {
                     "type": "Resource",
@@ -275,18 +273,18 @@ def hpa(placement: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def forecast_url(placement: dict[str, Any]) -> str:
+def forecast_url(placement: Placement) -> str:
     """Where KEDA reads the deployment's predicted replica count: the forecast server of its namespace."""
-    svc = f"{FORECAST_NAME}.{placement['namespace']}.svc.cluster.local"
-    return f"http://{svc}:{FORECAST_PORT}{FORECAST_PATH}/{placement['deployment']}"
+    svc = f"{FORECAST_NAME}.{placement.namespace}.svc.cluster.local"
+    return f"http://{svc}:{FORECAST_PORT}{FORECAST_PATH}/{placement.deployment}"
 
 
 def scaled_object(
-    placement: dict[str, Any], target_kind: str = "Deployment", target_name: str | None = None
+    placement: Placement, target_kind: str = "Deployment", target_name: str | None = None
 ) -> dict[str, Any]:
     """KEDA ScaledObject for a predictive plan: reactive CPU trigger + the forecast as a metrics-api trigger."""
-    name = placement["deployment"]
-    auto = placement["autoscaling"]
+    name = placement.deployment
+    auto = placement.autoscaling
     triggers: list[dict[str, Any]] = [
         {"type": "cpu", "metricType": "Utilization", "metadata": {"value": str(utilization_percent(auto))}},
         {
@@ -309,15 +307,15 @@ def scaled_object(
             placement,
             target_name or name,
             annotations={
-                "honed.dev/provisioning-lead-s": str(auto["provisioning_lead_s"]),
+                "honed.dev/provisioning-lead-s": str(auto.provisioning_lead_s),
                 "honed.dev/forecast": "Holt-Winters over the load history, one provisioning lead ahead, "
                 "served by honed plan forecast-server",
             },
         ),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": target_kind, "name": target_name or name},
-            "minReplicaCount": int(auto["min_replicas"]),
-            "maxReplicaCount": int(auto["max_replicas"]),
+            "minReplicaCount": auto.min_replicas,
+            "maxReplicaCount": auto.max_replicas,
             "pollingInterval": 15,
             # If the forecast server is unreachable KEDA keeps the CPU trigger; the forecast only raises a floor.
             "advanced": {"horizontalPodAutoscalerConfig": {"behavior": behavior(auto)}},
@@ -327,15 +325,15 @@ def scaled_object(
 
 
 def forecast_server(
-    namespace: str, placements: list[dict[str, Any]], *, image: str, history_claim: str, keda_namespace: str
+    namespace: str, plan: Plan, *, image: str, history_claim: str, keda_namespace: str
 ) -> list[dict[str, Any]]:
-    """The forecast server of one namespace: ConfigMap (the plan's predictive placements), Deployment, Service,
-    NetworkPolicy (ingress on its port from KEDA's namespace only). Load histories come from a PVC holding
-    ``<deployment>.csv`` per deployment, kept current by an exporter (see docs/plan.md)."""
-    names = [p["deployment"] for p in placements]
+    """The forecast server of one namespace: ConfigMap (``plan``: the namespace's predictive placements, see
+    :meth:`Plan.only`), Deployment, Service, NetworkPolicy (ingress on its port from KEDA's namespace only). Load
+    histories come from a PVC holding ``<deployment>.csv`` per deployment, kept current by an exporter (see
+    docs/plan.md)."""
+    names = plan.names()
     lbl = labels(FORECAST_NAME)
     meta = {"name": FORECAST_NAME, "namespace": namespace, "labels": lbl}
-    plan = {"schema": "honed.plan/v1", "placements": placements, "unplaced": []}
     probe = {"httpGet": {"path": "/healthz", "port": "http"}}
     container = {
         "name": "forecast",
@@ -374,7 +372,7 @@ def forecast_server(
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {**meta, "name": f"{FORECAST_NAME}-plan"},
-            "data": {"plan.json": json.dumps(plan, indent=2) + "\n"},
+            "data": {"plan.json": plan.to_json()},
         },
         {
             "apiVersion": "apps/v1",
@@ -433,12 +431,12 @@ def forecast_server(
     ]
 
 
-def pdb(placement: dict[str, Any]) -> dict[str, Any]:
+def pdb(placement: Placement) -> dict[str, Any]:
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": metadata(placement),
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(placement["deployment"])}},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(placement.deployment)}},
     }
 
 
@@ -465,8 +463,8 @@ def _from_namespaces(names: list[str]) -> list[dict[str, Any]]:
     ]
 
 
-def network_policy(placement: dict[str, Any], metrics_namespace: str | None) -> dict[str, Any]:
-    allowed = sorted({placement["namespace"], *placement.get("allow_from_namespaces", [])})
+def network_policy(placement: Placement, metrics_namespace: str | None) -> dict[str, Any]:
+    allowed = sorted({placement.namespace, *placement.allow_from_namespaces})
     ingress: list[dict[str, Any]] = [
         {
             "from": _from_namespaces(allowed),
@@ -480,9 +478,9 @@ def network_policy(placement: dict[str, Any], metrics_namespace: str | None) -> 
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": metadata(placement, f"{placement['deployment']}-allow-serving"),
+        "metadata": metadata(placement, f"{placement.deployment}-allow-serving"),
         "spec": {
-            "podSelector": {"matchLabels": selector(placement["deployment"])},
+            "podSelector": {"matchLabels": selector(placement.deployment)},
             "policyTypes": ["Ingress"],
             "ingress": ingress,
         },
@@ -490,7 +488,7 @@ def network_policy(placement: dict[str, Any], metrics_namespace: str | None) -> 
 
 
 def manifests(
-    placement: dict[str, Any],
+    placement: Placement,
     *,
     image: str,
     model_claim: str,
@@ -498,7 +496,7 @@ def manifests(
     secrets: ServingSecrets | None = None,
 ) -> list[dict[str, Any]]:
     """Every object for one placement (the namespace's default deny is added once by the caller)."""
-    autoscaler = scaled_object(placement) if placement["autoscaling"]["policy"] == "predictive" else hpa(placement)
+    autoscaler = scaled_object(placement) if placement.autoscaling.predictive else hpa(placement)
     return [
         service_account(placement),
         deployment(placement, image, model_claim, secrets),

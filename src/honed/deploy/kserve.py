@@ -14,13 +14,14 @@ from typing import Any
 
 from honed.deploy import k8s
 from honed.deploy.serving import serve_args
+from honed.plan.document import Placement
 from honed.serve.contract import HTTP_PORT, LIVE_PATH, METRICS_PATH, READY_PATH
 
 KSERVE_MODEL_DIR = "/mnt/models"
 
 
-def serving_runtime(placement: dict[str, Any], image: str) -> dict[str, Any]:
-    name = placement["deployment"]
+def serving_runtime(placement: Placement, image: str) -> dict[str, Any]:
+    name = placement.deployment
     c = k8s.container(placement, image, KSERVE_MODEL_DIR)
     container = {
         "name": "kserve-container",
@@ -36,7 +37,7 @@ def serving_runtime(placement: dict[str, Any], image: str) -> dict[str, Any]:
     return {
         "apiVersion": "serving.kserve.io/v1alpha1",
         "kind": "ServingRuntime",
-        "metadata": {"name": f"honed-{name}", "namespace": placement["namespace"], "labels": k8s.labels(name)},
+        "metadata": {"name": f"honed-{name}", "namespace": placement.namespace, "labels": k8s.labels(name)},
         "spec": {
             "supportedModelFormats": [{"name": "onnx", "version": "1", "autoSelect": False}],
             "protocolVersions": ["v2"],
@@ -49,17 +50,17 @@ def serving_runtime(placement: dict[str, Any], image: str) -> dict[str, Any]:
     }
 
 
-def inference_service(placement: dict[str, Any], storage_uri: str) -> dict[str, Any]:
-    name = placement["deployment"]
-    auto = placement["autoscaling"]
+def inference_service(placement: Placement, storage_uri: str) -> dict[str, Any]:
+    name = placement.deployment
+    auto = placement.autoscaling
     annotations = {
         "serving.kserve.io/deploymentMode": "RawDeployment",
-        "honed.dev/pool": placement["pool"],
-        "honed.dev/profile-source": placement["profile_source"],
+        "honed.dev/pool": placement.pool,
+        "honed.dev/profile-source": placement.profile_source,
     }
     predictor: dict[str, Any] = {
-        "minReplicas": int(auto["min_replicas"]),
-        "maxReplicas": int(auto["max_replicas"]),
+        "minReplicas": auto.min_replicas,
+        "maxReplicas": auto.max_replicas,
         "serviceAccountName": name,
         "affinity": {"nodeAffinity": k8s.node_affinity(placement)},
         "model": {
@@ -70,9 +71,9 @@ def inference_service(placement: dict[str, Any], storage_uri: str) -> dict[str, 
             "resources": k8s.resources(placement),
         },
     }
-    if placement["resources"].get("gpus"):
+    if placement.resources.gpus:
         predictor["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-    if auto["policy"] == "predictive":
+    if auto.predictive:
         annotations["serving.kserve.io/autoscalerClass"] = "external"
     else:
         annotations["serving.kserve.io/autoscalerClass"] = "hpa"
@@ -83,7 +84,7 @@ def inference_service(placement: dict[str, Any], storage_uri: str) -> dict[str, 
         "kind": "InferenceService",
         "metadata": {
             "name": name,
-            "namespace": placement["namespace"],
+            "namespace": placement.namespace,
             "labels": k8s.labels(name),
             "annotations": annotations,
         },
@@ -92,7 +93,7 @@ def inference_service(placement: dict[str, Any], storage_uri: str) -> dict[str, 
 
 
 def manifests(
-    placement: dict[str, Any], *, image: str, storage_uri: str, metrics_namespace: str | None
+    placement: Placement, *, image: str, storage_uri: str, metrics_namespace: str | None
 ) -> list[dict[str, Any]]:
     objects = [
         k8s.service_account(placement),
@@ -101,6 +102,6 @@ def manifests(
         k8s.pdb(placement),
         k8s.network_policy(placement, metrics_namespace),
     ]
-    if placement["autoscaling"]["policy"] == "predictive":
-        objects.append(k8s.scaled_object(placement, "Deployment", f"{placement['deployment']}-predictor"))
+    if placement.autoscaling.predictive:
+        objects.append(k8s.scaled_object(placement, "Deployment", f"{placement.deployment}-predictor"))
     return objects

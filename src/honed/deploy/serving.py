@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from honed.plan.document import Placement
 from honed.serve.contract import GRPC_PORT, HTTP_PORT
 
 ACCESS_MOUNT = "/etc/honed/access"
@@ -42,11 +42,16 @@ class ServingSecrets:
         return out
 
     @property
+    def in_use(self) -> bool:
+        """Whether any Secret is given (an access policy, a TLS pair or both)."""
+        return bool(self.access_secret or self.tls_secret)
+
+    @property
     def probe_scheme(self) -> str:
         return "HTTPS" if self.tls_secret else "HTTP"
 
 
-def serve_args(placement: dict[str, Any], model_path: str, secrets: ServingSecrets | None = None) -> list[str]:
+def serve_args(placement: Placement, model_path: str, secrets: ServingSecrets | None = None) -> list[str]:
     """Arguments after the ``honed`` entry point; sized from the plan (threads, instances, batch)."""
     return [
         "serve",
@@ -56,10 +61,10 @@ def serve_args(placement: dict[str, Any], model_path: str, secrets: ServingSecre
         "--grpc",
         f"0.0.0.0:{GRPC_PORT}",
         "--instances",
-        str(placement["instances"]),
+        str(placement.instances),
         "--threads",
-        str(placement["threads"]),
+        str(placement.threads),
         "--max-batch-size",
-        str(placement["batch"]),
+        str(placement.batch),
         *(secrets.args() if secrets is not None else []),
     ]

@@ -4,6 +4,7 @@ and the Grafana dashboard to a folder."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,72 +16,84 @@ from honed.deploy.dockerfiles import dockerfile
 from honed.deploy.grafana import dashboard
 from honed.deploy.serving import ServingSecrets
 from honed.errors import InvalidArgument
+from honed.plan.document import Placement, Plan
 
 FORMATS = ("k8s", "kserve")
 
 
-def build(
-    plan: dict[str, Any],
-    *,
-    fmt: str = "k8s",
-    image_cpu: str | None = None,
-    image_gpu: str | None = None,
-    model_claim: str = "honed-models",
-    storage_uri_prefix: str = "pvc://honed-models",
-    metrics_namespace: str | None = "monitoring",
-    image_forecast: str | None = None,
-    history_claim: str = "honed-load-history",
-    keda_namespace: str = "keda",
-    secrets: ServingSecrets | None = None,
-) -> dict[str, list[dict[str, Any]]]:
+@dataclass(frozen=True)
+class DeployOptions:
+    """How a plan becomes manifests: the format, images, volume claims, namespaces and serving Secrets.
+
+    Images default to ``honed:VERSION-cpu`` / ``-gpu`` / ``-forecast``; with ``metrics_namespace`` None only the
+    placement's own namespaces reach ``/metrics``. Checked when made, before any plan is read.
+    """
+
+    fmt: str = "k8s"
+    image_cpu: str | None = None
+    image_gpu: str | None = None
+    model_claim: str = "honed-models"
+    storage_uri_prefix: str = "pvc://honed-models"
+    metrics_namespace: str | None = "monitoring"
+    image_forecast: str | None = None
+    history_claim: str = "honed-load-history"
+    keda_namespace: str = "keda"
+    secrets: ServingSecrets | None = None
+
+    def __post_init__(self) -> None:
+        if self.fmt not in FORMATS:
+            raise InvalidArgument(f"--format must be one of {', '.join(FORMATS)}, got {self.fmt!r}")
+        if self.fmt == "kserve" and self.secrets is not None and self.secrets.in_use:
+            raise InvalidArgument(
+                "--access-secret and --tls-secret are for --format k8s; with KServe, put the policy and "
+                "certificates on the ServingRuntime yourself or terminate TLS at the ingress"
+            )
+
+
+def build(plan: Plan, options: DeployOptions | None = None) -> dict[str, list[dict[str, Any]]]:
     """Objects per deployment name (plus ``_namespaces`` for the default-deny policies and, when any placement
     is predictive, ``_forecast`` for the forecast server its KEDA trigger reads)."""
-    if fmt not in FORMATS:
-        raise InvalidArgument(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    placements = plan.get("placements") or []
-    if not placements:
+    o = options or DeployOptions()
+    if not plan.placements:
         raise InvalidArgument("the plan places nothing; see its 'unplaced' reasons")
-    cpu_image = image_cpu or f"honed:{__version__}-cpu"
-    gpu_image = image_gpu or f"honed:{__version__}-gpu"
+    cpu_image = o.image_cpu or f"honed:{__version__}-cpu"
+    gpu_image = o.image_gpu or f"honed:{__version__}-gpu"
     out: dict[str, list[dict[str, Any]]] = {}
     namespaces: set[str] = set()
-    for p in placements:
-        image = gpu_image if p["resources"].get("gpus") else cpu_image
-        namespaces.add(p["namespace"])
-        if fmt == "k8s":
-            out[p["deployment"]] = k8s.manifests(
-                p, image=image, model_claim=model_claim, metrics_namespace=metrics_namespace, secrets=secrets
+    for p in plan.placements:
+        image = gpu_image if p.resources.gpus else cpu_image
+        namespaces.add(p.namespace)
+        if o.fmt == "k8s":
+            out[p.deployment] = k8s.manifests(
+                p, image=image, model_claim=o.model_claim, metrics_namespace=o.metrics_namespace, secrets=o.secrets
             )
         else:
-            if secrets is not None and (secrets.access_secret or secrets.tls_secret):
-                raise InvalidArgument(
-                    "--access-secret and --tls-secret are for --format k8s; with KServe, put the policy and "
-                    "certificates on the ServingRuntime yourself or terminate TLS at the ingress"
-                )
-            uri = f"{storage_uri_prefix.rstrip('/')}/{p['deployment']}"
-            out[p["deployment"]] = kserve.manifests(
-                p, image=image, storage_uri=uri, metrics_namespace=metrics_namespace
-            )
+            uri = f"{o.storage_uri_prefix.rstrip('/')}/{p.deployment}"
+            out[p.deployment] = kserve.manifests(p, image=image, storage_uri=uri, metrics_namespace=o.metrics_namespace)
     out["_namespaces"] = [k8s.default_deny(ns) for ns in sorted(namespaces)]
-    predictive: dict[str, list[dict[str, Any]]] = {}
-    for p in placements:
-        if p["autoscaling"]["policy"] == "predictive":
-            predictive.setdefault(p["namespace"], []).append(p)
+    predictive: dict[str, list[Placement]] = {}
+    for p in plan.placements:
+        if p.autoscaling.predictive:
+            predictive.setdefault(p.namespace, []).append(p)
     if predictive:
-        forecast_image = image_forecast or f"honed:{__version__}-forecast"
+        forecast_image = o.image_forecast or f"honed:{__version__}-forecast"
         out["_forecast"] = [
             obj
             for ns, group in sorted(predictive.items())
             for obj in k8s.forecast_server(
-                ns, group, image=forecast_image, history_claim=history_claim, keda_namespace=keda_namespace
+                ns,
+                plan.only(group),
+                image=forecast_image,
+                history_claim=o.history_claim,
+                keda_namespace=o.keda_namespace,
             )
         ]
     return out
 
 
-def write(plan: dict[str, Any], out_dir: str | Path, **options: Any) -> list[Path]:
+def write(plan: Plan, out_dir: str | Path, options: DeployOptions | None = None) -> list[Path]:
     """Write ``<deployment>.yaml`` per placement, ``00-network-default-deny.yaml``, Dockerfiles, dashboard."""
-    objects = build(plan, **options)
+    objects = build(plan, options)
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     written = []

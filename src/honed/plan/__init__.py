@@ -1,4 +1,4 @@
-"""Planning: where each model runs, how many replicas it needs, and how it scales; pure functions over plain data.
+"""Planning: where each model runs, how many replicas it needs, and how it scales; pure functions over typed values.
 
 ``make_plan`` / ``plan_files`` (``honed plan``) place deployments on node pools from measured profiles;
 ``simulate`` / ``simulate_plan`` (``honed plan simulate``) replay load traces under autoscaling policies.
@@ -17,9 +17,10 @@ _EXPORTS = {
     "PodMetric": "honed.plan.hpa",
     "Plan": "honed.plan.document",
     "SimConfig": "honed.plan.simulate",
+    "SimulationSummary": "honed.plan.run",
     "make_plan": "honed.plan.planner",
     "plan_files": "honed.plan.planner",
-    "read_plan": "honed.plan.run",
+    "read_plan": "honed.plan.document",
     "simulate": "honed.plan.simulate",
     "simulate_plan": "honed.plan.run",
 }
@@ -30,6 +31,7 @@ __all__ = [
     "Plan",
     "PodMetric",
     "SimConfig",
+    "SimulationSummary",
     "make_plan",
     "plan_files",
     "read_plan",
@@ -46,8 +48,8 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from honed.plan.document import Plan
+    from honed.plan.document import Plan, read_plan
     from honed.plan.hpa import HorizontalPodAutoscaler, HPASpec, PodMetric
     from honed.plan.planner import make_plan, plan_files
-    from honed.plan.run import read_plan, simulate_plan
+    from honed.plan.run import SimulationSummary, simulate_plan
     from honed.plan.simulate import SimConfig, simulate

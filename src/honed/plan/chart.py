@@ -25,7 +25,7 @@ def write_chart(results: Sequence[SimResult], slo_p99_ms: float, path: str | Pat
     for r in results:
         h = (r.times - r.times[0]) / 3600.0
         s = r.summary
-        label = f"{r.policy}: {s['slo_violation_minutes']} SLO-violation min, {s['replica_hours']:.1f} replica-h"
+        label = f"{r.policy}: {s.slo_violation_minutes} SLO-violation min, {s.replica_hours:.1f} replica-h"
         axes[1].step(h, r.replicas, where="post", linewidth=1.0, label=label)
         axes[2].plot(h, r.p99, linewidth=0.8, label=r.policy)
     axes[1].set_ylabel("replicas (incl. starting)")

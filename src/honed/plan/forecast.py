@@ -21,6 +21,17 @@ import numpy as np
 from honed.errors import InvalidArgument
 
 
+def seasonal_periods(n: int, season: int | None) -> int | None:
+    """``season`` when ``n`` buckets are enough for a seasonal fit, else None (Holt's trend alone).
+
+    Two full seasons, and never fewer than the heuristic initialization needs (10 + 2 x (season // 2) buckets,
+    which is more than two seasons for a season shorter than 9 buckets).
+    """
+    if not season or n < max(2 * season, 10 + 2 * (season // 2)):
+        return None
+    return season
+
+
 def _fit_forecast(
     series: np.ndarray, season: int | None, params: dict[str, float] | None, steps: int
 ) -> tuple[np.ndarray, dict[str, float]]:
@@ -64,8 +75,7 @@ def forecast_series(
         raise InvalidArgument("forecast steps must be >= 1")
     if len(y) < min_points:
         return np.full(steps, y[-1] if len(y) else 0.0)
-    seasonal = season if season and len(y) >= 2 * season else None
-    return _fit_forecast(y, seasonal, None, steps)[0]
+    return _fit_forecast(y, seasonal_periods(len(y), season), None, steps)[0]
 
 
 @dataclass
@@ -141,7 +151,7 @@ class LoadForecaster:
 
     def _refit(self, now: float) -> None:
         y = np.asarray(self.buckets, dtype=float)
-        seasonal = self.season if len(y) >= 2 * self.season else None
+        seasonal = seasonal_periods(len(y), self.season)
         horizon = math.ceil((self.refit_s * 2 + 3600.0) / self.bucket_s) + 2
         stale = now - self._params_at >= self.season_s or (seasonal is not None) != self._params_seasonal
         if self._params is None or stale:

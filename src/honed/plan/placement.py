@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import pulp
 
 from honed.errors import HonedError, ResidencyViolation
+from honed.plan.document import Solver
 from honed.plan.sizing import Candidate, residency_reason
 from honed.plan.spec import Deployment, Pool
 
@@ -40,7 +40,7 @@ class Assignment:
 class PlacementResult:
     assignments: dict[str, Assignment]
     unplaced: dict[str, str]
-    solver: dict[str, Any]
+    solver: Solver
     node_use: dict[str, list[dict[str, float]]] = field(default_factory=dict)
 
 
@@ -139,12 +139,12 @@ def place(
     result = PlacementResult(
         assignments=assignments,
         unplaced={},
-        solver={
-            "name": "PuLP + HiGHS (mixed-integer programming)",
-            "status": status_name,
-            "time_limit_s": time_limit_s,
-            "objective": pulp.value(prob.objective) if x else 0.0,
-        },
+        solver=Solver(
+            name="PuLP + HiGHS (mixed-integer programming)",
+            status=status_name,
+            time_limit_s=float(time_limit_s),
+            objective=float(pulp.value(prob.objective)) if x else 0.0,
+        ),
     )
     result.node_use = _verify(pools, by_name, assignments)
     for d in deployments:

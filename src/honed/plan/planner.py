@@ -1,26 +1,34 @@
-"""``honed plan``: from a fleet, deployments and their profiles to ``plan.json``, with the reasons.
+"""``honed plan``: from a fleet, deployments and their profiles to a :class:`~honed.plan.document.Plan`, with
+the reasons.
 
-This module wires the pure parts together (profiles -> sizing -> placement) and writes the result as plain
-data. The plan (schema ``honed.plan/v1``) holds ``placements`` (deployment, pool, replicas, instances,
-threads, batch, expected_p99_ms, cost_per_hour, nodes, resources, autoscaling, profile, reasons) and
-``unplaced`` (deployment, reason); ``decisions`` keeps, per deployment, every pool considered and why it
-was taken or not.
+This module wires the pure parts together (profiles -> sizing -> placement) and returns the typed plan
+document: ``placements`` (pool, replicas, operating point, resources, nodes, planned scaling, profile,
+reasons), ``unplaced`` (one reason each), pool use, and ``decisions`` (per deployment, every pool considered
+and why it was taken or not). :func:`honed.plan.document.write_plan` is the one writer of ``plan.json``.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 from honed.errors import InvalidArgument
+from honed.plan.document import (
+    DECLARED,
+    Decision,
+    Placement,
+    Plan,
+    PlannedScaling,
+    PoolUse,
+    Profile,
+    Resources,
+    Unplaced,
+)
 from honed.plan.placement import Assignment, place
 from honed.plan.predictive import daily_schedule, load_history
-from honed.plan.profiles import DECLARED, Profile, declared_profile, measured_profile
+from honed.plan.profiles import declared_profile, measured_profile
 from honed.plan.sizing import Candidate, candidates_for, residency_reason
 from honed.plan.spec import Deployment, Pool
-
-SCHEMA = "honed.plan/v1"
 
 
 def profile_for(deployment: Deployment, pool: Pool, measured: Profile | None) -> Profile | None:
@@ -31,10 +39,11 @@ def profile_for(deployment: Deployment, pool: Pool, measured: Profile | None) ->
     return measured if pool.gpus == 0 else None
 
 
-def make_plan(pools: list[Pool], deployments: list[Deployment], *, time_limit_s: float = 10.0) -> dict[str, Any]:
-    """Plan every deployment onto ``pools``; returns the ``plan.json`` mapping."""
+def make_plan(pools: list[Pool], deployments: list[Deployment], *, time_limit_s: float = 10.0) -> Plan:
+    """Plan every deployment onto ``pools``."""
     candidates: dict[str, list[Candidate]] = {}
-    decisions: dict[str, dict[str, Any]] = {}
+    notes: dict[str, dict[str, str]] = {}
+    chosen: dict[str, str] = {}
     for d in deployments:
         allowed = [p for p in pools if residency_reason(d, p) is None]
         needs_measured = any(p.gpus == 0 and d.name not in p.profiles for p in allowed)
@@ -51,7 +60,7 @@ def make_plan(pools: list[Pool], deployments: list[Deployment], *, time_limit_s:
                 pool_notes[pool.name] = f"best candidate: {cands[0].describe()}{tag}"
                 found.extend(cands)
         candidates[d.name] = found
-        decisions[d.name] = {"pools": pool_notes}
+        notes[d.name] = pool_notes
     result = place(pools, deployments, candidates, time_limit_s=time_limit_s)
 
     by_pool = {p.name: p for p in pools}
@@ -60,49 +69,48 @@ def make_plan(pools: list[Pool], deployments: list[Deployment], *, time_limit_s:
         a = result.assignments.get(d.name)
         if a is None:
             continue
-        reasons = _reasons(d, a, candidates[d.name], decisions[d.name]["pools"], by_pool, result.assignments)
-        decisions[d.name]["chosen"] = reasons[0]
+        reasons = _reasons(d, a, candidates[d.name], notes[d.name], by_pool, result.assignments)
+        chosen[d.name] = reasons[0]
         placements.append(_placement(d, a, by_pool[a.candidate.pool], reasons))
     unplaced = []
     for d in sorted(deployments, key=lambda d: (-d.priority, d.name)):
         if d.name in result.unplaced:
             reason = result.unplaced[d.name]
             if not candidates[d.name]:
-                notes = "; ".join(f"{k}: {v}" for k, v in decisions[d.name]["pools"].items())
+                considered = "; ".join(f"{k}: {v}" for k, v in notes[d.name].items())
                 if d.residency is not None and all(residency_reason(d, p) for p in pools):
-                    reason = f"no pool satisfies residency [{', '.join(d.residency)}] ({notes})"
+                    reason = f"no pool satisfies residency [{', '.join(d.residency)}] ({considered})"
                 else:
-                    reason = f"{reason}: {notes}"
-            unplaced.append({"deployment": d.name, "priority": d.priority_name, "reason": reason})
-            decisions[d.name]["chosen"] = f"unplaced: {reason}"
+                    reason = f"{reason}: {considered}"
+            unplaced.append(Unplaced(d.name, d.priority_name, reason))
+            chosen[d.name] = f"unplaced: {reason}"
     pools_out = []
     for p in pools:
         use = result.node_use.get(p.name, [])
         used_nodes = [k for k, u in enumerate(use) if u["cpu"] or u["memory_mb"] or u["gpus"]]
         pools_out.append(
-            {
-                "name": p.name,
-                "jurisdiction": p.jurisdiction,
-                "region": p.region,
-                "nodes": p.count,
-                "nodes_used": len(used_nodes),
-                "cost_per_hour_used": round(len(used_nodes) * p.cost_per_hour, 4),
-                "cpu_requested": sum(u["cpu"] for u in use),
-                "cpu_total": p.cpu * p.count,
-                "memory_mb_requested": sum(u["memory_mb"] for u in use),
-                "gpus_requested": int(sum(u["gpus"] for u in use)),
-                "gpu_type": p.gpu_type,
-            }
+            PoolUse(
+                name=p.name,
+                jurisdiction=p.jurisdiction,
+                region=p.region,
+                nodes=p.count,
+                nodes_used=len(used_nodes),
+                cost_per_hour_used=round(len(used_nodes) * p.cost_per_hour, 4),
+                cpu_requested=sum(u["cpu"] for u in use),
+                cpu_total=p.cpu * p.count,
+                memory_mb_requested=sum(u["memory_mb"] for u in use),
+                gpus_requested=int(sum(u["gpus"] for u in use)),
+                gpu_type=p.gpu_type,
+            )
         )
-    return {
-        "schema": SCHEMA,
-        "solver": result.solver,
-        "placements": placements,
-        "unplaced": unplaced,
-        "pools": pools_out,
-        "decisions": decisions,
-        "total_cost_per_hour": round(sum(pl["cost_per_hour"] for pl in placements), 4),
-    }
+    return Plan(
+        solver=result.solver,
+        placements=tuple(placements),
+        unplaced=tuple(unplaced),
+        pools=tuple(pools_out),
+        decisions={d.name: Decision(notes[d.name], chosen.get(d.name)) for d in deployments},
+        total_cost_per_hour=round(sum(pl.cost_per_hour for pl in placements), 4),
+    )
 
 
 def _reasons(
@@ -158,38 +166,22 @@ def _reasons(
     return reasons
 
 
-def _placement(d: Deployment, a: Assignment, pool: Pool, reasons: list[str]) -> dict[str, Any]:
+def _placement(d: Deployment, a: Assignment, pool: Pool, reasons: list[str]) -> Placement:
     c = a.candidate
     auto = d.autoscaling
     max_r = auto.max_replicas or c.replicas
     min_r = min(auto.min_replicas or d.min_replicas, max_r)
     capacity = c.point.throughput
     lead = c.profile.model_load_s + pool.pod_start_s
-    autoscaling: dict[str, Any] = {
-        "policy": auto.policy,
-        "min_replicas": min_r,
-        "max_replicas": max_r,
-        "target_utilization": round(c.target_utilization, 4),
-        "capacity_per_replica_rps": capacity,
-        "target_rps_per_replica": round(capacity * c.target_utilization, 3),
-        "scale_up_window_s": auto.scale_up_window_s,
-        "scale_down_window_s": auto.scale_down_window,
-        "model_load_s": c.profile.model_load_s,
-        "pod_start_s": pool.pod_start_s,
-        "provisioning_lead_s": lead,
-        "max_extra_fraction": auto.max_extra_fraction,
-        "max_extra_cost_per_hour": auto.max_extra_cost_per_hour,
-        "replica_cost_per_hour": c.replica_cost_per_hour,
-        "season_s": auto.season_s,
-    }
+    history, schedule = None, None
     if auto.policy == "predictive":
         if auto.history is None:
             raise InvalidArgument(
                 f"deployment {d.name!r}: the predictive policy needs autoscaling.history (a CSV of time, requests/s)"
             )
         times, rates = load_history(auto.history)
-        autoscaling["history"] = auto.history
-        autoscaling["schedule"] = daily_schedule(
+        history = auto.history
+        schedule = daily_schedule(
             times,
             rates,
             capacity_rps=capacity,
@@ -199,36 +191,55 @@ def _placement(d: Deployment, a: Assignment, pool: Pool, reasons: list[str]) -> 
             max_replicas=max_r,
             season_s=auto.season_s,
         )
-    return {
-        "deployment": d.name,
-        "namespace": d.namespace,
-        "pool": c.pool,
-        "replicas": c.replicas,
-        "instances": c.point.instances,
-        "threads": c.point.threads,
-        "batch": c.point.batch,
-        "expected_p99_ms": round(c.expected_p99_ms, 3),
-        "slo_p99_ms": d.slo_p99_ms,
-        "peak_rps": d.peak_rps,
-        "cost_per_hour": round(c.cost_per_hour, 4),
-        "priority": d.priority_name,
-        "residency": list(d.residency) if d.residency else None,
-        "jurisdiction": pool.jurisdiction,
-        "region": pool.region,
-        "gpu_type": pool.gpu_type if c.gpus else None,
-        "resources": {"cpu": c.cpu, "memory_mb": c.memory_mb, "gpus": c.gpus},
-        "nodes": {f"{pool.name}-{k}": r for k, r in sorted(a.nodes.items())},
-        "model": d.model,
-        "model_sha256": c.profile.model_sha256,
-        "allow_from_namespaces": list(d.allow_from_namespaces),
-        "profile_source": c.profile.source,
-        "profile": c.profile.to_dict(),
-        "autoscaling": autoscaling,
-        "reasons": reasons,
-    }
+    scaling = PlannedScaling(
+        policy=auto.policy,
+        min_replicas=min_r,
+        max_replicas=max_r,
+        target_utilization=round(c.target_utilization, 4),
+        capacity_per_replica_rps=capacity,
+        target_rps_per_replica=round(capacity * c.target_utilization, 3),
+        scale_up_window_s=auto.scale_up_window_s,
+        scale_down_window_s=auto.scale_down_window,
+        model_load_s=c.profile.model_load_s,
+        pod_start_s=pool.pod_start_s,
+        provisioning_lead_s=lead,
+        max_extra_fraction=auto.max_extra_fraction,
+        max_extra_cost_per_hour=auto.max_extra_cost_per_hour,
+        replica_cost_per_hour=c.replica_cost_per_hour,
+        season_s=auto.season_s,
+        history=history,
+        schedule=schedule,
+    )
+    return Placement(
+        deployment=d.name,
+        namespace=d.namespace,
+        pool=c.pool,
+        replicas=c.replicas,
+        instances=c.point.instances,
+        threads=c.point.threads,
+        batch=c.point.batch,
+        expected_p99_ms=round(c.expected_p99_ms, 3),
+        slo_p99_ms=d.slo_p99_ms,
+        peak_rps=d.peak_rps,
+        cost_per_hour=round(c.cost_per_hour, 4),
+        priority=d.priority_name,
+        residency=tuple(d.residency) if d.residency else None,
+        jurisdiction=pool.jurisdiction,
+        region=pool.region,
+        gpu_type=pool.gpu_type if c.gpus else None,
+        resources=Resources(cpu=c.cpu, memory_mb=c.memory_mb, gpus=c.gpus),
+        nodes={f"{pool.name}-{k}": r for k, r in sorted(a.nodes.items())},
+        model=d.model,
+        model_sha256=c.profile.model_sha256,
+        allow_from_namespaces=tuple(d.allow_from_namespaces),
+        profile_source=c.profile.source,
+        profile=c.profile,
+        autoscaling=scaling,
+        reasons=tuple(reasons),
+    )
 
 
-def plan_files(fleet: str | Path, deployments: str | Path, *, time_limit_s: float = 10.0) -> dict[str, Any]:
+def plan_files(fleet: str | Path, deployments: str | Path, *, time_limit_s: float = 10.0) -> Plan:
     """Read the two files and plan; the Python counterpart of ``honed plan``."""
     from honed.plan.spec import load_deployments, load_fleet
 

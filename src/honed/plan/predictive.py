@@ -30,6 +30,7 @@ import numpy as np
 
 from honed.errors import InvalidArgument
 from honed.plan.anomaly import AnomalyDetector
+from honed.plan.document import PlannedScaling, ScheduleWindow
 from honed.plan.forecast import LoadForecaster, forecast_series
 from honed.plan.hpa import TOLERANCE, Decision, HorizontalPodAutoscaler, PodMetric
 
@@ -107,11 +108,10 @@ def daily_schedule(
     max_replicas: int,
     season_s: float = 86400.0,
     bucket_s: float = 900.0,
-) -> list[dict[str, Any]]:
+) -> tuple[ScheduleWindow, ...]:
     """Hourly replica floors for the next season (UTC), each window starting ``lead_s`` early.
 
-    Needs two full seasons of history for the seasonal model; returns [{start, end, replicas, forecast_rps}]
-    with ``start``/``end`` as ``HH:MM`` UTC.
+    Needs two full seasons of history for the seasonal model; ``start``/``end`` are ``HH:MM`` UTC.
     """
     start, values = resample(times, rates, bucket_s)
     season = round(season_s / bucket_s)
@@ -124,7 +124,7 @@ def daily_schedule(
     first_ts = start + len(values) * bucket_s
     per_hour = round(3600 / bucket_s)
     lead_buckets = math.ceil(lead_s / bucket_s)
-    out = []
+    out: list[ScheduleWindow] = []
     for h in range(24):
         # Forecast buckets covering UTC hour h (the history may start at any time of day).
         offset = int(((h * 3600 - first_ts) % 86400) // bucket_s)
@@ -133,14 +133,14 @@ def daily_schedule(
         replicas = min(max_replicas, max(min_replicas, replicas_for_rate(peak, capacity_rps, target_utilization)))
         begin = (h * 3600 - lead_s) % 86400
         out.append(
-            {
-                "start": f"{int(begin // 3600):02d}:{int(begin % 3600 // 60):02d}",
-                "end": f"{(h + 1) % 24:02d}:00",
-                "replicas": replicas,
-                "forecast_rps": round(peak, 3),
-            }
+            ScheduleWindow(
+                start=f"{int(begin // 3600):02d}:{int(begin % 3600 // 60):02d}",
+                end=f"{(h + 1) % 24:02d}:00",
+                replicas=replicas,
+                forecast_rps=round(peak, 3),
+            )
         )
-    return out
+    return tuple(out)
 
 
 def forecast_margin(residuals: Sequence[float], z: float) -> float:
@@ -249,58 +249,101 @@ def capped_floor(
     return min(wanted, base + extra_cap)
 
 
+@dataclass(frozen=True)
+class PlacementFloor:
+    """The forecast floor of one placement right after its load history ends (the forecast server's answer)."""
+
+    history_end: float
+    observed_rps: float
+    reactive_replicas: int
+    """What the last observed load needs at the planned utilization, within min/max replicas."""
+    provisioning_lead_s: float
+    replicas: int
+    """What the predictive metric proposes (KEDA reads this field)."""
+    forecast: FloorEstimate | None
+    reason: str | None = None
+    """Why there is no forecast, when there is none."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "history_end": self.history_end,
+            "observed_rps": round(self.observed_rps, 3),
+            "reactive_replicas": self.reactive_replicas,
+            "provisioning_lead_s": round(self.provisioning_lead_s, 3),
+            "replicas": self.replicas,
+            "forecast": None if self.forecast is None else self.forecast.to_dict(),
+        }
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out
+
+
 def floor_for_placement(
-    autoscaling: dict[str, Any], times: Sequence[float], rates: Sequence[float], *, sync_s: float = 15.0
-) -> dict[str, Any]:
-    """The forecast floor right after a load history ends, for one placement's ``autoscaling`` block.
+    autoscaling: PlannedScaling,
+    times: Sequence[float],
+    rates: Sequence[float],
+    *,
+    sync_s: float = 15.0,
+    margin_z: float = 3.0,
+) -> PlacementFloor:
+    """The forecast floor right after a load history ends, for one placement's planned scaling.
 
     Replays the history through the same :class:`ForecastFloor` the predictive policy runs (so the margin is
     learnt from the forecast's errors on the history), then forecasts the next provisioning lead + one
     reconcile. ``replicas`` is what the predictive metric proposes: at least ``min_replicas``, at most
     ``max_replicas``, the extra above the count the current load needs capped like the policy caps it.
     """
-    try:
-        capacity = float(autoscaling["capacity_per_replica_rps"])
-        target = float(autoscaling["target_utilization"])
-        lead = float(autoscaling["provisioning_lead_s"])
-        lo, hi = int(autoscaling["min_replicas"]), int(autoscaling["max_replicas"])
-        season_s = float(autoscaling.get("season_s", 86400.0))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InvalidArgument(f"the placement's autoscaling block is missing or has a malformed field ({exc})") from exc
     if len(times) != len(rates) or len(times) < 2:
         raise InvalidArgument("a load history needs at least two (time, requests/s) rows")
+    a = autoscaling
+    capacity, target = a.capacity_per_replica_rps, a.target_utilization
+    lo, hi = a.min_replicas, a.max_replicas
     floor = ForecastFloor(
         capacity,
         target * (1 + TOLERANCE),
-        LoadForecaster(season_s=season_s, bucket_s=min(300.0, season_s / 48)),
-        margin_z=float(autoscaling.get("margin_z", 3.0)),
+        LoadForecaster(season_s=a.season_s, bucket_s=min(300.0, a.season_s / 48)),
+        margin_z=margin_z,
     )
     for t, r in zip(times, rates, strict=True):
         floor.observe(float(t), float(r))
     now, load = float(times[-1]), float(rates[-1])
-    horizon = lead + sync_s
-    estimate = floor.estimate(now, horizon)
+    estimate = floor.estimate(now, a.provisioning_lead_s + sync_s)
     reactive = replicas_for_rate(load, capacity, target)
-    out: dict[str, Any] = {
-        "history_end": now,
-        "observed_rps": round(load, 3),
-        "reactive_replicas": min(hi, max(lo, reactive)),
-        "provisioning_lead_s": round(lead, 3),
-    }
+    replicas, reason = lo, None
     if estimate is None:
         # Too little history to forecast: propose the minimum, so the reactive metric alone decides.
-        out.update({"replicas": lo, "forecast": None, "reason": "not enough history to forecast yet"})
-        return out
-    extra = autoscaling.get("max_extra_cost_per_hour")
-    wanted = capped_floor(
-        estimate.replicas,
-        reactive,
-        max_extra_fraction=float(autoscaling.get("max_extra_fraction", 1.0)),
-        max_extra_cost_per_hour=None if extra is None else float(extra),
-        replica_cost_per_hour=float(autoscaling.get("replica_cost_per_hour", 0.0)),
+        reason = "not enough history to forecast yet"
+    else:
+        wanted = capped_floor(
+            estimate.replicas,
+            reactive,
+            max_extra_fraction=a.max_extra_fraction,
+            max_extra_cost_per_hour=a.max_extra_cost_per_hour,
+            replica_cost_per_hour=a.replica_cost_per_hour,
+        )
+        replicas = min(hi, max(lo, wanted))
+    return PlacementFloor(
+        history_end=now,
+        observed_rps=load,
+        reactive_replicas=min(hi, max(lo, reactive)),
+        provisioning_lead_s=a.provisioning_lead_s,
+        replicas=replicas,
+        forecast=estimate,
+        reason=reason,
     )
-    out.update({"replicas": min(hi, max(lo, wanted)), "forecast": estimate.to_dict()})
-    return out
+
+
+@dataclass(frozen=True)
+class AnomalyEvent:
+    """An anomaly that froze scale-in: when, in which series, the value and its modified z-score."""
+
+    t: float
+    series: str
+    value: float
+    modified_z: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"t": self.t, "series": self.series, "value": self.value, "modified_z": self.modified_z}
 
 
 @dataclass
@@ -319,7 +362,7 @@ class PredictiveAutoscaler:
     load_anomaly: AnomalyDetector = field(default_factory=AnomalyDetector)
     latency_anomaly: AnomalyDetector = field(default_factory=lambda: AnomalyDetector(mad_floor=0.05))
     frozen_until: float = -math.inf
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[AnomalyEvent] = field(default_factory=list)
     margin_z: float = 3.0
     margin_window: int = 240
     _last_load: float | None = None
@@ -358,9 +401,7 @@ class PredictiveAutoscaler:
             score, anomalous = det.observe(value)
             if anomalous and (score > 0 or not upward):
                 if now >= self.frozen_until:
-                    self.events.append(
-                        {"t": now, "series": name, "value": round(value, 3), "modified_z": round(score, 2)}
-                    )
+                    self.events.append(AnomalyEvent(float(now), name, float(round(value, 3)), float(round(score, 2))))
                 self.frozen_until = now + self.freeze_s
         target = self.hpa.spec.target_utilization
         reactive_now = replicas_for_rate(load_rps, self.capacity_rps, target)

@@ -5,7 +5,8 @@ the load, and sets a replica count; new replicas serve only after the provisioni
 time + pod start). Between reconciles a fluid queue carries any backlog: each ready replica serves its
 measured items/s; latency is the queueing-model p99 (:mod:`honed.plan.queueing`) plus the time to drain
 the backlog. Per policy the summary gives SLO-violation minutes (a minute whose worst p99 breaks the SLO),
-replica-hours (starting replicas count: they are paid for), cost, and mean slack (SLO - p99, in ms).
+replica-hours (starting replicas count: they are paid for), cost, and mean slack (SLO - p99, in ms): a
+:class:`PolicySummary`.
 
 Policies: ``hpa`` (reactive, Kubernetes semantics), ``predictive`` (forecast + reactive + anomaly freeze),
 ``static`` (the planned peak replica count, always on).
@@ -14,13 +15,13 @@ Policies: ``hpa`` (reactive, Kubernetes semantics), ``predictive`` (forecast + r
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from honed.errors import InvalidArgument
-from honed.plan.document import OperatingPoint, Profile
+from honed.plan.document import OperatingPoint, Placement
 from honed.plan.forecast import LoadForecaster
 from honed.plan.hpa import (
     DEFAULT_SCALE_DOWN,
@@ -30,7 +31,7 @@ from honed.plan.hpa import (
     PodMetric,
     ScalingRules,
 )
-from honed.plan.predictive import PredictiveAutoscaler, replicas_for_rate
+from honed.plan.predictive import AnomalyEvent, PredictiveAutoscaler, replicas_for_rate
 from honed.plan.queueing import p99_ms
 from honed.plan.traces import Trace
 
@@ -63,35 +64,25 @@ class SimConfig:
     300 s Kubernetes default an HPA alone would run with)."""
 
     @classmethod
-    def from_placement(cls, placement: dict[str, Any]) -> SimConfig:
-        try:
-            profile = Profile.from_dict(placement["profile"], f"placement {placement.get('deployment')!r}: profile")
-            auto = placement["autoscaling"]
-            point = next(
-                p
-                for p in profile.points
-                if (p.batch, p.threads, p.instances)
-                == (placement["batch"], placement["threads"], placement["instances"])
-            )
-            return cls(
-                deployment=placement["deployment"],
-                point=point,
-                slo_p99_ms=float(placement["slo_p99_ms"]),
-                lead_s=float(auto["provisioning_lead_s"]),
-                min_replicas=int(auto["min_replicas"]),
-                max_replicas=int(auto["max_replicas"]),
-                target_utilization=float(auto["target_utilization"]),
-                replica_cost_per_hour=float(auto["replica_cost_per_hour"]),
-                scale_up_window_s=float(auto["scale_up_window_s"]),
-                scale_down_window_s=float(auto["scale_down_window_s"]),
-                max_extra_fraction=float(auto["max_extra_fraction"]),
-                max_extra_cost_per_hour=auto.get("max_extra_cost_per_hour"),
-                season_s=float(auto.get("season_s", 86400.0)),
-                profile_source=profile.source,
-                hpa_scale_down_window_s=300.0 if auto["policy"] == "predictive" else None,
-            )
-        except (KeyError, StopIteration, TypeError, ValueError) as exc:
-            raise InvalidArgument(f"the plan's placement is missing or has a malformed field ({exc})") from exc
+    def from_placement(cls, placement: Placement) -> SimConfig:
+        auto = placement.autoscaling
+        return cls(
+            deployment=placement.deployment,
+            point=placement.operating_point(),
+            slo_p99_ms=placement.slo_p99_ms,
+            lead_s=auto.provisioning_lead_s,
+            min_replicas=auto.min_replicas,
+            max_replicas=auto.max_replicas,
+            target_utilization=auto.target_utilization,
+            replica_cost_per_hour=auto.replica_cost_per_hour,
+            scale_up_window_s=auto.scale_up_window_s,
+            scale_down_window_s=auto.scale_down_window_s,
+            max_extra_fraction=auto.max_extra_fraction,
+            max_extra_cost_per_hour=auto.max_extra_cost_per_hour,
+            season_s=auto.season_s,
+            profile_source=placement.profile.source,
+            hpa_scale_down_window_s=300.0 if auto.predictive else None,
+        )
 
     def hpa_spec(self, policy: str = "predictive") -> HPASpec:
         down = self.scale_down_window_s
@@ -106,15 +97,62 @@ class SimConfig:
         )
 
 
-@dataclass
+@dataclass(frozen=True)
+class PolicySummary:
+    """How one policy did over a trace (the minutes after the warm-up): SLO, replica-hours, cost, slack."""
+
+    policy: str
+    minutes: int
+    slo_p99_ms: float
+    slo_violation_minutes: int
+    """Minutes whose worst p99 broke the SLO."""
+    replica_hours: float
+    """Starting replicas included: they are paid for."""
+    cost: float
+    mean_slack_ms: float
+    max_p99_ms: float
+    max_replicas: int
+    scale_events: int
+    provisioning_lead_s: float
+    profile_source: str
+    anomalies: int | None = None
+    """Predictive policy only: anomalies that froze scale-in."""
+    anomaly_events: tuple[AnomalyEvent, ...] | None = None
+    """Predictive policy only: the first 20 of them."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "policy": self.policy,
+            "minutes": self.minutes,
+            "slo_p99_ms": self.slo_p99_ms,
+            "slo_violation_minutes": self.slo_violation_minutes,
+            "replica_hours": self.replica_hours,
+            "cost": self.cost,
+            "mean_slack_ms": self.mean_slack_ms,
+            "max_p99_ms": self.max_p99_ms,
+            "max_replicas": self.max_replicas,
+            "scale_events": self.scale_events,
+            "provisioning_lead_s": self.provisioning_lead_s,
+            "profile_source": self.profile_source,
+        }
+        if self.anomalies is not None:
+            out["anomalies"] = self.anomalies
+        if self.anomaly_events is not None:
+            out["anomaly_events"] = [e.to_dict() for e in self.anomaly_events]
+        return out
+
+
+@dataclass(frozen=True)
 class SimResult:
+    """One policy's run over a trace: per reconcile, the load, replicas (starting included), ready ones, p99."""
+
     policy: str
     times: np.ndarray
     load: np.ndarray
     replicas: np.ndarray
     ready: np.ndarray
     p99: np.ndarray
-    summary: dict[str, Any] = field(default_factory=dict)
+    summary: PolicySummary
 
 
 def simulate(config: SimConfig, trace: Trace, policy: str, *, sync_s: float = 15.0, warmup_s: float = 0.0) -> SimResult:
@@ -177,38 +215,44 @@ def simulate(config: SimConfig, trace: Trace, policy: str, *, sync_s: float = 15
             pods = pods + [(ready_at, ready_at + sync_s)] * (decision.desired - len(pods))
         elif decision.desired < len(pods):
             pods = sorted(pods)[: decision.desired]  # the newest (least ready) pods go first
-    result = SimResult(policy, steps, load, out_replicas, out_ready, out_p99)
-    result.summary = _summary(config, result, sync_s, warmup_s, predictive)
-    return result
+    summary = _summary(config, policy, steps, out_replicas, out_p99, sync_s, warmup_s, predictive)
+    return SimResult(policy, steps, load, out_replicas, out_ready, out_p99, summary)
 
 
 def _summary(
-    config: SimConfig, r: SimResult, sync_s: float, warmup_s: float, predictive: PredictiveAutoscaler | None
-) -> dict[str, Any]:
-    counted = r.times >= r.times[0] + warmup_s
-    minute = ((r.times - r.times[0]) // 60).astype(int)
+    config: SimConfig,
+    policy: str,
+    times: np.ndarray,
+    replicas: np.ndarray,
+    p99: np.ndarray,
+    sync_s: float,
+    warmup_s: float,
+    predictive: PredictiveAutoscaler | None,
+) -> PolicySummary:
+    counted = times >= times[0] + warmup_s
+    minute = ((times - times[0]) // 60).astype(int)
     worst: dict[int, float] = {}
-    for m, p, c in zip(minute, r.p99, counted, strict=True):
+    for m, p, c in zip(minute, p99, counted, strict=True):
         if c:
             worst[m] = max(worst.get(m, 0.0), float(p))
     worst_values = np.array(list(worst.values()))
-    replica_hours = float(r.replicas[counted].sum() * sync_s / 3600.0)
-    summary: dict[str, Any] = {
-        "policy": r.policy,
-        "minutes": len(worst),
-        "slo_p99_ms": config.slo_p99_ms,
-        "slo_violation_minutes": int((worst_values > config.slo_p99_ms).sum()),
-        "replica_hours": round(replica_hours, 3),
-        "cost": round(replica_hours * config.replica_cost_per_hour, 4),
-        "mean_slack_ms": round(float((config.slo_p99_ms - worst_values).mean()), 3),
-        "max_p99_ms": round(float(worst_values.max()), 3),
-        "max_replicas": int(r.replicas.max()),
-        "scale_events": int((np.diff(r.replicas) != 0).sum()),
-        "provisioning_lead_s": config.lead_s,
-        "profile_source": config.profile_source,
-    }
+    replica_hours = float(replicas[counted].sum() * sync_s / 3600.0)
+    events = None
     if predictive is not None:
-        events = [e for e in predictive.events if e["t"] >= r.times[0] + warmup_s]
-        summary["anomalies"] = len(events)
-        summary["anomaly_events"] = [{k: float(v) if k != "series" else v for k, v in e.items()} for e in events[:20]]
-    return summary
+        events = tuple(e for e in predictive.events if e.t >= times[0] + warmup_s)
+    return PolicySummary(
+        policy=policy,
+        minutes=len(worst),
+        slo_p99_ms=config.slo_p99_ms,
+        slo_violation_minutes=int((worst_values > config.slo_p99_ms).sum()),
+        replica_hours=round(replica_hours, 3),
+        cost=round(replica_hours * config.replica_cost_per_hour, 4),
+        mean_slack_ms=round(float((config.slo_p99_ms - worst_values).mean()), 3),
+        max_p99_ms=round(float(worst_values.max()), 3),
+        max_replicas=int(replicas.max()),
+        scale_events=int((np.diff(replicas) != 0).sum()),
+        provisioning_lead_s=config.lead_s,
+        profile_source=config.profile_source,
+        anomalies=None if events is None else len(events),
+        anomaly_events=None if events is None else events[:20],
+    )
