@@ -1,4 +1,5 @@
-"""``honed access``: make bearer tokens and the access-policy entries ``honed serve --access`` reads."""
+"""``honed access``: make bearer tokens and the access-policy entries ``honed serve --access`` reads, and check a
+policy file the way the server will read it (before a SIGHUP makes a running server reload it)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def register(app: typer.Typer) -> None:
         """Make a new random bearer token for NAME; print it once, and the policy entry that holds only its hash."""
         import yaml
 
-        from honed.serve.access import AccessPolicy, new_token, token_hash
+        from honed.serve.access import AccessPolicy, new_token, read_policy_document, token_hash
 
         secret = new_token()
         entry = {"name": name, "token_sha256": token_hash(secret), "models": list(model), "actions": list(action)}
@@ -42,20 +43,12 @@ def register(app: typer.Typer) -> None:
             AccessPolicy.from_dict({"principals": [entry]})  # the same checks the server makes
             console.print(yaml.safe_dump({"principals": [entry]}, sort_keys=False), end="", markup=False)
         else:
-            doc: dict[str, list[dict[str, Any]]] = {"principals": []}
+            doc: dict[str, Any] = {"principals": []}
             if policy.exists():
-                loaded = AccessPolicy.from_file(policy)  # a broken file is reported, never overwritten
-                doc["principals"] = [
-                    {
-                        "name": p.name,
-                        "token_sha256": p.token_sha256,
-                        "models": list(p.models),
-                        "actions": sorted(p.actions),
-                    }
-                    for p in loaded.principals
-                ]
+                AccessPolicy.from_file(policy)  # a broken file is reported, never overwritten
+                doc = read_policy_document(policy)  # kept as written: oidc, limits and revoked sections too
             doc["principals"].append(entry)
-            AccessPolicy.from_dict(doc)
+            AccessPolicy.from_dict(doc, base=policy.parent)
             try:
                 policy.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
             except OSError as exc:
@@ -63,3 +56,32 @@ def register(app: typer.Typer) -> None:
             err_console.print(f"added principal {name!r} to {policy}")
         err_console.print("token (shown once; give it to the client as 'Authorization: Bearer <token>'):")
         typer.echo(secret, err=policy is None)
+
+    @access_app.command("check")
+    def check(
+        policy: Path = typer.Argument(..., help="The access policy file honed serve --access reads."),
+    ) -> None:
+        """Read POLICY as honed serve does (its JWKS too) and summarize it; a mistake exits 2 with the reason."""
+        from honed.serve.access import AccessPolicy
+
+        loaded = AccessPolicy.from_file(policy)
+        jwt_names = sum(p.token_sha256 is None for p in loaded.principals)
+        console.print(
+            f"{policy}: {len(loaded.principals)} principal(s), {jwt_names} signing in with a JWT", markup=False
+        )
+        if loaded.oidc is not None:
+            s = loaded.oidc.settings
+            console.print(
+                f"oidc: issuer {s.issuer}, audience {', '.join(s.audience)}, {len(loaded.oidc.kids)} key(s) from "
+                f"{s.jwks}, principal claim {s.principal_claim!r}, leeway {s.leeway_s:g} s",
+                markup=False,
+            )
+        limits = loaded.limits
+        if limits.default is not None or limits.principals:
+            default = f"{limits.default.rps:g} rps, burst {limits.default.burst:g}" if limits.default else "none"
+            console.print(
+                f"limits: default {default}; {len(limits.principals)} principal(s) with their own", markup=False
+            )
+        revoked = sorted(loaded.revoked_principals) + sorted(loaded.oidc.revoked_kids if loaded.oidc else ())
+        if revoked:
+            console.print(f"revoked: {', '.join(revoked)}", markup=False)
