@@ -66,22 +66,17 @@ def register(app: typer.Typer) -> None:
 
         loaded = AccessPolicy.from_file(policy)
         jwt_names = sum(p.token_sha256 is None for p in loaded.principals)
-        console.print(
-            f"{policy}: {len(loaded.principals)} principal(s), {jwt_names} signing in with a JWT", markup=False
-        )
+        typer.echo(f"{policy}: {len(loaded.principals)} principal(s), {jwt_names} signing in with a JWT")
         if loaded.oidc is not None:
             s = loaded.oidc.settings
-            console.print(
+            typer.echo(
                 f"oidc: issuer {s.issuer}, audience {', '.join(s.audience)}, {len(loaded.oidc.kids)} key(s) from "
-                f"{s.jwks}, principal claim {s.principal_claim!r}, leeway {s.leeway_s:g} s",
-                markup=False,
+                f"{s.jwks}, principal claim {s.principal_claim!r}, leeway {s.leeway_s:g} s"
             )
         limits = loaded.limits
         if limits.default is not None or limits.principals:
             default = f"{limits.default.rps:g} rps, burst {limits.default.burst:g}" if limits.default else "none"
-            console.print(
-                f"limits: default {default}; {len(limits.principals)} principal(s) with their own", markup=False
-            )
+            typer.echo(f"limits: default {default}; {len(limits.principals)} principal(s) with their own")
         revoked = sorted(loaded.revoked_principals) + sorted(loaded.oidc.revoked_kids if loaded.oidc else ())
         if revoked:
-            console.print(f"revoked: {', '.join(revoked)}", markup=False)
+            typer.echo(f"revoked: {', '.join(revoked)}")

@@ -85,6 +85,8 @@ class OidcSettings:
             raise InvalidArgument("oidc.jwks must be a JWKS file or an https:// URL")
         if self.jwks.lower().startswith("http://"):
             raise InvalidArgument(f"oidc.jwks {self.jwks}: fetch keys over https://, never plain http")
+        if self.jwks_ca is not None and (not isinstance(self.jwks_ca, str) or not self.jwks_ca):
+            raise InvalidArgument("oidc.jwks_ca must be a PEM file of the CA that signs the JWKS host's certificate")
         if not isinstance(self.principal_claim, str) or not self.principal_claim:
             raise InvalidArgument("oidc.principal_claim must name a claim, e.g. sub")
         leeway = self.leeway_s
@@ -153,7 +155,10 @@ def load_jwks(settings: OidcSettings) -> dict[str | None, PyJWK]:
     cannot be read, is not a JWKS, holds private or symmetric keys, or holds no usable key."""
     where = f"oidc.jwks {settings.jwks}"
     if settings.is_url:
-        context = ssl.create_default_context(cafile=settings.jwks_ca)
+        try:
+            context = ssl.create_default_context(cafile=settings.jwks_ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise InvalidArgument(f"oidc.jwks_ca {settings.jwks_ca}: not a readable PEM CA file: {exc}") from None
         client = jwt.PyJWKClient(settings.jwks, cache_jwk_set=False, timeout=FETCH_TIMEOUT_S, ssl_context=context)
         try:
             doc = client.fetch_data()

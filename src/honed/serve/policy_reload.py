@@ -70,8 +70,9 @@ class PolicyReloader:
             self._seen = await asyncio.to_thread(_fingerprint, files)
             try:
                 policy = await asyncio.to_thread(self._load, self.path)
-            except HonedError as exc:
-                log.error("access policy not reloaded (%s); the previous policy stays in force: %s", trigger, exc)
+            except Exception as exc:  # whatever a new file does, the server keeps serving under the old policy
+                why = str(exc) if isinstance(exc, HonedError) else f"unexpected {type(exc).__name__}: {exc}"
+                log.error("access policy not reloaded (%s); the previous policy stays in force: %s", trigger, why)
                 self._count("failure")
                 return False
             self._apply(policy)
