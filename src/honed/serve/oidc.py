@@ -32,6 +32,7 @@ import logging
 import math
 import ssl
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,8 @@ DEFAULT_LEEWAY_S = 60.0
 REFETCH_INTERVAL_S = 10.0
 """The least time between two loads of the JWKS caused by tokens with an unknown ``kid``."""
 FETCH_TIMEOUT_S = 5.0
+VERIFIED_CACHE_SIZE = 4096
+"""How many verified tokens a verifier remembers (see :meth:`JwtVerifier.verify`)."""
 _FIELDS = {"issuer", "audience", "jwks", "jwks_ca", "principal_claim", "leeway_s", "algorithms"}
 _KEY_TYPES = {"RS256": "RSA", "ES256": "EC", "EdDSA": "OKP"}
 
@@ -220,6 +223,7 @@ class JwtVerifier:
         self._clock = clock
         self._last_refetch = -math.inf
         self._refetch_lock: asyncio.Lock | None = None
+        self._verified: OrderedDict[str, tuple[str, float]] = OrderedDict()
 
     @classmethod
     def load(
@@ -242,7 +246,17 @@ class JwtVerifier:
         return token.count(".") == 2
 
     async def verify(self, token: str) -> str:
-        """The principal name ``token`` carries (its :attr:`OidcSettings.principal_claim`), or InvalidToken."""
+        """The principal name ``token`` carries (its :attr:`OidcSettings.principal_claim`), or InvalidToken.
+
+        A token that verified is remembered, byte for byte, until its ``exp`` (plus the leeway) passes, so a client
+        that sends one token many times (and a gRPC call, checked before and after its message is parsed) pays for
+        the signature once; the memory goes with this verifier on a reload and is cleared when the key set is."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            if time.time() <= cached[1]:
+                self._verified.move_to_end(token)
+                return cached[0]
+            del self._verified[token]
         settings = self.settings
         try:
             header = jwt.get_unverified_header(token)
@@ -276,6 +290,9 @@ class JwtVerifier:
         name = claims.get(settings.principal_claim)
         if not isinstance(name, str) or not name:
             raise InvalidToken(f"the token carries no {settings.principal_claim!r} claim naming its principal")
+        self._verified[token] = (name, float(claims["exp"]) + settings.leeway_s)
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
         return name
 
     async def _key(self, kid: str | None) -> PyJWK:
@@ -291,6 +308,7 @@ class JwtVerifier:
                 self._last_refetch = self._clock()
                 try:
                     self._keys = await asyncio.to_thread(self._loader, self.settings)
+                    self._verified.clear()  # a key the IdP withdrew must not live on in remembered tokens
                 except InvalidArgument as exc:  # the IdP is unreachable or serves a broken set: keep our keys
                     log.warning("could not refresh the identity provider's keys for kid %r: %s", kid, exc)
         key = self._keys.get(kid)
