@@ -15,6 +15,7 @@ import json
 import signal
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from honed.serve.oidc import REFETCH_INTERVAL_S, InvalidToken, JwtVerifier, Oidc
 from tests.conformance import models
 from tests.conformance.server import RunningServer, start_server
 from tests.idp import TestIdP, serve_jwks
+from tests.serve.test_batching import FakeClock
 
 APP, OPS = "app-secret-token-0001", "ops-secret-token-0002"
 BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 8], "data": [1.0] * 8}]}
@@ -294,13 +296,23 @@ def _write_policy(server: RunningServer, text: str) -> Path:
     return policy
 
 
+@contextmanager
+def _reloaded_with(server: RunningServer) -> Iterator[Path]:
+    """The JWKS file beside the policy; on exit the original policy is written back and reloaded."""
+    jwks = _policy_file(server).parent / "jwks.json"
+    try:
+        yield jwks
+    finally:
+        _write_policy(server, yaml.safe_dump(_policy(jwks)))
+        assert "reloaded" in _sighup(server)
+
+
 def test_revoking_a_principal_or_a_key_applies_on_the_next_request_after_sighup(
     idp: TestIdP, server: RunningServer, http: httpx.Client, channel: grpc.Channel
 ) -> None:
-    jwks = _policy_file(server).parent / "jwks.json"
     alice_es, alice_rs = idp.token("alice", kid="ES256"), idp.token("alice", kid="RS256")
     assert _infer(http, alice_es).status_code == 200
-    try:
+    with _reloaded_with(server) as jwks:
         _write_policy(server, yaml.safe_dump(_policy(jwks, revoked={"principals": ["alice", "app"]})))
         assert "reloaded" in _sighup(server)
         for token in (alice_es, APP):
@@ -313,18 +325,14 @@ def test_revoking_a_principal_or_a_key_applies_on_the_next_request_after_sighup(
         assert answer.status_code == 401 and "key 'ES256', which this server has revoked" in answer.json()["error"]
         assert _infer(http, alice_rs).status_code == 200  # alice herself is back, through another key
         assert _infer(http, APP).status_code == 200
-    finally:
-        _write_policy(server, yaml.safe_dump(_policy(jwks)))
-        assert "reloaded" in _sighup(server)
 
 
 def test_a_broken_policy_is_reported_and_the_old_one_stays_in_force(
     idp: TestIdP, server: RunningServer, http: httpx.Client
 ) -> None:
-    jwks = _policy_file(server).parent / "jwks.json"
     token = idp.token("alice", kid="EdDSA")
     failures = _scrape(http).get(("honed_access_policy_reloads_total", (("result", "failure"),)), 0.0)
-    try:
+    with _reloaded_with(server) as jwks:
         for broken in (
             "principals: [unclosed\n",  # not YAML
             yaml.safe_dump(_policy(jwks, oidc={"issuer": "https://idp.test", "audience": "honed"})),  # no jwks
@@ -337,9 +345,6 @@ def test_a_broken_policy_is_reported_and_the_old_one_stays_in_force(
             assert _infer(http, APP).status_code == 200
         after = _scrape(http)[("honed_access_policy_reloads_total", (("result", "failure"),))]
         assert after == failures + 3
-    finally:
-        _write_policy(server, yaml.safe_dump(_policy(jwks)))
-        assert "reloaded" in _sighup(server)
 
 
 def test_a_new_key_in_the_jwks_file_applies_after_reload_and_a_removed_one_stops(
@@ -364,18 +369,10 @@ def test_a_new_key_in_the_jwks_file_applies_after_reload_and_a_removed_one_stops
 # -- JWKS over HTTPS: unknown kid, rotation, a flood of made-up kids (injected clock) --------------------------
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_an_unknown_kid_refetches_the_https_jwks_at_most_once_per_interval(tmp_path: Path) -> None:
     idp = TestIdP()
     idp.add_key("RS256", kid="k1")
-    clock = _Clock()
+    clock = FakeClock()
     with serve_jwks(idp, tmp_path) as jwks:
         settings = OidcSettings(issuer=idp.issuer, audience=(idp.audience,), jwks=jwks.url, jwks_ca=str(jwks.ca_file))
         verifier = JwtVerifier(settings, load_jwks(settings), clock=clock)

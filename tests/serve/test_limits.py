@@ -6,14 +6,7 @@ import pytest
 
 from honed.errors import InvalidArgument, Overloaded
 from honed.serve.limits import Rate, RateLimited, RateLimiter, RateLimits
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.serve.test_batching import FakeClock
 
 
 def _limits(doc: object) -> RateLimits:
@@ -21,7 +14,7 @@ def _limits(doc: object) -> RateLimits:
 
 
 def test_a_bucket_takes_a_burst_then_refills_at_its_rate() -> None:
-    clock = Clock()
+    clock = FakeClock()
     refused: list[tuple[str, str]] = []
     limiter = RateLimiter(
         _limits({"default": {"rps": 2, "burst": 3}}), clock=clock, on_limited=lambda p, m: refused.append((p, m))
@@ -48,7 +41,7 @@ def test_a_bucket_takes_a_burst_then_refills_at_its_rate() -> None:
 
 
 def test_without_a_limit_a_principal_is_not_limited() -> None:
-    limiter = RateLimiter(_limits({"principals": {"batch": {"rps": 1}}}), clock=Clock())
+    limiter = RateLimiter(_limits({"principals": {"batch": {"rps": 1}}}), clock=FakeClock())
     for _ in range(1000):
         limiter.admit("free")
     limiter.admit("batch")  # burst defaults to max(1, rps)
@@ -57,7 +50,7 @@ def test_without_a_limit_a_principal_is_not_limited() -> None:
 
 
 def test_a_model_pattern_has_one_bucket_and_a_refusal_takes_nothing() -> None:
-    clock = Clock()
+    clock = FakeClock()
     doc = {"principals": {"app": {"rps": 1, "burst": 3, "models": {"fraud-*": {"rps": 1, "burst": 1}}}}}
     limiter = RateLimiter(_limits(doc), clock=clock)
     limiter.admit("app", "fraud-a")
@@ -72,7 +65,7 @@ def test_a_model_pattern_has_one_bucket_and_a_refusal_takes_nothing() -> None:
 
 
 def test_reconfiguring_keeps_levels_caps_them_and_drops_removed_limits() -> None:
-    clock = Clock()
+    clock = FakeClock()
     limiter = RateLimiter(_limits({"default": {"rps": 1, "burst": 5}}), clock=clock)
     for _ in range(5):
         limiter.admit("app")
