@@ -423,3 +423,26 @@ def test_a_jwks_url_over_plain_http_or_with_an_untrusted_certificate_is_refused(
         settings = OidcSettings(issuer=idp.issuer, audience=(idp.audience,), jwks=jwks.url)  # system CAs only
         with pytest.raises(InvalidArgument, match="cannot fetch the key set"):
             load_jwks(settings)
+
+
+def test_a_changed_policy_file_is_picked_up_by_the_poll(tmp_path: Path) -> None:
+    models.mlp(tmp_path / "repo" / "fraud" / "1" / "model.onnx", seed=1)
+    policy = tmp_path / "access.yaml"
+    entry = {"name": "app", "token_sha256": token_hash(APP), "models": ["fraud"], "actions": ["infer"]}
+    policy.write_text(yaml.safe_dump({"principals": [entry]}))
+    args = ["--repository", str(tmp_path / "repo"), "--access", str(policy), "--access-poll-s", "0.1"]
+    running = start_server(args, tmp_path / "server.log")
+    try:
+        with httpx.Client(base_url=running.base, timeout=30) as http:
+            assert _infer(http, APP).status_code == 200
+            moved = {**entry, "token_sha256": token_hash(OPS)}  # the app's token rotated: the old one stops
+            policy.write_text(yaml.safe_dump({"principals": [moved]}))
+            deadline = time.monotonic() + 30
+            while "reloaded from" not in running.output():
+                assert time.monotonic() < deadline, running.output()
+                time.sleep(0.05)
+            assert "(file changed)" in running.output()
+            assert _infer(http, APP).status_code == 401
+            assert _infer(http, OPS).status_code == 200
+    finally:
+        assert running.stop() == 0, running.output()

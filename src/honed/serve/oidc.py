@@ -27,6 +27,7 @@ made-up ``kid`` values cannot make the server hammer the IdP. HTTPS URLs are fet
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import math
@@ -223,7 +224,7 @@ class JwtVerifier:
         self._clock = clock
         self._last_refetch = -math.inf
         self._refetch_lock: asyncio.Lock | None = None
-        self._verified: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._verified: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
 
     @classmethod
     def load(
@@ -251,12 +252,13 @@ class JwtVerifier:
         A token that verified is remembered, byte for byte, until its ``exp`` (plus the leeway) passes, so a client
         that sends one token many times (and a gRPC call, checked before and after its message is parsed) pays for
         the signature once; the memory goes with this verifier on a reload and is cleared when the key set is."""
-        cached = self._verified.get(token)
+        digest = hashlib.sha256(token.encode()).digest()  # memory per token stays small however large it is
+        cached = self._verified.get(digest)
         if cached is not None:
             if time.time() <= cached[1]:
-                self._verified.move_to_end(token)
+                self._verified.move_to_end(digest)
                 return cached[0]
-            del self._verified[token]
+            del self._verified[digest]
         settings = self.settings
         try:
             header = jwt.get_unverified_header(token)
@@ -290,7 +292,7 @@ class JwtVerifier:
         name = claims.get(settings.principal_claim)
         if not isinstance(name, str) or not name:
             raise InvalidToken(f"the token carries no {settings.principal_claim!r} claim naming its principal")
-        self._verified[token] = (name, float(claims["exp"]) + settings.leeway_s)
+        self._verified[digest] = (name, float(claims["exp"]) + settings.leeway_s)
         if len(self._verified) > VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)
         return name
