@@ -1,4 +1,5 @@
-"""Who may call the server and what they may do: bearer-token principals with per-model, per-action grants.
+"""Who may call the server and what they may do: principals (bearer tokens, or JWTs from an identity provider) with
+per-model, per-action grants.
 
 An access policy (``honed serve --access FILE``, YAML or JSON) lists principals. Each holds the sha256 of its
 bearer token (the token itself is never stored; ``honed access token`` makes one), the models it may use as
