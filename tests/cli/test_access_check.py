@@ -55,3 +55,18 @@ def test_token_added_to_a_policy_keeps_its_oidc_limits_and_revocations(
         k: v for k, v in before.items() if k != "principals"
     }
     assert AccessPolicy.from_file(path).authorize(token, "metrics").name == "svc"
+
+
+def test_jwt_adds_a_principal_without_a_token_and_needs_an_oidc_section(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _policy(tmp_path)
+    assert run(["access", "jwt", "batch-job", "-m", "*", "-a", "infer", "--policy", str(path)]) == 0
+    entry = yaml.safe_load(path.read_text())["principals"][-1]
+    assert entry == {"name": "batch-job", "models": ["*"], "actions": ["infer"]}
+    assert [p.name for p in AccessPolicy.from_file(path).principals] == ["alice", "batch-job"]
+    assert not list(tmp_path.glob(".*.new"))  # the file was replaced in one step, nothing left beside it
+    bare = tmp_path / "bare.yaml"
+    assert run(["access", "jwt", "batch-job", "-m", "*", "--policy", str(bare)]) == 2
+    assert "no 'oidc' section" in capsys.readouterr().err
+    assert not bare.exists()
