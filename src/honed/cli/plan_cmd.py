@@ -48,6 +48,7 @@ def register(app: typer.Typer) -> None:
             None, "--prometheus", help="Prometheus URL: refine the plan with what the serving fleet showed."
         ),
         since: str = typer.Option("24h", "--since", help="With --prometheus: how far back to read (90s, 30m, 24h)."),
+        step: str | None = typer.Option(None, "--step", help="With --prometheus: sample spacing (default: >= 15s)."),
         margin: float = typer.Option(
             0.5, "--margin", help="With --prometheus: flag a profile figure production misses by more than this."
         ),
@@ -70,7 +71,7 @@ def register(app: typer.Typer) -> None:
             result = live_plan(
                 fleet,
                 deployments,
-                PrometheusReader(prometheus),
+                PrometheusReader(prometheus, parse_duration(step, "--step") if step is not None else None),
                 since_s=parse_duration(since),
                 margin=margin,
                 time_limit_s=time_limit,
@@ -152,6 +153,7 @@ def register(app: typer.Typer) -> None:
             None, "--prometheus", help="Prometheus URL: continue each history with the live request rate."
         ),
         since: str = typer.Option("24h", "--since", help="With --prometheus: how much live history to read."),
+        step: str | None = typer.Option(None, "--step", help="With --prometheus: sample spacing (default: >= 15s)."),
     ) -> None:
         """Serve the predictive replica count as JSON for KEDA's metrics-api trigger: GET /forecast/NAME."""
         require_plan_extra()
@@ -166,7 +168,11 @@ def register(app: typer.Typer) -> None:
             history=history,
             history_dir=history_dir,
             deployments=deployment or None,
-            prometheus=PrometheusReader(prometheus) if prometheus is not None else None,
+            prometheus=(
+                PrometheusReader(prometheus, parse_duration(step, "--step") if step is not None else None)
+                if prometheus is not None
+                else None
+            ),
             since_s=parse_duration(since),
         )
         server = make_server(service, host, port)
@@ -184,6 +190,7 @@ def register(app: typer.Typer) -> None:
     def anomalies_cmd(
         prometheus: str = typer.Option(..., "--prometheus", help="Prometheus URL scraping honed serve."),
         since: str = typer.Option("24h", "--since", help="How far back to look (90s, 30m, 24h, 7d)."),
+        until: str | None = typer.Option(None, "--until", help="End of the window: Unix seconds or ISO 8601 (now)."),
         step: str | None = typer.Option(None, "--step", help="Sample spacing (default: the window / 1500)."),
         season: str = typer.Option("24h", "--season", help="The load's season; removed once two are in view."),
         window: int = typer.Option(60, "--window", help="Trailing points each sample is judged against."),
@@ -192,17 +199,17 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Report what deviated in request rate, error ratio and p99, per model: when and by how much."""
         from honed.plan.live_anomaly import live_anomalies
-        from honed.plan.prometheus import PrometheusReader, parse_duration
+        from honed.plan.prometheus import PrometheusReader, parse_duration, parse_time
 
         if window < 10:
             raise InvalidArgument("--window must be >= 10 points")
         report = live_anomalies(
-            PrometheusReader(prometheus),
+            PrometheusReader(prometheus, parse_duration(step, "--step") if step is not None else None),
             since_s=parse_duration(since),
-            step_s=parse_duration(step, "--step") if step is not None else None,
             season_s=parse_duration(season, "--season"),
             window=window,
             models=model,
+            until=parse_time(until) if until is not None else None,
         )
         if as_json:
             print_json(report.to_dict())
@@ -264,4 +271,5 @@ def _print_anomalies(report: AnomalyReport) -> None:
             "inf" if d["modified_z"] is None else f"{d['modified_z']:.1f}",
         )
     console.print(table)
-    console.print(f"{len(report.anomalies)} anomalies in {len(report.checked)} series", highlight=False)
+    n = len(report.anomalies)
+    console.print(f"{n} {'anomaly' if n == 1 else 'anomalies'} in {len(report.checked)} series", highlight=False)

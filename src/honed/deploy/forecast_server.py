@@ -89,11 +89,11 @@ class ForecastService:
                 f"({', '.join(p.deployment for p in placements)}): pick one with --deployment or use --history-dir"
             )
         if prometheus is None:
-            recorded = [p.live.prometheus for p in placements if p.live is not None and not p.autoscaling.history]
+            recorded = [p.live for p in placements if p.live is not None and not p.autoscaling.history]
             if recorded and history is None and history_dir is None:
                 from honed.plan.prometheus import PrometheusReader
 
-                prometheus = PrometheusReader(recorded[0])
+                prometheus = PrometheusReader(recorded[0].prometheus, recorded[0].step_s)
         paths: dict[str, Path | None] = {}
         for p in placements:
             name = p.deployment

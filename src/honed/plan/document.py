@@ -15,7 +15,7 @@ The shape on disk (field order as written)::
                      "jurisdiction", "region", "gpu_type", "resources": {"cpu", "memory_mb", "gpus"},
                      "nodes": {node: replicas}, "model", "model_sha256", "allow_from_namespaces",
                      "profile_source", "profile": {...}, "autoscaling": {...}, "reasons": [...],
-                     "live": {"prometheus", "since_s", "margin", "history_points",          (honed plan --prometheus)
+                     "live": {"prometheus", "since_s", "margin", "history_points", "step_s",  (--prometheus)
                               "figures": [{"name", "value", "source", "measured", "observed", "deviation",
                                            "contradicts"}]}}],
      "unplaced": [{"deployment", "priority", "reason"}],
@@ -381,6 +381,8 @@ class LiveFigures:
     figures: tuple[Figure, ...]
     history_points: int = 0
     """Load-history samples from Prometheus the predictive policy planned with (0: none used)."""
+    step_s: float | None = None
+    """The range-query step the figures were read with (None: the reader's default)."""
 
     def figure(self, name: str) -> Figure | None:
         return next((f for f in self.figures if f.name == name), None)
@@ -395,6 +397,7 @@ class LiveFigures:
             "since_s": self.since_s,
             "margin": self.margin,
             "history_points": self.history_points,
+            "step_s": self.step_s,
             "figures": [f.to_dict() for f in self.figures],
         }
 
@@ -407,6 +410,7 @@ class LiveFigures:
             margin=f.number("margin"),
             figures=tuple(Figure.from_dict(x.data, x.where) for x in f.objects("figures")),
             history_points=f.whole("history_points"),
+            step_s=f.opt_number("step_s"),
         )
 
 

@@ -76,7 +76,7 @@ def _summed(series: list[Series]) -> tuple[tuple[float, ...], tuple[float, ...]]
 def observe(reader: PrometheusReader, models: Sequence[str], since_s: float) -> dict[str, Observation]:
     """Each of ``models``' figures over the last ``since_s`` seconds."""
     _, end, _ = reader.window(since_s)
-    rates = _by_model(reader.request_rates(since_s))
+    rates = _by_model(reader.request_rates(since_s, end=end))
     p99 = _by_model(reader.query(latency_quantile_query(0.99, since_s), at=end))
     cpu = _by_model(reader.query(cpu_per_replica_query(since_s), at=end))
     out = {}
@@ -187,7 +187,7 @@ def live_plan(
         obs = seen[p.deployment]
         figures = _figures(p, declared[p.deployment], obs, margin)
         used = len(obs.times) if p.deployment in histories else 0
-        live = LiveFigures(reader.url, since_s, margin, figures, history_points=used)
+        live = LiveFigures(reader.url, since_s, margin, figures, history_points=used, step_s=reader.step_s)
         reasons = list(p.reasons)
         if figures[0].source == OBSERVED:
             reasons.append(

@@ -93,6 +93,8 @@ class AnomalyReport:
     since_s: float
     step_s: float
     season_s: float
+    until: float
+    """Unix seconds the window ends at."""
     checked: tuple[str, ...]
     """``series model/version`` of every series judged."""
     anomalies: tuple[Anomaly, ...]
@@ -103,6 +105,7 @@ class AnomalyReport:
             "since_s": self.since_s,
             "step_s": self.step_s,
             "season_s": self.season_s,
+            "until": self.until,
             "threshold": THRESHOLD,
             "checked": list(self.checked),
             "anomalies": [a.to_dict() for a in self.anomalies],
@@ -178,18 +181,19 @@ def live_anomalies(
     reader: PrometheusReader,
     *,
     since_s: float,
-    step_s: float | None = None,
     season_s: float = 86400.0,
     window: int = 60,
     models: Sequence[str] = (),
+    until: float | None = None,
 ) -> AnomalyReport:
-    """Judge every model's request rate, error ratio and p99 over the last ``since_s`` seconds."""
-    _, _, step = reader.window(since_s, step_s)
-    requests = reader.request_rates(since_s, step_s=step)
+    """Judge every model's request rate, error ratio and p99 over the ``since_s`` seconds up to ``until`` (now)."""
+    _, end, step = reader.window(since_s, end=until)
+    # One end and one step for every query, so the series' samples fall on the same timestamps.
+    requests = reader.request_rates(since_s, step_s=step, end=end)
     found: dict[str, list[Series]] = {
         "request_rate": requests,
-        "error_ratio": _ratio(reader.error_rates(since_s, step_s=step), requests),
-        "p99_ms": _ms(reader.latency_quantiles(0.99, since_s, step_s=step)),
+        "error_ratio": _ratio(reader.error_rates(since_s, step_s=step, end=end), requests),
+        "p99_ms": _ms(reader.latency_quantiles(0.99, since_s, step_s=step, end=end)),
     }
     season_points = round(season_s / step) if season_s > 0 else None
     checked: list[str] = []
@@ -218,4 +222,4 @@ def live_anomalies(
             f"Prometheus at {reader.url} has no series of model(s) {', '.join(missing)} over the last {since_s:g} s"
         )
     anomalies.sort(key=lambda a: (a.start, a.series, a.model, a.version))
-    return AnomalyReport(reader.url, since_s, step, season_s, tuple(checked), tuple(anomalies))
+    return AnomalyReport(reader.url, since_s, step, season_s, end, tuple(checked), tuple(anomalies))

@@ -32,6 +32,7 @@ from honed.serve.contract import BUSY_SECONDS, REQUEST_DURATION, REQUESTS, SUCCE
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 MODEL_LABELS = ("model", "version")
+MIN_DEFAULT_STEP_S = 60.0
 
 
 def parse_duration(text: str, flag: str = "--since") -> float:
@@ -40,6 +41,23 @@ def parse_duration(text: str, flag: str = "--since") -> float:
     if match is None or float(match.group(1)) <= 0:
         raise InvalidArgument(f"{flag} takes a positive duration like 90s, 30m, 24h or 7d; got {text!r}")
     return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_time(text: str, flag: str = "--until") -> float:
+    """Unix seconds, or an ISO 8601 time (UTC unless it says otherwise) -> Unix seconds."""
+    from datetime import UTC, datetime
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidArgument(
+            f"{flag} takes Unix seconds or an ISO 8601 time like 2026-01-31T12:00Z, got {text!r}"
+        ) from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def promql_duration(seconds: float) -> str:
@@ -103,6 +121,9 @@ class PrometheusReader:
     """Instant and range queries against one Prometheus server (``url`` without ``/api/v1``)."""
 
     url: str
+    step_s: float | None = None
+    """Spacing of range-query samples; None: the window / 1,500, at least 60 s (rate() then spans 4 minutes,
+    four samples of a 60 s scrape interval; give a smaller step for a faster scrape)."""
     timeout_s: float = 10.0
     clock: Callable[[], float] = time.time
 
@@ -110,6 +131,8 @@ class PrometheusReader:
         self.url = self.url.rstrip("/")
         if not self.url.startswith(("http://", "https://")):
             raise InvalidArgument(f"--prometheus takes an http(s) URL like http://127.0.0.1:9090, got {self.url!r}")
+        if self.step_s is not None and self.step_s <= 0:
+            raise InvalidArgument(f"--step must be > 0 s, got {self.step_s}")
 
     def _get(self, path: str, params: dict[str, str]) -> Any:
         where = f"Prometheus at {self.url}"
@@ -146,32 +169,48 @@ class PrometheusReader:
         data = self._get("/api/v1/query_range", params)
         return [_series(item, "values", promql, self.url) for item in data["result"]]
 
-    def window(self, since_s: float, step_s: float | None = None) -> tuple[float, float, float]:
-        """(start, end, step) for the last ``since_s`` seconds; the step keeps a range under ~1,500 points."""
-        end = self.clock()
-        step = step_s if step_s is not None else max(1.0, math.ceil(since_s / 1500.0))
+    def window(
+        self, since_s: float, step_s: float | None = None, end: float | None = None
+    ) -> tuple[float, float, float]:
+        """(start, end, step) for ``since_s`` seconds up to ``end`` (now), every ``step_s`` (the reader's default)."""
+        if since_s <= 0:
+            raise InvalidArgument(f"a window must be > 0 s, got {since_s}")
+        end = self.clock() if end is None else end
+        step = step_s or self.step_s or max(MIN_DEFAULT_STEP_S, math.ceil(since_s / 1500.0))
         return end - since_s, end, step
 
-    def request_rates(self, since_s: float, *, step_s: float | None = None, model: str | None = None) -> list[Series]:
+    def request_rates(
+        self, since_s: float, *, step_s: float | None = None, model: str | None = None, end: float | None = None
+    ) -> list[Series]:
         """Requests per second per model and version over the last ``since_s``."""
-        start, end, step = self.window(since_s, step_s)
+        start, end, step = self.window(since_s, step_s, end)
         return self.query_range(request_rate_query(rate_window(step), model), start, end, step)
 
-    def error_rates(self, since_s: float, *, step_s: float | None = None, model: str | None = None) -> list[Series]:
+    def error_rates(
+        self, since_s: float, *, step_s: float | None = None, model: str | None = None, end: float | None = None
+    ) -> list[Series]:
         """Failed requests (every outcome but success) per second per model and version."""
-        start, end, step = self.window(since_s, step_s)
+        start, end, step = self.window(since_s, step_s, end)
         return self.query_range(error_rate_query(rate_window(step), model), start, end, step)
 
     def latency_quantiles(
-        self, quantile: float, since_s: float, *, step_s: float | None = None, model: str | None = None
+        self,
+        quantile: float,
+        since_s: float,
+        *,
+        step_s: float | None = None,
+        model: str | None = None,
+        end: float | None = None,
     ) -> list[Series]:
         """The ``quantile`` of request latency (seconds) per model and version, from the histogram."""
-        start, end, step = self.window(since_s, step_s)
+        start, end, step = self.window(since_s, step_s, end)
         return self.query_range(latency_quantile_query(quantile, rate_window(step), model), start, end, step)
 
-    def cpu_per_replica(self, since_s: float, *, step_s: float | None = None, model: str | None = None) -> list[Series]:
+    def cpu_per_replica(
+        self, since_s: float, *, step_s: float | None = None, model: str | None = None, end: float | None = None
+    ) -> list[Series]:
         """Busy CPU-seconds per second per model, version and replica (scrape target)."""
-        start, end, step = self.window(since_s, step_s)
+        start, end, step = self.window(since_s, step_s, end)
         return self.query_range(cpu_per_replica_query(rate_window(step), model), start, end, step)
 
 
