@@ -242,6 +242,13 @@ def _print_plan(plan: Plan, out: Path) -> None:
         console.print(f"[bold]{p.deployment}[/bold]")
         for reason in p.reasons:
             console.print(f"  - {reason}", highlight=False)
+        if p.live is not None:
+            seen = ", ".join(
+                f"{f.name} {f.observed:.4g} (plan {f.measured:.4g}{', contradicts' if f.contradicts else ''})"
+                for f in p.live.figures
+                if f.observed is not None and f.measured is not None
+            )
+            console.print(f"  observed in production: {seen or 'nothing'}", highlight=False)
     for u in plan.unplaced:
         console.print(f"[bold red]unplaced[/bold red] {u.deployment} ({u.priority}): {u.reason}", highlight=False)
     console.print(f"plan: {out} (total ${plan.total_cost_per_hour:.2f}/h, solver {plan.solver.status})")

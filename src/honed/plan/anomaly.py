@@ -57,20 +57,29 @@ class AnomalyDetector:
         return score, abs(score) > self.threshold
 
 
+SEASON_POINTS = 96
+"""The pattern is estimated on at most this many points a season (block means), as STL's cost grows with it."""
+
+
 def deseasonalized(values: Sequence[float], period: int | None) -> list[float]:
     """``values`` minus their seasonal component (robust STL) when two full ``period``-point seasons exist.
 
     Each season from the third on is adjusted with the seasonal pattern STL finds in the seasons before it,
     so a step late in the series cannot bend the pattern it is judged against; the first two seasons are
-    adjusted with their own. Shorter series, or ``period`` under 2, come back unchanged.
+    adjusted with their own. A long season is estimated on block means (:data:`SEASON_POINTS` a season).
+    Shorter series, or ``period`` under 2, come back unchanged.
     """
     if not period or period < 2 or len(values) < 2 * period:
         return list(values)
     from statsmodels.tsa.seasonal import STL
 
+    block = math.ceil(period / SEASON_POINTS)
+
     def pattern(upto: int) -> list[float]:
-        result: Any = STL(list(values[:upto]), period=period, robust=True).fit()
-        return [float(x) for x in result.seasonal]
+        coarse = [statistics.fmean(values[j : j + block]) for j in range(0, upto - block + 1, block)]
+        result: Any = STL(coarse, period=max(2, round(period / block)), robust=True).fit()
+        seasonal = [float(x) for x in result.seasonal]
+        return [seasonal[min(i // block, len(seasonal) - 1)] for i in range(upto)]
 
     first = pattern(2 * period)
     out = [float(v) - first[i] for i, v in enumerate(values[: 2 * period])]
