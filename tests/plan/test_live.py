@@ -253,3 +253,12 @@ def test_unreachable_or_wrong_prometheus_is_one_line_and_exit_2(
     assert run([*argv, "--prometheus", nobody]) == 2 and not (fleet.work / "x.json").exists()
     assert run([*argv, "--prometheus", fleet.prometheus.url, "--since", "soon"]) == 2
     assert "--since" in capsys.readouterr().err
+    # The forecast server reads its live history at start: an unreachable Prometheus fails there.
+    fleet_file, predictive = plan_inputs(fleet.work, "scorer", autoscaling={"policy": "predictive"})
+    plan_path = str(fleet.work / "predictive.json")
+    argv = ["plan", "--fleet", str(fleet_file), "--deployments", str(predictive), "--out", plan_path]
+    assert run([*argv, "--prometheus", fleet.prometheus.url, "--since", "1m", "--step", "1s"]) == 0
+    assert "no day-ahead schedule yet" in capsys.readouterr().out
+    assert run(["plan", "forecast-server", "--plan", plan_path, "--prometheus", nobody, "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unreachable" in err

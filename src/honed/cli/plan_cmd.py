@@ -198,6 +198,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
         """Report what deviated in request rate, error ratio and p99, per model: when and by how much."""
+        require_plan_extra()
         from honed.plan.live_anomaly import live_anomalies
         from honed.plan.prometheus import PrometheusReader, parse_duration, parse_time
 

@@ -194,5 +194,10 @@ def live_plan(
                 f"sized for the observed peak of {figures[0].value:.3g} rps (declared {declared[p.deployment]:g})"
             )
         reasons.extend(_contradiction(f) for f in figures if f.contradicts)
+        if not obs.rates and obs.p99_ms is None and obs.cpu_per_replica is None:
+            reasons.append(
+                f"Prometheus at {reader.url} holds no series of model {p.deployment!r} over the last {since_s:g} s "
+                "(is it scraped, and served under the deployment's name?): every figure is from the files"
+            )
         placements.append(replace(p, live=live, reasons=tuple(reasons)))
     return replace(plan, placements=tuple(placements))
