@@ -19,6 +19,7 @@ import pytest
 
 from honed.cli.main import run
 from honed.deploy.forecast_server import ForecastService, make_server
+from honed.errors import Unavailable
 from honed.plan.document import DECLARED, OBSERVED, read_plan
 from honed.plan.live import live_plan
 from honed.plan.prometheus import PrometheusReader
@@ -134,6 +135,9 @@ def test_the_reader_reads_back_the_rate_it_was_driven_with(fleet: Fleet) -> None
     assert max(cpu[0].values) > 0
     # Nothing failed, and the error query says so.
     assert all(v == 0 for s in reader.error_rates(since, model="scorer") for v in s.values)
+    # A query Prometheus refuses is a domain error quoting its answer.
+    with pytest.raises(Unavailable, match=r"refused 'sum\(': .*parse error"):
+        reader.query("sum(")
 
 
 def plan_inputs(work: Path, name: str, **deployment: Any) -> tuple[Path, Path]:
