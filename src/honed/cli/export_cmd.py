@@ -86,21 +86,22 @@ def register(app: typer.Typer) -> None:
         """Write an edge bundle: the model, its session options, a checked sample, pinned requirements, the runner."""
         from honed.edge import export_edge
 
-        result = export_edge(
-            source,
-            out,
-            registry=registry,
-            name=name,
-            model_format=model_format,
-            sample=sample,
-            rtol=rtol,
-            atol=atol,
-            force=force,
-            measure=measure,
-            latency_count=latency_count,
-            wheelhouse=wheelhouse,
-            progress=None if as_json else lambda stage: err_console.print(f"[dim]{stage}...[/dim]"),
-        )
+        with err_console.status("exporting", spinner="dots") as status:
+            result = export_edge(
+                source,
+                out,
+                registry=registry,
+                name=name,
+                model_format=model_format,
+                sample=sample,
+                rtol=rtol,
+                atol=atol,
+                force=force,
+                measure=measure,
+                latency_count=latency_count,
+                wheelhouse=wheelhouse,
+                progress=lambda stage: status.update(f"exporting: {stage}"),
+            )
         if as_json:
             cost = result.cost.to_dict() if result.cost is not None else None
             print_json({"path": str(result.path), "manifest": result.manifest.to_dict(), "cost": cost})

@@ -22,7 +22,7 @@ import numpy as np
 
 import honed
 from honed.edge.cost import COST_FILE, BundleCost, cold_starts, measure_cost
-from honed.edge.format import choose_format
+from honed.edge.format import FORMAT_CHOICES, choose_format
 from honed.edge.manifest import (
     MANIFEST_FILE,
     EdgeManifest,
@@ -119,6 +119,10 @@ def export_edge(
         raise InvalidArgument(f"{target} already exists; choose another --out or pass --force to replace it")
     if rtol < 0 or atol < 0:
         raise InvalidArgument("--rtol and --atol must be >= 0")
+    if model_format not in FORMAT_CHOICES:
+        raise InvalidArgument(f"--format must be one of {', '.join(FORMAT_CHOICES)}; got {model_format!r}")
+    if wheelhouse is not None and not Path(wheelhouse).is_dir():
+        raise InvalidArgument(f"--wheelhouse {wheelhouse} is not a folder of wheels")
     say("reading the source")
     resolved = resolve_source(source, registry=registry, name=name)
     settings = SessionSettings.from_runtime(resolved.runtime)
