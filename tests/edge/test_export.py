@@ -69,9 +69,7 @@ def test_export_from_a_registry_reference(tmp_path: Path, model: Path) -> None:
     assert run_isolated(out, "selftest").returncode == 0
 
 
-def test_export_measures_and_reports_the_cost(
-    tmp_path: Path, model: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_export_measures_and_reports_the_cost(tmp_path: Path, model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bundle"
     assert run(["export", "edge", str(model), "--out", str(out), "--latency-count", "20"]) == 0
     table = capsys.readouterr().out

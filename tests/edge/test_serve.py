@@ -111,7 +111,21 @@ def test_unknown_model_and_path_are_404(server: tuple[subprocess.Popen[str], int
     assert _call(port, "POST", "/v2/models/scorer/predict", body)[0] == 404
 
 
+def test_a_body_over_the_limit_is_413_before_it_is_read(server: tuple[subprocess.Popen[str], int]) -> None:
+    _, port = server
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.putrequest("POST", "/v2/models/scorer/infer")
+        conn.putheader("Content-Length", str((64 << 20) + 1))
+        conn.endheaders()
+        reply = conn.getresponse()
+        assert reply.status == 413 and "at most" in json.loads(reply.read())["error"]
+    finally:
+        conn.close()
+
+
 def test_sigterm_stops_the_server(server: tuple[subprocess.Popen[str], int]) -> None:
+    """Last in the module: it stops the server the other tests share."""
     process, port = server
     assert _call(port, "GET", "/v2/health/ready")[0] == 200
     process.send_signal(signal.SIGTERM)
