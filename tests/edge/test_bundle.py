@@ -18,7 +18,7 @@ from edge_runner import SITE, run_isolated
 
 from honed.edge import EDGE_SCHEMA, EdgeManifest, export_edge, pinned_versions
 from honed.edge.runner_files import runner_source
-from honed.errors import DataError, InvalidArgument
+from honed.errors import BackendError, DataError, InvalidArgument
 from honed.model.loader import file_sha256
 from tests.graphs import int_input_model, matmul_model
 
@@ -219,3 +219,29 @@ def test_a_fresh_venv_with_only_the_requirements_runs_the_bundle(bundle: Path, t
         env=clean,
     )
     assert done.returncode == 0 and done.stdout.startswith("selftest ok:"), done.stderr
+
+
+def test_selftest_expect_pins_the_manifest_and_other_versions_warn(bundle: Path, tmp_path: Path) -> None:
+    copy = _copy(bundle, tmp_path)
+    exported = file_sha256(copy / "manifest.json")
+    assert run_isolated(copy, "selftest", "--expect", exported[:16]).returncode == 0
+    data = json.loads((copy / "manifest.json").read_text())
+    data["runtime"]["numpy"] = "0.1"
+    (copy / "manifest.json").write_text(json.dumps(data))
+    done = run_isolated(copy, "selftest")
+    assert done.returncode == 0
+    assert f"warning: numpy {np.__version__} is installed; the bundle was checked with 0.1" in done.stderr
+    done = run_isolated(copy, "selftest", "--expect", exported[:16])
+    assert done.returncode == 1 and f"not the expected {exported[:12]}" in done.stderr
+
+
+def test_a_model_the_ort_converter_cannot_hold_stays_onnx_and_says_why(tmp_path: Path) -> None:
+    from honed.edge.format import choose_format
+
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    choice = choose_format(broken, tmp_path / "work", {"graph_optimization": "all"})
+    assert choice.format == "onnx" and choice.path == broken
+    assert choice.reason.startswith("kept ONNX: the ORT format converter failed:")
+    with pytest.raises(BackendError, match="ORT format converter failed"):
+        choose_format(broken, tmp_path / "work2", {"graph_optimization": "all"}, "ort")

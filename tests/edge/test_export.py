@@ -11,6 +11,7 @@ from edge_runner import run_isolated
 
 from honed.cli.main import run
 from honed.edge import COST_SCHEMA, EdgeManifest, SessionSettings, pinned_versions
+from honed.model.loader import file_sha256
 from honed.registry import open_registry
 from honed.search import optimize
 from honed.search.recipe import Recipe
@@ -58,13 +59,17 @@ def test_export_from_an_optimize_output_folder(tmp_path: Path, model: Path) -> N
 def test_export_from_a_registry_reference(tmp_path: Path, model: Path) -> None:
     url = f"sqlite:///{tmp_path / 'reg' / 'registry.db'}"
     with open_registry(url) as registry:
-        version = registry.register(model, "scorer", actor="test")
+        first = registry.register(model, "scorer", actor="test")
+        version = registry.register(
+            matmul_model(tmp_path / "v2.onnx", k=16, n=8, seed=1), "scorer", actor="test", parent=first.ref
+        )
         registry.set_alias("scorer", "production", version.version, actor="test")
     out = tmp_path / "bundle"
     command = ["export", "edge", "scorer@production", "--registry", url, "--out", str(out), "--format", "onnx"]
     assert run([*command, "--no-measure"]) == 0
     manifest = EdgeManifest.read(out)
-    assert (manifest.source.kind, manifest.source.ref, manifest.name) == ("registry", "scorer:1", "scorer")
+    assert (manifest.source.kind, manifest.source.ref, manifest.name) == ("registry", "scorer:2", "scorer")
+    assert manifest.source.parent == "scorer:1"
     assert manifest.source.sha256 == version.sha256 and manifest.model.file == "model.onnx"
     assert run_isolated(out, "selftest").returncode == 0
 
@@ -94,6 +99,7 @@ def test_export_json_output(tmp_path: Path, model: Path, capsys: pytest.CaptureF
     assert run(["export", "edge", str(model), "--out", str(tmp_path / "b"), "--no-measure", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["cost"] is None and EdgeManifest.from_dict(data["manifest"], "stdout").name == "mlp"
+    assert data["manifest_sha256"] == file_sha256(tmp_path / "b" / "manifest.json")
 
 
 @pytest.mark.parametrize(

@@ -104,7 +104,17 @@ def register(app: typer.Typer) -> None:
             )
         if as_json:
             cost = result.cost.to_dict() if result.cost is not None else None
-            print_json({"path": str(result.path), "manifest": result.manifest.to_dict(), "cost": cost})
+            print_json(
+                {
+                    "path": str(result.path),
+                    "manifest_sha256": result.manifest_sha256,
+                    "manifest": result.manifest.to_dict(),
+                    "cost": cost,
+                }
+            )
             return
         console.print(_cost_table(result))
-        console.print(f"check it with: cd {result.path} && python -m honed_edge selftest", highlight=False)
+        console.print(
+            f"check it with: cd {result.path} && python -m honed_edge selftest --expect {result.manifest_sha256[:16]}",
+            highlight=False,
+        )

@@ -49,6 +49,8 @@ class EdgeExport:
     path: Path
     manifest: EdgeManifest
     cost: BundleCost | None
+    manifest_sha256: str
+    """What ``python -m honed_edge selftest --expect`` checks: the manifest is the one exported."""
 
 
 def pinned_versions() -> dict[str, str]:
@@ -149,7 +151,7 @@ def export_edge(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return EdgeExport(target, manifest, cost)
+    return EdgeExport(target, manifest, cost, file_sha256(target / MANIFEST_FILE))
 
 
 def _build(

@@ -191,6 +191,8 @@ class EdgeSource:
     sha256: str
     ref: str | None = None
     """The registry version (``name:V``) when exported from a registry."""
+    parent: str | None = None
+    """That version's parent in the registry's lineage (the model it was optimized from)."""
     measured_backend: str = "onnxruntime"
     """The backend the optimize run measured the winner on (the bundle always runs ONNX Runtime)."""
     recipe: Mapping[str, Any] | None = None
@@ -201,6 +203,7 @@ class EdgeSource:
             "location": self.location,
             "sha256": self.sha256,
             "ref": self.ref,
+            "parent": self.parent,
             "measured_backend": self.measured_backend,
             "recipe": dict(self.recipe) if self.recipe is not None else None,
         }
@@ -211,12 +214,13 @@ class EdgeSource:
         if kind not in SOURCE_KINDS:
             raise InvalidArgument(f"{where}.kind must be one of {', '.join(SOURCE_KINDS)}; got {kind!r}")
         recipe = data.get("recipe")
-        ref = data.get("ref")
+        ref, parent = data.get("ref"), data.get("parent")
         return cls(
             kind=kind,
             location=str(_get(data, "location", str, where)),
             sha256=str(_get(data, "sha256", str, where)),
             ref=str(ref) if ref is not None else None,
+            parent=str(parent) if parent is not None else None,
             measured_backend=str(_get(data, "measured_backend", str, where)),
             recipe=dict(recipe) if isinstance(recipe, Mapping) else None,
         )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from honed.edge.manifest import EdgeSource
-from honed.errors import HonedError, InvalidArgument, ModelNotFound, NotFound
+from honed.errors import HonedError, InvalidArgument, ModelNotFound
 from honed.model.loader import file_sha256
 from honed.runtime import RuntimeConfig
 
@@ -88,6 +88,7 @@ def _from_registry(ref: str, url: str | None, name: str | None) -> ResolvedSourc
         location=registry.url,
         sha256=version.sha256,
         ref=version.ref,
+        parent=version.parent,
         measured_backend=str(recipe.get("backend") or "onnxruntime"),
         recipe=recipe or None,
     )
@@ -105,10 +106,7 @@ def resolve_source(source: str, *, registry: str | None = None, name: str | None
     """A folder (optimize output), an ``.onnx`` file, or, with ``registry``, a reference such as ``scorer@production``
     or ``scorer:3``. A source that is none of these raises a domain error naming it."""
     if registry is not None:
-        try:
-            return _from_registry(source, registry, name)
-        except NotFound as exc:
-            raise NotFound(f"{exc} (in the registry {registry})") from exc
+        return _from_registry(source, registry, name)
     path = Path(source)
     if path.is_dir():
         return _from_optimize(path, name)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import Bundle, BundleError, InputError, open_bundle
+from .bundle import MANIFEST, Bundle, BundleError, InputError, file_sha256, open_bundle
 from .tensors import decode_v2, encode_v2, read_npz, write_npz
 
 HERE = Path(__file__).resolve().parent.parent
@@ -69,6 +69,9 @@ def compare(
 
 
 def selftest(args: argparse.Namespace) -> int:
+    manifest_sha = file_sha256(Path(args.bundle) / MANIFEST)
+    if args.expect is not None and (len(args.expect) < 12 or not manifest_sha.startswith(args.expect.lower())):
+        raise BundleError(f"{MANIFEST} has sha256 {manifest_sha[:12]}, not the expected {args.expect[:12]}")
     bundle = open_bundle(args.bundle)
     model = _load(bundle)
     reference = read_npz(bundle.root / bundle.reference_file)
@@ -78,7 +81,8 @@ def selftest(args: argparse.Namespace) -> int:
         raise BundleError(f"the recorded sample does not fit the model: {exc}") from exc
     worst = compare(outputs, reference, bundle)
     print(
-        f"selftest ok: {len(bundle.files)} files match their sha256, {bundle.model_file} loaded in "
+        f"selftest ok: bundle {manifest_sha[:12]}, {len(bundle.files)} files match their sha256, "
+        f"{bundle.model_file} loaded in "
         f"{model.load_s * 1000:.1f} ms, {len(reference)} output(s) match the reference (max abs diff {worst:.3g})"
     )
     return 0
@@ -147,7 +151,12 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m honed_edge", description="Run an edge bundle exported by honed.")
     top.add_argument("--bundle", default=str(HERE), help="The bundle folder (default: the one holding honed_edge).")
     commands = top.add_subparsers(dest="command", required=True)
-    commands.add_parser("selftest", help="Check every sha256, load the model, compare the sample with its reference.")
+    t = commands.add_parser(
+        "selftest", help="Check every sha256, load the model, compare the sample with its reference."
+    )
+    t.add_argument(
+        "--expect", help="The manifest's sha256 (12+ hex digits) as honed export printed it: refuse any other manifest."
+    )
     p = commands.add_parser("predict", help="Inputs from .npz (or V2 JSON on stdin) to outputs (.npz or JSON).")
     p.add_argument("--input", help="An .npz with one array per model input; without it, V2 JSON on stdin.")
     p.add_argument("--output", help="Where to write the outputs (.npz for an .npz input); default JSON on stdout.")

@@ -99,7 +99,7 @@ def open_bundle(root: str | Path, *, verify: bool = True) -> Bundle:
         raise BundleError(f"no {MANIFEST} in {root}: run from the bundle folder or pass --bundle") from None
     except (OSError, ValueError) as exc:
         raise BundleError(f"cannot read {root / MANIFEST}: {exc}") from exc
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:  # a manifest of another schema, or not an object
         got = data.get("schema") if isinstance(data, dict) else None
         raise BundleError(f"{MANIFEST}: expected schema {SCHEMA!r}, got {got!r}")
     model = _field(data, "model", dict)
