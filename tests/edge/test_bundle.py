@@ -171,6 +171,14 @@ def test_predict_refuses_a_missing_file_and_bad_json(bundle: Path, tmp_path: Pat
     assert done.returncode == 2 and "stdin is not JSON" in done.stderr
 
 
+def test_force_replaces_an_earlier_bundle(bundle: Path, source: Path, tmp_path: Path) -> None:
+    copy = _copy(bundle, tmp_path)
+    (copy / "stale.txt").write_text("from before")
+    result = export_edge(str(source), copy, measure=False, force=True, model_format="onnx")
+    assert not (copy / "stale.txt").exists() and result.manifest.model.file == "model.onnx"
+    assert run_isolated(copy, "selftest").returncode == 0
+
+
 def test_integer_inputs_and_a_given_sample(tmp_path: Path) -> None:
     model = int_input_model(tmp_path / "ints.onnx")
     ids = np.arange(32, dtype=np.int32).reshape(2, 16) % 7
@@ -187,8 +195,12 @@ def test_integer_inputs_and_a_given_sample(tmp_path: Path) -> None:
 
 def test_export_refuses_an_existing_folder_and_leaves_nothing_half_written(source: Path, tmp_path: Path) -> None:
     (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("not a bundle")
     with pytest.raises(InvalidArgument, match="already exists"):
         export_edge(str(source), tmp_path / "taken", measure=False)
+    with pytest.raises(InvalidArgument, match="--force replaces only a bundle"):
+        export_edge(str(source), tmp_path / "taken", measure=False, force=True)
+    assert (tmp_path / "taken" / "keep.txt").read_text() == "not a bundle"
     np.savez(tmp_path / "wrong.npz", nope=np.zeros(1))
     with pytest.raises(DataError, match="the model takes x"):
         export_edge(str(source), tmp_path / "b", sample=tmp_path / "wrong.npz", measure=False)

@@ -117,8 +117,11 @@ def export_edge(
     """Export ``source`` (optimize out/, a model file, or with ``registry`` a reference) as a bundle at ``out``."""
     say = progress or (lambda _: None)
     target = Path(out)
-    if target.exists() and not (force and target.is_dir()):
+    if target.exists() and not force:
         raise InvalidArgument(f"{target} already exists; choose another --out or pass --force to replace it")
+    if target.exists() and not (target.is_dir() and ((target / MANIFEST_FILE).is_file() or not any(target.iterdir()))):
+        # --force replaces an earlier bundle, never a folder of something else
+        raise InvalidArgument(f"{target} is not an edge bundle (no {MANIFEST_FILE}); --force replaces only a bundle")
     if rtol < 0 or atol < 0:
         raise InvalidArgument("--rtol and --atol must be >= 0")
     if model_format not in FORMAT_CHOICES:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -81,26 +81,10 @@ class SessionSettings:
 
     def runtime_config(self) -> RuntimeConfig:
         """The same options as honed's RuntimeConfig (validated), for running the reference in-process."""
-        return RuntimeConfig(
-            provider=self.provider,
-            graph_optimization=self.graph_optimization,
-            intra_op_threads=self.intra_op_threads,
-            inter_op_threads=self.inter_op_threads,
-            execution_mode=self.execution_mode,
-            spinning=self.spinning,
-            memory_arena=self.memory_arena,
-        )
+        return RuntimeConfig(**self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "provider": self.provider,
-            "graph_optimization": self.graph_optimization,
-            "intra_op_threads": self.intra_op_threads,
-            "inter_op_threads": self.inter_op_threads,
-            "execution_mode": self.execution_mode,
-            "spinning": self.spinning,
-            "memory_arena": self.memory_arena,
-        }
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> SessionSettings:
