@@ -46,6 +46,10 @@ RESIDENCY_REASONS = ("undeclared", "invalid", "not_approved", "placement")
 AUTH_REASONS = ("missing", "malformed", "unknown", "forbidden")
 """Every value of the ``reason`` label of ``honed_auth_refusals_total``."""
 
+SHED_REASONS = ("queue_time", "queue_full")
+"""Every value of the ``reason`` label of ``honed_shed_total``: waited past the model's queue-time bound, or found
+its queue full."""
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -94,6 +98,12 @@ AUTH_REFUSALS = Metric(
     ("reason",),
     "Requests refused by the access policy (reason: missing, malformed, unknown or forbidden).",
 )
+SHED = Metric(
+    "honed_shed_total",
+    "counter",
+    ("model", "reason"),
+    "Requests answered without running (reason: queue_time, past the model's queue-time bound; queue_full).",
+)
 
 METRICS: tuple[Metric, ...] = (
     REQUESTS,
@@ -107,6 +117,7 @@ METRICS: tuple[Metric, ...] = (
     BUSY_RATIO,
     RESIDENCY_REFUSALS,
     AUTH_REFUSALS,
+    SHED,
 )
 """Every series family the server exports, and nothing else named ``honed_*``."""
 
