@@ -130,6 +130,7 @@ def test_deployment_carries_plan_resources_probes_and_residency(plan: Plan) -> N
     assert c["resources"]["requests"] == c["resources"]["limits"]
     assert c["resources"]["requests"]["cpu"] == str(int(placement.resources.cpu))
     assert c["args"][c["args"].index("--threads") + 1] == str(placement.threads)
+    assert float(c["args"][c["args"].index("--max-queue-time-ms") + 1]) == placement.slo_p99_ms
     assert dep["spec"]["replicas"] == placement.autoscaling.min_replicas
     assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert c["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
