@@ -85,7 +85,13 @@ def serve(
         None,
         "--access",
         help="Access policy (YAML/JSON): bearer-token principals and the models and actions each may use; "
-        "every request but the health probes must then authenticate (see `honed access token`).",
+        "every request but the health probes must then authenticate (see `honed access token`); JWTs from an "
+        "identity provider with an 'oidc' section; per-principal rate limits with 'limits'. Reloads on SIGHUP.",
+    ),
+    access_poll_s: float = typer.Option(
+        5.0,
+        "--access-poll-s",
+        help="Seconds between checks of the --access file (and its JWKS file) for changes; 0: reload only on SIGHUP.",
     ),
     tls_cert: Path | None = typer.Option(
         None, "--tls-cert", help="PEM certificate (chain): serve REST and gRPC over TLS."
@@ -132,6 +138,7 @@ def serve(
         allow_unlabelled=allow_unlabelled,
         access=access,
         actor=actor,
+        access_poll_s=access_poll_s,
     )
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="honed serve: %(message)s")
     run_server(options, on_listening=_say_listening)

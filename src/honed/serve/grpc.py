@@ -75,7 +75,9 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         if self.dataplane.access is None:
             return None
         try:
-            return self.dataplane.authorize(_metadata(context.invocation_metadata(), "authorization"), action, model)
+            return await self.dataplane.authorize(
+                _metadata(context.invocation_metadata(), "authorization"), action, model
+            )
         except Exception as exc:
             await _abort(context, exc)
 
@@ -171,8 +173,8 @@ class _Guard(grpc.aio.ServerInterceptor):
         refusal: Exception | None = None
         if self.dataplane.access is not None and method not in _OPEN:
             try:
-                self.dataplane.authorize(
-                    _metadata(details.invocation_metadata, "authorization"), _ACTION.get(method, "read")
+                await self.dataplane.authorize(  # the method admits the call against rate limits, once
+                    _metadata(details.invocation_metadata, "authorization"), _ACTION.get(method, "read"), admit=False
                 )
             except Exception as exc:
                 refusal = exc

@@ -116,6 +116,8 @@ class ServeMetrics:
         self.busy_ratio = Gauge(*_family(contract.BUSY_RATIO), registry=r)
         self.residency_refusals = Counter(*_family(contract.RESIDENCY_REFUSALS), registry=r)
         self.auth_refusals = Counter(*_family(contract.AUTH_REFUSALS), registry=r)
+        self.rate_limits = Counter(*_family(contract.RATE_LIMITED), registry=r)
+        self.policy_reloads = Counter(*_family(contract.POLICY_RELOADS), registry=r)
         self.shed_requests = Counter(*_family(contract.SHED), registry=r)
         self._models: dict[tuple[str, str], ModelMetrics] = {}
         self._lock = threading.Lock()
@@ -123,6 +125,16 @@ class ServeMetrics:
     def auth_refused(self, reason: str) -> None:
         """Count one request the access policy refused (``reason``: one of ``contract.AUTH_REASONS``)."""
         self.auth_refusals.labels(reason).inc()
+
+    def rate_limited(self, principal: str, model: str) -> None:
+        """Count one request refused for ``principal``'s rate limit (``model``: the limit's pattern, or "")."""
+        self.rate_limits.labels(principal, model).inc()
+
+    def policy_reloaded(self, result: str) -> None:
+        """Count one access policy reload (``result``: one of ``contract.RELOAD_RESULTS``)."""
+        if result not in contract.RELOAD_RESULTS:
+            raise ValueError(f"unknown reload result {result!r}; use one of {', '.join(contract.RELOAD_RESULTS)}")
+        self.policy_reloads.labels(result).inc()
 
     def residency_refused(self, model: str, reason: str) -> None:
         """Count one residency refusal (``reason`` from :data:`RESIDENCY_REASONS`)."""
