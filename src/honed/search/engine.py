@@ -620,12 +620,15 @@ class Search:
                 o.rounds = [float(x) for x in cached.get(o.candidate.key(), [])]
             self.final_compared = all(o.rounds for o in finalists)
         else:
-            self._final_rounds(finalists)
+            self.measure_in_turn(finalists)
             if self.final_compared:
                 self.cache.put(key, {o.candidate.key(): o.rounds for o in finalists})
         return self._pick(baseline, challengers)
 
-    def _final_rounds(self, finalists: list[Outcome]) -> None:
+    def measure_in_turn(self, finalists: list[Outcome]) -> None:
+        """The final comparison's measurements: every finalist once per round, in rotating order, each from a
+        session that stays alive but quiet while the others run (:func:`timing_session`); fills each
+        outcome's ``rounds`` and sets ``final_compared`` (rounds are cleared when fewer than two ran)."""
         self.events.stage("final comparison", self.settings.final_rounds)
         sessions: list[Session] = []
         for o in finalists:
