@@ -234,11 +234,12 @@ class FidelityAccumulator:
             self._ref_label_hits += ref_hits
             self._label_rows += rows
 
-    def result(self) -> FidelityResult:
+    def result(self, *, partial: bool = False) -> FidelityResult:
+        """The metrics so far; the user's metric is called only on the full result (not when ``partial``)."""
         accuracy = self._label_hits / self._label_rows if self._label_rows else None
         ref_accuracy = self._ref_label_hits / self._label_rows if self._label_rows else None
         user_value, error = None, None
-        if self._user is not None and self._kept:
+        if self._user is not None and self._kept and not partial:
             try:
                 user_value = self.user_score()
             except UserMetricError as exc:

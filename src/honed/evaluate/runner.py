@@ -109,7 +109,7 @@ def evaluate_session(
             acc.update(expected, outputs, batch_labels, mask.keep(feeds) if mask is not None else None)
             start += size
             if stop is not None and start < reference.samples:
-                partial = acc.result()
+                partial = acc.result(partial=True)
                 if stop(partial):
                     return replace(partial, stopped_early=True)
     except (HonedError, ValueError) as exc:
