@@ -195,12 +195,19 @@ def rank_sensitivity(
 
 
 def rank_dynamic_sensitivity(
-    model: onnx.ModelProto, params: Mapping[str, Any] | None, ctx: PassContext, *, batches: int = 4
+    model: onnx.ModelProto,
+    params: Mapping[str, Any] | None,
+    ctx: PassContext,
+    *,
+    batches: int = 4,
+    comparison: Comparison | None = None,
 ) -> list[LayerError]:
     """Every node ``int8-dynamic`` would quantize (MatMul/Attention with a constant weight), with the relative
     error of its own product under ONNX Runtime's dynamic INT8 scheme on calibration batches, worst first.
 
-    Node names are those the ``int8-dynamic`` pass gives (it names unnamed nodes the same way).
+    Node names are those the ``int8-dynamic`` pass gives (it names unnamed nodes the same way). With the gate's
+    ``comparison`` masking padded positions, a node whose input is [batch, seq, features] is scored on the real
+    tokens' rows only (its activation range still spans every row, as at run time).
     """
 
     if ctx.calibration is None:
@@ -231,10 +238,13 @@ def rank_dynamic_sensitivity(
             probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     sums: dict[str, list[float]] = {n.name: [] for n in nodes}
     arrays = {n.name: onnx.numpy_helper.to_array(weights[n.input[1]]).astype(np.float32) for n in nodes}
-    for _, got in _run_on_calibration(probe, ctx, batches):
+    mask = comparison.mask if comparison is not None else None
+    for feed, got in _run_on_calibration(probe, ctx, batches):
+        keep = mask.keep(feed) if mask is not None else None
         for node in nodes:
             x = np.asarray(got[node.input[0]], dtype=np.float32)
-            sums[node.name].append(_dynamic_product_error(x, arrays[node.name], resolved))
+            rows = keep if keep is not None and x.ndim == 3 and x.shape[:2] == keep.shape else None
+            sums[node.name].append(_dynamic_product_error(x, arrays[node.name], resolved, rows))
     ranking = [LayerError(n.name, n.op_type, float(np.mean(sums[n.name]))) for n in nodes if sums[n.name]]
     ranking.sort(key=lambda e: (-e.error, e.node))
     return ranking
@@ -243,14 +253,20 @@ def rank_dynamic_sensitivity(
 _PRODUCT_ROWS = 256
 
 
-def _dynamic_product_error(x: np.ndarray[Any, Any], w: np.ndarray[Any, Any], params: Mapping[str, Any]) -> float:
+def _dynamic_product_error(
+    x: np.ndarray[Any, Any],
+    w: np.ndarray[Any, Any],
+    params: Mapping[str, Any],
+    rows: np.ndarray[Any, Any] | None = None,
+) -> float:
     """||Q(x) Q(w) - x w|| / ||x w|| with ONNX Runtime's dynamic INT8 rounding of ``x`` and ``w``.
 
-    The activation's range comes from all of ``x`` (as at run time); the products use at most
-    ``_PRODUCT_ROWS`` evenly spaced rows of it, which keeps ranking a large model to seconds.
+    The activation's range comes from all of ``x`` (as at run time); the products use the rows ``rows``
+    selects ([batch, seq] booleans over a [batch, seq, features] ``x``; all when None), at most
+    ``_PRODUCT_ROWS`` evenly spaced ones, which keeps ranking a large model to seconds.
     """
     low, high = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
-    x = x.reshape(-1, x.shape[-1])
+    x = x[rows] if rows is not None and rows.any() else x.reshape(-1, x.shape[-1])
     if x.shape[0] > _PRODUCT_ROWS:
         x = x[np.linspace(0, x.shape[0] - 1, _PRODUCT_ROWS).astype(np.int64)]
     scale = (high - low) / 255.0 or 1.0
@@ -320,7 +336,7 @@ def sensitive_layer_fallback(
             if _accepts(accept, current):
                 return FallbackResult(current, values, (), True, [], tried)
         if dynamic:
-            ranking = rank_dynamic_sensitivity(model, resolved, ctx, batches=batches)
+            ranking = rank_dynamic_sensitivity(model, resolved, ctx, batches=batches, comparison=comparison)
         else:
             ranking = rank_sensitivity(
                 model,
