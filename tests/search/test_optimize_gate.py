@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from optimize_models import tiny_classifier, tiny_data
 
 from honed.cli.main import run
 from honed.errors import InvalidArgument
@@ -40,16 +39,6 @@ BAD_EVAL = [
     ("m.py", "def score(c, r, l):\n    return float('nan')\n", "m.py:score", "returned nan"),
     ("m.py", "def score(c, r, l):\n    return -float('inf')\n", "m.py:score", "returned -inf"),
 ]
-
-
-@pytest.fixture
-def model(tmp_path: Path) -> Path:
-    return tiny_classifier(tmp_path / "tiny.onnx")
-
-
-@pytest.fixture
-def data(tmp_path: Path) -> Path:
-    return tiny_data(tmp_path / "calib.npz", 40)
 
 
 @pytest.mark.parametrize(("name", "text", "spec", "message"), BAD_EVAL)
