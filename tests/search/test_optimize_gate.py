@@ -8,10 +8,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from rich.console import Console
 
 from honed.cli.main import run
 from honed.errors import InvalidArgument
 from honed.evaluate import UserMetricError
+from honed.report import candidates_table
 from honed.search import optimize
 from tests.graphs import padded_batch, tiny_encoder
 
@@ -149,6 +151,9 @@ def test_mask_found_stated_and_overridable(tmp_path: Path, encoder: tuple[Path, 
     assert found.report["gate"]["metric"] == "pooled-cosine"
     assert found.report["baseline"]["fidelity"]["outputs"]["last_hidden_state"]["pooled_cosine_mean"] == 1.0
     assert "padded positions left out: input &#x27;attention_mask&#x27;" in (tmp_path / "a" / "report.html").read_text()
+    console = Console(record=True, width=200)
+    console.print(candidates_table(found.document))
+    assert "padded positions left out: input 'attention_mask' (found by name and values)" in console.export_text()
     off = optimize(path, out=tmp_path / "b", mask=False, cache_dir=tmp_path / "cache", **common)
     assert off.report["gate"]["mask"] == {"input": None, "source": "--no-mask"}
     named = optimize(path, out=tmp_path / "c", mask_input="attention_mask", cache_dir=tmp_path / "cache", **common)
