@@ -440,7 +440,8 @@ def _prepare(job: OptimizeJob, source: _SourceModel, work: Path) -> _Prepared:
         disabled=not job.mask,
     )
     comparison = Comparison(gate, mask, job.user_metric, job.iou_threshold)
-    comparison.original(reference, labels)  # a user's metric that raises or returns no number stops here
+    if comparison.user_metric is not None:
+        comparison.original(reference, labels)  # a user's metric that raises or returns no number stops here
     return _Prepared(
         calib=calib,
         calib_batch=_first_dim(inputs) or 1,

@@ -313,7 +313,12 @@ class Search:
 
     def _cache_key(self, cand: Candidate) -> str:
         return digest(
-            {"candidate": cand.key(), "context": self.inputs.context_key, "measure_s": self.settings.measure_s}
+            {
+                "candidate": cand.key(),
+                "context": self.inputs.context_key,
+                "measure_s": self.settings.measure_s,
+                "timing": _QUIET_WHEN_IDLE,
+            }
         )
 
     def _model_cache_key(self, steps: tuple[Step, ...]) -> str:
@@ -612,6 +617,7 @@ class Search:
                 "context": self.inputs.context_key,
                 "rounds": self.settings.final_rounds,
                 "measure_s": self.settings.measure_s,
+                "timing": _QUIET_WHEN_IDLE,
             }
         )
         cached = self.cache.get(key)
