@@ -63,7 +63,7 @@ _SLOWER = 1.15  # a first measurement this much slower than the baseline is not 
 _TIMED_OUT = "time budget spent while building"
 _MIN_BUILD_S = 1.0  # less time than this left for a build: do not start one
 # ONNX Runtime's worker threads spin for a while after each run; an idle session spinning next to the one
-# being timed steals its cores (the same model timed against itself read 0.78x). Every session the search
+# being timed steals its cores (the same model has read up to 20% slower than itself). Every session the search
 # times, the original included, stops its threads' spinning when a run ends, so all are on the same footing.
 _QUIET_WHEN_IDLE = {"onnxruntime": {"session.force_spinning_stop": "1"}}
 
