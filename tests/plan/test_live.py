@@ -178,7 +178,7 @@ def test_plan_with_prometheus_records_observed_figures_and_flags_the_profile(
     assert placement.peak_rps == peak.value  # sized for what production showed
     p99 = live.figure("p99_ms")
     assert p99 is not None and p99.source == OBSERVED and p99.measured == pytest.approx(520.0)
-    assert p99.observed is not None and p99.observed < 100 and p99.contradicts
+    assert p99.observed is not None and p99.observed < p99.measured / 2 and p99.contradicts
     assert live.contradicted == ("p99_ms",)
     assert any(r.startswith("production contradicts the profile: p99_ms") for r in placement.reasons)
     cpu = live.figure("cpu_per_replica")
