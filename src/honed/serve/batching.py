@@ -43,6 +43,14 @@ _EWMA = 0.2  # weight of the newest sample in the moving averages the policy kee
 _seq = itertools.count()
 
 
+class RunObserver(Protocol):
+    """Hears when its request leaves the queue and when the batch run it joined finished (request tracing)."""
+
+    def dispatched(self) -> None: ...
+
+    def finished(self, rows: int, requests: int, seconds: float) -> None: ...
+
+
 @dataclass(eq=False, slots=True)
 class Request:
     """One queued call: its inputs, its rows (first-dimension size), its batch key and when it must be done by."""
@@ -54,6 +62,7 @@ class Request:
     deadline: float | None = None
     future: asyncio.Future[Tensors] | None = None
     queued: bool = False
+    observer: RunObserver | None = None
     seq: int = field(default_factory=lambda: next(_seq))
 
 
@@ -289,7 +298,14 @@ class Batcher:
     def closed(self) -> bool:
         return self._closed
 
-    async def submit(self, inputs: Tensors, rows: int, key: Hashable, timeout_s: float | None = None) -> Tensors:
+    async def submit(
+        self,
+        inputs: Tensors,
+        rows: int,
+        key: Hashable,
+        timeout_s: float | None = None,
+        observer: RunObserver | None = None,
+    ) -> Tensors:
         """Queue one request and wait for its outputs.
 
         Raises :class:`Overloaded` when the queue is full, :class:`DeadlineExceeded` when ``timeout_s`` runs out
@@ -305,7 +321,7 @@ class Batcher:
                 raise InvalidArgument(f"timeout must be a number of seconds > 0, got {timeout_s!r}")
             deadline = now + float(timeout_s)
         future: asyncio.Future[Tensors] = asyncio.get_running_loop().create_future()
-        request = Request(inputs, rows, key, now, deadline, future)
+        request = Request(inputs, rows, key, now, deadline, future, observer=observer)
         self.scheduler.add(request, now, instances=self._runners)
         self._pump()
         try:
@@ -349,6 +365,9 @@ class Batcher:
             if self._metrics is not None:
                 for request in batch:
                     self._metrics.observe_queue(now - request.enqueued_at)
+            for request in batch:
+                if request.observer is not None:
+                    request.observer.dispatched()
             runner.run_batch(batch, self._done)
         if self._metrics is not None:
             self._metrics.set_queue_depth(len(scheduler))
@@ -364,6 +383,9 @@ class Batcher:
         self.scheduler.record_run(rows, seconds)
         if self._metrics is not None:
             self._metrics.observe_batch(rows, seconds)
+        for request in batch:
+            if request.observer is not None:
+                request.observer.finished(rows, len(batch), seconds)
         if isinstance(results, BaseException):
             for request in batch:
                 _fail(request, results)
