@@ -10,8 +10,10 @@ With tracing on:
   (:meth:`Tracing.grpc_interceptor`); both read ``traceparent`` / ``tracestate`` (W3C Trace Context) from the
   request headers or call metadata and start a SERVER span that continues the caller's trace. The health probes
   and ``/metrics`` are not traced.
-* Sampling is OpenTelemetry's ``parentbased_traceidratio``: a request whose ``traceparent`` carries a sampling
-  decision keeps it; the others are sampled at ``TracingConfig.sample``.
+* Sampling follows the caller, else the configured share (OpenTelemetry's ``parentbased_traceidratio``): a
+  request whose valid ``traceparent`` carries a sampling decision keeps it; the others are sampled at
+  ``TracingConfig.sample``. The decision comes first and costs a header scan and a random draw: a request that
+  is not sampled creates no span, context or log line at all, which keeps 1% sampling cheap.
 * Per infer request the dataplane asks :meth:`Tracing.infer` for a
   :class:`~honed.serve.batching.RunObserver`, which the batcher calls when the request leaves the queue and when
   its batch run finishes. The server span gets the model, version, batch size and queue time, and child spans::
@@ -24,14 +26,16 @@ With tracing on:
 
 * Spans go to the OTLP/HTTP endpoint through a ``BatchSpanProcessor`` (export runs on the SDK's own thread,
   never on the event loop); :meth:`Tracing.shutdown` flushes what is left.
-* Every traced request writes one access line on the ``honed.serve.access`` logger (INFO) with its trace id,
-  span id and whether it was sampled, so logs and traces can be joined; raise that logger's level to drop them.
+* Every sampled request writes one access line on the ``honed.serve.access`` logger (INFO) with its trace id
+  and span id, so a log line leads to its trace; raise that logger's level to drop them. Requests that are not
+  sampled write none (a line per request costs more than the whole 1% of traces: docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass
@@ -128,6 +132,7 @@ class Tracing:
         self._detach = context.detach
         self._in_context = trace.set_span_in_context
         self._current = trace.get_current_span
+        self._share = config.sample
         self._server = trace.SpanKind.SERVER
         self._error = trace.StatusCode.ERROR
 
@@ -141,7 +146,7 @@ class Tracing:
             from opentelemetry.sdk.resources import Resource
             from opentelemetry.sdk.trace import TracerProvider
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
-            from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+            from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 
             if exporter is None:
                 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -152,7 +157,8 @@ class Tracing:
                 f"tracing needs the OpenTelemetry SDK ({exc.name or exc} is missing): {EXTRA_HINT}"
             ) from None
         resource = Resource.create({"service.name": config.service_name, "service.version": __version__})
-        provider = TracerProvider(resource=resource, sampler=ParentBased(TraceIdRatioBased(config.sample)))
+        # The share is applied in _begin, before any span exists; what reaches the SDK is to be recorded.
+        provider = TracerProvider(resource=resource, sampler=ParentBased(ALWAYS_ON))
         provider.add_span_processor(BatchSpanProcessor(exporter))
         return cls(provider, config)
 
@@ -173,25 +179,33 @@ class Tracing:
         """An interceptor (put it first) that wraps every gRPC call but the health probes in a server span."""
         return _TracedGrpc(self)
 
-    def _begin(self, name: str, carrier: dict[str, str], start_ns: int | None = None) -> tuple[Span, Any]:
-        parent = self._extract(carrier) if carrier else None
+    def _begin(self, name: str, carrier: dict[str, str], start_ns: int | None = None) -> tuple[Span, Any] | None:
+        """The server span of a sampled request, current from now on (with the token to detach it); None when the
+        request is not sampled."""
+        parent = self._extract(carrier) if "traceparent" in carrier else None
+        if parent is not None:
+            remote = self._current(parent).get_span_context()
+            if not remote.is_valid:
+                parent = None  # a malformed traceparent: the request starts a trace of its own
+            elif not remote.trace_flags.sampled:
+                return None
+        if parent is None and self._share < 1.0 and not random.random() < self._share:
+            return None
         span = self.tracer.start_span(name, context=parent, kind=self._server, start_time=start_ns)
         return span, self._attach(self._in_context(span))
 
     def _end(self, span: Span, token: Any, what: str, outcome: str, started: float) -> None:
         self._detach(token)
         span.end()
-        if access_log.isEnabledFor(logging.INFO):
-            ctx = span.get_span_context()
-            access_log.info(
-                "%s %s %.2fms trace_id=%032x span_id=%016x sampled=%d",
-                what,
-                outcome,
-                (time.perf_counter() - started) * 1000.0,
-                ctx.trace_id,
-                ctx.span_id,
-                int(ctx.trace_flags.sampled),
-            )
+        ctx = span.get_span_context()
+        access_log.info(
+            "%s %s %.2fms trace_id=%032x span_id=%016x",
+            what,
+            outcome,
+            (time.perf_counter() - started) * 1000.0,
+            ctx.trace_id,
+            ctx.span_id,
+        )
 
     # -- the dataplane's hook --------------------------------------------------------------------------------
     def infer(self, model: str, version: str) -> InferTrace | None:
@@ -299,9 +313,11 @@ class _TracedHttp:
         path: str = scope["path"]
         route = http_route(path)
         tracing = self.tracing
-        span, token = tracing._begin(
-            f"{method} {route}" if route else method, _carrier(scope["headers"], _TRACE_HEADERS)
-        )
+        begun = tracing._begin(f"{method} {route}" if route else method, _carrier(scope["headers"], _TRACE_HEADERS))
+        if begun is None:
+            await self.app(scope, receive, send)
+            return
+        span, token = begun
         status = 500
 
         async def sending(message: Message) -> None:
@@ -313,10 +329,9 @@ class _TracedHttp:
         try:
             await self.app(scope, receive, sending)
         finally:
-            if span.is_recording():
-                span.set_attributes(_http_attributes(scope, method, path, route, status))
-                if status >= 500:
-                    span.set_status(tracing._error)
+            span.set_attributes(_http_attributes(scope, method, path, route, status))
+            if status >= 500:
+                span.set_status(tracing._error)
             tracing._end(span, token, f"{method} {path}", str(status), started)
 
 
@@ -368,7 +383,10 @@ class _TracedGrpc(grpc.aio.ServerInterceptor):
         carrier = _carrier(details.invocation_metadata or (), ("traceparent", "tracestate"))
 
         async def traced(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            span, token = tracing._begin(full.strip("/"), carrier, start_ns)
+            begun = tracing._begin(full.strip("/"), carrier, start_ns)
+            if begun is None:
+                return await call(request, context)
+            span, token = begun
             fallback = grpc.StatusCode.OK
             try:
                 return await call(request, context)
@@ -380,18 +398,17 @@ class _TracedGrpc(grpc.aio.ServerInterceptor):
                 raise
             finally:
                 code = context.code() or fallback
-                if span.is_recording():
-                    span.set_attributes(
-                        {
-                            "rpc.system": "grpc",
-                            "rpc.service": service,
-                            "rpc.method": method,
-                            "rpc.grpc.status_code": code.value[0],
-                        }
-                    )
-                    if code in _GRPC_ERRORS:
-                        span.set_attributes({"error.type": code.name})
-                        span.set_status(tracing._error)
+                span.set_attributes(
+                    {
+                        "rpc.system": "grpc",
+                        "rpc.service": service,
+                        "rpc.method": method,
+                        "rpc.grpc.status_code": code.value[0],
+                    }
+                )
+                if code in _GRPC_ERRORS:
+                    span.set_attributes({"error.type": code.name})
+                    span.set_status(tracing._error)
                 tracing._end(span, token, full, code.name, started)
 
         return grpc.unary_unary_rpc_method_handler(
