@@ -6,10 +6,14 @@ overhead). Two of them export to an OTLP/HTTP receiver on 127.0.0.1 started here
 opentelemetry-proto and counts the spans, so the export path really ran) and write their access lines to their
 logs. ``loadgen.py`` drives one server at a time, rotating the order every round, so drift and neighbours on a
 shared machine hit all three alike; every answer's status is checked and the first on each connection is
-compared with in-process ONNX Runtime. Prints a markdown table of medians over rounds with the ratio to
-tracing off::
+compared with in-process ONNX Runtime. Prints a markdown table of medians over rounds; ``x off`` is the median
+over rounds of the ratio to tracing off *in the same round* (measurements seconds apart), which a busy machine's
+drift spoils less than a ratio of medians. On a machine whose cores other work also wants, req/s mostly measures
+the neighbours, so the table also gives the server's CPU time per request (psutil, the server process) and the
+throughput that implies for a server that has its cores to itself (``x off by CPU``: CPU per request off over
+CPU per request on)::
 
-    PYTHONPATH=src python benchmarks/serve/tracing.py --rounds 3 --duration 5 --concurrency 8
+    PYTHONPATH=src python benchmarks/serve/tracing.py --rounds 5 --duration 3 --concurrency 8
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from honed.runtime import create_session
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run import Server, free_port  # noqa: E402 - the serving benchmark's process handling
+from run import Server, cpu_seconds, free_port  # noqa: E402 - the serving benchmark's process handling
 
 VARIANTS = {"tracing off": None, "tracing on, 100%": "1", "tracing on, 1%": "0.01"}
 
@@ -85,21 +89,24 @@ def start(name: str, repo: Path, sample: str | None, sink: SpanSink, log: Path) 
     return Server(name, cmd, port, log)
 
 
-def load(url: str, args: argparse.Namespace, expect: Path, duration: float) -> dict[str, Any]:
-    cmd = [sys.executable, str(HERE / "loadgen.py"), "--url", url, "--model", "mlp", "--input", "x=1x16"]
+def load(server: Server, args: argparse.Namespace, expect: Path, duration: float) -> dict[str, Any]:
+    """One measurement (no warm-up inside it, so the server's CPU time covers exactly the counted requests)."""
+    cmd = [sys.executable, str(HERE / "loadgen.py"), "--url", server.url, "--model", "mlp", "--input", "x=1x16"]
     cmd += ["--encoding", "json", "--concurrency", str(args.concurrency), "--duration", str(duration)]
-    cmd += ["--warmup", str(args.warmup), "--expect", str(expect)]
+    cmd += ["--warmup", "0", "--expect", str(expect)]
+    before = cpu_seconds(server.ps)
     result: dict[str, Any] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    result["cpu_us"] = (cpu_seconds(server.ps) - before) / max(1, result["requests"]) * 1e6
     if result["errors"] or result["wrong"]:
-        raise SystemExit(f"{url}: {result['errors']} errors, {result['wrong']} wrong answers: {result}")
+        raise SystemExit(f"{server.url}: {result['errors']} errors, {result['wrong']} wrong answers: {result}")
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
-    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per measurement")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load on each server before measuring")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--out", type=Path, default=None, help="folder for the server logs")
     args = parser.parse_args()
@@ -119,35 +126,38 @@ def main() -> None:
     rps: dict[str, list[float]] = {name: [] for name in VARIANTS}
     p50: dict[str, list[float]] = {name: [] for name in VARIANTS}
     p99: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
     try:
         for server in servers.values():
             server.wait_ready()
-            load(server.url, args, expect, 2.0)
+            load(server, args, expect, args.warmup)
         names = list(VARIANTS)
         for r in range(args.rounds):
             for name in names[r % len(names) :] + names[: r % len(names)]:
-                result = load(servers[name].url, args, expect, args.duration)
+                result = load(servers[name], args, expect, args.duration)
                 rps[name].append(result["rps"])
                 p50[name].append(result["p50_ms"])
                 p99[name].append(result["p99_ms"])
+                cpu[name].append(result["cpu_us"])
                 print(f"round {r + 1} {name}: {result['rps']} req/s", file=sys.stderr)
     finally:
         for server in servers.values():
             server.stop()  # SIGTERM: each flushes its remaining spans
     sink.server.shutdown()
 
-    base = statistics.median(rps["tracing off"])
     hw = detect_hardware()
     print(f"CPU: {hw.cpu_model or 'unknown'}; ISA: {', '.join(hw.isa) or 'unknown'}; {args.rounds} rounds")
     print(f"spans received by the OTLP receiver: {sink.spans}\n")
-    print("| variant | req/s (median) | x off | p50 ms | p99 ms | req/s per round |")
-    print("|---|---:|---:|---:|---:|---|")
+    print("| variant | req/s | x off | server CPU µs/req | x off by CPU | p50 ms | p99 ms | req/s per round |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    cpu_off = statistics.median(cpu["tracing off"])
     for name in VARIANTS:
-        med = statistics.median(rps[name])
+        ratio = statistics.median(v / off for v, off in zip(rps[name], rps["tracing off"], strict=True))
+        cpu_us = statistics.median(cpu[name])
         rounds = ", ".join(f"{v:.0f}" for v in rps[name])
         print(
-            f"| {name} | {med:.0f} | {med / base:.3f} | {statistics.median(p50[name]):.2f} | "
-            f"{statistics.median(p99[name]):.2f} | {rounds} |"
+            f"| {name} | {statistics.median(rps[name]):.0f} | {ratio:.3f} | {cpu_us:.0f} | {cpu_off / cpu_us:.3f} | "
+            f"{statistics.median(p50[name]):.2f} | {statistics.median(p99[name]):.2f} | {rounds} |"
         )
 
 
