@@ -24,63 +24,26 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
 
 from honed.hardware import detect_hardware
 from honed.passes.tiny_models import make_mlp
 from honed.runtime import create_session
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parents[1])]
 from run import Server, cpu_seconds, free_port  # noqa: E402 - the serving benchmark's process handling
+
+from tests.otlp import Receiver  # noqa: E402 - the OTLP/HTTP receiver the export tests use
 
 VARIANTS = {"tracing off": None, "tracing on, 100%": "1", "tracing on, 1%": "0.01"}
 
 
-class SpanSink:
-    """An OTLP/HTTP receiver that counts the spans it is sent."""
-
-    def __init__(self) -> None:
-        self.spans = 0
-        self.lock = threading.Lock()
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                message = ExportTraceServiceRequest()
-                message.ParseFromString(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
-                count = sum(len(s.spans) for r in message.resource_spans for s in r.scope_spans)
-                with sink.lock:
-                    sink.spans += count
-                answer = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-
-def start(name: str, repo: Path, sample: str | None, sink: SpanSink, log: Path) -> Server:
+def start(name: str, repo: Path, sample: str | None, sink: Receiver, log: Path) -> Server:
     port = free_port()
     cmd = [sys.executable, "-m", "honed", "serve", "--repository", str(repo), "--http", f"127.0.0.1:{port}"]
     cmd += ["--grpc", "off", "--instances", "1", "--threads", "1"]
@@ -102,24 +65,10 @@ def load(server: Server, args: argparse.Namespace, expect: Path, duration: float
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--duration", type=float, default=3.0, help="seconds per measurement")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load on each server before measuring")
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--out", type=Path, default=None, help="folder for the server logs")
-    args = parser.parse_args()
-    out = args.out or Path(tempfile.mkdtemp(prefix="honed-tracing-bench-"))
-    out.mkdir(parents=True, exist_ok=True)
-    repo = out / "repo"
-    (repo / "mlp" / "1").mkdir(parents=True, exist_ok=True)
-    onnx.save(make_mlp(), str(repo / "mlp" / "1" / "model.onnx"))
-    x = np.random.default_rng(0).standard_normal((1, 16)).astype(np.float32)  # loadgen's input (seed 0)
-    expect = out / "expect.npy"
-    np.save(expect, create_session(repo / "mlp" / "1" / "model.onnx").run({"x": x})["y"])
-
-    sink = SpanSink()
+def measure(
+    args: argparse.Namespace, repo: Path, expect: Path, sink: Receiver, out: Path
+) -> tuple[dict[str, list[float]], ...]:
+    """req/s, p50, p99 and server CPU µs per request, per variant and round."""
     servers = {
         name: start(name, repo, sample, sink, out / f"{i}.log") for i, (name, sample) in enumerate(VARIANTS.items())
     }
@@ -143,11 +92,33 @@ def main() -> None:
     finally:
         for server in servers.values():
             server.stop()  # SIGTERM: each flushes its remaining spans
-    sink.server.shutdown()
+    return rps, p50, p99, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per measurement")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load on each server before measuring")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=None, help="folder for the server logs")
+    args = parser.parse_args()
+    out = args.out or Path(tempfile.mkdtemp(prefix="honed-tracing-bench-"))
+    out.mkdir(parents=True, exist_ok=True)
+    repo = out / "repo"
+    (repo / "mlp" / "1").mkdir(parents=True, exist_ok=True)
+    onnx.save(make_mlp(), str(repo / "mlp" / "1" / "model.onnx"))
+    x = np.random.default_rng(0).standard_normal((1, 16)).astype(np.float32)  # loadgen's input (seed 0)
+    expect = out / "expect.npy"
+    np.save(expect, create_session(repo / "mlp" / "1" / "model.onnx").run({"x": x})["y"])
+
+    with Receiver() as sink:
+        rps, p50, p99, cpu = measure(args, repo, expect, sink, out)
+        spans = len(sink.spans())
 
     hw = detect_hardware()
     print(f"CPU: {hw.cpu_model or 'unknown'}; ISA: {', '.join(hw.isa) or 'unknown'}; {args.rounds} rounds")
-    print(f"spans received by the OTLP receiver: {sink.spans}\n")
+    print(f"spans received by the OTLP receiver: {spans}\n")
     print("| variant | req/s | x off | server CPU µs/req | x off by CPU | p50 ms | p99 ms | req/s per round |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     cpu_off = statistics.median(cpu["tracing off"])

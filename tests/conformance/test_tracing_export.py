@@ -6,93 +6,30 @@ never imports OpenTelemetry.
 
 from __future__ import annotations
 
-import gzip
 import os
 import subprocess
 import sys
-import threading
-import zlib
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
 
 from honed.cli.main import run
 from tests.conformance import models
 from tests.conformance.server import ROOT, start_server
+from tests.otlp import Receiver
 
 BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 8], "data": [1.0] * 8}]}
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"
 
 
-class Receiver:
-    """An OTLP/HTTP trace receiver on 127.0.0.1: keeps every decoded export request."""
-
-    def __init__(self) -> None:
-        self.requests: list[ExportTraceServiceRequest] = []
-        self.paths: list[str] = []
-        received = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                encoding = self.headers.get("Content-Encoding", "")
-                if encoding == "gzip":
-                    body = gzip.decompress(body)
-                elif encoding == "deflate":
-                    body = zlib.decompress(body)
-                received.paths.append(self.path)
-                if self.path != "/v1/traces" or self.headers.get("Content-Type") != "application/x-protobuf":
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                message = ExportTraceServiceRequest()
-                message.ParseFromString(body)
-                received.requests.append(message)
-                answer = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def spans(self) -> list[tuple[dict[str, str], object]]:
-        """Every received span with its resource's string attributes."""
-        out = []
-        for request in self.requests:
-            for resource_spans in request.resource_spans:
-                resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
-                out.extend((resource, span) for scope in resource_spans.scope_spans for span in scope.spans)
-        return out
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    r.thread.start()
-    try:
+    with Receiver() as r:
         yield r
-    finally:
-        r.server.shutdown()
-        r.server.server_close()
 
 
 @pytest.fixture
@@ -111,12 +48,12 @@ def test_a_real_server_exports_its_spans_over_otlp_http(tmp_path: Path, model: P
         assert server.stop() == 0, server.output()  # SIGTERM: the server flushes its spans before it exits
     assert set(receiver.paths) == {"/v1/traces"}
     spans = receiver.spans()
-    by_name = {span.name: (resource, span) for resource, span in spans}  # type: ignore[attr-defined]
+    by_name = {span.name: (resource, span) for resource, span in spans}
     assert set(by_name) == {"POST /v2/models/{model}/infer", "receive", "queue", "batch", "compute"}
     resource, root = by_name["POST /v2/models/{model}/infer"]
     assert resource["service.name"] == "honed-serve"
-    assert root.trace_id.hex() == TRACE_ID and root.parent_span_id.hex() == PARENT_ID  # type: ignore[attr-defined]
-    attrs = {a.key: a.value for a in root.attributes}  # type: ignore[attr-defined]
+    assert root.trace_id.hex() == TRACE_ID and root.parent_span_id.hex() == PARENT_ID
+    attrs = {a.key: a.value for a in root.attributes}
     assert attrs["honed.model.name"].string_value == "m"
     assert attrs["http.response.status_code"].int_value == 200
     assert attrs["honed.batch.size"].int_value == 1
