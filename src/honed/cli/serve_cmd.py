@@ -44,6 +44,9 @@ def serve(
     max_queue_size: int | None = typer.Option(
         None, "--max-queue-size", help="Queued requests before 429 (default 1024)."
     ),
+    max_queue_time_ms: float | None = typer.Option(
+        None, "--max-queue-time-ms", help="Longest a request may wait queued, then 503 + Retry-After (default none)."
+    ),
     no_batching: bool = typer.Option(False, "--no-batching", help="Run every request on its own."),
     instances: int | None = typer.Option(None, "--instances", help="Sessions per model version (default 1)."),
     threads: int | None = typer.Option(None, "--threads", help="Intra-op threads per instance (default 1)."),
@@ -142,6 +145,7 @@ def serve(
             max_batch_size=max_batch_size,
             max_queue_delay_ms=max_queue_delay_ms,
             max_queue_size=max_queue_size,
+            max_queue_time_ms=max_queue_time_ms,
             batching=not no_batching,
             instances=instances,
             threads_per_instance=threads,

@@ -49,6 +49,10 @@ AUTH_REASONS = ("missing", "malformed", "unknown", "invalid", "revoked", "forbid
 RELOAD_RESULTS = ("success", "failure")
 """Every value of the ``result`` label of ``honed_access_policy_reloads_total``."""
 
+SHED_REASONS = ("queue_time", "queue_full")
+"""Every value of the ``reason`` label of ``honed_shed_total``: waited past the model's queue-time bound, or found
+its queue full."""
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -109,6 +113,12 @@ POLICY_RELOADS = Metric(
     ("result",),
     "Access policy reloads (SIGHUP or a changed file) by result: success, or failure (the old policy stays).",
 )
+SHED = Metric(
+    "honed_shed_total",
+    "counter",
+    ("model", "reason"),
+    "Requests answered without running (reason: queue_time, past the model's queue-time bound; queue_full).",
+)
 
 METRICS: tuple[Metric, ...] = (
     REQUESTS,
@@ -124,6 +134,7 @@ METRICS: tuple[Metric, ...] = (
     AUTH_REFUSALS,
     RATE_LIMITED,
     POLICY_RELOADS,
+    SHED,
 )
 """Every series family the server exports, and nothing else named ``honed_*``."""
 

@@ -40,6 +40,7 @@ _KNOBS = (
     ("max_batch_size", ("batching", "max_batch_size")),
     ("max_queue_delay_ms", ("batching", "max_queue_delay_ms")),
     ("max_queue_size", ("batching", "max_queue_size")),
+    ("max_queue_time_ms", ("batching", "max_queue_time_ms")),
     ("instances", ("instances",)),
     ("threads_per_instance", ("threads_per_instance",)),
 )
@@ -53,6 +54,7 @@ class ServingDefaults:
     max_batch_size: int | None = None
     max_queue_delay_ms: float | None = None
     max_queue_size: int | None = None
+    max_queue_time_ms: float | None = None
     batching: bool = True
     instances: int | None = None
     threads_per_instance: int | None = None

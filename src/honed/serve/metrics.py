@@ -39,11 +39,12 @@ from honed.errors import (
     NotFound,
     Overloaded,
     PermissionDenied,
+    QueueTimeExceeded,
     Unauthenticated,
     Unavailable,
 )
 from honed.serve import contract
-from honed.serve.contract import OUTCOMES, RESIDENCY_REASONS, Metric
+from honed.serve.contract import OUTCOMES, RESIDENCY_REASONS, SHED_REASONS, Metric
 
 __all__ = ["OUTCOMES", "RESIDENCY_REASONS", "ModelMetrics", "ServeMetrics", "outcome_of"]
 
@@ -86,7 +87,7 @@ def outcome_of(exc: BaseException | None) -> str:
         return "invalid"
     if isinstance(exc, NotFound):
         return "not_found"
-    if isinstance(exc, Overloaded):
+    if isinstance(exc, Overloaded | QueueTimeExceeded):
         return "overloaded"
     if isinstance(exc, Unavailable):
         return "unavailable"
@@ -117,6 +118,7 @@ class ServeMetrics:
         self.auth_refusals = Counter(*_family(contract.AUTH_REFUSALS), registry=r)
         self.rate_limits = Counter(*_family(contract.RATE_LIMITED), registry=r)
         self.policy_reloads = Counter(*_family(contract.POLICY_RELOADS), registry=r)
+        self.shed_requests = Counter(*_family(contract.SHED), registry=r)
         self._models: dict[tuple[str, str], ModelMetrics] = {}
         self._lock = threading.Lock()
 
@@ -222,6 +224,12 @@ class ModelMetrics:
 
     def set_queue_depth(self, depth: int) -> None:
         self._depth.set(depth)
+
+    def shed(self, reason: str) -> None:
+        """Count one request answered without running (``reason`` from ``contract.SHED_REASONS``)."""
+        if reason not in SHED_REASONS:
+            raise ValueError(f"unknown shed reason {reason!r}; use one of {', '.join(SHED_REASONS)}")
+        self._parent.shed_requests.labels(self.name, reason).inc()
 
     def set_instances(self, count: int) -> None:
         """How many instances serve this model (the busy ratio's denominator)."""
