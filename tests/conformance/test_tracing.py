@@ -201,6 +201,25 @@ def test_requests_that_share_a_batch_say_so(repo: Path) -> None:
     assert len({s.context.trace_id for s in servers}) == 3  # no traceparent: each request starts its own trace
 
 
+def test_a_client_that_goes_away_leaves_its_queue_span_and_no_status(repo: Path) -> None:
+    async def scenario(gate: Gate, server: Server, client: httpx.AsyncClient, channel: grpc.aio.Channel) -> None:
+        first = asyncio.ensure_future(client.post("/v2/models/m/infer", json=BODY))
+        await gate.holding(1)
+        gone = asyncio.ensure_future(client.post("/v2/models/m/infer", json=BODY))
+        await until(lambda: server.dataplane.inflight == 2, "a request queued behind the running one")
+        gone.cancel()
+        await until(lambda: server.dataplane.inflight == 1, "the queued request taken off the queue")
+        gate.open()
+        assert (await first).status_code == 200
+
+    spans = _traced(repo, scenario)
+    answered, dropped = sorted(_servers(spans), key=lambda s: s.start_time or 0)
+    assert (answered.attributes or {})["http.response.status_code"] == 200
+    assert "http.response.status_code" not in (dropped.attributes or {})
+    assert dropped.status.status_code == StatusCode.UNSET
+    assert set(_children(spans, dropped)) == {"receive", "queue"}  # never ran: no batch, but its wait is recorded
+
+
 def test_sampling_zero_exports_nothing_but_keeps_a_callers_decision(
     repo: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

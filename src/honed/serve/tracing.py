@@ -220,13 +220,14 @@ class Tracing:
 class InferTrace:
     """One sampled infer request's trip through the batcher; writes its receive/queue/batch/compute spans."""
 
-    __slots__ = ("_dispatched_ns", "_parent", "_queued_ns", "_span", "_tracing")
+    __slots__ = ("_dispatched_ns", "_mono0", "_parent", "_queued_ns", "_span", "_tracing")
 
     def __init__(self, tracing: Tracing, span: Span) -> None:
         self._tracing = tracing
         self._span = span
         self._parent = tracing._in_context(span)
         self._queued_ns = time.time_ns()
+        self._mono0 = time.perf_counter_ns()
         self._dispatched_ns: int | None = None
         start_ns = getattr(span, "start_time", None)
         if start_ns is not None:
@@ -239,13 +240,17 @@ class InferTrace:
         span.end(end_time=end_ns)
         return span
 
+    def _now(self) -> int:
+        """Epoch nanoseconds as spans take them, advanced by the monotonic clock (durations never run backwards)."""
+        return self._queued_ns + time.perf_counter_ns() - self._mono0
+
     def dispatched(self) -> None:
-        self._dispatched_ns = now = time.time_ns()
+        self._dispatched_ns = now = self._now()
         self._child("queue", self._queued_ns, now)
         self._span.set_attribute("honed.queue.duration", (now - self._queued_ns) / 1e9)
 
     def finished(self, rows: int, requests: int, seconds: float) -> None:
-        end = time.time_ns()
+        end = self._now()
         start = self._dispatched_ns if self._dispatched_ns is not None else end
         self._span.set_attributes({"honed.batch.size": rows, "honed.batch.requests": requests})
         batch = self._tracing.tracer.start_span(
@@ -318,7 +323,7 @@ class _TracedHttp:
             await self.app(scope, receive, send)
             return
         span, token = begun
-        status = 500
+        status: int | None = None  # stays None when the client went away before its answer
 
         async def sending(message: Message) -> None:
             nonlocal status
@@ -326,24 +331,31 @@ class _TracedHttp:
                 status = message["status"]
             await send(message)
 
+        failure: str | None = None
         try:
             await self.app(scope, receive, sending)
+        except BaseException as exc:  # the app answers its own errors: this is cancellation or a bug
+            failure = type(exc).__name__
+            raise
         finally:
-            span.set_attributes(_http_attributes(scope, method, path, route, status))
-            if status >= 500:
+            attributes = _http_attributes(scope, method, path, route, status)
+            if failure is not None or (status is not None and status >= 500):
+                attributes["error.type"] = failure or str(status)
                 span.set_status(tracing._error)
-            tracing._end(span, token, f"{method} {path}", str(status), started)
+            span.set_attributes(attributes)
+            tracing._end(span, token, f"{method} {path}", str(status or "-"), started)
 
 
-def _http_attributes(scope: Scope, method: str, path: str, route: str | None, status: int) -> dict[str, Any]:
-    """OpenTelemetry's HTTP server span attributes for one request."""
+def _http_attributes(scope: Scope, method: str, path: str, route: str | None, status: int | None) -> dict[str, Any]:
+    """OpenTelemetry's HTTP server span attributes for one request (no status code when none was sent)."""
     attributes: dict[str, Any] = {
         "http.request.method": method,
         "url.path": path,
         "url.scheme": scope.get("scheme", "http"),
         "network.protocol.version": scope.get("http_version", "1.1"),
-        "http.response.status_code": status,
     }
+    if status is not None:
+        attributes["http.response.status_code"] = status
     if route is not None:
         attributes["http.route"] = route
     server = scope.get("server")
@@ -355,8 +367,6 @@ def _http_attributes(scope: Scope, method: str, path: str, route: str | None, st
     for key, value in scope["headers"]:
         if key == b"user-agent":
             attributes["user_agent.original"] = value.decode("latin-1")
-    if status >= 500:
-        attributes["error.type"] = str(status)
     return attributes
 
 
