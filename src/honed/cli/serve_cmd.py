@@ -100,6 +100,17 @@ def serve(
     tls_client_ca: Path | None = typer.Option(
         None, "--tls-client-ca", help="PEM CA: require client certificates it signed (mutual TLS)."
     ),
+    otlp_endpoint: str | None = typer.Option(
+        None,
+        "--otlp-endpoint",
+        help="Trace requests with OpenTelemetry and export spans to this OTLP/HTTP receiver, e.g. "
+        "http://127.0.0.1:4318 (needs the 'tracing' extra); honours W3C traceparent on REST and gRPC.",
+    ),
+    trace_sample: float | None = typer.Option(
+        None,
+        "--trace-sample",
+        help="Share of requests traced when the caller's traceparent did not decide, 0..1 (default 1; 0.01: 1%).",
+    ),
 ) -> None:
     """Serve models over KServe V2 REST and gRPC with dynamic batching, until SIGTERM.
 
@@ -107,11 +118,17 @@ def serve(
     """
     from honed.serve.launch import ServeOptions, ServingDefaults, run_server, tls_files
     from honed.serve.server import ServerOptions
+    from honed.serve.tracing import TracingConfig
 
     if path is not None and repository is not None:
         raise InvalidArgument("give either PATH or --repository, not both")
     if not max_body_mb > 0:
         raise InvalidArgument(f"--max-body-mb must be > 0, got {max_body_mb}")
+    if trace_sample is not None and otlp_endpoint is None:
+        raise InvalidArgument("--trace-sample needs --otlp-endpoint (tracing is off without one)")
+    tracing = None
+    if otlp_endpoint is not None:
+        tracing = TracingConfig(otlp_endpoint, 1.0 if trace_sample is None else trace_sample)
     options = ServeOptions(
         source=path if path is not None else repository,
         registry=registry,
@@ -139,6 +156,7 @@ def serve(
         access=access,
         actor=actor,
         access_poll_s=access_poll_s,
+        tracing=tracing,
     )
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="honed serve: %(message)s")
     run_server(options, on_listening=_say_listening)

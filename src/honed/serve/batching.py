@@ -45,6 +45,14 @@ _EWMA = 0.2  # weight of the newest sample in the moving averages the policy kee
 _seq = itertools.count()
 
 
+class RunObserver(Protocol):
+    """Hears when its request leaves the queue and when the batch run it joined finished (request tracing)."""
+
+    def dispatched(self) -> None: ...
+
+    def finished(self, rows: int, requests: int, seconds: float) -> None: ...
+
+
 @dataclass(eq=False, slots=True)
 class Request:
     """One queued call: its inputs, its rows (first-dimension size), its batch key and when it must be done by."""
@@ -56,6 +64,7 @@ class Request:
     deadline: float | None = None
     future: asyncio.Future[Tensors] | None = None
     queued: bool = False
+    observer: RunObserver | None = None
     seq: int = field(default_factory=lambda: next(_seq))
     shed_at: float | None = None
     """When it has waited the model's queue-time bound (set when queued; None: no bound)."""
@@ -306,7 +315,14 @@ class Batcher:
     def closed(self) -> bool:
         return self._closed
 
-    async def submit(self, inputs: Tensors, rows: int, key: Hashable, timeout_s: float | None = None) -> Tensors:
+    async def submit(
+        self,
+        inputs: Tensors,
+        rows: int,
+        key: Hashable,
+        timeout_s: float | None = None,
+        observer: RunObserver | None = None,
+    ) -> Tensors:
         """Queue one request and wait for its outputs.
 
         Raises :class:`Overloaded` when the queue is full, :class:`DeadlineExceeded` when ``timeout_s`` runs out
@@ -324,7 +340,7 @@ class Batcher:
                 raise InvalidArgument(f"timeout must be a number of seconds > 0, got {timeout_s!r}")
             deadline = now + float(timeout_s)
         future: asyncio.Future[Tensors] = asyncio.get_running_loop().create_future()
-        request = Request(inputs, rows, key, now, deadline, future)
+        request = Request(inputs, rows, key, now, deadline, future, observer=observer)
         try:
             self.scheduler.add(request, now, instances=self._runners)
         except Overloaded:
@@ -386,6 +402,9 @@ class Batcher:
             if self._metrics is not None:
                 for request in batch:
                     self._metrics.observe_queue(now - request.enqueued_at)
+            for request in batch:
+                if request.observer is not None:
+                    request.observer.dispatched()
             runner.run_batch(batch, self._done)
         if self._metrics is not None:
             self._metrics.set_queue_depth(len(scheduler))
@@ -401,6 +420,9 @@ class Batcher:
         self.scheduler.record_run(rows, seconds)
         if self._metrics is not None:
             self._metrics.observe_batch(rows, seconds)
+        for request in batch:
+            if request.observer is not None:
+                request.observer.finished(rows, len(batch), seconds)
         if isinstance(results, BaseException):
             for request in batch:
                 _fail(request, results)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -44,6 +44,9 @@ from honed.serve.protocol.types import (
 )
 from honed.serve.repository import ModelRepository
 from honed.serve.security import ResidencyGuard
+
+if TYPE_CHECKING:
+    from honed.serve.tracing import Tracing
 
 SERVER_NAME = "honed"
 PLATFORM = "onnxruntime_onnx"
@@ -116,8 +119,11 @@ class DataPlane:
         clock: Callable[[], float] = time.monotonic,
         residency: ResidencyGuard | None = None,
         access: AccessPolicy | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.repository = repository
+        self.tracing = tracing
+        """Request tracing (:mod:`honed.serve.tracing`), or None: then nothing of OpenTelemetry is loaded."""
         self.metrics = metrics
         self.access: AccessPolicy | None = None
         self.limiter = RateLimiter(clock=clock, on_limited=metrics.rate_limited)
@@ -259,6 +265,7 @@ class DataPlane:
         :class:`~honed.serve.security.ResidencyGuard` allows it or raises ResidencyViolation before any data is used.
         """
         resolved, executor = self.repository.get(name, version)
+        trace = self.tracing.infer(name, resolved) if self.tracing is not None else None
         self._inflight += 1
         self._idle.clear()
         try:
@@ -267,9 +274,11 @@ class DataPlane:
                 feeds = _feeds(executor.inputs, request)
                 wanted = _wanted_outputs(executor.outputs, request)
                 limit = _min_timeout(request.timeout_s, timeout_s)
-                results = await executor.infer(feeds, timeout_s=limit)
+                results = await executor.infer(feeds, timeout_s=limit, observer=trace)
                 outputs = [_output(spec, results[spec.name]) for spec in wanted]
         finally:
+            if trace is not None:
+                trace.close()
             self._inflight -= 1
             if self._inflight == 0:
                 self._idle.set()

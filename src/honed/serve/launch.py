@@ -31,6 +31,7 @@ from honed.serve.policy_reload import DEFAULT_POLL_S
 from honed.serve.security import ResidencyGuard, normalize_jurisdictions
 from honed.serve.server import Server, ServerOptions, run
 from honed.serve.tls import TlsFiles
+from honed.serve.tracing import Tracing, TracingConfig
 
 log = logging.getLogger("honed.serve")
 
@@ -90,7 +91,8 @@ class ServeOptions:
     ``allow_unlabelled`` opts out for versions without a residency label and requests that declare none.
     ``access`` is an access policy or the YAML/JSON file to read it from; ``actor`` is this server in the audit
     log (default ``honed-serve@HOST``). A policy read from a file reloads on SIGHUP and, every ``access_poll_s``
-    seconds (0: only on SIGHUP), when the file or its JWKS file changed.
+    seconds (0: only on SIGHUP), when the file or its JWKS file changed. ``tracing`` turns on OpenTelemetry
+    request tracing (:mod:`honed.serve.tracing`; the ``tracing`` extra).
     """
 
     source: Path | None = None
@@ -103,6 +105,7 @@ class ServeOptions:
     access: AccessPolicy | Path | None = None
     actor: str | None = None
     access_poll_s: float = DEFAULT_POLL_S
+    tracing: TracingConfig | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", tuple(self.models))
@@ -164,6 +167,7 @@ def run_server(options: ServeOptions, *, on_listening: Callable[[Listening], Non
         log.warning(
             "listening on %s without --access: anyone who can reach it can call every model", ", ".join(exposed)
         )
+    tracing = Tracing.start(options.tracing) if options.tracing is not None else None  # a missing SDK fails here
     metrics = ServeMetrics()
     reg = None
     catalog = None
@@ -218,10 +222,13 @@ def run_server(options: ServeOptions, *, on_listening: Callable[[Listening], Non
             residency=residency,
             access=policy,
             access_poll_s=options.access_poll_s,
+            tracing=tracing,
         )
     finally:
         if reg is not None:
             reg.close()
+        if tracing is not None:
+            tracing.shutdown()  # exports the spans still buffered
 
 
 def _bound(address: str | None, port: int | None) -> str | None:

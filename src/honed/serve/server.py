@@ -17,7 +17,7 @@ import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -33,6 +33,9 @@ from honed.serve.policy_reload import DEFAULT_POLL_S, PolicyReloader
 from honed.serve.repository import Catalog, ExecutorFactory, ModelRepository
 from honed.serve.security import ResidencyGuard
 from honed.serve.tls import TlsFiles
+
+if TYPE_CHECKING:
+    from honed.serve.tracing import Tracing
 
 log = logging.getLogger("honed.serve")
 
@@ -143,8 +146,9 @@ class Server:
                 sock = _bind(host, port)
                 self.http_port = sock.getsockname()[1]
                 app = self.http_app = HttpApp(self.dataplane, max_body_bytes=self.options.max_body_bytes)
+                tracing = self.dataplane.tracing
                 config = uvicorn.Config(
-                    app,
+                    tracing.http(app) if tracing is not None else app,
                     # uvicorn answers 503 once the open connections reach its limit, the arriving one included.
                     limit_concurrency=self.options.max_concurrency + 1,
                     http="httptools",
@@ -214,6 +218,7 @@ def build(
     residency: ResidencyGuard | None = None,
     access: AccessPolicy | None = None,
     factory: ExecutorFactory = ModelExecutor.start,
+    tracing: Tracing | None = None,
 ) -> DataPlane:
     """A dataplane over the models at ``path`` (a repository, a model folder or an .onnx file) or in ``catalog``.
 
@@ -221,7 +226,7 @@ def build(
     """
     metrics = metrics or ServeMetrics()
     repository = ModelRepository(path, factory, defaults=defaults, metrics=metrics, catalog=catalog)
-    return DataPlane(repository, metrics, residency=residency, access=access)
+    return DataPlane(repository, metrics, residency=residency, access=access, tracing=tracing)
 
 
 def run(
@@ -235,12 +240,21 @@ def run(
     residency: ResidencyGuard | None = None,
     access: AccessPolicy | None = None,
     access_poll_s: float = DEFAULT_POLL_S,
+    tracing: Tracing | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, on uvloop when it is installed. An ``access`` policy read from a file reloads on
     SIGHUP and, every ``access_poll_s`` seconds (0: never), when the file has changed."""
 
     async def main() -> None:
-        dataplane = build(path, defaults=defaults, metrics=metrics, catalog=catalog, residency=residency, access=access)
+        dataplane = build(
+            path,
+            defaults=defaults,
+            metrics=metrics,
+            catalog=catalog,
+            residency=residency,
+            access=access,
+            tracing=tracing,
+        )
         reloader = None
         if access is not None and access.source is not None:
             reloader = PolicyReloader(access, dataplane.use_policy, metrics=dataplane.metrics, poll_s=access_poll_s)
