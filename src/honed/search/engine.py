@@ -46,7 +46,7 @@ from honed.search.candidates import (
     ModelProfile,
     Skipped,
     Step,
-    payoff_rank,
+    candidate_rank,
     plan_pipelines,
     runtime_variants,
 )
@@ -249,9 +249,11 @@ class Search:
             ctx = self.inputs.make_context(backend)
             profile = profile or ModelProfile.of(model, ctx)
             default = runtime_variants(backend, self.settings.cpus, objective=self.settings.objective)[0]
+            # every candidate on this backend, INT8 ones included, also runs with the rest of the graph at each
+            # lower precision the machine searched for has (OpenVINO: bf16, f16)
+            configs = (default, *self._lower_precisions(backend, default))
             if Candidate((), default).key() != baseline:  # the original model on another backend
-                candidates.append(Candidate((), default))
-                candidates.extend(self._lower_precisions(backend, default))
+                candidates.extend(Candidate((), config) for config in configs)
             pipelines, skipped = plan_pipelines(model, backend, ctx, only=self.settings.passes)
             self.skipped.extend(skipped)
             per_pipeline: dict[tuple[str, ...], int] = {}
@@ -260,23 +262,20 @@ class Search:
                 per_pipeline[names] = per_pipeline.get(names, 0) + 1
                 if per_pipeline[names] > self.settings.settings_per_pass:
                     continue
-                candidates.append(Candidate(steps, default))
+                candidates.extend(Candidate(steps, config) for config in configs)
         if profile is None:
             return candidates
         self.profile = profile
-        order = sorted(
-            range(len(candidates)),
-            key=lambda i: (payoff_rank(candidates[i].steps, candidates[i].backend, profile), i),
-        )
+        order = sorted(range(len(candidates)), key=lambda i: (*candidate_rank(candidates[i], profile), i))
         return [candidates[i] for i in order]
 
-    def _lower_precisions(self, backend: str, default: RuntimeConfig) -> list[Candidate]:
-        """The original model at each lower precision ``backend`` offers for the machine searched for."""
+    def _lower_precisions(self, backend: str, default: RuntimeConfig) -> tuple[RuntimeConfig, ...]:
+        """``default`` at each lower precision ``backend`` offers for the machine searched for."""
         offer = get_backend(backend).lower_precisions(default, self.hardware)
         if offer.precisions and not offer.configs:
             reason = offer.reason or "this machine runs none of them"
             self.skipped.append(Skipped(f"precision {'/'.join(offer.precisions)}", backend, reason))
-        return [Candidate((), config) for config in offer.configs]
+        return offer.configs
 
     def _is_cached(self, cand: Candidate) -> bool:
         return self.cache.get(self._cache_key(cand)) is not None
