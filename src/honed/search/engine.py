@@ -35,7 +35,8 @@ from honed.canonical import digest
 from honed.errors import HonedError
 from honed.evaluate import AccuracyGate, FidelityResult, ReferenceOutputs, evaluate_session, self_fidelity
 from honed.hardware import HardwareSpec
-from honed.model.loader import file_sha256, save_model
+from honed.model.artifact import artifact_sha256, artifact_size
+from honed.model.loader import save_model
 from honed.passes import PassContext, PassError, get_pass
 from honed.runtime import RuntimeConfig, create_session, get_backend
 from honed.runtime.base import Session
@@ -50,6 +51,7 @@ from honed.search.candidates import (
     plan_pipelines,
     runtime_variants,
 )
+from honed.search.recipe import artifact_suffix
 
 Array = np.ndarray[Any, Any]
 Clock = Callable[[], float]
@@ -344,7 +346,7 @@ class Search:
         cached = self.cache.model_path(key)
         result: tuple[Path, str, int] | str
         if cached is not None:
-            result = (cached, file_sha256(cached), cached.stat().st_size)
+            result = (cached, artifact_sha256(cached), artifact_size(cached))
         else:
             # a build may not eat into the time kept back for the final comparison
             allowed = self.remaining() - self._reserve()
@@ -353,9 +355,9 @@ class Search:
                 return f"{_TIMED_OUT}: {max(allowed, 0):.1f} s of budget left before the final comparison"
             began = self.clock()
             try:
-                built = self.inputs.build(steps, backend, self.work_dir / "models" / f"{key}.onnx", allowed)
-                stored = self.cache.put_model(key, built)
-                result = (stored, file_sha256(stored), stored.stat().st_size)
+                out = self.work_dir / "models" / f"{key}{artifact_suffix(steps)}"
+                stored = self.cache.put_model(key, self.inputs.build(steps, backend, out, allowed))
+                result = (stored, artifact_sha256(stored), artifact_size(stored))
                 self._build_seconds[key] = self.clock() - began
             except BuildTimeout as exc:
                 self.budget_exhausted = True
