@@ -145,3 +145,41 @@ def test_candidates_name_their_precision() -> None:
     assert Candidate(_FUSED_DYNAMIC, RuntimeConfig()).precision == "int8+f32"
     assert "[int8+bf16] @ openvino/cpu" in Candidate(_NNCF, _ov("bf16")).label()
     assert Candidate(_NNCF, _ov("bf16")).to_dict()["precision"] == "int8+bf16"
+
+
+def test_the_search_tries_every_openvino_pipeline_at_each_precision_the_cpu_has(tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
+    import dataclasses
+
+    from honed.hardware import detect_hardware
+    from honed.runtime import get_backend
+    from honed.search import optimize
+    from tests.search.optimize_models import tiny_classifier, tiny_data
+
+    if "bf16" not in get_backend("openvino").precisions():
+        pytest.skip("OpenVINO's CPU plugin reports no BF16 on this CPU, so no machine description can offer it")
+    here = detect_hardware()
+    bf16_machine = dataclasses.replace(here, isa=tuple(sorted({*here.isa, "avx512_vnni", "avx512_bf16"})))
+    result = optimize(
+        tiny_classifier(tmp_path / "tiny.onnx"),
+        out=tmp_path / "out",
+        data=tiny_data(tmp_path / "calib.npz", 40),
+        metric="cosine",
+        minimum=0.9,
+        batch=4,
+        time_budget="2m",
+        backends=["openvino"],
+        passes=["graph"],
+        tune_runtime=False,
+        evaluate_slower=True,
+        measure_s=0.02,
+        final_rounds=2,
+        cache_dir=tmp_path / "cache",
+        hardware=bf16_machine,
+    )
+    labels = [c["label"] for c in result.report["candidates"] if c["backend"] == "openvino"]
+    for pipeline in ("original", "graph(level=basic)"):
+        tried = [label.split(" @ ")[0] for label in labels if label.startswith(pipeline + " ")]
+        # with native BF16, each pipeline's bf16 variant is tried before its f32 one
+        assert tried == [f"{pipeline} [bf16]", f"{pipeline} [f32]"], labels
+    assert result.report["candidate_order"]["isa_class"] == "bf16"
