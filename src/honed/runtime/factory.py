@@ -131,7 +131,8 @@ def runtime_for(model: str | Path, config: RuntimeConfig) -> RuntimeConfig:
 def create_session(
     model: str | Path, config: RuntimeConfig | None = None, *, profile_dir: Path | None = None
 ) -> Session:
-    """Load ``model`` (a file, or a folder holding ``model.onnx``) into a ready-to-run session."""
+    """Load ``model`` (an ONNX file, an OpenVINO IR ``.xml``, or a folder holding ``model.onnx`` or ``model.xml``)
+    into a ready-to-run session."""
     config = config or RuntimeConfig()
     backend = get_backend(config.backend)
     if not backend.available():

@@ -2,8 +2,9 @@
 
 It checks the inputs (model, data, labels, bounds), runs the original model once over the eval data as the
 reference, runs the :class:`~honed.search.engine.Search`, and writes ``out/``: ``model.onnx`` (the winner,
-stamped with provenance), ``recipe.json``, ``report.json`` and ``report.html``. The best model found so far
-is written as soon as it is found, so an interrupted run still leaves a usable ``out/``. With ``recipe``
+stamped with provenance; ``model.xml`` + ``model.bin`` for an OpenVINO IR winner), ``recipe.json``,
+``report.json`` and ``report.html``. The best model found so far is written as soon as it is found, so an
+interrupted run still leaves a usable ``out/``. With ``recipe``
 given, it replays that recipe instead of searching.
 
 The chain, one step each: :class:`OptimizeJob` (the checked arguments), :func:`_prepare` (data, reference
