@@ -20,7 +20,6 @@ import importlib
 import io
 import logging
 import random
-import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -33,7 +32,6 @@ from honed.model.loader import load_model, save_model
 from honed.passes.base import CalibrationSource, Param, Pass, PassContext, PassError
 
 _TRANSFORMER_OPS = {"LayerNormalization", "Attention", "MultiHeadAttention", "SkipLayerNormalization", "Erf", "Gelu"}
-_AUTO_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*_\d+$")  # what OpenVINO names a node it made up
 _SCORE_OPS = {"Add", "Mul", "Div", "Where", "Cast", "Reshape", "Transpose"}  # between QK^T and its Softmax
 
 
@@ -86,10 +84,11 @@ def _import(name: str) -> Any:
 
 
 def _renumber(ov_model: Any) -> None:
-    """Give the nodes OpenVINO named from its process-wide counter names by their position in the graph."""
+    """Give the nodes OpenVINO named from its process-wide counter (``<Type>_<n>``) names by their position."""
     for index, op in enumerate(ov_model.get_ordered_ops()):
-        if _AUTO_NAME.match(op.get_friendly_name()) and op.get_type_name() != "Parameter":
-            op.set_friendly_name(f"{op.get_type_name()}_h{index}")
+        kind, name = op.get_type_name(), op.get_friendly_name()
+        if kind != "Parameter" and name.startswith(f"{kind}_") and name[len(kind) + 1 :].isdigit():
+            op.set_friendly_name(f"{kind}_h{index}")
 
 
 class NncfInt8Pass(Pass):
