@@ -102,6 +102,7 @@ _X86_FLAGS = {
     "amx_tile": "amx_tile",
     "amx_int8": "amx_int8",
     "amx_bf16": "amx_bf16",
+    "amx_fp16": "amx_fp16",
 }
 _ARM_FLAGS = {
     "asimd": "neon",

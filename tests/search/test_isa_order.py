@@ -78,6 +78,13 @@ def test_cpuinfo_flags_give_the_isa_class(flags: str, expected: str, tmp_path: P
         assert spec.has("amx_int8", "amx_bf16")
 
 
+def test_amx_fp16_is_detected_and_offers_f16(tmp_path: Path) -> None:
+    # AMX-FP16 (Granite Rapids) alone, without the AVX512_FP16 flag, is enough for f16
+    spec = _spec(f"{_BF16} amx_tile amx_bf16 amx_int8 amx_fp16", tmp_path)
+    assert spec.has("amx_fp16") and not spec.has("avx512_fp16") and spec.isa_class == "amx"
+    assert supported_precisions(_ALL_CAPABILITIES, spec) == ["f32", "bf16", "f16"]
+
+
 def test_avx2_transformer_order_leads_with_ort_dynamic_int8_and_keeps_nncf_late(tmp_path: Path) -> None:
     ctx = _ctx(_spec(_AVX2, tmp_path))
     names = [tuple(s.name for s in p) for p in plan_pipelines(_attention(), "onnxruntime", ctx)[0]]
