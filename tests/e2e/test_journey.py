@@ -157,7 +157,7 @@ def test_optimize_register_serve_plan_deploy(
     assert "out/report.json (winner)" in placement["profile"]["origin"]
 
     # 4. deploy: manifests from the plan, each one valid by the Kubernetes schema, strictly
-    code = run(["deploy", "k8s", "--plan", "plan.json", "--out", "manifests/"])
+    code = run(["deploy", "k8s", "--plan", "plan.json", "--out", "manifests/", "--access-secret", "honed-access"])
     captured = capsys.readouterr()
     assert code == 0, captured.out + captured.err
     documents = [

@@ -44,6 +44,9 @@ def serve(
     max_queue_size: int | None = typer.Option(
         None, "--max-queue-size", help="Queued requests before 429 (default 1024)."
     ),
+    max_queue_time_ms: float | None = typer.Option(
+        None, "--max-queue-time-ms", help="Longest a request may wait queued, then 503 + Retry-After (default none)."
+    ),
     no_batching: bool = typer.Option(False, "--no-batching", help="Run every request on its own."),
     instances: int | None = typer.Option(None, "--instances", help="Sessions per model version (default 1)."),
     threads: int | None = typer.Option(None, "--threads", help="Intra-op threads per instance (default 1)."),
@@ -82,7 +85,13 @@ def serve(
         None,
         "--access",
         help="Access policy (YAML/JSON): bearer-token principals and the models and actions each may use; "
-        "every request but the health probes must then authenticate (see `honed access token`).",
+        "every request but the health probes must then authenticate (see `honed access token`); JWTs from an "
+        "identity provider with an 'oidc' section; per-principal rate limits with 'limits'. Reloads on SIGHUP.",
+    ),
+    access_poll_s: float = typer.Option(
+        5.0,
+        "--access-poll-s",
+        help="Seconds between checks of the --access file (and its JWKS file) for changes; 0: reload only on SIGHUP.",
     ),
     tls_cert: Path | None = typer.Option(
         None, "--tls-cert", help="PEM certificate (chain): serve REST and gRPC over TLS."
@@ -119,6 +128,7 @@ def serve(
             max_batch_size=max_batch_size,
             max_queue_delay_ms=max_queue_delay_ms,
             max_queue_size=max_queue_size,
+            max_queue_time_ms=max_queue_time_ms,
             batching=not no_batching,
             instances=instances,
             threads_per_instance=threads,
@@ -128,6 +138,7 @@ def serve(
         allow_unlabelled=allow_unlabelled,
         access=access,
         actor=actor,
+        access_poll_s=access_poll_s,
     )
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="honed serve: %(message)s")
     run_server(options, on_listening=_say_listening)
