@@ -132,7 +132,9 @@ def register(app: typer.Typer) -> None:
 
     @reg_app.command("register")
     def register_cmd(
-        model: Path = typer.Argument(..., help="The .onnx file (or a folder holding model.onnx)."),
+        model: Path = typer.Argument(
+            ..., help="The .onnx file, an OpenVINO IR .xml (with its .bin), or a folder holding either."
+        ),
         name: str = typer.Argument(..., help="Model name, e.g. fraud-scorer."),
         parent: str | None = typer.Option(None, "--parent", help="The version this one derives from (name:V)."),
         recipe: Path | None = typer.Option(None, "--recipe", help="JSON file: the recipe that produced it."),

@@ -21,8 +21,10 @@ from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, func, in
 from honed.canonical import canonical_json
 from honed.errors import InvalidArgument, InvalidModel, ModelNotFound, NotFound
 from honed.model import check_model, file_sha256, load_model, resolve_model_path
+from honed.model.artifact import check_ir, is_ir
 from honed.registry import audit as audit_chain
 from honed.registry import db, schema
+from honed.registry import ir as ir_store
 from honed.registry.artifacts import ArtifactStore
 from honed.registry.audit_key import AuditKey
 from honed.registry.records import AliasSpan, Lineage, ModelSummary, ModelVersion
@@ -56,7 +58,10 @@ def _json_text(value: Mapping[str, Any] | None, what: str) -> str | None:
 
 
 def _detect_format(path: Path) -> str:
-    """Validate the artifact and name its format; only self-contained ONNX files for now."""
+    """Validate the artifact and name its format: self-contained ONNX files, or OpenVINO IR (``.xml`` + ``.bin``)."""
+    if is_ir(path):
+        check_ir(path)
+        return ir_store.FORMAT
     model = load_model(path, check=False, load_external_data=False)
     for init in model.graph.initializer:
         if init.data_location == onnx.TensorProto.EXTERNAL:
@@ -138,7 +143,7 @@ class Registry:
         profile_text = _json_text(profile, "profile")
         path = resolve_model_path(model_path)
         fmt = _detect_format(path)
-        stored = self.store.put(path)
+        stored = ir_store.put_ir(self.store, path) if fmt == ir_store.FORMAT else self.store.put(path)
 
         with db.write_transaction(self._engine) as conn:
             now = self._now()
@@ -453,7 +458,9 @@ class Registry:
 
     # -- integrity ---------------------------------------------------------------------------------------------
     def artifact_path(self, version: ModelVersion, *, actor: str = "honed") -> Path:
-        """The artifact's local file, after re-checking its sha256; a mismatch is audited and refused."""
+        """The artifact's local file, after re-checking its sha256; a mismatch is audited and refused.
+
+        For OpenVINO IR: the ``model.xml`` (with ``model.bin`` beside it) laid out from its checked blobs."""
         try:
             path = self.store.local_path(version.sha256)
         except ModelNotFound as exc:
@@ -471,7 +478,13 @@ class Registry:
                 f"refusing {version.ref}: its artifact {path} has sha256 {actual}, but the registry recorded "
                 f"{version.sha256}; the file was changed or corrupted (register the model again)"
             )
-        return path
+        if version.format != ir_store.FORMAT:
+            return path
+        try:
+            return ir_store.lay_out(self.store, version.sha256, path)
+        except (ModelNotFound, InvalidModel) as exc:
+            self.audit(actor, "integrity_failure", version.ref, {"reason": str(exc), "expected": version.sha256})
+            raise InvalidModel(f"refusing {version.ref}: {exc} (register the model again)") from exc
 
     # -- audit -------------------------------------------------------------------------------------------------
     def audit(

@@ -2,8 +2,9 @@
 
 It checks the inputs (model, data, labels, bounds), runs the original model once over the eval data as the
 reference, runs the :class:`~honed.search.engine.Search`, and writes ``out/``: ``model.onnx`` (the winner,
-stamped with provenance), ``recipe.json``, ``report.json`` and ``report.html``. The best model found so far
-is written as soon as it is found, so an interrupted run still leaves a usable ``out/``. With ``recipe``
+stamped with provenance; ``model.xml`` + ``model.bin`` for an OpenVINO IR winner), ``recipe.json``,
+``report.json`` and ``report.html``. The best model found so far is written as soon as it is found, so an
+interrupted run still leaves a usable ``out/``. With ``recipe``
 given, it replays that recipe instead of searching.
 
 The chain, one step each: :class:`OptimizeJob` (the checked arguments), :func:`_prepare` (data, reference
@@ -42,7 +43,8 @@ from honed.evaluate import (
 from honed.evaluate.user_metric import UserFunction
 from honed.hardware import HardwareSpec, detect_hardware
 from honed.jsonio import write_json
-from honed.model.loader import file_sha256, load_model, model_io, resolve_model_path, save_model
+from honed.model.artifact import artifact_sha256, winner_file
+from honed.model.loader import file_sha256, load_model, model_io, resolve_model_path
 from honed.model.spec import TensorSpec, concrete_shapes, parse_shape_overrides
 from honed.passes import PassContext
 from honed.runtime import RuntimeConfig, create_session
@@ -54,7 +56,7 @@ from honed.search.datasource import DataSource
 from honed.search.document import REPORT_FILE, OptimizeReport, Replay, ReportGate, ReportSettings, Status
 from honed.search.engine import OBJECTIVES, Clock, Events, Outcome, Search, SearchInputs, Settings
 from honed.search.profile import op_profile
-from honed.search.recipe import Recipe, build_model, library_versions, stamp_provenance
+from honed.search.recipe import Recipe, build_artifact, library_versions, write_artifact
 from honed.search.results import bench_document, bench_rows, candidate_row
 from honed.units import parse_duration
 
@@ -84,7 +86,7 @@ class OptimizeResult:
     def of(cls, document: OptimizeReport, out_dir: Path, report_path: Path, html_path: Path | None) -> OptimizeResult:
         return cls(
             out_dir=out_dir,
-            model_path=out_dir / "model.onnx",
+            model_path=winner_file(out_dir),
             recipe_path=out_dir / "recipe.json",
             report_path=report_path,
             html_path=html_path,
@@ -791,7 +793,7 @@ class _Writer:
 
     @property
     def model_path(self) -> Path:
-        return self.job.out_dir / "model.onnx"
+        return winner_file(self.job.out_dir)
 
     def write_best(self, outcome: Outcome, state: SearchState) -> None:
         self._write_model(outcome)
@@ -808,10 +810,8 @@ class _Writer:
             calibration=self.calibration,
             libraries=self.versions,
         )
-        self.job.out_dir.mkdir(parents=True, exist_ok=True)
-        model = stamp_provenance(load_model(outcome.model_path), recipe, _honed_version())
-        path = save_model(model, self.model_path)
-        recipe = replace(recipe, output_sha256=file_sha256(path))
+        path = write_artifact(outcome.model_path, recipe, self.job.out_dir, _honed_version())
+        recipe = replace(recipe, output_sha256=artifact_sha256(path))
         recipe.write(self.job.out_dir / "recipe.json")
         return recipe
 
@@ -831,7 +831,7 @@ class _Writer:
                 state.settings,
                 state.hardware,
                 model_path=self.model_path.resolve(),
-                model_sha256=file_sha256(self.model_path),
+                model_sha256=artifact_sha256(self.model_path),
             )
         return search_report(
             self.template, state, winner, winner_bench=bench, profiles=profiles, elapsed_s=elapsed_s, recipe=recipe
@@ -870,11 +870,10 @@ def _replay(
         work_dir=work / "passes",
         seed=0,
     )
-    model = stamp_provenance(build_model(source.path, recipe.steps, ctx), recipe, _honed_version())
+    built = build_artifact(source.path, recipe.steps, ctx, work / "replayed.onnx")
     out_dir = job.out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = save_model(model, out_dir / "model.onnx")
-    sha = file_sha256(path)
+    path = write_artifact(built, recipe, out_dir, _honed_version())
+    sha = artifact_sha256(path)
     now = library_versions()
     replayed = replace(recipe, output_sha256=sha, libraries=now)
     replayed.write(out_dir / "recipe.json")

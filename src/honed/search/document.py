@@ -328,7 +328,8 @@ class OptimizeReport:
     exit_code: int
     complete: bool
     winner_bench: BenchDocument | None
-    """The winner (``out/model.onnx``) as a bench-v1 document: its measured rows on the optimize machine."""
+    """The winner (``out/model.onnx`` or ``out/model.xml``) as a bench-v1 document: its measured rows on the
+    optimize machine."""
     replay: Replay | None = None
     honed_version: str = ""
     created: str | None = None

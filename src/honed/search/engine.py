@@ -35,7 +35,8 @@ from honed.canonical import digest
 from honed.errors import HonedError
 from honed.evaluate import AccuracyGate, Comparison, FidelityResult, ReferenceOutputs
 from honed.hardware import HardwareSpec
-from honed.model.loader import file_sha256, save_model
+from honed.model.artifact import artifact_sha256, artifact_size
+from honed.model.loader import save_model
 from honed.passes import PassContext, PassError, get_pass
 from honed.runtime import RuntimeConfig, create_session, get_backend
 from honed.runtime.base import Session
@@ -46,10 +47,11 @@ from honed.search.candidates import (
     ModelProfile,
     Skipped,
     Step,
-    payoff_rank,
+    candidate_rank,
     plan_pipelines,
     runtime_variants,
 )
+from honed.search.recipe import artifact_suffix
 
 Array = np.ndarray[Any, Any]
 Clock = Callable[[], float]
@@ -269,9 +271,11 @@ class Search:
             ctx = self.inputs.make_context(backend)
             profile = profile or ModelProfile.of(model, ctx)
             default = runtime_variants(backend, self.settings.cpus, objective=self.settings.objective)[0]
+            # every candidate on this backend, INT8 ones included, also runs with the rest of the graph at each
+            # lower precision the machine searched for has (OpenVINO: bf16, f16)
+            configs = (default, *self._lower_precisions(backend, default))
             if Candidate((), default).key() != baseline:  # the original model on another backend
-                candidates.append(Candidate((), default))
-                candidates.extend(self._lower_precisions(backend, default))
+                candidates.extend(Candidate((), config) for config in configs)
             pipelines, skipped = plan_pipelines(model, backend, ctx, only=self.settings.passes)
             self.skipped.extend(skipped)
             per_pipeline: dict[tuple[str, ...], int] = {}
@@ -280,23 +284,20 @@ class Search:
                 per_pipeline[names] = per_pipeline.get(names, 0) + 1
                 if per_pipeline[names] > self.settings.settings_per_pass:
                     continue
-                candidates.append(Candidate(steps, default))
+                candidates.extend(Candidate(steps, config) for config in configs)
         if profile is None:
             return candidates
         self.profile = profile
-        order = sorted(
-            range(len(candidates)),
-            key=lambda i: (payoff_rank(candidates[i].steps, candidates[i].backend, profile), i),
-        )
+        order = sorted(range(len(candidates)), key=lambda i: (*candidate_rank(candidates[i], profile), i))
         return [candidates[i] for i in order]
 
-    def _lower_precisions(self, backend: str, default: RuntimeConfig) -> list[Candidate]:
-        """The original model at each lower precision ``backend`` offers for the machine searched for."""
+    def _lower_precisions(self, backend: str, default: RuntimeConfig) -> tuple[RuntimeConfig, ...]:
+        """``default`` at each lower precision ``backend`` offers for the machine searched for."""
         offer = get_backend(backend).lower_precisions(default, self.hardware)
         if offer.precisions and not offer.configs:
             reason = offer.reason or "this machine runs none of them"
             self.skipped.append(Skipped(f"precision {'/'.join(offer.precisions)}", backend, reason))
-        return [Candidate((), config) for config in offer.configs]
+        return offer.configs
 
     def _is_cached(self, cand: Candidate) -> bool:
         return self.cache.get(self._cache_key(cand)) is not None
@@ -370,7 +371,7 @@ class Search:
         cached = self.cache.model_path(key)
         result: tuple[Path, str, int] | str
         if cached is not None:
-            result = (cached, file_sha256(cached), cached.stat().st_size)
+            result = (cached, artifact_sha256(cached), artifact_size(cached))
         else:
             # a build may not eat into the time kept back for the final comparison
             allowed = self.remaining() - self._reserve()
@@ -379,9 +380,9 @@ class Search:
                 return f"{_TIMED_OUT}: {max(allowed, 0):.1f} s of budget left before the final comparison"
             began = self.clock()
             try:
-                built = self.inputs.build(steps, backend, self.work_dir / "models" / f"{key}.onnx", allowed)
-                stored = self.cache.put_model(key, built)
-                result = (stored, file_sha256(stored), stored.stat().st_size)
+                out = self.work_dir / "models" / f"{key}{artifact_suffix(steps)}"
+                stored = self.cache.put_model(key, self.inputs.build(steps, backend, out, allowed))
+                result = (stored, artifact_sha256(stored), artifact_size(stored))
                 self._build_seconds[key] = self.clock() - began
             except BuildTimeout as exc:
                 self.budget_exhausted = True

@@ -28,7 +28,7 @@ import numpy as np
 
 from honed.errors import BackendError, DataError, InvalidArgument
 from honed.model.spec import TensorSpec, concrete_shapes, format_shape, input_mismatch
-from honed.runtime import RuntimeConfig, Session, create_session, pin_current_thread
+from honed.runtime import RuntimeConfig, Session, create_session, pin_current_thread, runtime_for
 from honed.serve.batching import Batcher, Clock, Outcome, Request, RunDone, RunObserver, Tensors, merge, split
 from honed.serve.config import ModelServingConfig
 from honed.serve.metrics import ServeMetrics
@@ -209,7 +209,7 @@ class ModelExecutor:
         instances: list[Instance] = []
         try:
             for index, cores in enumerate(instance_cores(config)):
-                runtime = _instance_runtime(config, cores)
+                runtime = runtime_for(model_path, _instance_runtime(config, cores))
                 instance = Instance(f"honed-{name}-{version}-{index}", cores, loop)
                 instances.append(instance)
                 instance.session = await instance.call(functools.partial(create_session, model_path, runtime))
