@@ -3,8 +3,9 @@
 The manifest's bytes are the two files' sha256 values, one a line (``<xml sha256>\\n<bin sha256>``), so its own
 sha256, the version's, is the IR's :func:`~honed.model.artifact.artifact_sha256`: both files count, and a change to
 either is a different version. Reading a version back checks every blob against its hash, then lays the two files
-out side by side as ``model.xml`` + ``model.bin`` (OpenVINO finds the weights by name) in a folder named by the
-version's hash, which is rebuilt when its files do not hash to it.
+out side by side as ``model.xml`` + ``model.bin`` (OpenVINO finds the weights by name) in a folder beside the
+manifest blob in the store (``<manifest>.ir/``, owned by the store's user), which is rebuilt when its files do not
+hash to the version's.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from honed.model.loader import file_sha256
 from honed.registry.artifacts import ArtifactStore, StoredArtifact
 
 FORMAT = "openvino-ir"
-_LAYOUT = Path(tempfile.gettempdir()) / "honed-registry-ir"
 
 
 def put_ir(store: ArtifactStore, xml: Path) -> StoredArtifact:
@@ -43,7 +43,7 @@ def blob_hashes(manifest: Path) -> list[str]:
 def lay_out(store: ArtifactStore, sha256: str, manifest: Path) -> Path:
     """``model.xml`` + ``model.bin`` of the IR whose manifest (already checked against ``sha256``) is
     ``manifest``, as checked copies of its blobs; a blob whose bytes do not match its hash raises InvalidModel."""
-    folder = _LAYOUT / sha256
+    folder = manifest.with_name(manifest.name + ".ir")
     xml = folder / IR_FILE
     if all(p.is_file() for p in artifact_files(xml)) and artifact_sha256(xml) == sha256:
         return xml
