@@ -1,0 +1,206 @@
+"""``honed import torch|hf|sklearn SOURCE --out DIR``: a model into ONNX, verified against its framework
+(calls :mod:`honed.intake`), optionally registered with its import record as the start of its lineage."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from honed.cli.common import console, err_console, print_json
+from honed.intake.output import ImportResult
+from honed.intake.verify import Tolerance
+from honed.model.spec import format_shape
+
+COMMANDS = {
+    "import": "Bring a PyTorch, Hugging Face or scikit-learn model in as ONNX, verified against its framework.",
+}
+"""The commands this module registers and their one-line help (read by honed.cli.commands without importing)."""
+
+_DEFAULT = Tolerance()
+OutOpt = typer.Option(..., "--out", "-o", help="Output folder: model.onnx and import.json.")
+OpsetOpt = typer.Option(None, "--opset", help="ONNX opset to export at (default: the converter's).")
+AtolOpt = typer.Option(_DEFAULT.atol, "--atol", help="Absolute tolerance of the verification.")
+RtolOpt = typer.Option(_DEFAULT.rtol, "--rtol", help="Relative tolerance of the verification.")
+RegisterOpt = typer.Option(
+    None, "--register", help="Register the imported model as the next version of this name, with its import record."
+)
+RegistryOpt = typer.Option(
+    None,
+    "--registry",
+    envvar="HONED_REGISTRY",
+    help="Registry URL for --register (default SQLite).",
+    show_default=False,
+)
+JsonOpt = typer.Option(False, "--json", help="Print import.json to stdout instead of the summary.")
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(help=COMMANDS["import"], no_args_is_help=True)
+    app.add_typer(group, name="import")
+
+    @group.command("torch")
+    def torch_cmd(
+        source: Path = typer.Argument(
+            ..., help="A .pt2 file (torch.export.save) or a TorchScript .pt (torch.jit.save)."
+        ),
+        out: Path = OutOpt,
+        sample: Path | None = typer.Option(
+            None, "--sample", help=".npz with one array per forward() argument (by name), or .npy for one input."
+        ),
+        input_shape: str | None = typer.Option(
+            None, "--input-shape", help="Verify on random inputs of this shape: 2x3x32x32, or NAME=2x3x32x32,..."
+        ),
+        opset: int | None = OpsetOpt,
+        atol: float = AtolOpt,
+        rtol: float = RtolOpt,
+        register_as: str | None = RegisterOpt,
+        registry_url: str | None = RegistryOpt,
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Export a saved PyTorch program to ONNX (dynamo exporter, else TorchScript's), verified against torch."""
+        from honed.intake.pytorch import import_torch_file
+
+        tolerance = Tolerance(atol, rtol)
+        _run(
+            "torch",
+            source,
+            lambda: import_torch_file(
+                source, out=out, sample=sample, input_shape=input_shape, opset=opset, tolerance=tolerance
+            ),
+            register_as,
+            registry_url,
+            as_json,
+        )
+
+    @group.command("hf")
+    def hf_cmd(
+        source: Path = typer.Argument(..., help="A local Hugging Face model folder (save_pretrained); no downloads."),
+        out: Path = OutOpt,
+        task: str = typer.Option("feature-extraction", "--task", help="feature-extraction or text-classification."),
+        sample: Path | None = typer.Option(
+            None, "--sample", help=".npz of token arrays: input_ids, attention_mask (and token_type_ids)."
+        ),
+        opset: int | None = OpsetOpt,
+        atol: float = AtolOpt,
+        rtol: float = RtolOpt,
+        register_as: str | None = RegisterOpt,
+        registry_url: str | None = RegistryOpt,
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Export a Hugging Face text model from a local folder to ONNX, dynamic batch and sequence axes."""
+        from honed.intake.huggingface import from_hf
+
+        tolerance = Tolerance(atol, rtol)
+        _run(
+            "hf",
+            source,
+            lambda: from_hf(source, out=out, task=task, sample=sample, opset=opset, tolerance=tolerance),
+            register_as,
+            registry_url,
+            as_json,
+        )
+
+    @group.command("sklearn")
+    def sklearn_cmd(
+        source: Path = typer.Argument(..., help="A fitted estimator or pipeline saved with joblib or pickle."),
+        out: Path = OutOpt,
+        trust_pickle: bool = typer.Option(
+            False,
+            "--trust-pickle",
+            help="Load the pickle/joblib file. Unpickling runs code from the file: only for files you trust.",
+        ),
+        sample: Path | None = typer.Option(
+            None, "--sample", help=".npy of feature rows (or .npz with array X); default: generated rows."
+        ),
+        opset: int | None = OpsetOpt,
+        atol: float = AtolOpt,
+        rtol: float = RtolOpt,
+        register_as: str | None = RegisterOpt,
+        registry_url: str | None = RegistryOpt,
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Convert a scikit-learn estimator to ONNX with skl2onnx; refuses a pickle without --trust-pickle."""
+        from honed.intake.scikit import import_sklearn_file
+
+        tolerance = Tolerance(atol, rtol)
+        _run(
+            "sklearn",
+            source,
+            lambda: import_sklearn_file(
+                source, out=out, trust_pickle=trust_pickle, sample=sample, opset=opset, tolerance=tolerance
+            ),
+            register_as,
+            registry_url,
+            as_json,
+        )
+
+
+def _run(
+    kind: str,
+    source: Path,
+    work: Callable[[], ImportResult],
+    register_as: str | None,
+    registry_url: str | None,
+    as_json: bool,
+) -> None:
+    registry = None
+    if register_as is not None:  # a bad name or an unreachable registry fails before the export, not after it
+        from honed.registry import open_registry
+        from honed.registry.refs import check_name
+
+        check_name(register_as)
+        registry = open_registry(registry_url)
+    try:
+        with err_console.status(f"importing {escape(str(source))} ({kind}): export, then verify", spinner="dots"):
+            result = work()
+        if registry is not None and register_as is not None:
+            from honed.registry import default_actor
+
+            record = result.record
+            version, created = registry.register_with_status(
+                result.model_path,
+                register_as,
+                actor=default_actor(),
+                recipe={"import": record.to_dict()},
+                tags=[f"imported-from:{record.framework}"],
+            )
+            state = "registered" if created else "already registered as"
+            err_console.print(f"{state} {version.ref} (sha256 {version.sha256[:12]})", highlight=False)
+    finally:
+        if registry is not None:
+            registry.close()
+    if as_json:
+        print_json(result.record.to_dict())
+    else:
+        show_result(result)
+
+
+def show_result(result: ImportResult) -> None:
+    """The conversion and its verification, one row per output."""
+    record = result.record
+    v = record.verification
+    console.print(
+        f"{record.framework} {record.framework_version} -> ONNX opset {record.opset} with {record.converter} "
+        f"{record.converter_version}",
+        highlight=False,
+    )
+    if record.fallback_reason:
+        console.print(f"[yellow]used the TorchScript exporter:[/] {escape(record.fallback_reason)}")
+    for spec in record.inputs:
+        console.print(f"input {spec.name}: {spec.type_name} {escape(format_shape(spec.shape))}", highlight=False)
+    table = Table("output", "shape", "max abs error", "max rel error", "within tolerance")
+    for spec, error in zip(record.outputs, v.outputs, strict=True):
+        table.add_row(
+            error.name, format_shape(spec.shape), f"{error.max_abs_error:.3g}", f"{error.max_rel_error:.3g}", "yes"
+        )
+    console.print(table)
+    console.print(
+        f"verified on {v.inputs} ({v.samples} sample(s)) with {v.runtime}, atol={v.tolerance.atol:g} "
+        f"rtol={v.tolerance.rtol:g}",
+        highlight=False,
+    )
+    console.print(f"wrote {result.model_path} and {result.record_path}", highlight=False)
