@@ -73,7 +73,10 @@ def parse_input_shape(text: str, names: Sequence[str]) -> dict[str, tuple[int, .
         items = [f"{names[0]}={items[0]}"]
     from honed.model.spec import parse_shape_overrides
 
-    shapes = parse_shape_overrides(items)
+    try:
+        shapes = parse_shape_overrides(items)
+    except InvalidArgument as exc:  # the shared parser names optimize's flag; this one is --input-shape
+        raise InvalidArgument(str(exc).replace("--shape", "--input-shape")) from exc
     if problem := input_mismatch(names, shapes, "input"):
         raise InvalidArgument(f"--input-shape does not fit the model: {problem}; the inputs are: {', '.join(names)}")
     return {n: shapes[n] for n in names}
