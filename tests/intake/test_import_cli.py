@@ -67,6 +67,9 @@ def test_register_lands_the_import_with_its_record(
     assert "registered scorer:1" in captured.err
     with open_registry(url) as reg:
         version = reg.resolve("scorer")
+        # what optimize --register does with its source: the same file is the imported version, record and all
+        again, created = reg.register_with_status(out, "scorer", actor="test@host")
+    assert not created and again.version == version.version and again.recipe == version.recipe
     assert version.sha256 == printed["onnx_sha256"] == ImportRecord.read(out).onnx_sha256
     assert version.recipe is not None and version.recipe["import"]["schema"] == "honed.import/1"
     assert version.recipe["import"]["verification"]["ok"] is True
