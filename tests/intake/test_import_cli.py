@@ -106,6 +106,8 @@ def test_torch_from_the_cli(cnn_files: dict[str, Path], tmp_path: Path, capsys: 
     assert run(["import", "torch", str(cnn_files["pt2"]), "--out", str(out), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["converter"] == "torch.onnx (dynamo)" and data["verification"]["ok"] is True
+    assert data["source"] == str(cnn_files["pt2"]) and data["verification"]["inputs"] == "the example inputs"
+    assert data["verification"]["outputs"][0]["max_abs_error"] < 1e-6 and data["quantization"] is None
     assert ImportRecord.read(out).to_dict() == data
 
 

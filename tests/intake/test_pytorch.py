@@ -69,13 +69,6 @@ def test_inputs_the_module_cannot_take_are_a_data_error(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_a_saved_program_keeps_its_example_inputs(cnn_files: dict[str, Path], tmp_path: Path) -> None:
-    result = import_torch_file(cnn_files["pt2"], out=tmp_path / "out")
-    assert result.record.source == str(cnn_files["pt2"]) and result.record.converter == "torch.onnx (dynamo)"
-    assert result.record.verification.inputs == "the example inputs"
-    assert result.record.verification.outputs[0].max_abs_error < 1e-6
-
-
 def test_torchscript_takes_the_torchscript_exporter_and_says_why(cnn_files: dict[str, Path], tmp_path: Path) -> None:
     result = import_torch_file(cnn_files["pt"], out=tmp_path / "out", input_shape="3x3x8x8")
     record = result.record

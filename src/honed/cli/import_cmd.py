@@ -190,6 +190,8 @@ def show_result(result: ImportResult) -> None:
     )
     if record.fallback_reason:
         console.print(f"[yellow]used the TorchScript exporter:[/] {escape(record.fallback_reason)}")
+    if record.quantization is not None:
+        console.print(f"already quantized: {escape(record.quantization.describe())}", highlight=False)
     for spec in record.inputs:
         console.print(f"input {spec.name}: {spec.type_name} {escape(format_shape(spec.shape))}", highlight=False)
     table = Table("output", "shape", "max abs error", "max rel error", "within tolerance")

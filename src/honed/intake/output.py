@@ -21,6 +21,7 @@ from honed.errors import InvalidArgument
 from honed.intake.record import MODEL_FILE, ImportRecord
 from honed.intake.verify import Array, Tolerance, compare, require_match
 from honed.model import check_model, file_sha256, model_io, save_model
+from honed.model.quantized import detect_quantization
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ def finish(
             fallback_reason=converted.fallback_reason,
             inputs=tuple(onnx_inputs),
             outputs=tuple(onnx_outputs),
+            quantization=detect_quantization(converted.model),
             verification=verification,
             onnx_sha256=file_sha256(staged_model),
         )

@@ -17,6 +17,7 @@ import onnx
 from honed.errors import InvalidArgument
 from honed.intake.verify import Verification
 from honed.jsonio import write_json
+from honed.model.quantized import QuantizationInfo
 from honed.model.spec import Dim, TensorSpec
 
 SCHEMA = "honed.import/1"
@@ -45,6 +46,8 @@ class ImportRecord:
     """Why the preferred converter was not used (the dynamo exporter's error), when it was not."""
     task: str | None = None
     """For a Hugging Face model: the task whose head was exported."""
+    quantization: QuantizationInfo | None = None
+    """How the exported model is already quantized (e.g. QDQ from quantization-aware training), or None."""
     schema: str = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
@@ -60,6 +63,7 @@ class ImportRecord:
             "fallback_reason": self.fallback_reason,
             "inputs": [s.to_dict() for s in self.inputs],
             "outputs": [s.to_dict() for s in self.outputs],
+            "quantization": self.quantization.to_dict() if self.quantization is not None else None,
             "verification": self.verification.to_dict(),
             "onnx_sha256": self.onnx_sha256,
         }
@@ -79,6 +83,7 @@ class ImportRecord:
             fallback_reason=data.get("fallback_reason"),
             inputs=tuple(_spec_from_dict(s) for s in data["inputs"]),
             outputs=tuple(_spec_from_dict(s) for s in data["outputs"]),
+            quantization=QuantizationInfo.from_dict(data["quantization"]) if data.get("quantization") else None,
             verification=Verification.from_dict(data["verification"]),
             onnx_sha256=str(data["onnx_sha256"]),
         )
