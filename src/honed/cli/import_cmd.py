@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -43,9 +47,10 @@ def register(app: typer.Typer) -> None:
     app.add_typer(group, name="import")
 
     @group.command("torch")
+    @_importer("torch")
     def torch_cmd(
         source: Path = typer.Argument(
-            ..., help="A .pt2 file (torch.export.save) or a TorchScript .pt (torch.jit.save)."
+            ..., help="A .pt2 file (torch.export.save) or a TorchScript .pt (torch.jit.save).", metavar="SOURCE"
         ),
         out: Path = OutOpt,
         sample: Path | None = typer.Option(
@@ -54,59 +59,41 @@ def register(app: typer.Typer) -> None:
         input_shape: str | None = typer.Option(
             None, "--input-shape", help="Verify on random inputs of this shape: 2x3x32x32, or NAME=2x3x32x32,..."
         ),
-        opset: int | None = OpsetOpt,
-        atol: float = AtolOpt,
-        rtol: float = RtolOpt,
-        register_as: str | None = RegisterOpt,
-        registry_url: str | None = RegistryOpt,
-        as_json: bool = JsonOpt,
-    ) -> None:
+        *,
+        settings: _Settings,
+    ) -> ImportResult:
         """Export a saved PyTorch program to ONNX (dynamo exporter, else TorchScript's), verified against torch."""
         from honed.intake.pytorch import import_torch_file
 
-        tolerance = Tolerance(atol, rtol)
-        _run(
-            "torch",
-            source,
-            lambda: import_torch_file(
-                source, out=out, sample=sample, input_shape=input_shape, opset=opset, tolerance=tolerance
-            ),
-            register_as,
-            registry_url,
-            as_json,
+        return import_torch_file(
+            source, out=out, sample=sample, input_shape=input_shape, opset=settings.opset, tolerance=settings.tolerance
         )
 
     @group.command("hf")
+    @_importer("hf")
     def hf_cmd(
-        source: Path = typer.Argument(..., help="A local Hugging Face model folder (save_pretrained); no downloads."),
+        source: Path = typer.Argument(
+            ..., help="A local Hugging Face model folder (save_pretrained); no downloads.", metavar="SOURCE"
+        ),
         out: Path = OutOpt,
         task: str = typer.Option("feature-extraction", "--task", help="feature-extraction or text-classification."),
         sample: Path | None = typer.Option(
             None, "--sample", help=".npz of token arrays: input_ids, attention_mask (and token_type_ids)."
         ),
-        opset: int | None = OpsetOpt,
-        atol: float = AtolOpt,
-        rtol: float = RtolOpt,
-        register_as: str | None = RegisterOpt,
-        registry_url: str | None = RegistryOpt,
-        as_json: bool = JsonOpt,
-    ) -> None:
+        *,
+        settings: _Settings,
+    ) -> ImportResult:
         """Export a Hugging Face text model from a local folder to ONNX, dynamic batch and sequence axes."""
         from honed.intake.huggingface import from_hf
 
-        tolerance = Tolerance(atol, rtol)
-        _run(
-            "hf",
-            source,
-            lambda: from_hf(source, out=out, task=task, sample=sample, opset=opset, tolerance=tolerance),
-            register_as,
-            registry_url,
-            as_json,
-        )
+        return from_hf(source, out=out, task=task, sample=sample, opset=settings.opset, tolerance=settings.tolerance)
 
     @group.command("sklearn")
+    @_importer("sklearn")
     def sklearn_cmd(
-        source: Path = typer.Argument(..., help="A fitted estimator or pipeline saved with joblib or pickle."),
+        source: Path = typer.Argument(
+            ..., help="A fitted estimator or pipeline saved with joblib or pickle.", metavar="SOURCE"
+        ),
         out: Path = OutOpt,
         trust_pickle: bool = typer.Option(
             False,
@@ -116,44 +103,84 @@ def register(app: typer.Typer) -> None:
         sample: Path | None = typer.Option(
             None, "--sample", help=".npy of feature rows (or .npz with array X); default: generated rows."
         ),
-        opset: int | None = OpsetOpt,
-        atol: float = AtolOpt,
-        rtol: float = RtolOpt,
-        register_as: str | None = RegisterOpt,
-        registry_url: str | None = RegistryOpt,
-        as_json: bool = JsonOpt,
-    ) -> None:
+        *,
+        settings: _Settings,
+    ) -> ImportResult:
         """Convert a scikit-learn estimator to ONNX with skl2onnx; refuses a pickle without --trust-pickle."""
         from honed.intake.scikit import import_sklearn_file
 
-        tolerance = Tolerance(atol, rtol)
-        _run(
-            "sklearn",
-            source,
-            lambda: import_sklearn_file(
-                source, out=out, trust_pickle=trust_pickle, sample=sample, opset=opset, tolerance=tolerance
-            ),
-            register_as,
-            registry_url,
-            as_json,
+        trust = trust_pickle
+        return import_sklearn_file(
+            source, out=out, trust_pickle=trust, sample=sample, opset=settings.opset, tolerance=settings.tolerance
         )
 
 
-def _run(
-    kind: str,
-    source: Path,
-    work: Callable[[], ImportResult],
-    register_as: str | None,
-    registry_url: str | None,
-    as_json: bool,
-) -> None:
+@dataclass(frozen=True)
+class _Settings:
+    """The flags every importer takes, gathered by :func:`_importer`."""
+
+    opset: int | None
+    tolerance: Tolerance
+    register_as: str | None
+    registry_url: str | None
+    as_json: bool
+
+
+_SHARED: tuple[tuple[str, Any, Any], ...] = (
+    ("opset", int | None, OpsetOpt),
+    ("atol", float, AtolOpt),
+    ("rtol", float, RtolOpt),
+    ("register_as", str | None, RegisterOpt),
+    ("registry_url", str | None, RegistryOpt),
+    ("as_json", bool, JsonOpt),
+)
+
+
+def _importer(kind: str) -> Callable[[Callable[..., ImportResult]], Callable[..., None]]:
+    """Give an importer command the shared flags and the shared run: registry check, progress, result, --register.
+
+    The command declares its own arguments and a keyword-only ``settings``; Typer sees the command's signature with
+    ``settings`` replaced by the shared options.
+    """
+
+    def wrap(command: Callable[..., ImportResult]) -> Callable[..., None]:
+        own = [p for p in inspect.signature(command).parameters.values() if p.name != "settings"]
+        shared = [
+            inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option, annotation=hint)
+            for name, hint, option in _SHARED
+        ]
+
+        @functools.wraps(command)
+        def run_command(**values: Any) -> None:
+            flags = {name: values.pop(name) for name, _, _ in _SHARED}
+            settings = _Settings(
+                opset=flags["opset"],
+                tolerance=Tolerance(flags["atol"], flags["rtol"]),
+                register_as=flags["register_as"],
+                registry_url=flags["registry_url"],
+                as_json=flags["as_json"],
+            )
+            _run(kind, values["source"], lambda: command(**values, settings=settings), settings)
+
+        run_command.__signature__ = inspect.Signature([*own, *shared])  # type: ignore[attr-defined]
+        run_command.__annotations__ = {
+            **{k: v for k, v in command.__annotations__.items() if k not in ("settings", "return")},
+            **{name: hint for name, hint, _ in _SHARED},
+        }
+        return run_command
+
+    return wrap
+
+
+def _run(kind: str, source: Path, work: Callable[[], ImportResult], settings: _Settings) -> None:
+    register_as, as_json = settings.register_as, settings.as_json
     registry = None
     if register_as is not None:  # a bad name or an unreachable registry fails before the export, not after it
         from honed.registry import open_registry
         from honed.registry.refs import check_name
 
         check_name(register_as)
-        registry = open_registry(registry_url)
+        registry = open_registry(settings.registry_url)
     try:
         with err_console.status(f"importing {escape(str(source))} ({kind}): export, then verify", spinner="dots"):
             result = work()
