@@ -30,6 +30,7 @@ def test_a_module_exports_with_a_dynamic_batch_and_matches(tmp_path: Path) -> No
     assert record.converter == "torch.onnx (dynamo)" and record.fallback_reason is None
     assert record.inputs[0].name == "x" and record.inputs[0].shape == ("batch", 3, 8, 8)
     assert record.verification.ok and record.verification.outputs[0].max_abs_error < 1e-6
+    assert record.verification.batch_sizes == (2, 3)  # the example's batch and one more: the axis really varies
     assert ImportRecord.from_dict(record.to_dict()) == record
     # another batch size than the example's runs and still agrees with the module
     x = np.random.default_rng(3).standard_normal((5, 3, 8, 8)).astype(np.float32)
@@ -61,6 +62,18 @@ def test_an_export_that_differs_from_the_module_is_refused_and_nothing_written(t
     with pytest.raises(ExportMismatch, match=r"output 'output' has 6 of 6 element\(s\) outside .*nothing was written"):
         honed.from_torch(ExportsWrong(), torch.ones(2, 3), out=out)
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_an_export_that_fixed_the_batch_size_is_refused(tmp_path: Path) -> None:
+    class BakesItsBatch(torch.nn.Module):
+        def forward(self, x: Any) -> Any:
+            if x.sum() > 0:  # data-dependent: torch.export refuses it, the TorchScript tracer bakes the branch
+                return x.sum(1).reshape(int(x.shape[0]), 1)  # and the batch size of the example with it
+            return -x
+
+    with pytest.raises(ExportMismatch, match=r"cannot run on inputs x \(3, 4\) although its source can"):
+        honed.from_torch(BakesItsBatch(), torch.rand(2, 4), out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_inputs_the_module_cannot_take_are_a_data_error(tmp_path: Path) -> None:

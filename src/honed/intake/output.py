@@ -10,18 +10,23 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 
-from honed.errors import InvalidArgument
+from honed.errors import DataError, ExportMismatch, InvalidArgument
 from honed.intake.record import MODEL_FILE, ImportRecord
 from honed.intake.verify import Array, Tolerance, compare, require_match
 from honed.model import check_model, file_sha256, model_io, save_model
 from honed.model.quantized import detect_quantization
+from honed.model.spec import TensorSpec
+
+Reference = Callable[[Mapping[str, Array]], Sequence[Array]]
+"""The source model run on inputs: its outputs, in the ONNX graph's output order."""
 
 
 @dataclass(frozen=True)
@@ -63,13 +68,28 @@ def finish(
     *,
     inputs: str,
     out: str | Path,
+    reference: Reference | None = None,
 ) -> ImportResult:
-    """Verify ``converted`` on ``feeds`` against ``expected`` (refusing a mismatch), then write it into ``out``."""
+    """Verify ``converted`` on ``feeds`` against ``expected`` (refusing a mismatch), then write it into ``out``.
+
+    With ``reference`` (the source, run on other inputs) and a dynamic batch axis on every input, the model is
+    also compared at one more sample than ``feeds`` hold, so an export that fixed the batch size is refused.
+    """
     out_dir = check_out_dir(out)
     check_model(converted.model, "the exported model")
     verification = compare(converted.model, feeds, expected, tolerance, inputs=inputs)
-    require_match(verification)
     onnx_inputs, onnx_outputs = model_io(converted.model)
+    if reference is not None and verification.ok and _dynamic_batch(onnx_inputs):
+        bigger = {k: np.concatenate([v, v[:1]], axis=0) for k, v in feeds.items()}
+        try:
+            wanted = reference(bigger)
+        except DataError:  # the source itself takes one batch size only: there is nothing to hold the export to
+            wanted = None
+        if wanted is not None:
+            model = converted.model
+            again = compare(model, bigger, wanted, tolerance, inputs=inputs, run_failure=ExportMismatch)
+            verification = verification.merged(again)
+    require_match(verification)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".import", dir=out_dir.parent))
     try:
@@ -99,6 +119,10 @@ def finish(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ImportResult(out_dir / MODEL_FILE, record_path, record)
+
+
+def _dynamic_batch(inputs: Sequence[TensorSpec]) -> bool:
+    return bool(inputs) and all(s.shape and not isinstance(s.shape[0], int) for s in inputs)
 
 
 def _opset(model: onnx.ModelProto) -> int:

@@ -110,20 +110,28 @@ def _import_module(
         if output_names is None:
             output_names = ["output"] if len(expected) == 1 else [f"output_{i}" for i in range(len(expected))]
         model, converter, reason = export(module, args, names, output_names, axes, opset)
+        converted = Converted(
+            model=model,
+            framework=framework[0] if framework else "torch",
+            framework_version=framework[1] if framework else str(torch.__version__),
+            source=source or describe(module),
+            converter=converter,
+            converter_version=str(torch.__version__),
+            fallback_reason=reason,
+            task=task,
+        )
+        return finish(
+            converted,
+            feeds,
+            expected,
+            tolerance or Tolerance(),
+            inputs=where,
+            out=out,
+            reference=lambda other: reference_outputs(runnable, other, names),
+        )
     finally:
         if was_training:
             runnable.train()
-    converted = Converted(
-        model=model,
-        framework=framework[0] if framework else "torch",
-        framework_version=framework[1] if framework else str(torch.__version__),
-        source=source or describe(module),
-        converter=converter,
-        converter_version=str(torch.__version__),
-        fallback_reason=reason,
-        task=task,
-    )
-    return finish(converted, feeds, expected, tolerance or Tolerance(), inputs=where, out=out)
 
 
 def import_torch_file(

@@ -71,7 +71,15 @@ def from_sklearn(
         converter="skl2onnx",
         converter_version=str(skl2onnx.__version__),
     )
-    return finish(converted, {INPUT: features}, expected, tolerance or Tolerance(), inputs=sample_label, out=out)
+    return finish(
+        converted,
+        {INPUT: features},
+        expected,
+        tolerance or Tolerance(),
+        inputs=sample_label,
+        out=out,
+        reference=lambda other: _reference(estimator, np.asarray(other[INPUT], dtype=np.float64)),
+    )
 
 
 def import_sklearn_file(

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from honed.errors import DataError, ExportMismatch, InvalidArgument
+from honed.errors import DataError, ExportMismatch, HonedError, InvalidArgument
 from honed.intake._quiet import first_line
 
 Array = np.ndarray[Any, Any]
@@ -89,6 +89,8 @@ class Verification:
     outputs: tuple[OutputError, ...]
     runtime: str
     """The runtime the ONNX side ran on, with its version."""
+    batch_sizes: tuple[int, ...] = ()
+    """The batch sizes it was compared at: the inputs', and one more where the batch axis is dynamic."""
 
     @property
     def ok(self) -> bool:
@@ -106,6 +108,7 @@ class Verification:
             "inputs": self.inputs,
             "samples": self.samples,
             "runtime": self.runtime,
+            "batch_sizes": list(self.batch_sizes),
             "outputs": [o.to_dict() for o in self.outputs],
         }
 
@@ -117,7 +120,23 @@ class Verification:
             samples=int(data["samples"]),
             outputs=tuple(OutputError.from_dict(o) for o in data["outputs"]),
             runtime=str(data["runtime"]),
+            batch_sizes=tuple(int(b) for b in data.get("batch_sizes", ())),
         )
+
+    def merged(self, other: Verification) -> Verification:
+        """Both comparisons as one: per output the worst errors and all mismatches, every batch size."""
+        outputs = tuple(
+            OutputError(
+                a.name,
+                max(a.max_abs_error, b.max_abs_error),
+                max(a.max_rel_error, b.max_rel_error),
+                a.mismatched + b.mismatched,
+                a.elements + b.elements,
+            )
+            for a, b in zip(self.outputs, other.outputs, strict=True)
+        )
+        sizes = (*self.batch_sizes, *other.batch_sizes)
+        return Verification(self.tolerance, self.inputs, self.samples, outputs, self.runtime, sizes)
 
 
 def compare(
@@ -127,12 +146,17 @@ def compare(
     tolerance: Tolerance,
     *,
     inputs: str,
+    run_failure: type[HonedError] = DataError,
 ) -> Verification:
-    """Run ``model`` on ``feeds`` with ONNX Runtime (CPU) and compare its outputs, in order, with ``expected``."""
+    """Run ``model`` on ``feeds`` with ONNX Runtime (CPU) and compare its outputs, in order, with ``expected``.
+
+    A failure to run is ``run_failure``: bad input for the user's inputs, a broken export for inputs the
+    source itself ran on.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # failures come back as exceptions, worded below
     try:
         session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own untyped errors for graphs it cannot load
@@ -144,12 +168,14 @@ def compare(
     try:
         got = session.run(None, {k: v for k, v in feeds.items() if k in wanted})
     except Exception as exc:
-        raise DataError(f"the exported model cannot run on these inputs: {first_line(exc)}") from exc
+        shapes = ", ".join(f"{k} {tuple(np.shape(v))}" for k, v in feeds.items())
+        where = " although its source can (the export fixed a size that should vary)" * (run_failure is ExportMismatch)
+        raise run_failure(f"the exported model cannot run on inputs {shapes}{where}: {first_line(exc)}") from exc
     samples = min((len(v) for v in feeds.values() if np.ndim(v) > 0), default=1)
     errors = tuple(
         _compare_one(n, np.asarray(g), np.asarray(e), tolerance) for n, g, e in zip(names, got, expected, strict=True)
     )
-    return Verification(tolerance, inputs, samples, errors, f"onnxruntime {ort.__version__}")
+    return Verification(tolerance, inputs, samples, errors, f"onnxruntime {ort.__version__}", (samples,))
 
 
 def require_match(verification: Verification) -> None:
@@ -158,8 +184,9 @@ def require_match(verification: Verification) -> None:
         return
     w = verification.worst
     t = verification.tolerance
+    sizes = "/".join(str(b) for b in verification.batch_sizes)
     raise ExportMismatch(
-        f"the ONNX export does not match its source on {verification.inputs}: output {w.name!r} has "
+        f"the ONNX export does not match its source on {verification.inputs} (batch {sizes}): output {w.name!r} has "
         f"{w.mismatched} of {w.elements} element(s) outside atol={t.atol:g} rtol={t.rtol:g} "
         f"(max abs error {w.max_abs_error:.3g}, max rel error {w.max_rel_error:.3g}); nothing was written"
     )
