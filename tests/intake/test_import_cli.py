@@ -48,7 +48,8 @@ def test_sklearn_with_a_sample_prints_and_writes(
         run(["import", "sklearn", str(joblib_file), "--trust-pickle", "--sample", str(sample), "--out", str(out)]) == 0
     )
     text = capsys.readouterr().out
-    assert "skl2onnx" in text and "probabilities" in text and "verified on sample X.npy (10 sample(s))" in text
+    assert "skl2onnx" in text and "verified on sample X.npy (10 sample(s)) at batch 10, 11" in text
+    assert "probabilities" in text and "[?, 2]" in text and "input X: FLOAT [?, 5]" in text
     record = ImportRecord.read(out / "import.json")
     assert record.source == str(joblib_file) and record.verification.samples == 10
     assert (out / "model.onnx").is_file() and sorted(p.name for p in out.iterdir()) == ["import.json", "model.onnx"]

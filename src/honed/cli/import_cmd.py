@@ -223,12 +223,12 @@ def show_result(result: ImportResult) -> None:
         console.print(f"input {spec.name}: {spec.type_name} {escape(format_shape(spec.shape))}", highlight=False)
     table = Table("output", "shape", "max abs error", "max rel error", "within tolerance")
     for spec, error in zip(record.outputs, v.outputs, strict=True):
-        table.add_row(
-            error.name, format_shape(spec.shape), f"{error.max_abs_error:.3g}", f"{error.max_rel_error:.3g}", "yes"
-        )
+        shape = escape(format_shape(spec.shape))
+        table.add_row(error.name, shape, f"{error.max_abs_error:.3g}", f"{error.max_rel_error:.3g}", "yes")
     console.print(table)
     console.print(
-        f"verified on {v.inputs} ({v.samples} sample(s)) with {v.runtime}, atol={v.tolerance.atol:g} "
+        f"verified on {v.inputs} ({v.samples} sample(s)) at batch {', '.join(map(str, v.batch_sizes))} "
+        f"with {v.runtime}, atol={v.tolerance.atol:g} "
         f"rtol={v.tolerance.rtol:g}",
         highlight=False,
     )
