@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -182,7 +184,9 @@ def _run(kind: str, source: Path, work: Callable[[], ImportResult], settings: _S
         check_name(register_as)
         registry = open_registry(settings.registry_url)
     try:
-        with err_console.status(f"importing {escape(str(source))} ({kind}): export, then verify", spinner="dots"):
+        # bound to the real stderr: the converters' output is swallowed during the export, the spinner's is not
+        spinner = Console(file=sys.stderr)
+        with spinner.status(f"importing {escape(str(source))} ({kind}): export, then verify", spinner="dots"):
             result = work()
         if registry is not None and register_as is not None:
             from honed.registry import default_actor
@@ -221,10 +225,11 @@ def show_result(result: ImportResult) -> None:
         console.print(f"already quantized: {escape(record.quantization.describe())}", highlight=False)
     for spec in record.inputs:
         console.print(f"input {spec.name}: {spec.type_name} {escape(format_shape(spec.shape))}", highlight=False)
-    table = Table("output", "shape", "max abs error", "max rel error", "within tolerance")
+    table = Table("output", "shape", "max abs error", "max rel error", "elements compared")
     for spec, error in zip(record.outputs, v.outputs, strict=True):
         shape = escape(format_shape(spec.shape))
-        table.add_row(error.name, shape, f"{error.max_abs_error:.3g}", f"{error.max_rel_error:.3g}", "yes")
+        errors = (f"{error.max_abs_error:.3g}", f"{error.max_rel_error:.3g}")
+        table.add_row(error.name, shape, *errors, str(error.elements))
     console.print(table)
     console.print(
         f"verified on {v.inputs} ({v.samples} sample(s)) at batch {', '.join(map(str, v.batch_sizes))} "
