@@ -71,7 +71,8 @@ def features() -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
 
 
 def fitted(kind: str, X: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> Any:
-    """A fitted ``logistic`` regression, ``ridge`` regression, ``pca`` or scaler + logistic ``pipeline``."""
+    """A fitted ``logistic`` regression, ``ridge`` regression, ``pca``, ``linear-svc``, ``kmeans``, or scaler +
+    logistic ``pipeline``."""
     pytest.importorskip("sklearn", reason="the scikit-learn importer needs scikit-learn (pip install 'honed[import]')")
     from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression, Ridge
@@ -84,4 +85,12 @@ def fitted(kind: str, X: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> Any:
         return Ridge().fit(X, X[:, 0] * 2 - X[:, 3])
     if kind == "pca":
         return PCA(3).fit(X)
+    if kind == "linear-svc":  # three classes, no predict_proba: the graph's probabilities are decision scores
+        from sklearn.svm import LinearSVC
+
+        return LinearSVC().fit(X, y + (X[:, 2] > 0.5))
+    if kind == "kmeans":
+        from sklearn.cluster import KMeans
+
+        return KMeans(3, n_init=2, random_state=0).fit(X)
     return make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)

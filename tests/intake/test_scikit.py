@@ -28,6 +28,8 @@ CLASSES = ["label", "probabilities"]
         ("ridge", ["variable"], 1e-5),
         ("pca", ["variable"], 1e-5),
         ("pipeline", CLASSES, 1e-6),
+        ("linear-svc", CLASSES, 1e-5),
+        ("kmeans", ["label", "scores"], 1e-5),
     ],
 )
 def test_each_estimator_is_verified_and_recorded(

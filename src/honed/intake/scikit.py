@@ -2,7 +2,9 @@
 
 The graph takes one float input ``X`` of shape ``[batch, n_features]``. Classifiers give ``label`` and
 ``probabilities`` (a plain tensor, not skl2onnx's list of maps), checked against ``predict`` and
-``predict_proba``; regressors are checked against ``predict``, transformers against ``transform``.
+``predict_proba`` (``decision_function`` for a classifier without it, such as LinearSVC); clusterers give
+``label`` and ``scores`` (``transform``'s distances); regressors are checked against ``predict``, transformers
+against ``transform``.
 
 A pickled or joblib file runs code from the file as it loads, so it is only loaded when the caller says it
 trusts the file (``--trust-pickle``).
@@ -11,6 +13,7 @@ trusts the file (``--trust-pickle``).
 from __future__ import annotations
 
 import pickle
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,21 +51,13 @@ def from_sklearn(
     X = np.asarray(X)
     check_array(INPUT, X, kind="float", ndim=2, width=width)
     features = X.astype(np.float32)
-    # the estimator sees the float32 values the ONNX graph sees, so only the arithmetic differs
-    expected = _reference(estimator, features.astype(np.float64))
-    from skl2onnx.common.data_types import FloatTensorType
+    model = _convert(skl2onnx, estimator, width, opset)
+    names = [o.name for o in model.graph.output]
 
-    options = {id(step): {"zipmap": False} for step in _steps(estimator) if _is_classifier(step)}
-    try:
-        with quiet_converters():
-            model = skl2onnx.convert_sklearn(
-                estimator,
-                initial_types=[(INPUT, FloatTensorType([None, width]))],
-                target_opset=opset,
-                options=options or None,
-            )
-    except Exception as exc:  # skl2onnx raises plain errors for estimators it has no converter for
-        raise InvalidModel(f"skl2onnx cannot convert {describe(estimator)}: {first_line(exc)}") from exc
+    def reference(feeds: Mapping[str, Array]) -> list[Array]:
+        # the estimator sees the float32 values the ONNX graph sees, so only the arithmetic differs
+        return _reference(estimator, np.asarray(feeds[INPUT], dtype=np.float64), names)
+
     converted = Converted(
         model=model,
         framework="sklearn",
@@ -71,15 +66,33 @@ def from_sklearn(
         converter="skl2onnx",
         converter_version=str(skl2onnx.__version__),
     )
-    return finish(
-        converted,
-        {INPUT: features},
-        expected,
-        tolerance or Tolerance(),
-        inputs=sample_label,
-        out=out,
-        reference=lambda other: _reference(estimator, np.asarray(other[INPUT], dtype=np.float64)),
-    )
+    feeds = {INPUT: features}
+    tol = tolerance or Tolerance()
+    return finish(converted, feeds, reference(feeds), tol, inputs=sample_label, out=out, reference=reference)
+
+
+def _convert(skl2onnx: Any, estimator: Any, width: int, opset: int | None) -> Any:
+    """skl2onnx's graph with one float input ``X``; classifiers give probabilities as a tensor where they can."""
+    from skl2onnx.common.data_types import FloatTensorType
+
+    steps = [step for step in _steps(estimator) if _is_classifier(step)]
+    options = {id(step): {"zipmap": False} for step in steps}
+    while True:
+        try:
+            with quiet_converters():
+                return skl2onnx.convert_sklearn(
+                    estimator,
+                    initial_types=[(INPUT, FloatTensorType([None, width]))],
+                    target_opset=opset,
+                    options=options or None,
+                )
+        except Exception as exc:  # skl2onnx raises plain errors for estimators it has no converter for
+            # "Option 'zipmap' not in [...] for class 'LinearSVC'": such a classifier gives tensors anyway
+            refused = [id(s) for s in steps if id(s) in options and f"'{type(s).__name__}'" in str(exc)]
+            if not (isinstance(exc, NameError) and "'zipmap'" in str(exc) and refused):
+                raise InvalidModel(f"skl2onnx cannot convert {describe(estimator)}: {first_line(exc)}") from exc
+            for key in refused:
+                del options[key]
 
 
 def import_sklearn_file(
@@ -161,12 +174,20 @@ def _is_classifier(estimator: Any) -> bool:
     return bool(is_classifier(estimator))
 
 
-def _reference(estimator: Any, X: Array) -> list[Array]:
-    """The estimator's own answers, in the order skl2onnx lays out the graph's outputs."""
-    if _is_classifier(estimator) and hasattr(estimator, "predict_proba"):
-        return [np.asarray(estimator.predict(X)), np.asarray(estimator.predict_proba(X))]
+def _reference(estimator: Any, X: Array, outputs: Sequence[str]) -> list[Array]:
+    """The estimator's own answers to each of the graph's outputs, by the names skl2onnx gives them."""
+    return [np.asarray(_answer(estimator, X, name)) for name in outputs]
+
+
+def _answer(estimator: Any, X: Array, output: str) -> Any:
+    if output == "label":
+        return estimator.predict(X)
+    if output == "probabilities":  # a classifier without predict_proba (LinearSVC) exports its decision scores
+        return estimator.predict_proba(X) if hasattr(estimator, "predict_proba") else estimator.decision_function(X)
+    if output == "scores":  # a clusterer's distances to its centres
+        return estimator.transform(X) if hasattr(estimator, "transform") else estimator.decision_function(X)
     if hasattr(estimator, "predict"):
-        return [np.asarray(estimator.predict(X))]
+        return estimator.predict(X)
     if hasattr(estimator, "transform"):
-        return [np.asarray(estimator.transform(X))]
+        return estimator.transform(X)
     raise InvalidArgument(f"{describe(estimator)} has neither predict nor transform; nothing to check the export by")
