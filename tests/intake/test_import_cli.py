@@ -44,14 +44,13 @@ def test_sklearn_with_a_sample_prints_and_writes(
     sample = tmp_path / "X.npy"
     np.save(sample, features[0][:10])
     out = tmp_path / "out"
-    assert (
-        run(["import", "sklearn", str(joblib_file), "--trust-pickle", "--sample", str(sample), "--out", str(out)]) == 0
-    )
+    args = ["import", "sklearn", str(joblib_file), "--trust-pickle", "--sample", str(sample), "--opset", "15"]
+    assert run([*args, "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "skl2onnx" in text and "verified on sample X.npy (10 sample(s)) at batch 10, 11" in text
     assert "probabilities" in text and "[?, 2]" in text and "input X: FLOAT [?, 5]" in text
     record = ImportRecord.read(out / "import.json")
-    assert record.source == str(joblib_file) and record.verification.samples == 10
+    assert record.source == str(joblib_file) and record.verification.samples == 10 and record.opset == 15
     assert (out / "model.onnx").is_file() and sorted(p.name for p in out.iterdir()) == ["import.json", "model.onnx"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging folder left behind
 
@@ -104,10 +103,13 @@ def test_sklearn_bad_inputs(
 
 def test_torch_from_the_cli(cnn_files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
-    assert run(["import", "torch", str(cnn_files["pt2"]), "--out", str(out), "--json"]) == 0
-    data = json.loads(capsys.readouterr().out)
+    assert run(["import", "torch", str(cnn_files["pt2"]), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "torch.onnx (dynamo)" in text and "note: the batch axis of x is fixed" in text
+    data = json.loads((out / "import.json").read_text())
     assert data["converter"] == "torch.onnx (dynamo)" and data["verification"]["ok"] is True
     assert data["source"] == str(cnn_files["pt2"]) and data["verification"]["inputs"] == "the example inputs"
+    assert data["inputs"][0]["shape"] == [2, 3, 8, 8]  # the program was saved with a fixed batch: it stays so
     assert data["verification"]["outputs"][0]["max_abs_error"] < 1e-6 and data["quantization"] is None
     assert ImportRecord.read(out).to_dict() == data
 

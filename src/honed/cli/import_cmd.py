@@ -225,6 +225,13 @@ def show_result(result: ImportResult) -> None:
         console.print(f"already quantized: {escape(record.quantization.describe())}", highlight=False)
     for spec in record.inputs:
         console.print(f"input {spec.name}: {spec.type_name} {escape(format_shape(spec.shape))}", highlight=False)
+    fixed = [s.name for s in record.inputs if s.shape and isinstance(s.shape[0], int)]
+    if fixed:
+        console.print(
+            f"[yellow]note:[/] the batch axis of {', '.join(fixed)} is fixed, as the source fixes it "
+            "(a torch.export program keeps the shapes it was exported with: export it with dynamic_shapes)",
+            highlight=False,
+        )
     table = Table("output", "shape", "max abs error", "max rel error", "elements compared")
     for spec, error in zip(record.outputs, v.outputs, strict=True):
         shape = escape(format_shape(spec.shape))
