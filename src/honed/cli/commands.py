@@ -30,6 +30,7 @@ _ORDER = (
     "audit",
     "plan",
     "deploy",
+    "export",
     "demo",
 )
 

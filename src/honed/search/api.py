@@ -28,7 +28,18 @@ from honed.bench import BenchDocument
 from honed.canonical import digest
 from honed.data import synthetic_feeds
 from honed.errors import DataError, InvalidArgument
-from honed.evaluate import AccuracyGate, ReferenceOutputs, choose_metric, load_labels, samples_needed
+from honed.evaluate import (
+    AccuracyGate,
+    Comparison,
+    ReferenceOutputs,
+    UserMetric,
+    choose_mask,
+    choose_metric,
+    load_labels,
+    load_user_metric,
+    samples_needed,
+)
+from honed.evaluate.user_metric import UserFunction
 from honed.hardware import HardwareSpec, detect_hardware
 from honed.jsonio import write_json
 from honed.model.loader import file_sha256, load_model, model_io, resolve_model_path, save_model
@@ -106,6 +117,9 @@ def optimize(
     metric: str = "auto",
     minimum: float | None = None,
     maximum: float | None = None,
+    eval_metric: str | Path | UserFunction | None = None,
+    mask_input: str | None = None,
+    mask: bool = True,
     iou_threshold: float = 0.3,
     batch: int = 1,
     time_budget: str | float = "10m",
@@ -132,6 +146,10 @@ def optimize(
     ``data`` is calibration data (.npz, one array per input, samples on axis 0); ``eval_data`` the data fidelity
     is judged on (``data`` when not given; synthetic inputs when neither is, and the report says so).
     ``metric``/``minimum``/``maximum`` (``--min``/``--max``) set the gate (``auto`` picks from the outputs);
+    ``eval_metric`` (``--eval``) is the user's own metric instead: ``"FILE.py:FUNCTION"`` or a callable of
+    ``(candidate_outputs, reference_outputs, labels)`` returning a float, bounded by ``minimum``/``maximum``.
+    An attention-mask input (found by name and values, or named by ``mask_input``; ``mask=False`` turns it
+    off) leaves padded positions out of the comparison.
     ``objective`` is ``latency`` (p50 at ``batch``) or ``throughput``. ``backends`` defaults to every installed
     backend; ``passes`` limits the passes tried to those names; ``tune_runtime=False`` skips the thread/affinity/
     spinning variants; ``evaluate_slower=True`` judges fidelity even of candidates first measured slower than
@@ -152,6 +170,9 @@ def optimize(
         metric=metric,
         minimum=minimum,
         maximum=maximum,
+        eval_metric=eval_metric,
+        mask_input=mask_input,
+        mask=mask,
         iou_threshold=iou_threshold,
         batch=batch,
         time_budget=time_budget,
@@ -206,6 +227,10 @@ class OptimizeJob:
     metric: str
     minimum: float | None
     maximum: float | None
+    user_metric: UserMetric | None
+    """The user's own metric (``--eval``), loaded and checked; None: ``metric`` decides."""
+    mask_input: str | None
+    mask: bool
     iou_threshold: float
     batch: int
     budget_s: float
@@ -235,6 +260,9 @@ class OptimizeJob:
         metric: str,
         minimum: float | None,
         maximum: float | None,
+        eval_metric: str | Path | UserFunction | None,
+        mask_input: str | None,
+        mask: bool,
         iou_threshold: float,
         batch: int,
         time_budget: str | float,
@@ -261,6 +289,15 @@ class OptimizeJob:
             raise InvalidArgument(f"--batch must be a whole number >= 1, got {batch!r}")
         if calibration_samples < 1:
             raise InvalidArgument("calibration_samples must be >= 1")
+        if mask_input is not None and not mask:
+            raise InvalidArgument("--mask-input and --no-mask contradict each other; give one of them")
+        user_metric = None
+        if eval_metric is not None and recipe is None:
+            if metric != "auto":
+                raise InvalidArgument(f"--eval replaces --metric; drop --metric {metric} or --eval")
+            if minimum is None and maximum is None:
+                raise InvalidArgument("--eval needs a bound: give --min (or --max when lower values are better)")
+            user_metric = load_user_metric(eval_metric)
         # Relative paths are the user's working directory's: passes run in scratch folders they would not survive.
         return cls(
             model=Path(model),
@@ -273,6 +310,9 @@ class OptimizeJob:
             metric=metric,
             minimum=minimum,
             maximum=maximum,
+            user_metric=user_metric,
+            mask_input=mask_input,
+            mask=mask,
             iou_threshold=iou_threshold,
             batch=batch,
             budget_s=budget_s,
@@ -324,10 +364,14 @@ class _Prepared:
     evaluation: DataSource
     reference: ReferenceOutputs
     labels: Array | None
-    gate: AccuracyGate
+    comparison: Comparison
     cache: CandidateCache
     versions: dict[str, str | None]
     calibration_samples: int
+
+    @property
+    def gate(self) -> AccuracyGate:
+        return self.comparison.gate
 
     @property
     def calibration_key(self) -> dict[str, Any]:
@@ -367,10 +411,14 @@ def _prepare(job: OptimizeJob, source: _SourceModel, work: Path) -> _Prepared:
         baseline_session, lambda: evaluation.batches(eval_batch, eval_limit), reference_dir
     )
     labels = load_labels(job.labels, reference.samples) if job.labels is not None else None
-    metric_name, why = choose_metric(job.metric, reference.output_shapes(), has_labels=labels is not None)
-    gate = AccuracyGate.with_defaults(metric_name, job.minimum, job.maximum, why)
-    if metric_name == "accuracy" and job.minimum is None and job.maximum is None:
-        gate = _accuracy_default_gate(baseline_session, reference, labels, why)
+    if job.user_metric is not None:
+        name = job.user_metric.name
+        gate = AccuracyGate("eval", job.minimum, job.maximum, f"{name} (chosen with --eval)", name=name)
+    else:
+        metric_name, why = choose_metric(job.metric, reference.output_shapes(), has_labels=labels is not None)
+        gate = AccuracyGate.with_defaults(metric_name, job.minimum, job.maximum, why)
+        if metric_name == "accuracy" and job.minimum is None and job.maximum is None:
+            gate = _accuracy_default_gate(baseline_session, reference, labels, why)
     needed = samples_needed(gate)
     if reference.samples < needed and evaluation.synthetic and job.eval_samples is None:
         # synthetic eval data: draw as many samples as the bound needs
@@ -384,13 +432,23 @@ def _prepare(job: OptimizeJob, source: _SourceModel, work: Path) -> _Prepared:
             f"the eval data ({where or 'synthetic'}) holds {reference.samples} sample(s); the gate "
             f"{gate.describe()} needs at least {needed} to tell a passing model from a failing one"
         )
+    mask = choose_mask(
+        [s.name for s in inputs],
+        reference.batches,
+        reference.output_shapes(),
+        requested=job.mask_input,
+        disabled=not job.mask,
+    )
+    comparison = Comparison(gate, mask, job.user_metric, job.iou_threshold)
+    if comparison.user_metric is not None:
+        comparison.original(reference, labels)  # a user's metric that raises or returns no number stops here
     return _Prepared(
         calib=calib,
         calib_batch=_first_dim(inputs) or 1,
         evaluation=evaluation,
         reference=reference,
         labels=labels,
-        gate=gate,
+        comparison=comparison,
         cache=cache,
         versions=versions,
         calibration_samples=job.calibration_samples,
@@ -449,6 +507,10 @@ def _search(
         "batch": job.batch,
         "shapes": {k: list(v) for k, v in source.shapes_for(job.batch).items()},
         "iou_threshold": job.iou_threshold,
+        "comparison": {
+            "mask": prepared.comparison.mask.to_dict() if prepared.comparison.mask else None,
+            "eval": prepared.comparison.user_metric.fingerprint if prepared.comparison.user_metric else None,
+        },
         "hardware": hardware.to_dict(),
         "versions": prepared.versions,
     }
@@ -469,13 +531,12 @@ def _search(
         source=source.path,
         source_sha256=source.sha256,
         reference=prepared.reference,
-        gate=prepared.gate,
+        comparison=prepared.comparison,
         feeds=feeds,
         make_context=make_context,
         build=build,
         context_key=context_key,
         labels=prepared.labels,
-        iou_threshold=job.iou_threshold,
     )
     chain = _Chain(events)
     search = Search(inputs, settings, prepared.cache, work, clock=clock, events=chain, hardware=hardware)
@@ -545,7 +606,7 @@ def _report_template(
             passes=job.passes,
             tune_runtime=job.tune_runtime,
         ),
-        gate=ReportGate(prepared.gate, job.iou_threshold),
+        gate=ReportGate(prepared.gate, job.iou_threshold, prepared.comparison.mask),
         data={
             "calibration": calib.describe(min(calib.samples, job.calibration_samples)),
             "eval": evaluation.describe(prepared.reference.samples),

@@ -34,6 +34,7 @@ import numpy as np
 
 from honed.errors import HonedError, InvalidArgument, ModelNotFound, NotFound, Unavailable
 from honed.model.spec import TensorSpec
+from honed.serve.batching import RunObserver
 from honed.serve.config import ModelServingConfig
 
 log = logging.getLogger("honed.serve")
@@ -56,7 +57,11 @@ class Executor(Protocol):
     def max_batch_size(self) -> int: ...
 
     async def infer(
-        self, inputs: dict[str, np.ndarray[Any, Any]], *, timeout_s: float | None = None
+        self,
+        inputs: dict[str, np.ndarray[Any, Any]],
+        *,
+        timeout_s: float | None = None,
+        observer: RunObserver | None = None,
     ) -> dict[str, np.ndarray[Any, Any]]: ...
 
     async def close(self, drain: bool = True) -> None: ...
