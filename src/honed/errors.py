@@ -4,7 +4,8 @@
     ├── InvalidArgument        a flag, option or parameter value that cannot be used
     ├── ModelError             the model file itself
     │   ├── ModelNotFound      no such file
-    │   └── InvalidModel       not ONNX, truncated, fails the checker, missing external data
+    │   ├── InvalidModel       not ONNX, truncated, fails the checker, missing external data
+    │   └── ExportMismatch     a converted model whose outputs differ from its source beyond the tolerance
     ├── DataError              inputs that do not fit the model (names, dtypes, shapes, too few samples)
     │   └── PayloadTooLarge    a request body larger than the server accepts
     ├── BackendError           building or running a session
@@ -44,6 +45,10 @@ class ModelNotFound(ModelError):
 
 class InvalidModel(ModelError):
     """The file is not a valid, loadable ONNX model."""
+
+
+class ExportMismatch(ModelError):
+    """A model converted to ONNX gives outputs that differ from its source framework's beyond the tolerance."""
 
 
 class DataError(HonedError):

@@ -21,6 +21,7 @@ import honed.cli
 _ORDER = (
     "optimize",
     "bench",
+    "import",
     "inspect",
     "hw",
     "serve",
