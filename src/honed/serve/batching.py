@@ -5,7 +5,8 @@ Three layers, each testable on its own:
 * :func:`merge` / :func:`split`: concatenate requests along axis 0 and scatter outputs back, in order.
 * :class:`BatchScheduler`: the pure policy (no asyncio, no threads; time is an argument). It keeps one FIFO per
   *batch key* (the non-batch dims of every input; dtypes are fixed by the model), so requests of different
-  shapes never share a batch, bounds the queue (in count, and in time with ``max_queue_time_ms``), expires
+  shapes never share a batch, bounds the queue in count and in time (``max_queue_time_ms``: a request that
+  would wait longer than the bound, by its estimate of the work queued ahead, is refused on arrival), expires
   requests whose deadline or queue-time bound passed, and decides when to
   dispatch: **at once when an instance is idle**; it holds a batch back only to fill a preferred batch size
   when the recent arrival rate says the rows will come within the queue delay. While every instance is busy,
@@ -13,8 +14,8 @@ Three layers, each testable on its own:
 * :class:`Batcher`: the asyncio side. ``submit`` queues a request and awaits its result; it wakes the policy on
   every arrival, completion and timer, hands batches to idle :class:`Runner` s (model instances), and removes a
   request from the queue when its deadline passes (``DeadlineExceeded``), when it has waited the model's
-  queue-time bound (``QueueTimeExceeded``: shed, counted in ``honed_shed_total``) or when its awaiting task is
-  cancelled (a client that went away), so that work is never computed.
+  queue-time bound anyway (``QueueTimeExceeded``: shed, counted in ``honed_shed_total``) or when its awaiting
+  task is cancelled (a client that went away), so that work is never computed.
 
 All decisions read an injected monotonic ``clock``; tests drive it by hand.
 """
@@ -24,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
@@ -136,11 +136,22 @@ class BatchScheduler:
         return sorted((r for q in self._queues.values() for r in q), key=lambda r: r.seq)
 
     def add(self, request: Request, now: float, *, instances: int = 1) -> None:
-        """Queue ``request``; raises :class:`Overloaded` (with a retry-after estimate) when the queue is full."""
+        """Queue ``request``; raises :class:`Overloaded` (with a retry-after estimate) when the queue is full and
+        :class:`QueueTimeExceeded` when, by :meth:`estimated_wait`, it would wait longer than the queue-time bound.
+        """
         if self._count >= self.config.max_queue_size:
             raise Overloaded(
                 f"the queue is full ({self._count} requests waiting); retry later or add instances",
                 retry_after_s=self.retry_after(instances),
+            )
+        bound = self.config.max_queue_time_s
+        wait = self.estimated_wait(instances)
+        if bound is not None and wait is not None and wait > bound:
+            raise QueueTimeExceeded(
+                f"this request would wait about {wait * 1000:.0f} ms in the queue ({self._rows} rows ahead of it), "
+                f"over this model's {bound * 1000:g} ms queue-time bound, so it was not queued; the server is "
+                "overloaded: retry later or on another replica",
+                retry_after_s=_retry_bounds(wait),
             )
         if self._last_arrival is not None:
             gap = max(0.0, now - self._last_arrival)
@@ -153,7 +164,6 @@ class BatchScheduler:
         request.queued = True
         self._count += 1
         self._rows += request.rows
-        bound = self.config.max_queue_time_s
         if bound is not None:
             request.shed_at = request.enqueued_at + bound
         expires = request.expires_at()
@@ -218,12 +228,18 @@ class BatchScheduler:
             self._run_seconds = (1 - _EWMA) * self._run_seconds + _EWMA * seconds
             self._run_rows = (1 - _EWMA) * self._run_rows + _EWMA * rows
 
-    def retry_after(self, instances: int) -> float:
-        """Seconds until the queue has likely drained, from recent run times (bounded to 10 ms .. 30 s)."""
+    def estimated_wait(self, instances: int) -> float | None:
+        """Seconds a request arriving now would likely wait in the queue before its run starts: the rows queued
+        ahead of it at the measured service time per row (the moving averages of recent runs' compute seconds
+        over their rows), shared by ``instances`` runners; None before any run has been measured."""
         if self._run_seconds is None or self._run_rows is None:
-            return max(0.01, self.config.max_queue_delay_s)
-        runs = math.ceil(self._rows / max(1.0, self._run_rows))
-        return min(30.0, max(0.01, runs * self._run_seconds / max(1, instances)))
+            return None
+        return self._rows * self._run_seconds / max(1.0, self._run_rows) / max(1, instances)
+
+    def retry_after(self, instances: int) -> float:
+        """Seconds until the queue has likely drained, by :meth:`estimated_wait` (bounded to 10 ms .. 30 s)."""
+        wait = self.estimated_wait(instances)
+        return _retry_bounds(self.config.max_queue_delay_s if wait is None else wait)
 
     def _candidate(self, queue: deque[Request]) -> list[Request]:
         if not self.batching:
@@ -309,8 +325,10 @@ class Batcher:
     async def submit(self, inputs: Tensors, rows: int, key: Hashable, timeout_s: float | None = None) -> Tensors:
         """Queue one request and wait for its outputs.
 
-        Raises :class:`Overloaded` when the queue is full, :class:`DeadlineExceeded` when ``timeout_s`` runs out
-        while the request is still queued, :class:`Unavailable` once the batcher is closing. Cancelling the
+        Raises :class:`Overloaded` when the queue is full, :class:`QueueTimeExceeded` at once when by the
+        scheduler's estimate it would wait longer than the queue-time bound (and later if it waits that long
+        anyway), :class:`DeadlineExceeded` when ``timeout_s`` runs out while the request is still queued,
+        :class:`Unavailable` once the batcher is closing. Cancelling the
         awaiting task removes a still-queued request, so it is never computed.
         """
         if self._closed:
@@ -327,9 +345,9 @@ class Batcher:
         request = Request(inputs, rows, key, now, deadline, future)
         try:
             self.scheduler.add(request, now, instances=self._runners)
-        except Overloaded:
+        except Overloaded as exc:
             if self._metrics is not None:
-                self._metrics.shed("queue_full")
+                self._metrics.shed("estimate" if isinstance(exc, QueueTimeExceeded) else "queue_full")
             raise
         self._pump()
         try:
@@ -428,6 +446,10 @@ class Batcher:
     def _on_timer(self) -> None:
         self._timer = self._timer_at = None
         self._pump()
+
+
+def _retry_bounds(seconds: float) -> float:
+    return min(30.0, max(0.01, seconds))
 
 
 def _fail(request: Request, exc: BaseException) -> None:
