@@ -153,20 +153,14 @@ def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) * 1000 if values else float("nan")
 
 
-def _recovery(probe: list[Answer], normal_p50_ms: float, window: float = 0.5) -> float | None:
-    """Seconds after the load stopped from which every ``window`` of probe answers has its p50 within 1.5x the
-    unloaded p50 (None: never, within the probe)."""
-    if not probe:
-        return None
-    end = max(a.sent for a in probe)
-    windows = int(end // window) + 1
-    ok = []
-    for w in range(windows):
-        lat = [a.latency for a in probe if w * window <= a.sent < (w + 1) * window]
-        ok.append(bool(lat) and _pct(lat, 50) <= 1.5 * normal_p50_ms)
-    for w in range(windows):
-        if all(ok[w:]):
-            return w * window
+def _recovery(probe: list[Answer], normal_p50_ms: float, window: float = 1.0) -> float | None:
+    """Seconds after the load stopped until the end of the first ``window`` of probe answers whose p50 is within
+    1.5x the unloaded p50 (None: none was, within the probe)."""
+    end = max((a.sent for a in probe), default=0.0)
+    for w in range(int(end // window) + 1):
+        lat = [a.latency for a in probe if a.status == 200 and w * window <= a.sent < (w + 1) * window]
+        if lat and _pct(lat, 50) <= 1.5 * normal_p50_ms:
+            return (w + 1) * window
     return None
 
 
@@ -183,10 +177,14 @@ async def _benchmark(args: argparse.Namespace, url: str) -> dict[str, Any]:
         served = [a for a in capacity_run if a.status == 200]
         capacity = len(served) / args.capacity
         rate = args.load * capacity
+        metrics = url.split("/v2/")[0] + "/metrics"
+        async with session.get(metrics) as response:
+            before = _shed_counts(await response.text())
         overload = await _open_loop(session, url, bodies, rate, args.duration)
         probe = await _closed_loop(session, url, bodies, 1, args.probe)
-        async with session.get(url.split("/v2/")[0] + "/metrics") as response:
-            shed = _shed_counts(await response.text())
+        async with session.get(metrics) as response:
+            after = _shed_counts(await response.text())
+    shed = {reason: value - before.get(reason, 0.0) for reason, value in after.items()}
     return {
         "unloaded": unloaded,
         "capacity": capacity,

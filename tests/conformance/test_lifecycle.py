@@ -268,17 +268,17 @@ def test_a_request_that_would_wait_past_the_bound_is_refused_at_once_with_429_an
 ) -> None:
     async def scenario(gate: Gate, server: Server, client: httpx.AsyncClient) -> None:
         (running, queued) = await _running_and_queued(client, gate, server, queued=1)
-        # The batcher's service-time estimate, as if one-row runs had been measured at 20 s each: with one row
-        # queued ahead, the next request would wait about 20 s, past the 10 s bound.
+        # The batcher's service-time estimate, as if one-row runs had been measured at 10 s each: with one row
+        # queued and one running ahead (half done, on average), the next would wait about 15 s, past the 10 s bound.
         executor = server.dataplane.repository.get("m")[1]
         assert isinstance(executor, ModelExecutor)
-        executor.batcher.scheduler.record_run(1, 20.0)
+        executor.batcher.scheduler.record_run(1, 10.0)
         refused = await client.post(INFER, json=BODY)
         assert refused.status_code == 429, refused.text
-        assert refused.headers["retry-after"] == "20"
-        assert "would wait about 20000 ms" in refused.json()["error"]
+        assert refused.headers["retry-after"] == "15"
+        assert "would wait about 15000 ms" in refused.json()["error"]
         error = await asyncio.to_thread(_grpc_refusal, server.grpc_port)
-        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and _retry_after(error) == 20
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and _retry_after(error) == 15
         assert "10000 ms queue-time bound" in str(error.details())
         assert _shed(server, "estimate") == 2 and _shed(server, "queue_time") == 0
         assert _shed(server, "queue_full") == 0 and _outcomes(server, "overloaded") == 2

@@ -486,6 +486,7 @@ def test_a_request_that_would_wait_past_the_bound_is_refused_before_it_is_queued
     last = _req(1)
     s.add(last, 0.0)  # 8 rows ahead: exactly the bound, which still fits
     assert s.estimated_wait(1) == pytest.approx(1.125) and len(s) == 3
+    assert s.estimated_wait(1, running_rows=4) == pytest.approx(1.375)  # a run in progress: half done on average
     refused = _req(1)
     with pytest.raises(QueueTimeExceeded) as info:
         s.add(refused, 0.0)
@@ -525,12 +526,14 @@ def test_the_batcher_refuses_on_its_own_estimate_at_once_and_counts_it() -> None
         await asyncio.sleep(0)
         runner.finish(seconds=0.06)  # the batcher now knows: 60 ms per one-row run
         await first
-        admitted = [submit() for _ in range(3)]  # one runs; the others find 0 and 1 rows (60 ms) ahead
+        # One runs; the others find half a row (the run in progress, 30 ms) and 1.5 rows (90 ms) ahead.
+        admitted = [submit() for _ in range(3)]
         await asyncio.sleep(0)
         assert len(batcher.scheduler) == 2
-        with pytest.raises(QueueTimeExceeded) as info:  # 2 rows ahead: 120 ms > 100 ms, refused without waiting
+        with pytest.raises(QueueTimeExceeded) as info:  # 2.5 rows ahead: 150 ms > 100 ms, refused without waiting
             await batcher.submit({"x": np.ones((1, 2), np.float32)}, 1, (2,))
-        assert info.value.retry_after_s == pytest.approx(0.12)
+        assert info.value.retry_after_s == pytest.approx(0.15)
+        assert "2 rows queued and 1 running ahead" in str(info.value)
         assert (
             _shed(metrics, "estimate") == 1 and _shed(metrics, "queue_time") == 0 and _shed(metrics, "queue_full") == 0
         )

@@ -135,20 +135,22 @@ class BatchScheduler:
         """Every queued request, oldest first."""
         return sorted((r for q in self._queues.values() for r in q), key=lambda r: r.seq)
 
-    def add(self, request: Request, now: float, *, instances: int = 1) -> None:
+    def add(self, request: Request, now: float, *, instances: int = 1, running_rows: int = 0) -> None:
         """Queue ``request``; raises :class:`Overloaded` (with a retry-after estimate) when the queue is full and
-        :class:`QueueTimeExceeded` when, by :meth:`estimated_wait`, it would wait longer than the queue-time bound.
+        :class:`QueueTimeExceeded` when, by :meth:`estimated_wait`, it would wait longer than the queue-time bound
+        (``running_rows``: the rows of the runs in progress, which are ahead of it too).
         """
         if self._count >= self.config.max_queue_size:
             raise Overloaded(
                 f"the queue is full ({self._count} requests waiting); retry later or add instances",
-                retry_after_s=self.retry_after(instances),
+                retry_after_s=self.retry_after(instances, running_rows),
             )
         bound = self.config.max_queue_time_s
-        wait = self.estimated_wait(instances)
+        wait = self.estimated_wait(instances, running_rows)
         if bound is not None and wait is not None and wait > bound:
             raise QueueTimeExceeded(
-                f"this request would wait about {wait * 1000:.0f} ms in the queue ({self._rows} rows ahead of it), "
+                f"this request would wait about {wait * 1000:.0f} ms in the queue ({self._rows} rows queued and "
+                f"{running_rows} running ahead of it), "
                 f"over this model's {bound * 1000:g} ms queue-time bound, so it was not queued; the server is "
                 "overloaded: retry later or on another replica",
                 retry_after_s=_retry_bounds(wait),
@@ -228,17 +230,19 @@ class BatchScheduler:
             self._run_seconds = (1 - _EWMA) * self._run_seconds + _EWMA * seconds
             self._run_rows = (1 - _EWMA) * self._run_rows + _EWMA * rows
 
-    def estimated_wait(self, instances: int) -> float | None:
+    def estimated_wait(self, instances: int, running_rows: int = 0) -> float | None:
         """Seconds a request arriving now would likely wait in the queue before its run starts: the rows queued
-        ahead of it at the measured service time per row (the moving averages of recent runs' compute seconds
-        over their rows), shared by ``instances`` runners; None before any run has been measured."""
+        ahead of it, and half the ``running_rows`` of the runs in progress (on average half done), at the measured
+        service time per row (the moving averages of recent runs' compute seconds over their rows), shared by
+        ``instances`` runners; None before any run has been measured."""
         if self._run_seconds is None or self._run_rows is None:
             return None
-        return self._rows * self._run_seconds / max(1.0, self._run_rows) / max(1, instances)
+        rows = self._rows + running_rows / 2
+        return rows * self._run_seconds / max(1.0, self._run_rows) / max(1, instances)
 
-    def retry_after(self, instances: int) -> float:
+    def retry_after(self, instances: int, running_rows: int = 0) -> float:
         """Seconds until the queue has likely drained, by :meth:`estimated_wait` (bounded to 10 ms .. 30 s)."""
-        wait = self.estimated_wait(instances)
+        wait = self.estimated_wait(instances, running_rows)
         return _retry_bounds(self.config.max_queue_delay_s if wait is None else wait)
 
     def _candidate(self, queue: deque[Request]) -> list[Request]:
@@ -312,6 +316,7 @@ class Batcher:
         self._closed = False
         self._drained: asyncio.Future[None] | None = None
         self.runs = 0
+        self._running_rows = 0
 
     @property
     def busy(self) -> int:
@@ -344,7 +349,7 @@ class Batcher:
         future: asyncio.Future[Tensors] = asyncio.get_running_loop().create_future()
         request = Request(inputs, rows, key, now, deadline, future)
         try:
-            self.scheduler.add(request, now, instances=self._runners)
+            self.scheduler.add(request, now, instances=self._runners, running_rows=self._running_rows)
         except Overloaded as exc:
             if self._metrics is not None:
                 self._metrics.shed("estimate" if isinstance(exc, QueueTimeExceeded) else "queue_full")
@@ -392,7 +397,7 @@ class Batcher:
                     QueueTimeExceeded(
                         f"the request waited {bound_ms:g} ms in the queue, this model's queue-time bound, and was "
                         "not run; the server is overloaded: retry later or on another replica",
-                        retry_after_s=scheduler.retry_after(self._runners),
+                        retry_after_s=scheduler.retry_after(self._runners, self._running_rows),
                     ),
                 )
         while self._idle and len(scheduler):
@@ -401,6 +406,7 @@ class Batcher:
                 break
             runner = self._idle.pop()
             self.runs += 1
+            self._running_rows += sum(r.rows for r in batch)
             if self._metrics is not None:
                 for request in batch:
                     self._metrics.observe_queue(now - request.enqueued_at)
@@ -416,6 +422,7 @@ class Batcher:
     ) -> None:
         self._idle.append(runner)
         rows = sum(r.rows for r in batch)
+        self._running_rows -= rows
         self.scheduler.record_run(rows, seconds)
         if self._metrics is not None:
             self._metrics.observe_batch(rows, seconds)
