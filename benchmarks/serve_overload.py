@@ -24,20 +24,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from serve.run import Server, free_port  # benchmarks/serve/run.py: a server process, stopped with its children
 
 from honed.demo import MagikaFeatureConfig, magika_features, magika_model_dir, stdlib_files
 from honed.hardware import detect_hardware
@@ -57,12 +54,6 @@ class Answer:
     retry_after: str | None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _bodies(count: int) -> list[bytes]:
     """JSON infer bodies of real Magika features, one file each."""
     config = MagikaFeatureConfig.from_model_dir(magika_model_dir())
@@ -80,30 +71,17 @@ def _bodies(count: int) -> list[bytes]:
     return bodies
 
 
-def _start_server(
-    repo: Path, port: int, bound_ms: float | None, batch: int | None, log: Path
-) -> subprocess.Popen[bytes]:
+def _start_server(repo: Path, bound_ms: float | None, batch: int | None, log: Path) -> Server:
+    port = free_port()
     cmd = [sys.executable, "-m", "honed", "serve", "--repository", str(repo), "--http", f"127.0.0.1:{port}"]
     cmd += ["--grpc", "off"]
     if batch is not None:
         cmd += ["--max-batch-size", str(batch)]
     if bound_ms is not None:
         cmd += ["--max-queue-time-ms", f"{bound_ms:g}"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"honed serve exited with {proc.returncode}; see {log}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/{MODEL}/ready", timeout=2) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise SystemExit(f"honed serve was not ready after 300 s; see {log}")
+    server = Server("honed", cmd, port, log)
+    server.wait_ready(300, MODEL)
+    return server
 
 
 async def _send(session: Any, url: str, body: bytes, start: float) -> Answer:
@@ -239,17 +217,11 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="honed-overload-"))
     (work / "repo" / MODEL / "1").mkdir(parents=True)
     shutil.copy(magika_model_dir() / "model.onnx", work / "repo" / MODEL / "1" / "model.onnx")
-    port = _free_port()
-    proc = _start_server(work / "repo", port, args.bound_ms, args.max_batch_size, work / "serve.log")
+    server = _start_server(work / "repo", args.bound_ms, args.max_batch_size, work / "serve.log")
     try:
-        run = asyncio.run(_benchmark(args, f"http://127.0.0.1:{port}{INFER}"))
+        run = asyncio.run(_benchmark(args, server.url + INFER))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        server.stop()
 
     unloaded = [a.latency for a in run["unloaded"] if a.status == 200]
     overload: list[Answer] = run["overload"]

@@ -406,14 +406,21 @@ def test_queue_time_bound_must_be_a_positive_number(bound: Any) -> None:
     assert BatchingConfig.from_dict({"max_queue_time_ms": 250}).to_dict()["max_queue_time_ms"] == 250.0
 
 
+class Rig:
+    """A batcher over one :class:`FakeRunner` on a fake clock, with metrics for model ``m``."""
+
+    def __init__(self, config: BatchingConfig) -> None:
+        self.clock = FakeClock()
+        self.metrics = ServeMetrics(clock=self.clock)
+        self.log: list[list[Request]] = []
+        self.runner = FakeRunner(self.log)
+        self.batcher = Batcher(config, [self.runner], clock=self.clock, metrics=self.metrics.model("m", "1"))
+
+
 def test_batcher_sheds_a_request_that_waited_past_the_bound_without_running_it() -> None:
     async def main() -> None:
-        clock = FakeClock()
-        metrics = ServeMetrics(clock=clock)
-        log: list[list[Request]] = []
-        runner = FakeRunner(log)
-        config = BatchingConfig(max_queue_time_ms=100, max_queue_size=2)
-        batcher = Batcher(config, [runner], clock=clock, metrics=metrics.model("m", "1"))
+        rig = Rig(BatchingConfig(max_queue_time_ms=100, max_queue_size=2))
+        clock, metrics, log, runner, batcher = rig.clock, rig.metrics, rig.log, rig.runner, rig.batcher
         running = asyncio.ensure_future(batcher.submit({"x": np.ones((1, 2), np.float32)}, 1, (2,)))
         await asyncio.sleep(0)
         stale = asyncio.ensure_future(batcher.submit({"x": np.full((1, 2), 2, np.float32)}, 1, (2,)))
@@ -447,15 +454,8 @@ def test_batcher_sheds_a_request_that_waited_past_the_bound_without_running_it()
 
 def test_a_full_queue_of_stale_requests_sheds_them_before_refusing_a_new_one() -> None:
     async def main() -> None:
-        clock = FakeClock()
-        metrics = ServeMetrics(clock=clock)
-        runner = FakeRunner([])
-        batcher = Batcher(
-            BatchingConfig(max_queue_time_ms=100, max_queue_size=1),
-            [runner],
-            clock=clock,
-            metrics=metrics.model("m", "1"),
-        )
+        rig = Rig(BatchingConfig(max_queue_time_ms=100, max_queue_size=1))
+        clock, metrics, runner, batcher = rig.clock, rig.metrics, rig.runner, rig.batcher
         running = asyncio.ensure_future(batcher.submit({"x": np.ones((1, 2), np.float32)}, 1, (2,)))
         await asyncio.sleep(0)
         stale = asyncio.ensure_future(batcher.submit({"x": np.ones((1, 2), np.float32)}, 1, (2,)))
@@ -512,12 +512,8 @@ def test_without_a_measured_run_or_a_bound_the_estimate_refuses_nothing() -> Non
 
 def test_the_batcher_refuses_on_its_own_estimate_at_once_and_counts_it() -> None:
     async def main() -> None:
-        clock = FakeClock()
-        metrics = ServeMetrics(clock=clock)
-        log: list[list[Request]] = []
-        runner = FakeRunner(log)
-        config = BatchingConfig(max_queue_time_ms=100, max_batch_size=1)
-        batcher = Batcher(config, [runner], clock=clock, metrics=metrics.model("m", "1"))
+        rig = Rig(BatchingConfig(max_queue_time_ms=100, max_batch_size=1))
+        metrics, log, runner, batcher = rig.metrics, rig.log, rig.runner, rig.batcher
 
         def submit() -> asyncio.Future[Tensors]:
             return asyncio.ensure_future(batcher.submit({"x": np.ones((1, 2), np.float32)}, 1, (2,)))
