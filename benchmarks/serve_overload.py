@@ -131,13 +131,20 @@ def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) * 1000 if values else float("nan")
 
 
-def _recovery(probe: list[Answer], normal_p50_ms: float, window: float = 1.0) -> float | None:
-    """Seconds after the load stopped until the end of the first ``window`` of probe answers whose p50 is within
-    1.5x the unloaded p50 (None: none was, within the probe)."""
+def _window_p50s(probe: list[Answer], window: float = 1.0) -> list[float]:
+    """The p50 (ms) of the probe's answers in each ``window`` after the load stopped (NaN: none answered)."""
     end = max((a.sent for a in probe), default=0.0)
-    for w in range(int(end // window) + 1):
-        lat = [a.latency for a in probe if a.status == 200 and w * window <= a.sent < (w + 1) * window]
-        if lat and _pct(lat, 50) <= 1.5 * normal_p50_ms:
+    return [
+        _pct([a.latency for a in probe if a.status == 200 and w * window <= a.sent < (w + 1) * window], 50)
+        for w in range(int(end // window) + 1)
+    ]
+
+
+def _recovery(p50s: list[float], normal_p50_ms: float, window: float = 1.0) -> float | None:
+    """Seconds after the load stopped until the end of the first window whose p50 is within 1.5x the unloaded
+    p50 (None: none was, within the probe)."""
+    for w, p50 in enumerate(p50s):
+        if p50 <= 1.5 * normal_p50_ms:
             return (w + 1) * window
     return None
 
@@ -231,7 +238,8 @@ def main() -> int:
     others = statistics.multimode([a.status for a in refused if a not in refused_429]) if refused else []
     u50, u99, o99 = _pct(unloaded, 50), _pct(unloaded, 99), _pct(admitted, 99)
     target_ms = 2 * u99 + bound_ms
-    recovery = _recovery(run["probe"], u50)
+    p50s = _window_p50s(run["probe"])
+    recovery = _recovery(p50s, u50)
     retry_after = sorted({int(a.retry_after) for a in refused_429 if a.retry_after is not None})
     hw = detect_hardware()
     figures = {
@@ -257,6 +265,7 @@ def main() -> int:
         "refusal_p99_ms": _pct([a.latency for a in refused], 99),
         "shed_by_reason": run["shed"],
         "recovery_s": recovery,
+        "probe_p50_ms_by_second": p50s,
     }
     checks = {
         f"admitted p99 <= 2x unloaded p99 + bound ({target_ms:.1f} ms)": o99 <= target_ms,
@@ -279,6 +288,7 @@ def main() -> int:
         f"| {', '.join(map(str, retry_after)) or '-'} s "
         f"| {'never' if recovery is None else f'{recovery:.1f} s'} |"
     )
+    print("p50 by second after the load stopped (ms): " + ", ".join(f"{v:.0f}" for v in p50s))
     for name, ok in checks.items():
         print(f"{'PASS' if ok else 'FAIL'}: {name}")
     if args.json:
