@@ -13,8 +13,9 @@
     ├── NotFound               a named thing (model, version, alias, record) that does not exist
     ├── AlreadyExists          a named thing that must be unique already exists
     ├── Unavailable            not ready now (loading, draining, unloaded); may succeed later
-    │   ├── Overloaded         at capacity (queue full); retry after ``retry_after_s``
-    │   └── QueueTimeExceeded  shed: waited in a model's queue past its queue-time bound; retry after ``retry_after_s``
+    │   └── Overloaded         at capacity (queue full, a rate limit); retry after ``retry_after_s``
+    │       └── QueueTimeExceeded  shed by a model's queue-time bound: it would wait (by the batcher's estimate)
+    │                              or has waited longer than the bound; retry after ``retry_after_s``
     ├── DeadlineExceeded       a request's time limit ran out before it was served
     ├── Unauthenticated        no or bad credentials
     └── PermissionDenied       authenticated, but not allowed
@@ -87,13 +88,10 @@ class Overloaded(Unavailable):
         self.retry_after_s = retry_after_s
 
 
-class QueueTimeExceeded(Unavailable):
-    """Shed: the request waited in its model's queue longer than the model's queue-time bound, so it was answered
-    without running; retry after ``retry_after_s`` seconds (or elsewhere)."""
-
-    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
+class QueueTimeExceeded(Overloaded):
+    """Shed by the model's queue-time bound, so answered without running: the request would wait in the queue
+    longer than the bound by the batcher's estimate of the work ahead of it (refused on arrival), or it has waited
+    that long; retry after ``retry_after_s`` seconds (or elsewhere)."""
 
 
 class DeadlineExceeded(HonedError):

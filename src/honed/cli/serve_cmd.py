@@ -45,7 +45,9 @@ def serve(
         None, "--max-queue-size", help="Queued requests before 429 (default 1024)."
     ),
     max_queue_time_ms: float | None = typer.Option(
-        None, "--max-queue-time-ms", help="Longest a request may wait queued, then 503 + Retry-After (default none)."
+        None,
+        "--max-queue-time-ms",
+        help="Queue-time bound: a request that would wait (or waited) longer gets 429 + Retry-After (default 1000).",
     ),
     no_batching: bool = typer.Option(False, "--no-batching", help="Run every request on its own."),
     instances: int | None = typer.Option(None, "--instances", help="Sessions per model version (default 1)."),

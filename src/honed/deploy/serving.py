@@ -54,7 +54,7 @@ class ServingSecrets:
 def serve_args(placement: Placement, model_path: str, secrets: ServingSecrets | None = None) -> list[str]:
     """Arguments after the ``honed`` entry point; sized from the plan (threads, instances, batch), with the
     deployment's p99 SLO as the queue-time bound: a request that has waited that long is late whatever happens
-    next, so it is shed (503 + Retry-After) and the client can retry on another replica."""
+    next, so it is refused (429 + Retry-After) and the client can retry on another replica."""
     return [
         "serve",
         model_path,

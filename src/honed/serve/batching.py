@@ -5,7 +5,8 @@ Three layers, each testable on its own:
 * :func:`merge` / :func:`split`: concatenate requests along axis 0 and scatter outputs back, in order.
 * :class:`BatchScheduler`: the pure policy (no asyncio, no threads; time is an argument). It keeps one FIFO per
   *batch key* (the non-batch dims of every input; dtypes are fixed by the model), so requests of different
-  shapes never share a batch, bounds the queue (in count, and in time with ``max_queue_time_ms``), expires
+  shapes never share a batch, bounds the queue in count and in time (``max_queue_time_ms``: a request that
+  would wait longer than the bound, by its estimate of the work queued ahead, is refused on arrival), expires
   requests whose deadline or queue-time bound passed, and decides when to
   dispatch: **at once when an instance is idle**; it holds a batch back only to fill a preferred batch size
   when the recent arrival rate says the rows will come within the queue delay. While every instance is busy,
@@ -13,8 +14,8 @@ Three layers, each testable on its own:
 * :class:`Batcher`: the asyncio side. ``submit`` queues a request and awaits its result; it wakes the policy on
   every arrival, completion and timer, hands batches to idle :class:`Runner` s (model instances), and removes a
   request from the queue when its deadline passes (``DeadlineExceeded``), when it has waited the model's
-  queue-time bound (``QueueTimeExceeded``: shed, counted in ``honed_shed_total``) or when its awaiting task is
-  cancelled (a client that went away), so that work is never computed.
+  queue-time bound anyway (``QueueTimeExceeded``: shed, counted in ``honed_shed_total``) or when its awaiting
+  task is cancelled (a client that went away), so that work is never computed.
 
 All decisions read an injected monotonic ``clock``; tests drive it by hand.
 """
@@ -24,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
@@ -144,12 +144,25 @@ class BatchScheduler:
         """Every queued request, oldest first."""
         return sorted((r for q in self._queues.values() for r in q), key=lambda r: r.seq)
 
-    def add(self, request: Request, now: float, *, instances: int = 1) -> None:
-        """Queue ``request``; raises :class:`Overloaded` (with a retry-after estimate) when the queue is full."""
+    def add(self, request: Request, now: float, *, instances: int = 1, running_rows: int = 0) -> None:
+        """Queue ``request``; raises :class:`Overloaded` (with a retry-after estimate) when the queue is full and
+        :class:`QueueTimeExceeded` when, by :meth:`estimated_wait`, it would wait longer than the queue-time bound
+        (``running_rows``: the rows of the runs in progress, which are ahead of it too).
+        """
         if self._count >= self.config.max_queue_size:
             raise Overloaded(
                 f"the queue is full ({self._count} requests waiting); retry later or add instances",
-                retry_after_s=self.retry_after(instances),
+                retry_after_s=self.retry_after(instances, running_rows),
+            )
+        bound = self.config.max_queue_time_s
+        wait = self.estimated_wait(instances, running_rows)
+        if bound is not None and wait is not None and wait > bound:
+            raise QueueTimeExceeded(
+                f"this request would wait about {wait * 1000:.0f} ms in the queue ({self._rows} rows queued and "
+                f"{running_rows} running ahead of it), "
+                f"over this model's {bound * 1000:g} ms queue-time bound, so it was not queued; the server is "
+                "overloaded: retry later or on another replica",
+                retry_after_s=_retry_bounds(wait),
             )
         if self._last_arrival is not None:
             gap = max(0.0, now - self._last_arrival)
@@ -162,7 +175,6 @@ class BatchScheduler:
         request.queued = True
         self._count += 1
         self._rows += request.rows
-        bound = self.config.max_queue_time_s
         if bound is not None:
             request.shed_at = request.enqueued_at + bound
         expires = request.expires_at()
@@ -227,12 +239,20 @@ class BatchScheduler:
             self._run_seconds = (1 - _EWMA) * self._run_seconds + _EWMA * seconds
             self._run_rows = (1 - _EWMA) * self._run_rows + _EWMA * rows
 
-    def retry_after(self, instances: int) -> float:
-        """Seconds until the queue has likely drained, from recent run times (bounded to 10 ms .. 30 s)."""
+    def estimated_wait(self, instances: int, running_rows: int = 0) -> float | None:
+        """Seconds a request arriving now would likely wait in the queue before its run starts: the rows queued
+        ahead of it, and half the ``running_rows`` of the runs in progress (on average half done), at the measured
+        service time per row (the moving averages of recent runs' compute seconds over their rows), shared by
+        ``instances`` runners; None before any run has been measured."""
         if self._run_seconds is None or self._run_rows is None:
-            return max(0.01, self.config.max_queue_delay_s)
-        runs = math.ceil(self._rows / max(1.0, self._run_rows))
-        return min(30.0, max(0.01, runs * self._run_seconds / max(1, instances)))
+            return None
+        rows = self._rows + running_rows / 2
+        return rows * self._run_seconds / max(1.0, self._run_rows) / max(1, instances)
+
+    def retry_after(self, instances: int, running_rows: int = 0) -> float:
+        """Seconds until the queue has likely drained, by :meth:`estimated_wait` (bounded to 10 ms .. 30 s)."""
+        wait = self.estimated_wait(instances, running_rows)
+        return _retry_bounds(self.config.max_queue_delay_s if wait is None else wait)
 
     def _candidate(self, queue: deque[Request]) -> list[Request]:
         if not self.batching:
@@ -305,6 +325,7 @@ class Batcher:
         self._closed = False
         self._drained: asyncio.Future[None] | None = None
         self.runs = 0
+        self._running_rows = 0
 
     @property
     def busy(self) -> int:
@@ -325,8 +346,10 @@ class Batcher:
     ) -> Tensors:
         """Queue one request and wait for its outputs.
 
-        Raises :class:`Overloaded` when the queue is full, :class:`DeadlineExceeded` when ``timeout_s`` runs out
-        while the request is still queued, :class:`Unavailable` once the batcher is closing. Cancelling the
+        Raises :class:`Overloaded` when the queue is full, :class:`QueueTimeExceeded` at once when by the
+        scheduler's estimate it would wait longer than the queue-time bound (and later if it waits that long
+        anyway), :class:`DeadlineExceeded` when ``timeout_s`` runs out while the request is still queued,
+        :class:`Unavailable` once the batcher is closing. Cancelling the
         awaiting task removes a still-queued request, so it is never computed.
         """
         if self._closed:
@@ -342,10 +365,10 @@ class Batcher:
         future: asyncio.Future[Tensors] = asyncio.get_running_loop().create_future()
         request = Request(inputs, rows, key, now, deadline, future, observer=observer)
         try:
-            self.scheduler.add(request, now, instances=self._runners)
-        except Overloaded:
+            self.scheduler.add(request, now, instances=self._runners, running_rows=self._running_rows)
+        except Overloaded as exc:
             if self._metrics is not None:
-                self._metrics.shed("queue_full")
+                self._metrics.shed("estimate" if isinstance(exc, QueueTimeExceeded) else "queue_full")
             raise
         self._pump()
         try:
@@ -390,7 +413,7 @@ class Batcher:
                     QueueTimeExceeded(
                         f"the request waited {bound_ms:g} ms in the queue, this model's queue-time bound, and was "
                         "not run; the server is overloaded: retry later or on another replica",
-                        retry_after_s=scheduler.retry_after(self._runners),
+                        retry_after_s=scheduler.retry_after(self._runners, self._running_rows),
                     ),
                 )
         while self._idle and len(scheduler):
@@ -399,6 +422,7 @@ class Batcher:
                 break
             runner = self._idle.pop()
             self.runs += 1
+            self._running_rows += sum(r.rows for r in batch)
             if self._metrics is not None:
                 for request in batch:
                     self._metrics.observe_queue(now - request.enqueued_at)
@@ -417,6 +441,7 @@ class Batcher:
     ) -> None:
         self._idle.append(runner)
         rows = sum(r.rows for r in batch)
+        self._running_rows -= rows
         self.scheduler.record_run(rows, seconds)
         if self._metrics is not None:
             self._metrics.observe_batch(rows, seconds)
@@ -450,6 +475,10 @@ class Batcher:
     def _on_timer(self) -> None:
         self._timer = self._timer_at = None
         self._pump()
+
+
+def _retry_bounds(seconds: float) -> float:
+    return min(30.0, max(0.01, seconds))
 
 
 def _fail(request: Request, exc: BaseException) -> None:

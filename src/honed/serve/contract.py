@@ -49,9 +49,9 @@ AUTH_REASONS = ("missing", "malformed", "unknown", "invalid", "revoked", "forbid
 RELOAD_RESULTS = ("success", "failure")
 """Every value of the ``result`` label of ``honed_access_policy_reloads_total``."""
 
-SHED_REASONS = ("queue_time", "queue_full")
-"""Every value of the ``reason`` label of ``honed_shed_total``: waited past the model's queue-time bound, or found
-its queue full."""
+SHED_REASONS = ("estimate", "queue_time", "queue_full")
+"""Every value of the ``reason`` label of ``honed_shed_total``: refused on arrival because by the batcher's estimate
+it would wait longer than the model's queue-time bound, waited that long anyway, or found its queue full."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,8 @@ SHED = Metric(
     "honed_shed_total",
     "counter",
     ("model", "reason"),
-    "Requests answered without running (reason: queue_time, past the model's queue-time bound; queue_full).",
+    "Requests answered without running (reason: estimate, would wait past the model's queue-time bound; "
+    "queue_time, waited past it; queue_full).",
 )
 
 METRICS: tuple[Metric, ...] = (

@@ -24,7 +24,7 @@ from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2, service_pb2_grpc
 from tritonclient.grpc import service_pb2 as pb
 
-from honed.errors import DataError, InvalidArgument, Overloaded, QueueTimeExceeded
+from honed.errors import DataError, InvalidArgument, Overloaded
 from honed.serve.access import Principal
 from honed.serve.dataplane import DataPlane, decode_off_loop, error_message, status_for
 from honed.serve.protocol import grpc_codec
@@ -47,7 +47,7 @@ def _metadata(pairs: Any, key: str) -> list[str]:
 
 async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> NoReturn:
     _, code = status_for(exc)
-    if isinstance(exc, Overloaded | QueueTimeExceeded):
+    if isinstance(exc, Overloaded):
         context.set_trailing_metadata((("retry-after", str(max(1, math.ceil(exc.retry_after_s)))),))
     await context.abort(grpc.StatusCode[code], error_message(exc))
     raise AssertionError("unreachable")  # pragma: no cover - abort() always raises

@@ -23,7 +23,7 @@ import math
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from honed.errors import DataError, NotFound, Overloaded, PayloadTooLarge, QueueTimeExceeded, Unauthenticated
+from honed.errors import DataError, NotFound, Overloaded, PayloadTooLarge, Unauthenticated
 from honed.serve.access import Principal
 from honed.serve.contract import LIVE_PATH, METRICS_PATH, READY_PATH
 from honed.serve.dataplane import DataPlane, decode_off_loop, error_message, status_for
@@ -262,7 +262,7 @@ def _error(exc: BaseException) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     headers = list(_JSON)
     if isinstance(exc, Unauthenticated):
         headers.append((b"www-authenticate", b'Bearer realm="honed"'))
-    if isinstance(exc, Overloaded | QueueTimeExceeded):
+    if isinstance(exc, Overloaded):
         headers.append((b"retry-after", str(max(1, math.ceil(exc.retry_after_s))).encode()))
     return status, headers, _json({"error": error_message(exc)})
 

@@ -39,7 +39,6 @@ from honed.errors import (
     NotFound,
     Overloaded,
     PermissionDenied,
-    QueueTimeExceeded,
     Unauthenticated,
     Unavailable,
 )
@@ -87,7 +86,7 @@ def outcome_of(exc: BaseException | None) -> str:
         return "invalid"
     if isinstance(exc, NotFound):
         return "not_found"
-    if isinstance(exc, Overloaded | QueueTimeExceeded):
+    if isinstance(exc, Overloaded):
         return "overloaded"
     if isinstance(exc, Unavailable):
         return "unavailable"
