@@ -205,7 +205,7 @@ def rank_sensitivity(
         for feed, want in _run_on_calibration(_exposing(prepared, shared), ctx, batches):
             got = session.run(feed)
             keep = mask.keep(feed) if mask is not None else None
-            errors = {t: _tensor_error(want.get(t), got.get(t), keep) for t in shared}
+            errors = {t: _whole_error(want.get(t), got.get(t), keep) for t in shared}
             for n in nodes:
                 inherited = max((e for t in n.inputs if (e := errors[t]) is not None), default=0.0)
                 added = [_added(e, inherited) for t in n.outputs if (e := errors[t]) is not None]
@@ -578,3 +578,16 @@ def _accepts(accept: Callable[[onnx.ModelProto], bool], model: onnx.ModelProto) 
         return bool(accept(model))
     except HonedError:
         return False  # a candidate the gate cannot even run is not accepted
+
+
+def _whole_error(
+    want: np.ndarray[Any, Any] | None, got: np.ndarray[Any, Any] | None, keep: np.ndarray[Any, Any] | None
+) -> float | None:
+    """Relative error of a whole intermediate tensor (None when missing or not floating point)."""
+    from honed.evaluate.comparison import masked_relative_error
+
+    if want is None or got is None or not np.issubdtype(np.asarray(want).dtype, np.floating):
+        return None
+    if np.shape(want) != np.shape(got):
+        return None
+    return masked_relative_error(np.asarray(want), np.asarray(got), keep)
