@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from honed.report.terminal import stopped
 from honed.search import optimize
-from tests.graphs import wide_range_matmuls
+from tests.graphs import outlier_chain, wide_range_matmuls
 
 
 def _wide_range(path: Path) -> Path:
@@ -52,3 +53,35 @@ def test_rejected_dynamic_int8_gets_a_fallback_that_passes_and_replays(tmp_path:
         recipe["output"]["sha256"] == json.loads((tmp_path / "again" / "recipe.json").read_text())["output"]["sha256"]
     )
     assert again.exit_code in (0, 3)
+
+
+def test_a_budget_that_holds_the_static_fallback_runs_it_and_says_why_it_stopped(tmp_path: Path) -> None:
+    """Static INT8 of a model it breaks: the one-pass fallback fits the budget, runs, and every move was made."""
+    model = tmp_path / "chain.onnx"
+    onnx.save(outlier_chain(layers=8, outlier=3), model)
+    data = tmp_path / "data.npz"
+    np.savez(data, x=np.random.default_rng(1).normal(size=(128, 16)).astype(np.float32))
+    result = optimize(
+        model,
+        out=tmp_path / "out",
+        data=data,
+        metric="cosine",
+        minimum=0.999,
+        batch=4,
+        passes=["int8-static"],
+        tune_runtime=False,
+        evaluate_slower=True,
+        time_budget="5m",
+        measure_s=0.02,
+        final_rounds=2,
+        cache_dir=tmp_path / "cache",
+    )
+    rows = result.report["candidates"]
+    assert any("sensitive-layer fallback of" in (r["note"] or "") for r in rows), [
+        (r["label"], r["status"], r["note"]) for r in rows
+    ]
+    assert result.report["stop_reason"] == "all-tried"
+    assert all(u["reason"] == "not-applicable" for u in result.report["untried"])
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "Why the search stopped" in html and "all-tried" in html
+    assert stopped(result.document) == "stopped: every planned move was made"
