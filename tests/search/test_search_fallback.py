@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 
 from honed.report.terminal import stopped
 from honed.search import optimize
@@ -85,3 +86,46 @@ def test_a_budget_that_holds_the_static_fallback_runs_it_and_says_why_it_stopped
     html = (tmp_path / "out" / "report.html").read_text()
     assert "Why the search stopped" in html and "all-tried" in html
     assert stopped(result.document) == "stopped: every planned move was made"
+
+
+@pytest.mark.parametrize(("budget", "ran"), [(40, False), (80, True)])
+def test_the_fallback_runs_when_its_estimate_fits_and_is_reported_when_not(
+    tmp_path: Path, budget: int, ran: bool
+) -> None:
+    """Time read from a clock that advances 1 s per reading: the same steps cost the same "seconds" every run.
+    The static fallback's estimate (one ranking pass and a binary search, costed at what the rejected INT8
+    candidate took) fits 80 s but not 40 s; either way the report says why the search stopped."""
+    model = tmp_path / "chain.onnx"
+    onnx.save(outlier_chain(layers=8, outlier=3), model)
+    data = tmp_path / "data.npz"
+    np.savez(data, x=np.random.default_rng(1).normal(size=(128, 16)).astype(np.float32))
+    ticks = iter(range(1_000_000))
+    result = optimize(
+        model,
+        out=tmp_path / "out",
+        data=data,
+        metric="cosine",
+        minimum=0.999,
+        batch=4,
+        passes=["int8-static"],
+        backends=["onnxruntime"],
+        tune_runtime=False,
+        evaluate_slower=True,
+        time_budget=budget,
+        measure_s=0.02,
+        final_rounds=2,
+        cache_dir=tmp_path / "cache",
+        clock=lambda: float(next(ticks)),
+    )
+    rows = result.report["candidates"]
+    recovered = [r for r in rows if "sensitive-layer fallback of" in (r["note"] or "")]
+    untried = [u for u in result.report["untried"] if u["reason"] != "not-applicable"]
+    if ran:
+        assert recovered and recovered[0]["status"] == "accepted"
+        assert result.report["stop_reason"] == "all-tried" and not untried
+    else:
+        assert not recovered
+        assert result.report["stop_reason"] == "unaffordable"
+        assert untried and all(u["reason"] == "unaffordable" for u in untried)
+        assert "one ranking pass and 5 builds and evaluations" in untried[0]["detail"]
+        assert "untried: sensitive-layer fallback of" in (stopped(result.document) or "")
