@@ -70,11 +70,18 @@ def wide_range_matmuls() -> onnx.ModelProto:
         helper.make_node("Relu", ["h2"], ["r2"], name="relu"),
         helper.make_node("MatMul", ["r2", "w3"], ["y"], name="mm3"),
     ]
+    return _x_to_y(nodes, inits, "wide", 8, 4)
+
+
+def _x_to_y(
+    nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto], name: str, width_in: int, width_out: int
+) -> onnx.ModelProto:
+    """An opset-13 model of ``nodes`` from ``x[N, width_in]`` to ``y[N, width_out]``."""
     graph = helper.make_graph(
         nodes,
-        "wide",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+        name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width_in])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", width_out])],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
@@ -139,7 +146,9 @@ def outlier_chain(layers: int = 8, outlier: int = 3) -> onnx.ModelProto:
     writes one channel 10^4 times larger than the rest, which the next MatMul reads with a weight that scales it
     back down. Per-tensor INT8 of that channel's tensor crushes every other channel; the float model is fine."""
     rng = np.random.default_rng(0)
-    nodes, inits, current = [], [], "x"
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+    current = "x"
     for i in range(layers):
         w = rng.normal(0, 0.4, (16, 16))
         if i == outlier:
@@ -153,13 +162,4 @@ def outlier_chain(layers: int = 8, outlier: int = 3) -> onnx.ModelProto:
             nodes.append(helper.make_node("Tanh", [current], [f"t{i}"], name=f"tanh{i}"))
             current = f"t{i}"
     nodes[-1].output[0] = "y"
-    graph = helper.make_graph(
-        nodes,
-        "outlier_chain",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 16])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    return model
+    return _x_to_y(nodes, inits, "outlier_chain", 16, 16)

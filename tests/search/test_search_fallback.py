@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 import pytest
 
 from honed.report.terminal import stopped
-from honed.search import optimize
+from honed.search import OptimizeResult, optimize
 from tests.graphs import outlier_chain, wide_range_matmuls
 
 
@@ -56,13 +57,13 @@ def test_rejected_dynamic_int8_gets_a_fallback_that_passes_and_replays(tmp_path:
     assert again.exit_code in (0, 3)
 
 
-def test_a_budget_that_holds_the_static_fallback_runs_it_and_says_why_it_stopped(tmp_path: Path) -> None:
-    """Static INT8 of a model it breaks: the one-pass fallback fits the budget, runs, and every move was made."""
+def _static_chain_search(tmp_path: Path, **options: Any) -> OptimizeResult:
+    """``int8-static`` on ONNX Runtime over :func:`outlier_chain`, judging every candidate (``evaluate_slower``)."""
     model = tmp_path / "chain.onnx"
     onnx.save(outlier_chain(layers=8, outlier=3), model)
     data = tmp_path / "data.npz"
     np.savez(data, x=np.random.default_rng(1).normal(size=(128, 16)).astype(np.float32))
-    result = optimize(
+    return optimize(
         model,
         out=tmp_path / "out",
         data=data,
@@ -70,13 +71,19 @@ def test_a_budget_that_holds_the_static_fallback_runs_it_and_says_why_it_stopped
         minimum=0.999,
         batch=4,
         passes=["int8-static"],
+        backends=["onnxruntime"],
         tune_runtime=False,
         evaluate_slower=True,
-        time_budget="5m",
         measure_s=0.02,
         final_rounds=2,
         cache_dir=tmp_path / "cache",
+        **options,
     )
+
+
+def test_a_budget_that_holds_the_static_fallback_runs_it_and_says_why_it_stopped(tmp_path: Path) -> None:
+    """Static INT8 of a model it breaks: the one-pass fallback fits the budget, runs, and every move was made."""
+    result = _static_chain_search(tmp_path, time_budget="5m")
     rows = result.report["candidates"]
     assert any("sensitive-layer fallback of" in (r["note"] or "") for r in rows), [
         (r["label"], r["status"], r["note"]) for r in rows
@@ -95,28 +102,8 @@ def test_the_fallback_runs_when_its_estimate_fits_and_is_reported_when_not(
     """Time read from a clock that advances 1 s per reading: the same steps cost the same "seconds" every run.
     The static fallback's estimate (one ranking pass and a binary search, costed at what the rejected INT8
     candidate took) fits 80 s but not 40 s; either way the report says why the search stopped."""
-    model = tmp_path / "chain.onnx"
-    onnx.save(outlier_chain(layers=8, outlier=3), model)
-    data = tmp_path / "data.npz"
-    np.savez(data, x=np.random.default_rng(1).normal(size=(128, 16)).astype(np.float32))
     ticks = iter(range(1_000_000))
-    result = optimize(
-        model,
-        out=tmp_path / "out",
-        data=data,
-        metric="cosine",
-        minimum=0.999,
-        batch=4,
-        passes=["int8-static"],
-        backends=["onnxruntime"],
-        tune_runtime=False,
-        evaluate_slower=True,
-        time_budget=budget,
-        measure_s=0.02,
-        final_rounds=2,
-        cache_dir=tmp_path / "cache",
-        clock=lambda: float(next(ticks)),
-    )
+    result = _static_chain_search(tmp_path, time_budget=budget, clock=lambda: float(next(ticks)))
     rows = result.report["candidates"]
     recovered = [r for r in rows if "sensitive-layer fallback of" in (r["note"] or "")]
     untried = [u for u in result.report["untried"] if u["reason"] != "not-applicable"]
