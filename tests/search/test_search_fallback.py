@@ -15,30 +15,9 @@ from honed.search import OptimizeResult, optimize
 from tests.graphs import outlier_chain, wide_range_matmuls
 
 
-def _wide_range(path: Path) -> Path:
-    onnx.save(wide_range_matmuls(), path)
-    return path
-
-
 def test_rejected_dynamic_int8_gets_a_fallback_that_passes_and_replays(tmp_path: Path) -> None:
-    model = _wide_range(tmp_path / "wide.onnx")
-    data = tmp_path / "data.npz"
-    np.savez(data, x=np.random.default_rng(1).normal(size=(128, 8)).astype(np.float32))
-    result = optimize(
-        model,
-        out=tmp_path / "out",
-        data=data,
-        metric="cosine",
-        minimum=0.999,
-        batch=4,
-        passes=["int8-dynamic"],
-        tune_runtime=False,
-        evaluate_slower=True,  # judge every candidate, so the test does not depend on which one ran faster
-        time_budget="3m",
-        measure_s=0.02,
-        final_rounds=2,
-        cache_dir=tmp_path / "cache",
-    )
+    result = _fallback_search(tmp_path, wide_range_matmuls(), "int8-dynamic", time_budget="3m")
+    model, data = tmp_path / "model.onnx", tmp_path / "data.npz"
     rows = result.report["candidates"]
     full = [r for r in rows if r["label"].startswith("int8-dynamic(") and "float_nodes" not in r["label"]]
     assert full and all(r["status"] == "rejected" for r in full)
@@ -57,12 +36,14 @@ def test_rejected_dynamic_int8_gets_a_fallback_that_passes_and_replays(tmp_path:
     assert again.exit_code in (0, 3)
 
 
-def _static_chain_search(tmp_path: Path, **options: Any) -> OptimizeResult:
-    """``int8-static`` on ONNX Runtime over :func:`outlier_chain`, judging every candidate (``evaluate_slower``)."""
-    model = tmp_path / "chain.onnx"
-    onnx.save(outlier_chain(layers=8, outlier=3), model)
+def _fallback_search(tmp_path: Path, graph: onnx.ModelProto, pass_name: str, **options: Any) -> OptimizeResult:
+    """``pass_name`` on ONNX Runtime over ``graph`` (input ``x``), judging every candidate (``evaluate_slower``, so
+    a test does not depend on which one ran faster)."""
+    model = tmp_path / "model.onnx"
+    onnx.save(graph, model)
     data = tmp_path / "data.npz"
-    np.savez(data, x=np.random.default_rng(1).normal(size=(128, 16)).astype(np.float32))
+    width = graph.graph.input[0].type.tensor_type.shape.dim[1].dim_value
+    np.savez(data, x=np.random.default_rng(1).normal(size=(128, width)).astype(np.float32))
     return optimize(
         model,
         out=tmp_path / "out",
@@ -70,7 +51,7 @@ def _static_chain_search(tmp_path: Path, **options: Any) -> OptimizeResult:
         metric="cosine",
         minimum=0.999,
         batch=4,
-        passes=["int8-static"],
+        passes=[pass_name],
         backends=["onnxruntime"],
         tune_runtime=False,
         evaluate_slower=True,
@@ -83,7 +64,7 @@ def _static_chain_search(tmp_path: Path, **options: Any) -> OptimizeResult:
 
 def test_a_budget_that_holds_the_static_fallback_runs_it_and_says_why_it_stopped(tmp_path: Path) -> None:
     """Static INT8 of a model it breaks: the one-pass fallback fits the budget, runs, and every move was made."""
-    result = _static_chain_search(tmp_path, time_budget="5m")
+    result = _fallback_search(tmp_path, outlier_chain(), "int8-static", time_budget="5m")
     rows = result.report["candidates"]
     assert any("sensitive-layer fallback of" in (r["note"] or "") for r in rows), [
         (r["label"], r["status"], r["note"]) for r in rows
@@ -103,7 +84,9 @@ def test_the_fallback_runs_when_its_estimate_fits_and_is_reported_when_not(
     The static fallback's estimate (one ranking pass and a binary search, costed at what the rejected INT8
     candidate took) fits 80 s but not 40 s; either way the report says why the search stopped."""
     ticks = iter(range(1_000_000))
-    result = _static_chain_search(tmp_path, time_budget=budget, clock=lambda: float(next(ticks)))
+    result = _fallback_search(
+        tmp_path, outlier_chain(), "int8-static", time_budget=budget, clock=lambda: float(next(ticks))
+    )
     rows = result.report["candidates"]
     recovered = [r for r in rows if "sensitive-layer fallback of" in (r["note"] or "")]
     untried = [u for u in result.report["untried"] if u["reason"] != "not-applicable"]
