@@ -1,9 +1,9 @@
 """Sensitive-layer fallback for INT8 (static and dynamic): keep the layers that hurt accuracy most in float.
 
-Static INT8: :func:`rank_sensitivity` quantizes one node at a time (everything else in FP32) and measures how
-far the model's outputs move from the FP32 model's on calibration batches; that error is the node's own
-contribution, independent of what other layers do. Calibration runs once: every variant reuses the same
-activation ranges.
+Static INT8: :func:`rank_sensitivity` ranks in one pass: the FP32 model and the full INT8 model run on the
+same calibration batches with their intermediate tensors exposed, and each quantized node scores the noise its
+inputs' quantization causes and the error its output adds to what its inputs bring. One quantizer run, however
+many nodes the model has.
 
 Dynamic INT8: rebuilding the model once per node would cost one quantizer run per MatMul, so
 :func:`rank_dynamic_sensitivity` instead captures each weighted node's float input on calibration batches (one
@@ -12,9 +12,10 @@ quantized the way ONNX Runtime's dynamic scheme does (uint8 per-tensor activatio
 channel or not, 7-bit with ``reduce_range``).
 
 :func:`sensitive_layer_fallback` then excludes the worst nodes from quantization, the fewest for which the
-caller's ``accept(model)`` (an accuracy gate) holds. The result's ``params`` are the pass's parameters with
-``nodes_to_exclude`` filled in: running the pass (``int8-static`` or ``int8-dynamic``) with them on the same
-model gives the same bytes, so a recipe can replay it.
+caller's ``accept(model)`` (an accuracy gate) holds, found by a binary search over the ranked list: at most
+:func:`fallback_evaluations` models are judged, ``O(log n)`` for ``n`` ranked nodes. The result's ``params``
+are the pass's parameters with ``nodes_to_exclude`` filled in: running the pass (``int8-static`` or
+``int8-dynamic``) with them on the same model gives the same bytes, so a recipe can replay it.
 """
 
 from __future__ import annotations
