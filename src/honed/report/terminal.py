@@ -90,5 +90,10 @@ def stopped(report: OptimizeReport) -> str | None:
     left = [u for u in report.untried if u.get("reason") != "not-applicable"]
     line = f"stopped: {_STOPPED.get(report.stop_reason, report.stop_reason)}"
     if left:
-        line += "; untried: " + "; ".join(f"{u['what']} ({u['reason']}: {u['detail']})" for u in left)
+        line += "; untried: " + "; ".join(f"{u['what']} ({u['reason']}: {u['detail']})" for u in left[:_LISTED])
+        if len(left) > _LISTED:
+            line += f"; and {len(left) - _LISTED} more (report.json's untried)"
     return line
+
+
+_LISTED = 3  # untried moves named on the terminal; the report lists every one
