@@ -119,6 +119,8 @@ def test_resume_after_interruption_reuses_finished_candidates(tmp_path: Path, mo
     )
     cut = optimize(model, out=tmp_path / "o1", time_budget=12, clock=clock, tune_runtime=False, **kwargs, **FAST)
     assert cut.report["budget_exhausted"] is True
+    assert cut.report["stop_reason"] == "budget-spent"
+    assert any(u["reason"] == "budget" for u in cut.report["untried"])
     assert (tmp_path / "o1" / "model.onnx").is_file()  # best-so-far is written even when cut short
     assert cut.report["final_compared"] is False
     done_first = {c["label"] for c in cut.report["candidates"] if c["status"] not in ("not-run",)}

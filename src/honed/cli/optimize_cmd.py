@@ -43,12 +43,15 @@ class OptimizeProgress(Events):
 def show_result(result: OptimizeResult) -> None:
     """The candidates table and the verdict of a search, or what a replay reproduced."""
     from honed.report import candidates_table, verdict
+    from honed.report.terminal import stopped
 
     document = result.document
     replay = document.replay
     if replay is None:
         console.print(candidates_table(document))
         console.print(verdict(document))
+        if (line := stopped(document)) is not None:
+            console.print(line, markup=False)
     elif replay.reproduced:
         console.print(f"reproduced: {result.model_path} sha256 {replay.output_sha256}")
     else:

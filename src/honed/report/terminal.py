@@ -74,3 +74,26 @@ def verdict(report: OptimizeReport) -> str:
             f"{gate.metric} {_fmt(winner.metric_value, 5)}"
         )
     return f"no candidate beat the original inside {gate.describe()}; the original model was written"
+
+
+_STOPPED = {
+    "all-tried": "every planned move was made",
+    "unaffordable": "what was left was estimated beyond the remaining budget",
+    "budget-spent": "the time budget ran out",
+}
+
+
+def stopped(report: OptimizeReport) -> str | None:
+    """One line: why the search stopped and what it left untried (None for a report without a stop reason)."""
+    if report.stop_reason is None:
+        return None
+    left = [u for u in report.untried if u.get("reason") != "not-applicable"]
+    line = f"stopped: {_STOPPED.get(report.stop_reason, report.stop_reason)}"
+    if left:
+        line += "; untried: " + "; ".join(f"{u['what']} ({u['reason']}: {u['detail']})" for u in left[:_LISTED])
+        if len(left) > _LISTED:
+            line += f"; and {len(left) - _LISTED} more (report.json's untried)"
+    return line
+
+
+_LISTED = 3  # untried moves named on the terminal; the report lists every one

@@ -54,7 +54,7 @@ from honed.search.cache import CandidateCache, default_cache_dir
 from honed.search.candidates import ModelProfile, Skipped, Step
 from honed.search.datasource import DataSource
 from honed.search.document import REPORT_FILE, OptimizeReport, Replay, ReportGate, ReportSettings, Status
-from honed.search.engine import OBJECTIVES, Clock, Events, Outcome, Search, SearchInputs, Settings
+from honed.search.engine import OBJECTIVES, Clock, Events, Outcome, Search, SearchInputs, Settings, Untried
 from honed.search.profile import op_profile
 from honed.search.recipe import Recipe, build_artifact, library_versions, write_artifact
 from honed.search.results import bench_document, bench_rows, candidate_row
@@ -552,6 +552,8 @@ class SearchState:
 
     outcomes: tuple[Outcome, ...]
     skipped: tuple[Skipped, ...]
+    untried: tuple[Untried, ...]
+    stop_reason: str
     budget_exhausted: bool
     final_compared: bool
     candidate_order: ModelProfile | None
@@ -568,6 +570,8 @@ def _state(search: Search) -> SearchState:
     return SearchState(
         outcomes=tuple(search.outcomes),
         skipped=tuple(search.skipped),
+        untried=tuple(search.all_untried()),
+        stop_reason=search.stop_reason,
         budget_exhausted=search.budget_exhausted,
         final_compared=search.final_compared,
         candidate_order=search.profile,
@@ -651,6 +655,8 @@ def search_report(
         complete=recipe is not None,
         elapsed_s=round(elapsed_s, 3) if elapsed_s is not None else None,
         budget_exhausted=state.budget_exhausted,
+        stop_reason=state.stop_reason,
+        untried=tuple(u.to_dict() for u in state.untried),
         final_compared=state.final_compared,
         winner=by_id[winner.id],
         baseline=rows[0],

@@ -340,6 +340,10 @@ class OptimizeReport:
     data: Json | None = None
     elapsed_s: float | None = None
     budget_exhausted: bool = False
+    stop_reason: str | None = None
+    """Why the search stopped: ``all-tried``, ``unaffordable`` or ``budget-spent`` (``untried`` says what)."""
+    untried: tuple[Json, ...] = ()
+    """Each move not made: ``what``, ``reason`` (budget, unaffordable, not-applicable), ``detail``, ``backend``."""
     final_compared: bool = False
     winner: CandidateRow | None = None
     baseline: CandidateRow | None = None
@@ -397,6 +401,8 @@ class OptimizeReport:
             "exit_code": self.exit_code,
             "elapsed_s": self.elapsed_s,
             "budget_exhausted": self.budget_exhausted,
+            "stop_reason": self.stop_reason,
+            "untried": [dict(u) for u in self.untried],
             "final_compared": self.final_compared,
             "winner": self.winner.to_dict(),
             "baseline": self.baseline.to_dict(),
@@ -458,6 +464,11 @@ class OptimizeReport:
             data=f.obj("data"),
             elapsed_s=f.number("elapsed_s", optional=True),
             budget_exhausted=f.flag("budget_exhausted"),
+            stop_reason=f.text("stop_reason", optional=True) if "stop_reason" in data else None,
+            untried=tuple(
+                _Fields(u, f"{origin}: untried[{i}]").data
+                for i, u in enumerate(f.items("untried") if "untried" in data else [])
+            ),
             final_compared=f.flag("final_compared"),
             winner=CandidateRow.from_dict(f.required("winner"), f"{origin}: winner"),
             baseline=CandidateRow.from_dict(f.required("baseline"), f"{origin}: baseline"),
