@@ -25,88 +25,35 @@ The shape on disk (field order as written)::
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from honed.errors import InvalidArgument
+from honed.fields import Fields, as_dict
 
 SCHEMA = "honed.plan/v1"
 MEASURED = "measured"
 DECLARED = "declared, not measured"
 
 
-class _Fields:
+class _Fields(Fields):
     """One JSON object of a plan with where it stands (file and path), so every complaint names the field."""
 
-    def __init__(self, data: Any, where: str) -> None:
-        if not isinstance(data, dict):
-            raise InvalidArgument(f"{where}: expected an object, got {_kind(data)}; regenerate it with honed plan")
-        self.data = data
-        self.where = where
+    or_null = ""
 
-    def _bad(self, key: str, expected: str) -> InvalidArgument:
-        return InvalidArgument(
-            f"{self.where}: {key} must be {expected}, got {_kind(self.data[key])}; regenerate it with honed plan"
-        )
+    @classmethod
+    def not_object(cls, data: Any, where: str) -> InvalidArgument:
+        return InvalidArgument(f"{where}: expected an object, got {_kind(data)}; regenerate it with honed plan")
 
-    def raw(self, key: str) -> Any:
-        if key not in self.data:
-            raise InvalidArgument(f"{self.where}: missing field {key!r}; regenerate it with honed plan")
-        return self.data[key]
+    def render(self, value: Any) -> str:
+        return _kind(value)
 
-    def text(self, key: str) -> str:
-        value = self.raw(key)
-        if not isinstance(value, str):
-            raise self._bad(key, "a string")
-        return value
+    def wrong(self, key: str, expected: str) -> InvalidArgument:
+        return InvalidArgument(f"{super().wrong(key, expected)}; regenerate it with honed plan")
 
-    def opt_text(self, key: str) -> str | None:
-        return None if self.data.get(key) is None else self.text(key)
-
-    def number(self, key: str) -> float:
-        value = self.raw(key)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise self._bad(key, "a number")
-        return float(value)
-
-    def opt_number(self, key: str) -> float | None:
-        return None if self.data.get(key) is None else self.number(key)
-
-    def whole(self, key: str) -> int:
-        value = self.raw(key)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self._bad(key, "a whole number")
-        return value
-
-    def obj(self, key: str) -> _Fields:
-        return _Fields(self.raw(key), f"{self.where}.{key}" if ": " in self.where else f"{self.where}: {key}")
-
-    def objects(self, key: str) -> list[_Fields]:
-        value = self.raw(key)
-        if not isinstance(value, list):
-            raise self._bad(key, "a list")
-        sep = "." if ": " in self.where else ": "
-        return [_Fields(item, f"{self.where}{sep}{key}[{i}]") for i, item in enumerate(value)]
-
-    def strings(self, key: str) -> tuple[str, ...]:
-        value = self.raw(key)
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self._bad(key, "a list of strings")
-        return tuple(value)
-
-    def opt_strings(self, key: str) -> tuple[str, ...] | None:
-        return None if self.data.get(key) is None else self.strings(key)
-
-    def mapping(self, key: str, of: type) -> dict[str, Any]:
-        value = self.raw(key)
-        ok = isinstance(value, dict) and all(
-            isinstance(k, str) and isinstance(v, of) and not isinstance(v, bool) for k, v in value.items()
-        )
-        if not ok:
-            raise self._bad(key, f"an object of {of.__name__} values")
-        return dict(value)
+    def missing(self, key: str, expected: str) -> InvalidArgument:
+        return InvalidArgument(f"{self.where}: missing field {key!r}; regenerate it with honed plan")
 
 
 def _kind(value: Any) -> str:
@@ -126,14 +73,7 @@ class OperatingPoint:
     """Items per second the replica sustained at this point, all instances together."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "batch": self.batch,
-            "threads": self.threads,
-            "instances": self.instances,
-            "p99_ms": self.p99_ms,
-            "mean_ms": self.mean_ms,
-            "throughput_items_per_s": self.throughput,
-        }
+        return as_dict(self, keys={"throughput": "throughput_items_per_s"})
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> OperatingPoint:
@@ -202,7 +142,7 @@ class ScheduleWindow:
     forecast_rps: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"start": self.start, "end": self.end, "replicas": self.replicas, "forecast_rps": self.forecast_rps}
+        return as_dict(self)
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> ScheduleWindow:
@@ -239,28 +179,7 @@ class PlannedScaling:
         return self.policy == "predictive"
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "policy": self.policy,
-            "min_replicas": self.min_replicas,
-            "max_replicas": self.max_replicas,
-            "target_utilization": self.target_utilization,
-            "capacity_per_replica_rps": self.capacity_per_replica_rps,
-            "target_rps_per_replica": self.target_rps_per_replica,
-            "scale_up_window_s": self.scale_up_window_s,
-            "scale_down_window_s": self.scale_down_window_s,
-            "model_load_s": self.model_load_s,
-            "pod_start_s": self.pod_start_s,
-            "provisioning_lead_s": self.provisioning_lead_s,
-            "max_extra_fraction": self.max_extra_fraction,
-            "max_extra_cost_per_hour": self.max_extra_cost_per_hour,
-            "replica_cost_per_hour": self.replica_cost_per_hour,
-            "season_s": self.season_s,
-        }
-        if self.history is not None:
-            out["history"] = self.history
-        if self.schedule is not None:
-            out["schedule"] = [w.to_dict() for w in self.schedule]
-        return out
+        return as_dict(self, unless_none=("history", "schedule"))
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> PlannedScaling:
@@ -304,7 +223,7 @@ class Resources:
     gpus: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"cpu": self.cpu, "memory_mb": self.memory_mb, "gpus": self.gpus}
+        return as_dict(self)
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> Resources:
@@ -356,33 +275,7 @@ class Placement:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "deployment": self.deployment,
-            "namespace": self.namespace,
-            "pool": self.pool,
-            "replicas": self.replicas,
-            "instances": self.instances,
-            "threads": self.threads,
-            "batch": self.batch,
-            "expected_p99_ms": self.expected_p99_ms,
-            "slo_p99_ms": self.slo_p99_ms,
-            "peak_rps": self.peak_rps,
-            "cost_per_hour": self.cost_per_hour,
-            "priority": self.priority,
-            "residency": list(self.residency) if self.residency is not None else None,
-            "jurisdiction": self.jurisdiction,
-            "region": self.region,
-            "gpu_type": self.gpu_type,
-            "resources": self.resources.to_dict(),
-            "nodes": dict(self.nodes),
-            "model": self.model,
-            "model_sha256": self.model_sha256,
-            "allow_from_namespaces": list(self.allow_from_namespaces),
-            "profile_source": self.profile_source,
-            "profile": self.profile.to_dict(),
-            "autoscaling": self.autoscaling.to_dict(),
-            "reasons": list(self.reasons),
-        }
+        return as_dict(self)
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> Placement:
@@ -427,7 +320,7 @@ class Unplaced:
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"deployment": self.deployment, "priority": self.priority, "reason": self.reason}
+        return as_dict(self)
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> Unplaced:
@@ -452,19 +345,7 @@ class PoolUse:
     gpu_type: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "jurisdiction": self.jurisdiction,
-            "region": self.region,
-            "nodes": self.nodes,
-            "nodes_used": self.nodes_used,
-            "cost_per_hour_used": self.cost_per_hour_used,
-            "cpu_requested": self.cpu_requested,
-            "cpu_total": self.cpu_total,
-            "memory_mb_requested": self.memory_mb_requested,
-            "gpus_requested": self.gpus_requested,
-            "gpu_type": self.gpu_type,
-        }
+        return as_dict(self)
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> PoolUse:
@@ -492,10 +373,7 @@ class Decision:
     chosen: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"pools": dict(self.pools)}
-        if self.chosen is not None:
-            out["chosen"] = self.chosen
-        return out
+        return as_dict(self, unless_none=("chosen",))
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> Decision:
@@ -513,12 +391,7 @@ class Solver:
     objective: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "status": self.status,
-            "time_limit_s": self.time_limit_s,
-            "objective": self.objective,
-        }
+        return as_dict(self)
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> Solver:
@@ -558,15 +431,7 @@ class Plan:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": SCHEMA,
-            "solver": self.solver.to_dict(),
-            "placements": [p.to_dict() for p in self.placements],
-            "unplaced": [u.to_dict() for u in self.unplaced],
-            "pools": [p.to_dict() for p in self.pools],
-            "decisions": {k: d.to_dict() for k, d in self.decisions.items()},
-            "total_cost_per_hour": self.total_cost_per_hour,
-        }
+        return {"schema": SCHEMA} | as_dict(self)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
@@ -579,7 +444,7 @@ class Plan:
                 f"{where} is not a honed plan (schema {SCHEMA}, found {found!r}); write one with honed plan"
             )
         f = _Fields(data, where)
-        decisions = f.obj("decisions")
+        decisions = f.nested("decisions")
         placements = tuple(Placement.from_dict(p.data, p.where) for p in f.objects("placements"))
         names = [p.deployment for p in placements]
         twice = sorted({n for n in names if names.count(n) > 1})
