@@ -19,11 +19,14 @@ from dataclasses import fields as dataclass_fields
 from dataclasses import is_dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any, ClassVar
+from functools import cache
+from types import UnionType
+from typing import Any, ClassVar, Self, TypeVar, cast, get_args, get_origin, get_type_hints
 
 from honed.errors import InvalidArgument
 
 _ABSENT: Any = object()
+D = TypeVar("D")
 
 
 class Fields:
@@ -166,6 +169,73 @@ class Fields:
             )
 
         return dict(self._checked(key, f"an object of {of.__name__} values", ok))
+
+    def read(self, cls: type[D], keys: Mapping[str, str] | None = None) -> D:
+        """An instance of the dataclass ``cls``, each field read by its annotation (``keys`` renames JSON keys).
+
+        ``str``, ``int``, ``float``, ``bool``, ``tuple[str, ...]``, ``dict[str, V]``, ``Mapping[str, Any]``, a
+        class with ``from_dict(data, where)`` or a tuple of them, each optionally ``| None``.
+        """
+        hints = _hints(cast(type, cls))
+        names = keys or {}
+        read = self._typed
+        values = {f.name: read(names.get(f.name, f.name), hints[f.name]) for f in dataclass_fields(cast(Any, cls))}
+        return cls(**values)
+
+    def _typed(self, key: str, hint: Any) -> Any:
+        args = get_args(hint)
+        if isinstance(hint, UnionType):
+            (hint,) = (a for a in args if a is not type(None))
+            if self._checked(key, _describe(hint), lambda v: True, nullable=True) is None:
+                return None
+            args = get_args(hint)
+        origin = get_origin(hint)
+        if hint is str:
+            return self.text(key)
+        if hint is bool:
+            return self.flag(key)
+        if hint is int:
+            return self.whole(key)
+        if hint is float:
+            return self.number(key)
+        if origin is tuple and args[0] is str:
+            return self.strings(key)
+        if origin is tuple:
+            return tuple(args[0].from_dict(item.data, item.where) for item in self.objects(key))
+        if origin is dict:
+            return self.mapping(key, args[1])
+        if origin is Mapping:
+            return self.obj(key)
+        return hint.from_dict(self.raw(key), self.at(key))
+
+
+class Document:
+    """A frozen dataclass whose JSON form is its fields: :func:`as_dict` out, :meth:`Fields.read` in.
+
+    ``json_keys`` renames fields in the JSON, ``json_unless_none`` leaves those fields out while they are None,
+    ``reader`` is the :class:`Fields` (phrasing) of the document the value belongs to.
+    """
+
+    json_keys: ClassVar[Mapping[str, str]] = {}
+    json_unless_none: ClassVar[tuple[str, ...]] = ()
+    reader: ClassVar[type[Fields]] = Fields
+
+    def to_dict(self) -> dict[str, Any]:
+        return as_dict(self, keys=self.json_keys, unless_none=self.json_unless_none)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Self:
+        return cls.reader(data, where).read(cls, cls.json_keys)
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def _describe(hint: Any) -> str:
+    kinds = {str: "a string", int: "a whole number", float: Fields.number_kind, bool: "true or false"}
+    return kinds.get(hint, "a JSON value")
 
 
 def _is_str(value: Any) -> bool:

@@ -25,12 +25,13 @@ The shape on disk (field order as written)::
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from honed.errors import InvalidArgument
-from honed.fields import Fields, as_dict
+from honed.fields import Document, Fields, as_dict
 
 SCHEMA = "honed.plan/v1"
 MEASURED = "measured"
@@ -61,8 +62,11 @@ def _kind(value: Any) -> str:
 
 
 @dataclass(frozen=True)
-class OperatingPoint:
+class OperatingPoint(Document):
     """One measured (or declared) way to run the model: a bench row."""
+
+    json_keys: ClassVar[Mapping[str, str]] = {"throughput": "throughput_items_per_s"}
+    reader = _Fields
 
     batch: int
     threads: int
@@ -72,25 +76,12 @@ class OperatingPoint:
     throughput: float
     """Items per second the replica sustained at this point, all instances together."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return as_dict(self, keys={"throughput": "throughput_items_per_s"})
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> OperatingPoint:
-        f = _Fields(data, where)
-        return cls(
-            batch=f.whole("batch"),
-            threads=f.whole("threads"),
-            instances=f.whole("instances"),
-            p99_ms=f.number("p99_ms"),
-            mean_ms=f.number("mean_ms"),
-            throughput=f.number("throughput_items_per_s"),
-        )
-
 
 @dataclass(frozen=True)
-class Profile:
+class Profile(Document):
     """A model's latency/throughput curve on one kind of hardware, with where it came from."""
+
+    reader = _Fields
 
     points: tuple[OperatingPoint, ...]
     source: str
@@ -117,42 +108,25 @@ class Profile:
             "points": [p.to_dict() for p in self.points],
         }
 
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> Profile:
-        f = _Fields(data, where)
-        return cls(
-            points=tuple(OperatingPoint.from_dict(p.data, p.where) for p in f.objects("points")),
-            source=f.text("source"),
-            origin=f.text("origin"),
-            hardware=f.text("hardware"),
-            peak_rss_mb=f.number("peak_rss_mb"),
-            model_load_s=f.number("model_load_s"),
-            model_path=f.opt_text("model_path"),
-            model_sha256=f.opt_text("model_sha256"),
-        )
-
 
 @dataclass(frozen=True)
-class ScheduleWindow:
+class ScheduleWindow(Document):
     """One hour of the day-ahead schedule of a predictive placement (``HH:MM`` UTC, starting a lead early)."""
+
+    reader = _Fields
 
     start: str
     end: str
     replicas: int
     forecast_rps: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return as_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> ScheduleWindow:
-        f = _Fields(data, where)
-        return cls(f.text("start"), f.text("end"), f.whole("replicas"), f.number("forecast_rps"))
-
 
 @dataclass(frozen=True)
-class PlannedScaling:
+class PlannedScaling(Document):
     """How a placement scales, as planned: the numbers the HPA, KEDA and the simulator run with."""
+
+    json_unless_none = ("history", "schedule")
+    reader = _Fields
 
     policy: str
     min_replicas: int
@@ -178,62 +152,32 @@ class PlannedScaling:
     def predictive(self) -> bool:
         return self.policy == "predictive"
 
-    def to_dict(self) -> dict[str, Any]:
-        return as_dict(self, unless_none=("history", "schedule"))
-
     @classmethod
     def from_dict(cls, data: Any, where: str) -> PlannedScaling:
-        f = _Fields(data, where)
-        schedule = None
-        if f.data.get("schedule") is not None:
-            schedule = tuple(ScheduleWindow.from_dict(w.data, w.where) for w in f.objects("schedule"))
-        policy = f.text("policy")
-        if policy not in ("hpa", "predictive"):
-            raise InvalidArgument(f"{where}: policy must be hpa or predictive, got {policy!r}")
-        scaling = cls(
-            policy=policy,
-            min_replicas=f.whole("min_replicas"),
-            max_replicas=f.whole("max_replicas"),
-            target_utilization=f.number("target_utilization"),
-            capacity_per_replica_rps=f.number("capacity_per_replica_rps"),
-            target_rps_per_replica=f.number("target_rps_per_replica"),
-            scale_up_window_s=f.number("scale_up_window_s"),
-            scale_down_window_s=f.number("scale_down_window_s"),
-            model_load_s=f.number("model_load_s"),
-            pod_start_s=f.number("pod_start_s"),
-            provisioning_lead_s=f.number("provisioning_lead_s"),
-            max_extra_fraction=f.number("max_extra_fraction"),
-            max_extra_cost_per_hour=f.opt_number("max_extra_cost_per_hour"),
-            replica_cost_per_hour=f.number("replica_cost_per_hour"),
-            season_s=f.number("season_s"),
-            history=f.opt_text("history"),
-            schedule=schedule,
-        )
+        scaling = _Fields(data, where).read(cls)
+        if scaling.policy not in ("hpa", "predictive"):
+            raise InvalidArgument(f"{where}: policy must be hpa or predictive, got {scaling.policy!r}")
         if not 1 <= scaling.min_replicas <= scaling.max_replicas:
             raise InvalidArgument(f"{where}: need 1 <= min_replicas <= max_replicas, got {scaling.min_replicas}")
         return scaling
 
 
 @dataclass(frozen=True)
-class Resources:
+class Resources(Document):
     """What one replica requests (= its limits): CPUs, memory in MiB, GPUs."""
+
+    reader = _Fields
 
     cpu: float
     memory_mb: float
     gpus: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
-        return as_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> Resources:
-        f = _Fields(data, where)
-        return cls(f.number("cpu"), f.number("memory_mb"), f.whole("gpus"))
-
 
 @dataclass(frozen=True)
-class Placement:
+class Placement(Document):
     """Where one deployment runs, sized from its profile, with every reason for the choice."""
+
+    reader = _Fields
 
     deployment: str
     namespace: str
@@ -274,63 +218,29 @@ class Placement:
             f"instances {key[2]}; regenerate the plan with honed plan"
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        return as_dict(self)
-
     @classmethod
     def from_dict(cls, data: Any, where: str) -> Placement:
         f = _Fields(data, where)
-        name = f.text("deployment")
-        f.where = f"{where} ({name})"
-        return cls(
-            deployment=name,
-            namespace=f.text("namespace"),
-            pool=f.text("pool"),
-            replicas=f.whole("replicas"),
-            instances=f.whole("instances"),
-            threads=f.whole("threads"),
-            batch=f.whole("batch"),
-            expected_p99_ms=f.number("expected_p99_ms"),
-            slo_p99_ms=f.number("slo_p99_ms"),
-            peak_rps=f.number("peak_rps"),
-            cost_per_hour=f.number("cost_per_hour"),
-            priority=f.text("priority"),
-            residency=f.opt_strings("residency"),
-            jurisdiction=f.opt_text("jurisdiction"),
-            region=f.opt_text("region"),
-            gpu_type=f.opt_text("gpu_type"),
-            resources=Resources.from_dict(f.raw("resources"), f"{f.where}.resources"),
-            nodes=f.mapping("nodes", int),
-            model=f.opt_text("model"),
-            model_sha256=f.opt_text("model_sha256"),
-            allow_from_namespaces=f.strings("allow_from_namespaces"),
-            profile_source=f.text("profile_source"),
-            profile=Profile.from_dict(f.raw("profile"), f"{f.where}.profile"),
-            autoscaling=PlannedScaling.from_dict(f.raw("autoscaling"), f"{f.where}.autoscaling"),
-            reasons=f.strings("reasons"),
-        )
+        f.where = f"{where} ({f.text('deployment')})"
+        return f.read(cls)
 
 
 @dataclass(frozen=True)
-class Unplaced:
+class Unplaced(Document):
     """A deployment the plan could not place, and the one reason why."""
+
+    reader = _Fields
 
     deployment: str
     priority: str
     reason: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return as_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> Unplaced:
-        f = _Fields(data, where)
-        return cls(f.text("deployment"), f.text("priority"), f.text("reason"))
-
 
 @dataclass(frozen=True)
-class PoolUse:
+class PoolUse(Document):
     """How much of one node pool the plan uses."""
+
+    reader = _Fields
 
     name: str
     jurisdiction: str | None
@@ -344,59 +254,28 @@ class PoolUse:
     gpus_requested: int
     gpu_type: str | None
 
-    def to_dict(self) -> dict[str, Any]:
-        return as_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> PoolUse:
-        f = _Fields(data, where)
-        return cls(
-            name=f.text("name"),
-            jurisdiction=f.opt_text("jurisdiction"),
-            region=f.opt_text("region"),
-            nodes=f.whole("nodes"),
-            nodes_used=f.whole("nodes_used"),
-            cost_per_hour_used=f.number("cost_per_hour_used"),
-            cpu_requested=f.number("cpu_requested"),
-            cpu_total=f.number("cpu_total"),
-            memory_mb_requested=f.number("memory_mb_requested"),
-            gpus_requested=f.whole("gpus_requested"),
-            gpu_type=f.opt_text("gpu_type"),
-        )
-
 
 @dataclass(frozen=True)
-class Decision:
+class Decision(Document):
     """Per deployment: a note for every pool considered, and what was chosen (a placement or why not)."""
+
+    json_unless_none = ("chosen",)
+    reader = _Fields
 
     pools: dict[str, str]
     chosen: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return as_dict(self, unless_none=("chosen",))
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> Decision:
-        f = _Fields(data, where)
-        return cls(f.mapping("pools", str), f.opt_text("chosen"))
-
 
 @dataclass(frozen=True)
-class Solver:
+class Solver(Document):
     """Which solver placed the plan and how it ended."""
+
+    reader = _Fields
 
     name: str
     status: str
     time_limit_s: float
     objective: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return as_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> Solver:
-        f = _Fields(data, where)
-        return cls(f.text("name"), f.text("status"), f.number("time_limit_s"), f.number("objective"))
 
 
 @dataclass(frozen=True)
