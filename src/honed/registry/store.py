@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 import onnx
 from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, func, insert, or_, select, update
@@ -33,6 +33,17 @@ _V = schema.versions
 _M = schema.models
 _TAG = "tag"
 _RESIDENCY = "residency"
+
+
+class RegisterOptions(TypedDict, total=False):
+    """What :meth:`Registry.register` takes besides the file and the name: see :meth:`Registry.register_with_status`."""
+
+    actor: Required[str]
+    parent: str | None
+    recipe: Mapping[str, Any] | None
+    profile: Mapping[str, Any] | None
+    tags: Iterable[str]
+    residency: Iterable[str]
 
 
 def _utc_now() -> datetime:
@@ -93,23 +104,9 @@ class Registry:
         return _aware(self._clock())
 
     # -- register ----------------------------------------------------------------------------------------------
-    def register(
-        self,
-        model_path: str | Path,
-        name: str,
-        *,
-        actor: str,
-        parent: str | None = None,
-        recipe: Mapping[str, Any] | None = None,
-        profile: Mapping[str, Any] | None = None,
-        tags: Iterable[str] = (),
-        residency: Iterable[str] = (),
-    ) -> ModelVersion:
+    def register(self, model_path: str | Path, name: str, **options: Unpack[RegisterOptions]) -> ModelVersion:
         """Register ``model_path`` as the next version of ``name``; the same artifact again returns its version."""
-        version, _created = self.register_with_status(
-            model_path, name, actor=actor, parent=parent, recipe=recipe, profile=profile, tags=tags, residency=residency
-        )
-        return version
+        return self.register_with_status(model_path, name, **options)[0]
 
     def register_with_status(
         self,
