@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from honed.errors import InvalidArgument
+from honed.fields import as_dict
 from honed.plan.anomaly import AnomalyDetector
 from honed.plan.document import PlannedScaling, ScheduleWindow
 from honed.plan.forecast import LoadForecaster, forecast_series
@@ -343,7 +344,7 @@ class AnomalyEvent:
     modified_z: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"t": self.t, "series": self.series, "value": self.value, "modified_z": self.modified_z}
+        return as_dict(self)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from honed.errors import InvalidArgument
+from honed.fields import as_dict
 from honed.plan.chart import write_chart
 from honed.plan.document import Plan
 from honed.plan.simulate import POLICIES, PolicySummary, SimConfig, simulate
@@ -34,7 +35,7 @@ class TraceInfo:
     peak_rps: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "minutes": self.minutes, "peak_rps": self.peak_rps}
+        return as_dict(self)
 
 
 @dataclass(frozen=True)
@@ -47,12 +48,7 @@ class DeploymentSimulation:
     chart: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "profile_source": self.profile_source,
-            "trace": self.trace.to_dict(),
-            "policies": {name: p.to_dict() for name, p in self.policies.items()},
-            "chart": self.chart,
-        }
+        return as_dict(self)
 
 
 @dataclass(frozen=True)
@@ -64,12 +60,7 @@ class SimulationSummary:
     deployments: dict[str, DeploymentSimulation]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": SUMMARY_SCHEMA,
-            "trace": self.trace,
-            "seed": self.seed,
-            "deployments": {name: d.to_dict() for name, d in self.deployments.items()},
-        }
+        return {"schema": SUMMARY_SCHEMA} | as_dict(self)
 
 
 def simulate_plan(

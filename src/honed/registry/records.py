@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from honed.fields import as_dict
+
 
 @dataclass(frozen=True)
 class ModelVersion:
@@ -31,23 +33,7 @@ class ModelVersion:
         return f"{self.name}:{self.version}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "ref": self.ref,
-            "sha256": self.sha256,
-            "size": self.size,
-            "format": self.format,
-            "created_at": self.created_at.isoformat(),
-            "created_by": self.created_by,
-            "parent": self.parent,
-            "recipe": self.recipe,
-            "profile": self.profile,
-            "tags": list(self.tags),
-            "residency": list(self.residency),
-            "aliases": list(self.aliases),
-            "deleted": self.deleted,
-        }
+        return {"name": self.name, "version": self.version, "ref": self.ref} | as_dict(self)
 
 
 @dataclass(frozen=True)
@@ -58,12 +44,7 @@ class ModelSummary:
     aliases: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "latest_version": self.latest_version,
-            "live_versions": self.live_versions,
-            "aliases": dict(self.aliases),
-        }
+        return as_dict(self)
 
 
 @dataclass(frozen=True)
@@ -79,15 +60,7 @@ class AliasSpan:
     ended_by: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "alias": self.alias,
-            "version": self.version,
-            "start": self.start.isoformat(),
-            "started_by": self.started_by,
-            "end": None if self.end is None else self.end.isoformat(),
-            "ended_by": self.ended_by,
-        }
+        return as_dict(self)
 
 
 @dataclass(frozen=True)
@@ -99,8 +72,4 @@ class Lineage:
     descendants: list[ModelVersion]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": self.version.to_dict(),
-            "ancestors": [v.to_dict() for v in self.ancestors],
-            "descendants": [v.to_dict() for v in self.descendants],
-        }
+        return as_dict(self)
