@@ -36,6 +36,11 @@ class Fields:
     field that is present may be null).
     """
 
+    not_object_says: ClassVar[str] = "{where} must be a JSON object, got {type}"
+    wrong_says: ClassVar[str] = "{where}: {key} must be {expected}, got {value}"
+    missing_says: ClassVar[str] = wrong_says
+    """How this document phrases a complaint: ``str.format`` templates of ``where``, ``key``, ``expected``,
+    ``value`` (the value as :meth:`render` shows it) and ``type`` (its type's name)."""
     number_kind: ClassVar[str] = "a number"
     """How :meth:`number` names what it wants in a complaint."""
     finite_only: ClassVar[bool] = True
@@ -46,24 +51,24 @@ class Fields:
 
     def __init__(self, data: Any, where: str) -> None:
         if not isinstance(data, Mapping):
-            raise self.not_object(data, where)
+            raise InvalidArgument(self._say(self.not_object_says, where, "", "", data))
         self.data: Mapping[str, Any] = data
         self.where = where
 
-    # --- phrasing (a document overrides these) -------------------------------------------------------------
-
     @classmethod
-    def not_object(cls, data: Any, where: str) -> InvalidArgument:
-        return InvalidArgument(f"{where} must be a JSON object, got {type(data).__name__}")
-
-    def render(self, value: Any) -> str:
+    def render(cls, value: Any) -> str:
         return repr(value)
 
+    @classmethod
+    def _say(cls, template: str, where: str, key: str, expected: str, value: Any) -> str:
+        shown = cls.render(value)
+        return template.format(where=where, key=key, expected=expected, value=shown, type=type(value).__name__)
+
     def wrong(self, key: str, expected: str) -> InvalidArgument:
-        return InvalidArgument(f"{self.where}: {key} must be {expected}, got {self.render(self.data.get(key))}")
+        return InvalidArgument(self._say(self.wrong_says, self.where, key, expected, self.data.get(key)))
 
     def missing(self, key: str, expected: str) -> InvalidArgument:
-        return self.wrong(key, expected)
+        return InvalidArgument(self._say(self.missing_says, self.where, key, expected, None))
 
     def at(self, key: str) -> str:
         """Where the field ``key`` stands: ``file: key`` below the top, ``file: a.key`` further down."""
@@ -206,6 +211,8 @@ class Fields:
             return self.mapping(key, args[1])
         if origin is Mapping:
             return self.obj(key)
+        if not hasattr(hint, "from_dict"):
+            raise TypeError(f"Fields.read cannot read a field of type {hint!r} ({self.at(key)})")
         return hint.from_dict(self.raw(key), self.at(key))
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from honed.bench.latency import LatencyStats
 from honed.bench.profile import OpProfile
 from honed.errors import InvalidArgument
-from honed.fields import Fields, as_dict
+from honed.fields import Document, Fields
 from honed.hardware import HardwareSpec
 from honed.runtime.config import RuntimeConfig
 
@@ -89,8 +89,10 @@ class LatencyBlock:
 
 
 @dataclass(frozen=True)
-class BenchRow:
+class BenchRow(Document):
     """One measured case: a batch size, a thread count and a number of concurrent callers."""
+
+    json_unless_none = ("runtime",)
 
     batch: int
     threads: int
@@ -102,9 +104,6 @@ class BenchRow:
     peak_fraction: float | None = None
     peak_rss_mb: float | None = None
     runtime: RuntimeConfig | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return as_dict(self, unless_none=("runtime",))
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> BenchRow:
@@ -137,16 +136,13 @@ def _runtime(data: Any, where: str) -> RuntimeConfig:
 
 
 @dataclass(frozen=True)
-class BenchModel:
+class BenchModel(Document):
     """Which model was measured."""
 
     path: str | None
     sha256: str | None
     flops_per_item: float | None = None
     precision: str = "fp32"
-
-    def to_dict(self) -> dict[str, Any]:
-        return as_dict(self)
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> BenchModel:

@@ -41,20 +41,14 @@ DECLARED = "declared, not measured"
 class _Fields(Fields):
     """One JSON object of a plan with where it stands (file and path), so every complaint names the field."""
 
+    not_object_says = "{where}: expected an object, got {value}; regenerate it with honed plan"
+    wrong_says = "{where}: {key} must be {expected}, got {value}; regenerate it with honed plan"
+    missing_says = "{where}: missing field {key!r}; regenerate it with honed plan"
     or_null = ""
 
     @classmethod
-    def not_object(cls, data: Any, where: str) -> InvalidArgument:
-        return InvalidArgument(f"{where}: expected an object, got {_kind(data)}; regenerate it with honed plan")
-
-    def render(self, value: Any) -> str:
+    def render(cls, value: Any) -> str:
         return _kind(value)
-
-    def wrong(self, key: str, expected: str) -> InvalidArgument:
-        return InvalidArgument(f"{super().wrong(key, expected)}; regenerate it with honed plan")
-
-    def missing(self, key: str, expected: str) -> InvalidArgument:
-        return InvalidArgument(f"{self.where}: missing field {key!r}; regenerate it with honed plan")
 
 
 def _kind(value: Any) -> str:

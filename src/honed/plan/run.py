@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from honed.errors import InvalidArgument
-from honed.fields import as_dict
+from honed.fields import Document, as_dict
 from honed.plan.chart import write_chart
 from honed.plan.document import Plan
 from honed.plan.simulate import POLICIES, PolicySummary, SimConfig, simulate
@@ -27,28 +27,22 @@ SUMMARY_SCHEMA = "honed.simulation/v1"
 
 
 @dataclass(frozen=True)
-class TraceInfo:
+class TraceInfo(Document):
     """The trace one deployment was simulated under: its name, length in minutes and highest load."""
 
     name: str
     minutes: int
     peak_rps: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return as_dict(self)
-
 
 @dataclass(frozen=True)
-class DeploymentSimulation:
+class DeploymentSimulation(Document):
     """Every policy's summary for one placement, and the chart drawn of them."""
 
     profile_source: str
     trace: TraceInfo
     policies: dict[str, PolicySummary]
     chart: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return as_dict(self)
 
 
 @dataclass(frozen=True)

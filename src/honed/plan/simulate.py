@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from honed.errors import InvalidArgument
-from honed.fields import as_dict
+from honed.fields import Document
 from honed.plan.document import OperatingPoint, Placement
 from honed.plan.forecast import LoadForecaster
 from honed.plan.hpa import (
@@ -99,8 +98,10 @@ class SimConfig:
 
 
 @dataclass(frozen=True)
-class PolicySummary:
+class PolicySummary(Document):
     """How one policy did over a trace (the minutes after the warm-up): SLO, replica-hours, cost, slack."""
+
+    json_unless_none = ("anomalies", "anomaly_events")
 
     policy: str
     minutes: int
@@ -120,9 +121,6 @@ class PolicySummary:
     """Predictive policy only: anomalies that froze scale-in."""
     anomaly_events: tuple[AnomalyEvent, ...] | None = None
     """Predictive policy only: the first 20 of them."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return as_dict(self, unless_none=("anomalies", "anomaly_events"))
 
 
 @dataclass(frozen=True)

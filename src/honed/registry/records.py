@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from honed.fields import as_dict
+from honed.fields import Document, as_dict
 
 
 @dataclass(frozen=True)
@@ -37,18 +37,15 @@ class ModelVersion:
 
 
 @dataclass(frozen=True)
-class ModelSummary:
+class ModelSummary(Document):
     name: str
     latest_version: int
     live_versions: int
     aliases: dict[str, int] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return as_dict(self)
-
 
 @dataclass(frozen=True)
-class AliasSpan:
+class AliasSpan(Document):
     """Version ``version`` served under ``alias`` from ``start`` until ``end`` (None: still serving)."""
 
     name: str
@@ -59,17 +56,11 @@ class AliasSpan:
     end: datetime | None = None
     ended_by: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return as_dict(self)
-
 
 @dataclass(frozen=True)
-class Lineage:
+class Lineage(Document):
     """A version with its ancestors (parent first, then the parent's parent ...) and all its descendants."""
 
     version: ModelVersion
     ancestors: list[ModelVersion]
     descendants: list[ModelVersion]
-
-    def to_dict(self) -> dict[str, Any]:
-        return as_dict(self)

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from honed.bench.document import BenchDocument, BenchRow, LatencyBlock, read_json
 from honed.errors import HonedError, InvalidArgument
 from honed.evaluate import AccuracyGate
-from honed.fields import Fields, as_dict
+from honed.fields import Document, Fields
 
 REPORT_SCHEMA = "honed-optimize-report/1"
 REPORT_FILE = "report.json"
@@ -52,14 +52,10 @@ class CandidateStatus(StrEnum):
 class _Fields(Fields):
     """Typed reads of one JSON object, each error naming where it is (``origin: candidates[3].speedup``)."""
 
+    wrong_says = "{where}.{key} must be {expected}, got {value}"
+    missing_says = "{where}: missing {key!r} (a truncated report? rerun honed optimize)"
     finite_only = False
     null_needs_key = True
-
-    def wrong(self, key: str, expected: str) -> InvalidArgument:
-        return InvalidArgument(f"{self.where}.{key} must be {expected}, got {self.data[key]!r}")
-
-    def missing(self, key: str, expected: str) -> InvalidArgument:
-        return InvalidArgument(f"{self.where}: missing {key!r} (a truncated report? rerun honed optimize)")
 
 
 E = TypeVar("E", bound=StrEnum)
@@ -75,7 +71,7 @@ def _status(kind: type[E], fields: _Fields, key: str = "status") -> E:
 
 
 @dataclass(frozen=True)
-class CandidateRow:
+class CandidateRow(Document):
     """One candidate as the report shows it: what it was, what happened, how fast and how faithful it was."""
 
     id: str
@@ -102,9 +98,6 @@ class CandidateRow:
     model_sha256: str | None
     cached: bool
     seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return as_dict(self)
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> CandidateRow:
@@ -142,7 +135,7 @@ class CandidateRow:
 
 
 @dataclass(frozen=True)
-class ReportSettings:
+class ReportSettings(Document):
     """How the search was asked to run (``settings``)."""
 
     batch: int
@@ -155,9 +148,6 @@ class ReportSettings:
     final_rounds: int
     passes: tuple[str, ...] | None
     tune_runtime: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return as_dict(self)
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> ReportSettings:
