@@ -175,8 +175,9 @@ class Fields:
 
         return dict(self._checked(key, f"an object of {of.__name__} values", ok))
 
-    def read(self, cls: type[D], keys: Mapping[str, str] | None = None) -> D:
-        """An instance of the dataclass ``cls``, each field read by its annotation (``keys`` renames JSON keys).
+    def read(self, cls: type[D], keys: Mapping[str, str] | None = None, **given: Any) -> D:
+        """An instance of the dataclass ``cls``, each field read by its annotation (``keys`` renames JSON keys)
+        but those ``given`` (read by the caller, for a rule of their own).
 
         ``str``, ``int``, ``float``, ``bool``, ``tuple[str, ...]``, ``dict[str, V]``, ``Mapping[str, Any]``, a
         class with ``from_dict(data, where)`` or a tuple of them, each optionally ``| None``.
@@ -184,7 +185,10 @@ class Fields:
         hints = _hints(cast(type, cls))
         names = keys or {}
         read = self._typed
-        values = {f.name: read(names.get(f.name, f.name), hints[f.name]) for f in dataclass_fields(cast(Any, cls))}
+        values = {
+            f.name: given[f.name] if f.name in given else read(names.get(f.name, f.name), hints[f.name])
+            for f in dataclass_fields(cast(Any, cls))
+        }
         return cls(**values)
 
     def _typed(self, key: str, hint: Any) -> Any:

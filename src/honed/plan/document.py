@@ -91,16 +91,9 @@ class Profile(Document):
         return self.source == DECLARED
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "origin": self.origin,
-            "hardware": self.hardware,
-            "peak_rss_mb": self.peak_rss_mb,
-            "model_load_s": self.model_load_s,
-            "model_path": self.model_path,
-            "model_sha256": self.model_sha256,
-            "points": [p.to_dict() for p in self.points],
-        }
+        out = super().to_dict()
+        out["points"] = out.pop("points")  # written last: the curve after what it describes
+        return out
 
 
 @dataclass(frozen=True)

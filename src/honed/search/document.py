@@ -109,28 +109,12 @@ class CandidateRow(Document):
         rounds = f.items("final_rounds_ms")
         if not all(isinstance(r, int | float) and not isinstance(r, bool) for r in rounds):
             raise InvalidArgument(f"{where}.final_rounds_ms must be a list of numbers, got {rounds!r}")
-        return cls(
-            id=f.text("id"),
-            label=f.text("label"),
+        return f.read(
+            cls,
             passes=tuple(passes),
-            backend=f.text("backend"),
-            runtime=f.obj("runtime"),
             status=_status(CandidateStatus, f),
-            reason=f.opt_text("reason"),
-            note=f.opt_text("note"),
-            metric_value=f.opt_number("metric_value"),
-            margin=f.opt_number("margin"),
-            fidelity=f.opt_obj("fidelity"),
-            fidelity_from=f.opt_text("fidelity_from"),
             latency_ms=LatencyBlock.from_dict(latency, f"{where}.latency_ms") if latency is not None else None,
-            throughput_items_per_s=f.opt_number("throughput_items_per_s"),
             final_rounds_ms=tuple(rounds),
-            cost_ms=f.opt_number("cost_ms"),
-            speedup=f.opt_number("speedup"),
-            size_bytes=f.opt_whole("size_bytes"),
-            model_sha256=f.opt_text("model_sha256"),
-            cached=f.flag("cached"),
-            seconds=f.number("seconds"),
         )
 
 
@@ -153,16 +137,10 @@ class ReportSettings(Document):
     def from_dict(cls, data: Any, where: str) -> ReportSettings:
         f = _Fields(data, where)
         passes = f.data.get("passes")
-        return cls(
-            batch=f.whole("batch"),
-            objective=f.text("objective"),
-            time_budget_s=f.number("time_budget_s"),
+        return f.read(
+            cls,
             backends=tuple(str(b) for b in f.items("backends")),
-            shapes=f.obj("shapes"),
-            measure_s=f.number("measure_s"),
-            final_rounds=f.whole("final_rounds"),
             passes=tuple(f.items("passes")) if passes is not None else None,
-            tune_runtime=f.flag("tune_runtime"),
         )
 
 
