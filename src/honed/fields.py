@@ -192,21 +192,16 @@ class Fields:
         return cls(**values)
 
     def _typed(self, key: str, hint: Any) -> Any:
-        args = get_args(hint)
         if isinstance(hint, UnionType):
-            (hint,) = (a for a in args if a is not type(None))
-            if self._checked(key, _describe(hint), lambda v: True, nullable=True) is None:
+            (hint,) = (a for a in get_args(hint) if a is not type(None))
+            optional = _optional_read(hint)
+            if optional is not None:
+                return getattr(self, optional)(key)
+            if self._checked(key, "a JSON value", lambda v: True, nullable=True) is None:
                 return None
-            args = get_args(hint)
-        origin = get_origin(hint)
-        if hint is str:
-            return self.text(key)
-        if hint is bool:
-            return self.flag(key)
-        if hint is int:
-            return self.whole(key)
-        if hint is float:
-            return self.number(key)
+        args, origin = get_args(hint), get_origin(hint)
+        if hint in _READS:
+            return getattr(self, _READS[hint])(key)
         if origin is tuple and args[0] is str:
             return self.strings(key)
         if origin is tuple:
@@ -218,6 +213,18 @@ class Fields:
         if not hasattr(hint, "from_dict"):
             raise TypeError(f"Fields.read cannot read a field of type {hint!r} ({self.at(key)})")
         return hint.from_dict(self.raw(key), self.at(key))
+
+
+_READS: dict[Any, str] = {str: "text", bool: "flag", int: "whole", float: "number"}
+
+
+def _optional_read(hint: Any) -> str | None:
+    """The ``opt_*`` read of a nullable field of type ``hint``, where there is one."""
+    if get_origin(hint) is tuple and get_args(hint)[0] is str:
+        return "opt_strings"
+    if get_origin(hint) is Mapping:
+        return "opt_obj"
+    return {str: "opt_text", int: "opt_whole", float: "opt_number"}.get(hint)
 
 
 class Document:
@@ -242,11 +249,6 @@ class Document:
 @cache
 def _hints(cls: type) -> dict[str, Any]:
     return get_type_hints(cls)
-
-
-def _describe(hint: Any) -> str:
-    kinds = {str: "a string", int: "a whole number", float: Fields.number_kind, bool: "true or false"}
-    return kinds.get(hint, "a JSON value")
 
 
 def _is_str(value: Any) -> bool:
