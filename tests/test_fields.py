@@ -88,7 +88,7 @@ def test_a_document_reads_its_declared_fields_and_writes_them_back() -> None:
         (lambda d: d["inner"].update(size="3"), "f.json: inner: size must be a whole number, got '3'"),
         (lambda d: d["inners"][1].update(size=1.5), "f.json: inners[1]: size must be a whole number"),
         (lambda d: d.update(inner=[1]), "f.json: inner must be a JSON object, got list"),
-        (lambda d: d.update(note=7), "f.json: note must be a string or null, got 7"),
+        (lambda d: d.update(note=7), "f.json: note must be a string, got 7"),
     ],
 )
 def test_a_wrong_field_is_named_with_where_it_stands_and_what_was_expected(change: Any, message: str) -> None:
@@ -105,7 +105,7 @@ class _Hinted(Fields):
     not_object_says = "{where} is {type}, not an object"
     null_needs_key = True
     finite_only = False
-    or_null = ""
+    or_null = " or null"
 
 
 def test_a_document_phrases_its_complaints_with_its_own_templates() -> None:

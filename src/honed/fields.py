@@ -46,8 +46,8 @@ class Fields:
     finite_only: ClassVar[bool] = True
     """Whether :meth:`number` refuses NaN and infinities."""
     null_needs_key: ClassVar[bool] = False
-    or_null: ClassVar[str] = " or null"
-    """What an ``opt_*`` read adds to what it expected."""
+    or_null: ClassVar[str] = ""
+    """What an ``opt_*`` read adds to what it expected (e.g. ``" or null"``)."""
 
     def __init__(self, data: Any, where: str) -> None:
         if not isinstance(data, Mapping):

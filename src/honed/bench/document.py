@@ -34,7 +34,6 @@ class _Fields(Fields):
     """Typed reads of one bench-v1 object; every number in one is finite and >= 0."""
 
     number_kind = "a finite number"
-    or_null = ""
 
 
 @dataclass(frozen=True)

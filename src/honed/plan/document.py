@@ -44,7 +44,6 @@ class _Fields(Fields):
     not_object_says = "{where}: expected an object, got {value}; regenerate it with honed plan"
     wrong_says = "{where}: {key} must be {expected}, got {value}; regenerate it with honed plan"
     missing_says = "{where}: missing field {key!r}; regenerate it with honed plan"
-    or_null = ""
 
     @classmethod
     def render(cls, value: Any) -> str:

@@ -56,6 +56,7 @@ class _Fields(Fields):
     missing_says = "{where}: missing {key!r} (a truncated report? rerun honed optimize)"
     finite_only = False
     null_needs_key = True
+    or_null = " or null"
 
 
 E = TypeVar("E", bound=StrEnum)
