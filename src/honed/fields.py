@@ -180,7 +180,7 @@ class Fields:
         but those ``given`` (read by the caller, for a rule of their own).
 
         ``str``, ``int``, ``float``, ``bool``, ``tuple[str, ...]``, ``dict[str, V]``, ``Mapping[str, Any]``, a
-        class with ``from_dict(data, where)`` or a tuple of them, each optionally ``| None``.
+        class with ``from_dict(data, where)`` or a tuple (or list) of them, each optionally ``| None``.
         """
         hints = _hints(cast(type, cls))
         names = keys or {}
@@ -204,8 +204,9 @@ class Fields:
             return getattr(self, _READS[hint])(key)
         if origin is tuple and args[0] is str:
             return self.strings(key)
-        if origin is tuple:
-            return tuple(args[0].from_dict(item.data, item.where) for item in self.objects(key))
+        if origin in (tuple, list):
+            values = [args[0].from_dict(item.data, item.where) for item in self.objects(key)]
+            return tuple(values) if origin is tuple else values
         if origin is dict:
             return self.mapping(key, args[1])
         if origin is Mapping:
