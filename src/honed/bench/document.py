@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +53,7 @@ class LatencyBlock:
 
     @classmethod
     def from_stats(cls, stats: LatencyStats) -> LatencyBlock:
-        return cls(
-            mean=stats.mean_ms,
-            p99=stats.p99_ms,
-            p50=stats.p50_ms,
-            p90=stats.p90_ms,
-            min=stats.min_ms,
-            max=stats.max_ms,
-            std=stats.std_ms,
-        )
+        return cls(**{f.name: getattr(stats, f"{f.name}_ms") for f in fields(cls)})
 
     def to_dict(self) -> dict[str, float | None]:
         return {

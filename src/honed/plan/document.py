@@ -50,17 +50,21 @@ class _Fields(Fields):
         return _kind(value)
 
 
+class _Value(Document):
+    """A value of plan.json: read with the plan's phrasing."""
+
+    reader = _Fields
+
+
 def _kind(value: Any) -> str:
     return "null" if value is None else f"{type(value).__name__} {value!r}"[:80]
 
 
 @dataclass(frozen=True)
-class OperatingPoint(Document):
+class OperatingPoint(_Value):
     """One measured (or declared) way to run the model: a bench row."""
 
     json_keys: ClassVar[Mapping[str, str]] = {"throughput": "throughput_items_per_s"}
-    reader = _Fields
-
     batch: int
     threads: int
     instances: int
@@ -71,10 +75,8 @@ class OperatingPoint(Document):
 
 
 @dataclass(frozen=True)
-class Profile(Document):
+class Profile(_Value):
     """A model's latency/throughput curve on one kind of hardware, with where it came from."""
-
-    reader = _Fields
 
     points: tuple[OperatingPoint, ...]
     source: str
@@ -96,10 +98,8 @@ class Profile(Document):
 
 
 @dataclass(frozen=True)
-class ScheduleWindow(Document):
+class ScheduleWindow(_Value):
     """One hour of the day-ahead schedule of a predictive placement (``HH:MM`` UTC, starting a lead early)."""
-
-    reader = _Fields
 
     start: str
     end: str
@@ -108,12 +108,10 @@ class ScheduleWindow(Document):
 
 
 @dataclass(frozen=True)
-class PlannedScaling(Document):
+class PlannedScaling(_Value):
     """How a placement scales, as planned: the numbers the HPA, KEDA and the simulator run with."""
 
     json_unless_none = ("history", "schedule")
-    reader = _Fields
-
     policy: str
     min_replicas: int
     max_replicas: int
@@ -149,10 +147,8 @@ class PlannedScaling(Document):
 
 
 @dataclass(frozen=True)
-class Resources(Document):
+class Resources(_Value):
     """What one replica requests (= its limits): CPUs, memory in MiB, GPUs."""
-
-    reader = _Fields
 
     cpu: float
     memory_mb: float
@@ -160,10 +156,8 @@ class Resources(Document):
 
 
 @dataclass(frozen=True)
-class Placement(Document):
+class Placement(_Value):
     """Where one deployment runs, sized from its profile, with every reason for the choice."""
-
-    reader = _Fields
 
     deployment: str
     namespace: str
@@ -212,10 +206,8 @@ class Placement(Document):
 
 
 @dataclass(frozen=True)
-class Unplaced(Document):
+class Unplaced(_Value):
     """A deployment the plan could not place, and the one reason why."""
-
-    reader = _Fields
 
     deployment: str
     priority: str
@@ -223,10 +215,8 @@ class Unplaced(Document):
 
 
 @dataclass(frozen=True)
-class PoolUse(Document):
+class PoolUse(_Value):
     """How much of one node pool the plan uses."""
-
-    reader = _Fields
 
     name: str
     jurisdiction: str | None
@@ -242,21 +232,17 @@ class PoolUse(Document):
 
 
 @dataclass(frozen=True)
-class Decision(Document):
+class Decision(_Value):
     """Per deployment: a note for every pool considered, and what was chosen (a placement or why not)."""
 
     json_unless_none = ("chosen",)
-    reader = _Fields
-
     pools: dict[str, str]
     chosen: str | None = None
 
 
 @dataclass(frozen=True)
-class Solver(Document):
+class Solver(_Value):
     """Which solver placed the plan and how it ended."""
-
-    reader = _Fields
 
     name: str
     status: str
