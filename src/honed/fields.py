@@ -4,11 +4,12 @@ form of a frozen value.
 Every document that crosses a package line (bench-v1, report.json, plan.json, the fleet and deployment files)
 reads its objects through :class:`Fields`: ``Fields(data, "plan.json: placements[0]").number("peak_rps")``
 returns a float or raises :class:`~honed.errors.InvalidArgument` saying where, which field and what was expected.
-A document phrases its complaints its own way (a hint to regenerate the file, ``a.b`` or ``a: b`` paths) by
-overriding :meth:`Fields.missing`, :meth:`Fields.wrong` or :meth:`Fields.render` in a subclass; the checks
-themselves live here once.
+A document phrases its complaints its own way (a hint to regenerate the file, ``a.b`` or ``a: b`` paths) with
+the message templates of a :class:`Fields` subclass; the checks themselves live here once. :meth:`Fields.read`
+reads a whole dataclass by its annotations.
 
-:func:`as_dict` is the other direction: a dataclass's fields, in declaration order, as JSON values.
+:func:`as_dict` is the other direction: a dataclass's fields, in declaration order, as JSON values. A value that
+is nothing more than its fields subclasses :class:`Document` and has both for free.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from datetime import datetime
 from enum import Enum
 from functools import cache
 from types import UnionType
-from typing import Any, ClassVar, Self, TypeVar, cast, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal, Self, TypeVar, cast, get_args, get_origin, get_type_hints
 
 from honed.errors import InvalidArgument
 
 _ABSENT: Any = object()
 D = TypeVar("D")
+Bound = Literal[">= 0", "> 0"]
 
 
 class Fields:
@@ -106,17 +108,17 @@ class Fields:
         value: bool = self._checked(key, "true or false", lambda v: isinstance(v, bool))
         return value
 
-    def number(self, key: str, *, bound: str | None = None, default: float = _ABSENT) -> float:
+    def number(self, key: str, *, bound: Bound | None = None, default: float = _ABSENT) -> float:
         """A real number (never a bool); ``bound`` ``">= 0"`` or ``"> 0"`` refuses what lies below."""
         if default is not _ABSENT and key not in self.data:
             return default
         return self._bounded(key, self._checked(key, self.number_kind, self._is_number), bound)
 
-    def opt_number(self, key: str, *, bound: str | None = None) -> float | None:
+    def opt_number(self, key: str, *, bound: Bound | None = None) -> float | None:
         value = self._checked(key, self.number_kind, self._is_number, nullable=True)
         return None if value is None else self._bounded(key, value, bound)
 
-    def _bounded(self, key: str, value: Any, bound: str | None) -> float:
+    def _bounded(self, key: str, value: Any, bound: Bound | None) -> float:
         if bound is not None and (value < 0 or (bound == "> 0" and value == 0)):
             raise self.wrong(key, bound)
         return float(value)

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from honed.errors import InvalidArgument
-from honed.fields import Fields
+from honed.fields import Bound, Fields
 
 PRIORITIES: dict[str, int] = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 """Named priorities, lowest first; an integer >= 0 is accepted too (higher is more important)."""
@@ -270,7 +270,7 @@ def _autoscaling(entry: Any, where: str, base: Path | None) -> Autoscaling:
         raise InvalidArgument(f"{w}: policy must be one of {', '.join(POLICIES)}, got {policy!r}")
     r = Fields(f, w)
 
-    def num(key: str, bound: str = ">= 0") -> float:
+    def num(key: str, bound: Bound = ">= 0") -> float:
         value = r.opt_number(key, bound=bound)
         return float(getattr(d, key)) if value is None else value
 
