@@ -134,6 +134,9 @@ def test_bounds_defaults_and_minimums() -> None:
     with pytest.raises(InvalidArgument, match="x: n must be a whole number >= 3, got 2"):
         f.whole("n", minimum=3)
     assert f.opt_whole("absent") is None and f.opt_number("absent") is None
+    assert f.text("absent", default="") == "" and f.strings("absent", default=()) == ()
+    with pytest.raises(InvalidArgument, match="x: n must be a string, got 2"):
+        f.text("n", default="")
 
 
 def test_given_fields_are_taken_as_read() -> None:

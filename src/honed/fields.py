@@ -96,7 +96,9 @@ class Fields:
             raise self.wrong(key, expected)
         return value
 
-    def text(self, key: str) -> str:
+    def text(self, key: str, *, default: str = _ABSENT) -> str:
+        if default is not _ABSENT and key not in self.data:
+            return default
         value: str = self._checked(key, "a string", _is_str)
         return value
 
@@ -160,12 +162,17 @@ class Fields:
         """A list of objects, each standing at ``key[i]``."""
         return [type(self)(item, f"{self.at(key)}[{i}]") for i, item in enumerate(self.items(key))]
 
-    def strings(self, key: str) -> tuple[str, ...]:
+    def strings(self, key: str, *, default: tuple[str, ...] = _ABSENT) -> tuple[str, ...]:
+        if default is not _ABSENT and key not in self.data:
+            return default
         return tuple(self._checked(key, "a list of strings", _is_strings))
 
     def opt_strings(self, key: str) -> tuple[str, ...] | None:
         value = self._checked(key, "a list of strings", _is_strings, nullable=True)
         return None if value is None else tuple(value)
+
+    def wholes(self, key: str) -> tuple[int, ...]:
+        return tuple(self._checked(key, "a list of whole numbers", _is_wholes))
 
     def mapping(self, key: str, of: type) -> dict[str, Any]:
         """An object of ``of`` values (never bools) keyed by strings."""
@@ -181,8 +188,9 @@ class Fields:
         """An instance of the dataclass ``cls``, each field read by its annotation (``keys`` renames JSON keys)
         but those ``given`` (read by the caller, for a rule of their own).
 
-        ``str``, ``int``, ``float``, ``bool``, ``tuple[str, ...]``, ``dict[str, V]``, ``Mapping[str, Any]``, a
-        class with ``from_dict(data, where)`` or a tuple (or list) of them, each optionally ``| None``.
+        ``str``, ``int``, ``float``, ``bool``, ``tuple[str, ...]``, ``tuple[int, ...]``, ``dict[str, V]``,
+        ``Mapping[str, Any]``, a class with ``from_dict(data, where)`` or a tuple (or list) of them, each
+        optionally ``| None``.
         """
         hints = _hints(cast(type, cls))
         names = keys or {}
@@ -204,8 +212,8 @@ class Fields:
         args, origin = get_args(hint), get_origin(hint)
         if hint in _READS:
             return getattr(self, _READS[hint])(key)
-        if origin is tuple and args[0] is str:
-            return self.strings(key)
+        if origin is tuple and args[0] in (str, int):
+            return self.strings(key) if args[0] is str else self.wholes(key)
         if origin in (tuple, list):
             values = [args[0].from_dict(item.data, item.where) for item in self.objects(key)]
             return tuple(values) if origin is tuple else values
@@ -264,6 +272,10 @@ def _is_mapping(value: Any) -> bool:
 
 def _is_strings(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(s, str) for s in value)
+
+
+def _is_wholes(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
 
 
 def _whole_kind(minimum: int | None) -> str:
