@@ -159,3 +159,20 @@ def test_plain_and_as_dict_give_json_values() -> None:
     assert as_dict(Inner(1), keys={"size": "n"}, unless_none=("label",)) == {"n": 1}
     with pytest.raises(TypeError):
         as_dict({"not": "a dataclass"})
+
+
+def test_a_json_file_that_is_missing_truncated_or_not_an_object_is_named(tmp_path: Any) -> None:
+    from honed.fields import read_json, read_object
+
+    with pytest.raises(InvalidArgument, match=r"plan not found: .*nope\.json \(write one with honed plan\)"):
+        read_json(tmp_path / "nope.json", "plan", hint="write one with honed plan")
+    cut = tmp_path / "cut.json"
+    cut.write_text('{"a": ')
+    with pytest.raises(InvalidArgument, match=r"cut\.json is not valid JSON \(truncated\?\)"):
+        read_json(cut)
+    listed = tmp_path / "list.json"
+    listed.write_text("[1]")
+    with pytest.raises(InvalidArgument, match=r"the recipe file .*list\.json must hold a JSON object"):
+        read_object(listed, "recipe")
+    listed.write_text('{"ok": true}')
+    assert read_object(listed, "recipe") == {"ok": True}

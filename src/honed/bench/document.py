@@ -8,7 +8,6 @@ wrong. The throughput formula (:func:`items_per_second`) lives here once, for be
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 from honed.bench.latency import LatencyStats
 from honed.bench.profile import OpProfile
 from honed.errors import InvalidArgument
-from honed.fields import Document, Fields
+from honed.fields import Document, Fields, read_json
 from honed.hardware import HardwareSpec
 from honed.runtime.config import RuntimeConfig
 
@@ -257,17 +256,6 @@ def _hardware(data: Any, where: str) -> tuple[HardwareSpec | None, str]:
     if isinstance(gpus, list) and gpus and isinstance(gpus[0], Mapping):
         name = str(gpus[0].get("name") or gpus[0].get("model") or name)
     return spec, name
-
-
-def read_json(path: str | Path, what: str = "file") -> Any:
-    """A JSON file's content; a missing or malformed file is an InvalidArgument naming it."""
-    p = Path(path)
-    if not p.is_file():
-        raise InvalidArgument(f"{what} not found: {p}")
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidArgument(f"{p} is not valid JSON (truncated?): {exc}") from exc
 
 
 def read_bench(path: str | Path) -> BenchDocument:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from honed.errors import InvalidArgument
-from honed.fields import Document, Fields, as_dict
+from honed.fields import Document, Fields, as_dict, read_json
 
 SCHEMA = "honed.plan/v1"
 MEASURED = "measured"
@@ -313,14 +313,8 @@ class Plan:
 
 def read_plan(path: str | Path) -> Plan:
     """Read and check ``plan.json``; every problem is an InvalidArgument naming the file and the field."""
-    p = Path(path)
-    if not p.is_file():
-        raise InvalidArgument(f"plan not found: {p} (write one with: honed plan --out {p})")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidArgument(f"{p} is not valid JSON: {exc}") from exc
-    return Plan.from_dict(data, str(p))
+    data = read_json(path, "plan", hint=f"write one with: honed plan --out {Path(path)}")
+    return Plan.from_dict(data, str(Path(path)))
 
 
 def write_plan(plan: Plan, path: str | Path) -> Path:

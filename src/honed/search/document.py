@@ -18,10 +18,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from honed.bench.document import BenchDocument, BenchRow, LatencyBlock, read_json
+from honed.bench.document import BenchDocument, BenchRow, LatencyBlock
 from honed.errors import HonedError, InvalidArgument
 from honed.evaluate import AccuracyGate
-from honed.fields import Document, Fields
+from honed.fields import Document, Fields, read_json
 
 REPORT_SCHEMA = "honed-optimize-report/1"
 REPORT_FILE = "report.json"
