@@ -162,7 +162,7 @@ def test_plain_and_as_dict_give_json_values() -> None:
 
 
 def test_a_json_file_that_is_missing_truncated_or_not_an_object_is_named(tmp_path: Any) -> None:
-    from honed.fields import read_json, read_object
+    from honed.jsonio import read_json, read_object
 
     with pytest.raises(InvalidArgument, match=r"plan not found: .*nope\.json \(write one with honed plan\)"):
         read_json(tmp_path / "nope.json", "plan", hint="write one with honed plan")

@@ -14,7 +14,6 @@ is nothing more than its fields subclasses :class:`Document` and has both for fr
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import fields as dataclass_fields
@@ -22,7 +21,6 @@ from dataclasses import is_dataclass
 from datetime import datetime
 from enum import Enum
 from functools import cache
-from pathlib import Path
 from types import UnionType
 from typing import Any, ClassVar, Literal, Self, TypeVar, cast, get_args, get_origin, get_type_hints
 
@@ -322,23 +320,3 @@ def as_dict(obj: Any, *, keys: Mapping[str, str] | None = None, unless_none: Col
             continue
         out[names.get(f.name, f.name)] = plain(value)
     return out
-
-
-def read_json(path: str | Path, what: str = "file", *, hint: str | None = None) -> Any:
-    """A JSON file's content; a missing or malformed file is an InvalidArgument naming it (and ``hint``: what
-    writes one)."""
-    p = Path(path)
-    if not p.is_file():
-        raise InvalidArgument(f"{what} not found: {p}" + (f" ({hint})" if hint else ""))
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidArgument(f"{p} is not valid JSON (truncated?): {exc}") from exc
-
-
-def read_object(path: str | Path, what: str = "file") -> dict[str, Any]:
-    """A JSON file that holds one object (a recipe, a profile), as a dict."""
-    data = read_json(path, what)
-    if not isinstance(data, dict):
-        raise InvalidArgument(f"the {what} file {path} must hold a JSON object")
-    return data

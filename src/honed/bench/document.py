@@ -16,8 +16,9 @@ from typing import Any
 from honed.bench.latency import LatencyStats
 from honed.bench.profile import OpProfile
 from honed.errors import InvalidArgument
-from honed.fields import Document, Fields, read_json
+from honed.fields import Document, Fields
 from honed.hardware import HardwareSpec
+from honed.jsonio import read_json
 from honed.runtime.config import RuntimeConfig
 
 SCHEMA = "honed.bench/v1"

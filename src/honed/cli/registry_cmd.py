@@ -11,7 +11,7 @@ from rich.table import Table
 
 from honed.cli.common import EXIT_FAILURE, console, err_console, print_json
 from honed.errors import InvalidArgument
-from honed.fields import read_object
+from honed.jsonio import read_object
 from honed.registry import AuditEntry, ModelVersion, Registry, default_actor, open_registry
 
 COMMANDS = {

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from honed.errors import InvalidArgument
-from honed.fields import Document, Fields, as_dict, read_json
+from honed.fields import Document, Fields, as_dict
+from honed.jsonio import read_json
 
 SCHEMA = "honed.plan/v1"
 MEASURED = "measured"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from honed.errors import InvalidArgument
-from honed.fields import read_object
+from honed.jsonio import read_object
 from honed.registry.records import ModelVersion
 from honed.registry.store import Registry
 

@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 from honed.bench.document import BenchDocument, BenchRow, LatencyBlock
 from honed.errors import HonedError, InvalidArgument
 from honed.evaluate import AccuracyGate
-from honed.fields import Document, Fields, read_json
+from honed.fields import Document, Fields
+from honed.jsonio import read_json
 
 REPORT_SCHEMA = "honed-optimize-report/1"
 REPORT_FILE = "report.json"

@@ -10,7 +10,6 @@ recipe, so stamping keeps the output deterministic).
 from __future__ import annotations
 
 import importlib.metadata
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import onnx
 
 from honed.canonical import digest
 from honed.errors import InvalidArgument
-from honed.jsonio import write_json
+from honed.jsonio import read_json, write_json
 from honed.model.loader import load_model
 from honed.passes import PassContext, get_pass
 from honed.runtime import RuntimeConfig
@@ -106,12 +105,7 @@ class Recipe:
 
     @classmethod
     def read(cls, path: Path) -> Recipe:
-        try:
-            data = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise InvalidArgument(f"recipe file not found: {path}") from None
-        except (OSError, ValueError) as exc:
-            raise InvalidArgument(f"cannot read recipe {path}: {exc}") from exc
+        data = read_json(path, "recipe file")
         if not isinstance(data, dict):
             raise InvalidArgument(f"{path} is not a honed recipe (expected a JSON object)")
         return cls.from_dict(data)
