@@ -203,3 +203,47 @@ def test_a_grpc_call_that_is_cancelled_is_taken_off_the_queue(repo: Path) -> Non
             grpc.close()
 
     _run(repo, scenario)
+
+
+@pytest.fixture
+def shedding_repo(tmp_path: Path) -> Path:
+    """Model ``m`` as in ``repo``, with a 20 ms queue-time bound."""
+    models.mlp(tmp_path / "m" / "1" / "model.onnx")
+    (tmp_path / "m" / "config.yaml").write_text(
+        "warmup: false\nbatching:\n  max_batch_size: 1\n  max_queue_size: 2\n  max_queue_time_ms: 20\n"
+    )
+    return tmp_path
+
+
+def _shed(server: Server) -> float:
+    return sample(server, "honed_shed_total", model="m", reason="queue_time")
+
+
+def test_a_request_queued_past_the_bound_is_shed_with_503_and_unavailable(shedding_repo: Path) -> None:
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    async def scenario(gate: Gate, server: Server, client: httpx.AsyncClient) -> None:
+        (running,) = await _running_and_queued(client, gate, server, queued=0)
+        runs = _runs(server)
+        # The only instance is held, so this request can only wait in the queue until the 20 ms bound passes.
+        shed = await client.post(INFER, json=BODY)
+        assert shed.status_code == 503, shed.text
+        assert int(shed.headers["retry-after"]) >= 1
+        assert "queue-time bound" in shed.json()["error"]
+        assert _shed(server) == 1 and _outcomes(server, "overloaded") == 1
+        grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+        try:
+            with pytest.raises(InferenceServerException) as info:
+                await asyncio.to_thread(grpc.infer, "m", [_grpc_input()])
+            assert str(info.value.status()) == "StatusCode.UNAVAILABLE"
+            assert _shed(server) == 2
+            assert not running.done() and _runs(server) == runs  # the shed requests never ran
+            gate.open()
+            assert (await running).status_code == 200
+            assert (await client.post(INFER, json=BODY)).status_code == 200  # an idle instance: served at once
+            assert (await asyncio.to_thread(grpc.infer, "m", [_grpc_input()])).as_numpy("y").shape == (1, 4)
+        finally:
+            grpc.close()
+
+    _run(shedding_repo, scenario)

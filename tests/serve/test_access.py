@@ -61,10 +61,12 @@ def test_bearer_header_parsing() -> None:
 @pytest.mark.parametrize(
     ("doc", "message"),
     [
-        ({}, "one key, 'principals'"),
+        ({}, "a mapping with 'principals'"),
+        ({"principals": [], "roles": []}, "optionally 'oidc', 'limits' and 'revoked'"),
         ({"principals": []}, "at least one principal"),
         ({"principals": [{"name": "a", "token_sha256": "0" * 64, "actions": ["infer"], "role": "x"}]}, "role"),
-        ({"principals": [{"name": "a", "actions": ["read"]}]}, "missing field"),
+        ({"principals": [{"name": "a", "token_sha256": "0" * 64}]}, "missing field"),
+        ({"principals": [{"name": "a", "actions": ["read"]}]}, "no token_sha256 and the policy has no 'oidc'"),
         ({"principals": [{"name": "a", "token_sha256": "abc", "actions": ["read"]}]}, "64 hex digits"),
         ({"principals": [{"name": "a", "token_sha256": "0" * 64, "actions": ["fly"]}]}, "unknown action"),
         ({"principals": [{"name": "a", "token_sha256": "0" * 64, "actions": ["infer"]}]}, "at least one entry"),

@@ -12,9 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from honed.errors import BackendError, DeadlineExceeded, Overloaded, Unavailable
+from honed.errors import BackendError, DeadlineExceeded, InvalidArgument, Overloaded, QueueTimeExceeded, Unavailable
 from honed.serve.batching import Batcher, BatchScheduler, Request, RunDone, Tensors, merge, split
 from honed.serve.config import BatchingConfig
+from honed.serve.metrics import ServeMetrics
 
 
 class FakeClock:
@@ -377,3 +378,104 @@ def test_close_without_drain_fails_queued_requests() -> None:
         assert all(isinstance(t.exception(), Unavailable) for t in tasks[1:])
 
     asyncio.run(main())
+
+
+# --- load shedding by time -----------------------------------------------------------------------------------------
+
+
+def test_scheduler_sheds_at_the_queue_time_bound_and_deadlines_still_win() -> None:
+    sched = BatchScheduler(BatchingConfig(max_queue_time_ms=50))
+    patient, hasty = _req(at=0.0), _req(at=0.0, deadline=0.01)
+    sched.add(patient, 0.0)
+    sched.add(hasty, 0.0)
+    assert patient.shed_at == pytest.approx(0.05) and sched.wake_at(0.0) == pytest.approx(0.01)
+    assert sched.expire(0.01) == [hasty] and hasty.timed_out(0.01)
+    assert sched.expire(0.049) == []
+    assert sched.expire(0.05) == [patient] and not patient.timed_out(0.05)
+    assert len(sched) == 0
+    unbounded = BatchScheduler(BatchingConfig())
+    unbounded.add(_req(at=0.0), 0.0)
+    assert unbounded.wake_at(0.0) is None and unbounded.expire(1e9) == []
+
+
+@pytest.mark.parametrize("bound", [0, -1, True, "50", float("nan"), float("inf")])
+def test_queue_time_bound_must_be_a_positive_number(bound: Any) -> None:
+    with pytest.raises(InvalidArgument, match="max_queue_time_ms"):
+        BatchingConfig(max_queue_time_ms=bound)
+    assert BatchingConfig.from_dict({"max_queue_time_ms": 250}).to_dict()["max_queue_time_ms"] == 250.0
+
+
+def test_batcher_sheds_a_request_that_waited_past_the_bound_without_running_it() -> None:
+    async def main() -> None:
+        clock = FakeClock()
+        metrics = ServeMetrics(clock=clock)
+        log: list[list[Request]] = []
+        runner = FakeRunner(log)
+        config = BatchingConfig(max_queue_time_ms=100, max_queue_size=2)
+        batcher = Batcher(config, [runner], clock=clock, metrics=metrics.model("m", "1"))
+        running = asyncio.ensure_future(batcher.submit({"x": np.ones((1, 2), np.float32)}, 1, (2,)))
+        await asyncio.sleep(0)
+        stale = asyncio.ensure_future(batcher.submit({"x": np.full((1, 2), 2, np.float32)}, 1, (2,)))
+        timed = asyncio.ensure_future(batcher.submit({"x": np.full((1, 2), 3, np.float32)}, 1, (2,), 0.05))
+        await asyncio.sleep(0)
+        assert len(batcher.scheduler) == 2  # the only runner is busy with the first
+        clock.now += 0.06
+        batcher.poll()
+        with pytest.raises(DeadlineExceeded):  # the V2 timeout still ends a request first when it is shorter
+            await timed
+        clock.now += 0.04  # the stale request has now waited exactly the bound
+        batcher.poll()
+        with pytest.raises(QueueTimeExceeded) as info:
+            await stale
+        assert info.value.retry_after_s > 0 and "queue-time bound" in str(info.value)
+        runner.finish()
+        assert (await running)["y"][0, 0] == 2.0
+        assert [len(b) for b in log] == [1]  # neither refused request ran
+        assert _shed(metrics, "queue_time") == 1 and _shed(metrics, "queue_full") == 0
+        # A request that finds an idle runner runs at once, however long the bound has been passed since.
+        clock.now += 10
+        fresh = asyncio.ensure_future(batcher.submit({"x": np.ones((1, 2), np.float32)}, 1, (2,)))
+        await asyncio.sleep(0)
+        clock.now += 10
+        batcher.poll()
+        runner.finish()
+        assert (await fresh)["y"].shape == (1, 2)
+
+    asyncio.run(main())
+
+
+def test_a_full_queue_of_stale_requests_sheds_them_before_refusing_a_new_one() -> None:
+    async def main() -> None:
+        clock = FakeClock()
+        metrics = ServeMetrics(clock=clock)
+        runner = FakeRunner([])
+        batcher = Batcher(
+            BatchingConfig(max_queue_time_ms=100, max_queue_size=1),
+            [runner],
+            clock=clock,
+            metrics=metrics.model("m", "1"),
+        )
+        running = asyncio.ensure_future(batcher.submit({"x": np.ones((1, 2), np.float32)}, 1, (2,)))
+        await asyncio.sleep(0)
+        stale = asyncio.ensure_future(batcher.submit({"x": np.ones((1, 2), np.float32)}, 1, (2,)))
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded):  # full, and nothing in it has waited too long yet
+            await batcher.submit({"x": np.ones((1, 2), np.float32)}, 1, (2,))
+        assert _shed(metrics, "queue_full") == 1
+        clock.now += 0.2  # no timer ran: the next arrival itself finds the stale request and sheds it
+        newer = asyncio.ensure_future(batcher.submit({"x": np.ones((1, 2), np.float32)}, 1, (2,)))
+        await asyncio.sleep(0)
+        with pytest.raises(QueueTimeExceeded):
+            await stale
+        assert len(batcher.scheduler) == 1 and _shed(metrics, "queue_time") == 1
+        runner.finish()
+        await running
+        runner.finish()
+        await newer
+
+    asyncio.run(main())
+
+
+def _shed(metrics: ServeMetrics, reason: str) -> float:
+    value = metrics.registry.get_sample_value("honed_shed_total", {"model": "m", "reason": reason})
+    return 0.0 if value is None else value

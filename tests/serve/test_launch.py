@@ -30,12 +30,25 @@ def test_a_model_config_file_overrides_the_defaults(tmp_path: Path) -> None:
     assert (config.batching.max_batch_size, config.batching.max_queue_delay_ms, config.instances) == (4, 1.5, 2)
 
 
+def test_the_queue_time_bound_is_a_server_default_a_model_config_overrides(tmp_path: Path) -> None:
+    defaults = ServingDefaults(max_queue_time_ms=250).to_dict()
+    assert defaults == {"batching": {"max_queue_time_ms": 250}}
+    for name, own in (("a", None), ("b", 40)):
+        models.mlp(tmp_path / name / "1" / "model.onnx")
+        if own is not None:
+            (tmp_path / name / "config.yaml").write_text(f"batching:\n  max_queue_time_ms: {own}\n")
+    assert read_config(scan_model_folder("a", tmp_path / "a"), defaults).batching.max_queue_time_ms == 250.0
+    assert read_config(scan_model_folder("b", tmp_path / "b"), defaults).batching.max_queue_time_ms == 40.0
+    assert read_config(scan_model_folder("a", tmp_path / "a"), {}).batching.max_queue_time_ms is None
+
+
 @pytest.mark.parametrize(
     ("knobs", "message"),
     [
         ({"instances": 0}, "instances must be"),
         ({"max_batch_size": 0}, "max_batch_size"),
         ({"max_queue_delay_ms": -1}, "delay"),
+        ({"max_queue_time_ms": 0}, "max_queue_time_ms must be a number > 0"),
     ],
 )
 def test_a_bad_knob_fails_when_the_defaults_are_built(knobs: dict[str, float], message: str) -> None:

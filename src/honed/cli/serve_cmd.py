@@ -44,6 +44,9 @@ def serve(
     max_queue_size: int | None = typer.Option(
         None, "--max-queue-size", help="Queued requests before 429 (default 1024)."
     ),
+    max_queue_time_ms: float | None = typer.Option(
+        None, "--max-queue-time-ms", help="Longest a request may wait queued, then 503 + Retry-After (default none)."
+    ),
     no_batching: bool = typer.Option(False, "--no-batching", help="Run every request on its own."),
     instances: int | None = typer.Option(None, "--instances", help="Sessions per model version (default 1)."),
     threads: int | None = typer.Option(None, "--threads", help="Intra-op threads per instance (default 1)."),
@@ -82,7 +85,13 @@ def serve(
         None,
         "--access",
         help="Access policy (YAML/JSON): bearer-token principals and the models and actions each may use; "
-        "every request but the health probes must then authenticate (see `honed access token`).",
+        "every request but the health probes must then authenticate (see `honed access token`); JWTs from an "
+        "identity provider with an 'oidc' section; per-principal rate limits with 'limits'. Reloads on SIGHUP.",
+    ),
+    access_poll_s: float = typer.Option(
+        5.0,
+        "--access-poll-s",
+        help="Seconds between checks of the --access file (and its JWKS file) for changes; 0: reload only on SIGHUP.",
     ),
     tls_cert: Path | None = typer.Option(
         None, "--tls-cert", help="PEM certificate (chain): serve REST and gRPC over TLS."
@@ -91,6 +100,17 @@ def serve(
     tls_client_ca: Path | None = typer.Option(
         None, "--tls-client-ca", help="PEM CA: require client certificates it signed (mutual TLS)."
     ),
+    otlp_endpoint: str | None = typer.Option(
+        None,
+        "--otlp-endpoint",
+        help="Trace requests with OpenTelemetry and export spans to this OTLP/HTTP receiver, e.g. "
+        "http://127.0.0.1:4318 (needs the 'tracing' extra); honours W3C traceparent on REST and gRPC.",
+    ),
+    trace_sample: float | None = typer.Option(
+        None,
+        "--trace-sample",
+        help="Share of requests traced when the caller's traceparent did not decide, 0..1 (default 1; 0.01: 1%).",
+    ),
 ) -> None:
     """Serve models over KServe V2 REST and gRPC with dynamic batching, until SIGTERM.
 
@@ -98,11 +118,17 @@ def serve(
     """
     from honed.serve.launch import ServeOptions, ServingDefaults, run_server, tls_files
     from honed.serve.server import ServerOptions
+    from honed.serve.tracing import TracingConfig
 
     if path is not None and repository is not None:
         raise InvalidArgument("give either PATH or --repository, not both")
     if not max_body_mb > 0:
         raise InvalidArgument(f"--max-body-mb must be > 0, got {max_body_mb}")
+    if trace_sample is not None and otlp_endpoint is None:
+        raise InvalidArgument("--trace-sample needs --otlp-endpoint (tracing is off without one)")
+    tracing = None
+    if otlp_endpoint is not None:
+        tracing = TracingConfig(otlp_endpoint, 1.0 if trace_sample is None else trace_sample)
     options = ServeOptions(
         source=path if path is not None else repository,
         registry=registry,
@@ -119,6 +145,7 @@ def serve(
             max_batch_size=max_batch_size,
             max_queue_delay_ms=max_queue_delay_ms,
             max_queue_size=max_queue_size,
+            max_queue_time_ms=max_queue_time_ms,
             batching=not no_batching,
             instances=instances,
             threads_per_instance=threads,
@@ -128,6 +155,8 @@ def serve(
         allow_unlabelled=allow_unlabelled,
         access=access,
         actor=actor,
+        access_poll_s=access_poll_s,
+        tracing=tracing,
     )
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="honed serve: %(message)s")
     run_server(options, on_listening=_say_listening)

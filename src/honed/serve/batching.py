@@ -5,14 +5,16 @@ Three layers, each testable on its own:
 * :func:`merge` / :func:`split`: concatenate requests along axis 0 and scatter outputs back, in order.
 * :class:`BatchScheduler`: the pure policy (no asyncio, no threads; time is an argument). It keeps one FIFO per
   *batch key* (the non-batch dims of every input; dtypes are fixed by the model), so requests of different
-  shapes never share a batch, bounds the queue, expires requests whose deadline passed, and decides when to
+  shapes never share a batch, bounds the queue (in count, and in time with ``max_queue_time_ms``), expires
+  requests whose deadline or queue-time bound passed, and decides when to
   dispatch: **at once when an instance is idle**; it holds a batch back only to fill a preferred batch size
   when the recent arrival rate says the rows will come within the queue delay. While every instance is busy,
   requests simply accumulate, so the next idle instance takes a full batch.
 * :class:`Batcher`: the asyncio side. ``submit`` queues a request and awaits its result; it wakes the policy on
   every arrival, completion and timer, hands batches to idle :class:`Runner` s (model instances), and removes a
-  request from the queue when its deadline passes (``DeadlineExceeded``) or its awaiting task is cancelled
-  (a client that went away), so that work is never computed.
+  request from the queue when its deadline passes (``DeadlineExceeded``), when it has waited the model's
+  queue-time bound (``QueueTimeExceeded``: shed, counted in ``honed_shed_total``) or when its awaiting task is
+  cancelled (a client that went away), so that work is never computed.
 
 All decisions read an injected monotonic ``clock``; tests drive it by hand.
 """
@@ -31,7 +33,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from honed.errors import BackendError, DeadlineExceeded, InvalidArgument, Overloaded, Unavailable
+from honed.errors import BackendError, DeadlineExceeded, InvalidArgument, Overloaded, QueueTimeExceeded, Unavailable
 from honed.serve.config import BatchingConfig
 from honed.serve.metrics import ModelMetrics
 
@@ -41,6 +43,14 @@ Clock = Callable[[], float]
 
 _EWMA = 0.2  # weight of the newest sample in the moving averages the policy keeps
 _seq = itertools.count()
+
+
+class RunObserver(Protocol):
+    """Hears when its request leaves the queue and when the batch run it joined finished (request tracing)."""
+
+    def dispatched(self) -> None: ...
+
+    def finished(self, rows: int, requests: int, seconds: float) -> None: ...
 
 
 @dataclass(eq=False, slots=True)
@@ -54,7 +64,19 @@ class Request:
     deadline: float | None = None
     future: asyncio.Future[Tensors] | None = None
     queued: bool = False
+    observer: RunObserver | None = None
     seq: int = field(default_factory=lambda: next(_seq))
+    shed_at: float | None = None
+    """When it has waited the model's queue-time bound (set when queued; None: no bound)."""
+
+    def expires_at(self) -> float | None:
+        """The first of its deadline and its shedding time."""
+        times = [t for t in (self.deadline, self.shed_at) if t is not None]
+        return min(times) if times else None
+
+    def timed_out(self, now: float) -> bool:
+        """Whether its own deadline (not the queue-time bound) has passed."""
+        return self.deadline is not None and self.deadline <= now
 
 
 def merge(requests: Sequence[Request]) -> Tensors:
@@ -115,7 +137,7 @@ class BatchScheduler:
 
     @property
     def has_deadlines(self) -> bool:
-        """Whether any queued request (or a stale entry for one) carries a deadline."""
+        """Whether any queued request (or a stale entry for one) carries a deadline or a queue-time bound."""
         return bool(self._deadlines)
 
     def queued(self) -> list[Request]:
@@ -140,8 +162,12 @@ class BatchScheduler:
         request.queued = True
         self._count += 1
         self._rows += request.rows
-        if request.deadline is not None:
-            heapq.heappush(self._deadlines, (request.deadline, request.seq, request))
+        bound = self.config.max_queue_time_s
+        if bound is not None:
+            request.shed_at = request.enqueued_at + bound
+        expires = request.expires_at()
+        if expires is not None:
+            heapq.heappush(self._deadlines, (expires, request.seq, request))
 
     def remove(self, request: Request) -> bool:
         """Take ``request`` out of the queue (cancelled or timed out); False when it was no longer queued."""
@@ -155,7 +181,7 @@ class BatchScheduler:
         return True
 
     def expire(self, now: float) -> list[Request]:
-        """Remove and return every queued request whose deadline is at or before ``now``."""
+        """Remove and return every queued request whose deadline or shedding time is at or before ``now``."""
         expired: list[Request] = []
         heap = self._deadlines
         while heap and (heap[0][0] <= now or not heap[0][2].queued):
@@ -289,7 +315,14 @@ class Batcher:
     def closed(self) -> bool:
         return self._closed
 
-    async def submit(self, inputs: Tensors, rows: int, key: Hashable, timeout_s: float | None = None) -> Tensors:
+    async def submit(
+        self,
+        inputs: Tensors,
+        rows: int,
+        key: Hashable,
+        timeout_s: float | None = None,
+        observer: RunObserver | None = None,
+    ) -> Tensors:
         """Queue one request and wait for its outputs.
 
         Raises :class:`Overloaded` when the queue is full, :class:`DeadlineExceeded` when ``timeout_s`` runs out
@@ -299,14 +332,21 @@ class Batcher:
         if self._closed:
             raise Unavailable("the model is shutting down; retry on another replica or later")
         now = self._clock()
+        if len(self.scheduler) >= self.scheduler.config.max_queue_size:
+            self._pump()  # shed what waited too long first: a queue full of stale requests must not refuse this
         deadline = None
         if timeout_s is not None:
             if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or not timeout_s > 0:
                 raise InvalidArgument(f"timeout must be a number of seconds > 0, got {timeout_s!r}")
             deadline = now + float(timeout_s)
         future: asyncio.Future[Tensors] = asyncio.get_running_loop().create_future()
-        request = Request(inputs, rows, key, now, deadline, future)
-        self.scheduler.add(request, now, instances=self._runners)
+        request = Request(inputs, rows, key, now, deadline, future, observer=observer)
+        try:
+            self.scheduler.add(request, now, instances=self._runners)
+        except Overloaded:
+            if self._metrics is not None:
+                self._metrics.shed("queue_full")
+            raise
         self._pump()
         try:
             return await future
@@ -339,7 +379,20 @@ class Batcher:
         scheduler = self.scheduler
         if scheduler.has_deadlines:
             for request in scheduler.expire(now):
-                _fail(request, DeadlineExceeded("the request's timeout ran out while it waited in the queue"))
+                if request.timed_out(now):
+                    _fail(request, DeadlineExceeded("the request's timeout ran out while it waited in the queue"))
+                    continue
+                if self._metrics is not None:
+                    self._metrics.shed("queue_time")
+                bound_ms = scheduler.config.max_queue_time_ms
+                _fail(
+                    request,
+                    QueueTimeExceeded(
+                        f"the request waited {bound_ms:g} ms in the queue, this model's queue-time bound, and was "
+                        "not run; the server is overloaded: retry later or on another replica",
+                        retry_after_s=scheduler.retry_after(self._runners),
+                    ),
+                )
         while self._idle and len(scheduler):
             batch = scheduler.take(now)
             if batch is None:
@@ -349,6 +402,9 @@ class Batcher:
             if self._metrics is not None:
                 for request in batch:
                     self._metrics.observe_queue(now - request.enqueued_at)
+            for request in batch:
+                if request.observer is not None:
+                    request.observer.dispatched()
             runner.run_batch(batch, self._done)
         if self._metrics is not None:
             self._metrics.set_queue_depth(len(scheduler))
@@ -364,6 +420,9 @@ class Batcher:
         self.scheduler.record_run(rows, seconds)
         if self._metrics is not None:
             self._metrics.observe_batch(rows, seconds)
+        for request in batch:
+            if request.observer is not None:
+                request.observer.finished(rows, len(batch), seconds)
         if isinstance(results, BaseException):
             for request in batch:
                 _fail(request, results)

@@ -43,8 +43,15 @@ OUTCOMES = (
 RESIDENCY_REASONS = ("undeclared", "invalid", "not_approved", "placement")
 """Every value of the ``reason`` label of ``honed_residency_refusals_total``."""
 
-AUTH_REASONS = ("missing", "malformed", "unknown", "forbidden")
+AUTH_REASONS = ("missing", "malformed", "unknown", "invalid", "revoked", "forbidden")
 """Every value of the ``reason`` label of ``honed_auth_refusals_total``."""
+
+RELOAD_RESULTS = ("success", "failure")
+"""Every value of the ``result`` label of ``honed_access_policy_reloads_total``."""
+
+SHED_REASONS = ("queue_time", "queue_full")
+"""Every value of the ``reason`` label of ``honed_shed_total``: waited past the model's queue-time bound, or found
+its queue full."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,25 @@ AUTH_REFUSALS = Metric(
     "honed_auth_refusals_total",
     "counter",
     ("reason",),
-    "Requests refused by the access policy (reason: missing, malformed, unknown or forbidden).",
+    "Requests refused by the access policy (reason: missing, malformed, unknown, invalid, revoked or forbidden).",
+)
+RATE_LIMITED = Metric(
+    "honed_rate_limited_total",
+    "counter",
+    ("principal", "model"),
+    "Requests refused for a principal's rate limit (model: the limit's model pattern, empty for the principal's own).",
+)
+POLICY_RELOADS = Metric(
+    "honed_access_policy_reloads_total",
+    "counter",
+    ("result",),
+    "Access policy reloads (SIGHUP or a changed file) by result: success, or failure (the old policy stays).",
+)
+SHED = Metric(
+    "honed_shed_total",
+    "counter",
+    ("model", "reason"),
+    "Requests answered without running (reason: queue_time, past the model's queue-time bound; queue_full).",
 )
 
 METRICS: tuple[Metric, ...] = (
@@ -107,6 +132,9 @@ METRICS: tuple[Metric, ...] = (
     BUSY_RATIO,
     RESIDENCY_REFUSALS,
     AUTH_REFUSALS,
+    RATE_LIMITED,
+    POLICY_RELOADS,
+    SHED,
 )
 """Every series family the server exports, and nothing else named ``honed_*``."""
 

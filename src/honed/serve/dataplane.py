@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from honed.errors import (
 )
 from honed.model.spec import TensorSpec
 from honed.serve.access import AccessPolicy, Principal, RepeatedCredentials, credentials, refusal_reason
+from honed.serve.limits import RateLimiter
 from honed.serve.metrics import ServeMetrics
 from honed.serve.protocol.datatypes import from_numpy, from_onnx
 from honed.serve.protocol.types import (
@@ -43,6 +44,9 @@ from honed.serve.protocol.types import (
 )
 from honed.serve.repository import ModelRepository
 from honed.serve.security import ResidencyGuard
+
+if TYPE_CHECKING:
+    from honed.serve.tracing import Tracing
 
 SERVER_NAME = "honed"
 PLATFORM = "onnxruntime_onnx"
@@ -115,10 +119,17 @@ class DataPlane:
         clock: Callable[[], float] = time.monotonic,
         residency: ResidencyGuard | None = None,
         access: AccessPolicy | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.repository = repository
+        self.tracing = tracing
+        """Request tracing (:mod:`honed.serve.tracing`), or None: then nothing of OpenTelemetry is loaded."""
         self.metrics = metrics
-        self.access = access
+        self.access: AccessPolicy | None = None
+        self.limiter = RateLimiter(clock=clock, on_limited=metrics.rate_limited)
+        """The per-identity token buckets; :meth:`use_policy` gives them the policy's limits."""
+        if access is not None:
+            self.use_policy(access)
         self.residency = residency if residency is not None else ResidencyGuard(metrics=metrics)
         self._clock = clock
         self._started = False
@@ -154,22 +165,36 @@ class DataPlane:
         return True
 
     # -- access ----------------------------------------------------------------------------------------------
-    def authorize(self, authorization: Sequence[str], action: str, model: str | None = None) -> Principal | None:
+    def use_policy(self, policy: AccessPolicy) -> None:
+        """Decide every request from now on by ``policy`` (one assignment: a request sees the old policy or the new,
+        never a mix); its rate limits replace the old ones, keeping the buckets' levels."""
+        self.limiter.configure(policy.limits)
+        self.access = policy
+
+    async def authorize(
+        self, authorization: Sequence[str], action: str, model: str | None = None, *, admit: bool = True
+    ) -> Principal | None:
         """The caller, from every ``Authorization`` value the request carries, when the access policy lets it take
         ``action`` (on ``model``); else Unauthenticated / RepeatedCredentials / PermissionDenied, each counted.
+        With ``admit`` the request then takes its share of the caller's rate limits, or is
+        :class:`~honed.serve.limits.RateLimited` (counted by principal).
 
         Adapters call this before every operation but the health probes; without a policy everything is allowed
         (and None is the caller).
         """
-        if self.access is None:
+        policy = self.access
+        if policy is None:
             return None
         token = None
         try:
             token = credentials(authorization)
-            return self.access.authorize(token, action, model)
+            principal = policy.grant(await policy.authenticate(token), action, model)
         except (Unauthenticated, PermissionDenied, RepeatedCredentials) as exc:
             self.metrics.auth_refused(refusal_reason(exc, token))
             raise
+        if admit:
+            self.limiter.admit(principal.name, model)
+        return principal
 
     # -- health and metadata ---------------------------------------------------------------------------------
     async def live(self) -> bool:
@@ -240,6 +265,7 @@ class DataPlane:
         :class:`~honed.serve.security.ResidencyGuard` allows it or raises ResidencyViolation before any data is used.
         """
         resolved, executor = self.repository.get(name, version)
+        trace = self.tracing.infer(name, resolved) if self.tracing is not None else None
         self._inflight += 1
         self._idle.clear()
         try:
@@ -248,9 +274,11 @@ class DataPlane:
                 feeds = _feeds(executor.inputs, request)
                 wanted = _wanted_outputs(executor.outputs, request)
                 limit = _min_timeout(request.timeout_s, timeout_s)
-                results = await executor.infer(feeds, timeout_s=limit)
+                results = await executor.infer(feeds, timeout_s=limit, observer=trace)
                 outputs = [_output(spec, results[spec.name]) for spec in wanted]
         finally:
+            if trace is not None:
+                trace.close()
             self._inflight -= 1
             if self._inflight == 0:
                 self._idle.set()

@@ -24,7 +24,7 @@ from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2, service_pb2_grpc
 from tritonclient.grpc import service_pb2 as pb
 
-from honed.errors import DataError, InvalidArgument, Overloaded
+from honed.errors import DataError, InvalidArgument, Overloaded, QueueTimeExceeded
 from honed.serve.access import Principal
 from honed.serve.dataplane import DataPlane, decode_off_loop, error_message, status_for
 from honed.serve.protocol import grpc_codec
@@ -47,7 +47,7 @@ def _metadata(pairs: Any, key: str) -> list[str]:
 
 async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> NoReturn:
     _, code = status_for(exc)
-    if isinstance(exc, Overloaded):
+    if isinstance(exc, Overloaded | QueueTimeExceeded):
         context.set_trailing_metadata((("retry-after", str(max(1, math.ceil(exc.retry_after_s)))),))
     await context.abort(grpc.StatusCode[code], error_message(exc))
     raise AssertionError("unreachable")  # pragma: no cover - abort() always raises
@@ -75,7 +75,9 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         if self.dataplane.access is None:
             return None
         try:
-            return self.dataplane.authorize(_metadata(context.invocation_metadata(), "authorization"), action, model)
+            return await self.dataplane.authorize(
+                _metadata(context.invocation_metadata(), "authorization"), action, model
+            )
         except Exception as exc:
             await _abort(context, exc)
 
@@ -171,8 +173,8 @@ class _Guard(grpc.aio.ServerInterceptor):
         refusal: Exception | None = None
         if self.dataplane.access is not None and method not in _OPEN:
             try:
-                self.dataplane.authorize(
-                    _metadata(details.invocation_metadata, "authorization"), _ACTION.get(method, "read")
+                await self.dataplane.authorize(  # the method admits the call against rate limits, once
+                    _metadata(details.invocation_metadata, "authorization"), _ACTION.get(method, "read"), admit=False
                 )
             except Exception as exc:
                 refusal = exc
@@ -210,7 +212,7 @@ def build_server(
     """A grpc.aio server with the inference service bound to ``address`` (TLS with ``credentials``); returns it
     and the bound port. More than ``max_concurrent_rpcs`` calls at once are answered RESOURCE_EXHAUSTED."""
     server = grpc.aio.server(
-        interceptors=[_Guard(dataplane)],
+        interceptors=[*([dataplane.tracing.grpc_interceptor()] if dataplane.tracing else []), _Guard(dataplane)],
         maximum_concurrent_rpcs=max_concurrent_rpcs,
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),

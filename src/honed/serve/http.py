@@ -23,7 +23,7 @@ import math
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from honed.errors import DataError, NotFound, Overloaded, PayloadTooLarge, Unauthenticated
+from honed.errors import DataError, NotFound, Overloaded, PayloadTooLarge, QueueTimeExceeded, Unauthenticated
 from honed.serve.access import Principal
 from honed.serve.contract import LIVE_PATH, METRICS_PATH, READY_PATH
 from honed.serve.dataplane import DataPlane, decode_off_loop, error_message, status_for
@@ -82,7 +82,7 @@ class HttpApp:
         path = "/" + scope["path"].strip("/")
         dp = self.dataplane
         if path == METRICS_PATH and method == "GET":
-            self._authorize(scope, "metrics")
+            await self._authorize(scope, "metrics")
             text, content_type = dp.render_metrics()
             return 200, [(b"content-type", content_type.encode())], text
         if path in (LIVE_PATH, READY_PATH):
@@ -98,7 +98,7 @@ class HttpApp:
         rest_parts = parts[1:]
         if not rest_parts:
             _method(method, "GET")
-            self._authorize(scope, "read")
+            await self._authorize(scope, "read")
             return 200, _JSON, _json(rest.server_metadata_json(await dp.server_metadata()))
         head = rest_parts[0]
         if head == "models" and len(rest_parts) >= 2:
@@ -118,7 +118,7 @@ class HttpApp:
         action = rest_parts[0] if rest_parts else ""
         if len(rest_parts) > 1:
             raise NotFound(f"no route {scope['path']}")
-        self._authorize(scope, "infer" if action == "infer" else "read", name)
+        await self._authorize(scope, "infer" if action == "infer" else "read", name)
         if action == "":
             _method(method, "GET")
             return 200, _JSON, _json(rest.model_metadata_json(await dp.model_metadata(name, version)))
@@ -180,11 +180,11 @@ class HttpApp:
         _method(method, "POST")
         caller = None
         if parts == ["index"]:
-            caller = self._authorize(scope, "read")
+            caller = await self._authorize(scope, "read")
         elif len(parts) == 3 and parts[0] == "models":
-            self._authorize(scope, "admin", parts[1])
+            await self._authorize(scope, "admin", parts[1])
         else:
-            self._authorize(scope, "read")  # an unknown route: credentials first, then 404, never the body
+            await self._authorize(scope, "read")  # an unknown route: credentials first, then 404, never the body
         await self._body(scope, receive)
         if parts == ["index"]:
             return 200, _JSON, _json(await dp.repository_index(caller))
@@ -196,11 +196,11 @@ class HttpApp:
             return 200, _JSON, b"{}"
         raise NotFound(f"no route {scope['path']}")
 
-    def _authorize(self, scope: Scope, action: str, model: str | None = None) -> Principal | None:
+    async def _authorize(self, scope: Scope, action: str, model: str | None = None) -> Principal | None:
         if self.dataplane.access is None:
             return None  # no policy: skip looking for credentials at all
         values = [value.decode("latin-1") for key, value in scope["headers"] if key == b"authorization"]
-        return self.dataplane.authorize(values, action, model)
+        return await self.dataplane.authorize(values, action, model)
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self.max_body_bytes
@@ -262,7 +262,7 @@ def _error(exc: BaseException) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     headers = list(_JSON)
     if isinstance(exc, Unauthenticated):
         headers.append((b"www-authenticate", b'Bearer realm="honed"'))
-    if isinstance(exc, Overloaded):
+    if isinstance(exc, Overloaded | QueueTimeExceeded):
         headers.append((b"retry-after", str(max(1, math.ceil(exc.retry_after_s))).encode()))
     return status, headers, _json({"error": error_message(exc)})
 

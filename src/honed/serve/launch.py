@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,9 +27,11 @@ from honed.errors import InvalidArgument
 from honed.serve.access import AccessPolicy
 from honed.serve.config import ModelServingConfig
 from honed.serve.metrics import ServeMetrics
+from honed.serve.policy_reload import DEFAULT_POLL_S
 from honed.serve.security import ResidencyGuard, normalize_jurisdictions
 from honed.serve.server import Server, ServerOptions, run
 from honed.serve.tls import TlsFiles
+from honed.serve.tracing import Tracing, TracingConfig
 
 log = logging.getLogger("honed.serve")
 
@@ -37,6 +40,7 @@ _KNOBS = (
     ("max_batch_size", ("batching", "max_batch_size")),
     ("max_queue_delay_ms", ("batching", "max_queue_delay_ms")),
     ("max_queue_size", ("batching", "max_queue_size")),
+    ("max_queue_time_ms", ("batching", "max_queue_time_ms")),
     ("instances", ("instances",)),
     ("threads_per_instance", ("threads_per_instance",)),
 )
@@ -50,6 +54,7 @@ class ServingDefaults:
     max_batch_size: int | None = None
     max_queue_delay_ms: float | None = None
     max_queue_size: int | None = None
+    max_queue_time_ms: float | None = None
     batching: bool = True
     instances: int | None = None
     threads_per_instance: int | None = None
@@ -85,7 +90,9 @@ class ServeOptions:
     ``jurisdictions`` approve this server for data of those jurisdictions and turn residency enforcement on;
     ``allow_unlabelled`` opts out for versions without a residency label and requests that declare none.
     ``access`` is an access policy or the YAML/JSON file to read it from; ``actor`` is this server in the audit
-    log (default ``honed-serve@HOST``).
+    log (default ``honed-serve@HOST``). A policy read from a file reloads on SIGHUP and, every ``access_poll_s``
+    seconds (0: only on SIGHUP), when the file or its JWKS file changed. ``tracing`` turns on OpenTelemetry
+    request tracing (:mod:`honed.serve.tracing`; the ``tracing`` extra).
     """
 
     source: Path | None = None
@@ -97,10 +104,15 @@ class ServeOptions:
     allow_unlabelled: bool = False
     access: AccessPolicy | Path | None = None
     actor: str | None = None
+    access_poll_s: float = DEFAULT_POLL_S
+    tracing: TracingConfig | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", tuple(self.models))
         object.__setattr__(self, "jurisdictions", normalize_jurisdictions(self.jurisdictions))
+        poll = self.access_poll_s
+        if isinstance(poll, bool) or not isinstance(poll, int | float) or not 0 <= poll < math.inf:
+            raise InvalidArgument(f"--access-poll-s must be a number of seconds >= 0 (0: only SIGHUP), got {poll!r}")
         if self.models and self.source is not None:
             raise InvalidArgument("give either PATH/--repository or --model (served from --registry), not both")
         if self.models and self.registry is None:
@@ -155,6 +167,7 @@ def run_server(options: ServeOptions, *, on_listening: Callable[[Listening], Non
         log.warning(
             "listening on %s without --access: anyone who can reach it can call every model", ", ".join(exposed)
         )
+    tracing = Tracing.start(options.tracing) if options.tracing is not None else None  # a missing SDK fails here
     metrics = ServeMetrics()
     reg = None
     catalog = None
@@ -208,10 +221,14 @@ def run_server(options: ServeOptions, *, on_listening: Callable[[Listening], Non
             catalog=catalog,
             residency=residency,
             access=policy,
+            access_poll_s=options.access_poll_s,
+            tracing=tracing,
         )
     finally:
         if reg is not None:
             reg.close()
+        if tracing is not None:
+            tracing.shutdown()  # exports the spans still buffered
 
 
 def _bound(address: str | None, port: int | None) -> str | None:

@@ -39,11 +39,12 @@ from honed.errors import (
     NotFound,
     Overloaded,
     PermissionDenied,
+    QueueTimeExceeded,
     Unauthenticated,
     Unavailable,
 )
 from honed.serve import contract
-from honed.serve.contract import OUTCOMES, RESIDENCY_REASONS, Metric
+from honed.serve.contract import OUTCOMES, RESIDENCY_REASONS, SHED_REASONS, Metric
 
 __all__ = ["OUTCOMES", "RESIDENCY_REASONS", "ModelMetrics", "ServeMetrics", "outcome_of"]
 
@@ -86,7 +87,7 @@ def outcome_of(exc: BaseException | None) -> str:
         return "invalid"
     if isinstance(exc, NotFound):
         return "not_found"
-    if isinstance(exc, Overloaded):
+    if isinstance(exc, Overloaded | QueueTimeExceeded):
         return "overloaded"
     if isinstance(exc, Unavailable):
         return "unavailable"
@@ -115,12 +116,25 @@ class ServeMetrics:
         self.busy_ratio = Gauge(*_family(contract.BUSY_RATIO), registry=r)
         self.residency_refusals = Counter(*_family(contract.RESIDENCY_REFUSALS), registry=r)
         self.auth_refusals = Counter(*_family(contract.AUTH_REFUSALS), registry=r)
+        self.rate_limits = Counter(*_family(contract.RATE_LIMITED), registry=r)
+        self.policy_reloads = Counter(*_family(contract.POLICY_RELOADS), registry=r)
+        self.shed_requests = Counter(*_family(contract.SHED), registry=r)
         self._models: dict[tuple[str, str], ModelMetrics] = {}
         self._lock = threading.Lock()
 
     def auth_refused(self, reason: str) -> None:
         """Count one request the access policy refused (``reason``: one of ``contract.AUTH_REASONS``)."""
         self.auth_refusals.labels(reason).inc()
+
+    def rate_limited(self, principal: str, model: str) -> None:
+        """Count one request refused for ``principal``'s rate limit (``model``: the limit's pattern, or "")."""
+        self.rate_limits.labels(principal, model).inc()
+
+    def policy_reloaded(self, result: str) -> None:
+        """Count one access policy reload (``result``: one of ``contract.RELOAD_RESULTS``)."""
+        if result not in contract.RELOAD_RESULTS:
+            raise ValueError(f"unknown reload result {result!r}; use one of {', '.join(contract.RELOAD_RESULTS)}")
+        self.policy_reloads.labels(result).inc()
 
     def residency_refused(self, model: str, reason: str) -> None:
         """Count one residency refusal (``reason`` from :data:`RESIDENCY_REASONS`)."""
@@ -210,6 +224,12 @@ class ModelMetrics:
 
     def set_queue_depth(self, depth: int) -> None:
         self._depth.set(depth)
+
+    def shed(self, reason: str) -> None:
+        """Count one request answered without running (``reason`` from ``contract.SHED_REASONS``)."""
+        if reason not in SHED_REASONS:
+            raise ValueError(f"unknown shed reason {reason!r}; use one of {', '.join(SHED_REASONS)}")
+        self._parent.shed_requests.labels(self.name, reason).inc()
 
     def set_instances(self, count: int) -> None:
         """How many instances serve this model (the busy ratio's denominator)."""

@@ -2,7 +2,9 @@
 
 Start: both listeners bind first (so liveness answers at once), then every model loads and warms up, then the
 server reports ready. SIGTERM (or SIGINT): readiness turns false at once, requests already taken finish (up to
-``drain_timeout_s``), the listeners close, the model queues drain, and :meth:`Server.serve` returns.
+``drain_timeout_s``), the listeners close, the model queues drain, and :meth:`Server.serve` returns. With a
+:class:`~honed.serve.policy_reload.PolicyReloader`, SIGHUP reloads the access policy and the reloader polls its
+file for changes while the server runs.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -27,9 +29,13 @@ from honed.serve.grpc import DEFAULT_MAX_CONCURRENT_RPCS, build_server
 from honed.serve.http import DEFAULT_MAX_BODY_BYTES, HttpApp
 from honed.serve.instances import ModelExecutor
 from honed.serve.metrics import ServeMetrics
+from honed.serve.policy_reload import DEFAULT_POLL_S, PolicyReloader
 from honed.serve.repository import Catalog, ExecutorFactory, ModelRepository
 from honed.serve.security import ResidencyGuard
 from honed.serve.tls import TlsFiles
+
+if TYPE_CHECKING:
+    from honed.serve.tracing import Tracing
 
 log = logging.getLogger("honed.serve")
 
@@ -92,9 +98,12 @@ class _Uvicorn(uvicorn.Server):
 class Server:
     """HTTP + gRPC over one dataplane, with readiness, drain and shutdown."""
 
-    def __init__(self, dataplane: DataPlane, options: ServerOptions | None = None) -> None:
+    def __init__(
+        self, dataplane: DataPlane, options: ServerOptions | None = None, *, reloader: PolicyReloader | None = None
+    ) -> None:
         self.dataplane = dataplane
         self.options = options or ServerOptions()
+        self.reloader = reloader
         self.http_port: int | None = None
         self.grpc_port: int | None = None
         self.http_app: HttpApp | None = None
@@ -113,6 +122,21 @@ class Server:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self.request_shutdown)
                 installed.append(sig)
+        reloads: set[asyncio.Task[Any]] = set()
+        watcher: asyncio.Task[None] | None = None
+        if self.reloader is not None:
+            reloader = self.reloader
+
+            def on_hangup() -> None:
+                task = asyncio.ensure_future(reloader.reload("SIGHUP"))
+                reloads.add(task)
+                task.add_done_callback(reloads.discard)
+
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
+                loop.add_signal_handler(signal.SIGHUP, on_hangup)
+                installed.append(signal.SIGHUP)
+            if reloader.poll_s > 0:
+                watcher = asyncio.create_task(reloader.watch())
         http_server: _Uvicorn | None = None
         http_task: asyncio.Task[Any] | None = None
         grpc_server = None
@@ -122,8 +146,9 @@ class Server:
                 sock = _bind(host, port)
                 self.http_port = sock.getsockname()[1]
                 app = self.http_app = HttpApp(self.dataplane, max_body_bytes=self.options.max_body_bytes)
+                tracing = self.dataplane.tracing
                 config = uvicorn.Config(
-                    app,
+                    tracing.http(app) if tracing is not None else app,
                     # uvicorn answers 503 once the open connections reach its limit, the arriving one included.
                     limit_concurrency=self.options.max_concurrency + 1,
                     http="httptools",
@@ -157,6 +182,8 @@ class Server:
             if not await self.dataplane.wait_idle(self.options.drain_timeout_s):
                 log.warning("drain timeout: %d request(s) still in flight", self.dataplane.inflight)
         finally:
+            for task in [*reloads, *([watcher] if watcher is not None else [])]:
+                task.cancel()
             if http_server is not None and http_task is not None:
                 http_server.should_exit = True
                 with contextlib.suppress(Exception):
@@ -191,6 +218,7 @@ def build(
     residency: ResidencyGuard | None = None,
     access: AccessPolicy | None = None,
     factory: ExecutorFactory = ModelExecutor.start,
+    tracing: Tracing | None = None,
 ) -> DataPlane:
     """A dataplane over the models at ``path`` (a repository, a model folder or an .onnx file) or in ``catalog``.
 
@@ -198,7 +226,7 @@ def build(
     """
     metrics = metrics or ServeMetrics()
     repository = ModelRepository(path, factory, defaults=defaults, metrics=metrics, catalog=catalog)
-    return DataPlane(repository, metrics, residency=residency, access=access)
+    return DataPlane(repository, metrics, residency=residency, access=access, tracing=tracing)
 
 
 def run(
@@ -211,12 +239,26 @@ def run(
     catalog: Catalog | None = None,
     residency: ResidencyGuard | None = None,
     access: AccessPolicy | None = None,
+    access_poll_s: float = DEFAULT_POLL_S,
+    tracing: Tracing | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT, on uvloop when it is installed."""
+    """Serve until SIGTERM/SIGINT, on uvloop when it is installed. An ``access`` policy read from a file reloads on
+    SIGHUP and, every ``access_poll_s`` seconds (0: never), when the file has changed."""
 
     async def main() -> None:
-        dataplane = build(path, defaults=defaults, metrics=metrics, catalog=catalog, residency=residency, access=access)
-        server = Server(dataplane, options)
+        dataplane = build(
+            path,
+            defaults=defaults,
+            metrics=metrics,
+            catalog=catalog,
+            residency=residency,
+            access=access,
+            tracing=tracing,
+        )
+        reloader = None
+        if access is not None and access.source is not None:
+            reloader = PolicyReloader(access, dataplane.use_policy, metrics=dataplane.metrics, poll_s=access_poll_s)
+        server = Server(dataplane, options, reloader=reloader)
         await server.serve(on_listening)
 
     try:
