@@ -34,7 +34,6 @@ COMMANDS = {
 _REGISTRY_HELP = "Registry database URL (sqlite:///PATH or postgresql+psycopg://...); default SQLite under $HONED_HOME."
 RegistryOpt = typer.Option(None, "--registry", envvar="HONED_REGISTRY", help=_REGISTRY_HELP, show_default=False)
 JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
-RefArg = typer.Argument(..., help="name, name:VERSION or name@ALIAS.")
 ActorOpt = typer.Option(
     None, "--actor", envvar="HONED_ACTOR", help="Who makes the change (for the audit log); default USER@HOST."
 )
@@ -184,7 +183,7 @@ def register(app: typer.Typer) -> None:
 
     @reg_app.command("show")
     def show_cmd(
-        ref: str = RefArg,
+        ref: str = typer.Argument(..., help="name, name:VERSION or name@ALIAS."),
         registry: str | None = RegistryOpt,
         as_json: bool = JsonOpt,
     ) -> None:
@@ -206,7 +205,7 @@ def register(app: typer.Typer) -> None:
 
     @reg_app.command("lineage")
     def lineage_cmd(
-        ref: str = RefArg,
+        ref: str = typer.Argument(..., help="name, name:VERSION or name@ALIAS."),
         registry: str | None = RegistryOpt,
         as_json: bool = JsonOpt,
     ) -> None:
