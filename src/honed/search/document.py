@@ -353,7 +353,7 @@ class OptimizeReport:
             data=f.obj("data"),
             elapsed_s=f.opt_number("elapsed_s"),
             budget_exhausted=f.flag("budget_exhausted"),
-            stop_reason=f.text("stop_reason", optional=True) if "stop_reason" in data else None,
+            stop_reason=f.opt_text("stop_reason") if "stop_reason" in data else None,
             untried=tuple(
                 _Fields(u, f"{origin}: untried[{i}]").data
                 for i, u in enumerate(f.items("untried") if "untried" in data else [])
