@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import typer.main
@@ -49,6 +50,40 @@ VARIANTS = {
     "k8s-insecure": DeployOptions(insecure_no_auth=True),
     "kserve-insecure": DeployOptions(fmt="kserve", insecure_no_auth=True),
 }
+
+
+TRIGGER_AUTHENTICATION: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "keda.sh/v1alpha1"},
+        "kind": {"const": "TriggerAuthentication"},
+        "metadata": {"type": "object", "required": ["name", "namespace"]},
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "secretTargetRef": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["parameter", "name", "key"],
+                        "additionalProperties": False,
+                        "properties": {k: {"type": "string", "minLength": 1} for k in ("parameter", "name", "key")},
+                    },
+                },
+            },
+        },
+    },
+}
+"""The part of KEDA's TriggerAuthentication CRD schema honed uses (spec.secretTargetRef), strictly."""
+
+
+def so_namespace(objects: dict[str, list[dict[str, Any]]]) -> str:
+    so = next(o for o in objects["fraud-predictive"] if o["kind"] == "ScaledObject")
+    return str(so["metadata"]["namespace"])
 
 
 def validate(obj: dict[str, Any]) -> None:
@@ -188,7 +223,9 @@ def test_one_autoscaler_per_target_and_keda_behavior_is_a_valid_hpa_behavior(pla
         "format": "json",
         "valueLocation": "replicas",
         "targetValue": "1",
+        "authMode": "bearer",
     }
+    assert forecast["authenticationRef"] == {"name": "honed-forecast-auth"}
     # KEDA hands "advanced.horizontalPodAutoscalerConfig.behavior" to the HPA it creates: validate it as one.
     hpa = {
         "apiVersion": "autoscaling/v2",
@@ -320,10 +357,28 @@ def test_write_produces_yaml_files(plan: Plan, tmp_path: Path) -> None:
 def test_predictive_plans_get_a_forecast_server_the_trigger_points_at(plan: Plan, tmp_path: Path) -> None:
     objects = build(plan, dataclasses.replace(SECURE, keda_namespace="keda-system"))
     forecast = objects["_forecast"]
-    assert [o["kind"] for o in forecast] == ["ConfigMap", "Deployment", "Service", "NetworkPolicy"]
-    for obj in forecast:
+    kinds = ["ConfigMap", "Deployment", "Service", "NetworkPolicy", "TriggerAuthentication"]
+    assert [o["kind"] for o in forecast] == kinds
+    for obj in forecast[:-1]:
         validate(obj)
-    config, dep, svc, netpol = forecast
+    config, dep, svc, netpol, auth = forecast
+    # KEDA's schema is not in kubernetes-validate: checked against the fields of its CRD (keda.sh/v1alpha1).
+    jsonschema.validate(auth, TRIGGER_AUTHENTICATION)
+    assert auth["metadata"]["namespace"] == so_namespace(objects) and auth["spec"]["secretTargetRef"] == [
+        {"parameter": "token", "name": "honed-forecast-token", "key": "token"}
+    ]
+    # The server reads the token from the Secret the TriggerAuthentication hands KEDA, as the image's group.
+    pod = dep["spec"]["template"]["spec"]
+    (token_volume,) = [v for v in pod["volumes"] if v["name"] == "token"]
+    assert token_volume["secret"] == {"secretName": "honed-forecast-token", "defaultMode": 0o440}
+    assert pod["securityContext"]["fsGroup"] == 10001
+    container = pod["containers"][0]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "token"]
+    assert container["args"][container["args"].index("--token-file") + 1] == f"{mount['mountPath']}/token"
+    from honed.cli.main import build_app
+
+    plan_cmds = typer.main.get_command(build_app(container["args"])).commands["plan"]  # type: ignore[attr-defined]
+    plan_cmds.commands["forecast-server"].make_context("forecast-server", container["args"][2:])
     served = Plan.from_dict(json.loads(config["data"]["plan.json"]), "ConfigMap honed-forecast-plan")
     assert served.names() == ["fraud-predictive"]
     assert served.placement("fraud-predictive") == plan.placement("fraud-predictive")

@@ -41,6 +41,11 @@ MODEL_MOUNT = "/models"
 FORECAST_NAME = "honed-forecast"
 HISTORY_MOUNT = "/var/lib/honed/history"
 PLAN_MOUNT = "/etc/honed"
+FORECAST_TOKEN_MOUNT = "/var/run/secrets/honed-forecast"
+FORECAST_TOKEN_SECRET = "honed-forecast-token"
+"""The Secret (key ``token``) the forecast server checks callers against and KEDA presents as a bearer token."""
+FORECAST_AUTH = f"{FORECAST_NAME}-auth"
+"""The KEDA TriggerAuthentication that hands :data:`FORECAST_TOKEN_SECRET` to the metrics-api trigger."""
 IMAGE_UID = 10001
 """The user (and group) the images run ``honed`` as (see :mod:`honed.deploy.dockerfiles`)."""
 
@@ -317,7 +322,9 @@ def scaled_object(
                 "format": "json",
                 "valueLocation": "replicas",
                 "targetValue": "1",
+                "authMode": "bearer",
             },
+            "authenticationRef": {"name": FORECAST_AUTH},
         },
     ]
     return {
@@ -348,9 +355,11 @@ def forecast_server(
     namespace: str, plan: Plan, *, image: str, history_claim: str, keda_namespace: str
 ) -> list[dict[str, Any]]:
     """The forecast server of one namespace: ConfigMap (``plan``: the namespace's predictive placements, see
-    :meth:`Plan.only`), Deployment, Service, NetworkPolicy (ingress on its port from KEDA's namespace only). Load
-    histories come from a PVC holding ``<deployment>.csv`` per deployment, kept current by an exporter (see
-    docs/plan.md)."""
+    :meth:`Plan.only`), Deployment, Service, NetworkPolicy (ingress on its port from KEDA's namespace only) and the
+    KEDA TriggerAuthentication its ScaledObjects' metrics-api triggers use. The server takes callers' bearer token
+    from the Secret :data:`FORECAST_TOKEN_SECRET` (key ``token``, created by the operator), which the
+    TriggerAuthentication hands to KEDA. Load histories come from a PVC holding ``<deployment>.csv`` per
+    deployment, kept current by an exporter (see docs/plan.md)."""
     names = plan.names()
     lbl = labels(FORECAST_NAME)
     meta = {"name": FORECAST_NAME, "namespace": namespace, "labels": lbl}
@@ -370,6 +379,8 @@ def forecast_server(
             "0.0.0.0",
             "--port",
             str(FORECAST_PORT),
+            "--token-file",
+            f"{FORECAST_TOKEN_MOUNT}/token",
         ],
         "ports": [{"name": "http", "containerPort": FORECAST_PORT, "protocol": "TCP"}],
         "resources": {
@@ -384,6 +395,7 @@ def forecast_server(
         "volumeMounts": [
             {"name": "plan", "mountPath": PLAN_MOUNT, "readOnly": True},
             {"name": "history", "mountPath": HISTORY_MOUNT, "readOnly": True},
+            {"name": "token", "mountPath": FORECAST_TOKEN_MOUNT, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
@@ -408,6 +420,8 @@ def forecast_server(
                         "securityContext": {
                             "runAsNonRoot": True,
                             "runAsUser": IMAGE_UID,
+                            "runAsGroup": IMAGE_UID,
+                            "fsGroup": IMAGE_UID,  # the token Secret's 0440 file, readable by the server's group
                             "seccompProfile": {"type": "RuntimeDefault"},
                         },
                         "containers": [container],
@@ -416,6 +430,10 @@ def forecast_server(
                             {
                                 "name": "history",
                                 "persistentVolumeClaim": {"claimName": history_claim, "readOnly": True},
+                            },
+                            {
+                                "name": "token",
+                                "secret": {"secretName": FORECAST_TOKEN_SECRET, "defaultMode": 0o440},
                             },
                             {"name": "tmp", "emptyDir": {}},
                         ],
@@ -447,6 +465,12 @@ def forecast_server(
                     }
                 ],
             },
+        },
+        {
+            "apiVersion": "keda.sh/v1alpha1",
+            "kind": "TriggerAuthentication",
+            "metadata": {**meta, "name": FORECAST_AUTH},
+            "spec": {"secretTargetRef": [{"parameter": "token", "name": FORECAST_TOKEN_SECRET, "key": "token"}]},
         },
     ]
 
