@@ -130,6 +130,23 @@ def container(
     }
 
 
+def secret_volumes(secrets: ServingSecrets) -> list[dict[str, Any]]:
+    """The pod volumes of the Secrets in use, 0440 (readable by the image's group through ``fsGroup``)."""
+    return [{"name": v, "secret": {"secretName": secret, "defaultMode": 0o440}} for v, secret, _ in secrets.volumes()]
+
+
+def pod_security() -> dict[str, Any]:
+    """The pod's security context: the image's user and group, and fsGroup so that it can read Secret files."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": IMAGE_UID,
+        "runAsGroup": IMAGE_UID,
+        # Secret volumes are root-owned; fsGroup makes their 0440 files the server's group's to read.
+        "fsGroup": IMAGE_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 def pod_spec(
     placement: Placement, image: str, model_claim: str, secrets: ServingSecrets | None = None
 ) -> dict[str, Any]:
@@ -138,14 +155,7 @@ def pod_spec(
     spec: dict[str, Any] = {
         "serviceAccountName": name,
         "automountServiceAccountToken": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": IMAGE_UID,
-            "runAsGroup": IMAGE_UID,
-            # Secret volumes are root-owned; fsGroup makes their 0440 files the server's group's to read.
-            "fsGroup": IMAGE_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pod_security(),
         "terminationGracePeriodSeconds": 45,
         "affinity": {"nodeAffinity": node_affinity(placement)},
         "topologySpreadConstraints": [
@@ -160,10 +170,7 @@ def pod_spec(
         "volumes": [
             {"name": "models", "persistentVolumeClaim": {"claimName": model_claim, "readOnly": True}},
             {"name": "tmp", "emptyDir": {}},
-            *(
-                {"name": v, "secret": {"secretName": secret, "defaultMode": 0o440}}
-                for v, secret, _ in secrets.volumes()
-            ),
+            *secret_volumes(secrets),
         ],
     }
     if placement.resources.gpus:
@@ -417,13 +424,7 @@ def forecast_server(
                     "metadata": {"labels": lbl},
                     "spec": {
                         "automountServiceAccountToken": False,
-                        "securityContext": {
-                            "runAsNonRoot": True,
-                            "runAsUser": IMAGE_UID,
-                            "runAsGroup": IMAGE_UID,
-                            "fsGroup": IMAGE_UID,  # the token Secret's 0440 file, readable by the server's group
-                            "seccompProfile": {"type": "RuntimeDefault"},
-                        },
+                        "securityContext": pod_security(),
                         "containers": [container],
                         "volumes": [
                             {"name": "plan", "configMap": {"name": f"{FORECAST_NAME}-plan"}},
