@@ -35,7 +35,7 @@ import onnx
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parents[1] / "src")]
 from loadgen import build_request, read_response  # noqa: E402 - the serving benchmark's HTTP client
-from run import Server, free_port  # noqa: E402 - the serving benchmark's process handling
+from run import Server, cpu_seconds, free_port  # noqa: E402 - the serving benchmark's process handling
 
 QUIET, NOISY = "quiet-principal-token-0001", "noisy-principal-token-0002"
 
@@ -162,6 +162,7 @@ def main() -> None:
     cmd += ["--grpc", "off", "--instances", "1", "--threads", "1", "--access", str(policy)]
     server = Server("honed", cmd, port, out / "server.log")
     quiet: dict[str, list[float]] = {"alone": [], "with noisy": []}
+    server_cpu: dict[str, float] = {"alone": 0.0, "with noisy": 0.0}
     noisy_runs: list[dict[str, Any]] = []
     bad: list[str] = []
     try:
@@ -185,7 +186,9 @@ def main() -> None:
                 noisy_cmd += ["--noisy-connections", str(args.noisy_connections)]
                 noisy = subprocess.Popen(noisy_cmd, stdout=subprocess.PIPE, text=True)
                 time.sleep(0.5)  # the noisy one is at full rate before the quiet one's phase starts
+            before = cpu_seconds(server.ps)
             records = asyncio.run(open_loop(server.url, QUIET, args.quiet_rps, args.phase_s - 1.0, 4))
+            server_cpu[condition] += cpu_seconds(server.ps) - before
             for r in records:
                 if r["status"] != 200:
                     bad.append(f"quiet got {r['status']}")
@@ -213,14 +216,18 @@ def main() -> None:
         f"quiet {args.quiet_rps:g} req/s (limit {args.quiet_limit:g}); noisy {args.noisy_rps:g} req/s "
         f"(limit {args.noisy_limit:g}); {args.phases} phases of {args.phase_s:g} s\n"
     )
-    print("| quiet principal | requests | p50 ms | p99 ms | max ms |")
-    print("|---|---:|---:|---:|---:|")
+    print("| quiet principal | requests | p50 ms | p99 ms | max ms | server CPU s/s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    measured_s = (args.phase_s - 1.0) * (args.phases / 2)
     for condition, values in quiet.items():
         print(
             f"| {condition} | {len(values)} | {statistics.median(values):.2f} | {pct(values, 99):.2f} | "
-            f"{max(values):.2f} |"
+            f"{max(values):.2f} | {server_cpu[condition] / measured_s:.3f} |"
         )
     print(f"\nquiet p99 with noisy / alone: {noisy_p99 / alone_p99:.3f} (target <= 1.10)")
+    # The noisy client sends at a fixed rate, so over the measured windows it sent about noisy_rps x their length.
+    extra_us = (server_cpu["with noisy"] - server_cpu["alone"]) / (args.noisy_rps * measured_s) * 1e6
+    print(f"server CPU per noisy request (the extra over quiet alone): {extra_us:.0f} µs")
     print(
         f"noisy answers: {dict(sorted(statuses.items()))}; refusals {refusals}, of which 429 with Retry-After "
         f"{with_retry}"
