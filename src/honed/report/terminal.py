@@ -38,7 +38,10 @@ def candidates_table(report: OptimizeReport) -> Table:
     table = Table(
         title=f"honed optimize — gate: {gate.describe()}",
         title_justify="left",
-        caption=gate.describe_mask() if gate.mask is not None else None,
+        caption="\n".join(
+            [*([gate.describe_mask()] if gate.mask is not None else []), *(n for _, n in report.source_notes)]
+        )
+        or None,
         caption_justify="left",
     )
     table.add_column("id", no_wrap=True)
