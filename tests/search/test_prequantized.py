@@ -17,6 +17,8 @@ from rich.console import Console
 
 from honed.cli.main import run
 from honed.errors import InvalidArgument
+from honed.model.quantized import detect_quantization
+from honed.passes import PassContext, get_pass
 from honed.report import candidates_table
 from honed.search import optimize
 
@@ -52,10 +54,12 @@ def qdq(tmp_path: Path, model: Path, data: Path) -> Path:
     return out
 
 
-def _optimize(tmp_path: Path, model: Path, data: Path, name: str, *extra: str) -> tuple[int, dict[str, Any]]:
+def _optimize(
+    tmp_path: Path, model: Path, data: Path, name: str, *extra: str, flags: list[str] = FAST_FLAGS
+) -> tuple[int, dict[str, Any]]:
     out = tmp_path / name
     argv = ["optimize", str(model), "--data", str(data), "--metric", "cosine", "--min", "0.9", "--json"]
-    argv += ["--time-budget", "20s", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), *FAST_FLAGS]
+    argv += ["--time-budget", "20s", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), *flags]
     code = run([*argv, *extra])
     return code, json.loads((out / "report.json").read_text())
 
@@ -63,13 +67,16 @@ def _optimize(tmp_path: Path, model: Path, data: Path, name: str, *extra: str) -
 def test_quantization_passes_are_skipped_and_graph_passes_still_run(
     tmp_path: Path, qdq: Path, data: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, report = _optimize(tmp_path, qdq, data, "out")
+    flags = [*FAST_FLAGS[:4], "--backends", "onnxruntime,openvino", "--no-tune"]
+    code, report = _optimize(tmp_path, qdq, data, "out", flags=flags)
     assert code in (0, 3), capsys.readouterr().err
     assert report["model"]["quantization"]["format"] == "qdq"
-    skipped = {s["pass"]: s["reason"] for s in report["skipped"]}
+    skipped = {(s["pass"], s["backend"]): s["reason"] for s in report["skipped"]}
     nodes = sum(report["model"]["quantization"]["ops"].values())
-    for name in ("int8-dynamic", "int8-static"):
-        assert skipped[name] == f"{REASON}{nodes} nodes)", skipped
+    for key in (("int8-dynamic", "onnxruntime"), ("int8-static", "onnxruntime"), ("nncf-int8", "openvino")):
+        assert skipped[key] == f"{REASON}{nodes} nodes)", skipped
+    # OpenVINO runs the QDQ model as it is (its INT8 ops from the Q/DQ pairs)
+    assert any(c["backend"] == "openvino" and not c["passes"] and c["latency_ms"] for c in report["candidates"])
     tried = [p["name"] for c in report["candidates"] for p in c["passes"]]
     assert tried and not set(tried) & set(QUANTIZERS), tried
     graph_rows = [c for c in report["candidates"] if [p["name"] for p in c["passes"]] == ["graph"]]
@@ -77,9 +84,7 @@ def test_quantization_passes_are_skipped_and_graph_passes_still_run(
     # the quantized model is its own reference: the original agrees with itself exactly
     assert report["baseline"]["metric_value"] == pytest.approx(1.0, abs=1e-6)
     assert report["data"]["reference"] is None
-    # every candidate kept the model's own quantization ops
-    out_model = onnx.load(str(tmp_path / "out" / "model.onnx"))
-    assert {n.op_type for n in out_model.graph.node} & {"QuantizeLinear", "DequantizeLinear", "QLinearMatMul"}
+    assert detect_quantization(onnx.load(str(tmp_path / "out" / "model.onnx"))) is not None
 
 
 def test_a_float_reference_moves_the_gate_off_self_comparison(
@@ -115,6 +120,30 @@ def test_report_table_says_why_quantizers_were_not_tried(tmp_path: Path, qdq: Pa
     console = Console(record=True, width=200)
     console.print(candidates_table(result.document))
     assert REASON in console.export_text()
+
+
+@pytest.mark.parametrize(
+    ("name", "backend", "provider"),
+    [
+        ("int8-dynamic", "onnxruntime", "cpu"),
+        ("int8-static", "onnxruntime", "cpu"),
+        ("nncf-int8", "openvino", "cpu"),
+        ("fp16", "onnxruntime", "cuda"),
+    ],
+)
+def test_every_quantizing_pass_leaves_a_quantized_model_alone(
+    model: Path, qdq: Path, name: str, backend: str, provider: str
+) -> None:
+    ctx = PassContext(target_backend=backend, target_provider=provider, calibration=lambda: iter(()))
+    quantizer = get_pass(name)
+    assert quantizer.quantizes
+    reason = quantizer.skip_reason(ctx, None, onnx.load(str(qdq)))
+    assert reason is not None and reason.startswith(REASON), reason
+    float_reason = quantizer.skip_reason(ctx, None, onnx.load(str(model)))
+    assert float_reason is None or not float_reason.startswith("already quantized"), float_reason
+    graph = get_pass("graph")
+    assert graph.skip_reason(PassContext(), None, onnx.load(str(qdq))) is None
+    assert detect_quantization(graph.run(qdq, None, PassContext())) is not None  # graph passes keep the Q/DQ pairs
 
 
 def _other_io(path: Path, *, input_name: str = "x", width: int = 16, output: str = "probs") -> Path:
