@@ -17,11 +17,18 @@ from rich.console import Console
 
 from honed.cli.main import run
 from honed.errors import InvalidArgument
-from honed.model.quantized import detect_quantization
+from honed.model.quantized import QuantizationInfo, detect_quantization
 from honed.passes import PassContext, get_pass
 from honed.report import candidates_table
 from honed.search import optimize
 
+FAST: dict[str, Any] = {
+    "measure_s": 0.02,
+    "final_rounds": 2,
+    "backends": ["onnxruntime"],
+    "tune_runtime": False,
+    "time_budget": "15s",
+}
 FAST_FLAGS = ["--measure", "0.02", "--rounds", "2", "--backends", "onnxruntime", "--no-tune"]
 QUANTIZERS = ("int8-dynamic", "int8-static", "nncf-int8")
 REASON = "already quantized (QDQ int8, "
@@ -102,20 +109,10 @@ def test_a_float_reference_moves_the_gate_off_self_comparison(
 
 
 def test_report_table_says_why_quantizers_were_not_tried(tmp_path: Path, qdq: Path, data: Path) -> None:
-    result = optimize(
-        qdq,
-        out=tmp_path / "api",
-        data=data,
-        metric="cosine",
-        minimum=0.9,
-        passes=["int8-dynamic", "graph"],
-        time_budget="15s",
-        cache_dir=tmp_path / "cache",
-        measure_s=0.02,
-        final_rounds=2,
-        backends=["onnxruntime"],
-        tune_runtime=False,
-    )
+    passes = ["int8-dynamic", "graph"]
+    gate: dict[str, Any] = {"metric": "cosine", "minimum": 0.9, "cache_dir": tmp_path / "cache"}
+    result = optimize(qdq, out=tmp_path / "api", data=data, passes=passes, **gate, **FAST)
+    assert result.document.model is not None and result.document.model["quantization"]["format"] == "qdq"
     assert [s["pass"] for s in result.document.skipped] == ["int8-dynamic"]
     console = Console(record=True, width=200)
     console.print(candidates_table(result.document))
@@ -188,7 +185,14 @@ def test_a_reference_with_other_inputs_or_outputs_is_one_line_exit_2(
 def test_python_api_reference_is_checked_and_refused_with_a_recipe(tmp_path: Path, qdq: Path, data: Path) -> None:
     other = _other_io(tmp_path / "other.onnx", width=8)
     with pytest.raises(InvalidArgument, match="does not match the model"):
-        optimize(qdq, out=tmp_path / "o", data=data, reference=other, backends=["onnxruntime"])
+        optimize(qdq, out=tmp_path / "o", data=data, reference=other, **FAST)
     with pytest.raises(InvalidArgument, match="a --recipe replay judges nothing"):
         optimize(qdq, out=tmp_path / "o", reference=other, recipe=tmp_path / "recipe.json")
     assert not (tmp_path / "o").exists()
+
+
+def test_the_reason_names_format_types_and_node_count() -> None:
+    qop = QuantizationInfo("qoperator", {"MatMulInteger": 1}, ("uint8",))
+    assert qop.reason() == "already quantized (QOperator uint8, 1 node)"
+    qdq = QuantizationInfo("qdq", {"QuantizeLinear": 3, "DequantizeLinear": 5}, ("int8", "uint8"))
+    assert qdq.reason() == "already quantized (QDQ int8/uint8, 8 nodes)"
