@@ -116,7 +116,8 @@ def test_report_table_says_why_quantizers_were_not_tried(tmp_path: Path, qdq: Pa
     assert [s["pass"] for s in result.document.skipped] == ["int8-dynamic"]
     console = Console(record=True, width=200)
     console.print(candidates_table(result.document))
-    assert REASON in console.export_text()
+    text = console.export_text()
+    assert REASON in text and "original [f32] @ onnxruntime/cpu" in text
 
 
 @pytest.mark.parametrize(
