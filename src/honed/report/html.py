@@ -310,6 +310,7 @@ def render_html(report: OptimizeReport) -> str:
         ("model", f"{model.get('path')} (sha256 {str(model.get('sha256'))[:16]}…)"),
         ("gate", f"{gate.describe()} — {gate.gate.reason}"),
         ("compared", gate.describe_mask()),
+        *report.source_notes,
         ("batch / objective", f"{settings.batch} / {settings.objective}"),
         ("backends", ", ".join(settings.backends)),
         (

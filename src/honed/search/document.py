@@ -257,6 +257,22 @@ class OptimizeReport:
         return pareto_front(self.candidates, self.gate.gate.higher_is_better)
 
     @property
+    def source_notes(self) -> tuple[tuple[str, str], ...]:
+        """What the report says about the model as given: its quantization (and that the quantization passes were
+        not tried) and the ``--reference`` the gate compared against, as (label, sentence) pairs."""
+        from honed.model.quantized import QuantizationInfo
+
+        notes: list[tuple[str, str]] = []
+        quantization = (self.model or {}).get("quantization")
+        if quantization:
+            reason = QuantizationInfo.from_dict(quantization).reason()
+            notes.append(("quantization", f"{reason}: its own scales are kept, quantization passes not tried"))
+        reference = (self.data or {}).get("reference")
+        if reference:
+            notes.append(("reference", f"the gate compares against {reference['path']} (--reference)"))
+        return tuple(notes)
+
+    @property
     def closest(self) -> tuple[CandidateRow, ...]:
         """Rejected candidates with a distance to the bound, nearest first: how close each came."""
         rejected = [r for r in self.candidates if r.status is CandidateStatus.REJECTED and r.margin is not None]

@@ -150,6 +150,9 @@ class SearchInputs:
     """Builds a pipeline's model into the path within the seconds given (raises PassError, BuildTimeout)."""
     context_key: dict[str, Any]
     labels: Array | None = None
+    own_reference: bool = True
+    """Whether ``reference`` holds the source model's own outputs (the original then matches it exactly); False
+    with ``--reference``: the original is compared with the reference like every candidate."""
 
     @property
     def gate(self) -> AccuracyGate:
@@ -443,12 +446,13 @@ class Search:
         except HonedError as exc:
             outcome.status, outcome.reason = "failed", f"failed to run: {exc}"
             return
-        if not self.outcomes or self.outcomes[0] is outcome:
+        first = not self.outcomes or self.outcomes[0] is outcome
+        if first and self.inputs.own_reference:
             outcome.fidelity = self.inputs.comparison.original(self.inputs.reference, self.inputs.labels)
             return
         base = self.baseline().cost_ms(self.settings.objective)
         cost = outcome.cost_ms(self.settings.objective)
-        slower = base is not None and cost is not None and cost > base * _SLOWER
+        slower = not first and base is not None and cost is not None and cost > base * _SLOWER
         if slower and inherit is None and not self.settings.evaluate_slower:
             # the machine may have been busier just now: measure the original again, back to back
             base = self._remeasure_baseline()
