@@ -224,7 +224,7 @@ def _wrong_type(text: str) -> str:
     [
         ["deploy", "k8s", "--out", "m", "--access-secret", "honed-access"],
         ["plan", "simulate", "--out", "sim"],
-        ["plan", "forecast-server"],
+        ["plan", "forecast-server", "--insecure-no-auth"],
     ],
     ids=["deploy", "simulate", "forecast-server"],
 )
