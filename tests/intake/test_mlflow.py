@@ -199,6 +199,21 @@ def test_bench_reads_a_version_and_caches_it(
     cached = list((tmp_path / "cache" / "mlflow").glob("*/models/scorer/1/scorer/model.onnx"))
     assert len(cached) == 1 and onnx.load(str(cached[0])) == scorer
 
+    # honed serve models:/... serves the same fetched folder, under the MLflow model's name
+    from honed.intake.mlflow import fetch
+    from honed.serve.repository import discover
+
+    fetched = fetch("models:/scorer@prod", mlflow_uri=server)
+    assert fetched.folder == cached[0].parent and fetched.resolved_uri == "models:/scorer/1"
+    sources, bad = discover(fetched.folder)
+    assert bad == [] and [s.name for s in sources] == ["scorer"]
+
+    # the same model by the run that logged it
+    by_run = fetch(f"runs:/{fetched.run_id}/model", mlflow_uri=server)
+    assert by_run.name == "model" and onnx.load(str(by_run.model_file)) == scorer
+    line = _bad(["bench", "runs:/0123456789abcdef0123456789abcdef/model", "--mlflow-uri", server], capsys)
+    assert "MLflow run 0123456789abcdef0123456789abcdef not found" in line
+
 
 @pytest.mark.parametrize(
     ("uri", "says"),
