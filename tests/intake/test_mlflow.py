@@ -5,6 +5,7 @@ equal honed's; other flavours, missing aliases and versions and an unreachable s
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -188,6 +189,42 @@ def test_optimize_by_alias_writes_back_a_version_pyfunc_runs_like_honed(
     np.testing.assert_allclose(theirs, ours, rtol=1e-5, atol=1e-6)
     reference = ort.InferenceSession(scorer.SerializeToString(), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(ours, reference.run(None, {"x": x})[0], rtol=1e-2, atol=1e-2)
+    served = _serve_answer("models:/scorer/2", server, x, tmp_path)
+    np.testing.assert_allclose(theirs, served, rtol=1e-5, atol=1e-6)
+
+
+def _serve_answer(uri: str, server: str, x: np.ndarray, cwd: Path) -> np.ndarray:
+    """``honed serve URI`` in a subprocess, asked once over V2 REST; its ``y``."""
+    import httpx
+
+    log = cwd / "serve.log"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    cmd = [sys.executable, "-m", "honed", "serve", uri, "--mlflow-uri", server, "--http", "127.0.0.1:0"]
+    with log.open("wb") as handle:
+        proc = subprocess.Popen([*cmd, "--grpc", "off"], stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+    try:
+        deadline = time.monotonic() + 90
+        while (match := re.search(r"listening: HTTP on [\d.]+:(\d+)", log.read_text(errors="replace"))) is None:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"honed serve did not start:\n{log.read_text(errors='replace')}")
+            time.sleep(0.1)
+        base = f"http://127.0.0.1:{match.group(1)}"
+        while httpx.get(f"{base}/v2/health/ready", timeout=5).status_code != 200:
+            if time.monotonic() > deadline:
+                pytest.fail(f"honed serve did not become ready:\n{log.read_text(errors='replace')}")
+            time.sleep(0.1)
+        body = {"inputs": [{"name": "x", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
+        reply = httpx.post(f"{base}/v2/models/scorer/infer", json=body, timeout=30)
+        assert reply.status_code == 200, reply.text
+        output = reply.json()["outputs"][0]
+        return np.asarray(output["data"], dtype=np.float32).reshape(output["shape"])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def test_bench_reads_a_version_and_caches_it(
