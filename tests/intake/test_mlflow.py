@@ -22,6 +22,7 @@ import onnx
 import pytest
 
 from honed.cli.main import run
+from honed.errors import InvalidArgument
 from tests.graphs import matmul_model
 
 pytest.importorskip("mlflow", reason="MLflow both ways needs the mlflow package (pip install 'honed[mlflow]')")
@@ -61,13 +62,22 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.3)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        _stop(proc, group=True)
+        log.close()
+
+
+def _stop(proc: subprocess.Popen[bytes], *, group: bool = False) -> None:
+    """SIGTERM, then SIGKILL after 5 s; ``group``: to the process group the server's workers share."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
         try:
             proc.wait(timeout=5)
+            return
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+            continue
 
 
 @pytest.fixture(autouse=True)
@@ -219,12 +229,7 @@ def _serve_answer(uri: str, server: str, x: np.ndarray, cwd: Path) -> np.ndarray
         output = reply.json()["outputs"][0]
         return np.asarray(output["data"], dtype=np.float32).reshape(output["shape"])
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
 
 
 def test_bench_reads_a_version_and_caches_it(
@@ -286,3 +291,34 @@ def test_an_unreachable_server_is_refused_before_the_search(tmp_path: Path, caps
 
 def test_a_uri_without_a_server_says_how_to_give_one(capsys: pytest.CaptureFixture[str]) -> None:
     assert "pass --mlflow-uri URL or set MLFLOW_TRACKING_URI" in _bad(["bench", "models:/scorer/1"], capsys)
+
+
+def test_runtime_options_carry_what_honed_chose_in_mlflows_terms() -> None:
+    from mlflow.utils.model_utils import _validate_onnx_session_options
+
+    from honed.intake.mlflow import runtime_options
+    from honed.runtime.config import RuntimeConfig
+
+    config = RuntimeConfig(
+        provider="cuda",
+        graph_optimization="basic",
+        intra_op_threads=2,
+        spinning=False,
+        affinity=(0, 1),
+        options={"session.set_denormal_as_zero": "1"},
+    )
+    providers, options = runtime_options(config.to_dict())
+    assert providers == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert options == {
+        "graph_optimization_level": 1,
+        "execution_mode": "sequential",
+        "intra_op_num_threads": 2,
+        "extra_session_config": {
+            "session.intra_op.allow_spinning": "0",
+            "session.inter_op.allow_spinning": "0",
+            "session.set_denormal_as_zero": "1",
+        },
+    }
+    _validate_onnx_session_options(options)  # MLflow's own check of the flavour's session options
+    with pytest.raises(InvalidArgument, match="--backends onnxruntime"):
+        runtime_options(RuntimeConfig(backend="openvino").to_dict())
