@@ -155,7 +155,7 @@ def test_optimize_by_alias_writes_back_a_version_pyfunc_runs_like_honed(
 
     out, registry = tmp_path / "out", f"sqlite:///{tmp_path / 'registry.db'}"
     args = ["optimize", "models:/scorer@prod", "--time-budget", "20s", "--out", str(out), "--no-cache"]
-    args += ["--measure", "0.2", "--rounds", "1", "--no-tune", "--to-mlflow", "scorer", "--mlflow-uri", server]
+    args += ["--measure", "0.2", "--rounds", "1", "--passes", "graph", "--to-mlflow", "scorer", "--mlflow-uri", server]
     assert run([*args, "--register", "scorer", "--registry", registry]) in (0, 3)
     err = capsys.readouterr().err
     assert "logged models:/scorer/2 to MLflow" in err
@@ -287,6 +287,15 @@ def test_an_unreachable_server_is_refused_before_the_search(tmp_path: Path, caps
     out = tmp_path / "out"
     line = _bad(["optimize", str(model), "--out", str(out), "--to-mlflow", "scorer", "--mlflow-uri", url], capsys)
     assert "cannot reach the MLflow tracking server" in line and not out.exists()
+
+
+def test_to_mlflow_refuses_a_backend_the_onnx_flavour_does_not_run(
+    server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, out = matmul_model(tmp_path / "m.onnx", k=K, n=N), tmp_path / "out"
+    args = ["optimize", str(model), "--out", str(out), "--backends", "onnxruntime,openvino", "--to-mlflow", "s"]
+    line = _bad([*args, "--mlflow-uri", server], capsys)
+    assert "leave openvino out of --backends" in line and not out.exists()
 
 
 def test_a_uri_without_a_server_says_how_to_give_one(capsys: pytest.CaptureFixture[str]) -> None:

@@ -125,7 +125,7 @@ def register(app: typer.Typer) -> None:
             None,
             "--to-mlflow",
             help="Log the winner as a new version of this MLflow registered model (onnx flavour, with honed's "
-            "runtime options, recipe and report) on --mlflow-uri.",
+            "runtime options, recipe and report) on --mlflow-uri; searches the onnxruntime backend only.",
         ),
         mlflow_uri: str | None = mlflow_uri_option(),
     ) -> None:
@@ -135,9 +135,10 @@ def register(app: typer.Typer) -> None:
         """
         use_mlflow_uri(mlflow_uri)
         if to_mlflow is not None:
-            from honed.intake.mlflow import check_writable
+            from honed.intake.mlflow import check_writable, mlflow_backends
 
             check_writable(to_mlflow)
+            backends = mlflow_backends(backends)
         registry = None
         if register_as is not None:  # fail before a long search, not after it
             from honed.registry import open_registry

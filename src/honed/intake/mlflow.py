@@ -28,7 +28,16 @@ from honed.errors import HonedError, InvalidArgument, InvalidModel, ModelNotFoun
 from honed.intake._quiet import first_line, quiet_converters
 from honed.model.loader import is_mlflow_uri
 
-__all__ = ["LoggedVersion", "MlflowModel", "fetch", "is_mlflow_uri", "log_winner", "runtime_options", "tag_version"]
+__all__ = [
+    "LoggedVersion",
+    "MlflowModel",
+    "fetch",
+    "is_mlflow_uri",
+    "log_winner",
+    "mlflow_backends",
+    "runtime_options",
+    "tag_version",
+]
 
 ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
 FLAVOUR = "onnx"
@@ -265,6 +274,19 @@ def runtime_options(runtime: dict[str, Any]) -> tuple[list[str], dict[str, Any]]
     if config.inter_op_threads:
         options["inter_op_num_threads"] = config.inter_op_threads
     return list(_PROVIDERS[config.provider]), options
+
+
+def mlflow_backends(backends: str | None) -> str:
+    """The ``--backends`` of a search whose winner goes to MLflow: onnxruntime, the runtime of MLflow's onnx
+    flavour, by default; a list naming another is refused before the search rather than its winner after it."""
+    names = [b.strip() for b in (backends or "onnxruntime").split(",") if b.strip()]
+    others = [b for b in names if b != "onnxruntime"]
+    if others:
+        raise InvalidArgument(
+            f"--to-mlflow writes MLflow's onnx flavour, which runs ONNX Runtime: leave {', '.join(others)} "
+            "out of --backends"
+        )
+    return "onnxruntime"
 
 
 def check_writable(name: str, *, mlflow_uri: str | None = None) -> str:
