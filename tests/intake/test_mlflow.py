@@ -276,6 +276,8 @@ def test_bad_models_are_refused_in_one_line(
 ) -> None:
     line = _bad(["bench", uri, "--iterations", "1", "--mlflow-uri", server], capsys)
     assert says in line
+    out = tmp_path / "out"
+    assert says in _bad(["optimize", uri, "--out", str(out), "--mlflow-uri", server], capsys) and not out.exists()
     assert [p for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []  # nothing half-fetched is kept
 
 
