@@ -333,3 +333,9 @@ def test_runtime_options_carry_what_honed_chose_in_mlflows_terms() -> None:
     _validate_onnx_session_options(options)  # MLflow's own check of the flavour's session options
     with pytest.raises(InvalidArgument, match="--backends onnxruntime"):
         runtime_options(RuntimeConfig(backend="openvino").to_dict())
+
+
+@pytest.mark.parametrize("uri", ["models:/scorer", "models:/scorer@", "models:/../1", "runs:/abc/../../x", "runs:/abc"])
+def test_malformed_uris_are_refused(server: str, uri: str, capsys: pytest.CaptureFixture[str]) -> None:
+    line = _bad(["bench", uri, "--mlflow-uri", server], capsys)
+    assert ("a run URI is runs:/RUN_ID/PATH" if uri.startswith("runs:/") else "models:/NAME/VERSION or") in line

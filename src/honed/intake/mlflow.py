@@ -191,7 +191,7 @@ def _locate(client: Any, uri: str) -> tuple[str, str | None, str | None, str, st
     """``(name, version, run_id, uri by version or run, cache key)`` of a ``models:/`` or ``runs:/`` URI."""
     if uri.startswith("runs:/"):
         run_id, _, path = uri[len("runs:/") :].partition("/")
-        if not run_id or not path.strip("/"):
+        if not run_id or not path.strip("/") or {".", ".."} & {run_id, *path.split("/")}:
             raise InvalidArgument(f"{uri!r}: a run URI is runs:/RUN_ID/PATH, e.g. runs:/0a1b2c/model")
         with _mlflow_errors(f"MLflow run {run_id} not found"):
             client.get_run(run_id)
@@ -200,11 +200,13 @@ def _locate(client: Any, uri: str) -> tuple[str, str | None, str | None, str, st
     rest = uri[len("models:/") :].strip("/")
     if "@" in rest:
         name, _, alias = rest.partition("@")
+        if name in ("", ".", "..") or "/" in name or not alias:
+            raise InvalidArgument(f"{uri!r}: a model URI is models:/NAME/VERSION or models:/NAME@ALIAS")
         with _mlflow_errors(f"MLflow model {name!r} has no alias {alias!r}"):
             mv = client.get_model_version_by_alias(name, alias)
     else:
         name, _, number = rest.partition("/")
-        if not name or not number.isdigit():
+        if name in ("", ".", "..") or not number.isdigit():
             raise InvalidArgument(f"{uri!r}: a model URI is models:/NAME/VERSION or models:/NAME@ALIAS")
         with _mlflow_errors(f"MLflow model {name!r} has no version {number}"):
             mv = client.get_model_version(name, number)
