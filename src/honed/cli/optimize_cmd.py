@@ -13,7 +13,7 @@ from honed.search import OptimizeResult, optimize
 from honed.search.engine import Events, Outcome
 
 if TYPE_CHECKING:
-    from honed.intake.mlflow import LoggedVersion
+    from honed.intake.mlflow import LoggedVersion, MlflowModel
 
 COMMANDS = {
     "optimize": "Find the fastest variant of MODEL on this machine whose accuracy stays inside the bound.",
@@ -134,6 +134,9 @@ def register(app: typer.Typer) -> None:
         Exit 0: a faster model passed; 3: only the original qualifies (it is still written); 2: bad input.
         """
         use_mlflow_uri(mlflow_uri)
+        source_model = _fetch_once(model)
+        if source_model is not None:  # one version for the whole command, even if the alias moves meanwhile
+            model = source_model.model_file
         if to_mlflow is not None:
             from honed.intake.mlflow import check_writable, mlflow_backends
 
@@ -185,7 +188,7 @@ def register(app: typer.Typer) -> None:
                 console.print(
                     f"wrote {result.model_path}, {result.recipe_path}, {result.report_path}, {result.html_path}"
                 )
-        logged = _write_mlflow(model, result, to_mlflow) if to_mlflow is not None else None
+        logged = _write_mlflow(model, source_model, result, to_mlflow) if to_mlflow is not None else None
         if registry is not None and register_as is not None:
             from honed.registry import default_actor, register_optimized
 
@@ -201,13 +204,23 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(result.exit_code)
 
 
-def _write_mlflow(model: Path, result: OptimizeResult, name: str) -> LoggedVersion:
+def _fetch_once(model: Path) -> MlflowModel | None:
+    """The MLflow model a ``models:/`` or ``runs:/`` MODEL names, fetched; None for a path."""
+    from honed.model.loader import is_mlflow_uri
+
+    if not is_mlflow_uri(model):
+        return None
+    from honed.intake.mlflow import fetch
+
+    return fetch(str(model))
+
+
+def _write_mlflow(model: Path, source_model: MlflowModel | None, result: OptimizeResult, name: str) -> LoggedVersion:
     """Log the winner to MLflow as a new version of ``name``, linked to its source (an MLflow URI or a path)."""
     from honed import __version__
-    from honed.intake.mlflow import fetch, log_winner
-    from honed.model.loader import file_sha256, is_mlflow_uri
+    from honed.intake.mlflow import log_winner
+    from honed.model.loader import file_sha256
 
-    source_model = fetch(str(model)) if is_mlflow_uri(model) else None
     lineage = {
         "honed.version": __version__,
         "honed.sha256": file_sha256(result.model_path),
