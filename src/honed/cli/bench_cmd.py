@@ -11,7 +11,16 @@ from rich.progress import Progress
 from rich.table import Table
 
 from honed.bench import BenchProgress, BenchReport, BenchSettings, run_bench
-from honed.cli.common import console, err_console, parse_int_list, print_json, progress_bar, runtime_config
+from honed.cli.common import (
+    console,
+    err_console,
+    mlflow_uri_option,
+    parse_int_list,
+    print_json,
+    progress_bar,
+    runtime_config,
+    use_mlflow_uri,
+)
 from honed.errors import InvalidArgument
 from honed.jsonio import write_json
 from honed.model.spec import parse_shape_overrides
@@ -39,7 +48,9 @@ class _RichProgress(BenchProgress):
 
 def bench(
     model: Path = typer.Argument(
-        ..., help="ONNX model file, OpenVINO IR .xml (with its .bin), or a folder holding model.onnx or model.xml."
+        ...,
+        help="ONNX model file, OpenVINO IR .xml (with its .bin), a folder holding model.onnx or model.xml, or an "
+        "MLflow ONNX model: models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/PATH.",
     ),
     batch: str = typer.Option("1", "--batch", "-b", help="Batch sizes, comma-separated, e.g. 1,8,32."),
     threads: str = typer.Option("0", "--threads", "-t", help="Intra-op thread counts, comma-separated; 0 = auto."),
@@ -62,8 +73,10 @@ def bench(
     inter_op: int = typer.Option(0, "--inter-op-threads", help="Inter-op threads (0 = auto)."),
     as_json: bool = typer.Option(False, "--json", help="Print the honed.bench/v1 JSON instead of tables."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Also write the JSON to this file."),
+    mlflow_uri: str | None = mlflow_uri_option(),
 ) -> None:
     """Measure latency percentiles, throughput, peak memory and (with --profile) per-op time."""
+    use_mlflow_uri(mlflow_uri)
     duration_s = parse_duration(duration, "--duration") if duration else None
     if iterations is not None and duration_s is not None:
         raise InvalidArgument("give --iterations or --duration, not both")

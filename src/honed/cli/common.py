@@ -78,3 +78,24 @@ def runtime_config(
         spinning=spinning,
         inter_op_threads=inter_op,
     )
+
+
+def mlflow_uri_option() -> Any:
+    """``--mlflow-uri``: the tracking server a ``models:/`` or ``runs:/`` model argument is fetched from."""
+    import typer
+
+    return typer.Option(
+        None,
+        "--mlflow-uri",
+        envvar="MLFLOW_TRACKING_URI",
+        help="MLflow tracking server for a models:/NAME/VERSION, models:/NAME@ALIAS or runs:/ID/PATH model.",
+        show_default=False,
+    )
+
+
+def use_mlflow_uri(uri: str | None) -> None:
+    """Make ``--mlflow-uri`` the server MLflow model URIs are resolved on in this process."""
+    if uri:
+        from honed.intake.mlflow import set_tracking_uri
+
+        set_tracking_uri(uri)

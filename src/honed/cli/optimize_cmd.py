@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import Progress, TaskID
 
-from honed.cli.common import console, err_console, print_json, progress_bar
+from honed.cli.common import console, err_console, mlflow_uri_option, print_json, progress_bar, use_mlflow_uri
 from honed.search import OptimizeResult, optimize
 from honed.search.engine import Events, Outcome
+
+if TYPE_CHECKING:
+    from honed.intake.mlflow import LoggedVersion, MlflowModel
 
 COMMANDS = {
     "optimize": "Find the fastest variant of MODEL on this machine whose accuracy stays inside the bound.",
@@ -69,7 +73,11 @@ def _clip(text: str, width: int) -> str:
 def register(app: typer.Typer) -> None:
     @app.command("optimize")
     def optimize_cmd(
-        model: Path = typer.Argument(..., help="ONNX model file (or a folder holding model.onnx)."),
+        model: Path = typer.Argument(
+            ...,
+            help="ONNX model file (or a folder holding model.onnx), or an MLflow ONNX model: models:/NAME/VERSION, "
+            "models:/NAME@ALIAS or runs:/RUN_ID/PATH.",
+        ),
         out: Path = typer.Option(Path("out"), "--out", "-o", help="Output folder: model.onnx, recipe.json, report.*"),
         data: Path | None = typer.Option(None, "--data", help="Calibration data: .npz with one array per input."),
         eval_data: Path | None = typer.Option(None, "--eval-data", help="Eval data (.npz); defaults to --data."),
@@ -121,11 +129,27 @@ def register(app: typer.Typer) -> None:
             help="Registry URL for --register (default SQLite).",
             show_default=False,
         ),
+        to_mlflow: str | None = typer.Option(
+            None,
+            "--to-mlflow",
+            help="Log the winner as a new version of this MLflow registered model (onnx flavour, with honed's "
+            "runtime options, recipe and report) on --mlflow-uri; searches the onnxruntime backend only.",
+        ),
+        mlflow_uri: str | None = mlflow_uri_option(),
     ) -> None:
         """Find the fastest variant of MODEL on this machine whose accuracy stays inside the bound.
 
         Exit 0: a faster model passed; 3: only the original qualifies (it is still written); 2: bad input.
         """
+        use_mlflow_uri(mlflow_uri)
+        source_model = _fetch_once(model)
+        if source_model is not None:  # one version for the whole command, even if the alias moves meanwhile
+            model = source_model.model_file
+        if to_mlflow is not None:
+            from honed.intake.mlflow import check_writable, mlflow_backends
+
+            check_writable(to_mlflow)
+            backends = mlflow_backends(backends)
         registry = None
         if register_as is not None:  # fail before a long search, not after it
             from honed.registry import open_registry
@@ -173,9 +197,46 @@ def register(app: typer.Typer) -> None:
                 console.print(
                     f"wrote {result.model_path}, {result.recipe_path}, {result.report_path}, {result.html_path}"
                 )
+        logged = _write_mlflow(model, source_model, result, to_mlflow) if to_mlflow is not None else None
         if registry is not None and register_as is not None:
             from honed.registry import default_actor, register_optimized
 
-            parent, child = register_optimized(registry, model, result.out_dir, register_as, actor=default_actor())
+            tags = [f"mlflow={logged.uri}"] if logged is not None else []
+            parent, child = register_optimized(
+                registry, model, result.out_dir, register_as, actor=default_actor(), tags=tags
+            )
             err_console.print(f"registered {child.ref} (sha256 {child.sha256[:12]}), optimized from {parent.ref}")
+            if logged is not None:
+                from honed.intake.mlflow import tag_version
+
+                tag_version(logged, "honed.registry_ref", child.ref)
         raise typer.Exit(result.exit_code)
+
+
+def _fetch_once(model: Path) -> MlflowModel | None:
+    """The MLflow model a ``models:/`` or ``runs:/`` MODEL names, fetched; None for a path."""
+    from honed.model.loader import is_mlflow_uri
+
+    if not is_mlflow_uri(model):
+        return None
+    from honed.intake.mlflow import fetch
+
+    return fetch(str(model))
+
+
+def _write_mlflow(model: Path, source_model: MlflowModel | None, result: OptimizeResult, name: str) -> LoggedVersion:
+    """Log the winner to MLflow as a new version of ``name``, linked to its source (an MLflow URI or a path)."""
+    from honed import __version__
+    from honed.intake.mlflow import log_winner
+    from honed.model.loader import file_sha256
+
+    lineage = {
+        "honed.version": __version__,
+        "honed.sha256": file_sha256(result.model_path),
+        "honed.exit_code": str(result.exit_code),
+    }
+    logged = log_winner(
+        result.out_dir, name, source=None if source_model else str(model), source_model=source_model, lineage=lineage
+    )
+    err_console.print(f"logged {logged.uri} to MLflow at {logged.tracking_uri} (run {logged.run_id})")
+    return logged

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from honed.cli.common import mlflow_uri_option, use_mlflow_uri
 from honed.errors import InvalidArgument
+from honed.model.loader import is_mlflow_uri
 from honed.serve.contract import GRPC_PORT, HTTP_PORT
 
 if TYPE_CHECKING:
@@ -30,7 +32,9 @@ def register(app: typer.Typer) -> None:
 
 def serve(
     path: Path | None = typer.Argument(
-        None, help="A model folder (e.g. the output of `honed optimize`), an .onnx file, or a repository folder."
+        None,
+        help="A model folder (e.g. the output of `honed optimize`), an .onnx file, a repository folder, or an "
+        "MLflow ONNX model: models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/PATH.",
     ),
     repository: Path | None = typer.Option(
         None, "--repository", "-r", help="Model repository: <name>/<version>/model.onnx plus optional config.yaml."
@@ -113,6 +117,7 @@ def serve(
         "--trace-sample",
         help="Share of requests traced when the caller's traceparent did not decide, 0..1 (default 1; 0.01: 1%).",
     ),
+    mlflow_uri: str | None = mlflow_uri_option(),
 ) -> None:
     """Serve models over KServe V2 REST and gRPC with dynamic batching, until SIGTERM.
 
@@ -124,6 +129,11 @@ def serve(
 
     if path is not None and repository is not None:
         raise InvalidArgument("give either PATH or --repository, not both")
+    if path is not None and is_mlflow_uri(path):
+        from honed.intake.mlflow import fetch
+
+        use_mlflow_uri(mlflow_uri)
+        path = fetch(str(path)).folder  # the MLflow model folder, so the model is served under its MLflow name
     if not max_body_mb > 0:
         raise InvalidArgument(f"--max-body-mb must be > 0, got {max_body_mb}")
     if trace_sample is not None and otlp_endpoint is None:

@@ -9,7 +9,7 @@ by the converter made for it and verified against its source before anything is 
 Each writes ``model.onnx`` and ``import.json`` (:class:`ImportRecord`) into ``out`` and returns an
 :class:`ImportResult`; an export whose outputs differ from the source's beyond the :class:`Tolerance` raises
 :class:`honed.errors.ExportMismatch` and writes nothing. Torch, transformers and skl2onnx are imported only when
-an importer runs.
+an importer runs. MLflow models in (``models:/...``, ``runs:/...``) and winners out: :mod:`honed.intake.mlflow`.
 """
 
 from __future__ import annotations

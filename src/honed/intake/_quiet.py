@@ -1,4 +1,4 @@
-"""Silencing the converters: torch.onnx, transformers and skl2onnx print progress, log and warn on every export.
+"""Silencing converters and clients: torch.onnx, transformers, skl2onnx and mlflow print, log and warn on every call.
 
 Their chatter would bury honed's own progress display and, under ``-W error``, turn a good export into a crash.
 What matters from an export is whether its outputs match the source, which :mod:`honed.intake.verify` measures.
@@ -15,7 +15,17 @@ import warnings
 from collections.abc import Iterator
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_LOGGERS = ("torch", "torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "transformers", "skl2onnx")
+_LOGGERS = (
+    "torch",
+    "torch.onnx",
+    "torch.export",
+    "torch._dynamo",
+    "onnxscript",
+    "transformers",
+    "skl2onnx",
+    "mlflow",
+    "alembic",
+)
 
 
 @contextlib.contextmanager

@@ -20,11 +20,26 @@ from honed.model.spec import TensorSpec
 _TWO_GB = 2**31 - 1024
 
 
+MLFLOW_SCHEMES = ("models:/", "runs:/")
+
+
+def is_mlflow_uri(path: str | Path) -> bool:
+    """Whether a model argument is an MLflow model URI (``models:/...`` or ``runs:/...``) rather than a path."""
+    return str(path).startswith(MLFLOW_SCHEMES)
+
+
 def resolve_model_path(path: str | Path) -> Path:
     """Return ``path`` as a model file, or the model inside a folder such as an optimize output (``model.onnx``,
-    else OpenVINO IR ``model.xml``); an IR ``.xml`` without its ``.bin`` raises :class:`InvalidModel`."""
+    else OpenVINO IR ``model.xml``); an IR ``.xml`` without its ``.bin`` raises :class:`InvalidModel`.
+
+    An MLflow URI (``models:/NAME/VERSION``, ``models:/NAME@ALIAS``, ``runs:/RUN_ID/PATH``) is fetched into the
+    cache first (:func:`honed.intake.mlflow.fetch`)."""
     from honed.model.artifact import IR_FILE, ONNX_FILE, check_ir, is_ir
 
+    if is_mlflow_uri(path):
+        from honed.intake.mlflow import fetch
+
+        return fetch(str(path)).model_file
     p = Path(path).expanduser()
     if p.is_dir():
         for name in (ONNX_FILE, IR_FILE):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import socket
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,13 +35,20 @@ def default_actor(role: str | None = None) -> str:
 
 
 def register_optimized(
-    registry: Registry, source: str | Path, out_dir: str | Path, name: str, *, actor: str
+    registry: Registry,
+    source: str | Path,
+    out_dir: str | Path,
+    name: str,
+    *,
+    actor: str,
+    tags: Iterable[str] = (),
 ) -> tuple[ModelVersion, ModelVersion]:
     """Register ``source`` (idempotent) and the optimized model in ``out_dir`` as its child version.
 
     The child carries the recipe that produced it and, as its profile, the winner's measured accuracy and
     latency on this hardware from report.json. A model without a ``production`` alias gets it on this version
     (so ``honed serve --registry URL`` serves it); a model that has one keeps it where it is.
+    ``tags`` go on the optimized version (e.g. ``mlflow=models:/scorer/4``, where it was also written).
     Returns ``(source_version, optimized_version)``.
     """
     out = Path(out_dir)
@@ -62,6 +70,7 @@ def register_optimized(
         parent=parent.ref,
         recipe=recipe,
         profile=_profile(report) if report is not None else None,
+        tags=tags,
     )
     if PRODUCTION not in registry.aliases(name):
         # A model's first optimized version is what it serves until a rollout moves the alias; later ones wait.
