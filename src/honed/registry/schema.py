@@ -111,3 +111,55 @@ audit_head = Table(
     Column("seq", Integer, nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+rollouts = Table(
+    "rollouts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=False, index=True),
+    Column("active_model_id", Integer, nullable=True, unique=True),
+    Column("from_version", Integer, nullable=False),
+    Column("to_version", Integer, nullable=False),
+    Column("settings", Text, nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("started_by", String(200), nullable=False),
+    Column("last_decision_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+)
+
+rollout_verdicts = Table(
+    "rollout_verdicts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("rollout_id", Integer, ForeignKey("rollouts.id"), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("weight", Integer, nullable=False),
+    Column("verdict", String(32), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("details", Text, nullable=False),
+)
+
+rollout_observations = Table(
+    "rollout_observations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("rollout_id", Integer, ForeignKey("rollouts.id"), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("stats", Text, nullable=False),
+)
+
+rollout_leases = Table(
+    "rollout_leases",
+    metadata,
+    Column("rollout_id", Integer, ForeignKey("rollouts.id"), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
