@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -44,6 +44,9 @@ from honed.serve.protocol.types import (
 )
 from honed.serve.repository import ModelRepository
 from honed.serve.security import ResidencyGuard
+
+if TYPE_CHECKING:
+    from honed.serve.rollout import RolloutFollower
 
 SERVER_NAME = "honed"
 PLATFORM = "onnxruntime_onnx"
@@ -126,6 +129,8 @@ class DataPlane:
             self.use_policy(access)
         self.residency = residency if residency is not None else ResidencyGuard(metrics=metrics)
         self._clock = clock
+        self.rollouts: RolloutFollower | None = None
+        """Set on a registry server: routes unversioned requests by the model's rollout and observes them."""
         self._started = False
         self._draining = False
         self._inflight = 0
@@ -258,9 +263,13 @@ class DataPlane:
         the request carried, so that a repeated header is refused); the server's
         :class:`~honed.serve.security.ResidencyGuard` allows it or raises ResidencyViolation before any data is used.
         """
+        follower = self.rollouts
+        if follower is not None:
+            version = follower.route(name, version)
         resolved, executor = self.repository.get(name, version)
         self._inflight += 1
         self._idle.clear()
+        started = self._clock()
         try:
             with self.metrics.model(name, resolved).request():
                 await self.residency.check(name, resolved, residency)
@@ -269,6 +278,13 @@ class DataPlane:
                 limit = _min_timeout(request.timeout_s, timeout_s)
                 results = await executor.infer(feeds, timeout_s=limit)
                 outputs = [_output(spec, results[spec.name]) for spec in wanted]
+            if follower is not None:
+                follower.observe(name, resolved, self._clock() - started, failed=False)
+                follower.mirror(name, resolved, feeds, results, residency)
+        except Exception as exc:
+            if follower is not None:
+                follower.observe(name, resolved, self._clock() - started, failed=status_for(exc)[0] >= 500)
+            raise
         finally:
             self._inflight -= 1
             if self._inflight == 0:

@@ -17,7 +17,7 @@ import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -33,6 +33,9 @@ from honed.serve.policy_reload import DEFAULT_POLL_S, PolicyReloader
 from honed.serve.repository import Catalog, ExecutorFactory, ModelRepository
 from honed.serve.security import ResidencyGuard
 from honed.serve.tls import TlsFiles
+
+if TYPE_CHECKING:
+    from honed.serve.rollout import RolloutFollower
 
 log = logging.getLogger("honed.serve")
 
@@ -121,6 +124,7 @@ class Server:
                 installed.append(sig)
         reloads: set[asyncio.Task[Any]] = set()
         watcher: asyncio.Task[None] | None = None
+        following: asyncio.Task[None] | None = None
         if self.reloader is not None:
             reloader = self.reloader
 
@@ -171,6 +175,8 @@ class Server:
             if on_listening is not None:
                 on_listening(self)
             await self.dataplane.start()
+            if self.dataplane.rollouts is not None:
+                following = asyncio.create_task(self.dataplane.rollouts.run())
             if not self._stop.is_set():
                 log.info("ready")
             await self._stop.wait()
@@ -178,7 +184,7 @@ class Server:
             if not await self.dataplane.wait_idle(self.options.drain_timeout_s):
                 log.warning("drain timeout: %d request(s) still in flight", self.dataplane.inflight)
         finally:
-            for task in [*reloads, *([watcher] if watcher is not None else [])]:
+            for task in [*reloads, *(t for t in (watcher, following) if t is not None)]:
                 task.cancel()
             if http_server is not None and http_task is not None:
                 http_server.should_exit = True
@@ -235,12 +241,15 @@ def run(
     residency: ResidencyGuard | None = None,
     access: AccessPolicy | None = None,
     access_poll_s: float = DEFAULT_POLL_S,
+    follow: Callable[[DataPlane], RolloutFollower] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, on uvloop when it is installed. An ``access`` policy read from a file reloads on
     SIGHUP and, every ``access_poll_s`` seconds (0: never), when the file has changed."""
 
     async def main() -> None:
         dataplane = build(path, defaults=defaults, metrics=metrics, catalog=catalog, residency=residency, access=access)
+        if follow is not None:  # a registry server follows its models' rollouts
+            dataplane.rollouts = follow(dataplane)
         reloader = None
         if access is not None and access.source is not None:
             reloader = PolicyReloader(access, dataplane.use_policy, metrics=dataplane.metrics, poll_s=access_poll_s)
