@@ -10,28 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from honed.cli.main import run
 from honed.registry import open_registry
 from honed.registry import rollout_policy as rp
 from honed.registry.rollouts import Rollouts
 
 ModelFactory = Callable[[float], Path]
-
-
-@pytest.fixture
-def cli(db_url: str, artifacts: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    monkeypatch.setenv("HONED_REGISTRY", db_url)
-    monkeypatch.setenv("HONED_ARTIFACTS", str(artifacts))
-    monkeypatch.setenv("HONED_ACTOR", "alice")
-
-    def call(*args: str, code: int = 0) -> str:
-        capsys.readouterr()
-        rc = run(list(args))
-        out, err = capsys.readouterr()
-        assert rc == code, f"exit {rc}, stdout {out!r}, stderr {err!r}"
-        return out if code == 0 else err
-
-    return call
 
 
 @pytest.fixture
