@@ -1,0 +1,85 @@
+"""The rollout follower inside one real dataplane (real registry, real models, no network): explicit versions go
+where they say, a full mirror queue drops mirrored work without holding any answer back, and what the mirror
+worker compares reaches the registry as observations."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from honed.registry import open_registry
+from honed.registry import rollout_policy as rp
+from honed.registry.rollouts import Rollouts
+from honed.serve.protocol.types import InferRequest, Tensor
+from honed.serve.registry_source import RegistryCatalog
+from honed.serve.rollout import RolloutFollower
+from honed.serve.server import build
+
+
+def _model(path: Path, offset: float) -> Path:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])
+    c = helper.make_tensor("c", TensorProto.FLOAT, [1], [offset])
+    graph = helper.make_graph([helper.make_node("Add", ["x", "c"], ["y"])], "add", [x], [y], [c])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def _request(seed: int) -> InferRequest:
+    x = np.random.default_rng(seed).normal(size=(1, 4)).astype(np.float32)
+    return InferRequest([Tensor("x", "FP32", (1, 4), x)])
+
+
+def test_routing_mirror_queue_and_observations(tmp_path: Path) -> None:
+    reg = open_registry(f"sqlite:///{tmp_path / 'registry.db'}", artifacts=tmp_path / "artifacts")
+    for v in (1, 2):
+        reg.register(_model(tmp_path / f"v{v}.onnx", float(v)), "scorer", actor="alice")
+    reg.set_alias("scorer", "production", 1, actor="alice")
+    ro = Rollouts(reg)
+    settings = rp.RolloutSettings(steps=(50, 100), interval_s=3600, mirror=1.0, min_requests=1, deadline_s=7200)
+    rollout = ro.start("scorer", 2, settings, actor="alice", reason="test")
+    catalog = RegistryCatalog(reg, ["scorer@production"], actor="srv")
+
+    async def scenario() -> None:
+        dp = build(None, catalog=catalog)
+        await dp.start()
+        assert dp.repository.versions("scorer") == ["1"]
+        follower = RolloutFollower(
+            ro, catalog, dp.repository, dp.metrics, holder="srv", queue_size=2, rng=random.Random(7)
+        )
+        dp.rollouts = follower
+        await follower.refresh()  # the rollout is seen: the candidate loads beside production
+        assert dp.repository.versions("scorer") == ["1", "2"]
+        for explicit in ("1", "2"):
+            assert (await dp.infer("scorer", explicit, _request(0))).model_version == explicit
+        answers = [await dp.infer("scorer", None, _request(i)) for i in range(10)]
+        assert {a.model_version for a in answers} == {"1", "2"}  # split by the 50% weight
+        # the worker is not running yet: two mirrored requests wait, the other ten were dropped, no answer waited
+        dropped = dp.metrics.registry.get_sample_value("honed_rollout_mirror_dropped_total", {"model": "scorer"})
+        assert dropped == 10
+        worker = asyncio.create_task(follower.run())
+        try:
+            for _ in range(200):
+                await asyncio.sleep(0.05)
+                if ro.observation(ro.get("scorer")).pairs == 2:
+                    break
+        finally:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+        seen = ro.observation(ro.get("scorer"))
+        assert seen.pairs == 2 and seen.agreement == 1.0  # x+1 and x+2 have the same argmax
+        assert seen.production.requests + seen.candidate.requests == 12 + 2  # served + mirrored runs
+        weight = dp.metrics.registry.get_sample_value("honed_rollout_weight", {"model": "scorer", "version": "2"})
+        assert weight == 50
+        await dp.repository.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        reg.close()
+    assert rollout.status == "running"
