@@ -181,3 +181,54 @@ def test_agreement_metrics() -> None:
     assert agreement("top1", a, np.array([[0.0, 9.0, 0.0], [9.0, 0.0, 0.0]])) == 0.5
     assert agreement("cosine", a, 2 * a) == pytest.approx(1.0) and agreement("cosine", a, -a) == pytest.approx(-1.0)
     assert agreement("top1", a, a[:1]) == 0.0  # shapes differ: no agreement
+
+
+def _wait_step(capsys: pytest.CaptureFixture[str], log: Path, step: int, limit_s: float = 30.0) -> dict[str, object]:
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end:
+        status = json.loads(_cli(capsys, "rollout", "status", "scorer", "--json"))
+        if status["step"] >= step or status["status"] != "running":
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"the rollout did not reach step {step}: {status}\n{log.read_text(errors='replace')}")
+
+
+def test_a_server_killed_mid_rollout_resumes_at_the_same_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = f"sqlite:///{tmp_path / 'registry.db'}"
+    monkeypatch.setenv("HONED_REGISTRY", db)
+    monkeypatch.setenv("HONED_ARTIFACTS", str(tmp_path / "artifacts"))
+    with open_registry(db) as reg:
+        for v in (1, 2):
+            reg.register(_model(tmp_path / f"v{v}.onnx", OFFSETS[v], False), "scorer", actor="alice")
+        reg.set_alias("scorer", "production", 1, actor="alice")
+    _cli(
+        capsys, "rollout", "start", "scorer", "--to", "2", "--steps", "20,50,100", "--interval", "1s",
+        "--min-requests", "15", "--mirror", "0.5", "--deadline", "60s", "--max-p99-ratio", "off",
+    )  # fmt: skip
+    first, log, url = _serve(db, tmp_path)
+    try:
+        with Load(url) as load:
+            at = _wait_step(capsys, log, 1)
+        assert not load.problems, load.problems[:5]
+    finally:
+        first.kill()  # SIGKILL: no drain, no unload, the lease left behind
+        first.wait(30)
+    after_kill = json.loads(_cli(capsys, "rollout", "status", "scorer", "--json"))
+    assert after_kill["status"] == "running" and after_kill["step"] == at["step"]
+    second, log, url = _serve(db, tmp_path)
+    try:
+        with Load(url) as load:
+            done = _until_ended(capsys, log)
+        assert not load.problems, load.problems[:5]
+    finally:
+        second.terminate()
+        second.wait(30)
+    assert done["status"] == "promoted", done
+    verdicts = done["verdicts"]
+    assert isinstance(verdicts, list)
+    weights = [v["weight"] for v in verdicts]
+    assert weights == sorted(weights) and weights[-1] == 100  # never back to an earlier step
+    holders = [v["actor"].rsplit(":", 1)[1] for v in verdicts]
+    assert holders[0] == str(first.pid) and holders[-1] == str(second.pid)
