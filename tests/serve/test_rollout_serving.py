@@ -86,9 +86,10 @@ class Load:
                 self.answered[version] += 1
 
 
-def _serve(db: str, cwd: Path) -> tuple[subprocess.Popen[bytes], Path, str]:
+def _serve(db: str, cwd: Path, artifacts: Path | None = None) -> tuple[subprocess.Popen[bytes], Path, str]:
+    """``honed serve --registry db`` following rollouts every 0.2 s; its HTTP URL once ready."""
     log = cwd / "serve.log"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HONED_ARTIFACTS": str(cwd / "artifacts")}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HONED_ARTIFACTS": str(artifacts or cwd / "artifacts")}
     cmd = [
         sys.executable, "-m", "honed", "serve", "--registry", db, "--model", "scorer@production",
         "--http", "127.0.0.1:0", "--grpc", "off", "--rollout-poll-s", "0.2", "--max-batch-size", "1",
