@@ -83,3 +83,56 @@ def test_routing_mirror_queue_and_observations(tmp_path: Path) -> None:
     finally:
         reg.close()
     assert rollout.status == "running"
+
+
+def test_an_unreachable_registry_keeps_the_last_weights_and_decides_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "db" / "registry.db"
+    reg = open_registry(f"sqlite:///{path}", artifacts=tmp_path / "artifacts")
+    for v in (1, 2):
+        reg.register(_model(tmp_path / f"v{v}.onnx", float(v)), "scorer", actor="alice")
+    reg.set_alias("scorer", "production", 1, actor="alice")
+    ro = Rollouts(reg)
+    settings = rp.RolloutSettings(
+        steps=(50, 100), interval_s=3600, deadline_s=7200, mirror=0.0, min_agreement=None, min_requests=1
+    )
+    ro.start("scorer", 2, settings, actor="alice", reason="test")
+    catalog = RegistryCatalog(reg, ["scorer@production"], actor="srv")
+    hidden = tmp_path / "hidden"
+
+    def gauge(dp: object, name: str, labels: dict[str, str]) -> float | None:
+        return dp.metrics.registry.get_sample_value(name, labels)  # type: ignore[attr-defined]
+
+    async def scenario() -> None:
+        dp = build(None, catalog=catalog)
+        await dp.start()
+        follower = RolloutFollower(ro, catalog, dp.repository, dp.metrics, holder="srv", rng=random.Random(3))
+        dp.rollouts = follower
+        await follower.refresh()
+        assert gauge(dp, "honed_rollout_registry_reachable", {}) == 1
+        path.parent.rename(hidden)  # the database goes away; new connections cannot open it
+        path.parent.mkdir()
+        path.mkdir()
+        reg.engine.dispose()
+        answers = [await dp.infer("scorer", None, _request(i)) for i in range(20)]
+        await follower.refresh()
+        assert gauge(dp, "honed_rollout_registry_reachable", {}) == 0
+        assert {a.model_version for a in answers} == {"1", "2"}  # still split by the last weights
+        assert gauge(dp, "honed_rollout_weight", {"model": "scorer", "version": "2"}) == 50
+        more = [await dp.infer("scorer", None, _request(i)) for i in range(20)]
+        assert {a.model_version for a in more} == {"1", "2"}
+        path.rmdir()
+        path.parent.rmdir()
+        hidden.rename(path.parent)
+        reg.engine.dispose()
+        await follower.refresh()
+        assert gauge(dp, "honed_rollout_registry_reachable", {}) == 1
+        seen = ro.observation(ro.get("scorer"))
+        assert seen.production.requests + seen.candidate.requests == 40  # what it saw while away is not lost
+        await dp.repository.close()
+
+    try:
+        asyncio.run(scenario())
+        current = ro.get("scorer")
+        assert current.status == "running" and current.step == 0  # nothing was decided while it was away
+    finally:
+        reg.close()

@@ -76,6 +76,7 @@ class _Route:
     tallies: dict[str, _Tally] = field(default_factory=dict)
     pairs: int = 0
     agreement_sum: float = 0.0
+    unsent: policy.Observation | None = None  # taken but not yet written (the registry did not answer)
 
     def tally(self, version: str) -> _Tally:
         return self.tallies.setdefault(version, _Tally())
@@ -216,9 +217,16 @@ class RolloutFollower:
     async def _follow(self, name: str) -> None:
         current = self._routes.get(name)
         if current is not None:
-            seen = current.take()
+            seen, earlier = current.take(), current.unsent
+            if earlier is not None:
+                seen = earlier if seen is None else earlier + seen
+            current.unsent = None
             if seen is not None:
-                await asyncio.to_thread(self._rollouts.record, current.rollout_id, current.step, self._holder, seen)
+                try:
+                    await asyncio.to_thread(self._rollouts.record, current.rollout_id, current.step, self._holder, seen)
+                except BaseException:
+                    current.unsent = seen  # written with the next poll that reaches the registry
+                    raise
         active = await asyncio.to_thread(self._rollouts.active, name)
         if active is not None and active.status == RUNNING:
             decision = await asyncio.to_thread(self._rollouts.tick, name, holder=self._holder)
