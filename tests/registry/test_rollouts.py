@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import Table, create_engine, func, select
 
 from honed.errors import AlreadyExists, InvalidArgument, NotFound
 from honed.registry import Registry, open_registry, schema
@@ -117,7 +117,7 @@ def test_too_few_requests_hold_then_the_deadline_rolls_back(creg: Registry, cloc
     assert ro.get("scorer").status == ROLLED_BACK and creg.aliases("scorer")["production"] == 1
 
 
-def test_only_observations_of_the_current_interval_count(creg: Registry, clock: FakeClock) -> None:
+def test_only_observations_of_the_current_interval_count(creg: Registry, clock: FakeClock, db_url: str) -> None:
     ro = Rollouts(creg)
     r = ro.start("scorer", 2, SETTINGS, actor="alice", reason="r")
     clock.advance(1)
@@ -125,6 +125,7 @@ def test_only_observations_of_the_current_interval_count(creg: Registry, clock: 
     ro.record(r.id, 0, "b", good(60))  # two servers' halves add up
     clock.advance(60)
     assert ro.tick("scorer", holder="ctl").action == rp.ADVANCE  # type: ignore[union-attr]
+    assert _rows(db_url, schema.rollout_observations) == 0  # spent rows are deleted; the verdict keeps the sums
     clock.advance(61)
     decision = ro.tick("scorer", holder="ctl")
     assert decision is not None and decision.figures["candidate"]["requests"] == 0  # the old ones are spent
@@ -174,11 +175,11 @@ def test_approval(creg: Registry, clock: FakeClock) -> None:
     assert creg.aliases("scorer")["production"] == 2
 
 
-def _rollout_rows(db_url: str) -> int:
+def _rows(db_url: str, table: Table = schema.rollouts) -> int:
     engine = create_engine(db_url)
     try:
         with engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(schema.rollouts)).scalar_one())
+            return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
     finally:
         engine.dispose()
 
@@ -199,7 +200,7 @@ def test_bad_starts_write_nothing(
     before = len(creg.audit_log())
     with pytest.raises(error, match=message):
         Rollouts(creg).start("scorer", version, settings, actor="alice", reason="r")
-    assert _rollout_rows(db_url) == 0 and len(creg.audit_log()) == before
+    assert _rows(db_url) == 0 and len(creg.audit_log()) == before
 
 
 def test_one_rollout_per_model(creg: Registry, db_url: str) -> None:
@@ -207,7 +208,7 @@ def test_one_rollout_per_model(creg: Registry, db_url: str) -> None:
     ro.start("scorer", 2, SETTINGS, actor="alice", reason="r")
     with pytest.raises(AlreadyExists, match="already has an active rollout"):
         ro.start("scorer", 3, SETTINGS, actor="alice", reason="r")
-    assert _rollout_rows(db_url) == 1
+    assert _rows(db_url) == 1
     with pytest.raises(NotFound, match="no model named 'nope'"):
         ro.start("nope", 2, SETTINGS, actor="alice", reason="r")
 

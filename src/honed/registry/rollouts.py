@@ -281,6 +281,8 @@ class Rollouts:
                 return None
             obs = self._observation(conn, row.id, row.step, last)
             decision = policy.decide(policy.Progress(row.step, row.failures, started), obs, settings, now)
+            # The verdict keeps the figures; the rows behind them are spent (servers write one a second).
+            conn.execute(delete(_RO).where(_RO.c.rollout_id == row.id, _RO.c.at <= now))
             conn.execute(
                 insert(_RV).values(
                     rollout_id=row.id,
