@@ -136,3 +136,28 @@ def test_an_unreachable_registry_keeps_the_last_weights_and_decides_nothing(tmp_
         assert current.status == "running" and current.step == 0  # nothing was decided while it was away
     finally:
         reg.close()
+
+
+def test_a_server_that_does_not_serve_the_replaced_version_does_not_follow(tmp_path: Path) -> None:
+    reg = open_registry(f"sqlite:///{tmp_path / 'registry.db'}", artifacts=tmp_path / "artifacts")
+    for v in (1, 2, 3):
+        reg.register(_model(tmp_path / f"v{v}.onnx", float(v)), "scorer", actor="alice")
+    reg.set_alias("scorer", "production", 1, actor="alice")
+    ro = Rollouts(reg)
+    ro.start("scorer", 2, rp.RolloutSettings(), actor="alice", reason="test")
+    catalog = RegistryCatalog(reg, ["scorer:3"], actor="srv")
+
+    async def scenario() -> None:
+        dp = build(None, catalog=catalog)
+        await dp.start()
+        dp.rollouts = RolloutFollower(ro, catalog, dp.repository, dp.metrics, holder="srv")
+        await dp.rollouts.refresh()
+        assert dp.repository.versions("scorer") == ["3"]
+        assert (await dp.infer("scorer", None, _request(0))).model_version == "3"
+        assert dp.metrics.registry.get_sample_value("honed_rollout_step", {"model": "scorer"}) is None
+        await dp.repository.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        reg.close()

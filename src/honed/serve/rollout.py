@@ -241,6 +241,8 @@ class RolloutFollower:
                 await self._end_route(name, current)
             return
         if current is None or current.rollout_id != active.id:
+            if str(active.from_version) not in self._repository.versions(name):
+                return  # this server does not serve the version being replaced (e.g. --model NAME:3): not its rollout
             current = self._start_route(name, active)
         current.step, current.weight = active.step, active.weight
         if not current.ready:
