@@ -1,8 +1,8 @@
 """What a rollout costs a server: throughput and p99 of one ``honed serve --registry`` process without a rollout and
 with one at 25% canary weight mirroring 10% of requests, measured alternately in one run.
 
-The model is an MLP ``[1,256] -> 256 -> 10`` (Gemm + Relu, float32) registered twice (version 2's weights differ
-by 1e-7, so its answers match version 1's to the load generator's tolerance). The rollout never decides (its
+The model is honed's tiny MLP (``x[N,16] -> 32 -> 24 -> y[N,8]``, float32) registered twice (version 2's last bias
+differs by 1e-6, so its answers match version 1's to the load generator's tolerance). The rollout never decides (its
 ``--min-requests`` cannot be met), so each round measures routing, mirroring and observation at a fixed weight;
 between rounds it is aborted and started again. Prints a Markdown table; nothing is written but a temp folder.
 
@@ -26,7 +26,9 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import numpy_helper
+
+from honed.passes.tiny_models import make_mlp
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -36,23 +38,11 @@ _WEIGHT = re.compile(r'honed_rollout_weight\{model="mlp",version="2"\} ([\d.]+)'
 
 
 def mlp(path: Path, nudge: float) -> Path:
-    rng = np.random.default_rng(0)
-    w1 = (rng.normal(size=(256, 256)) / 16).astype(np.float32) + np.float32(nudge)
-    w2 = (rng.normal(size=(256, 10)) / 16).astype(np.float32)
-    inits = [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")]
-    nodes = [
-        helper.make_node("MatMul", ["input", "w1"], ["h"]),
-        helper.make_node("Relu", ["h"], ["r"]),
-        helper.make_node("MatMul", ["r", "w2"], ["output"]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "mlp",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 256])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 10])],
-        inits,
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    """honed's tiny MLP, its last bias moved by ``nudge`` (a different artifact with the same answers)."""
+    model = make_mlp(opset=17)
+    bias = next(i for i in model.graph.initializer if i.name == "b3")
+    bias.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(bias) + np.float32(nudge), "b3"))
+    onnx.save(model, str(path))
     return path
 
 
@@ -76,7 +66,8 @@ def wait_weight(url: str, want: float | None, limit_s: float = 60.0) -> None:
 
 
 def load(url: str, args: argparse.Namespace, expect: Path) -> dict[str, Any]:
-    cmd = [sys.executable, str(HERE / "loadgen.py"), "--url", url, "--model", "mlp", "--encoding", "json"]
+    cmd = [sys.executable, str(HERE / "loadgen.py"), "--url", url, "--model", "mlp", "--input", "x=1x16"]
+    cmd += ["--encoding", "json"]
     cmd += ["--concurrency", str(args.concurrency), "--duration", str(args.duration), "--warmup", "1"]
     cmd += ["--expect", str(expect)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -94,13 +85,13 @@ def main() -> None:
     db = f"sqlite:///{work / 'registry.db'}"
     env = {**os.environ, "HONED_REGISTRY": db, "HONED_ARTIFACTS": str(work / "artifacts"), "HONED_ACTOR": "bench"}
     honed(env, "registry", "register", str(mlp(work / "v1.onnx", 0.0)), "mlp")
-    honed(env, "registry", "register", str(mlp(work / "v2.onnx", 1e-7)), "mlp")
+    honed(env, "registry", "register", str(mlp(work / "v2.onnx", 1e-6)), "mlp")
     honed(env, "registry", "alias", "mlp", "production", "1")
-    x = np.random.default_rng(0).standard_normal((1, 256)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((1, 16)).astype(np.float32)
     import onnxruntime as ort
 
     expect = work / "expect.npy"
-    np.save(expect, ort.InferenceSession(str(work / "v1.onnx")).run(None, {"input": x})[0])
+    np.save(expect, ort.InferenceSession(str(work / "v1.onnx")).run(None, {"x": x})[0])
 
     port = free_port()
     cmd = [sys.executable, "-m", "honed", "serve", "--registry", db, "--model", "mlp@production"]

@@ -13,7 +13,9 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -29,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 _LISTENING = re.compile(r"listening: HTTP on [\d.]+:(\d+)")
 OFFSETS = {1: 1.0, 2: 2.0, 3: 1.0}  # version -> the constant it adds; version 3 then negates
 NEGATED = {3}
+_ACTIVE = ("running", "paused", "awaiting_approval")
 
 
 def _model(path: Path, offset: float, negate: bool) -> Path:
@@ -119,14 +122,21 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     return out
 
 
-def _until_ended(capsys: pytest.CaptureFixture[str], log: Path, limit_s: float = 40.0) -> dict[str, object]:
-    end = time.monotonic() + limit_s
+def _status_when(
+    capsys: pytest.CaptureFixture[str], log: Path, done: Callable[[dict[str, Any]], bool], what: str
+) -> dict[str, Any]:
+    """Poll ``honed rollout status --json`` until ``done(status)``; fail saying ``what`` did not happen."""
+    end = time.monotonic() + 40
     while time.monotonic() < end:
         status = json.loads(_cli(capsys, "rollout", "status", "scorer", "--json"))
-        if status["status"] not in ("running", "paused", "awaiting_approval"):
-            return status
+        if done(status):
+            return dict(status)
         time.sleep(0.2)
-    raise AssertionError(f"the rollout did not end: {status}\n{log.read_text(errors='replace')}")
+    raise AssertionError(f"{what}: {status}\n{log.read_text(errors='replace')}")
+
+
+def _until_ended(capsys: pytest.CaptureFixture[str], log: Path) -> dict[str, Any]:
+    return _status_when(capsys, log, lambda s: s["status"] not in _ACTIVE, "the rollout did not end")
 
 
 def test_a_good_candidate_is_promoted_and_a_negated_one_rolled_back_under_load(
@@ -158,10 +168,10 @@ def test_a_good_candidate_is_promoted_and_a_negated_one_rolled_back_under_load(
             time.sleep(0.6)
         assert not load.problems, load.problems[:5]
         assert promoted["status"] == "promoted", promoted
-        assert [v["weight"] for v in promoted["verdicts"] if v["verdict"] == "pass"] == [30, 100]  # type: ignore[union-attr]
+        assert [v["weight"] for v in promoted["verdicts"] if v["verdict"] == "pass"] == [30, 100]
         assert set(late) == {2}, late  # once promoted, version 1 no longer answers
         assert rolled["status"] == "rolled_back", rolled
-        last = rolled["verdicts"][-1]  # type: ignore[index]
+        last = rolled["verdicts"][-1]
         assert last["verdict"] == "fail" and last["figures"]["agreement"] < 0.5 and last["figures"]["pairs"] >= 15
         assert load.answered[3] > 0 and load.answered[2] > load.answered[3]  # 3 served its canary share only
         with open_registry(db) as reg:
@@ -184,16 +194,6 @@ def test_agreement_metrics() -> None:
     assert agreement("top1", a, a[:1]) == 0.0  # shapes differ: no agreement
 
 
-def _wait_step(capsys: pytest.CaptureFixture[str], log: Path, step: int, limit_s: float = 30.0) -> dict[str, object]:
-    end = time.monotonic() + limit_s
-    while time.monotonic() < end:
-        status = json.loads(_cli(capsys, "rollout", "status", "scorer", "--json"))
-        if status["step"] >= step or status["status"] != "running":
-            return status
-        time.sleep(0.2)
-    raise AssertionError(f"the rollout did not reach step {step}: {status}\n{log.read_text(errors='replace')}")
-
-
 def test_a_server_killed_mid_rollout_resumes_at_the_same_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -211,7 +211,7 @@ def test_a_server_killed_mid_rollout_resumes_at_the_same_step(
     first, log, url = _serve(db, tmp_path)
     try:
         with Load(url) as load:
-            at = _wait_step(capsys, log, 1)
+            at = _status_when(capsys, log, lambda s: s["step"] >= 1 or s["status"] != "running", "no step 2")
         assert not load.problems, load.problems[:5]
     finally:
         first.kill()  # SIGKILL: no drain, no unload, the lease left behind
@@ -228,7 +228,6 @@ def test_a_server_killed_mid_rollout_resumes_at_the_same_step(
         second.wait(30)
     assert done["status"] == "promoted", done
     verdicts = done["verdicts"]
-    assert isinstance(verdicts, list)
     weights = [v["weight"] for v in verdicts]
     assert weights == sorted(weights) and weights[-1] == 100  # never back to an earlier step
     holders = [v["actor"].rsplit(":", 1)[1] for v in verdicts]
