@@ -38,7 +38,9 @@ def test_start_status_pause_resume_abort(cli, scorer: None) -> None:
         [10, 50, 100],
     )
     assert shown["reason"] == "int8 winner" and shown["started_by"] == "alice"
-    assert "step 1/3" in cli("rollout", "status", "scorer")
+    assert shown["current_interval"]["candidate"]["requests"] == 0
+    text = cli("rollout", "status", "scorer")
+    assert "step 1/3" in text and "this interval so far: canary 0 requests" in text
     assert "paused" in cli("rollout", "pause", "scorer", "--reason", "lunch")
     assert "resumed" in cli("rollout", "resume", "scorer")
     assert "v1 100%, v2 0%" in cli("rollout", "abort", "scorer")

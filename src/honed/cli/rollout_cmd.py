@@ -126,13 +126,25 @@ def register(app: typer.Typer) -> None:
 
     @ro_app.command("status")
     def status_cmd(name: str = NameArg, registry: str | None = RegistryOpt, as_json: bool = JsonOpt) -> None:
-        """The rollout's step, weights and verdict history (the active one, else the last)."""
+        """The rollout's step, weights, this interval's figures so far and verdict history (the active one, else the
+        last)."""
         with open_registry(registry) as reg:
-            current = Rollouts(reg).get(name)
+            ro = Rollouts(reg)
+            current = ro.get(name)
+            so_far = policy.figures(ro.observation(current)) if current.active else None
         if as_json:
-            print_json(current.to_dict())
-        else:
-            _show(current)
+            print_json({**current.to_dict(), "current_interval": so_far})
+            return
+        _show(current)
+        if so_far is not None:
+            c, p = so_far["candidate"], so_far["production"]
+            agreement = "-" if so_far["agreement"] is None else f"{so_far['agreement']:.4f}"
+            console.print(
+                f"  this interval so far: canary {c['requests']} requests ({c['errors']} errors, "
+                f"p99 {c['p99_ms']} ms), production {p['requests']} (p99 {p['p99_ms']} ms), "
+                f"{so_far['pairs']} mirrored pairs, agreement {agreement}",
+                highlight=False,
+            )
 
     def _steer(verb: str, past: str, summary: str) -> None:
         @ro_app.command(verb, help=summary)
