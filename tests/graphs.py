@@ -80,3 +80,55 @@ def wide_range_matmuls() -> onnx.ModelProto:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     return model
+
+
+def tiny_encoder(
+    path: Path, *, vocab: int = 32, hidden: int = 8, pad_noise: float = 0.0, real_noise: float = 0.0
+) -> Path:
+    """An encoder-like graph: ``input_ids`` and ``attention_mask`` (int64 [batch, seq]) -> ``last_hidden_state``
+    [batch, seq, hidden] = Embedding(ids) @ W, plus ``pad_noise`` times a fixed +-1 pattern at the padded
+    positions (mask 0) and ``real_noise`` times it at the real ones (mask 1)."""
+    rng = np.random.default_rng(5)
+    pattern = np.where(np.arange(hidden) % 2 == 0, 1.0, -1.0).astype(np.float32)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((vocab, hidden)).astype(np.float32), "E"),
+        numpy_helper.from_array(rng.standard_normal((hidden, hidden)).astype(np.float32), "W"),
+        numpy_helper.from_array(np.array([-1], np.int64), "last_axis"),
+        numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+        numpy_helper.from_array(pad_noise * pattern, "pad_pattern"),
+        numpy_helper.from_array(real_noise * pattern, "real_pattern"),
+    ]
+    nodes = [
+        helper.make_node("Gather", ["E", "input_ids"], ["emb"], name="embed"),
+        helper.make_node("MatMul", ["emb", "W"], ["h"], name="mm"),
+        helper.make_node("Cast", ["attention_mask"], ["mf"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["mf", "last_axis"], ["m3"]),
+        helper.make_node("Sub", ["one", "m3"], ["p3"]),
+        helper.make_node("Mul", ["p3", "pad_pattern"], ["pad_delta"]),
+        helper.make_node("Mul", ["m3", "real_pattern"], ["real_delta"]),
+        helper.make_node("Add", ["h", "pad_delta"], ["h1"]),
+        helper.make_node("Add", ["h1", "real_delta"], ["last_hidden_state"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "encoder",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
+        ],
+        [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "seq", hidden])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    return save(model, path)
+
+
+def padded_batch(samples: int, seq: int = 6, vocab: int = 32, seed: int = 0) -> dict[str, np.ndarray]:
+    """``input_ids``/``attention_mask`` for :func:`tiny_encoder`: 2..seq real tokens per sample, then padding."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(2, seq + 1, size=samples)
+    lengths[0] = 2  # at least one sample is mostly padding
+    mask = (np.arange(seq)[None, :] < lengths[:, None]).astype(np.int64)
+    ids = np.where(mask == 1, rng.integers(1, vocab, size=(samples, seq)), 0).astype(np.int64)
+    return {"input_ids": ids, "attention_mask": mask}

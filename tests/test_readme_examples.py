@@ -21,5 +21,6 @@ def test_readme_plan_and_deploy_on_the_examples(
     assert run([*args, "--out", str(plan)]) == 0, capsys.readouterr().err
     placed = {p["deployment"] for p in json.loads(plan.read_text())["placements"]}
     assert {"fraud-scorer", "doc-classifier", "bulk-tagger"} <= placed
-    assert run(["deploy", "k8s", "--plan", str(plan), "--out", str(tmp_path / "manifests")]) == 0
+    deploy = ["deploy", "k8s", "--plan", str(plan), "--out", str(tmp_path / "manifests")]
+    assert run([*deploy, "--access-secret", "honed-access"]) == 0
     assert (tmp_path / "manifests" / "fraud-scorer.yaml").is_file()

@@ -90,13 +90,13 @@ class Server:
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=os.environ.copy())
         self.ps = psutil.Process(self.proc.pid)
 
-    def wait_ready(self, timeout: float = 600.0) -> None:
+    def wait_ready(self, timeout: float = 600.0, model: str = "mlp") -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise SystemExit(f"{self.name} exited with {self.proc.returncode}; see {self._log.name}")
             try:
-                with urllib.request.urlopen(f"{self.url}/v2/models/mlp/ready", timeout=2) as r:
+                with urllib.request.urlopen(f"{self.url}/v2/models/{model}/ready", timeout=2) as r:
                     if r.status == 200:
                         return
             except OSError:

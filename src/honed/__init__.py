@@ -1,6 +1,7 @@
 """honed: make trained ONNX models fast, cheap and safe to run on the hardware you have.
 
-The Python API mirrors the CLI: ``inspect_model`` (``honed inspect``), ``detect_hardware`` (``honed hw``),
+The Python API mirrors the CLI: ``from_torch``, ``from_hf`` and ``from_sklearn`` (``honed import``),
+``inspect_model`` (``honed inspect``), ``detect_hardware`` (``honed hw``),
 ``run_bench`` (``honed bench``), ``optimize`` (``honed optimize``), ``run_server`` with ``ServeOptions``
 (``honed serve``), and the session factory every part of honed runs models through.
 Names are imported on first use, so ``import honed.registry`` does not load ONNX Runtime.
@@ -21,6 +22,11 @@ _EXPORTS = {
     "BenchSettings": "honed.bench",
     "HardwareSpec": "honed.hardware",
     "HonedError": "honed.errors",
+    "ImportResult": "honed.intake",
+    "Tolerance": "honed.intake",
+    "from_hf": "honed.intake",
+    "from_sklearn": "honed.intake",
+    "from_torch": "honed.intake",
     "RuntimeConfig": "honed.runtime",
     "create_session": "honed.runtime",
     "detect_hardware": "honed.hardware",
@@ -36,12 +42,17 @@ __all__ = [
     "BenchSettings",
     "HardwareSpec",
     "HonedError",
+    "ImportResult",
     "OptimizeResult",
     "RuntimeConfig",
     "ServeOptions",
+    "Tolerance",
     "__version__",
     "create_session",
     "detect_hardware",
+    "from_hf",
+    "from_sklearn",
+    "from_torch",
     "inspect_model",
     "optimize",
     "run_bench",
@@ -52,6 +63,7 @@ if TYPE_CHECKING:
     from honed.bench import BenchSettings, run_bench
     from honed.errors import HonedError
     from honed.hardware import HardwareSpec, detect_hardware
+    from honed.intake import ImportResult, Tolerance, from_hf, from_sklearn, from_torch
     from honed.model import inspect_model
     from honed.runtime import RuntimeConfig, create_session
     from honed.search import OptimizeResult, optimize

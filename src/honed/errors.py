@@ -4,7 +4,8 @@
     ├── InvalidArgument        a flag, option or parameter value that cannot be used
     ├── ModelError             the model file itself
     │   ├── ModelNotFound      no such file
-    │   └── InvalidModel       not ONNX, truncated, fails the checker, missing external data
+    │   ├── InvalidModel       not ONNX, truncated, fails the checker, missing external data
+    │   └── ExportMismatch     a converted model whose outputs differ from its source beyond the tolerance
     ├── DataError              inputs that do not fit the model (names, dtypes, shapes, too few samples)
     │   └── PayloadTooLarge    a request body larger than the server accepts
     ├── BackendError           building or running a session
@@ -12,7 +13,9 @@
     ├── NotFound               a named thing (model, version, alias, record) that does not exist
     ├── AlreadyExists          a named thing that must be unique already exists
     ├── Unavailable            not ready now (loading, draining, unloaded); may succeed later
-    │   └── Overloaded         at capacity (queue full); retry after ``retry_after_s``
+    │   └── Overloaded         at capacity (queue full, a rate limit); retry after ``retry_after_s``
+    │       └── QueueTimeExceeded  shed by a model's queue-time bound: it would wait (by the batcher's estimate)
+    │                              or has waited longer than the bound; retry after ``retry_after_s``
     ├── DeadlineExceeded       a request's time limit ran out before it was served
     ├── Unauthenticated        no or bad credentials
     └── PermissionDenied       authenticated, but not allowed
@@ -43,6 +46,10 @@ class ModelNotFound(ModelError):
 
 class InvalidModel(ModelError):
     """The file is not a valid, loadable ONNX model."""
+
+
+class ExportMismatch(ModelError):
+    """A model converted to ONNX gives outputs that differ from its source framework's beyond the tolerance."""
 
 
 class DataError(HonedError):
@@ -79,6 +86,12 @@ class Overloaded(Unavailable):
     def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class QueueTimeExceeded(Overloaded):
+    """Shed by the model's queue-time bound, so answered without running: the request would wait in the queue
+    longer than the bound by the batcher's estimate of the work ahead of it (refused on arrival), or it has waited
+    that long; retry after ``retry_after_s`` seconds (or elsewhere)."""
 
 
 class DeadlineExceeded(HonedError):

@@ -73,6 +73,7 @@ __all__ = [
     "build_spec",
     "detect_hardware",
     "estimate_peaks",
+    "isa_class",
     "isa_from_flags",
     "parse_cpuinfo",
     "parse_nvidia_smi",
@@ -101,6 +102,7 @@ _X86_FLAGS = {
     "amx_tile": "amx_tile",
     "amx_int8": "amx_int8",
     "amx_bf16": "amx_bf16",
+    "amx_fp16": "amx_fp16",
 }
 _ARM_FLAGS = {
     "asimd": "neon",
@@ -110,6 +112,25 @@ _ARM_FLAGS = {
 }
 # ISA names shown first/highlighted by the CLI: the ones that decide which kernels ONNX Runtime can use.
 KEY_ISA = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "neon", "sve")
+
+# The ISA classes that decide which candidates pay first, weakest first: each adds to the one before it.
+# ``avx2``: no 8-bit dot product (or no x86 vectors at all); ``vnni``: an 8-bit dot product that does not saturate
+# (AVX512_VNNI, AVX_VNNI, Arm dot product); ``bf16``: that plus native BF16 arithmetic (AVX512_BF16, Arm BF16);
+# ``amx``: Intel AMX tiles (AMX-INT8/AMX-BF16), ranked above VNNI for INT8 and above AVX512_BF16 for BF16.
+ISA_CLASSES = ("avx2", "vnni", "bf16", "amx")
+_VNNI_NAMES = ("avx512_vnni", "avx_vnni", "neon_dotprod", "amx_int8")
+_BF16_NAMES = ("avx512_bf16", "neon_bf16", "amx_bf16")
+
+
+def isa_class(isa: Iterable[str]) -> str:
+    """The :data:`ISA_CLASSES` entry an ISA tuple belongs to (the strongest whose extensions it has)."""
+    names = set(isa)
+    if names & {"amx_int8", "amx_bf16"}:
+        return "amx"
+    if names & set(_VNNI_NAMES):
+        return "bf16" if names & set(_BF16_NAMES) else "vnni"
+    return "avx2"
+
 
 _VENDORS = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD", "HygonGenuine": "Hygon"}
 _ARM_IMPLEMENTERS = {
@@ -201,6 +222,11 @@ class HardwareSpec:
     def has(self, *names: str) -> bool:
         """True when every ISA name given is present (``spec.has("avx512f", "avx512_vnni")``)."""
         return all(n in self.isa for n in names)
+
+    @property
+    def isa_class(self) -> str:
+        """Which of :data:`ISA_CLASSES` this CPU is in (``avx2``, ``vnni``, ``bf16`` or ``amx``)."""
+        return isa_class(self.isa)
 
     @property
     def default_threads(self) -> int:

@@ -13,13 +13,16 @@ import contextlib
 import threading
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from honed.runtime import Session
 from honed.serve.instances import ModelExecutor
 from honed.serve.server import Server, ServerOptions, build
+
+if TYPE_CHECKING:
+    from honed.serve.tracing import Tracing
 
 
 class Gate:
@@ -99,10 +102,12 @@ async def until(predicate: Any, what: str, timeout_s: float = 60.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def gated_server(repo: Path, gate: Gate, **options: Any) -> AsyncIterator[Server]:
-    """A ready server over ``repo`` on free loopback ports (more ``ServerOptions`` in ``options``); on exit the gate
-    opens and the server drains."""
-    dataplane = build(repo, factory=gate.start)
+async def gated_server(
+    repo: Path, gate: Gate, *, tracing: Tracing | None = None, **options: Any
+) -> AsyncIterator[Server]:
+    """A ready server over ``repo`` on free loopback ports (more ``ServerOptions`` in ``options``; request tracing
+    with ``tracing``); on exit the gate opens and the server drains."""
+    dataplane = build(repo, factory=gate.start, tracing=tracing)
     settings = {"http": "127.0.0.1:0", "grpc": "127.0.0.1:0", "drain_timeout_s": 30.0, **options}
     server = Server(dataplane, ServerOptions(**settings))
     task = asyncio.ensure_future(server.serve())

@@ -1,6 +1,7 @@
 """Lifecycle against a real server: graceful drain on SIGTERM, a full queue answering 429 (REST) and
-RESOURCE_EXHAUSTED (gRPC), the ``timeout`` parameter ending a queued request, and a client that gives up taking
-its request off the queue.
+RESOURCE_EXHAUSTED (gRPC), load shedding by the queue-time bound (refused on arrival by the batcher's estimate,
+or shed after waiting it; 429 / RESOURCE_EXHAUSTED with a retry-after either way), the ``timeout`` parameter
+ending a queued request, and a client that gives up taking its request off the queue.
 
 Every model run waits at a :class:`~tests.conformance.gated.Gate` until the test lets it through, so a request
 is running, or queued behind one that is, because the test made it so: nothing depends on how fast the machine
@@ -16,9 +17,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import numpy as np
 import pytest
+from tritonclient.grpc import service_pb2 as pb
 
 from honed.serve.instances import ModelExecutor
 from honed.serve.server import Server
@@ -203,3 +206,84 @@ def test_a_grpc_call_that_is_cancelled_is_taken_off_the_queue(repo: Path) -> Non
             grpc.close()
 
     _run(repo, scenario)
+
+
+def _shedding_repo(root: Path, bound_ms: float) -> Path:
+    """Model ``m`` as in ``repo`` (room for four queued requests), with a queue-time bound of ``bound_ms``."""
+    models.mlp(root / "m" / "1" / "model.onnx")
+    (root / "m" / "config.yaml").write_text(
+        f"warmup: false\nbatching:\n  max_batch_size: 1\n  max_queue_size: 4\n  max_queue_time_ms: {bound_ms}\n"
+    )
+    return root
+
+
+def _shed(server: Server, reason: str) -> float:
+    return sample(server, "honed_shed_total", model="m", reason=reason)
+
+
+def _grpc_refusal(port: int | None) -> grpc.RpcError:
+    """The error one raw V2 ModelInfer call for ``m`` ends with (raw, to read its trailing metadata)."""
+    message = pb.ModelInferRequest(model_name="m")
+    message.inputs.add(name="x", datatype="FP32", shape=[1, 8])
+    message.raw_input_contents.append(np.ones((1, 8), dtype=np.float32).tobytes())
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer",
+            request_serializer=pb.ModelInferRequest.SerializeToString,
+            response_deserializer=pb.ModelInferResponse.FromString,
+        )
+        with pytest.raises(grpc.RpcError) as refused:
+            call(message, timeout=60)
+    return refused.value
+
+
+def _retry_after(error: grpc.RpcError) -> int:
+    return int(dict(error.trailing_metadata() or ())["retry-after"])
+
+
+def test_a_request_queued_past_the_bound_is_shed_with_429_and_resource_exhausted(tmp_path: Path) -> None:
+    async def scenario(gate: Gate, server: Server, client: httpx.AsyncClient) -> None:
+        (running,) = await _running_and_queued(client, gate, server, queued=0)
+        runs = _runs(server)
+        # Nothing has run to the end yet, so there is no estimate and the request is admitted; the only instance
+        # is held, so it can only wait in the queue until the 20 ms bound passes.
+        shed = await client.post(INFER, json=BODY)
+        assert shed.status_code == 429, shed.text
+        assert int(shed.headers["retry-after"]) >= 1
+        assert "queue-time bound" in shed.json()["error"]
+        assert _shed(server, "queue_time") == 1 and _outcomes(server, "overloaded") == 1
+        refused = await asyncio.to_thread(_grpc_refusal, server.grpc_port)
+        assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and _retry_after(refused) >= 1
+        assert _shed(server, "queue_time") == 2 and _shed(server, "estimate") == 0
+        assert not running.done() and _runs(server) == runs  # the shed requests never ran
+        gate.open()
+        assert (await running).status_code == 200
+        assert (await client.post(INFER, json=BODY)).status_code == 200  # an idle instance: served at once
+
+    _run(_shedding_repo(tmp_path, 20), scenario)
+
+
+def test_a_request_that_would_wait_past_the_bound_is_refused_at_once_with_429_and_resource_exhausted(
+    tmp_path: Path,
+) -> None:
+    async def scenario(gate: Gate, server: Server, client: httpx.AsyncClient) -> None:
+        (running, queued) = await _running_and_queued(client, gate, server, queued=1)
+        # The batcher's service-time estimate, as if one-row runs had been measured at 10 s each: with one row
+        # queued and one running ahead (half done, on average), the next would wait about 15 s, past the 10 s bound.
+        executor = server.dataplane.repository.get("m")[1]
+        assert isinstance(executor, ModelExecutor)
+        executor.batcher.scheduler.record_run(1, 10.0)
+        refused = await client.post(INFER, json=BODY)
+        assert refused.status_code == 429, refused.text
+        assert refused.headers["retry-after"] == "15"
+        assert "would wait about 15000 ms" in refused.json()["error"]
+        error = await asyncio.to_thread(_grpc_refusal, server.grpc_port)
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and _retry_after(error) == 15
+        assert "10000 ms queue-time bound" in str(error.details())
+        assert _shed(server, "estimate") == 2 and _shed(server, "queue_time") == 0
+        assert _shed(server, "queue_full") == 0 and _outcomes(server, "overloaded") == 2
+        assert server.dataplane.inflight == 2  # refused on arrival: neither waited in the queue
+        gate.open()
+        assert [(await r).status_code for r in (running, queued)] == [200, 200]
+
+    _run(_shedding_repo(tmp_path, 10_000), scenario)

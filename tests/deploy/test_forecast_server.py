@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from honed.deploy import build
+from honed.deploy import DeployOptions, build
 from honed.deploy.forecast_server import ForecastService, make_server
 from honed.errors import InvalidArgument
 from honed.plan.document import Plan, read_plan, write_plan
@@ -133,7 +133,8 @@ def test_bad_setup_fails_at_start(tmp_path: Path) -> None:
 def test_the_forecast_servers_configmap_plan_is_a_plan_it_serves(tmp_path: Path) -> None:
     """``honed deploy k8s`` puts the namespace's predictive placements in a ConfigMap; the server reads that file."""
     plan = plan_for(tmp_path, "scorer")
-    (config,) = [o for o in build(plan)["_forecast"] if o["kind"] == "ConfigMap"]
+    open_pods = DeployOptions(insecure_no_auth=True)
+    (config,) = [o for o in build(plan, open_pods)["_forecast"] if o["kind"] == "ConfigMap"]
     mounted = tmp_path / "etc" / "plan.json"
     mounted.parent.mkdir()
     mounted.write_text(config["data"]["plan.json"], encoding="utf-8")

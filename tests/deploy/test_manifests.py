@@ -20,7 +20,8 @@ import yaml
 from honed.deploy import DeployOptions, build, write
 from honed.deploy.dockerfiles import dockerfile
 from honed.deploy.grafana import dashboard
-from honed.deploy.k8s import JURISDICTION_LABEL
+from honed.deploy.k8s import IMAGE_UID, JURISDICTION_LABEL
+from honed.deploy.serving import ServingSecrets
 from honed.errors import InvalidArgument
 from honed.plan.document import Plan, read_plan, write_plan
 from honed.plan.planner import make_plan
@@ -40,8 +41,23 @@ CORE_KINDS = {
 }
 
 
+SECURE = DeployOptions(secrets=ServingSecrets(access_secret="honed-access"))
+"""What ``honed deploy k8s --access-secret honed-access`` builds."""
+VARIANTS = {
+    "k8s-access": SECURE,
+    "k8s-access-tls": DeployOptions(secrets=ServingSecrets(access_secret="honed-access", tls_secret="honed-tls")),
+    "k8s-insecure": DeployOptions(insecure_no_auth=True),
+    "kserve-insecure": DeployOptions(fmt="kserve", insecure_no_auth=True),
+}
+
+
 def validate(obj: dict[str, Any]) -> None:
     kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+def serving_pod(objects: dict[str, list[dict[str, Any]]], name: str = "fraud") -> dict[str, Any]:
+    dep = next(o for o in objects[name] if o["kind"] == "Deployment")
+    return dep["spec"]["template"]
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +102,9 @@ def plan(tmp_path_factory: pytest.TempPathFactory) -> Plan:
     return read
 
 
-@pytest.mark.parametrize("fmt", ["k8s", "kserve"])
-def test_core_objects_validate_strictly(plan: Plan, fmt: str) -> None:
-    objects = build(plan, DeployOptions(fmt=fmt))
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_core_objects_validate_strictly(plan: Plan, variant: str) -> None:
+    objects = build(plan, VARIANTS[variant])
     kinds = set()
     for docs in objects.values():
         for obj in docs:
@@ -99,14 +115,14 @@ def test_core_objects_validate_strictly(plan: Plan, fmt: str) -> None:
 
 
 def test_strict_validation_catches_a_typo(plan: Plan) -> None:
-    dep = next(o for o in build(plan)["fraud"] if o["kind"] == "Deployment")
+    dep = next(o for o in build(plan, SECURE)["fraud"] if o["kind"] == "Deployment")
     dep["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         validate(dep)
 
 
 def test_deployment_carries_plan_resources_probes_and_residency(plan: Plan) -> None:
-    objects = build(plan)
+    objects = build(plan, SECURE)
     dep = next(o for o in objects["fraud"] if o["kind"] == "Deployment")
     pod = dep["spec"]["template"]["spec"]
     c = pod["containers"][0]
@@ -114,6 +130,7 @@ def test_deployment_carries_plan_resources_probes_and_residency(plan: Plan) -> N
     assert c["resources"]["requests"] == c["resources"]["limits"]
     assert c["resources"]["requests"]["cpu"] == str(int(placement.resources.cpu))
     assert c["args"][c["args"].index("--threads") + 1] == str(placement.threads)
+    assert float(c["args"][c["args"].index("--max-queue-time-ms") + 1]) == placement.slo_p99_ms
     assert dep["spec"]["replicas"] == placement.autoscaling.min_replicas
     assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert c["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
@@ -129,9 +146,8 @@ def test_deployment_carries_plan_resources_probes_and_residency(plan: Plan) -> N
 
 def test_secrets_turn_on_the_access_policy_and_tls_in_every_pod(plan: Plan) -> None:
     from honed.cli.main import build_app
-    from honed.deploy.serving import ServingSecrets
 
-    objects = build(plan, DeployOptions(secrets=ServingSecrets(access_secret="honed-access", tls_secret="honed-tls")))
+    objects = build(plan, VARIANTS["k8s-access-tls"])
     dep = next(o for o in objects["fraud"] if o["kind"] == "Deployment")
     validate(dep)
     pod = dep["spec"]["template"]["spec"]
@@ -152,7 +168,7 @@ def test_secrets_turn_on_the_access_policy_and_tls_in_every_pod(plan: Plan) -> N
 
 def test_one_autoscaler_per_target_and_keda_behavior_is_a_valid_hpa_behavior(plan: Plan) -> None:
     for fmt in ("k8s", "kserve"):
-        for name, docs in build(plan, DeployOptions(fmt=fmt)).items():
+        for name, docs in build(plan, VARIANTS[f"{fmt}-insecure"]).items():
             scalers = [o for o in docs if o["kind"] in ("HorizontalPodAutoscaler", "ScaledObject")]
             if name in ("_namespaces", "_forecast"):
                 continue
@@ -162,7 +178,7 @@ def test_one_autoscaler_per_target_and_keda_behavior_is_a_valid_hpa_behavior(pla
                 assert len(scalers) == (1 if external else 0)
             else:
                 assert len(scalers) == 1
-    so = next(o for o in build(plan)["fraud-predictive"] if o["kind"] == "ScaledObject")
+    so = next(o for o in build(plan, SECURE)["fraud-predictive"] if o["kind"] == "ScaledObject")
     assert so["apiVersion"] == "keda.sh/v1alpha1"
     assert [t["type"] for t in so["spec"]["triggers"]] == ["cpu", "metrics-api"]
     forecast = so["spec"]["triggers"][1]
@@ -190,7 +206,7 @@ def test_one_autoscaler_per_target_and_keda_behavior_is_a_valid_hpa_behavior(pla
 
 def test_kserve_runtime_container_is_a_valid_pod_container(plan: Plan) -> None:
     """The ServingRuntime's container and the predictor's pod fields are core types: validate them in a Pod."""
-    docs = build(plan, DeployOptions(fmt="kserve"))["fraud"]
+    docs = build(plan, VARIANTS["kserve-insecure"])["fraud"]
     rt = next(o for o in docs if o["kind"] == "ServingRuntime")
     isvc = next(o for o in docs if o["kind"] == "InferenceService")
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
@@ -238,7 +254,7 @@ def test_kserve_resources_build_through_the_sdk_models(plan: Plan) -> None:
             "the kserve SDK is not importable here and HONED_KSERVE_PYTHON is unset: the SDK pins psutil<6 and "
             "pandas<3, which clash with honed's dependencies, so .ci/run installs it in a separate venv"
         )
-    objects = [o for name in ("fraud", "fraud-predictive") for o in build(plan, DeployOptions(fmt="kserve"))[name]]
+    objects = [o for name in ("fraud", "fraud-predictive") for o in build(plan, VARIANTS["kserve-insecure"])[name]]
     code, verdict = run_kserve_check(python, objects)
     assert code == 0 and not verdict["errors"], verdict
     assert sorted(verdict["checked"]) == sorted(
@@ -252,7 +268,7 @@ def test_kserve_resources_build_through_the_sdk_models(plan: Plan) -> None:
 
 
 def test_network_policies_default_deny_and_allow_serving_ports(plan: Plan) -> None:
-    objects = build(plan)
+    objects = build(plan, SECURE)
     denies = objects["_namespaces"]
     assert {d["metadata"]["namespace"] for d in denies} == {"default", "batch"}
     assert all(d["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]} for d in denies)
@@ -283,7 +299,7 @@ def test_dockerfiles_install_honed_and_run_serve() -> None:
 
 
 def test_write_produces_yaml_files(plan: Plan, tmp_path: Path) -> None:
-    written = write(plan, tmp_path / "m")
+    written = write(plan, tmp_path / "m", SECURE)
     names = {p.name for p in written}
     assert {
         "fraud.yaml",
@@ -292,17 +308,19 @@ def test_write_produces_yaml_files(plan: Plan, tmp_path: Path) -> None:
         "Dockerfile.gpu",
         "grafana-dashboard.json",
     } <= names
-    docs = list(yaml.safe_load_all((tmp_path / "m" / "fraud.yaml").read_text()))
-    for d in docs:
-        validate(d)
+    for path in written:
+        if path.suffix == ".yaml":
+            for d in yaml.safe_load_all(path.read_text()):
+                if d["kind"] in CORE_KINDS:
+                    validate(d)
     with pytest.raises(InvalidArgument, match="--format"):
         DeployOptions(fmt="helm")
     with pytest.raises(InvalidArgument, match="places nothing"):
-        build(dataclasses.replace(plan, placements=()))
+        build(dataclasses.replace(plan, placements=()), SECURE)
 
 
 def test_predictive_plans_get_a_forecast_server_the_trigger_points_at(plan: Plan, tmp_path: Path) -> None:
-    objects = build(plan, DeployOptions(keda_namespace="keda-system"))
+    objects = build(plan, dataclasses.replace(SECURE, keda_namespace="keda-system"))
     forecast = objects["_forecast"]
     assert [o["kind"] for o in forecast] == ["ConfigMap", "Deployment", "Service", "NetworkPolicy"]
     for obj in forecast:
@@ -322,7 +340,68 @@ def test_predictive_plans_get_a_forecast_server_the_trigger_points_at(plan: Plan
     assert allowed == ["keda-system"]
     # A plan without predictive placements gets no forecast server.
     reactive = plan.only([p for p in plan.placements if not p.autoscaling.predictive])
-    assert "_forecast" not in build(reactive)
-    written = {p.name for p in write(plan, tmp_path / "m")}
+    assert "_forecast" not in build(reactive, SECURE)
+    written = {p.name for p in write(plan, tmp_path / "m", SECURE)}
     assert {"honed-forecast.yaml", "Dockerfile.forecast"} <= written
     assert '"honed[plan]==' in (tmp_path / "m" / "extras" / "Dockerfile.forecast").read_text()
+
+
+def test_an_access_policy_is_required_unless_insecure_is_said_out_loud() -> None:
+    for options in ({}, {"secrets": ServingSecrets(tls_secret="honed-tls")}, {"secrets": ServingSecrets()}):
+        with pytest.raises(InvalidArgument, match=r"pass --access-secret NAME .* or --insecure-no-auth"):
+            DeployOptions(**options)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="pass --insecure-no-auth"):
+        DeployOptions(fmt="kserve")
+    with pytest.raises(InvalidArgument, match="not both"):
+        DeployOptions(secrets=ServingSecrets(access_secret="a"), insecure_no_auth=True)
+
+
+@pytest.mark.parametrize("variant", ["k8s-access", "k8s-access-tls"])
+def test_every_serving_pod_reads_its_policy_and_scraping_needs_a_metrics_token(plan: Plan, variant: str) -> None:
+    objects = build(plan, VARIANTS[variant])
+    for name in (p.deployment for p in plan.placements):
+        template = serving_pod(objects, name)
+        pod = template["spec"]
+        args = pod["containers"][0]["args"]
+        assert args[args.index("--access") + 1] == "/etc/honed/access/access.yaml"
+        access = next(v for v in pod["volumes"] if v["name"] == "access")
+        assert access["secret"] == {"secretName": "honed-access", "defaultMode": 0o440}
+        # The Secret's files are root-owned 0440: the server (uid 10001) reads them through fsGroup.
+        context = pod["securityContext"]
+        assert context["runAsUser"] == context["fsGroup"] == IMAGE_UID and context["runAsNonRoot"]
+        notes = template["metadata"]["annotations"]
+        assert notes["prometheus.io/path"] == "/metrics" and notes["honed.dev/metrics-auth"] == "bearer"
+        assert notes["prometheus.io/scheme"] == ("https" if variant.endswith("tls") else "http")
+        # The monitoring namespace reaches the HTTP port only; behind the policy its token reaches only /metrics.
+        netpol = next(o for o in objects[name] if o["kind"] == "NetworkPolicy")
+        rules = [
+            r
+            for r in netpol["spec"]["ingress"]
+            if r["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"] == ["monitoring"]
+        ]
+        assert [[p["port"] for p in r["ports"]] for r in rules] == [[contract.HTTP_PORT]]
+
+
+def test_insecure_pods_say_so_and_serve_without_a_policy(plan: Plan) -> None:
+    template = serving_pod(build(plan, VARIANTS["k8s-insecure"]))
+    assert "--access" not in template["spec"]["containers"][0]["args"]
+    assert not [v for v in template["spec"]["volumes"] if "secret" in v]
+    assert template["metadata"]["annotations"]["honed.dev/metrics-auth"] == "none"
+
+
+def test_cli_insecure_no_auth_writes_open_pods_and_warns(
+    plan: Plan, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from honed.cli.main import run
+
+    path = write_plan(plan, tmp_path / "plan.json")
+    capsys.readouterr()
+    assert run(["deploy", "k8s", "--plan", str(path), "--out", str(tmp_path / "m"), "--insecure-no-auth"]) == 0
+    assert "--insecure-no-auth: the pods serve without authentication" in capsys.readouterr().err
+    for doc in yaml.safe_load_all((tmp_path / "m" / "fraud.yaml").read_text()):
+        validate(doc)
+        if doc["kind"] == "Deployment":
+            assert "--access" not in doc["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert run(["deploy", "k8s", "--plan", str(path), "--out", str(tmp_path / "m2")]) == 2
+    err = capsys.readouterr().err
+    assert "pass --access-secret NAME" in err and err.count("\n") == 1 and not (tmp_path / "m2").exists()

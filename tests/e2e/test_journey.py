@@ -39,7 +39,7 @@ FLEET = {
 }
 DEPLOYMENTS = {
     "deployments": [
-        {"name": "scorer", "model": "out/", "slo_p99_ms": 250, "peak_rps": 20, "residency": ["AE"]},
+        {"name": "scorer", "model": "out/", "slo_p99_ms": 5000, "peak_rps": 20, "residency": ["AE"]},
     ]
 }
 
@@ -152,12 +152,13 @@ def test_optimize_register_serve_plan_deploy(
     captured = capsys.readouterr()
     assert code == 0, captured.out + captured.err
     plan = json.loads(Path("plan.json").read_text())
+    assert len(plan["placements"]) == 1, plan.get("unplaced")
     (placement,) = plan["placements"]
     assert placement["deployment"] == "scorer" and placement["pool"] == "cpu-ae"
     assert "out/report.json (winner)" in placement["profile"]["origin"]
 
     # 4. deploy: manifests from the plan, each one valid by the Kubernetes schema, strictly
-    code = run(["deploy", "k8s", "--plan", "plan.json", "--out", "manifests/"])
+    code = run(["deploy", "k8s", "--plan", "plan.json", "--out", "manifests/", "--access-secret", "honed-access"])
     captured = capsys.readouterr()
     assert code == 0, captured.out + captured.err
     documents = [

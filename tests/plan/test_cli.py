@@ -135,7 +135,8 @@ def test_plan_simulate_deploy(inputs: Path, capsys: pytest.CaptureFixture[str]) 
     assert (sim / "fraud-scorer.png").stat().st_size > 10_000
 
     manifests = inputs / "manifests"
-    assert run(["deploy", "k8s", "--plan", str(plan_path), "--out", str(manifests)]) == 0
+    secure = ["--access-secret", "honed-access"]
+    assert run(["deploy", "k8s", "--plan", str(plan_path), "--out", str(manifests), *secure]) == 0
     kinds = []
     for f in manifests.glob("*.yaml"):
         for doc in yaml.safe_load_all(f.read_text()):
@@ -143,7 +144,8 @@ def test_plan_simulate_deploy(inputs: Path, capsys: pytest.CaptureFixture[str]) 
             if doc["kind"] != "ScaledObject":
                 kubernetes_validate.validate(doc, "1.33.0", strict=True)
     assert "ScaledObject" in kinds and "HorizontalPodAutoscaler" in kinds
-    assert run(["deploy", "k8s", "--plan", str(plan_path), "--out", str(inputs / "ks"), "--format", "kserve"]) == 0
+    kserve = ["--format", "kserve", "--insecure-no-auth"]
+    assert run(["deploy", "k8s", "--plan", str(plan_path), "--out", str(inputs / "ks"), *kserve]) == 0
     assert "InferenceService" in (inputs / "ks" / "tagger.yaml").read_text()
 
 
@@ -182,7 +184,16 @@ def test_missing_model_and_bad_plan_exit_2(inputs: Path, capsys: pytest.CaptureF
     assert run(["plan", "--fleet", str(inputs / "fleet.yaml"), "--deployments", str(deps)]) == 2
     assert "does not exist" in capsys.readouterr().err
     (inputs / "notplan.json").write_text("{}")
-    assert run(["deploy", "k8s", "--plan", str(inputs / "notplan.json"), "--out", str(inputs / "m2")]) == 2
+    deploy = [
+        "deploy",
+        "k8s",
+        "--plan",
+        str(inputs / "notplan.json"),
+        "--out",
+        str(inputs / "m2"),
+        "--insecure-no-auth",
+    ]
+    assert run(deploy) == 2
     assert run(["plan", "simulate", "--plan", str(inputs / "notplan.json")]) == 2
     assert run(["plan"]) == 2
 
@@ -210,7 +221,11 @@ def _wrong_type(text: str) -> str:
 
 @pytest.mark.parametrize(
     "command",
-    [["deploy", "k8s", "--out", "m"], ["plan", "simulate", "--out", "sim"], ["plan", "forecast-server"]],
+    [
+        ["deploy", "k8s", "--out", "m", "--access-secret", "honed-access"],
+        ["plan", "simulate", "--out", "sim"],
+        ["plan", "forecast-server"],
+    ],
     ids=["deploy", "simulate", "forecast-server"],
 )
 @pytest.mark.parametrize(
@@ -249,6 +264,10 @@ def test_a_bad_plan_is_one_line_naming_the_file_and_field_exit_2(
     [
         (["--format", "helm"], "--format must be one of k8s, kserve"),
         (["--format", "kserve", "--tls-secret", "honed-tls"], "--access-secret and --tls-secret are for --format k8s"),
+        ([], "pass --access-secret NAME"),
+        (["--tls-secret", "honed-tls"], "pass --access-secret NAME"),
+        (["--format", "kserve"], "pass --insecure-no-auth"),
+        (["--access-secret", "a", "--insecure-no-auth"], "not both"),
     ],
 )
 def test_bad_deploy_options_exit_2_and_write_nothing(
@@ -300,13 +319,16 @@ def test_deploy_reads_a_real_plan_without_the_planning_libraries(
     assert run(["plan", *args, "--out", str(plan_path)]) == 0, capsys.readouterr().err
     manifests = tmp_path / "manifests"
     deploy = [sys.executable, "-c", _BLOCK_PLANNING_LIBRARIES, "deploy", "k8s", "--plan", str(plan_path)]
-    done = subprocess.run([*deploy, "--out", str(manifests)], capture_output=True, text=True, timeout=120)
+    secure = ["--access-secret", "honed-access"]
+    done = subprocess.run([*deploy, "--out", str(manifests), *secure], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert {p.name for p in manifests.glob("*.yaml")} >= {"fraud-scorer.yaml", "tagger.yaml"}
 
     broken = json.loads(plan_path.read_text())
     del broken["placements"][0]["replicas"]
     bad = write_json(tmp_path / "bad-plan.json", broken)
-    done = subprocess.run([*deploy[:-1], str(bad), "--out", str(tmp_path / "m2")], capture_output=True, text=True)
+    done = subprocess.run(
+        [*deploy[:-1], str(bad), "--out", str(tmp_path / "m2"), *secure], capture_output=True, text=True
+    )
     assert done.returncode == 2
     assert "bad-plan.json" in done.stderr and "replicas" in done.stderr and "Traceback" not in done.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 import onnx
 import pytest
 from onnx import TensorProto, helper
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from honed.cli.main import run
@@ -101,3 +101,32 @@ def cli(
         return out if code == 0 else err
 
     return call
+
+
+@pytest.fixture
+def raw(db_url: str) -> Iterator[Engine]:
+    """A plain engine on the registry's database, for tampering with it as an administrator could."""
+    engine = create_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+def _unlocked(engine: Engine) -> Iterator[Connection]:
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"))
+        else:
+            conn.execute(text("DROP TRIGGER IF EXISTS audit_log_no_update"))
+            conn.execute(text("DROP TRIGGER IF EXISTS audit_log_no_delete"))
+        yield conn
+
+
+def tamper(engine: Engine, *statements: str, params: dict[str, object] | None = None) -> None:
+    """Run ``statements`` with the audit log's append-only triggers off (they stay off on SQLite); with
+    ``params``, they are SQLAlchemy text with ``:name`` binds, else raw SQL."""
+    for conn in _unlocked(engine):
+        for sql in statements:
+            if params is None:
+                conn.exec_driver_sql(sql)
+            else:
+                conn.execute(text(sql), params)

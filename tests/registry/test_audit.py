@@ -3,13 +3,14 @@ access could tamper with them (the append-only triggers are switched off first, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Engine
 
 from honed.registry import Registry
+from tests.registry.conftest import tamper
 
 ModelFactory = Callable[[float], Path]
 
@@ -24,29 +25,6 @@ def filled(reg: Registry, make_model: ModelFactory) -> Registry:
     reg.set_alias("m", "production", 2, actor="bob", action="promote")
     assert reg.verify_audit().ok
     return reg
-
-
-@pytest.fixture
-def raw(db_url: str) -> Iterator[Engine]:
-    engine = create_engine(db_url)
-    yield engine
-    engine.dispose()
-
-
-def _unlocked(engine: Engine) -> Iterator[Connection]:
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"))
-        else:
-            conn.execute(text("DROP TRIGGER audit_log_no_update"))
-            conn.execute(text("DROP TRIGGER audit_log_no_delete"))
-        yield conn
-
-
-def tamper(engine: Engine, *statements: str) -> None:
-    for conn in _unlocked(engine):
-        for sql in statements:
-            conn.exec_driver_sql(sql)
 
 
 def kinds(reg: Registry) -> list[tuple[int, str]]:

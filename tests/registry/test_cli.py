@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
+from tests.registry.conftest import tamper
+
 ModelFactory = Callable[[float], Path]
 
 
@@ -92,3 +94,40 @@ def test_tampered_log_fails_verify_with_exit_1(cli, make_model: ModelFactory, db
         engine.dispose()
     err = cli("audit", "verify", code=1)
     assert "entry #1 (register m:1 by mallory" in err and "it was edited" in err
+
+
+def test_keyed_log_export_head_and_verify(cli, make_model: ModelFactory, tmp_path: Path, raw) -> None:
+    key = tmp_path / "secret" / "audit.key"
+    made = json.loads(cli("audit", "key", "--out", str(key), "--json"))
+    assert made["created"] and (key.stat().st_mode & 0o777) == 0o600
+    assert "already there" in cli("audit", "key", "--out", str(key))
+    for value in (1, 2, 3):
+        cli("registry", "register", str(make_model(value)), "m", "--audit-key-file", str(key))
+    err = cli("registry", "register", str(make_model(4)), "m", code=2)
+    assert "the audit log is keyed" in err and err.count("\n") == 1
+
+    head = tmp_path / "head.json"
+    assert "exported audit head #3" in cli("audit", "export-head", "--out", str(head), "--key-file", str(key))
+    out = cli("registry", "audit", "verify", "--audit-key-file", str(key), "--head", str(head))
+    assert "audit log OK: 3 entries" in out and "3 MACs checked" in out and "exported head #3" in out
+    assert "3 MACs NOT checked" in cli("audit", "verify")
+
+    second = json.loads(cli("audit", "log", "--json"))[1]
+    tamper(
+        raw,
+        "DELETE FROM audit_log WHERE seq = 3",
+        "UPDATE audit_head SET seq = 2, hash = :h WHERE id = 1",
+        params={"h": second["hash"]},
+    )
+    assert "audit log OK: 2 entries" in cli("audit", "verify", "--key-file", str(key))
+    err = cli("audit", "verify", "--key-file", str(key), "--head", str(head), code=1)
+    assert "first bad entry: #3 (removed)" in err and "its tail was deleted" in err
+
+    other = tmp_path / "other.key"
+    cli("audit", "key", "--out", str(other))
+    err = cli("audit", "verify", "--key-file", str(other), code=2)
+    assert "give the key file the log was written with" in err and err.count("\n") == 1
+    err = cli("audit", "verify", "--key-file", str(other), "--head", str(head), code=2)
+    assert "give the key file" in err and err.count("\n") == 1
+    err = cli("audit", "export-head", "--out", str(tmp_path / "h2.json"), code=2)
+    assert "needs the audit key" in err and not (tmp_path / "h2.json").exists()

@@ -78,8 +78,8 @@ def _names(pipelines: list[tuple[Step, ...]]) -> list[tuple[str, ...]]:
 
 
 def test_profile_tells_transformers_cnns_and_vnni_apart() -> None:
-    assert ModelProfile.of(_attention(), _ctx(AVX2)) == ModelProfile("transformer", False)
-    assert ModelProfile.of(_cnn(), _ctx(VNNI)) == ModelProfile("conv", True)
+    assert ModelProfile.of(_attention(), _ctx(AVX2)) == ModelProfile("transformer", "avx2")
+    assert ModelProfile.of(_cnn(), _ctx(VNNI)) == ModelProfile("conv", "vnni")
 
 
 def test_transformer_without_vnni_tries_fusion_then_dynamic_int8_first_and_static_qdq_last() -> None:
@@ -122,7 +122,7 @@ def test_combine_false_plans_single_passes_only() -> None:
 
 
 def test_original_on_another_backend_and_unknown_pipelines_are_ranked() -> None:
-    transformer = ModelProfile("transformer", False)
+    transformer = ModelProfile("transformer", "avx2")
     assert payoff_rank((), "openvino", transformer) < payoff_rank((Step("graph"),), "onnxruntime", transformer)
     unknown = (Step("prune"),)
     assert payoff_rank(unknown, "onnxruntime", transformer) < payoff_rank(
@@ -131,7 +131,7 @@ def test_original_on_another_backend_and_unknown_pipelines_are_ranked() -> None:
     # NNCF INT8 of a transformer: after the cheap FP32 candidates without VNNI, right after fusion+INT8 with it
     nncf = (Step("nncf-int8"),)
     assert payoff_rank(nncf, "openvino", transformer) > payoff_rank((Step("graph"),), "onnxruntime", transformer)
-    with_vnni = ModelProfile("transformer", True)
+    with_vnni = ModelProfile("transformer", "vnni")
     assert payoff_rank(nncf, "openvino", with_vnni) < payoff_rank((), "openvino", with_vnni)
-    conv = ModelProfile("conv", False)
+    conv = ModelProfile("conv", "avx2")
     assert payoff_rank(unknown, "onnxruntime", conv) < payoff_rank((Step("int8-dynamic"),), "onnxruntime", conv)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
-from optimize_models import tiny_classifier, tiny_data
+from optimize_models import tiny_data
 
 from honed.cli.main import run
 from honed.errors import DataError, InvalidArgument
@@ -19,16 +19,6 @@ from honed.model import file_sha256
 from honed.search import optimize, parse_duration
 
 FAST: dict[str, Any] = {"measure_s": 0.02, "final_rounds": 2, "backends": ["onnxruntime"]}
-
-
-@pytest.fixture
-def model(tmp_path: Path) -> Path:
-    return tiny_classifier(tmp_path / "tiny.onnx")
-
-
-@pytest.fixture
-def data(tmp_path: Path) -> Path:
-    return tiny_data(tmp_path / "calib.npz", 40)
 
 
 def test_optimize_writes_outputs_and_recipe_replays_same_sha(tmp_path: Path, model: Path, data: Path) -> None:

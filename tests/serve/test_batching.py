@@ -12,9 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from honed.errors import BackendError, DeadlineExceeded, Overloaded, Unavailable
+from honed.errors import BackendError, DeadlineExceeded, InvalidArgument, Overloaded, QueueTimeExceeded, Unavailable
 from honed.serve.batching import Batcher, BatchScheduler, Request, RunDone, Tensors, merge, split
 from honed.serve.config import BatchingConfig
+from honed.serve.metrics import ServeMetrics
 
 
 class FakeClock:
@@ -107,7 +108,7 @@ def test_full_queue_is_overloaded_with_retry_after() -> None:
 
 
 def test_expire_removes_only_late_requests() -> None:
-    s = BatchScheduler(BatchingConfig())
+    s = BatchScheduler(BatchingConfig(max_queue_time_ms=None))
     late, ok, forever = _req(deadline=1.0), _req(deadline=5.0), _req()
     for r in (late, ok, forever):
         s.add(r, 0.0)
@@ -173,12 +174,13 @@ class FakeRunner:
         self.log.append(list(requests))
         self.pending = (requests, done)
 
-    def finish(self) -> bool:
+    def finish(self, seconds: float = 0.001) -> bool:
+        """Complete the pending batch, reporting ``seconds`` of compute for it."""
         if self.pending is None:
             return False
         requests, done = self.pending
         self.pending = None
-        done(self, requests, split({"y": merge(requests)["x"] * 2}, requests), 0.001)
+        done(self, requests, split({"y": merge(requests)["x"] * 2}, requests), seconds)
         return True
 
 
@@ -377,3 +379,169 @@ def test_close_without_drain_fails_queued_requests() -> None:
         assert all(isinstance(t.exception(), Unavailable) for t in tasks[1:])
 
     asyncio.run(main())
+
+
+# --- load shedding by time -----------------------------------------------------------------------------------------
+
+
+def test_scheduler_sheds_at_the_queue_time_bound_and_deadlines_still_win() -> None:
+    sched = BatchScheduler(BatchingConfig(max_queue_time_ms=50))
+    patient, hasty = _req(at=0.0), _req(at=0.0, deadline=0.01)
+    sched.add(patient, 0.0)
+    sched.add(hasty, 0.0)
+    assert patient.shed_at == pytest.approx(0.05) and sched.wake_at(0.0) == pytest.approx(0.01)
+    assert sched.expire(0.01) == [hasty] and hasty.timed_out(0.01)
+    assert sched.expire(0.049) == []
+    assert sched.expire(0.05) == [patient] and not patient.timed_out(0.05)
+    assert len(sched) == 0
+    unbounded = BatchScheduler(BatchingConfig(max_queue_time_ms=None))
+    unbounded.add(_req(at=0.0), 0.0)
+    assert unbounded.wake_at(0.0) is None and unbounded.expire(1e9) == []
+
+
+@pytest.mark.parametrize("bound", [0, -1, True, "50", float("nan"), float("inf")])
+def test_queue_time_bound_must_be_a_positive_number(bound: Any) -> None:
+    with pytest.raises(InvalidArgument, match="max_queue_time_ms"):
+        BatchingConfig(max_queue_time_ms=bound)
+    assert BatchingConfig.from_dict({"max_queue_time_ms": 250}).to_dict()["max_queue_time_ms"] == 250.0
+
+
+class Rig:
+    """A batcher over one :class:`FakeRunner` on a fake clock, with metrics for model ``m``."""
+
+    def __init__(self, config: BatchingConfig) -> None:
+        self.clock = FakeClock()
+        self.metrics = ServeMetrics(clock=self.clock)
+        self.log: list[list[Request]] = []
+        self.runner = FakeRunner(self.log)
+        self.batcher = Batcher(config, [self.runner], clock=self.clock, metrics=self.metrics.model("m", "1"))
+
+
+def test_batcher_sheds_a_request_that_waited_past_the_bound_without_running_it() -> None:
+    async def main() -> None:
+        rig = Rig(BatchingConfig(max_queue_time_ms=100, max_queue_size=2))
+        clock, metrics, log, runner, batcher = rig.clock, rig.metrics, rig.log, rig.runner, rig.batcher
+        running = asyncio.ensure_future(batcher.submit({"x": np.ones((1, 2), np.float32)}, 1, (2,)))
+        await asyncio.sleep(0)
+        stale = asyncio.ensure_future(batcher.submit({"x": np.full((1, 2), 2, np.float32)}, 1, (2,)))
+        timed = asyncio.ensure_future(batcher.submit({"x": np.full((1, 2), 3, np.float32)}, 1, (2,), 0.05))
+        await asyncio.sleep(0)
+        assert len(batcher.scheduler) == 2  # the only runner is busy with the first
+        clock.now += 0.06
+        batcher.poll()
+        with pytest.raises(DeadlineExceeded):  # the V2 timeout still ends a request first when it is shorter
+            await timed
+        clock.now += 0.04  # the stale request has now waited exactly the bound
+        batcher.poll()
+        with pytest.raises(QueueTimeExceeded) as info:
+            await stale
+        assert info.value.retry_after_s > 0 and "queue-time bound" in str(info.value)
+        runner.finish()
+        assert (await running)["y"][0, 0] == 2.0
+        assert [len(b) for b in log] == [1]  # neither refused request ran
+        assert _shed(metrics, "queue_time") == 1 and _shed(metrics, "queue_full") == 0
+        # A request that finds an idle runner runs at once, however long the bound has been passed since.
+        clock.now += 10
+        fresh = asyncio.ensure_future(batcher.submit({"x": np.ones((1, 2), np.float32)}, 1, (2,)))
+        await asyncio.sleep(0)
+        clock.now += 10
+        batcher.poll()
+        runner.finish()
+        assert (await fresh)["y"].shape == (1, 2)
+
+    asyncio.run(main())
+
+
+def test_a_full_queue_of_stale_requests_sheds_them_before_refusing_a_new_one() -> None:
+    async def main() -> None:
+        rig = Rig(BatchingConfig(max_queue_time_ms=100, max_queue_size=1))
+        clock, metrics, runner, batcher = rig.clock, rig.metrics, rig.runner, rig.batcher
+        running = asyncio.ensure_future(batcher.submit({"x": np.ones((1, 2), np.float32)}, 1, (2,)))
+        await asyncio.sleep(0)
+        stale = asyncio.ensure_future(batcher.submit({"x": np.ones((1, 2), np.float32)}, 1, (2,)))
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded):  # full, and nothing in it has waited too long yet
+            await batcher.submit({"x": np.ones((1, 2), np.float32)}, 1, (2,))
+        assert _shed(metrics, "queue_full") == 1
+        clock.now += 0.2  # no timer ran: the next arrival itself finds the stale request and sheds it
+        newer = asyncio.ensure_future(batcher.submit({"x": np.ones((1, 2), np.float32)}, 1, (2,)))
+        await asyncio.sleep(0)
+        with pytest.raises(QueueTimeExceeded):
+            await stale
+        assert len(batcher.scheduler) == 1 and _shed(metrics, "queue_time") == 1
+        runner.finish()
+        await running
+        runner.finish()
+        await newer
+
+    asyncio.run(main())
+
+
+def test_a_request_that_would_wait_past_the_bound_is_refused_before_it_is_queued() -> None:
+    s = BatchScheduler(BatchingConfig(max_queue_time_ms=1000, max_batch_size=4))
+    s.record_run(4, 0.5)  # 125 ms per row
+    fits = [_req(4), _req(4)]
+    for r in fits:
+        s.add(r, 0.0)  # 0, then 4 rows ahead: 0 and 500 ms
+    last = _req(1)
+    s.add(last, 0.0)  # 8 rows ahead: exactly the bound, which still fits
+    assert s.estimated_wait(1) == pytest.approx(1.125) and len(s) == 3
+    assert s.estimated_wait(1, running_rows=4) == pytest.approx(1.375)  # a run in progress: half done on average
+    refused = _req(1)
+    with pytest.raises(QueueTimeExceeded) as info:
+        s.add(refused, 0.0)
+    assert info.value.retry_after_s == pytest.approx(1.125)  # when the 9 rows ahead have likely run
+    assert "would wait about 1125 ms" in str(info.value) and "1000 ms queue-time bound" in str(info.value)
+    assert not refused.queued and len(s) == 3 and s.rows == 9 and refused.shed_at is None
+    s.add(refused, 0.0, instances=2)  # two runners share the work ahead: 562 ms
+    assert refused.queued and s.estimated_wait(2) == pytest.approx(0.625)
+    assert isinstance(info.value, Overloaded)  # a refusal to retry later, like a full queue
+
+
+def test_without_a_measured_run_or_a_bound_the_estimate_refuses_nothing() -> None:
+    unmeasured = BatchScheduler(BatchingConfig(max_queue_time_ms=1, max_batch_size=64))
+    for _ in range(50):
+        unmeasured.add(_req(64), 0.0)
+    assert unmeasured.estimated_wait(1) is None and len(unmeasured) == 50
+    unbounded = BatchScheduler(BatchingConfig(max_queue_time_ms=None, max_batch_size=64))
+    unbounded.record_run(1, 10.0)
+    for _ in range(50):
+        unbounded.add(_req(64), 0.0)
+    assert unbounded.estimated_wait(1) == pytest.approx(32_000.0) and len(unbounded) == 50
+
+
+def test_the_batcher_refuses_on_its_own_estimate_at_once_and_counts_it() -> None:
+    async def main() -> None:
+        rig = Rig(BatchingConfig(max_queue_time_ms=100, max_batch_size=1))
+        metrics, log, runner, batcher = rig.metrics, rig.log, rig.runner, rig.batcher
+
+        def submit() -> asyncio.Future[Tensors]:
+            return asyncio.ensure_future(batcher.submit({"x": np.ones((1, 2), np.float32)}, 1, (2,)))
+
+        first = submit()
+        await asyncio.sleep(0)
+        runner.finish(seconds=0.06)  # the batcher now knows: 60 ms per one-row run
+        await first
+        # One runs; the others find half a row (the run in progress, 30 ms) and 1.5 rows (90 ms) ahead.
+        admitted = [submit() for _ in range(3)]
+        await asyncio.sleep(0)
+        assert len(batcher.scheduler) == 2
+        with pytest.raises(QueueTimeExceeded) as info:  # 2.5 rows ahead: 150 ms > 100 ms, refused without waiting
+            await batcher.submit({"x": np.ones((1, 2), np.float32)}, 1, (2,))
+        assert info.value.retry_after_s == pytest.approx(0.15)
+        assert "2 rows queued and 1 running ahead" in str(info.value)
+        assert (
+            _shed(metrics, "estimate") == 1 and _shed(metrics, "queue_time") == 0 and _shed(metrics, "queue_full") == 0
+        )
+        assert len(batcher.scheduler) == 2 and len(log) == 2  # the refused request never queued nor ran
+        while runner.finish(seconds=0.06):
+            await asyncio.sleep(0)
+        assert [(await a)["y"].shape for a in admitted] == [(1, 2)] * 3
+        assert _shed(metrics, "estimate") == 1
+
+    asyncio.run(main())
+
+
+def _shed(metrics: ServeMetrics, reason: str) -> float:
+    value = metrics.registry.get_sample_value("honed_shed_total", {"model": "m", "reason": reason})
+    return 0.0 if value is None else value

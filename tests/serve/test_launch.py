@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from honed.errors import InvalidArgument
+from honed.serve.config import DEFAULT_MAX_QUEUE_TIME_MS
 from honed.serve.launch import ServeOptions, ServingDefaults, run_server, tls_files
 from honed.serve.repository import read_config, scan_model_folder
 from tests.conformance import models
@@ -30,12 +31,29 @@ def test_a_model_config_file_overrides_the_defaults(tmp_path: Path) -> None:
     assert (config.batching.max_batch_size, config.batching.max_queue_delay_ms, config.instances) == (4, 1.5, 2)
 
 
+def test_the_queue_time_bound_is_a_server_default_a_model_config_overrides(tmp_path: Path) -> None:
+    defaults = ServingDefaults(max_queue_time_ms=250).to_dict()
+    assert defaults == {"batching": {"max_queue_time_ms": 250}}
+    for name, own in (("a", None), ("b", "40"), ("c", "null")):
+        models.mlp(tmp_path / name / "1" / "model.onnx")
+        if own is not None:
+            (tmp_path / name / "config.yaml").write_text(f"batching:\n  max_queue_time_ms: {own}\n")
+
+    def bound(name: str, given: dict[str, object]) -> float | None:
+        return read_config(scan_model_folder(name, tmp_path / name), given).batching.max_queue_time_ms
+
+    assert bound("a", defaults) == 250.0 and bound("b", defaults) == 40.0
+    assert bound("c", defaults) is None  # a model may turn the bound off
+    assert bound("a", {}) == DEFAULT_MAX_QUEUE_TIME_MS  # neither the model nor the server sets one
+
+
 @pytest.mark.parametrize(
     ("knobs", "message"),
     [
         ({"instances": 0}, "instances must be"),
         ({"max_batch_size": 0}, "max_batch_size"),
         ({"max_queue_delay_ms": -1}, "delay"),
+        ({"max_queue_time_ms": 0}, "max_queue_time_ms must be a number > 0"),
     ],
 )
 def test_a_bad_knob_fails_when_the_defaults_are_built(knobs: dict[str, float], message: str) -> None:

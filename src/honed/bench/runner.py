@@ -21,11 +21,12 @@ from honed.bench.profile import OpProfile, parse_ort_profile
 from honed.data.dataset import Dataset, batch_of, open_dataset
 from honed.errors import InvalidArgument
 from honed.hardware import HardwareSpec, detect_hardware
+from honed.model.artifact import artifact_sha256, is_ir
 from honed.model.flops import count_flops
-from honed.model.loader import file_sha256, load_model, model_io, resolve_model_path
+from honed.model.loader import load_model, model_io, resolve_model_path
 from honed.model.spec import concrete_shapes
 from honed.runtime.config import RuntimeConfig
-from honed.runtime.factory import create_session
+from honed.runtime.factory import create_session, runtime_for
 
 _PROFILE_RUNS = 5
 _INT8_OPS = {
@@ -170,10 +171,15 @@ class BenchProgress:
         """``runs`` more timed runs completed."""
 
 
-def model_precision(model: onnx.ModelProto, runtime: RuntimeConfig | None = None) -> str:
+def ir_is_quantized(path: Path) -> bool:
+    """Whether an OpenVINO IR holds INT8 quantization (FakeQuantize layers, as NNCF writes them)."""
+    return 'type="FakeQuantize"' in path.read_text(errors="replace")
+
+
+def model_precision(model: onnx.ModelProto | None, runtime: RuntimeConfig | None = None) -> str:
     """Which peak applies: ``int8`` when the graph computes in integers (quantized ops), ``bf16`` when the runtime
     is asked to compute in bfloat16, else ``fp32``. The one rule bench and optimize reports use."""
-    if any(node.op_type in _INT8_OPS for node in model.graph.node):
+    if model is not None and any(node.op_type in _INT8_OPS for node in model.graph.node):
         return "int8"
     if runtime is not None and str(runtime.options.get("INFERENCE_PRECISION_HINT", "f32")).lower() == "bf16":
         return "bf16"
@@ -195,14 +201,21 @@ def run_bench(
     runtime = runtime or RuntimeConfig()
     progress = progress or BenchProgress()
     path = resolve_model_path(model)
-    proto = load_model(path)
-    inputs, _ = model_io(proto)
+    if is_ir(path):
+        # OpenVINO IR runs on OpenVINO only; its FLOPs are not counted (the counter reads ONNX graphs)
+        runtime = runtime_for(path, runtime)
+        inputs = list(create_session(path, runtime).inputs)
+        precision = "int8" if ir_is_quantized(path) else model_precision(None, runtime)
+        flops_per_item = None
+    else:
+        proto = load_model(path)
+        inputs, _ = model_io(proto)
+        precision = model_precision(proto, runtime)
+        flops_per_item = _flops_per_item(proto, inputs, settings)
+        del proto
     dataset = _dataset(data, inputs, settings)
     hardware = hardware or detect_hardware()
-    precision = model_precision(proto, runtime)
-    flops_per_item = _flops_per_item(proto, inputs, settings)
     peak = hardware.peak_gflops(precision)
-    del proto
 
     results: list[BenchResult] = []
     overall_peak = 0
@@ -251,7 +264,7 @@ def run_bench(
         op_profile, case = _profile(path, runtime, settings, dataset)
     return BenchReport(
         model_path=path,
-        sha256=file_sha256(path),
+        sha256=artifact_sha256(path),
         flops_per_item=flops_per_item,
         precision=precision,
         hardware=hardware,

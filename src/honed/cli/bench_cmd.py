@@ -38,7 +38,9 @@ class _RichProgress(BenchProgress):
 
 
 def bench(
-    model: Path = typer.Argument(..., help="ONNX model file (or a folder holding model.onnx)."),
+    model: Path = typer.Argument(
+        ..., help="ONNX model file, OpenVINO IR .xml (with its .bin), or a folder holding model.onnx or model.xml."
+    ),
     batch: str = typer.Option("1", "--batch", "-b", help="Batch sizes, comma-separated, e.g. 1,8,32."),
     threads: str = typer.Option("0", "--threads", "-t", help="Intra-op thread counts, comma-separated; 0 = auto."),
     concurrency: int = typer.Option(1, "--concurrency", "-c", help="Requests in flight at once (threads)."),

@@ -18,7 +18,21 @@ import typer
 import honed.cli
 
 # The order commands appear in ``honed --help``: the main job first; any others follow alphabetically.
-_ORDER = ("optimize", "bench", "inspect", "hw", "serve", "access", "registry", "audit", "plan", "deploy", "demo")
+_ORDER = (
+    "optimize",
+    "bench",
+    "import",
+    "inspect",
+    "hw",
+    "serve",
+    "access",
+    "registry",
+    "audit",
+    "plan",
+    "deploy",
+    "export",
+    "demo",
+)
 
 
 def manifest() -> dict[str, tuple[str, str]]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from honed.cli.common import console
+from honed.cli.common import console, err_console
 
 COMMANDS = {
     "deploy": "Write deployment artifacts from a plan.",
@@ -52,6 +52,11 @@ def register(app: typer.Typer) -> None:
         tls_secret: str | None = typer.Option(
             None, "--tls-secret", help="kubernetes.io/tls Secret: every pod serves REST and gRPC over TLS (k8s)."
         ),
+        insecure_no_auth: bool = typer.Option(
+            False,
+            "--insecure-no-auth",
+            help="Serve without an access policy: anyone the NetworkPolicy admits may call every endpoint.",
+        ),
     ) -> None:
         """Write manifests for every placement of the plan; then: kubectl apply -f OUT/."""
         # The plan is read through its own dependency-free document module: deploying needs no planning extras.
@@ -70,8 +75,16 @@ def register(app: typer.Typer) -> None:
             history_claim=history_claim,
             keda_namespace=keda_namespace,
             secrets=ServingSecrets(access_secret, tls_secret),
+            insecure_no_auth=insecure_no_auth,
         )
         written = write(read_plan(plan_path), out, options)
+        if insecure_no_auth:
+            err_console.print(
+                "warning: --insecure-no-auth: the pods serve without authentication; every namespace the "
+                "NetworkPolicy admits (the monitoring one included) may infer, load and unload models",
+                highlight=False,
+                soft_wrap=True,
+            )
         for path in written:
             console.print(str(path), highlight=False)
         console.print(f"apply with: kubectl apply -f {out}/  (extras/ holds Dockerfiles and the Grafana dashboard)")

@@ -45,6 +45,7 @@ def _table(spec: HardwareSpec) -> Table:
     )
     isa = " ".join(f"[bold green]{n}[/bold green]" if n in KEY_ISA else n for n in spec.isa) or "none detected"
     table.add_row("ISA", isa + mark("isa"))
+    table.add_row("ISA class", f"{spec.isa_class} [dim](decides which optimize candidates are tried first)[/dim]")
     caches = "  ".join(f"{k.upper()} {_bytes(v)}" for k, v in spec.caches.items()) or "unknown"
     table.add_row("caches", caches + (" [dim](per core; L3 one shared instance)[/dim]" if spec.caches else ""))
     clock = "unknown" if spec.clock_ghz is None else f"{spec.clock_ghz:.2f} GHz"

@@ -72,10 +72,19 @@ def register(app: typer.Typer) -> None:
         eval_data: Path | None = typer.Option(None, "--eval-data", help="Eval data (.npz); defaults to --data."),
         labels: Path | None = typer.Option(None, "--labels", help="Labels (.npy/.npz), one per eval sample."),
         metric: str = typer.Option(
-            "auto", "--metric", help="agreement, cosine, iou, rel-error, sqnr, accuracy or auto."
+            "auto", "--metric", help="agreement, cosine, pooled-cosine, iou, rel-error, sqnr, accuracy or auto."
         ),
         minimum: float | None = typer.Option(None, "--min", help="Lower bound on the metric (e.g. 0.99)."),
         maximum: float | None = typer.Option(None, "--max", help="Upper bound on the metric (e.g. rel-error)."),
+        eval_metric: str | None = typer.Option(
+            None,
+            "--eval",
+            help="Your own metric, FILE.py:FUNCTION: f(candidate_outputs, reference_outputs, labels) -> float.",
+        ),
+        mask_input: str | None = typer.Option(
+            None, "--mask-input", help="The attention-mask input whose padded (0) positions the gate leaves out."
+        ),
+        no_mask: bool = typer.Option(False, "--no-mask", help="Compare every position, padded ones included."),
         iou_threshold: float = typer.Option(0.3, "--iou-threshold", help="Threshold for the iou metric's maps."),
         batch: int = typer.Option(1, "--batch", "-b", help="Batch size latency is measured at."),
         time_budget: str = typer.Option("10m", "--time-budget", help="Wall-clock budget, e.g. 90s, 10m, 1h."),
@@ -127,6 +136,9 @@ def register(app: typer.Typer) -> None:
                 metric=metric,
                 minimum=minimum,
                 maximum=maximum,
+                eval_metric=eval_metric,
+                mask_input=mask_input,
+                mask=not no_mask,
                 iou_threshold=iou_threshold,
                 batch=batch,
                 time_budget=time_budget,

@@ -12,6 +12,7 @@ from honed.errors import HonedError, InvalidArgument
 
 if TYPE_CHECKING:
     from honed.plan.document import Plan
+    from honed.plan.live_anomaly import AnomalyReport
 
 COMMANDS = {
     "plan": "Place models on node pools from measured profiles; simulate autoscaling policies.",
@@ -43,6 +44,14 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("plan.json"), "--out", "-o", help="Where to write the plan."),
         time_limit: float = typer.Option(10.0, "--time-limit", help="Solver time limit, seconds."),
         as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON instead of a table."),
+        prometheus: str | None = typer.Option(
+            None, "--prometheus", help="Prometheus URL: refine the plan with what the serving fleet showed."
+        ),
+        since: str = typer.Option("24h", "--since", help="With --prometheus: how far back to read (90s, 30m, 24h)."),
+        step: str | None = typer.Option(None, "--step", help="With --prometheus: sample spacing (default: >= 15s)."),
+        margin: float = typer.Option(
+            0.5, "--margin", help="With --prometheus: flag a profile figure production misses by more than this."
+        ),
     ) -> None:
         """Decide where each deployment runs and with how many replicas; explain every decision."""
         if ctx.invoked_subcommand is not None:
@@ -55,7 +64,20 @@ def register(app: typer.Typer) -> None:
         from honed.plan import plan_files
         from honed.plan.document import write_plan
 
-        result = plan_files(fleet, deployments, time_limit_s=time_limit)
+        if prometheus is not None:
+            from honed.plan.live import live_plan
+            from honed.plan.prometheus import PrometheusReader, parse_duration
+
+            result = live_plan(
+                fleet,
+                deployments,
+                PrometheusReader(prometheus, parse_duration(step, "--step") if step is not None else None),
+                since_s=parse_duration(since),
+                margin=margin,
+                time_limit_s=time_limit,
+            )
+        else:
+            result = plan_files(fleet, deployments, time_limit_s=time_limit)
         write_plan(result, out)
         if as_json:
             print_json(result.to_dict())
@@ -127,11 +149,17 @@ def register(app: typer.Typer) -> None:
         deployment: list[str] = typer.Option([], "--deployment", "-d", help="Only these deployments (repeatable)."),
         host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 in a pod)."),
         port: int = typer.Option(8080, "--port", help="Port to listen on."),
+        prometheus: str | None = typer.Option(
+            None, "--prometheus", help="Prometheus URL: continue each history with the live request rate."
+        ),
+        since: str = typer.Option("24h", "--since", help="With --prometheus: how much live history to read."),
+        step: str | None = typer.Option(None, "--step", help="With --prometheus: sample spacing (default: >= 15s)."),
     ) -> None:
         """Serve the predictive replica count as JSON for KEDA's metrics-api trigger: GET /forecast/NAME."""
         require_plan_extra()
         from honed.deploy.forecast_server import ForecastService, make_server
         from honed.plan import read_plan
+        from honed.plan.prometheus import PrometheusReader, parse_duration
 
         if history is not None and history_dir is not None:
             raise InvalidArgument("give --history or --history-dir, not both")
@@ -140,6 +168,12 @@ def register(app: typer.Typer) -> None:
             history=history,
             history_dir=history_dir,
             deployments=deployment or None,
+            prometheus=(
+                PrometheusReader(prometheus, parse_duration(step, "--step") if step is not None else None)
+                if prometheus is not None
+                else None
+            ),
+            since_s=parse_duration(since),
         )
         server = make_server(service, host, port)
         bound_port = server.server_address[1]
@@ -151,6 +185,37 @@ def register(app: typer.Typer) -> None:
             pass
         finally:
             server.server_close()
+
+    @plan_app.command("anomalies")
+    def anomalies_cmd(
+        prometheus: str = typer.Option(..., "--prometheus", help="Prometheus URL scraping honed serve."),
+        since: str = typer.Option("24h", "--since", help="How far back to look (90s, 30m, 24h, 7d)."),
+        until: str | None = typer.Option(None, "--until", help="End of the window: Unix seconds or ISO 8601 (now)."),
+        step: str | None = typer.Option(None, "--step", help="Sample spacing (default: the window / 1500)."),
+        season: str = typer.Option("24h", "--season", help="The load's season; removed once two are in view."),
+        window: int = typer.Option(60, "--window", help="Trailing points each sample is judged against."),
+        model: list[str] = typer.Option([], "--model", "-m", help="Only these models (repeatable)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ) -> None:
+        """Report what deviated in request rate, error ratio and p99, per model: when and by how much."""
+        require_plan_extra()
+        from honed.plan.live_anomaly import live_anomalies
+        from honed.plan.prometheus import PrometheusReader, parse_duration, parse_time
+
+        if window < 10:
+            raise InvalidArgument("--window must be >= 10 points")
+        report = live_anomalies(
+            PrometheusReader(prometheus, parse_duration(step, "--step") if step is not None else None),
+            since_s=parse_duration(since),
+            season_s=parse_duration(season, "--season"),
+            window=window,
+            models=model,
+            until=parse_time(until) if until is not None else None,
+        )
+        if as_json:
+            print_json(report.to_dict())
+            return
+        _print_anomalies(report)
 
     app.add_typer(plan_app, name="plan")
 
@@ -178,6 +243,41 @@ def _print_plan(plan: Plan, out: Path) -> None:
         console.print(f"[bold]{p.deployment}[/bold]")
         for reason in p.reasons:
             console.print(f"  - {reason}", highlight=False)
+        if p.live is not None:
+            seen = ", ".join(
+                f"{f.name} {f.observed:.4g} (plan {f.measured:.4g}{', contradicts' if f.contradicts else ''})"
+                for f in p.live.figures
+                if f.observed is not None and f.measured is not None
+            )
+            console.print(f"  observed in production: {seen or 'nothing'}", highlight=False)
     for u in plan.unplaced:
         console.print(f"[bold red]unplaced[/bold red] {u.deployment} ({u.priority}): {u.reason}", highlight=False)
     console.print(f"plan: {out} (total ${plan.total_cost_per_hour:.2f}/h, solver {plan.solver.status})")
+
+
+def _print_anomalies(report: AnomalyReport) -> None:
+    from datetime import UTC, datetime
+
+    from rich.table import Table
+
+    def when(t: float) -> str:
+        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+    table = Table(title=f"anomalies over the last {report.since_s:g} s (step {report.step_s:g} s)")
+    for col in ("series", "model", "from", "to", "value", "baseline", "change", "modified z"):
+        table.add_column(col)
+    for a in report.anomalies:
+        d = a.to_dict()
+        table.add_row(
+            a.series,
+            f"{a.model}/{a.version}",
+            when(a.start),
+            when(a.end),
+            f"{a.value:.4g} {a.unit}",
+            f"{a.baseline:.4g}",
+            "-" if d["change"] is None else f"{d['change']:+.0%}",
+            "inf" if d["modified_z"] is None else f"{d['modified_z']:.1f}",
+        )
+    console.print(table)
+    n = len(report.anomalies)
+    console.print(f"{n} {'anomaly' if n == 1 else 'anomalies'} in {len(report.checked)} series", highlight=False)

@@ -1,4 +1,5 @@
-"""``honed registry ...`` and ``honed audit ...``: thin commands over :mod:`honed.registry`."""
+"""``honed registry ...`` and ``honed audit ...`` (also ``honed registry audit ...``): thin commands over
+:mod:`honed.registry`."""
 
 from __future__ import annotations
 
@@ -11,11 +12,22 @@ from rich.table import Table
 
 from honed.cli.common import EXIT_FAILURE, console, err_console, print_json
 from honed.errors import InvalidArgument
-from honed.registry import AuditEntry, ModelVersion, Registry, default_actor, open_registry
+from honed.jsonio import write_json
+from honed.registry import (
+    AuditEntry,
+    AuditHead,
+    ModelVersion,
+    Registry,
+    audit_key,
+    create_key,
+    db,
+    default_actor,
+    open_registry,
+)
 
 COMMANDS = {
     "registry": "Model versions, aliases, labels and lineage.",
-    "audit": "The append-only, hash-chained audit log.",
+    "audit": "The append-only audit log: its hash chain, its key (HMAC) and signed heads.",
 }
 """The commands this module registers and their one-line help (read by honed.cli.commands without importing)."""
 
@@ -24,6 +36,14 @@ RegistryOpt = typer.Option(None, "--registry", envvar="HONED_REGISTRY", help=_RE
 JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
 ActorOpt = typer.Option(
     None, "--actor", envvar="HONED_ACTOR", help="Who makes the change (for the audit log); default USER@HOST."
+)
+AuditKeyOpt = typer.Option(
+    None,
+    "--audit-key-file",
+    "--key-file",
+    envvar=audit_key.ENV,
+    help="The audit key file (made by `honed audit key`): MACs new audit entries; a keyed log needs it.",
+    show_default=False,
 )
 
 
@@ -45,8 +65,12 @@ def _read_json(path: Path | None, what: str) -> dict[str, Any] | None:
     return data
 
 
-def _open(url: str | None) -> Registry:
-    return open_registry(url)
+def _open(url: str | None, key_file: Path | None = None) -> Registry:
+    return open_registry(url, audit_key_file=key_file)
+
+
+def _read_head(path: Path) -> AuditHead:
+    return AuditHead.from_dict(_read_json(path, "audit head"), f"the head file {path}")
 
 
 def _short(sha: str) -> str:
@@ -104,10 +128,13 @@ def register(app: typer.Typer) -> None:
     audit_app = typer.Typer(help=COMMANDS["audit"], no_args_is_help=True)
     app.add_typer(reg_app, name="registry")
     app.add_typer(audit_app, name="audit")
+    reg_app.add_typer(audit_app, name="audit")
 
     @reg_app.command("register")
     def register_cmd(
-        model: Path = typer.Argument(..., help="The .onnx file (or a folder holding model.onnx)."),
+        model: Path = typer.Argument(
+            ..., help="The .onnx file, an OpenVINO IR .xml (with its .bin), or a folder holding either."
+        ),
         name: str = typer.Argument(..., help="Model name, e.g. fraud-scorer."),
         parent: str | None = typer.Option(None, "--parent", help="The version this one derives from (name:V)."),
         recipe: Path | None = typer.Option(None, "--recipe", help="JSON file: the recipe that produced it."),
@@ -115,11 +142,12 @@ def register(app: typer.Typer) -> None:
         tag: list[str] = typer.Option([], "--tag", help="A tag (repeatable)."),
         residency: list[str] = typer.Option([], "--residency", help="A jurisdiction it may run in (repeatable)."),
         actor: str | None = ActorOpt,
+        audit_key_file: Path | None = AuditKeyOpt,
         registry: str | None = RegistryOpt,
         as_json: bool = JsonOpt,
     ) -> None:
         """Register a model file as the next version of NAME (the same file again returns its version)."""
-        with _open(registry) as reg:
+        with _open(registry, audit_key_file) as reg:
             version, created = reg.register_with_status(
                 model,
                 name,
@@ -213,11 +241,12 @@ def register(app: typer.Typer) -> None:
         version: str | None = typer.Argument(None, help="Version number to point the alias at."),
         remove: bool = typer.Option(False, "--remove", help="Remove the alias instead."),
         actor: str | None = ActorOpt,
+        audit_key_file: Path | None = AuditKeyOpt,
         registry: str | None = RegistryOpt,
         as_json: bool = JsonOpt,
     ) -> None:
         """Point NAME@ALIAS at VERSION (atomically), show where it points, or --remove it."""
-        with _open(registry) as reg:
+        with _open(registry, audit_key_file) as reg:
             if remove:
                 if version is not None:
                     raise InvalidArgument("give either a VERSION or --remove, not both")
@@ -246,6 +275,7 @@ def register(app: typer.Typer) -> None:
         tag: list[str] = typer.Option([], "--tag", help="Add a tag (repeatable)."),
         untag: list[str] = typer.Option([], "--untag", help="Remove a tag (repeatable)."),
         actor: str | None = ActorOpt,
+        audit_key_file: Path | None = AuditKeyOpt,
         registry: str | None = RegistryOpt,
         as_json: bool = JsonOpt,
     ) -> None:
@@ -255,7 +285,7 @@ def register(app: typer.Typer) -> None:
         if not (residency or clear_residency or tag or untag):
             raise InvalidArgument("nothing to change: give --residency, --clear-residency, --tag or --untag")
         new_residency: list[str] | None = [] if clear_residency else (residency or None)
-        with _open(registry) as reg:
+        with _open(registry, audit_key_file) as reg:
             v = reg.label(ref, actor=_actor(actor), residency=new_residency, add_tags=tag, remove_tags=untag)
         if as_json:
             print_json(v.to_dict())
@@ -268,11 +298,12 @@ def register(app: typer.Typer) -> None:
     def delete_cmd(
         ref: str = typer.Argument(..., help="name:VERSION to delete."),
         actor: str | None = ActorOpt,
+        audit_key_file: Path | None = AuditKeyOpt,
         registry: str | None = RegistryOpt,
         as_json: bool = JsonOpt,
     ) -> None:
         """Delete one version: it stops resolving; its number, record and lineage are kept."""
-        with _open(registry) as reg:
+        with _open(registry, audit_key_file) as reg:
             v = reg.delete(ref, actor=_actor(actor))
         if as_json:
             print_json(v.to_dict())
@@ -284,32 +315,86 @@ def register(app: typer.Typer) -> None:
         anchor: list[str] = typer.Option(
             [], "--anchor", help="SEQ:HASH recorded earlier (e.g. from --json) that must still hold (repeatable)."
         ),
+        head: Path | None = typer.Option(
+            None, "--head", help="A head file from `honed audit export-head`: the log must still reach it."
+        ),
+        audit_key_file: Path | None = AuditKeyOpt,
         registry: str | None = RegistryOpt,
         as_json: bool = JsonOpt,
     ) -> None:
-        """Check the whole hash chain; name every edited, removed or reordered entry (exit 1 if any)."""
+        """Check the whole chain (MACs too, given the key); name every edited, removed or reordered entry (exit 1)."""
         anchors: list[tuple[int, str]] = []
         for a in anchor:
             seq, _, digest = a.partition(":")
             if not seq.isdigit() or len(digest) != 64:
                 raise InvalidArgument(f"invalid --anchor {a!r}: use SEQ:HASH with the 64-hex-digit entry hash")
             anchors.append((int(seq), digest.lower()))
-        with _open(registry) as reg:
-            report = reg.verify_audit(anchors)
+        exported = None if head is None else _read_head(head)
+        with _open(registry, audit_key_file) as reg:
+            report = reg.verify_audit(anchors, head=exported)
         if as_json:
             print_json(report.to_dict())
         elif report.ok:
+            macs = (
+                f"; {report.keyed_entries} MACs checked"
+                if report.macs_checked
+                else (
+                    f"; {report.keyed_entries} MACs NOT checked (give --audit-key-file)" if report.keyed_entries else ""
+                )
+            )
+            against = "" if report.exported_head is None else f"; reaches the exported head #{report.exported_head}"
             console.print(
-                f"audit log OK: {report.entries} entries, head #{report.head_seq} {report.head_hash}",
+                f"audit log OK: {report.entries} entries, head #{report.head_seq} {report.head_hash}{macs}{against}",
                 highlight=False,
                 soft_wrap=True,
             )
         else:
+            first = report.first_problem
+            if first is not None:
+                err_console.print(f"first bad entry: #{first.seq} ({first.kind})", highlight=False)
             for p in report.problems:
                 err_console.print(f"[red]TAMPERED[/red] {p.message}", highlight=False, soft_wrap=True)
             err_console.print(f"audit log FAILED verification: {len(report.problems)} problem(s)")
         if not report.ok:
             raise typer.Exit(EXIT_FAILURE)
+
+    @audit_app.command("key")
+    def key_cmd(
+        out: Path | None = typer.Option(
+            None, "--out", help="Where to keep the key; default $HONED_HOME/audit.key.", show_default=False
+        ),
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Make the audit key (32 random bytes, mode 0600) if the file is missing, and print its id."""
+        path = out or db.honed_home() / "audit.key"
+        key, made = create_key(path)
+        if as_json:
+            print_json({"path": key.path, "key_id": key.id, "created": made})
+            return
+        what = "made audit key" if made else "audit key already there:"
+        console.print(f"{what} {key.id} at {key.path}", highlight=False, soft_wrap=True)
+        console.print(
+            f"keep it outside the database's host and backups; set {audit_key.ENV}={key.path} "
+            "for every honed that writes to the registry",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    @audit_app.command("export-head")
+    def export_head_cmd(
+        out: Path = typer.Option(..., "--out", help="The head file to write (JSON, signed with the audit key)."),
+        audit_key_file: Path | None = AuditKeyOpt,
+        registry: str | None = RegistryOpt,
+        as_json: bool = JsonOpt,
+    ) -> None:
+        """Write the log's last entry, signed with the audit key, to a file kept elsewhere (for verify --head)."""
+        with _open(registry, audit_key_file) as reg:
+            signed = reg.export_audit_head()
+        write_json(out, signed.to_dict())
+        if as_json:
+            print_json(signed.to_dict())
+        else:
+            console.print(f"exported audit head #{signed.seq} {signed.hash} to {out}", highlight=False, soft_wrap=True)
 
     @audit_app.command("log")
     def log_cmd(

@@ -44,6 +44,11 @@ def serve(
     max_queue_size: int | None = typer.Option(
         None, "--max-queue-size", help="Queued requests before 429 (default 1024)."
     ),
+    max_queue_time_ms: float | None = typer.Option(
+        None,
+        "--max-queue-time-ms",
+        help="Queue-time bound: a request that would wait (or waited) longer gets 429 + Retry-After (default 1000).",
+    ),
     no_batching: bool = typer.Option(False, "--no-batching", help="Run every request on its own."),
     instances: int | None = typer.Option(None, "--instances", help="Sessions per model version (default 1)."),
     threads: int | None = typer.Option(None, "--threads", help="Intra-op threads per instance (default 1)."),
@@ -102,6 +107,17 @@ def serve(
     tls_client_ca: Path | None = typer.Option(
         None, "--tls-client-ca", help="PEM CA: require client certificates it signed (mutual TLS)."
     ),
+    otlp_endpoint: str | None = typer.Option(
+        None,
+        "--otlp-endpoint",
+        help="Trace requests with OpenTelemetry and export spans to this OTLP/HTTP receiver, e.g. "
+        "http://127.0.0.1:4318 (needs the 'tracing' extra); honours W3C traceparent on REST and gRPC.",
+    ),
+    trace_sample: float | None = typer.Option(
+        None,
+        "--trace-sample",
+        help="Share of requests traced when the caller's traceparent did not decide, 0..1 (default 1; 0.01: 1%).",
+    ),
 ) -> None:
     """Serve models over KServe V2 REST and gRPC with dynamic batching, until SIGTERM.
 
@@ -109,11 +125,17 @@ def serve(
     """
     from honed.serve.launch import ServeOptions, ServingDefaults, run_server, tls_files
     from honed.serve.server import ServerOptions
+    from honed.serve.tracing import TracingConfig
 
     if path is not None and repository is not None:
         raise InvalidArgument("give either PATH or --repository, not both")
     if not max_body_mb > 0:
         raise InvalidArgument(f"--max-body-mb must be > 0, got {max_body_mb}")
+    if trace_sample is not None and otlp_endpoint is None:
+        raise InvalidArgument("--trace-sample needs --otlp-endpoint (tracing is off without one)")
+    tracing = None
+    if otlp_endpoint is not None:
+        tracing = TracingConfig(otlp_endpoint, 1.0 if trace_sample is None else trace_sample)
     options = ServeOptions(
         source=path if path is not None else repository,
         registry=registry,
@@ -130,6 +152,7 @@ def serve(
             max_batch_size=max_batch_size,
             max_queue_delay_ms=max_queue_delay_ms,
             max_queue_size=max_queue_size,
+            max_queue_time_ms=max_queue_time_ms,
             batching=not no_batching,
             instances=instances,
             threads_per_instance=threads,
@@ -141,6 +164,7 @@ def serve(
         actor=actor,
         access_poll_s=access_poll_s,
         rollout_poll_s=rollout_poll_s,
+        tracing=tracing,
     )
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="honed serve: %(message)s")
     run_server(options, on_listening=_say_listening)

@@ -11,6 +11,10 @@ simulated predictive policy runs) from the deployment's load history, a CSV of `
 exporter keeps appending to; the file is re-read when it changes. KEDA reads ``replicas`` with
 ``valueLocation: replicas`` and ``targetValue: 1`` (AverageValue), so the HPA it drives proposes exactly that
 count next to the CPU trigger and takes the larger: the forecast raises the floor, never scales in alone.
+With a Prometheus server (``--prometheus``, or the one ``honed plan --prometheus`` recorded in the plan for a
+placement without a CSV), the history is the CSV's rows followed by the request rate Prometheus holds for the
+deployment's model over ``--since``, re-read at most every ``refresh_s`` seconds
+(:func:`honed.plan.live.merged_history`).
 ``GET /forecast`` lists every deployment; ``GET /healthz`` is the liveness endpoint. Errors are JSON with an
 ``error`` field (404 for an unknown deployment, 503 when the history cannot be read).
 
@@ -35,6 +39,7 @@ from honed.plan.document import Placement, Plan
 
 if TYPE_CHECKING:
     from honed.plan.predictive import PlacementFloor
+    from honed.plan.prometheus import PrometheusReader
 
 FORECAST_PORT = 8080
 FORECAST_PATH = "/forecast"
@@ -45,10 +50,14 @@ class ForecastService:
     """The forecasts of a plan's predictive placements, each recomputed when its history file changes."""
 
     plan: Plan
-    history: dict[str, Path]
-    """Deployment name -> its load history CSV."""
+    history: dict[str, Path | None]
+    """Deployment name -> its load history CSV (None: Prometheus alone)."""
     clock: Callable[[], float] = time.time
-    _cache: dict[str, tuple[tuple[float, int], PlacementFloor]] = field(default_factory=dict)
+    prometheus: PrometheusReader | None = None
+    """Where the live part of every history comes from, if anywhere."""
+    since_s: float = 86400.0
+    refresh_s: float = 15.0
+    _cache: dict[str, tuple[tuple[float, ...], PlacementFloor]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -59,11 +68,14 @@ class ForecastService:
         history: str | Path | None = None,
         history_dir: str | Path | None = None,
         deployments: list[str] | None = None,
+        prometheus: PrometheusReader | None = None,
+        since_s: float = 86400.0,
     ) -> ForecastService:
         """Pick the plan's predictive placements and their histories.
 
         A history is ``history`` (one file, one deployment), else ``history_dir/<deployment>.csv``, else the
-        placement's ``autoscaling.history`` (as ``honed plan`` resolved it).
+        placement's ``autoscaling.history`` (as ``honed plan`` resolved it); with ``prometheus`` (or a Prometheus
+        URL the plan recorded) a placement may have none, and every history continues with Prometheus' samples.
         """
         placements = [
             p for p in plan.placements if p.autoscaling.predictive and (not deployments or p.deployment in deployments)
@@ -76,7 +88,13 @@ class ForecastService:
                 "--history is one file for one deployment; the plan has several predictive placements "
                 f"({', '.join(p.deployment for p in placements)}): pick one with --deployment or use --history-dir"
             )
-        paths: dict[str, Path] = {}
+        if prometheus is None:
+            recorded = [p.live for p in placements if p.live is not None and not p.autoscaling.history]
+            if recorded and history is None and history_dir is None:
+                from honed.plan.prometheus import PrometheusReader
+
+                prometheus = PrometheusReader(recorded[0].prometheus, recorded[0].step_s)
+        paths: dict[str, Path | None] = {}
         for p in placements:
             name = p.deployment
             if history is not None:
@@ -85,10 +103,13 @@ class ForecastService:
                 path = Path(history_dir) / f"{name}.csv"
             elif p.autoscaling.history:
                 path = Path(p.autoscaling.history)
+            elif prometheus is not None:
+                paths[name] = None
+                continue
             else:
                 raise InvalidArgument(f"deployment {name!r}: no load history; give --history or --history-dir")
             paths[name] = path
-        service = cls(plan.only(placements), paths)
+        service = cls(plan.only(placements), paths, prometheus=prometheus, since_s=since_s)
         for name in paths:
             service.forecast(name)  # fail at start on a missing or malformed history, not on KEDA's first poll
         return service
@@ -104,23 +125,48 @@ class ForecastService:
 
         placement = self.placement(name)
         path = self.history[name]
-        try:
-            st = path.stat()
-        except OSError:
-            raise InvalidArgument(f"load history not found: {path}") from None
-        key = (st.st_mtime, st.st_size)
+        key: tuple[float, ...] = ()
+        if path is not None:
+            try:
+                st = path.stat()
+            except OSError:
+                raise InvalidArgument(f"load history not found: {path}") from None
+            key = (st.st_mtime, st.st_size)
+        if self.prometheus is not None:
+            key = (*key, float(int(self.clock() // self.refresh_s)))
         with self._lock:
             cached = self._cache.get(name)
             if cached is None or cached[0] != key:
-                times, rates = load_history(path)
+                if self.prometheus is None:
+                    times, rates = load_history(str(path))
+                else:
+                    times, rates = self._live_history(self.prometheus, name, path)
                 cached = (key, floor_for_placement(placement.autoscaling, times, rates))
                 self._cache[name] = cached
         return cached[1]
 
+    def _live_history(self, reader: PrometheusReader, name: str, path: Path | None) -> tuple[list[float], list[float]]:
+        from honed.plan.live import merged_history, observe_rates
+
+        merged = merged_history(path, *observe_rates(reader, name, self.since_s))
+        if merged is None:
+            raise InvalidArgument(
+                f"no load history for {name!r}: Prometheus at {reader.url} holds fewer than two samples "
+                f"of its request rate over the last {self.since_s:g} s"
+            )
+        return merged
+
+    def source(self, name: str) -> str:
+        """Where a deployment's history comes from, for the answer's ``history`` field."""
+        parts = [str(p) for p in (self.history[name],) if p is not None]
+        if self.prometheus is not None:
+            parts.append(f"prometheus {self.prometheus.url}")
+        return " + ".join(parts)
+
     def forecast(self, name: str) -> dict[str, Any]:
         """The JSON body of ``GET /forecast/<name>``."""
         floor = self.floor(name)
-        return {"deployment": name, **floor.to_dict(), "history": str(self.history[name]), "served_at": self.clock()}
+        return {"deployment": name, **floor.to_dict(), "history": self.source(name), "served_at": self.clock()}
 
     def all(self) -> dict[str, Any]:
         return {"deployments": {name: self.forecast(name) for name in self.history}}

@@ -10,7 +10,10 @@ Choices made here:
   administrator can mark a node as being in a jurisdiction), plus ``honed.dev/pool`` for the planned pool;
 * probes on the V2 health endpoints; a startup probe long enough for the measured model-load time;
 * with :class:`~honed.deploy.serving.ServingSecrets`, the access policy and TLS pair mounted read-only from
-  Secrets and passed to ``honed serve`` (probes then use HTTPS; the health endpoints need no token);
+  Secrets and passed to ``honed serve`` (probes then use HTTPS; the health endpoints need no token); the pod's
+  ``fsGroup`` is the image's group, so the server's user can read the 0440 Secret files; ``/metrics`` then needs
+  a token with the ``metrics`` action, which reaches nothing else (the pod template says so in
+  ``honed.dev/metrics-auth`` for scrape configs to select on);
 * a reactive plan gets an ``autoscaling/v2`` HPA with ``behavior``; a predictive plan gets a KEDA
   ScaledObject instead (never both on one Deployment): a CPU trigger for the reactive part and a
   ``metrics-api`` trigger reading the predicted replica count from the forecast server
@@ -38,6 +41,8 @@ MODEL_MOUNT = "/models"
 FORECAST_NAME = "honed-forecast"
 HISTORY_MOUNT = "/var/lib/honed/history"
 PLAN_MOUNT = "/etc/honed"
+IMAGE_UID = 10001
+"""The user (and group) the images run ``honed`` as (see :mod:`honed.deploy.dockerfiles`)."""
 
 
 def _container_security() -> dict[str, Any]:
@@ -128,7 +133,14 @@ def pod_spec(
     spec: dict[str, Any] = {
         "serviceAccountName": name,
         "automountServiceAccountToken": False,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": IMAGE_UID,
+            "runAsGroup": IMAGE_UID,
+            # Secret volumes are root-owned; fsGroup makes their 0440 files the server's group's to read.
+            "fsGroup": IMAGE_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "terminationGracePeriodSeconds": 45,
         "affinity": {"nodeAffinity": node_affinity(placement)},
         "topologySpreadConstraints": [
@@ -188,15 +200,23 @@ def deployment(
             "template": {
                 "metadata": {
                     "labels": labels(name),
-                    "annotations": {
-                        "prometheus.io/scrape": "true",
-                        "prometheus.io/port": str(HTTP_PORT),
-                        "prometheus.io/path": METRICS_PATH,
-                    },
+                    "annotations": scrape_annotations(secrets or ServingSecrets()),
                 },
                 "spec": pod_spec(placement, image, model_claim, secrets),
             },
         },
+    }
+
+
+def scrape_annotations(secrets: ServingSecrets) -> dict[str, str]:
+    """Where Prometheus scrapes, and how: with an access policy ``/metrics`` wants a bearer token whose principal
+    holds only the ``metrics`` action (``honed access token prometheus --action metrics``)."""
+    return {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(HTTP_PORT),
+        "prometheus.io/path": METRICS_PATH,
+        "prometheus.io/scheme": secrets.probe_scheme.lower(),
+        "honed.dev/metrics-auth": "bearer" if secrets.access_secret else "none",
     }
 
 
@@ -387,7 +407,7 @@ def forecast_server(
                         "automountServiceAccountToken": False,
                         "securityContext": {
                             "runAsNonRoot": True,
-                            "runAsUser": 10001,
+                            "runAsUser": IMAGE_UID,
                             "seccompProfile": {"type": "RuntimeDefault"},
                         },
                         "containers": [container],

@@ -52,7 +52,9 @@ class ServingSecrets:
 
 
 def serve_args(placement: Placement, model_path: str, secrets: ServingSecrets | None = None) -> list[str]:
-    """Arguments after the ``honed`` entry point; sized from the plan (threads, instances, batch)."""
+    """Arguments after the ``honed`` entry point; sized from the plan (threads, instances, batch), with the
+    deployment's p99 SLO as the queue-time bound: a request that has waited that long is late whatever happens
+    next, so it is refused (429 + Retry-After) and the client can retry on another replica."""
     return [
         "serve",
         model_path,
@@ -66,5 +68,7 @@ def serve_args(placement: Placement, model_path: str, secrets: ServingSecrets | 
         str(placement.threads),
         "--max-batch-size",
         str(placement.batch),
+        "--max-queue-time-ms",
+        f"{placement.slo_p99_ms:g}",
         *(secrets.args() if secrets is not None else []),
     ]

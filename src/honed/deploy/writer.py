@@ -27,6 +27,10 @@ class DeployOptions:
 
     Images default to ``honed:VERSION-cpu`` / ``-gpu`` / ``-forecast``; with ``metrics_namespace`` None only the
     placement's own namespaces reach ``/metrics``. Checked when made, before any plan is read.
+
+    Every pod serves with an access policy (``secrets.access_secret``) unless ``insecure_no_auth`` says out loud
+    that it must not; neither, or both, is refused. KServe output cannot carry the policy yet, so it needs
+    ``insecure_no_auth``.
     """
 
     fmt: str = "k8s"
@@ -39,6 +43,7 @@ class DeployOptions:
     history_claim: str = "honed-load-history"
     keda_namespace: str = "keda"
     secrets: ServingSecrets | None = None
+    insecure_no_auth: bool = False
 
     def __post_init__(self) -> None:
         if self.fmt not in FORMATS:
@@ -48,12 +53,26 @@ class DeployOptions:
                 "--access-secret and --tls-secret are for --format k8s; with KServe, put the policy and "
                 "certificates on the ServingRuntime yourself or terminate TLS at the ingress"
             )
+        has_policy = self.secrets is not None and bool(self.secrets.access_secret)
+        if has_policy and self.insecure_no_auth:
+            raise InvalidArgument("give --access-secret or --insecure-no-auth, not both")
+        if not has_policy and not self.insecure_no_auth:
+            if self.fmt == "kserve":
+                raise InvalidArgument(
+                    "KServe output cannot carry an access policy yet: pass --insecure-no-auth to write pods that "
+                    "answer anyone the NetworkPolicy admits, or use --format k8s --access-secret NAME"
+                )
+            raise InvalidArgument(
+                "the pods would serve without an access policy: pass --access-secret NAME (a Secret holding "
+                "access.yaml, from `honed access token ... --policy access.yaml`), or --insecure-no-auth to serve "
+                "without authentication"
+            )
 
 
-def build(plan: Plan, options: DeployOptions | None = None) -> dict[str, list[dict[str, Any]]]:
+def build(plan: Plan, options: DeployOptions) -> dict[str, list[dict[str, Any]]]:
     """Objects per deployment name (plus ``_namespaces`` for the default-deny policies and, when any placement
     is predictive, ``_forecast`` for the forecast server its KEDA trigger reads)."""
-    o = options or DeployOptions()
+    o = options
     if not plan.placements:
         raise InvalidArgument("the plan places nothing; see its 'unplaced' reasons")
     cpu_image = o.image_cpu or f"honed:{__version__}-cpu"
@@ -91,7 +110,7 @@ def build(plan: Plan, options: DeployOptions | None = None) -> dict[str, list[di
     return out
 
 
-def write(plan: Plan, out_dir: str | Path, options: DeployOptions | None = None) -> list[Path]:
+def write(plan: Plan, out_dir: str | Path, options: DeployOptions) -> list[Path]:
     """Write ``<deployment>.yaml`` per placement, ``00-network-default-deny.yaml``, Dockerfiles, dashboard."""
     objects = build(plan, options)
     d = Path(out_dir)

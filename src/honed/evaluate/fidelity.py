@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from honed.evaluate import metrics
+from honed.evaluate.mask import applies
+from honed.evaluate.user_metric import UserMetric, UserMetricError
 
 Array = np.ndarray[Any, Any]
 
@@ -25,6 +27,8 @@ METRICS: dict[str, tuple[str, bool]] = {
     "rel-error": ("rel_error_mean", False),
     "sqnr": ("sqnr_db", True),
     "accuracy": ("accuracy", True),
+    "pooled-cosine": ("pooled_cosine_mean", True),
+    "eval": ("user_metric", True),  # a user's own metric (--eval); its bound says which way is better
 }
 
 
@@ -54,17 +58,36 @@ class OutputAccumulator:
     union: int = 0
     nonfinite: int = 0
     class_scores: bool = True
+    pooled_items: int = 0
+    pooled_sum: float = 0.0
+    pooled_min: float = 1.0
 
-    def update(self, reference: Array, candidate: Array) -> None:
+    def update(self, reference: Array, candidate: Array, keep: Array | None = None) -> None:
+        """Add one batch; ``keep`` ([batch, seq] booleans) leaves the padded positions of an output whose
+        leading axes it matches out of every metric (per-item metrics see them as zeros in both)."""
         if reference.shape != candidate.shape:
             raise ValueError(f"shape {candidate.shape} differs from the original model's {reference.shape}")
-        self.nonfinite += metrics.nonfinite_count(candidate)
         self.class_scores = self.class_scores and is_class_scores(tuple(reference.shape))
+        if reference.ndim >= 3:
+            pooled = metrics.pooled_cosine_per_item(reference, candidate, keep if applies(keep, reference) else None)
+            if pooled.size:
+                self.pooled_items += int(pooled.size)
+                self.pooled_sum += float(np.nansum(pooled))
+                self.pooled_min = min(self.pooled_min, float(np.nanmin(pooled)) if np.isfinite(pooled).any() else -1.0)
+        if keep is not None and applies(keep, reference):
+            tail = (1,) * (reference.ndim - 2)
+            mask = keep.reshape(keep.shape + tail)
+            items_ref = np.where(mask, reference, 0)
+            items_cand = np.where(mask, candidate, 0)
+            reference, candidate = reference[keep], candidate[keep]
+        else:
+            items_ref, items_cand = reference, candidate
+        self.nonfinite += metrics.nonfinite_count(candidate)
         same, rows = metrics.top1_matches(reference, candidate)
         self.agree += same
         self.rows += rows
-        cos = metrics.cosine_per_item(reference, candidate)
-        rel = metrics.relative_error_per_item(reference, candidate)
+        cos = metrics.cosine_per_item(items_ref, items_cand)
+        rel = metrics.relative_error_per_item(items_ref, items_cand)
         self.items += int(cos.size)
         if cos.size:
             self.cos_sum += float(np.nansum(cos))
@@ -82,7 +105,7 @@ class OutputAccumulator:
         self.inter += inter
         self.union += union
 
-    def summary(self) -> dict[str, float | int | bool]:
+    def summary(self) -> dict[str, float | int | bool | None]:
         items = max(self.items, 1)
         return {
             "agreement": self.agree / self.rows if self.rows else 1.0,
@@ -96,6 +119,8 @@ class OutputAccumulator:
             "iou": self.inter / self.union if self.union else 1.0,
             "nonfinite": self.nonfinite,
             "class_scores": self.class_scores,
+            "pooled_cosine_mean": self.pooled_sum / self.pooled_items if self.pooled_items else None,
+            "pooled_cosine_min": self.pooled_min if self.pooled_items else None,
         }
 
 
@@ -106,7 +131,8 @@ class FidelityResult:
     ``outputs`` maps each output name to its metrics (see :meth:`OutputAccumulator.summary`);
     ``accuracy``/``reference_accuracy`` are set only when labels were given; ``error`` says why the
     candidate could not be evaluated at all (it failed to run), and then the metrics are empty;
-    ``stopped_early`` marks a result cut short because it could no longer pass (metrics over ``samples``).
+    ``stopped_early`` marks a result cut short because it could no longer pass (metrics over ``samples``);
+    ``user_metric`` is the value of the user's own metric (``--eval``), when one was given.
     """
 
     samples: int
@@ -115,6 +141,7 @@ class FidelityResult:
     reference_accuracy: float | None = None
     error: str | None = None
     stopped_early: bool = False
+    user_metric: float | None = None
 
     @property
     def nonfinite(self) -> int:
@@ -126,8 +153,14 @@ class FidelityResult:
             return None
         if metric == "accuracy":
             return self.accuracy
+        if metric == "eval":
+            return self.user_metric
         key, higher = METRICS[metric]
-        values = [float(o[key]) for o in self.outputs.values() if metric != "agreement" or bool(o.get("class_scores"))]
+        values = [
+            float(o[key])
+            for o in self.outputs.values()
+            if o.get(key) is not None and (metric != "agreement" or bool(o.get("class_scores")))
+        ]
         if not values:
             return None
         return min(values) if higher else max(values)
@@ -141,6 +174,7 @@ class FidelityResult:
             "nonfinite": self.nonfinite,
             "error": self.error,
             "stopped_early": self.stopped_early,
+            "user_metric": self.user_metric,
         }
 
     @classmethod
@@ -155,25 +189,41 @@ class FidelityResult:
             reference_accuracy=data.get("reference_accuracy"),
             error=data.get("error"),
             stopped_early=bool(data.get("stopped_early", False)),
+            user_metric=data.get("user_metric"),
         )
 
 
 class FidelityAccumulator:
-    """Accumulates every output's metrics, and label matches for the first class-score output."""
+    """Accumulates every output's metrics, and label matches for the first class-score output.
 
-    def __init__(self, output_names: list[str], *, iou_threshold: float = 0.3) -> None:
+    With a ``user_metric`` it also keeps every batch's outputs (and labels) to call it on at the end.
+    """
+
+    def __init__(
+        self, output_names: list[str], *, iou_threshold: float = 0.3, user_metric: UserMetric | None = None
+    ) -> None:
         self._names = list(output_names)
+        self._user = user_metric
+        self._kept: list[tuple[dict[str, Array], dict[str, Array], Array | None]] = []
         self._acc = {name: OutputAccumulator(iou_threshold=iou_threshold) for name in self._names}
         self._samples = 0
         self._label_hits = 0
         self._ref_label_hits = 0
         self._label_rows = 0
 
-    def update(self, reference: dict[str, Array], candidate: dict[str, Array], labels: Array | None = None) -> None:
+    def update(
+        self,
+        reference: dict[str, Array],
+        candidate: dict[str, Array],
+        labels: Array | None = None,
+        keep: Array | None = None,
+    ) -> None:
         for name in self._names:
             if name not in candidate:
                 raise ValueError(f"the candidate has no output {name!r}")
-            self._acc[name].update(np.asarray(reference[name]), np.asarray(candidate[name]))
+            self._acc[name].update(np.asarray(reference[name]), np.asarray(candidate[name]), keep)
+        if self._user is not None:
+            self._kept.append(({n: reference[n] for n in self._names}, {n: candidate[n] for n in self._names}, labels))
         first = np.asarray(reference[self._names[0]])
         self._samples += int(first.shape[0]) if first.ndim else 1
         if labels is not None:
@@ -184,15 +234,34 @@ class FidelityAccumulator:
             self._ref_label_hits += ref_hits
             self._label_rows += rows
 
-    def result(self) -> FidelityResult:
+    def result(self, *, partial: bool = False) -> FidelityResult:
+        """The metrics so far; the user's metric is called only on the full result (not when ``partial``)."""
         accuracy = self._label_hits / self._label_rows if self._label_rows else None
         ref_accuracy = self._ref_label_hits / self._label_rows if self._label_rows else None
+        user_value, error = None, None
+        if self._user is not None and self._kept and not partial:
+            try:
+                user_value = self.user_score()
+            except UserMetricError as exc:
+                error = str(exc)
         return FidelityResult(
             samples=self._samples,
             outputs={name: acc.summary() for name, acc in self._acc.items()},
             accuracy=accuracy,
             reference_accuracy=ref_accuracy,
+            error=error,
+            user_metric=user_value,
         )
+
+    def user_score(self) -> float:
+        """The user's metric on every batch seen so far (:class:`UserMetricError` when it misbehaves)."""
+        if self._user is None:
+            raise UserMetricError("no --eval metric was given")
+        reference = {n: np.concatenate([r[n] for r, _, _ in self._kept]) for n in self._names}
+        candidate = {n: np.concatenate([c[n] for _, c, _ in self._kept]) for n in self._names}
+        chunks = [lab for _, _, lab in self._kept if lab is not None]
+        labels: Array | None = np.concatenate(chunks) if len(chunks) == len(self._kept) else None
+        return self._user.score(candidate, reference, labels)
 
 
 def _json_number(value: Any) -> Any:

@@ -14,7 +14,8 @@ from typing import Any
 from honed.errors import InvalidArgument
 from honed.evaluate.fidelity import METRICS, FidelityResult, is_class_scores
 
-METRIC_NAMES = (*METRICS, "auto")
+METRIC_NAMES = (*(m for m in METRICS if m != "eval"), "auto")
+"""What ``--metric`` takes; a user's own metric comes with ``--eval FILE.py:FUNCTION`` instead."""
 
 # The bound each metric gets when the user gives neither --min nor --max.
 DEFAULT_BOUNDS: dict[str, tuple[str, float]] = {
@@ -24,6 +25,7 @@ DEFAULT_BOUNDS: dict[str, tuple[str, float]] = {
     "rel-error": ("max", 0.01),
     "sqnr": ("min", 30.0),
     "accuracy": ("min", 0.0),  # replaced by "the original model's accuracy - 0.01" once it is known
+    "pooled-cosine": ("min", 0.99),
 }
 
 
@@ -35,6 +37,11 @@ def choose_metric(
         raise InvalidArgument(f"--metric must be one of {', '.join(METRIC_NAMES)}; got {metric!r}")
     if metric == "accuracy" and not has_labels:
         raise InvalidArgument("--metric accuracy needs labels: pass --labels labels.npy (one label per eval sample)")
+    if metric == "pooled-cosine" and output_shapes and not any(len(s) >= 3 for s in output_shapes.values()):
+        shapes = ", ".join(f"{n} {list(s)}" for n, s in output_shapes.items())
+        raise InvalidArgument(
+            f"--metric pooled-cosine needs an output of shape [batch, seq, hidden] to pool; this model has {shapes}"
+        )
     if metric != "auto":
         return metric, f"{metric} (chosen with --metric)"
     if not output_shapes:
@@ -49,12 +56,14 @@ def choose_metric(
 
 @dataclass(frozen=True)
 class AccuracyGate:
-    """``metric`` must be >= ``min`` and/or <= ``max``; ``reason`` explains how the metric was chosen."""
+    """``metric`` must be >= ``min`` and/or <= ``max``; ``reason`` explains how the metric was chosen;
+    ``name`` is what a user's own metric (``metric == "eval"``) is called (``FILE.py:FUNCTION``)."""
 
     metric: str
     min: float | None = None
     max: float | None = None
     reason: str = ""
+    name: str | None = None
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
@@ -65,6 +74,8 @@ class AccuracyGate:
                 raise InvalidArgument(f"--{name} must be a finite number, got {value!r}")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise InvalidArgument(f"--min {self.min} is above --max {self.max}: no candidate could pass")
+        if self.metric == "eval" and self.min is None and self.max is None:
+            raise InvalidArgument("--eval needs a bound: give --min (or --max when lower values are better)")
 
     @classmethod
     def with_defaults(cls, metric: str, minimum: float | None, maximum: float | None, reason: str = "") -> AccuracyGate:
@@ -79,14 +90,21 @@ class AccuracyGate:
 
     @property
     def higher_is_better(self) -> bool:
+        if self.metric == "eval":
+            return self.min is not None
         return METRICS[self.metric][1]
+
+    @property
+    def label(self) -> str:
+        """The metric as the report names it: the user's ``FILE.py:FUNCTION`` for ``eval``."""
+        return self.name or self.metric
 
     def describe(self) -> str:
         parts = []
         if self.min is not None:
-            parts.append(f"{self.metric} >= {self.min:g}")
+            parts.append(f"{self.label} >= {self.min:g}")
         if self.max is not None:
-            parts.append(f"{self.metric} <= {self.max:g}")
+            parts.append(f"{self.label} <= {self.max:g}")
         return " and ".join(parts)
 
     def check(self, result: FidelityResult) -> str | None:
@@ -97,14 +115,14 @@ class AccuracyGate:
             return f"{result.nonfinite} NaN/Inf value(s) in the outputs"
         value = result.value(self.metric)
         if value is None:
-            return f"metric {self.metric} does not apply to this model's outputs"
+            return f"metric {self.label} does not apply to this model's outputs"
         if math.isnan(value):
-            return f"{self.metric} is NaN"
+            return f"{self.label} is NaN"
         early = f" (stopped after {result.samples} samples: it could no longer pass)" if result.stopped_early else ""
         if self.min is not None and value < self.min:
-            return f"{self.metric} {value:.4g} < {self.min:g}{early}"
+            return f"{self.label} {value:.4g} < {self.min:g}{early}"
         if self.max is not None and value > self.max:
-            return f"{self.metric} {value:.4g} > {self.max:g}"
+            return f"{self.label} {value:.4g} > {self.max:g}"
         return None
 
     def hopeless(self, partial: FidelityResult, total_samples: int) -> bool:
@@ -136,7 +154,7 @@ class AccuracyGate:
         return min(margins) if margins else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "min": self.min, "max": self.max, "reason": self.reason}
+        return {"metric": self.metric, "min": self.min, "max": self.max, "reason": self.reason, "name": self.name}
 
 
 MIN_EVAL_SAMPLES = 8

@@ -90,6 +90,11 @@ def abs_errors(reference: Array, candidate: Array) -> tuple[float, float, int]:
     return float(diff.max()), float(diff.sum()), int(diff.size)
 
 
+def _norm_ratio(num: Array, den: Array) -> Array:
+    """``num / den`` where ``den`` is not ~0; ``num`` (the absolute error) where it is."""
+    return np.asarray(np.where(den > _TINY, num / np.maximum(den, _TINY), num))
+
+
 def relative_error_per_item(reference: Array, candidate: Array) -> Array:
     """||candidate - reference|| / ||reference|| per flattened batch item (L2 norms).
 
@@ -98,9 +103,44 @@ def relative_error_per_item(reference: Array, candidate: Array) -> Array:
     """
     r = _item_rows(reference)
     c = _item_rows(candidate)
-    num = np.linalg.norm(c - r, axis=1)
-    den = np.linalg.norm(r, axis=1)
-    return np.asarray(np.where(den > _TINY, num / np.maximum(den, _TINY), num))
+    return _norm_ratio(np.linalg.norm(c - r, axis=1), np.linalg.norm(r, axis=1))
+
+
+def relative_error(reference: Array, candidate: Array) -> float:
+    """||candidate - reference|| / ||reference|| over the whole array (L2 norms), as in
+    :func:`relative_error_per_item`; +inf when the candidate holds NaN or Inf."""
+    if nonfinite_count(candidate):
+        return math.inf
+    r = _as_f64(reference).reshape(-1)
+    c = _as_f64(candidate).reshape(-1)
+    return float(_norm_ratio(np.asarray([np.linalg.norm(c - r)]), np.asarray([np.linalg.norm(r)]))[0])
+
+
+def mean_pool(a: Array, keep: Array | None = None) -> Array:
+    """Mean over axis 1 (the sequence) of a [batch, seq, ...] output, over the kept positions only.
+
+    ``keep`` is a [batch, seq] 0/1 mask (an attention mask); an item with no kept position pools to zeros.
+    The result is [batch, features] (trailing axes flattened).
+    """
+    x = _as_f64(a)
+    x = x.reshape(x.shape[0], x.shape[1], -1)
+    weights = np.ones(x.shape[:2]) if keep is None else np.asarray(keep, dtype=np.float64)
+    total = np.einsum("bs,bsf->bf", weights, x)
+    count = weights.sum(axis=1, keepdims=True)
+    return np.asarray(total / np.maximum(count, 1.0))
+
+
+def pooled_cosine_per_item(reference: Array, candidate: Array, keep: Array | None = None) -> Array:
+    """Cosine of the mean-pooled, L2-normalised embeddings of each item of [batch, seq, ...] outputs.
+
+    What a sentence-embedding user compares: the tokens the mask keeps are averaged, the mean is
+    normalised to unit length, and the two unit vectors' dot product is the item's cosine.
+    """
+    r = mean_pool(reference, keep)
+    c = mean_pool(candidate, keep)
+    r = r / np.maximum(np.linalg.norm(r, axis=1, keepdims=True), _TINY)
+    c = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), _TINY)
+    return cosine_per_item(r, c)
 
 
 def signal_and_noise(reference: Array, candidate: Array) -> tuple[float, float]:

@@ -18,6 +18,8 @@ import numpy as np
 
 from honed.errors import DataError, HonedError
 from honed.evaluate.fidelity import FidelityAccumulator, FidelityResult
+from honed.evaluate.mask import MaskSpec
+from honed.evaluate.user_metric import UserMetric
 from honed.runtime.base import Session
 
 Array = np.ndarray[Any, Any]
@@ -86,13 +88,16 @@ def evaluate_session(
     labels: Array | None = None,
     iou_threshold: float = 0.3,
     stop: Callable[[FidelityResult], bool] | None = None,
+    mask: MaskSpec | None = None,
+    user_metric: UserMetric | None = None,
 ) -> FidelityResult:
     """Run ``session`` on the eval batches and compare with ``reference``; labels are per sample, in order.
 
     ``stop`` sees the result so far after each batch; when it says True the evaluation ends there and the
     result carries ``stopped_early`` (the gate uses this to stop at the first NaN or a hopeless agreement).
+    ``mask`` leaves padded positions out of the comparison; ``user_metric`` is scored on all the outputs.
     """
-    acc = FidelityAccumulator(reference.output_names, iou_threshold=iou_threshold)
+    acc = FidelityAccumulator(reference.output_names, iou_threshold=iou_threshold, user_metric=user_metric)
     start = 0
     try:
         for index, feeds in enumerate(reference.batches()):
@@ -101,10 +106,10 @@ def evaluate_session(
             first = next(iter(feeds.values()))
             size = int(first.shape[0]) if first.ndim else 1
             batch_labels = labels[start : start + size] if labels is not None else None
-            acc.update(expected, outputs, batch_labels)
+            acc.update(expected, outputs, batch_labels, mask.keep(feeds) if mask is not None else None)
             start += size
             if stop is not None and start < reference.samples:
-                partial = acc.result()
+                partial = acc.result(partial=True)
                 if stop(partial):
                     return replace(partial, stopped_early=True)
     except (HonedError, ValueError) as exc:
@@ -112,12 +117,18 @@ def evaluate_session(
     return acc.result()
 
 
-def self_fidelity(reference: ReferenceOutputs) -> FidelityResult:
+def self_fidelity(
+    reference: ReferenceOutputs, *, labels: Array | None = None, user_metric: UserMetric | None = None
+) -> FidelityResult:
     """The original model against itself (exact), from the stored outputs, without running anything."""
-    acc = FidelityAccumulator(reference.output_names)
+    acc = FidelityAccumulator(reference.output_names, user_metric=user_metric)
+    start = 0
     for index in range(reference.count):
         outputs = reference.load(index)
-        acc.update(outputs, outputs)
+        first = next(iter(outputs.values()))
+        size = int(first.shape[0]) if first.ndim else 1
+        acc.update(outputs, outputs, labels[start : start + size] if labels is not None else None)
+        start += size
     return acc.result()
 
 

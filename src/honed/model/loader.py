@@ -21,15 +21,21 @@ _TWO_GB = 2**31 - 1024
 
 
 def resolve_model_path(path: str | Path) -> Path:
-    """Return ``path`` as a model file, or ``model.onnx`` inside a folder such as an optimize output."""
+    """Return ``path`` as a model file, or the model inside a folder such as an optimize output (``model.onnx``,
+    else OpenVINO IR ``model.xml``); an IR ``.xml`` without its ``.bin`` raises :class:`InvalidModel`."""
+    from honed.model.artifact import IR_FILE, ONNX_FILE, check_ir, is_ir
+
     p = Path(path).expanduser()
-    if p.is_dir() and (p / "model.onnx").is_file():
-        return p / "model.onnx"
+    if p.is_dir():
+        for name in (ONNX_FILE, IR_FILE):
+            if (p / name).is_file():
+                p = p / name
+                break
     if not p.exists():
         raise ModelNotFound(f"model file not found: {p}")
     if not p.is_file():
-        raise ModelNotFound(f"not a model file: {p} (give the path of an .onnx file)")
-    return p
+        raise ModelNotFound(f"not a model file: {p} (give the path of an .onnx file or an OpenVINO IR .xml)")
+    return check_ir(p) if is_ir(p) else p
 
 
 def load_model(path: str | Path, *, check: bool = True, load_external_data: bool = True) -> onnx.ModelProto:
@@ -48,6 +54,8 @@ def load_model_with_external_files(
     Loading external data resets the tensors' references, so the file names are noted before it.
     """
     p = resolve_model_path(path)
+    if p.suffix.lower() == ".xml":
+        raise InvalidModel(f"{p} is OpenVINO IR; this needs an ONNX model (.onnx)")
     if p.stat().st_size == 0:
         raise InvalidModel(f"{p} is empty: it is not an ONNX model")
     try:

@@ -28,7 +28,7 @@ import numpy as np
 import onnx
 
 from honed.errors import HonedError, InvalidArgument
-from honed.model.loader import check_model, load_model
+from honed.model.loader import check_model, load_model, save_model
 
 AUTO = "auto"
 """A parameter value meaning "choose for this target": :meth:`Pass.resolve` replaces it with a concrete value."""
@@ -186,6 +186,9 @@ class Pass:
     targets: ClassVar[tuple[str, ...]] = ("onnxruntime/cpu", "onnxruntime/cuda", "onnxruntime/tensorrt")
     needs_calibration: ClassVar[bool] = False
     tolerance: ClassVar[float | None] = 1e-4
+    artifact: ClassVar[str] = "onnx"
+    """What the pass writes: ``onnx`` (a ModelProto, from :meth:`run`), or ``openvino-ir`` (an ``.xml`` + ``.bin``
+    OpenVINO IR, from :meth:`export` only, so the pass ends a pipeline)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -255,6 +258,8 @@ class Pass:
         Raises :class:`InvalidArgument` for bad parameters and :class:`PassError` when the pass cannot handle
         this model.
         """
+        if self.artifact != "onnx":
+            raise PassError(f"{self.name} writes {self.artifact}, not ONNX: it ends a pipeline (see Pass.export)")
         resolved = self.resolve(params, ctx)
         source = load_model(model) if isinstance(model, Path) else copy.deepcopy(model)
         out = self.apply(source, resolved, ctx)
@@ -263,6 +268,13 @@ class Pass:
         except HonedError as exc:
             raise PassError(str(exc)) from exc
         return out
+
+    def export(
+        self, model: onnx.ModelProto | Path, params: Mapping[str, Any] | None, ctx: PassContext, path: Path
+    ) -> Path:
+        """Apply the pass and write its artifact at ``path``; returns the file written (for ``openvino-ir``,
+        ``path`` with the suffix ``.xml``, its weights in the ``.bin`` beside it). The input is left untouched."""
+        return save_model(self.run(model, params, ctx), path)
 
     def apply(self, model: onnx.ModelProto, params: dict[str, Any], ctx: PassContext) -> onnx.ModelProto:
         """Do the work on ``model`` (a private copy the pass may change) with resolved ``params``."""

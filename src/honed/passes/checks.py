@@ -27,7 +27,7 @@ import onnx
 
 from honed.errors import HonedError, InvalidArgument
 from honed.passes._graph import io_signature
-from honed.passes.base import AUTO, Param, Pass, PassContext
+from honed.passes.base import AUTO, Param, Pass, PassContext, PassError
 from honed.passes.registry import get_pass, spec_for
 from honed.passes.tiny_models import TINY_MODELS, calibration_for
 
@@ -105,6 +105,9 @@ def check_on_model(p: Pass, model_name: str, folder: Path) -> bool:
     params = space[0]
     if p.skip_reason(ctx, params, model) is not None:
         return False
+    if p.artifact == "openvino-ir":
+        check_ir_on_model(p, model, model_name, params, ctx, folder)
+        return True
     before = model.SerializeToString()
     out = _run(p, model, params, ctx, where)
     _expect(model.SerializeToString() == before, f"{where}: the pass changed its input model")
@@ -125,6 +128,52 @@ def check_on_model(p: Pass, model_name: str, folder: Path) -> bool:
     return True
 
 
+def check_ir_on_model(
+    p: Pass, model: onnx.ModelProto, model_name: str, params: dict[str, Any], ctx: PassContext, folder: Path
+) -> None:
+    """The promises of a pass that writes OpenVINO IR: :meth:`~honed.passes.Pass.run` refuses (it cannot give
+    ONNX); :meth:`~honed.passes.Pass.export` writes an ``.xml`` with its ``.bin``, keeps the input's inputs and
+    outputs, leaves its input untouched, gives the same bytes twice and from a path, and the IR run on OpenVINO
+    matches the original within the pass's tolerance."""
+    from honed.model.artifact import artifact_exists, file_hashes
+    from honed.runtime import RuntimeConfig, create_session
+
+    where = f"{p.name} on the tiny {model_name}"
+    try:
+        p.run(model, params, ctx)
+    except PassError:
+        pass
+    else:
+        raise ContractViolation(f"{where}: run() gave ONNX from a pass that declares it writes {p.artifact}")
+    before = model.SerializeToString()
+    first = _export(p, model, params, ctx, folder / "ir" / "first", where)
+    _expect(model.SerializeToString() == before, f"{where}: the pass changed its input model")
+    _expect(first.suffix == ".xml" and artifact_exists(first), f"{where}: {first.name} is not an .xml with its .bin")
+    source = folder / f"{model_name}.onnx"
+    onnx.save(model, source)
+    again = _export(p, source, params, ctx, folder / "ir" / "again", where)
+    _expect(file_hashes(again) == file_hashes(first), f"{where}: the pass is not deterministic (or a path differs)")
+    session = create_session(first, RuntimeConfig(backend="openvino"))
+    got = ([(t.name, t.elem_type) for t in session.inputs], [(t.name, t.elem_type) for t in session.outputs])
+    want = io_signature(model)
+    _expect(
+        [sorted(side) for side in got] == [sorted(side) for side in want],
+        f"{where}: the IR's inputs/outputs {got} differ from the model's {want}",
+    )
+    error = output_error(model, first, "openvino", folder)
+    if p.tolerance is not None:
+        _expect(error <= p.tolerance, f"{where}: relative output error {error:.3g} > tolerance {p.tolerance:g}")
+
+
+def _export(
+    p: Pass, model: onnx.ModelProto | Path, params: dict[str, Any], ctx: PassContext, folder: Path, where: str
+) -> Path:
+    try:
+        return p.export(model, params, ctx, folder / "model.xml")
+    except HonedError as exc:
+        raise ContractViolation(f"{where}: failed on its own first search-space setting: {exc}") from exc
+
+
 def _run(p: Pass, model: onnx.ModelProto | Path, params: dict[str, Any], ctx: PassContext, where: str) -> Any:
     try:
         return p.run(model, params, ctx)
@@ -132,16 +181,20 @@ def _run(p: Pass, model: onnx.ModelProto | Path, params: dict[str, Any], ctx: Pa
         raise ContractViolation(f"{where}: failed on its own first search-space setting: {exc}") from exc
 
 
-def output_error(reference: onnx.ModelProto, candidate: onnx.ModelProto, backend: str, folder: Path) -> float:
-    """Largest ``||out - ref|| / ||ref||`` over the outputs on one batch; ``candidate`` runs on ``backend``
-    (ONNX Runtime when that one is not installed); inf when an output has the wrong shape or dtype or is not
-    finite."""
+def output_error(reference: onnx.ModelProto, candidate: onnx.ModelProto | Path, backend: str, folder: Path) -> float:
+    """Largest ``||out - ref|| / ||ref||`` over the outputs on one batch; ``candidate`` (a model, or the path of
+    one such as an IR ``.xml``) runs on ``backend`` (ONNX Runtime when that one is not installed); inf when an
+    output has the wrong shape or dtype or is not finite."""
     from honed.runtime import RuntimeConfig, create_session, get_backend
 
     runtime = RuntimeConfig(backend=backend) if get_backend(backend).available() else RuntimeConfig()
-    ref_path, out_path = folder / "reference.onnx", folder / "candidate.onnx"
+    ref_path = folder / "reference.onnx"
     onnx.save(reference, ref_path)
-    onnx.save(candidate, out_path)
+    if isinstance(candidate, Path):
+        out_path = candidate
+    else:
+        out_path = folder / "candidate.onnx"
+        onnx.save(candidate, out_path)
     feed = next(iter(calibration_for(reference, seed=7)()))
     want = create_session(ref_path).run(feed)
     got = create_session(out_path, runtime).run(feed)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -33,6 +33,9 @@ from honed.passes._quant import ensure_node_names
 from honed.passes.base import PassContext, PassError
 from honed.passes.int8_dynamic import DYNAMIC_MIN_OPSET, Int8DynamicPass
 from honed.passes.int8_static import Int8StaticPass, prepare, quantize_prepared
+
+if TYPE_CHECKING:
+    from honed.evaluate.comparison import Comparison
 
 FALLBACK_PASSES = ("int8-static", "int8-dynamic")
 """The passes :func:`sensitive_layer_fallback` can keep nodes of in float."""
@@ -94,12 +97,18 @@ class FallbackResult:
 
 
 class ReferenceOutputs:
-    """The FP32 model's outputs on the first ``batches`` calibration batches, to score candidates against."""
+    """The FP32 model's outputs on the first ``batches`` calibration batches, to score candidates against.
 
-    def __init__(self, reference: onnx.ModelProto, ctx: PassContext, batches: int) -> None:
+    Scored the way ``comparison`` compares (padded positions of a masked encoder left out), so layers are
+    ranked by the error the gate will see."""
+
+    def __init__(
+        self, reference: onnx.ModelProto, ctx: PassContext, batches: int, comparison: Comparison | None = None
+    ) -> None:
         if ctx.calibration is None:
             raise PassError("sensitivity analysis needs calibration data; pass --data")
         self._ctx = ctx
+        self._mask = comparison.mask if comparison is not None else None
         self.feeds: list[dict[str, np.ndarray[Any, Any]]] = []
         self.outputs: list[dict[str, np.ndarray[Any, Any]]] = []
         for feed, outputs in _run_on_calibration(reference, ctx, batches):
@@ -107,21 +116,16 @@ class ReferenceOutputs:
             self.outputs.append(outputs)
 
     def error(self, candidate: onnx.ModelProto) -> float:
-        """Mean over outputs and batches of ||out - ref|| / ||ref||; inf when an output holds NaN or Inf."""
+        """Mean over batches of the mean over outputs of ||out - ref|| / ||ref||; inf when an output holds NaN
+        or Inf (see :func:`honed.evaluate.comparison.batch_relative_error`)."""
+        from honed.evaluate.comparison import batch_relative_error
         from honed.runtime import create_session
 
         errors: list[float] = []
         with scratch_dir(self._ctx) as folder:
             session = create_session(write(candidate, folder, "candidate.onnx"))
             for feed, want in zip(self.feeds, self.outputs, strict=True):
-                got = session.run(feed)
-                for name, expected in want.items():
-                    actual = got[name].astype(np.float64)
-                    if not np.all(np.isfinite(actual)):
-                        return float("inf")
-                    expected64 = expected.astype(np.float64)
-                    denom = max(float(np.linalg.norm(expected64)), 1e-12)
-                    errors.append(float(np.linalg.norm(actual - expected64)) / denom)
+                errors.append(batch_relative_error(want, session.run(feed), feed, self._mask))
         return float(np.mean(errors)) if errors else 0.0
 
 
@@ -143,9 +147,15 @@ def _run_on_calibration(
             yield feed, session.run(feed)
 
 
-def output_error(reference: onnx.ModelProto, candidate: onnx.ModelProto, ctx: PassContext, batches: int = 4) -> float:
+def output_error(
+    reference: onnx.ModelProto,
+    candidate: onnx.ModelProto,
+    ctx: PassContext,
+    batches: int = 4,
+    comparison: Comparison | None = None,
+) -> float:
     """Relative output error of ``candidate`` against ``reference`` on the first calibration batches."""
-    return ReferenceOutputs(reference, ctx, batches).error(candidate)
+    return ReferenceOutputs(reference, ctx, batches, comparison).error(candidate)
 
 
 def rank_sensitivity(
@@ -156,11 +166,13 @@ def rank_sensitivity(
     batches: int = 4,
     prepared: onnx.ModelProto | None = None,
     calibration_cache: Path | None = None,
+    comparison: Comparison | None = None,
 ) -> list[LayerError]:
-    """Every quantizable node of the prepared model with its own output error, worst first (ties by name)."""
+    """Every quantizable node of the prepared model with its own output error, worst first (ties by name);
+    errors are measured the way ``comparison`` compares outputs (its mask)."""
     resolved = Int8StaticPass().resolve(params, ctx)
     prepared = prepared if prepared is not None else prepare(model, ctx, preprocess=resolved["preprocess"])
-    reference = ReferenceOutputs(prepared, ctx, batches)
+    reference = ReferenceOutputs(prepared, ctx, batches, comparison)
     wanted = set(resolved["op_types"]) or set(RANKED_OPS)
     excluded = set(resolved["nodes_to_exclude"])
     ranking: list[LayerError] = []
@@ -183,12 +195,19 @@ def rank_sensitivity(
 
 
 def rank_dynamic_sensitivity(
-    model: onnx.ModelProto, params: Mapping[str, Any] | None, ctx: PassContext, *, batches: int = 4
+    model: onnx.ModelProto,
+    params: Mapping[str, Any] | None,
+    ctx: PassContext,
+    *,
+    batches: int = 4,
+    comparison: Comparison | None = None,
 ) -> list[LayerError]:
     """Every node ``int8-dynamic`` would quantize (MatMul/Attention with a constant weight), with the relative
     error of its own product under ONNX Runtime's dynamic INT8 scheme on calibration batches, worst first.
 
-    Node names are those the ``int8-dynamic`` pass gives (it names unnamed nodes the same way).
+    Node names are those the ``int8-dynamic`` pass gives (it names unnamed nodes the same way). With the gate's
+    ``comparison`` masking padded positions, a node whose input is [batch, seq, features] is scored on the real
+    tokens' rows only (its activation range still spans every row, as at run time).
     """
 
     if ctx.calibration is None:
@@ -219,10 +238,13 @@ def rank_dynamic_sensitivity(
             probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     sums: dict[str, list[float]] = {n.name: [] for n in nodes}
     arrays = {n.name: onnx.numpy_helper.to_array(weights[n.input[1]]).astype(np.float32) for n in nodes}
-    for _, got in _run_on_calibration(probe, ctx, batches):
+    mask = comparison.mask if comparison is not None else None
+    for feed, got in _run_on_calibration(probe, ctx, batches):
+        keep = mask.keep(feed) if mask is not None else None
         for node in nodes:
             x = np.asarray(got[node.input[0]], dtype=np.float32)
-            sums[node.name].append(_dynamic_product_error(x, arrays[node.name], resolved))
+            rows = keep if keep is not None and x.ndim == 3 and x.shape[:2] == keep.shape else None
+            sums[node.name].append(_dynamic_product_error(x, arrays[node.name], resolved, rows))
     ranking = [LayerError(n.name, n.op_type, float(np.mean(sums[n.name]))) for n in nodes if sums[n.name]]
     ranking.sort(key=lambda e: (-e.error, e.node))
     return ranking
@@ -231,14 +253,20 @@ def rank_dynamic_sensitivity(
 _PRODUCT_ROWS = 256
 
 
-def _dynamic_product_error(x: np.ndarray[Any, Any], w: np.ndarray[Any, Any], params: Mapping[str, Any]) -> float:
+def _dynamic_product_error(
+    x: np.ndarray[Any, Any],
+    w: np.ndarray[Any, Any],
+    params: Mapping[str, Any],
+    rows: np.ndarray[Any, Any] | None = None,
+) -> float:
     """||Q(x) Q(w) - x w|| / ||x w|| with ONNX Runtime's dynamic INT8 rounding of ``x`` and ``w``.
 
-    The activation's range comes from all of ``x`` (as at run time); the products use at most
-    ``_PRODUCT_ROWS`` evenly spaced rows of it, which keeps ranking a large model to seconds.
+    The activation's range comes from all of ``x`` (as at run time); the products use the rows ``rows``
+    selects ([batch, seq] booleans over a [batch, seq, features] ``x``; all when None), at most
+    ``_PRODUCT_ROWS`` evenly spaced ones, which keeps ranking a large model to seconds.
     """
     low, high = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
-    x = x.reshape(-1, x.shape[-1])
+    x = x[rows] if rows is not None and rows.any() else x.reshape(-1, x.shape[-1])
     if x.shape[0] > _PRODUCT_ROWS:
         x = x[np.linspace(0, x.shape[0] - 1, _PRODUCT_ROWS).astype(np.int64)]
     scale = (high - low) / 255.0 or 1.0
@@ -272,6 +300,7 @@ def sensitive_layer_fallback(
     max_excluded: int | None = None,
     batches: int = 4,
     full_rejected: bool = False,
+    comparison: Comparison | None = None,
 ) -> FallbackResult:
     """INT8 (``pass_name``: ``int8-static`` or ``int8-dynamic``) with the fewest sensitive nodes kept in float
     such that ``accept(model)`` holds.
@@ -281,8 +310,9 @@ def sensitive_layer_fallback(
     ``batches`` calibration batches) and keeps the worst ``k`` in float for the smallest ``k`` (up to
     ``max_excluded``, and always fewer than the ranked nodes, so something stays quantized) that ``accept``
     holds for, found by doubling ``k`` and then
-    bisecting. ``accept`` raising a honed error counts as a refusal. Raises :class:`PassError` when the model
-    cannot be quantized at all.
+    bisecting. ``accept`` raising a honed error counts as a refusal. ``comparison`` is the gate's
+    :class:`~honed.evaluate.comparison.Comparison` (``accept`` judges with it): static ranking scores layers
+    the same way. Raises :class:`PassError` when the model cannot be quantized at all.
     """
     if pass_name not in FALLBACK_PASSES:
         raise PassError(f"the sensitive-layer fallback works on {' and '.join(FALLBACK_PASSES)}, not {pass_name}")
@@ -306,10 +336,16 @@ def sensitive_layer_fallback(
             if _accepts(accept, current):
                 return FallbackResult(current, values, (), True, [], tried)
         if dynamic:
-            ranking = rank_dynamic_sensitivity(model, resolved, ctx, batches=batches)
+            ranking = rank_dynamic_sensitivity(model, resolved, ctx, batches=batches, comparison=comparison)
         else:
             ranking = rank_sensitivity(
-                model, resolved, ctx, batches=batches, prepared=prepared, calibration_cache=cache
+                model,
+                resolved,
+                ctx,
+                batches=batches,
+                prepared=prepared,
+                calibration_cache=cache,
+                comparison=comparison,
             )
         # at least one ranked node stays quantized: keeping them all in float is the original model again
         limit = max(len(ranking) - 1, 0) if max_excluded is None else min(max_excluded, len(ranking) - 1)

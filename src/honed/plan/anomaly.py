@@ -5,6 +5,9 @@ anomaly. When the MAD is zero the mean absolute deviation stands in (scaled by 1
 too, any value off the median is anomalous. A detector may floor the MAD at a fraction of the median so a
 nearly constant series (a latency with little jitter) does not flag changes too small to matter.
 An anomaly freezes scale-in for a hold period; the autoscaling policy reports every one.
+
+:func:`deseasonalized` removes a recurring pattern (STL, robust to outliers) from a series at least two seasons
+long, so a daily peak is not an anomaly while a step or a spike still is.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import statistics
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 THRESHOLD = 3.5
 
@@ -51,3 +55,35 @@ class AnomalyDetector:
         while len(self.values) > self.window:
             self.values.popleft()
         return score, abs(score) > self.threshold
+
+
+SEASON_POINTS = 96
+"""The pattern is estimated on at most this many points a season (block means), as STL's cost grows with it."""
+
+
+def deseasonalized(values: Sequence[float], period: int | None) -> list[float]:
+    """``values`` minus their seasonal component (robust STL) when two full ``period``-point seasons exist.
+
+    Each season from the third on is adjusted with the seasonal pattern STL finds in the seasons before it,
+    so a step late in the series cannot bend the pattern it is judged against; the first two seasons are
+    adjusted with their own. A long season is estimated on block means (:data:`SEASON_POINTS` a season).
+    Shorter series, or ``period`` under 2, come back unchanged.
+    """
+    if not period or period < 2 or len(values) < 2 * period:
+        return list(values)
+    from statsmodels.tsa.seasonal import STL
+
+    block = math.ceil(period / SEASON_POINTS)
+
+    def pattern(upto: int) -> list[float]:
+        coarse = [statistics.fmean(values[j : j + block]) for j in range(0, upto - block + 1, block)]
+        result: Any = STL(coarse, period=max(2, round(period / block)), robust=True).fit()
+        seasonal = [float(x) for x in result.seasonal]
+        return [seasonal[min(i // block, len(seasonal) - 1)] for i in range(upto)]
+
+    first = pattern(2 * period)
+    out = [float(v) - first[i] for i, v in enumerate(values[: 2 * period])]
+    for start in range(2 * period, len(values), period):
+        last = pattern(start)[-period:]
+        out.extend(float(v) - last[i] for i, v in enumerate(values[start : start + period]))
+    return out

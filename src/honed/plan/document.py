@@ -14,7 +14,10 @@ The shape on disk (field order as written)::
                      "expected_p99_ms", "slo_p99_ms", "peak_rps", "cost_per_hour", "priority", "residency",
                      "jurisdiction", "region", "gpu_type", "resources": {"cpu", "memory_mb", "gpus"},
                      "nodes": {node: replicas}, "model", "model_sha256", "allow_from_namespaces",
-                     "profile_source", "profile": {...}, "autoscaling": {...}, "reasons": [...]}],
+                     "profile_source", "profile": {...}, "autoscaling": {...}, "reasons": [...],
+                     "live": {"prometheus", "since_s", "margin", "history_points", "step_s",  (--prometheus)
+                              "figures": [{"name", "value", "source", "measured", "observed", "deviation",
+                                           "contradicts"}]}}],
      "unplaced": [{"deployment", "priority", "reason"}],
      "pools": [{"name", "jurisdiction", "region", "nodes", "nodes_used", "cost_per_hour_used", "cpu_requested",
                 "cpu_total", "memory_mb_requested", "gpus_requested", "gpu_type"}],
@@ -35,6 +38,8 @@ from honed.errors import InvalidArgument
 SCHEMA = "honed.plan/v1"
 MEASURED = "measured"
 DECLARED = "declared, not measured"
+OBSERVED = "observed"
+"""A figure read from the serving fleet's own metrics (Prometheus), not from a bench machine."""
 
 
 class _Fields:
@@ -313,6 +318,103 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class Figure:
+    """One figure of a placement with where the plan took it from: ``source`` is measured (a bench machine),
+    declared (a deployment or pool file) or observed (production, through Prometheus).
+
+    ``contradicts``: production differs from the bench/declared figure by more than the live margin.
+    """
+
+    name: str
+    value: float
+    source: str
+    measured: float | None
+    observed: float | None
+    contradicts: bool = False
+
+    @property
+    def deviation(self) -> float | None:
+        """observed / measured - 1, when both exist and the measured figure is not zero."""
+        if self.measured is None or self.observed is None or self.measured == 0:
+            return None
+        return self.observed / self.measured - 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        dev = self.deviation
+        return {
+            "name": self.name,
+            "value": self.value,
+            "source": self.source,
+            "measured": self.measured,
+            "observed": self.observed,
+            "deviation": None if dev is None else round(dev, 4),
+            "contradicts": self.contradicts,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Figure:
+        f = _Fields(data, where)
+        source = f.text("source")
+        if source not in (MEASURED, DECLARED, OBSERVED):
+            raise InvalidArgument(f"{where}: source must be {MEASURED}, {DECLARED!r} or {OBSERVED}, got {source!r}")
+        contradicts = f.raw("contradicts")
+        if not isinstance(contradicts, bool):
+            raise f._bad("contradicts", "true or false")
+        return cls(
+            name=f.text("name"),
+            value=f.number("value"),
+            source=source,
+            measured=f.opt_number("measured"),
+            observed=f.opt_number("observed"),
+            contradicts=contradicts,
+        )
+
+
+@dataclass(frozen=True)
+class LiveFigures:
+    """What production showed for a placement over a window: its figures and whether they contradict the profile."""
+
+    prometheus: str
+    since_s: float
+    margin: float
+    """A bench figure that production misses by more than this fraction (either way) is contradicted."""
+    figures: tuple[Figure, ...]
+    history_points: int = 0
+    """Load-history samples from Prometheus the predictive policy planned with (0: none used)."""
+    step_s: float | None = None
+    """The range-query step the figures were read with (None: the reader's default)."""
+
+    def figure(self, name: str) -> Figure | None:
+        return next((f for f in self.figures if f.name == name), None)
+
+    @property
+    def contradicted(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.figures if f.contradicts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "prometheus": self.prometheus,
+            "since_s": self.since_s,
+            "margin": self.margin,
+            "history_points": self.history_points,
+            "step_s": self.step_s,
+            "figures": [f.to_dict() for f in self.figures],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> LiveFigures:
+        f = _Fields(data, where)
+        return cls(
+            prometheus=f.text("prometheus"),
+            since_s=f.number("since_s"),
+            margin=f.number("margin"),
+            figures=tuple(Figure.from_dict(x.data, x.where) for x in f.objects("figures")),
+            history_points=f.whole("history_points"),
+            step_s=f.opt_number("step_s"),
+        )
+
+
+@dataclass(frozen=True)
 class Placement:
     """Where one deployment runs, sized from its profile, with every reason for the choice."""
 
@@ -343,6 +445,8 @@ class Placement:
     profile: Profile
     autoscaling: PlannedScaling
     reasons: tuple[str, ...] = field(default=())
+    live: LiveFigures | None = None
+    """What production showed (``honed plan --prometheus``); None when the plan was made from files alone."""
 
     def operating_point(self) -> OperatingPoint:
         """The profile's point this placement runs at (its batch, threads and instances)."""
@@ -382,6 +486,7 @@ class Placement:
             "profile": self.profile.to_dict(),
             "autoscaling": self.autoscaling.to_dict(),
             "reasons": list(self.reasons),
+            **({"live": self.live.to_dict()} if self.live is not None else {}),
         }
 
     @classmethod
@@ -415,6 +520,7 @@ class Placement:
             profile=Profile.from_dict(f.raw("profile"), f"{f.where}.profile"),
             autoscaling=PlannedScaling.from_dict(f.raw("autoscaling"), f"{f.where}.autoscaling"),
             reasons=f.strings("reasons"),
+            live=None if f.data.get("live") is None else LiveFigures.from_dict(f.raw("live"), f"{f.where}.live"),
         )
 
 

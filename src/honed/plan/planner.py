@@ -39,8 +39,18 @@ def profile_for(deployment: Deployment, pool: Pool, measured: Profile | None) ->
     return measured if pool.gpus == 0 else None
 
 
-def make_plan(pools: list[Pool], deployments: list[Deployment], *, time_limit_s: float = 10.0) -> Plan:
-    """Plan every deployment onto ``pools``."""
+def make_plan(
+    pools: list[Pool],
+    deployments: list[Deployment],
+    *,
+    time_limit_s: float = 10.0,
+    load_history: dict[str, tuple[list[float], list[float]]] | None = None,
+) -> Plan:
+    """Plan every deployment onto ``pools``.
+
+    ``load_history``: deployment -> (times, requests/s) to plan a predictive policy from instead of its CSV
+    alone (:mod:`honed.plan.live` reads it from Prometheus); too short a history leaves the schedule out.
+    """
     candidates: dict[str, list[Candidate]] = {}
     notes: dict[str, dict[str, str]] = {}
     chosen: dict[str, str] = {}
@@ -71,7 +81,8 @@ def make_plan(pools: list[Pool], deployments: list[Deployment], *, time_limit_s:
             continue
         reasons = _reasons(d, a, candidates[d.name], notes[d.name], by_pool, result.assignments)
         chosen[d.name] = reasons[0]
-        placements.append(_placement(d, a, by_pool[a.candidate.pool], reasons))
+        history = (load_history or {}).get(d.name)
+        placements.append(_placement(d, a, by_pool[a.candidate.pool], reasons, history))
     unplaced = []
     for d in sorted(deployments, key=lambda d: (-d.priority, d.name)):
         if d.name in result.unplaced:
@@ -166,7 +177,13 @@ def _reasons(
     return reasons
 
 
-def _placement(d: Deployment, a: Assignment, pool: Pool, reasons: list[str]) -> Placement:
+def _placement(
+    d: Deployment,
+    a: Assignment,
+    pool: Pool,
+    reasons: list[str],
+    observed: tuple[list[float], list[float]] | None = None,
+) -> Placement:
     c = a.candidate
     auto = d.autoscaling
     max_r = auto.max_replicas or c.replicas
@@ -175,22 +192,27 @@ def _placement(d: Deployment, a: Assignment, pool: Pool, reasons: list[str]) -> 
     lead = c.profile.model_load_s + pool.pod_start_s
     history, schedule = None, None
     if auto.policy == "predictive":
-        if auto.history is None:
+        if auto.history is None and observed is None:
             raise InvalidArgument(
                 f"deployment {d.name!r}: the predictive policy needs autoscaling.history (a CSV of time, requests/s)"
             )
-        times, rates = load_history(auto.history)
+        times, rates = observed if observed is not None else load_history(str(auto.history))
         history = auto.history
-        schedule = daily_schedule(
-            times,
-            rates,
-            capacity_rps=capacity,
-            target_utilization=c.target_utilization,
-            lead_s=lead,
-            min_replicas=min_r,
-            max_replicas=max_r,
-            season_s=auto.season_s,
-        )
+        try:
+            schedule = daily_schedule(
+                times,
+                rates,
+                capacity_rps=capacity,
+                target_utilization=c.target_utilization,
+                lead_s=lead,
+                min_replicas=min_r,
+                max_replicas=max_r,
+                season_s=auto.season_s,
+            )
+        except InvalidArgument as exc:
+            if observed is None:
+                raise
+            reasons.append(f"no day-ahead schedule yet: {exc}")
     scaling = PlannedScaling(
         policy=auto.policy,
         min_replicas=min_r,

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from honed.registry import db, residency
 from honed.registry.artifacts import ArtifactStore, LocalArtifactStore, StoredArtifact
-from honed.registry.audit import AuditEntry, AuditProblem, AuditReport
+from honed.registry.audit import AuditEntry, AuditHead, AuditProblem, AuditReport
+from honed.registry.audit_key import AuditKey, create_key, find_key, load_key
 from honed.registry.optimized import default_actor, register_optimized
 from honed.registry.records import AliasSpan, Lineage, ModelSummary, ModelVersion
 from honed.registry.refs import Ref, parse_ref
@@ -25,6 +26,8 @@ __all__ = [
     "AliasSpan",
     "ArtifactStore",
     "AuditEntry",
+    "AuditHead",
+    "AuditKey",
     "AuditProblem",
     "AuditReport",
     "Lineage",
@@ -34,7 +37,10 @@ __all__ = [
     "Ref",
     "Registry",
     "StoredArtifact",
+    "create_key",
     "default_actor",
+    "find_key",
+    "load_key",
     "open_registry",
     "parse_ref",
     "register_optimized",
@@ -43,15 +49,24 @@ __all__ = [
 
 
 def open_registry(
-    url: str | None = None, *, artifacts: str | Path | None = None, clock: Clock | None = None
+    url: str | None = None,
+    *,
+    artifacts: str | Path | None = None,
+    clock: Clock | None = None,
+    audit_key_file: str | Path | None = None,
 ) -> Registry:
     """Open (creating or upgrading as needed) the registry at ``url``.
+
+    ``audit_key_file`` (else ``$HONED_AUDIT_KEY_FILE``) names the audit key that MACs new audit entries and checks
+    them in :meth:`Registry.verify_audit` (see :mod:`honed.registry.audit`); a bad key file raises InvalidArgument
+    before the database is touched.
 
     ``url`` defaults to ``$HONED_REGISTRY``, else SQLite at ``$HONED_HOME/registry.db``. Artifacts go to
     ``artifacts``, else ``$HONED_ARTIFACTS``, else an ``artifacts`` folder beside a SQLite database or under
     ``$HONED_HOME`` for PostgreSQL. A database that does not answer raises :class:`honed.errors.Unavailable`.
     """
     parsed = db.parse_url(url or os.environ.get("HONED_REGISTRY") or None)
+    audit_key = find_key(audit_key_file)
     if artifacts is None:
         artifacts = os.environ.get("HONED_ARTIFACTS") or None
     if artifacts is None:
@@ -66,4 +81,4 @@ def open_registry(
     except BaseException:
         engine.dispose()
         raise
-    return Registry(engine, LocalArtifactStore(artifacts), clock=clock)
+    return Registry(engine, LocalArtifactStore(artifacts), clock=clock, audit_key=audit_key)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from honed.errors import InvalidArgument
+from honed.model.artifact import winner_file
 from honed.registry.records import ModelVersion
 from honed.registry.store import Registry
 
@@ -43,9 +44,9 @@ def register_optimized(
     Returns ``(source_version, optimized_version)``.
     """
     out = Path(out_dir)
-    model = out / "model.onnx"
+    model = winner_file(out)
     if not model.is_file():
-        raise InvalidArgument(f"{out} holds no model.onnx: it is not an optimize output folder")
+        raise InvalidArgument(f"{out} holds no model.onnx or model.xml: it is not an optimize output folder")
     # imported here: the registry (and the server that opens it) need not load the search to start
     from honed.search.document import REPORT_FILE, OptimizeReport
 

@@ -194,6 +194,7 @@ class Rollouts:
             ).scalar_one()
             audit_chain.append(
                 conn,
+                key=self._reg.audit_key,
                 at=now,
                 actor=actor,
                 action="rollout.start",
@@ -390,6 +391,7 @@ class Rollouts:
         name = conn.execute(select(schema.models.c.name).where(schema.models.c.id == row.model_id)).scalar_one()
         audit_chain.append(
             conn,
+            key=self._reg.audit_key,
             at=now,
             actor=actor,
             action=action,

@@ -102,6 +102,8 @@ audit_log = Table(
     Column("details", Text, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    Column("mac", String(64), nullable=True),
+    Column("key_id", String(16), nullable=True),
 )
 
 audit_head = Table(

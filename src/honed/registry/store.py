@@ -21,9 +21,12 @@ from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, func, in
 from honed.canonical import canonical_json
 from honed.errors import InvalidArgument, InvalidModel, ModelNotFound, NotFound
 from honed.model import check_model, file_sha256, load_model, resolve_model_path
+from honed.model.artifact import check_ir, is_ir
 from honed.registry import audit as audit_chain
 from honed.registry import db, schema
+from honed.registry import ir as ir_store
 from honed.registry.artifacts import ArtifactStore
+from honed.registry.audit_key import AuditKey
 from honed.registry.records import AliasSpan, Lineage, ModelSummary, ModelVersion
 from honed.registry.refs import Ref, check_alias, check_name, check_tag, normalize_jurisdiction, parse_ref
 
@@ -55,7 +58,10 @@ def _json_text(value: Mapping[str, Any] | None, what: str) -> str | None:
 
 
 def _detect_format(path: Path) -> str:
-    """Validate the artifact and name its format; only self-contained ONNX files for now."""
+    """Validate the artifact and name its format: self-contained ONNX files, or OpenVINO IR (``.xml`` + ``.bin``)."""
+    if is_ir(path):
+        check_ir(path)
+        return ir_store.FORMAT
     model = load_model(path, check=False, load_external_data=False)
     for init in model.graph.initializer:
         if init.data_location == onnx.TensorProto.EXTERNAL:
@@ -69,10 +75,14 @@ def _detect_format(path: Path) -> str:
 class Registry:
     """A model registry on one database and one artifact store. Open it with :func:`honed.registry.open_registry`."""
 
-    def __init__(self, engine: Engine, store: ArtifactStore, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, engine: Engine, store: ArtifactStore, *, clock: Clock | None = None, audit_key: AuditKey | None = None
+    ) -> None:
         self._engine = engine
         self.store = store
         self._clock = clock or _utc_now
+        self.audit_key = audit_key
+        """The key that MACs new audit entries (None: unkeyed, refused once the log is keyed)."""
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     @property
@@ -150,7 +160,7 @@ class Registry:
         profile_text = _json_text(profile, "profile")
         path = resolve_model_path(model_path)
         fmt = _detect_format(path)
-        stored = self.store.put(path)
+        stored = ir_store.put_ir(self.store, path) if fmt == ir_store.FORMAT else self.store.put(path)
 
         with db.write_transaction(self._engine) as conn:
             now = self._now()
@@ -193,6 +203,7 @@ class Registry:
             created = self._load(conn, _V.c.id == version_id)[0]
             audit_chain.append(
                 conn,
+                key=self.audit_key,
                 at=now,
                 actor=actor,
                 action="register",
@@ -359,6 +370,7 @@ class Registry:
         moved = self._load(conn, _V.c.id == vid)[0]
         audit_chain.append(
             conn,
+            key=self.audit_key,
             at=now,
             actor=actor,
             action=action,
@@ -386,6 +398,7 @@ class Registry:
             conn.execute(delete(a).where(a.c.model_id == model_id, a.c.alias == alias))
             audit_chain.append(
                 conn,
+                key=self.audit_key,
                 at=now,
                 actor=actor,
                 action="unalias",
@@ -424,6 +437,7 @@ class Registry:
             after = self._load(conn, _V.c.id == vid)[0]
             audit_chain.append(
                 conn,
+                key=self.audit_key,
                 at=now,
                 actor=actor,
                 action="label",
@@ -462,13 +476,21 @@ class Registry:
             conn.execute(insert(schema.deletions).values(version_id=vid, deleted_at=now, deleted_by=actor))
             gone = self._load(conn, _V.c.id == vid)[0]
             audit_chain.append(
-                conn, at=now, actor=actor, action="delete", target=gone.ref, details={"sha256": gone.sha256}
+                conn,
+                at=now,
+                actor=actor,
+                action="delete",
+                target=gone.ref,
+                details={"sha256": gone.sha256},
+                key=self.audit_key,
             )
             return gone
 
     # -- integrity ---------------------------------------------------------------------------------------------
     def artifact_path(self, version: ModelVersion, *, actor: str = "honed") -> Path:
-        """The artifact's local file, after re-checking its sha256; a mismatch is audited and refused."""
+        """The artifact's local file, after re-checking its sha256; a mismatch is audited and refused.
+
+        For OpenVINO IR: the ``model.xml`` (with ``model.bin`` beside it) laid out from its checked blobs."""
         try:
             path = self.store.local_path(version.sha256)
         except ModelNotFound as exc:
@@ -486,7 +508,13 @@ class Registry:
                 f"refusing {version.ref}: its artifact {path} has sha256 {actual}, but the registry recorded "
                 f"{version.sha256}; the file was changed or corrupted (register the model again)"
             )
-        return path
+        if version.format != ir_store.FORMAT:
+            return path
+        try:
+            return ir_store.lay_out(self.store, version.sha256, path)
+        except (ModelNotFound, InvalidModel) as exc:
+            self.audit(actor, "integrity_failure", version.ref, {"reason": str(exc), "expected": version.sha256})
+            raise InvalidModel(f"refusing {version.ref}: {exc} (register the model again)") from exc
 
     # -- audit -------------------------------------------------------------------------------------------------
     def audit(
@@ -496,7 +524,9 @@ class Registry:
         if not isinstance(target, str) or not target or len(target) > 300:
             raise InvalidArgument("an audit entry needs a target (what it is about), up to 300 characters")
         with db.write_transaction(self._engine) as conn:
-            return audit_chain.append(conn, at=self._now(), actor=actor, action=action, target=target, details=details)
+            return audit_chain.append(
+                conn, at=self._now(), actor=actor, action=action, target=target, details=details, key=self.audit_key
+            )
 
     def audit_log(
         self, *, limit: int | None = None, name: str | None = None, action: str | None = None
@@ -518,12 +548,15 @@ class Registry:
             rows = conn.execute(q).all()
         return [audit_chain.row_to_entry(r) for r in reversed(rows)]
 
-    def verify_audit(self, anchors: Iterable[tuple[int, str]] = ()) -> audit_chain.AuditReport:
-        """Check the whole chain; ``anchors`` are (seq, hash) pairs recorded elsewhere that must still hold."""
+    def verify_audit(
+        self, anchors: Iterable[tuple[int, str]] = (), *, head: audit_chain.AuditHead | None = None
+    ) -> audit_chain.AuditReport:
+        """Check the whole chain (and its MACs, when the registry has the audit key); ``anchors`` are (seq, hash)
+        pairs and ``head`` a head exported earlier (:meth:`export_audit_head`), recorded elsewhere, that must hold."""
         with db.read_transaction(self._engine) as conn:
             rows = conn.execute(select(schema.audit_log).order_by(schema.audit_log.c.seq)).all()
-            head = conn.execute(select(schema.audit_head).where(schema.audit_head.c.id == 1)).one()
-        report = audit_chain.verify_chain(rows, head.seq, head.hash)
+            last = conn.execute(select(schema.audit_head).where(schema.audit_head.c.id == 1)).one()
+        report = audit_chain.verify_chain(rows, last.seq, last.hash, key=self.audit_key, exported=head)
         stored = {r.seq: r.hash for r in rows}
         for seq, digest in anchors:
             if stored.get(seq) != digest:
@@ -535,6 +568,16 @@ class Registry:
                     )
                 )
         return report
+
+    def export_audit_head(self) -> audit_chain.AuditHead:
+        """The log's last entry, signed with the audit key, to keep outside the database."""
+        if self.audit_key is None:
+            raise InvalidArgument("exporting a signed audit head needs the audit key: give --audit-key-file")
+        with db.read_transaction(self._engine) as conn:
+            last = conn.execute(select(schema.audit_head).where(schema.audit_head.c.id == 1)).one()
+            mac, keyed_by = audit_chain.last_mac(conn, last.seq)
+        audit_chain.check_writer_key(self.audit_key, keyed_by)
+        return audit_chain.export_head(last.seq, last.hash, mac, self.audit_key, self._now())
 
     # -- internals ---------------------------------------------------------------------------------------------
     @staticmethod

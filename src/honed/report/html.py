@@ -309,6 +309,7 @@ def render_html(report: OptimizeReport) -> str:
     kv = [
         ("model", f"{model.get('path')} (sha256 {str(model.get('sha256'))[:16]}…)"),
         ("gate", f"{gate.describe()} — {gate.gate.reason}"),
+        ("compared", gate.describe_mask()),
         ("batch / objective", f"{settings.batch} / {settings.objective}"),
         ("backends", ", ".join(settings.backends)),
         (

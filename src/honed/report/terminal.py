@@ -35,7 +35,12 @@ def _parts(report: OptimizeReport) -> tuple[ReportGate, CandidateRow]:
 def candidates_table(report: OptimizeReport) -> Table:
     """Every candidate with status, latency, speed-up, the gate metric and why it was rejected."""
     gate, winner = _parts(report)
-    table = Table(title=f"honed optimize — gate: {gate.describe()}", title_justify="left")
+    table = Table(
+        title=f"honed optimize — gate: {gate.describe()}",
+        title_justify="left",
+        caption=gate.describe_mask() if gate.mask is not None else None,
+        caption_justify="left",
+    )
     table.add_column("id", no_wrap=True)
     table.add_column("candidate", min_width=24, ratio=3)
     table.add_column("status", no_wrap=True)

@@ -6,7 +6,15 @@ Backends are registered as data in :mod:`honed.runtime.factory` and imported on 
 
 from honed.runtime.base import Backend, PrecisionOffer, Session
 from honed.runtime.config import RuntimeConfig
-from honed.runtime.factory import BackendSpec, backend_specs, backends, create_session, get_backend, register_backend
+from honed.runtime.factory import (
+    BackendSpec,
+    backend_specs,
+    backends,
+    create_session,
+    get_backend,
+    register_backend,
+    runtime_for,
+)
 from honed.runtime.onnxruntime_backend import pin_current_thread, write_optimized_model
 
 __all__ = [
@@ -21,5 +29,6 @@ __all__ = [
     "get_backend",
     "pin_current_thread",
     "register_backend",
+    "runtime_for",
     "write_optimized_model",
 ]

@@ -23,10 +23,11 @@ EXECUTION_MODES = ("sequential", "parallel")
 class RuntimeConfig:
     """Everything that decides how one inference session runs.
 
-    ``intra_op_threads``/``inter_op_threads`` of 0 leave the choice to the backend. ``affinity`` lists the
-    CPU ids (0-based, as ``taskset`` and ``os.sched_getaffinity`` number them) the session's threads are
-    pinned to; when given and ``intra_op_threads`` is 0, one thread per listed core is used. ``options``
-    holds backend-specific settings (for OpenVINO, e.g. ``INFERENCE_PRECISION_HINT``).
+        ``intra_op_threads``/``inter_op_threads`` of 0 leave the choice to the backend. ``affinity`` lists the
+        CPU ids (0-based, as ``taskset`` and ``os.sched_getaffinity`` number them) the session's threads are
+        pinned to; when given and ``intra_op_threads`` is 0, one thread per listed core is used. ``options``
+        holds backend-specific settings (for OpenVINO, e.g. ``INFERENCE_PRECISION_HINT``; for ONNX Runtime, keys
+    starting with ``session.`` are passed as session config entries, e.g. ``session.force_spinning_stop``).
     """
 
     backend: str = "onnxruntime"

@@ -112,10 +112,27 @@ def backends() -> dict[str, Backend]:
     return {name: get_backend(name) for name in _SPECS}
 
 
+def runtime_for(model: str | Path, config: RuntimeConfig) -> RuntimeConfig:
+    """``config`` fitted to the model file: OpenVINO IR (``.xml``) runs on the openvino backend only, so a config
+    for another backend becomes the openvino one with the same threads and pinning (its backend-specific options
+    dropped); an IR with a GPU provider is refused. Any other model keeps ``config``."""
+    if Path(model).suffix.lower() != ".xml" or config.backend == "openvino":
+        return config
+    if config.provider != "cpu":
+        raise InvalidArgument(f"{model} is OpenVINO IR, which runs on the openvino backend on the CPU only")
+    return RuntimeConfig(
+        backend="openvino",
+        intra_op_threads=config.intra_op_threads,
+        inter_op_threads=config.inter_op_threads,
+        affinity=config.affinity,
+    )
+
+
 def create_session(
     model: str | Path, config: RuntimeConfig | None = None, *, profile_dir: Path | None = None
 ) -> Session:
-    """Load ``model`` (a file, or a folder holding ``model.onnx``) into a ready-to-run session."""
+    """Load ``model`` (an ONNX file, an OpenVINO IR ``.xml``, or a folder holding ``model.onnx`` or ``model.xml``)
+    into a ready-to-run session."""
     config = config or RuntimeConfig()
     backend = get_backend(config.backend)
     if not backend.available():

@@ -147,6 +147,9 @@ class OnnxRuntimeBackend:
             # is pinned by the caller, see pin_current_thread). Its processor ids are 1-based.
             pinned = [config.affinity[i % len(config.affinity)] + 1 for i in range(1, config.threads)]
             options.add_session_config_entry("session.intra_op_thread_affinities", ";".join(map(str, pinned)))
+        for key, value in sorted(config.options.items()):
+            if key.startswith("session."):  # ONNX Runtime's own session config entries, passed through
+                options.add_session_config_entry(key, value)
         if profile_dir is not None:
             profile_dir.mkdir(parents=True, exist_ok=True)
             options.enable_profiling = True

@@ -2,8 +2,9 @@
 
 It checks the inputs (model, data, labels, bounds), runs the original model once over the eval data as the
 reference, runs the :class:`~honed.search.engine.Search`, and writes ``out/``: ``model.onnx`` (the winner,
-stamped with provenance), ``recipe.json``, ``report.json`` and ``report.html``. The best model found so far
-is written as soon as it is found, so an interrupted run still leaves a usable ``out/``. With ``recipe``
+stamped with provenance; ``model.xml`` + ``model.bin`` for an OpenVINO IR winner), ``recipe.json``,
+``report.json`` and ``report.html``. The best model found so far is written as soon as it is found, so an
+interrupted run still leaves a usable ``out/``. With ``recipe``
 given, it replays that recipe instead of searching.
 
 The chain, one step each: :class:`OptimizeJob` (the checked arguments), :func:`_prepare` (data, reference
@@ -28,10 +29,22 @@ from honed.bench import BenchDocument
 from honed.canonical import digest
 from honed.data import synthetic_feeds
 from honed.errors import DataError, InvalidArgument
-from honed.evaluate import AccuracyGate, ReferenceOutputs, choose_metric, load_labels, samples_needed
+from honed.evaluate import (
+    AccuracyGate,
+    Comparison,
+    ReferenceOutputs,
+    UserMetric,
+    choose_mask,
+    choose_metric,
+    load_labels,
+    load_user_metric,
+    samples_needed,
+)
+from honed.evaluate.user_metric import UserFunction
 from honed.hardware import HardwareSpec, detect_hardware
 from honed.jsonio import write_json
-from honed.model.loader import file_sha256, load_model, model_io, resolve_model_path, save_model
+from honed.model.artifact import artifact_sha256, winner_file
+from honed.model.loader import file_sha256, load_model, model_io, resolve_model_path
 from honed.model.spec import TensorSpec, concrete_shapes, parse_shape_overrides
 from honed.passes import PassContext
 from honed.runtime import RuntimeConfig, create_session
@@ -43,7 +56,7 @@ from honed.search.datasource import DataSource
 from honed.search.document import REPORT_FILE, OptimizeReport, Replay, ReportGate, ReportSettings, Status
 from honed.search.engine import OBJECTIVES, Clock, Events, Outcome, Search, SearchInputs, Settings
 from honed.search.profile import op_profile
-from honed.search.recipe import Recipe, build_model, library_versions, stamp_provenance
+from honed.search.recipe import Recipe, build_artifact, library_versions, write_artifact
 from honed.search.results import bench_document, bench_rows, candidate_row
 from honed.units import parse_duration
 
@@ -73,7 +86,7 @@ class OptimizeResult:
     def of(cls, document: OptimizeReport, out_dir: Path, report_path: Path, html_path: Path | None) -> OptimizeResult:
         return cls(
             out_dir=out_dir,
-            model_path=out_dir / "model.onnx",
+            model_path=winner_file(out_dir),
             recipe_path=out_dir / "recipe.json",
             report_path=report_path,
             html_path=html_path,
@@ -106,6 +119,9 @@ def optimize(
     metric: str = "auto",
     minimum: float | None = None,
     maximum: float | None = None,
+    eval_metric: str | Path | UserFunction | None = None,
+    mask_input: str | None = None,
+    mask: bool = True,
     iou_threshold: float = 0.3,
     batch: int = 1,
     time_budget: str | float = "10m",
@@ -132,6 +148,10 @@ def optimize(
     ``data`` is calibration data (.npz, one array per input, samples on axis 0); ``eval_data`` the data fidelity
     is judged on (``data`` when not given; synthetic inputs when neither is, and the report says so).
     ``metric``/``minimum``/``maximum`` (``--min``/``--max``) set the gate (``auto`` picks from the outputs);
+    ``eval_metric`` (``--eval``) is the user's own metric instead: ``"FILE.py:FUNCTION"`` or a callable of
+    ``(candidate_outputs, reference_outputs, labels)`` returning a float, bounded by ``minimum``/``maximum``.
+    An attention-mask input (found by name and values, or named by ``mask_input``; ``mask=False`` turns it
+    off) leaves padded positions out of the comparison.
     ``objective`` is ``latency`` (p50 at ``batch``) or ``throughput``. ``backends`` defaults to every installed
     backend; ``passes`` limits the passes tried to those names; ``tune_runtime=False`` skips the thread/affinity/
     spinning variants; ``evaluate_slower=True`` judges fidelity even of candidates first measured slower than
@@ -152,6 +172,9 @@ def optimize(
         metric=metric,
         minimum=minimum,
         maximum=maximum,
+        eval_metric=eval_metric,
+        mask_input=mask_input,
+        mask=mask,
         iou_threshold=iou_threshold,
         batch=batch,
         time_budget=time_budget,
@@ -206,6 +229,10 @@ class OptimizeJob:
     metric: str
     minimum: float | None
     maximum: float | None
+    user_metric: UserMetric | None
+    """The user's own metric (``--eval``), loaded and checked; None: ``metric`` decides."""
+    mask_input: str | None
+    mask: bool
     iou_threshold: float
     batch: int
     budget_s: float
@@ -235,6 +262,9 @@ class OptimizeJob:
         metric: str,
         minimum: float | None,
         maximum: float | None,
+        eval_metric: str | Path | UserFunction | None,
+        mask_input: str | None,
+        mask: bool,
         iou_threshold: float,
         batch: int,
         time_budget: str | float,
@@ -261,6 +291,15 @@ class OptimizeJob:
             raise InvalidArgument(f"--batch must be a whole number >= 1, got {batch!r}")
         if calibration_samples < 1:
             raise InvalidArgument("calibration_samples must be >= 1")
+        if mask_input is not None and not mask:
+            raise InvalidArgument("--mask-input and --no-mask contradict each other; give one of them")
+        user_metric = None
+        if eval_metric is not None and recipe is None:
+            if metric != "auto":
+                raise InvalidArgument(f"--eval replaces --metric; drop --metric {metric} or --eval")
+            if minimum is None and maximum is None:
+                raise InvalidArgument("--eval needs a bound: give --min (or --max when lower values are better)")
+            user_metric = load_user_metric(eval_metric)
         # Relative paths are the user's working directory's: passes run in scratch folders they would not survive.
         return cls(
             model=Path(model),
@@ -273,6 +312,9 @@ class OptimizeJob:
             metric=metric,
             minimum=minimum,
             maximum=maximum,
+            user_metric=user_metric,
+            mask_input=mask_input,
+            mask=mask,
             iou_threshold=iou_threshold,
             batch=batch,
             budget_s=budget_s,
@@ -324,10 +366,14 @@ class _Prepared:
     evaluation: DataSource
     reference: ReferenceOutputs
     labels: Array | None
-    gate: AccuracyGate
+    comparison: Comparison
     cache: CandidateCache
     versions: dict[str, str | None]
     calibration_samples: int
+
+    @property
+    def gate(self) -> AccuracyGate:
+        return self.comparison.gate
 
     @property
     def calibration_key(self) -> dict[str, Any]:
@@ -367,10 +413,14 @@ def _prepare(job: OptimizeJob, source: _SourceModel, work: Path) -> _Prepared:
         baseline_session, lambda: evaluation.batches(eval_batch, eval_limit), reference_dir
     )
     labels = load_labels(job.labels, reference.samples) if job.labels is not None else None
-    metric_name, why = choose_metric(job.metric, reference.output_shapes(), has_labels=labels is not None)
-    gate = AccuracyGate.with_defaults(metric_name, job.minimum, job.maximum, why)
-    if metric_name == "accuracy" and job.minimum is None and job.maximum is None:
-        gate = _accuracy_default_gate(baseline_session, reference, labels, why)
+    if job.user_metric is not None:
+        name = job.user_metric.name
+        gate = AccuracyGate("eval", job.minimum, job.maximum, f"{name} (chosen with --eval)", name=name)
+    else:
+        metric_name, why = choose_metric(job.metric, reference.output_shapes(), has_labels=labels is not None)
+        gate = AccuracyGate.with_defaults(metric_name, job.minimum, job.maximum, why)
+        if metric_name == "accuracy" and job.minimum is None and job.maximum is None:
+            gate = _accuracy_default_gate(baseline_session, reference, labels, why)
     needed = samples_needed(gate)
     if reference.samples < needed and evaluation.synthetic and job.eval_samples is None:
         # synthetic eval data: draw as many samples as the bound needs
@@ -384,13 +434,23 @@ def _prepare(job: OptimizeJob, source: _SourceModel, work: Path) -> _Prepared:
             f"the eval data ({where or 'synthetic'}) holds {reference.samples} sample(s); the gate "
             f"{gate.describe()} needs at least {needed} to tell a passing model from a failing one"
         )
+    mask = choose_mask(
+        [s.name for s in inputs],
+        reference.batches,
+        reference.output_shapes(),
+        requested=job.mask_input,
+        disabled=not job.mask,
+    )
+    comparison = Comparison(gate, mask, job.user_metric, job.iou_threshold)
+    if comparison.user_metric is not None:
+        comparison.original(reference, labels)  # a user's metric that raises or returns no number stops here
     return _Prepared(
         calib=calib,
         calib_batch=_first_dim(inputs) or 1,
         evaluation=evaluation,
         reference=reference,
         labels=labels,
-        gate=gate,
+        comparison=comparison,
         cache=cache,
         versions=versions,
         calibration_samples=job.calibration_samples,
@@ -449,6 +509,10 @@ def _search(
         "batch": job.batch,
         "shapes": {k: list(v) for k, v in source.shapes_for(job.batch).items()},
         "iou_threshold": job.iou_threshold,
+        "comparison": {
+            "mask": prepared.comparison.mask.to_dict() if prepared.comparison.mask else None,
+            "eval": prepared.comparison.user_metric.fingerprint if prepared.comparison.user_metric else None,
+        },
         "hardware": hardware.to_dict(),
         "versions": prepared.versions,
     }
@@ -469,13 +533,12 @@ def _search(
         source=source.path,
         source_sha256=source.sha256,
         reference=prepared.reference,
-        gate=prepared.gate,
+        comparison=prepared.comparison,
         feeds=feeds,
         make_context=make_context,
         build=build,
         context_key=context_key,
         labels=prepared.labels,
-        iou_threshold=job.iou_threshold,
     )
     chain = _Chain(events)
     search = Search(inputs, settings, prepared.cache, work, clock=clock, events=chain, hardware=hardware)
@@ -545,7 +608,7 @@ def _report_template(
             passes=job.passes,
             tune_runtime=job.tune_runtime,
         ),
-        gate=ReportGate(prepared.gate, job.iou_threshold),
+        gate=ReportGate(prepared.gate, job.iou_threshold, prepared.comparison.mask),
         data={
             "calibration": calib.describe(min(calib.samples, job.calibration_samples)),
             "eval": evaluation.describe(prepared.reference.samples),
@@ -730,7 +793,7 @@ class _Writer:
 
     @property
     def model_path(self) -> Path:
-        return self.job.out_dir / "model.onnx"
+        return winner_file(self.job.out_dir)
 
     def write_best(self, outcome: Outcome, state: SearchState) -> None:
         self._write_model(outcome)
@@ -747,10 +810,8 @@ class _Writer:
             calibration=self.calibration,
             libraries=self.versions,
         )
-        self.job.out_dir.mkdir(parents=True, exist_ok=True)
-        model = stamp_provenance(load_model(outcome.model_path), recipe, _honed_version())
-        path = save_model(model, self.model_path)
-        recipe = replace(recipe, output_sha256=file_sha256(path))
+        path = write_artifact(outcome.model_path, recipe, self.job.out_dir, _honed_version())
+        recipe = replace(recipe, output_sha256=artifact_sha256(path))
         recipe.write(self.job.out_dir / "recipe.json")
         return recipe
 
@@ -770,7 +831,7 @@ class _Writer:
                 state.settings,
                 state.hardware,
                 model_path=self.model_path.resolve(),
-                model_sha256=file_sha256(self.model_path),
+                model_sha256=artifact_sha256(self.model_path),
             )
         return search_report(
             self.template, state, winner, winner_bench=bench, profiles=profiles, elapsed_s=elapsed_s, recipe=recipe
@@ -809,11 +870,10 @@ def _replay(
         work_dir=work / "passes",
         seed=0,
     )
-    model = stamp_provenance(build_model(source.path, recipe.steps, ctx), recipe, _honed_version())
+    built = build_artifact(source.path, recipe.steps, ctx, work / "replayed.onnx")
     out_dir = job.out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = save_model(model, out_dir / "model.onnx")
-    sha = file_sha256(path)
+    path = write_artifact(built, recipe, out_dir, _honed_version())
+    sha = artifact_sha256(path)
     now = library_versions()
     replayed = replace(recipe, output_sha256=sha, libraries=now)
     replayed.write(out_dir / "recipe.json")

@@ -14,6 +14,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from honed.model.artifact import artifact_exists, artifact_files
 from honed.passes import PassError
 
 _SPAWN = multiprocessing.get_context("spawn")
@@ -36,6 +37,7 @@ class BuildJob:
     hardware: Any
     work_dir: Path
     out_path: Path
+    """Where the model goes, with the suffix of :func:`honed.search.recipe.artifact_suffix` for ``steps``."""
 
 
 def context_for(job: BuildJob) -> Any:
@@ -60,12 +62,10 @@ def context_for(job: BuildJob) -> Any:
 def _build_one(job: BuildJob) -> str | None:
     """Build one job in this process; returns an error message, or None when the model was written."""
     from honed.errors import HonedError
-    from honed.model.loader import save_model
-    from honed.search.recipe import build_model
+    from honed.search.recipe import build_artifact
 
     try:
-        model = build_model(job.source, job.steps, context_for(job))
-        save_model(model, job.out_path)
+        build_artifact(job.source, job.steps, context_for(job), job.out_path)
     except PassError as exc:
         return f"pass could not handle the model: {exc}"
     except HonedError as exc:
@@ -117,7 +117,8 @@ class Builder:
         ran out (the worker is then stopped; the next build starts a new one).
         """
         job.out_path.parent.mkdir(parents=True, exist_ok=True)
-        job.out_path.unlink(missing_ok=True)
+        for path in artifact_files(job.out_path):
+            path.unlink(missing_ok=True)
         conn = self._start()
         self._busy = True
         try:
@@ -133,7 +134,7 @@ class Builder:
             raise BuildTimeout(f"building took longer than the {timeout_s:.0f} s of budget left")
         if error is not None:
             raise PassError(str(error))
-        if not job.out_path.is_file():
+        if not artifact_exists(job.out_path):
             raise PassError("the build worker wrote no model")
         return job.out_path
 

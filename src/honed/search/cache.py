@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 from honed.jsonio import write_json
+from honed.model.artifact import artifact_exists, copy_artifact
 
 
 def default_cache_dir() -> Path:
@@ -51,18 +51,18 @@ class CandidateCache:
         write_json(self.folder / "results" / f"{key}.json", value, indent=1, sort_keys=True)
 
     def model_path(self, key: str) -> Path | None:
-        """The cached model for ``key``, or None."""
+        """The cached model for ``key`` (an ONNX file, or IR with its ``.bin``), or None."""
         if not self.enabled:
             return None
-        path = self.folder / "models" / f"{key}.onnx"
-        return path if path.is_file() else None
+        for suffix in (".onnx", ".xml"):
+            path = self.folder / "models" / f"{key}{suffix}"
+            if artifact_exists(path):
+                return path
+        return None
 
     def put_model(self, key: str, source: Path) -> Path:
-        """Copy ``source`` into the cache under ``key``; returns the cached path (``source`` when disabled)."""
+        """Copy the model at ``source`` (every file of it) into the cache under ``key``; returns the cached path
+        (``source`` when disabled)."""
         if not self.enabled:
             return source
-        path = self.folder / "models" / f"{key}.onnx"
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        shutil.copyfile(source, tmp)
-        tmp.replace(path)
-        return path
+        return copy_artifact(source, self.folder / "models" / f"{key}{source.suffix}")

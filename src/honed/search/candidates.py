@@ -18,7 +18,8 @@ from typing import Any
 import onnx
 
 from honed.canonical import digest
-from honed.errors import HonedError
+from honed.errors import HonedError, InvalidArgument
+from honed.hardware import ISA_CLASSES, isa_class
 from honed.passes import PassContext, all_passes, get_pass
 from honed.runtime import RuntimeConfig, get_backend
 
@@ -30,17 +31,53 @@ _NOT_STANDALONE = frozenset({"sensitive-fallback"})
 _PREFIXES: tuple[tuple[str, dict[str, Any]], ...] = (("transformer-fusion", {}), ("graph", {"level": "basic"}))
 _QUANTIZERS = ("int8-dynamic", "int8-static", "nncf-int8")
 
-# Expected payoff, lower = tried earlier; keyed by (model kind, VNNI?), then by the pipeline's pass names (with
-# the backend for the original model on another backend). What the ranks encode, measured on x86 CPUs:
-# - transformers: ORT dynamic INT8 of the MatMuls (after fusing LayerNorm/GELU/attention) is the largest win;
-#   static QDQ on every op wrecks the embeddings, so it goes last; without VNNI, NNCF's INT8 (about a minute to
-#   calibrate) ran no faster than ONNX Runtime FP32 on MiniLM, so it waits behind the cheap FP32 candidates;
+# Expected payoff, lower = tried earlier; keyed by (model kind, ISA class), then by the pipeline's pass names (with
+# the backend for the original model on another backend). The ISA classes are :data:`honed.hardware.ISA_CLASSES`:
+# ``avx2`` (no 8-bit dot product), ``vnni`` (AVX512_VNNI/AVX_VNNI), ``bf16`` (VNNI and native BF16), ``amx``
+# (AMX-INT8/AMX-BF16 tiles). What the ranks encode, measured on x86 CPUs:
+# - transformers: ORT dynamic INT8 of the MatMuls (after fusing LayerNorm/GELU/attention) is the largest win
+#   without BF16; static QDQ on every op wrecks the embeddings, so it goes last; without VNNI, NNCF's INT8 (about
+#   a minute to calibrate) ran no faster than ONNX Runtime FP32 on MiniLM, so it waits behind the cheap FP32
+#   candidates; with BF16 (and more so with AMX), NNCF INT8 on OpenVINO with the rest of the graph in BF16 led
+#   (MiniLM batch 32: 3.0-3.5x ORT FP32), OpenVINO BF16 came next (2.1x), fusion + ORT dynamic INT8 third (1.8x);
 # - CNNs: ORT's dynamic INT8 (ConvInteger, MatMulInteger on activations) is several times slower than FP32,
-#   so it goes last; static INT8 pays where VNNI dot products exist, graph clean-up pays everywhere.
+#   so it goes last; static INT8 pays where VNNI dot products exist, graph clean-up pays everywhere; with BF16,
+#   NNCF INT8 on OpenVINO (1.9-2.6x on a detection CNN) and OpenVINO BF16 (1.8x) lead.
 _ORIGINAL = "original"
 _LAST = 9
-_PAYOFF: dict[tuple[str, bool], dict[tuple[str, ...], int]] = {
-    ("transformer", False): {
+_TRANSFORMER_BF16: dict[tuple[str, ...], int] = {
+    ("nncf-int8",): 0,
+    (_ORIGINAL, "openvino"): 1,
+    ("transformer-fusion", "int8-dynamic"): 2,
+    ("int8-dynamic",): 3,
+    ("graph", "int8-dynamic"): 4,
+    ("graph", "nncf-int8"): 5,
+    ("transformer-fusion",): 5,
+    ("graph",): 6,
+    ("int8-static",): 8,
+    ("graph", "int8-static"): 8,
+    ("transformer-fusion", "int8-static"): 8,
+}
+_CONV_BF16: dict[tuple[str, ...], int] = {
+    ("nncf-int8",): 0,
+    (_ORIGINAL, "openvino"): 1,
+    ("graph", "nncf-int8"): 2,
+    ("int8-static",): 2,
+    ("graph", "int8-static"): 3,
+    ("graph",): 4,
+    ("int8-dynamic",): _LAST,
+    ("graph", "int8-dynamic"): _LAST,
+}
+_OTHER_BF16: dict[tuple[str, ...], int] = {
+    ("graph",): 0,
+    (_ORIGINAL, "openvino"): 1,
+    ("int8-static",): 1,
+    ("graph", "int8-static"): 1,
+    ("nncf-int8",): 2,
+    ("int8-dynamic",): 2,
+}
+_PAYOFF: dict[tuple[str, str], dict[tuple[str, ...], int]] = {
+    ("transformer", "avx2"): {
         ("transformer-fusion", "int8-dynamic"): 0,
         ("int8-dynamic",): 1,
         ("graph", "int8-dynamic"): 2,
@@ -52,7 +89,7 @@ _PAYOFF: dict[tuple[str, bool], dict[tuple[str, ...], int]] = {
         ("graph", "int8-static"): 8,
         ("transformer-fusion", "int8-static"): 8,
     },
-    ("transformer", True): {
+    ("transformer", "vnni"): {
         ("transformer-fusion", "int8-dynamic"): 0,
         ("nncf-int8",): 1,
         ("int8-dynamic",): 2,
@@ -64,7 +101,10 @@ _PAYOFF: dict[tuple[str, bool], dict[tuple[str, ...], int]] = {
         ("graph", "int8-static"): 8,
         ("transformer-fusion", "int8-static"): 8,
     },
-    ("conv", False): {
+    ("transformer", "bf16"): _TRANSFORMER_BF16,
+    # AMX runs both INT8 (TDPBSSD) and BF16 (TDPBF16PS) on tiles: the same order as BF16, by a wider margin
+    ("transformer", "amx"): _TRANSFORMER_BF16,
+    ("conv", "avx2"): {
         ("graph",): 0,
         (_ORIGINAL, "openvino"): 1,
         ("int8-static",): 2,
@@ -73,7 +113,7 @@ _PAYOFF: dict[tuple[str, bool], dict[tuple[str, ...], int]] = {
         ("int8-dynamic",): _LAST,
         ("graph", "int8-dynamic"): _LAST,
     },
-    ("conv", True): {
+    ("conv", "vnni"): {
         ("int8-static",): 0,
         ("graph", "int8-static"): 1,
         ("nncf-int8",): 2,
@@ -82,22 +122,43 @@ _PAYOFF: dict[tuple[str, bool], dict[tuple[str, ...], int]] = {
         ("int8-dynamic",): _LAST,
         ("graph", "int8-dynamic"): _LAST,
     },
-    ("other", False): {("graph",): 0, ("int8-dynamic",): 1, ("graph", "int8-dynamic"): 1, ("int8-static",): 2},
-    ("other", True): {("graph",): 0, ("int8-static",): 1, ("graph", "int8-static"): 1, ("int8-dynamic",): 2},
+    ("conv", "bf16"): _CONV_BF16,
+    ("conv", "amx"): _CONV_BF16,
+    ("other", "avx2"): {("graph",): 0, ("int8-dynamic",): 1, ("graph", "int8-dynamic"): 1, ("int8-static",): 2},
+    ("other", "vnni"): {("graph",): 0, ("int8-static",): 1, ("graph", "int8-static"): 1, ("int8-dynamic",): 2},
+    ("other", "bf16"): _OTHER_BF16,
+    ("other", "amx"): _OTHER_BF16,
+}
+# Within one pipeline's rank, the order of the compute precisions an OpenVINO candidate is tried at: where the CPU
+# has native BF16 (or AMX), the rest of the graph in BF16 first; elsewhere (f16/bf16 only emulated) f32 first.
+_PRECISION_ORDER: dict[str, tuple[str, ...]] = {
+    "avx2": ("f32", "bf16", "f16"),
+    "vnni": ("f32", "bf16", "f16"),
+    "bf16": ("bf16", "f32", "f16"),
+    "amx": ("bf16", "f16", "f32"),
 }
 _UNLISTED = 7  # a pipeline the table does not name: after the known winners, before the known losers
 
 
 @dataclass(frozen=True)
 class ModelProfile:
-    """What decides which pipelines pay: the kind of model (``transformer``, ``conv``, ``other``) and VNNI."""
+    """What decides which pipelines pay: the kind of model (``transformer``, ``conv``, ``other``) and the CPU's
+    ISA class (:data:`honed.hardware.ISA_CLASSES`: ``avx2``, ``vnni``, ``bf16``, ``amx``)."""
 
     kind: str
-    vnni: bool
+    isa_class: str
+
+    def __post_init__(self) -> None:
+        if self.isa_class not in ISA_CLASSES:
+            raise InvalidArgument(f"unknown ISA class {self.isa_class!r}; known: {', '.join(ISA_CLASSES)}")
+
+    @property
+    def vnni(self) -> bool:
+        """Whether the CPU has a non-saturating 8-bit dot product (every class above ``avx2``)."""
+        return self.isa_class != "avx2"
 
     @classmethod
     def of(cls, model: onnx.ModelProto, ctx: PassContext) -> ModelProfile:
-        from honed.passes._quant import has_vnni
         from honed.passes.transformer_fusion import is_transformer_like
 
         ops = {n.op_type for n in model.graph.node}
@@ -107,22 +168,30 @@ class ModelProfile:
             kind = "conv"
         else:
             kind = "other"
-        return cls(kind, has_vnni(ctx))
+        return cls(kind, isa_class(ctx.isa))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "vnni": self.vnni}
+        return {"kind": self.kind, "isa_class": self.isa_class, "vnni": self.vnni}
 
 
 def payoff_rank(steps: tuple[Step, ...], backend: str, profile: ModelProfile) -> int:
     """Expected-payoff rank of a pipeline on ``backend`` for a model of ``profile`` (lower: try earlier)."""
     key = tuple(s.name for s in steps) if steps else (_ORIGINAL, backend)
-    rank = _PAYOFF.get((profile.kind, profile.vnni), {}).get(key, _UNLISTED)
+    rank = _PAYOFF.get((profile.kind, profile.isa_class), {}).get(key, _UNLISTED)
     # one scale per weight tensor crushes transformer projections (MiniLM: cosine 0.87-0.96 against a usual 0.99
     # budget); per-channel keeps them, so per-tensor dynamic INT8 waits until the end
     per_tensor = bool(steps) and steps[-1].name == "int8-dynamic" and not steps[-1].params.get("per_channel")
     if profile.kind == "transformer" and per_tensor:
         rank = max(rank, _LAST - 1)
     return rank
+
+
+def candidate_rank(candidate: Candidate, profile: ModelProfile) -> tuple[int, int]:
+    """Where ``candidate`` goes in the search order: its pipeline's :func:`payoff_rank`, then its compute precision
+    in the order that pays on ``profile``'s ISA class (lower: try earlier)."""
+    order = _PRECISION_ORDER[profile.isa_class]
+    rest = candidate.compute_precision
+    return payoff_rank(candidate.steps, candidate.backend, profile), order.index(rest) if rest in order else len(order)
 
 
 @dataclass(frozen=True)
@@ -185,12 +254,33 @@ class Candidate:
     def key(self) -> str:
         return digest({"steps": self.pipeline_dict(), "runtime": self.runtime.to_dict()})
 
+    @property
+    def compute_precision(self) -> str:
+        """What the graph's float ops compute in: OpenVINO's ``INFERENCE_PRECISION_HINT`` (f32 unless set), f16
+        after the fp16 pass, else f32."""
+        hint = {k.upper(): v for k, v in self.runtime.options.items()}.get("INFERENCE_PRECISION_HINT")
+        if hint:
+            return hint.lower()
+        return "f16" if any(s.name == "fp16" for s in self.steps) else "f32"
+
+    @property
+    def precision(self) -> str:
+        """The candidate's precision as the report names it: ``f32``, ``bf16``, ``f16``, or ``int8+<rest>`` when a
+        quantization pass made INT8 ops and the rest of the graph computes in ``<rest>``."""
+        quantized = any(s.name in _QUANTIZERS or s.name in _NOT_STANDALONE for s in self.steps)
+        return f"int8+{self.compute_precision}" if quantized else self.compute_precision
+
     def label(self) -> str:
         passes = " + ".join(s.label() for s in self.steps) or "original"
-        return f"{passes} @ {self.runtime.label()}"
+        return f"{passes} [{self.precision}] @ {self.runtime.label()}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passes": self.pipeline_dict(), "backend": self.backend, "runtime": self.runtime.to_dict()}
+        return {
+            "passes": self.pipeline_dict(),
+            "backend": self.backend,
+            "runtime": self.runtime.to_dict(),
+            "precision": self.precision,
+        }
 
 
 @dataclass(frozen=True)

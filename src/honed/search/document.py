@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from honed.bench.document import BenchDocument, BenchRow, LatencyBlock, read_json
 from honed.errors import HonedError, InvalidArgument
-from honed.evaluate import AccuracyGate
+from honed.evaluate import AccuracyGate, MaskSpec
 
 REPORT_SCHEMA = "honed-optimize-report/1"
 REPORT_FILE = "report.json"
@@ -259,20 +259,36 @@ class ReportSettings:
 
 @dataclass(frozen=True)
 class ReportGate:
-    """The accuracy gate the candidates were judged by, and the IoU threshold its ``iou`` metric uses."""
+    """The accuracy gate the candidates were judged by, the IoU threshold its ``iou`` metric uses, and the
+    attention-mask input whose padded positions were left out of the comparison (None: every position)."""
 
     gate: AccuracyGate
     iou_threshold: float
+    mask: MaskSpec | None = None
 
     @property
     def metric(self) -> str:
-        return self.gate.metric
+        """The metric as shown: its name, or the user's ``FILE.py:FUNCTION`` for ``--eval``."""
+        return self.gate.label
 
     def describe(self) -> str:
         return self.gate.describe()
 
+    def describe_mask(self) -> str:
+        """One phrase for the report: which positions the comparison covered."""
+        if self.mask is None:
+            return "every position (no attention-mask input found)"
+        if self.mask.input is None:
+            return "every position (--no-mask)"
+        how = "found by name and values" if self.mask.source == "auto" else "given with --mask-input"
+        return f"padded positions left out: input {self.mask.input!r} ({how})"
+
     def to_dict(self) -> dict[str, Any]:
-        return self.gate.to_dict() | {"describe": self.gate.describe(), "iou_threshold": self.iou_threshold}
+        return self.gate.to_dict() | {
+            "describe": self.gate.describe(),
+            "iou_threshold": self.iou_threshold,
+            "mask": self.mask.to_dict() if self.mask is not None else None,
+        }
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> ReportGate:
@@ -283,10 +299,13 @@ class ReportGate:
                 f.number("min", optional=True),
                 f.number("max", optional=True),
                 str(f.data.get("reason") or ""),
+                name=str(f.data["name"]) if f.data.get("name") is not None else None,
             )
+            mask = f.data.get("mask")
+            spec = MaskSpec.from_dict(mask) if isinstance(mask, Mapping) else None
         except HonedError as exc:
             raise InvalidArgument(f"{where}: {exc}") from exc
-        return cls(gate, float(f.number("iou_threshold") or 0.0))
+        return cls(gate, float(f.number("iou_threshold") or 0.0), spec)
 
 
 @dataclass(frozen=True)
@@ -309,7 +328,8 @@ class OptimizeReport:
     exit_code: int
     complete: bool
     winner_bench: BenchDocument | None
-    """The winner (``out/model.onnx``) as a bench-v1 document: its measured rows on the optimize machine."""
+    """The winner (``out/model.onnx`` or ``out/model.xml``) as a bench-v1 document: its measured rows on the
+    optimize machine."""
     replay: Replay | None = None
     honed_version: str = ""
     created: str | None = None

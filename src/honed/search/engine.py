@@ -33,9 +33,10 @@ import onnx
 from honed.bench import measure_latency
 from honed.canonical import digest
 from honed.errors import HonedError
-from honed.evaluate import AccuracyGate, FidelityResult, ReferenceOutputs, evaluate_session, self_fidelity
+from honed.evaluate import AccuracyGate, Comparison, FidelityResult, ReferenceOutputs
 from honed.hardware import HardwareSpec
-from honed.model.loader import file_sha256, save_model
+from honed.model.artifact import artifact_sha256, artifact_size
+from honed.model.loader import save_model
 from honed.passes import PassContext, PassError, get_pass
 from honed.runtime import RuntimeConfig, create_session, get_backend
 from honed.runtime.base import Session
@@ -46,10 +47,11 @@ from honed.search.candidates import (
     ModelProfile,
     Skipped,
     Step,
-    payoff_rank,
+    candidate_rank,
     plan_pipelines,
     runtime_variants,
 )
+from honed.search.recipe import artifact_suffix
 
 Array = np.ndarray[Any, Any]
 Clock = Callable[[], float]
@@ -62,6 +64,22 @@ _WIN_MARGIN_SINGLE = 0.10  # without a final comparison, one measurement each: d
 _SLOWER = 1.15  # a first measurement this much slower than the baseline is not worth evaluating
 _TIMED_OUT = "time budget spent while building"
 _MIN_BUILD_S = 1.0  # less time than this left for a build: do not start one
+# ONNX Runtime's worker threads spin for a while after each run; an idle session spinning next to the one
+# being timed steals its cores (the same model has read up to 20% slower than itself). Every session the search
+# times, the original included, stops its threads' spinning when a run ends, so all are on the same footing.
+_QUIET_WHEN_IDLE = {"onnxruntime": {"session.force_spinning_stop": "1"}}
+
+
+def timing_config(config: RuntimeConfig) -> RuntimeConfig:
+    """``config`` as the search times it: the same run, with its threads quiet between runs (recipes keep
+    ``config`` itself)."""
+    extra = _QUIET_WHEN_IDLE.get(config.backend)
+    return config.with_(options={**config.options, **extra}) if extra else config
+
+
+def timing_session(model: Path, config: RuntimeConfig) -> Session:
+    """A session for timing candidates in turn (see :func:`timing_config`)."""
+    return create_session(model, timing_config(config))
 
 
 @dataclass
@@ -124,14 +142,18 @@ class SearchInputs:
     source: Path
     source_sha256: str
     reference: ReferenceOutputs
-    gate: AccuracyGate
+    comparison: Comparison
+    """How candidates are judged: the gate, the mask, a user's metric (the fallback judges the same way)."""
     feeds: dict[str, Array]
     make_context: Callable[[str], PassContext]
     build: Callable[[tuple[Step, ...], str, Path, float], Path]
     """Builds a pipeline's model into the path within the seconds given (raises PassError, BuildTimeout)."""
     context_key: dict[str, Any]
     labels: Array | None = None
-    iou_threshold: float = 0.3
+
+    @property
+    def gate(self) -> AccuracyGate:
+        return self.comparison.gate
 
 
 class Events:
@@ -249,9 +271,11 @@ class Search:
             ctx = self.inputs.make_context(backend)
             profile = profile or ModelProfile.of(model, ctx)
             default = runtime_variants(backend, self.settings.cpus, objective=self.settings.objective)[0]
+            # every candidate on this backend, INT8 ones included, also runs with the rest of the graph at each
+            # lower precision the machine searched for has (OpenVINO: bf16, f16)
+            configs = (default, *self._lower_precisions(backend, default))
             if Candidate((), default).key() != baseline:  # the original model on another backend
-                candidates.append(Candidate((), default))
-                candidates.extend(self._lower_precisions(backend, default))
+                candidates.extend(Candidate((), config) for config in configs)
             pipelines, skipped = plan_pipelines(model, backend, ctx, only=self.settings.passes)
             self.skipped.extend(skipped)
             per_pipeline: dict[tuple[str, ...], int] = {}
@@ -260,23 +284,20 @@ class Search:
                 per_pipeline[names] = per_pipeline.get(names, 0) + 1
                 if per_pipeline[names] > self.settings.settings_per_pass:
                     continue
-                candidates.append(Candidate(steps, default))
+                candidates.extend(Candidate(steps, config) for config in configs)
         if profile is None:
             return candidates
         self.profile = profile
-        order = sorted(
-            range(len(candidates)),
-            key=lambda i: (payoff_rank(candidates[i].steps, candidates[i].backend, profile), i),
-        )
+        order = sorted(range(len(candidates)), key=lambda i: (*candidate_rank(candidates[i], profile), i))
         return [candidates[i] for i in order]
 
-    def _lower_precisions(self, backend: str, default: RuntimeConfig) -> list[Candidate]:
-        """The original model at each lower precision ``backend`` offers for the machine searched for."""
+    def _lower_precisions(self, backend: str, default: RuntimeConfig) -> tuple[RuntimeConfig, ...]:
+        """``default`` at each lower precision ``backend`` offers for the machine searched for."""
         offer = get_backend(backend).lower_precisions(default, self.hardware)
         if offer.precisions and not offer.configs:
             reason = offer.reason or "this machine runs none of them"
             self.skipped.append(Skipped(f"precision {'/'.join(offer.precisions)}", backend, reason))
-        return [Candidate((), config) for config in offer.configs]
+        return offer.configs
 
     def _is_cached(self, cand: Candidate) -> bool:
         return self.cache.get(self._cache_key(cand)) is not None
@@ -293,7 +314,12 @@ class Search:
 
     def _cache_key(self, cand: Candidate) -> str:
         return digest(
-            {"candidate": cand.key(), "context": self.inputs.context_key, "measure_s": self.settings.measure_s}
+            {
+                "candidate": cand.key(),
+                "context": self.inputs.context_key,
+                "measure_s": self.settings.measure_s,
+                "timing": _QUIET_WHEN_IDLE,
+            }
         )
 
     def _model_cache_key(self, steps: tuple[Step, ...]) -> str:
@@ -327,7 +353,7 @@ class Search:
             outcome.status = "baseline" if outcome.latency is not None else "failed"
             outcome.reason = outcome.reason if outcome.latency is None else None
         elif outcome.status == "pending":
-            reason = self.inputs.gate.check(outcome.fidelity) if outcome.fidelity else "not evaluated"
+            reason = self.inputs.comparison.check(outcome.fidelity) if outcome.fidelity else "not evaluated"
             outcome.status = "accepted" if reason is None else "rejected"
             outcome.reason = reason
         outcome.seconds = self.clock() - started
@@ -345,7 +371,7 @@ class Search:
         cached = self.cache.model_path(key)
         result: tuple[Path, str, int] | str
         if cached is not None:
-            result = (cached, file_sha256(cached), cached.stat().st_size)
+            result = (cached, artifact_sha256(cached), artifact_size(cached))
         else:
             # a build may not eat into the time kept back for the final comparison
             allowed = self.remaining() - self._reserve()
@@ -354,9 +380,9 @@ class Search:
                 return f"{_TIMED_OUT}: {max(allowed, 0):.1f} s of budget left before the final comparison"
             began = self.clock()
             try:
-                built = self.inputs.build(steps, backend, self.work_dir / "models" / f"{key}.onnx", allowed)
-                stored = self.cache.put_model(key, built)
-                result = (stored, file_sha256(stored), stored.stat().st_size)
+                out = self.work_dir / "models" / f"{key}{artifact_suffix(steps)}"
+                stored = self.cache.put_model(key, self.inputs.build(steps, backend, out, allowed))
+                result = (stored, artifact_sha256(stored), artifact_size(stored))
                 self._build_seconds[key] = self.clock() - began
             except BuildTimeout as exc:
                 self.budget_exhausted = True
@@ -370,7 +396,7 @@ class Search:
 
     def _measure_new(self, outcome: Outcome, model: tuple[Path, str, int], *, inherit: Outcome | None) -> None:
         try:
-            session = create_session(model[0], outcome.candidate.runtime)
+            session = timing_session(model[0], outcome.candidate.runtime)
         except HonedError as exc:
             outcome.status, outcome.reason = "failed", f"cannot load on {outcome.candidate.backend}: {exc}"
             return
@@ -380,7 +406,7 @@ class Search:
             outcome.status, outcome.reason = "failed", f"failed to run: {exc}"
             return
         if not self.outcomes or self.outcomes[0] is outcome:
-            outcome.fidelity = self_fidelity(self.inputs.reference)
+            outcome.fidelity = self.inputs.comparison.original(self.inputs.reference, self.inputs.labels)
             return
         base = self.baseline().cost_ms(self.settings.objective)
         cost = outcome.cost_ms(self.settings.objective)
@@ -397,14 +423,7 @@ class Search:
         if inherit is not None and inherit.fidelity is not None:
             outcome.fidelity, outcome.fidelity_from = inherit.fidelity, inherit.id
             return
-        gate, total = self.inputs.gate, self.inputs.reference.samples
-        outcome.fidelity = evaluate_session(
-            session,
-            self.inputs.reference,
-            labels=self.inputs.labels,
-            iou_threshold=self.inputs.iou_threshold,
-            stop=lambda partial: gate.hopeless(partial, total),
-        )
+        outcome.fidelity = self.inputs.comparison.evaluate(session, self.inputs.reference, self.inputs.labels)
         if outcome.fidelity.error is not None:
             outcome.status, outcome.reason = "failed", f"failed to run: {outcome.fidelity.error}"
 
@@ -413,7 +432,7 @@ class Search:
         if baseline.model_path is None:
             return None
         if self._baseline_session is None:
-            self._baseline_session = create_session(baseline.model_path, baseline.candidate.runtime)
+            self._baseline_session = timing_session(baseline.model_path, baseline.candidate.runtime)
         stats = self._measure(self._baseline_session, self.settings.measure_s)
         return float(stats["p50_ms"] if self.settings.objective == "latency" else stats["mean_ms"])
 
@@ -511,21 +530,14 @@ class Search:
         # fidelity only: the backend and provider decide the outputs, threads and hints do not
         judge = RuntimeConfig(backend=runtime.backend, provider=runtime.provider)
         scratch = Path(tempfile.mkdtemp(dir=self.work_dir))
-        gate, total = self.inputs.gate, self.inputs.reference.samples
+        comparison = self.inputs.comparison
 
         def accept(model: onnx.ModelProto) -> bool:
             if not self._has_time(self._reserve()):  # the final comparison's time is not the fallback's
                 raise _BudgetSpent
             path = save_model(model, scratch / "fallback.onnx")
             session = create_session(path, judge)
-            result = evaluate_session(
-                session,
-                self.inputs.reference,
-                labels=self.inputs.labels,
-                iou_threshold=self.inputs.iou_threshold,
-                stop=lambda partial: gate.hopeless(partial, total),
-            )
-            return gate.check(result) is None
+            return comparison.judge(session, self.inputs.reference, self.inputs.labels) is None
 
         try:
             found = sensitive_layer_fallback(
@@ -536,6 +548,7 @@ class Search:
                 pass_name=step.name,
                 max_excluded=self.settings.fallback_max_excluded,
                 full_rejected=True,
+                comparison=comparison,
             )
         except _BudgetSpent:
             rejected.note = "sensitive-layer fallback stopped: time budget spent"
@@ -551,7 +564,7 @@ class Search:
         return digest(
             {
                 "fallback": rejected.candidate.key(),
-                "gate": self.inputs.gate.to_dict(),
+                "gate": self.inputs.comparison.to_dict(),
                 "max_excluded": self.settings.fallback_max_excluded,
                 "context": self.inputs.context_key,
             }
@@ -605,6 +618,7 @@ class Search:
                 "context": self.inputs.context_key,
                 "rounds": self.settings.final_rounds,
                 "measure_s": self.settings.measure_s,
+                "timing": _QUIET_WHEN_IDLE,
             }
         )
         cached = self.cache.get(key)
@@ -613,19 +627,22 @@ class Search:
                 o.rounds = [float(x) for x in cached.get(o.candidate.key(), [])]
             self.final_compared = all(o.rounds for o in finalists)
         else:
-            self._final_rounds(finalists)
+            self.measure_in_turn(finalists)
             if self.final_compared:
                 self.cache.put(key, {o.candidate.key(): o.rounds for o in finalists})
         return self._pick(baseline, challengers)
 
-    def _final_rounds(self, finalists: list[Outcome]) -> None:
+    def measure_in_turn(self, finalists: list[Outcome]) -> None:
+        """The final comparison's measurements: every finalist once per round, in rotating order, each from a
+        session that stays alive but quiet while the others run (:func:`timing_session`); fills each
+        outcome's ``rounds`` and sets ``final_compared`` (rounds are cleared when fewer than two ran)."""
         self.events.stage("final comparison", self.settings.final_rounds)
         sessions: list[Session] = []
         for o in finalists:
             if o.model_path is None:
                 return
             try:
-                sessions.append(create_session(o.model_path, o.candidate.runtime))
+                sessions.append(timing_session(o.model_path, o.candidate.runtime))
             except HonedError:
                 return  # no final comparison; the choice falls back to single measurements
         for r in range(self.settings.final_rounds):

@@ -9,6 +9,7 @@ recipe, so stamping keeps the output deterministic).
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import json
 from dataclasses import dataclass, field
@@ -20,8 +21,9 @@ import onnx
 from honed.canonical import digest
 from honed.errors import InvalidArgument
 from honed.jsonio import write_json
-from honed.model.loader import load_model
-from honed.passes import PassContext, get_pass
+from honed.model.artifact import IR_FILE, ONNX_FILE, is_ir, remove_other_artifacts
+from honed.model.loader import load_model, save_model
+from honed.passes import PassContext, PassError, get_pass
 from honed.runtime import RuntimeConfig
 from honed.search.candidates import Step
 
@@ -125,13 +127,57 @@ def build_model(source: Path, steps: tuple[Step, ...], ctx: PassContext) -> onnx
     return model
 
 
-def stamp_provenance(model: onnx.ModelProto, recipe: Recipe, honed_version: str) -> onnx.ModelProto:
-    """Set honed's provenance keys in ``metadata_props`` (replacing old ones); other keys are kept."""
-    values = {
+def artifact_suffix(steps: tuple[Step, ...]) -> str:
+    """The file suffix a pipeline's model is written with: ``.xml`` when its last pass writes OpenVINO IR."""
+    return ".xml" if steps and get_pass(steps[-1].name).artifact == "openvino-ir" else ".onnx"
+
+
+def build_artifact(source: Path, steps: tuple[Step, ...], ctx: PassContext, path: Path) -> Path:
+    """Apply ``steps`` to the model at ``source`` and write the result at ``path`` with the suffix of
+    :func:`artifact_suffix` (an ONNX file, or IR ``.xml`` + ``.bin``); returns the file written.
+
+    A pass that writes IR can only be the last one; one earlier in the pipeline raises PassError."""
+    if not steps:
+        return save_model(load_model(source), path)
+    *prefix, last = steps
+    for step in prefix:
+        if get_pass(step.name).artifact != "onnx":
+            raise PassError(f"{step.name} writes {get_pass(step.name).artifact}: it can only be the last pass")
+    model = build_model(source, tuple(prefix), ctx)
+    return get_pass(last.name).export(model, last.params, ctx, path.with_suffix(artifact_suffix(steps)))
+
+
+def write_artifact(built: Path, recipe: Recipe, out_dir: Path, honed_version: str) -> Path:
+    """Write the model built at ``built`` into ``out_dir`` with honed's provenance (``model.onnx``, or
+    ``model.xml`` + ``model.bin`` for IR, whose provenance goes in its ``rt_info`` under ``honed``), removing
+    the other format's files there; returns the model file."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    values = provenance(recipe, honed_version)
+    if is_ir(built):
+        ov = importlib.import_module("openvino")
+        ov_model = ov.Core().read_model(str(built))
+        for key, value in values.items():
+            ov_model.set_rt_info(value, ["honed", key])
+        dest = out_dir / IR_FILE
+        ov.save_model(ov_model, str(dest), compress_to_fp16=False)
+    else:
+        dest = save_model(stamp_provenance(load_model(built), recipe, honed_version), out_dir / ONNX_FILE)
+    remove_other_artifacts(out_dir, dest)
+    return dest
+
+
+def provenance(recipe: Recipe, honed_version: str) -> dict[str, str]:
+    """honed's provenance keys for a model made by ``recipe`` (values that depend only on the recipe)."""
+    return {
         "honed_version": honed_version,
         "honed_source_sha256": recipe.source_sha256,
         "honed_recipe_sha256": recipe.sha256(),
     }
+
+
+def stamp_provenance(model: onnx.ModelProto, recipe: Recipe, honed_version: str) -> onnx.ModelProto:
+    """Set honed's provenance keys in ``metadata_props`` (replacing old ones); other keys are kept."""
+    values = provenance(recipe, honed_version)
     kept = [(p.key, p.value) for p in model.metadata_props if p.key not in values]
     del model.metadata_props[:]
     for key, value in [*kept, *values.items()]:

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from honed.bench import BenchDocument, BenchModel, BenchRow, LatencyBlock, LatencyStats, items_per_second
-from honed.bench.runner import model_precision
+from honed.bench.runner import ir_is_quantized, model_precision
 from honed.evaluate import AccuracyGate
 from honed.hardware import HardwareSpec
+from honed.model.artifact import is_ir
 from honed.model.loader import load_model
 from honed.search.document import CandidateRow, CandidateStatus
 from honed.search.engine import Outcome, Settings
@@ -31,6 +32,9 @@ def precision(outcome: Outcome) -> str:
     """Which peak applies to a candidate (bench's one rule, over the candidate's model and runtime config)."""
     if outcome.model_path is None:
         return "fp32"
+    if is_ir(outcome.model_path):
+        quantized = ir_is_quantized(outcome.model_path)
+        return "int8" if quantized else model_precision(None, outcome.candidate.runtime)
     return model_precision(
         load_model(outcome.model_path, check=False, load_external_data=False), outcome.candidate.runtime
     )

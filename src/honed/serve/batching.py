@@ -5,14 +5,17 @@ Three layers, each testable on its own:
 * :func:`merge` / :func:`split`: concatenate requests along axis 0 and scatter outputs back, in order.
 * :class:`BatchScheduler`: the pure policy (no asyncio, no threads; time is an argument). It keeps one FIFO per
   *batch key* (the non-batch dims of every input; dtypes are fixed by the model), so requests of different
-  shapes never share a batch, bounds the queue, expires requests whose deadline passed, and decides when to
+  shapes never share a batch, bounds the queue in count and in time (``max_queue_time_ms``: a request that
+  would wait longer than the bound, by its estimate of the work queued ahead, is refused on arrival), expires
+  requests whose deadline or queue-time bound passed, and decides when to
   dispatch: **at once when an instance is idle**; it holds a batch back only to fill a preferred batch size
   when the recent arrival rate says the rows will come within the queue delay. While every instance is busy,
   requests simply accumulate, so the next idle instance takes a full batch.
 * :class:`Batcher`: the asyncio side. ``submit`` queues a request and awaits its result; it wakes the policy on
   every arrival, completion and timer, hands batches to idle :class:`Runner` s (model instances), and removes a
-  request from the queue when its deadline passes (``DeadlineExceeded``) or its awaiting task is cancelled
-  (a client that went away), so that work is never computed.
+  request from the queue when its deadline passes (``DeadlineExceeded``), when it has waited the model's
+  queue-time bound anyway (``QueueTimeExceeded``: shed, counted in ``honed_shed_total``) or when its awaiting
+  task is cancelled (a client that went away), so that work is never computed.
 
 All decisions read an injected monotonic ``clock``; tests drive it by hand.
 """
@@ -22,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
@@ -31,7 +33,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from honed.errors import BackendError, DeadlineExceeded, InvalidArgument, Overloaded, Unavailable
+from honed.errors import BackendError, DeadlineExceeded, InvalidArgument, Overloaded, QueueTimeExceeded, Unavailable
 from honed.serve.config import BatchingConfig
 from honed.serve.metrics import ModelMetrics
 
@@ -41,6 +43,14 @@ Clock = Callable[[], float]
 
 _EWMA = 0.2  # weight of the newest sample in the moving averages the policy keeps
 _seq = itertools.count()
+
+
+class RunObserver(Protocol):
+    """Hears when its request leaves the queue and when the batch run it joined finished (request tracing)."""
+
+    def dispatched(self) -> None: ...
+
+    def finished(self, rows: int, requests: int, seconds: float) -> None: ...
 
 
 @dataclass(eq=False, slots=True)
@@ -54,7 +64,19 @@ class Request:
     deadline: float | None = None
     future: asyncio.Future[Tensors] | None = None
     queued: bool = False
+    observer: RunObserver | None = None
     seq: int = field(default_factory=lambda: next(_seq))
+    shed_at: float | None = None
+    """When it has waited the model's queue-time bound (set when queued; None: no bound)."""
+
+    def expires_at(self) -> float | None:
+        """The first of its deadline and its shedding time."""
+        times = [t for t in (self.deadline, self.shed_at) if t is not None]
+        return min(times) if times else None
+
+    def timed_out(self, now: float) -> bool:
+        """Whether its own deadline (not the queue-time bound) has passed."""
+        return self.deadline is not None and self.deadline <= now
 
 
 def merge(requests: Sequence[Request]) -> Tensors:
@@ -115,19 +137,32 @@ class BatchScheduler:
 
     @property
     def has_deadlines(self) -> bool:
-        """Whether any queued request (or a stale entry for one) carries a deadline."""
+        """Whether any queued request (or a stale entry for one) carries a deadline or a queue-time bound."""
         return bool(self._deadlines)
 
     def queued(self) -> list[Request]:
         """Every queued request, oldest first."""
         return sorted((r for q in self._queues.values() for r in q), key=lambda r: r.seq)
 
-    def add(self, request: Request, now: float, *, instances: int = 1) -> None:
-        """Queue ``request``; raises :class:`Overloaded` (with a retry-after estimate) when the queue is full."""
+    def add(self, request: Request, now: float, *, instances: int = 1, running_rows: int = 0) -> None:
+        """Queue ``request``; raises :class:`Overloaded` (with a retry-after estimate) when the queue is full and
+        :class:`QueueTimeExceeded` when, by :meth:`estimated_wait`, it would wait longer than the queue-time bound
+        (``running_rows``: the rows of the runs in progress, which are ahead of it too).
+        """
         if self._count >= self.config.max_queue_size:
             raise Overloaded(
                 f"the queue is full ({self._count} requests waiting); retry later or add instances",
-                retry_after_s=self.retry_after(instances),
+                retry_after_s=self.retry_after(instances, running_rows),
+            )
+        bound = self.config.max_queue_time_s
+        wait = self.estimated_wait(instances, running_rows)
+        if bound is not None and wait is not None and wait > bound:
+            raise QueueTimeExceeded(
+                f"this request would wait about {wait * 1000:.0f} ms in the queue ({self._rows} rows queued and "
+                f"{running_rows} running ahead of it), "
+                f"over this model's {bound * 1000:g} ms queue-time bound, so it was not queued; the server is "
+                "overloaded: retry later or on another replica",
+                retry_after_s=_retry_bounds(wait),
             )
         if self._last_arrival is not None:
             gap = max(0.0, now - self._last_arrival)
@@ -140,8 +175,11 @@ class BatchScheduler:
         request.queued = True
         self._count += 1
         self._rows += request.rows
-        if request.deadline is not None:
-            heapq.heappush(self._deadlines, (request.deadline, request.seq, request))
+        if bound is not None:
+            request.shed_at = request.enqueued_at + bound
+        expires = request.expires_at()
+        if expires is not None:
+            heapq.heappush(self._deadlines, (expires, request.seq, request))
 
     def remove(self, request: Request) -> bool:
         """Take ``request`` out of the queue (cancelled or timed out); False when it was no longer queued."""
@@ -155,7 +193,7 @@ class BatchScheduler:
         return True
 
     def expire(self, now: float) -> list[Request]:
-        """Remove and return every queued request whose deadline is at or before ``now``."""
+        """Remove and return every queued request whose deadline or shedding time is at or before ``now``."""
         expired: list[Request] = []
         heap = self._deadlines
         while heap and (heap[0][0] <= now or not heap[0][2].queued):
@@ -201,12 +239,20 @@ class BatchScheduler:
             self._run_seconds = (1 - _EWMA) * self._run_seconds + _EWMA * seconds
             self._run_rows = (1 - _EWMA) * self._run_rows + _EWMA * rows
 
-    def retry_after(self, instances: int) -> float:
-        """Seconds until the queue has likely drained, from recent run times (bounded to 10 ms .. 30 s)."""
+    def estimated_wait(self, instances: int, running_rows: int = 0) -> float | None:
+        """Seconds a request arriving now would likely wait in the queue before its run starts: the rows queued
+        ahead of it, and half the ``running_rows`` of the runs in progress (on average half done), at the measured
+        service time per row (the moving averages of recent runs' compute seconds over their rows), shared by
+        ``instances`` runners; None before any run has been measured."""
         if self._run_seconds is None or self._run_rows is None:
-            return max(0.01, self.config.max_queue_delay_s)
-        runs = math.ceil(self._rows / max(1.0, self._run_rows))
-        return min(30.0, max(0.01, runs * self._run_seconds / max(1, instances)))
+            return None
+        rows = self._rows + running_rows / 2
+        return rows * self._run_seconds / max(1.0, self._run_rows) / max(1, instances)
+
+    def retry_after(self, instances: int, running_rows: int = 0) -> float:
+        """Seconds until the queue has likely drained, by :meth:`estimated_wait` (bounded to 10 ms .. 30 s)."""
+        wait = self.estimated_wait(instances, running_rows)
+        return _retry_bounds(self.config.max_queue_delay_s if wait is None else wait)
 
     def _candidate(self, queue: deque[Request]) -> list[Request]:
         if not self.batching:
@@ -279,6 +325,7 @@ class Batcher:
         self._closed = False
         self._drained: asyncio.Future[None] | None = None
         self.runs = 0
+        self._running_rows = 0
 
     @property
     def busy(self) -> int:
@@ -289,24 +336,40 @@ class Batcher:
     def closed(self) -> bool:
         return self._closed
 
-    async def submit(self, inputs: Tensors, rows: int, key: Hashable, timeout_s: float | None = None) -> Tensors:
+    async def submit(
+        self,
+        inputs: Tensors,
+        rows: int,
+        key: Hashable,
+        timeout_s: float | None = None,
+        observer: RunObserver | None = None,
+    ) -> Tensors:
         """Queue one request and wait for its outputs.
 
-        Raises :class:`Overloaded` when the queue is full, :class:`DeadlineExceeded` when ``timeout_s`` runs out
-        while the request is still queued, :class:`Unavailable` once the batcher is closing. Cancelling the
+        Raises :class:`Overloaded` when the queue is full, :class:`QueueTimeExceeded` at once when by the
+        scheduler's estimate it would wait longer than the queue-time bound (and later if it waits that long
+        anyway), :class:`DeadlineExceeded` when ``timeout_s`` runs out while the request is still queued,
+        :class:`Unavailable` once the batcher is closing. Cancelling the
         awaiting task removes a still-queued request, so it is never computed.
         """
         if self._closed:
             raise Unavailable("the model is shutting down; retry on another replica or later")
         now = self._clock()
+        if len(self.scheduler) >= self.scheduler.config.max_queue_size:
+            self._pump()  # shed what waited too long first: a queue full of stale requests must not refuse this
         deadline = None
         if timeout_s is not None:
             if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or not timeout_s > 0:
                 raise InvalidArgument(f"timeout must be a number of seconds > 0, got {timeout_s!r}")
             deadline = now + float(timeout_s)
         future: asyncio.Future[Tensors] = asyncio.get_running_loop().create_future()
-        request = Request(inputs, rows, key, now, deadline, future)
-        self.scheduler.add(request, now, instances=self._runners)
+        request = Request(inputs, rows, key, now, deadline, future, observer=observer)
+        try:
+            self.scheduler.add(request, now, instances=self._runners, running_rows=self._running_rows)
+        except Overloaded as exc:
+            if self._metrics is not None:
+                self._metrics.shed("estimate" if isinstance(exc, QueueTimeExceeded) else "queue_full")
+            raise
         self._pump()
         try:
             return await future
@@ -339,16 +402,33 @@ class Batcher:
         scheduler = self.scheduler
         if scheduler.has_deadlines:
             for request in scheduler.expire(now):
-                _fail(request, DeadlineExceeded("the request's timeout ran out while it waited in the queue"))
+                if request.timed_out(now):
+                    _fail(request, DeadlineExceeded("the request's timeout ran out while it waited in the queue"))
+                    continue
+                if self._metrics is not None:
+                    self._metrics.shed("queue_time")
+                bound_ms = scheduler.config.max_queue_time_ms
+                _fail(
+                    request,
+                    QueueTimeExceeded(
+                        f"the request waited {bound_ms:g} ms in the queue, this model's queue-time bound, and was "
+                        "not run; the server is overloaded: retry later or on another replica",
+                        retry_after_s=scheduler.retry_after(self._runners, self._running_rows),
+                    ),
+                )
         while self._idle and len(scheduler):
             batch = scheduler.take(now)
             if batch is None:
                 break
             runner = self._idle.pop()
             self.runs += 1
+            self._running_rows += sum(r.rows for r in batch)
             if self._metrics is not None:
                 for request in batch:
                     self._metrics.observe_queue(now - request.enqueued_at)
+            for request in batch:
+                if request.observer is not None:
+                    request.observer.dispatched()
             runner.run_batch(batch, self._done)
         if self._metrics is not None:
             self._metrics.set_queue_depth(len(scheduler))
@@ -361,9 +441,13 @@ class Batcher:
     ) -> None:
         self._idle.append(runner)
         rows = sum(r.rows for r in batch)
+        self._running_rows -= rows
         self.scheduler.record_run(rows, seconds)
         if self._metrics is not None:
             self._metrics.observe_batch(rows, seconds)
+        for request in batch:
+            if request.observer is not None:
+                request.observer.finished(rows, len(batch), seconds)
         if isinstance(results, BaseException):
             for request in batch:
                 _fail(request, results)
@@ -391,6 +475,10 @@ class Batcher:
     def _on_timer(self) -> None:
         self._timer = self._timer_at = None
         self._pump()
+
+
+def _retry_bounds(seconds: float) -> float:
+    return min(30.0, max(0.01, seconds))
 
 
 def _fail(request: Request, exc: BaseException) -> None:

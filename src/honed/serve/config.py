@@ -14,6 +14,12 @@ from typing import Any
 from honed.errors import InvalidArgument
 from honed.runtime import RuntimeConfig
 
+DEFAULT_MAX_QUEUE_TIME_MS = 1000.0
+"""The queue-time bound of a model that sets none: past a second in the queue a typical interactive client has
+given up (or should retry elsewhere), while a batch of a model fast enough to serve online takes far less, so
+ordinary queueing behind busy instances stays well under it. A model whose single run takes close to a second
+needs a larger bound (or ``null``: none)."""
+
 PinCores = bool | tuple[tuple[int, ...], ...]
 """``False`` (no pinning), ``True`` (honed spreads instances over the process's cores) or one core list per instance."""
 
@@ -27,6 +33,11 @@ class BatchingConfig:
     only spent while every instance is busy or to fill one of ``preferred_batch_sizes`` when more requests are
     expected in time: a request that finds an idle instance runs at once. ``max_queue_size`` bounds the number
     of queued requests; past it, callers get :class:`~honed.errors.Overloaded` with a retry-after estimate.
+    ``max_queue_time_ms`` bounds how long a request may wait in the queue (default
+    :data:`DEFAULT_MAX_QUEUE_TIME_MS`; ``None`` sets no bound): a request that would wait longer, by the
+    batcher's estimate of the work queued ahead of it, is refused on arrival, and one that has waited that long
+    anyway is shed; both are :class:`~honed.errors.QueueTimeExceeded` (429 with ``Retry-After`` /
+    RESOURCE_EXHAUSTED), so under overload clients get a quick refusal instead of a late answer.
     With ``enabled=False`` every request runs on its own (``max_batch_size`` still limits its rows).
     """
 
@@ -35,6 +46,7 @@ class BatchingConfig:
     max_queue_delay_ms: float = 2.0
     preferred_batch_sizes: tuple[int, ...] = ()
     max_queue_size: int = 1024
+    max_queue_time_ms: float | None = DEFAULT_MAX_QUEUE_TIME_MS
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
@@ -45,6 +57,11 @@ class BatchingConfig:
         if isinstance(delay, bool) or not isinstance(delay, int | float) or not math.isfinite(delay) or delay < 0:
             raise InvalidArgument(f"batching.max_queue_delay_ms must be a number >= 0, got {delay!r}")
         object.__setattr__(self, "max_queue_delay_ms", float(delay))
+        bound = self.max_queue_time_ms
+        if bound is not None:
+            if isinstance(bound, bool) or not isinstance(bound, int | float) or not math.isfinite(bound) or bound <= 0:
+                raise InvalidArgument(f"batching.max_queue_time_ms must be a number > 0 (or null), got {bound!r}")
+            object.__setattr__(self, "max_queue_time_ms", float(bound))
         sizes = self.preferred_batch_sizes
         if isinstance(sizes, str | bytes) or not isinstance(sizes, list | tuple):
             raise InvalidArgument(f"batching.preferred_batch_sizes must be a list of whole numbers, got {sizes!r}")
@@ -60,6 +77,10 @@ class BatchingConfig:
     def max_queue_delay_s(self) -> float:
         return self.max_queue_delay_ms / 1000.0
 
+    @property
+    def max_queue_time_s(self) -> float | None:
+        return None if self.max_queue_time_ms is None else self.max_queue_time_ms / 1000.0
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "enabled": self.enabled,
@@ -67,6 +88,7 @@ class BatchingConfig:
             "max_queue_delay_ms": self.max_queue_delay_ms,
             "preferred_batch_sizes": list(self.preferred_batch_sizes),
             "max_queue_size": self.max_queue_size,
+            "max_queue_time_ms": self.max_queue_time_ms,
         }
 
     @classmethod

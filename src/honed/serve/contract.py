@@ -49,6 +49,10 @@ AUTH_REASONS = ("missing", "malformed", "unknown", "invalid", "revoked", "forbid
 RELOAD_RESULTS = ("success", "failure")
 """Every value of the ``result`` label of ``honed_access_policy_reloads_total``."""
 
+SHED_REASONS = ("estimate", "queue_time", "queue_full")
+"""Every value of the ``reason`` label of ``honed_shed_total``: refused on arrival because by the batcher's estimate
+it would wait longer than the model's queue-time bound, waited that long anyway, or found its queue full."""
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -109,6 +113,13 @@ POLICY_RELOADS = Metric(
     ("result",),
     "Access policy reloads (SIGHUP or a changed file) by result: success, or failure (the old policy stays).",
 )
+SHED = Metric(
+    "honed_shed_total",
+    "counter",
+    ("model", "reason"),
+    "Requests answered without running (reason: estimate, would wait past the model's queue-time bound; "
+    "queue_time, waited past it; queue_full).",
+)
 
 ROLLOUT_STEP = Metric(
     "honed_rollout_step", "gauge", ("model",), "The active rollout's step (1 = the first weight; 0: no rollout)."
@@ -155,6 +166,7 @@ METRICS: tuple[Metric, ...] = (
     AUTH_REFUSALS,
     RATE_LIMITED,
     POLICY_RELOADS,
+    SHED,
     ROLLOUT_STEP,
     ROLLOUT_WEIGHT,
     ROLLOUT_VERDICTS,

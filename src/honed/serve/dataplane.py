@@ -47,6 +47,7 @@ from honed.serve.security import ResidencyGuard
 
 if TYPE_CHECKING:
     from honed.serve.rollout import RolloutFollower
+    from honed.serve.tracing import Tracing
 
 SERVER_NAME = "honed"
 PLATFORM = "onnxruntime_onnx"
@@ -119,8 +120,11 @@ class DataPlane:
         clock: Callable[[], float] = time.monotonic,
         residency: ResidencyGuard | None = None,
         access: AccessPolicy | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.repository = repository
+        self.tracing = tracing
+        """Request tracing (:mod:`honed.serve.tracing`), or None: then nothing of OpenTelemetry is loaded."""
         self.metrics = metrics
         self.access: AccessPolicy | None = None
         self.limiter = RateLimiter(clock=clock, on_limited=metrics.rate_limited)
@@ -267,6 +271,7 @@ class DataPlane:
         if follower is not None:
             version = follower.route(name, version)
         resolved, executor = self.repository.get(name, version)
+        trace = self.tracing.infer(name, resolved) if self.tracing is not None else None
         self._inflight += 1
         self._idle.clear()
         started = self._clock()
@@ -276,7 +281,7 @@ class DataPlane:
                 feeds = _feeds(executor.inputs, request)
                 wanted = _wanted_outputs(executor.outputs, request)
                 limit = _min_timeout(request.timeout_s, timeout_s)
-                results = await executor.infer(feeds, timeout_s=limit)
+                results = await executor.infer(feeds, timeout_s=limit, observer=trace)
                 outputs = [_output(spec, results[spec.name]) for spec in wanted]
             if follower is not None:
                 follower.observe(name, resolved, self._clock() - started, failed=False)
@@ -286,6 +291,8 @@ class DataPlane:
                 follower.observe(name, resolved, self._clock() - started, failed=status_for(exc)[0] >= 500)
             raise
         finally:
+            if trace is not None:
+                trace.close()
             self._inflight -= 1
             if self._inflight == 0:
                 self._idle.set()

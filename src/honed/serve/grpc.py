@@ -212,7 +212,7 @@ def build_server(
     """A grpc.aio server with the inference service bound to ``address`` (TLS with ``credentials``); returns it
     and the bound port. More than ``max_concurrent_rpcs`` calls at once are answered RESOURCE_EXHAUSTED."""
     server = grpc.aio.server(
-        interceptors=[_Guard(dataplane)],
+        interceptors=[*([dataplane.tracing.grpc_interceptor()] if dataplane.tracing else []), _Guard(dataplane)],
         maximum_concurrent_rpcs=max_concurrent_rpcs,
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),

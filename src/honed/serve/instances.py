@@ -28,8 +28,8 @@ import numpy as np
 
 from honed.errors import BackendError, DataError, InvalidArgument
 from honed.model.spec import TensorSpec, concrete_shapes, format_shape, input_mismatch
-from honed.runtime import RuntimeConfig, Session, create_session, pin_current_thread
-from honed.serve.batching import Batcher, Clock, Outcome, Request, RunDone, Tensors, merge, split
+from honed.runtime import RuntimeConfig, Session, create_session, pin_current_thread, runtime_for
+from honed.serve.batching import Batcher, Clock, Outcome, Request, RunDone, RunObserver, Tensors, merge, split
 from honed.serve.config import ModelServingConfig
 from honed.serve.metrics import ServeMetrics
 
@@ -209,7 +209,7 @@ class ModelExecutor:
         instances: list[Instance] = []
         try:
             for index, cores in enumerate(instance_cores(config)):
-                runtime = _instance_runtime(config, cores)
+                runtime = runtime_for(model_path, _instance_runtime(config, cores))
                 instance = Instance(f"honed-{name}-{version}-{index}", cores, loop)
                 instances.append(instance)
                 instance.session = await instance.call(functools.partial(create_session, model_path, runtime))
@@ -249,7 +249,13 @@ class ModelExecutor:
         """The model's instances (read-only use: their labels, cores and sessions)."""
         return list(self._instances)
 
-    async def infer(self, inputs: dict[str, np.ndarray[Any, Any]], *, timeout_s: float | None = None) -> Tensors:
+    async def infer(
+        self,
+        inputs: dict[str, np.ndarray[Any, Any]],
+        *,
+        timeout_s: float | None = None,
+        observer: RunObserver | None = None,
+    ) -> Tensors:
         """Run one request (possibly batched with others) and return every output by name.
 
         Raises :class:`~honed.errors.DataError` when the inputs do not fit the model,
@@ -258,7 +264,7 @@ class ModelExecutor:
         caller's task removes the queued request.
         """
         rows, key = self.check(inputs)
-        return await self._batcher.submit(inputs, rows, key, timeout_s)
+        return await self._batcher.submit(inputs, rows, key, timeout_s, observer)
 
     def check(self, inputs: dict[str, np.ndarray[Any, Any]]) -> tuple[int, Hashable]:
         """Validate ``inputs`` against the model; return the request's rows and its batch key."""

@@ -32,6 +32,7 @@ from honed.serve.policy_reload import DEFAULT_POLL_S
 from honed.serve.security import ResidencyGuard, normalize_jurisdictions
 from honed.serve.server import Server, ServerOptions, run
 from honed.serve.tls import TlsFiles
+from honed.serve.tracing import Tracing, TracingConfig
 
 if TYPE_CHECKING:
     from honed.registry import Registry
@@ -46,6 +47,7 @@ _KNOBS = (
     ("max_batch_size", ("batching", "max_batch_size")),
     ("max_queue_delay_ms", ("batching", "max_queue_delay_ms")),
     ("max_queue_size", ("batching", "max_queue_size")),
+    ("max_queue_time_ms", ("batching", "max_queue_time_ms")),
     ("instances", ("instances",)),
     ("threads_per_instance", ("threads_per_instance",)),
 )
@@ -59,6 +61,7 @@ class ServingDefaults:
     max_batch_size: int | None = None
     max_queue_delay_ms: float | None = None
     max_queue_size: int | None = None
+    max_queue_time_ms: float | None = None
     batching: bool = True
     instances: int | None = None
     threads_per_instance: int | None = None
@@ -95,7 +98,8 @@ class ServeOptions:
     ``allow_unlabelled`` opts out for versions without a residency label and requests that declare none.
     ``access`` is an access policy or the YAML/JSON file to read it from; ``actor`` is this server in the audit
     log (default ``honed-serve@HOST``). A policy read from a file reloads on SIGHUP and, every ``access_poll_s``
-    seconds (0: only on SIGHUP), when the file or its JWKS file changed.
+    seconds (0: only on SIGHUP), when the file or its JWKS file changed. ``tracing`` turns on OpenTelemetry
+    request tracing (:mod:`honed.serve.tracing`; the ``tracing`` extra).
     """
 
     source: Path | None = None
@@ -109,6 +113,7 @@ class ServeOptions:
     actor: str | None = None
     access_poll_s: float = DEFAULT_POLL_S
     rollout_poll_s: float = 1.0
+    tracing: TracingConfig | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", tuple(self.models))
@@ -173,6 +178,7 @@ def run_server(options: ServeOptions, *, on_listening: Callable[[Listening], Non
         log.warning(
             "listening on %s without --access: anyone who can reach it can call every model", ", ".join(exposed)
         )
+    tracing = Tracing.start(options.tracing) if options.tracing is not None else None  # a missing SDK fails here
     metrics = ServeMetrics()
     reg = None
     catalog = None
@@ -228,10 +234,13 @@ def run_server(options: ServeOptions, *, on_listening: Callable[[Listening], Non
             access=policy,
             access_poll_s=options.access_poll_s,
             follow=None if catalog is None or reg is None else _follower(reg, catalog, residency, options),
+            tracing=tracing,
         )
     finally:
         if reg is not None:
             reg.close()
+        if tracing is not None:
+            tracing.shutdown()  # exports the spans still buffered
 
 
 def _follower(

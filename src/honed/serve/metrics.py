@@ -43,7 +43,7 @@ from honed.errors import (
     Unavailable,
 )
 from honed.serve import contract
-from honed.serve.contract import OUTCOMES, RESIDENCY_REASONS, Metric
+from honed.serve.contract import OUTCOMES, RESIDENCY_REASONS, SHED_REASONS, Metric
 
 __all__ = ["OUTCOMES", "RESIDENCY_REASONS", "ModelMetrics", "ServeMetrics", "outcome_of"]
 
@@ -117,6 +117,7 @@ class ServeMetrics:
         self.auth_refusals = Counter(*_family(contract.AUTH_REFUSALS), registry=r)
         self.rate_limits = Counter(*_family(contract.RATE_LIMITED), registry=r)
         self.policy_reloads = Counter(*_family(contract.POLICY_RELOADS), registry=r)
+        self.shed_requests = Counter(*_family(contract.SHED), registry=r)
         self.rollout_step = Gauge(*_family(contract.ROLLOUT_STEP), registry=r)
         self.rollout_weight = Gauge(*_family(contract.ROLLOUT_WEIGHT), registry=r)
         self.rollout_verdicts = Counter(*_family(contract.ROLLOUT_VERDICTS), registry=r)
@@ -228,6 +229,12 @@ class ModelMetrics:
 
     def set_queue_depth(self, depth: int) -> None:
         self._depth.set(depth)
+
+    def shed(self, reason: str) -> None:
+        """Count one request answered without running (``reason`` from ``contract.SHED_REASONS``)."""
+        if reason not in SHED_REASONS:
+            raise ValueError(f"unknown shed reason {reason!r}; use one of {', '.join(SHED_REASONS)}")
+        self._parent.shed_requests.labels(self.name, reason).inc()
 
     def set_instances(self, count: int) -> None:
         """How many instances serve this model (the busy ratio's denominator)."""

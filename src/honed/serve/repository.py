@@ -6,7 +6,7 @@ Layouts it understands::
       mlp/
         config.yaml              optional ModelServingConfig (or config.json); defaults work without it
         1/model.onnx             one folder per version, named by a whole number
-        2/model.onnx
+        2/model.xml, model.bin   (OpenVINO IR, as optimize writes an NNCF winner; served on OpenVINO)
       magika/
         model.onnx               a model folder without versions serves as version 1
         recipe.json              (e.g. the output folder of ``honed optimize``)
@@ -33,7 +33,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from honed.errors import HonedError, InvalidArgument, ModelNotFound, NotFound, Unavailable
+from honed.model.artifact import IR_FILE, IR_SUFFIX, check_ir, is_ir
 from honed.model.spec import TensorSpec
+from honed.serve.batching import RunObserver
 from honed.serve.config import ModelServingConfig
 
 log = logging.getLogger("honed.serve")
@@ -56,7 +58,11 @@ class Executor(Protocol):
     def max_batch_size(self) -> int: ...
 
     async def infer(
-        self, inputs: dict[str, np.ndarray[Any, Any]], *, timeout_s: float | None = None
+        self,
+        inputs: dict[str, np.ndarray[Any, Any]],
+        *,
+        timeout_s: float | None = None,
+        observer: RunObserver | None = None,
     ) -> dict[str, np.ndarray[Any, Any]]: ...
 
     async def close(self, drain: bool = True) -> None: ...
@@ -109,6 +115,19 @@ class ModelState:
         return max(self.executors, key=int)
 
 
+def _model_file(folder: Path) -> Path | None:
+    """The model in a (version) folder: ``model.onnx``, else OpenVINO IR ``model.xml`` (an optimize winner)."""
+    for name in (MODEL_FILE, IR_FILE):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _checked(path: Path) -> Path:
+    """``path``, refused with a one-line reason when it is an IR without its ``.bin``."""
+    return check_ir(path) if is_ir(path) else path
+
+
 def model_name_for(path: Path) -> str:
     """A V2 model name derived from a folder or file name (``out/`` -> ``out``, ``mlp.onnx`` -> ``mlp``)."""
     stem = path.stem if path.is_file() else path.resolve().name
@@ -122,10 +141,12 @@ def scan_model_folder(name: str, folder: Path) -> ModelSource:
         raise InvalidArgument(f"model folder {folder} has a name that cannot be a model name: {name!r}")
     versions: dict[str, Path] = {}
     for child in sorted(folder.iterdir()):
-        if child.is_dir() and child.name.isdigit() and (child / MODEL_FILE).is_file():
-            versions[str(int(child.name))] = child / MODEL_FILE
-    if not versions and (folder / MODEL_FILE).is_file():
-        versions["1"] = folder / MODEL_FILE
+        found = _model_file(child) if child.is_dir() and child.name.isdigit() else None
+        if found is not None:
+            versions[str(int(child.name))] = _checked(found)
+    single = _model_file(folder)
+    if not versions and single is not None:
+        versions["1"] = _checked(single)
     if not versions:
         raise ModelNotFound(f"model folder {folder} holds no {MODEL_FILE} and no version folders (1/{MODEL_FILE})")
     config_file = next((folder / f for f in CONFIG_FILES if (folder / f).is_file()), None)
@@ -138,10 +159,12 @@ def discover(path: Path) -> tuple[list[ModelSource], list[tuple[str, str]]]:
     if not path.exists():
         raise ModelNotFound(f"no such model or repository: {path}")
     if path.is_file():
-        if path.suffix != ".onnx":
-            raise InvalidArgument(f"{path} is not an .onnx file, a model folder or a repository folder")
-        return [ModelSource(model_name_for(path), path.parent, {"1": path})], []
-    if (path / MODEL_FILE).is_file():
+        if path.suffix not in (".onnx", IR_SUFFIX):
+            raise InvalidArgument(
+                f"{path} is not an .onnx file, an OpenVINO IR .xml, a model folder or a repository folder"
+            )
+        return [ModelSource(model_name_for(path), path.parent, {"1": _checked(path)})], []
+    if _model_file(path) is not None:
         return [scan_model_folder(model_name_for(path), path)], []
     sources: list[ModelSource] = []
     bad: list[tuple[str, str]] = []
@@ -237,7 +260,7 @@ class ModelRepository:
         self._defaults = dict(defaults or {})
         self._metrics = metrics
         self._models: dict[str, ModelState] = {}
-        self._single = path is not None and (path.is_file() or (path / MODEL_FILE).is_file())
+        self._single = path is not None and (path.is_file() or _model_file(path) is not None)
 
     async def start(self) -> None:
         """Load every model found; bad ones are logged, kept in the index with their reason, and skipped.

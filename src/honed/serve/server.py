@@ -36,6 +36,7 @@ from honed.serve.tls import TlsFiles
 
 if TYPE_CHECKING:
     from honed.serve.rollout import RolloutFollower
+    from honed.serve.tracing import Tracing
 
 log = logging.getLogger("honed.serve")
 
@@ -147,8 +148,9 @@ class Server:
                 sock = _bind(host, port)
                 self.http_port = sock.getsockname()[1]
                 app = self.http_app = HttpApp(self.dataplane, max_body_bytes=self.options.max_body_bytes)
+                tracing = self.dataplane.tracing
                 config = uvicorn.Config(
-                    app,
+                    tracing.http(app) if tracing is not None else app,
                     # uvicorn answers 503 once the open connections reach its limit, the arriving one included.
                     limit_concurrency=self.options.max_concurrency + 1,
                     http="httptools",
@@ -220,6 +222,7 @@ def build(
     residency: ResidencyGuard | None = None,
     access: AccessPolicy | None = None,
     factory: ExecutorFactory = ModelExecutor.start,
+    tracing: Tracing | None = None,
 ) -> DataPlane:
     """A dataplane over the models at ``path`` (a repository, a model folder or an .onnx file) or in ``catalog``.
 
@@ -227,7 +230,7 @@ def build(
     """
     metrics = metrics or ServeMetrics()
     repository = ModelRepository(path, factory, defaults=defaults, metrics=metrics, catalog=catalog)
-    return DataPlane(repository, metrics, residency=residency, access=access)
+    return DataPlane(repository, metrics, residency=residency, access=access, tracing=tracing)
 
 
 def run(
@@ -242,12 +245,21 @@ def run(
     access: AccessPolicy | None = None,
     access_poll_s: float = DEFAULT_POLL_S,
     follow: Callable[[DataPlane], RolloutFollower] | None = None,
+    tracing: Tracing | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, on uvloop when it is installed. An ``access`` policy read from a file reloads on
     SIGHUP and, every ``access_poll_s`` seconds (0: never), when the file has changed."""
 
     async def main() -> None:
-        dataplane = build(path, defaults=defaults, metrics=metrics, catalog=catalog, residency=residency, access=access)
+        dataplane = build(
+            path,
+            defaults=defaults,
+            metrics=metrics,
+            catalog=catalog,
+            residency=residency,
+            access=access,
+            tracing=tracing,
+        )
         if follow is not None:  # a registry server follows its models' rollouts
             dataplane.rollouts = follow(dataplane)
         reloader = None

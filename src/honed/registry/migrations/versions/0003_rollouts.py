@@ -1,8 +1,8 @@
 """Canary rollouts: the rollout itself (settings, step, status), its verdict history, the per-interval
 observations every server writes, and the controller lease.
 
-Revision ID: 0003_rollouts
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_rollouts"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

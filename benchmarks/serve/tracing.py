@@ -1,0 +1,136 @@
+"""What request tracing costs ``honed serve``: throughput with tracing off, on at 100% and at 1% sampling, one run.
+
+Three real ``honed serve`` processes on 127.0.0.1 serve the same tiny MLP (x[1,16] -> y[1,8], honed's own test
+model, so the server's per-request work and not the model dominates: the worst case for any per-request
+overhead). Two of them export to an OTLP/HTTP receiver on 127.0.0.1 started here (it decodes every export with
+opentelemetry-proto and counts the spans, so the export path really ran) and write their access lines to their
+logs. ``loadgen.py`` drives one server at a time, rotating the order every round, so drift and neighbours on a
+shared machine hit all three alike; every answer's status is checked and the first on each connection is
+compared with in-process ONNX Runtime. Prints a markdown table of medians over rounds; ``x off`` is the median
+over rounds of the ratio to tracing off *in the same round* (measurements seconds apart), which a busy machine's
+drift spoils less than a ratio of medians. On a machine whose cores other work also wants, req/s mostly measures
+the neighbours, so the table also gives the server's CPU time per request (psutil, the server process) and the
+throughput that implies for a server that has its cores to itself (``x off by CPU``: CPU per request off over
+CPU per request on)::
+
+    PYTHONPATH=src python benchmarks/serve/tracing.py --rounds 5 --duration 3 --concurrency 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from honed.hardware import detect_hardware
+from honed.passes.tiny_models import make_mlp
+from honed.runtime import create_session
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parents[1])]
+from run import Server, cpu_seconds, free_port  # noqa: E402 - the serving benchmark's process handling
+
+from tests.otlp import Receiver  # noqa: E402 - the OTLP/HTTP receiver the export tests use
+
+VARIANTS = {"tracing off": None, "tracing on, 100%": "1", "tracing on, 1%": "0.01"}
+
+
+def start(name: str, repo: Path, sample: str | None, sink: Receiver, log: Path) -> Server:
+    port = free_port()
+    cmd = [sys.executable, "-m", "honed", "serve", "--repository", str(repo), "--http", f"127.0.0.1:{port}"]
+    cmd += ["--grpc", "off", "--instances", "1", "--threads", "1"]
+    if sample is not None:
+        cmd += ["--otlp-endpoint", sink.endpoint, "--trace-sample", sample]
+    return Server(name, cmd, port, log)
+
+
+def load(server: Server, args: argparse.Namespace, expect: Path, duration: float) -> dict[str, Any]:
+    """One measurement (no warm-up inside it, so the server's CPU time covers exactly the counted requests)."""
+    cmd = [sys.executable, str(HERE / "loadgen.py"), "--url", server.url, "--model", "mlp", "--input", "x=1x16"]
+    cmd += ["--encoding", "json", "--concurrency", str(args.concurrency), "--duration", str(duration)]
+    cmd += ["--warmup", "0", "--expect", str(expect)]
+    before = cpu_seconds(server.ps)
+    result: dict[str, Any] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    result["cpu_us"] = (cpu_seconds(server.ps) - before) / max(1, result["requests"]) * 1e6
+    if result["errors"] or result["wrong"]:
+        raise SystemExit(f"{server.url}: {result['errors']} errors, {result['wrong']} wrong answers: {result}")
+    return result
+
+
+def measure(
+    args: argparse.Namespace, repo: Path, expect: Path, sink: Receiver, out: Path
+) -> tuple[dict[str, list[float]], ...]:
+    """req/s, p50, p99 and server CPU µs per request, per variant and round."""
+    servers = {
+        name: start(name, repo, sample, sink, out / f"{i}.log") for i, (name, sample) in enumerate(VARIANTS.items())
+    }
+    rps: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    p50: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    p99: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    try:
+        for server in servers.values():
+            server.wait_ready()
+            load(server, args, expect, args.warmup)
+        names = list(VARIANTS)
+        for r in range(args.rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                result = load(servers[name], args, expect, args.duration)
+                rps[name].append(result["rps"])
+                p50[name].append(result["p50_ms"])
+                p99[name].append(result["p99_ms"])
+                cpu[name].append(result["cpu_us"])
+                print(f"round {r + 1} {name}: {result['rps']} req/s", file=sys.stderr)
+    finally:
+        for server in servers.values():
+            server.stop()  # SIGTERM: each flushes its remaining spans
+    return rps, p50, p99, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per measurement")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load on each server before measuring")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=None, help="folder for the server logs")
+    args = parser.parse_args()
+    out = args.out or Path(tempfile.mkdtemp(prefix="honed-tracing-bench-"))
+    out.mkdir(parents=True, exist_ok=True)
+    repo = out / "repo"
+    (repo / "mlp" / "1").mkdir(parents=True, exist_ok=True)
+    onnx.save(make_mlp(), str(repo / "mlp" / "1" / "model.onnx"))
+    x = np.random.default_rng(0).standard_normal((1, 16)).astype(np.float32)  # loadgen's input (seed 0)
+    expect = out / "expect.npy"
+    np.save(expect, create_session(repo / "mlp" / "1" / "model.onnx").run({"x": x})["y"])
+
+    with Receiver() as sink:
+        rps, p50, p99, cpu = measure(args, repo, expect, sink, out)
+        spans = len(sink.spans())
+
+    hw = detect_hardware()
+    print(f"CPU: {hw.cpu_model or 'unknown'}; ISA: {', '.join(hw.isa) or 'unknown'}; {args.rounds} rounds")
+    print(f"spans received by the OTLP receiver: {spans}\n")
+    print("| variant | req/s | x off | server CPU µs/req | x off by CPU | p50 ms | p99 ms | req/s per round |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    cpu_off = statistics.median(cpu["tracing off"])
+    for name in VARIANTS:
+        ratio = statistics.median(v / off for v, off in zip(rps[name], rps["tracing off"], strict=True))
+        cpu_us = statistics.median(cpu[name])
+        rounds = ", ".join(f"{v:.0f}" for v in rps[name])
+        print(
+            f"| {name} | {statistics.median(rps[name]):.0f} | {ratio:.3f} | {cpu_us:.0f} | {cpu_off / cpu_us:.3f} | "
+            f"{statistics.median(p50[name]):.2f} | {statistics.median(p99[name]):.2f} | {rounds} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

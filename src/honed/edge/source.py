@@ -1,0 +1,117 @@
+"""What ``honed export edge SOURCE`` exports: an optimize output folder, a model file, or a registry version.
+
+Each resolves to a :class:`ResolvedSource`: the ONNX file, the runtime config the optimize run chose (the default
+config for a bare model file), the input shapes it measured at, and the provenance the manifest records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from honed.edge.manifest import EdgeSource
+from honed.errors import HonedError, InvalidArgument, ModelNotFound
+from honed.model.loader import file_sha256
+from honed.runtime import RuntimeConfig
+
+
+@dataclass(frozen=True)
+class ResolvedSource:
+    model_path: Path
+    runtime: RuntimeConfig
+    provenance: EdgeSource
+    name: str
+    shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    """Input -> the concrete shape the optimize run measured (empty: batch 1, other dynamic dims 1)."""
+
+
+def _runtime_from(data: Any, where: str) -> RuntimeConfig:
+    if not isinstance(data, Mapping):
+        return RuntimeConfig()
+    try:
+        return RuntimeConfig.from_dict(dict(data)).with_(backend="onnxruntime", affinity=None)
+    except HonedError as exc:
+        raise InvalidArgument(f"{where}: the recorded runtime config is unusable: {exc}") from exc
+
+
+def _shapes(data: Any) -> dict[str, tuple[int, ...]]:
+    if not isinstance(data, Mapping):
+        return {}
+    return {str(k): tuple(int(d) for d in v) for k, v in data.items() if isinstance(v, list | tuple)}
+
+
+def _from_optimize(folder: Path, name: str | None) -> ResolvedSource:
+    from honed.search.document import REPORT_FILE, OptimizeReport
+    from honed.search.recipe import Recipe
+
+    model = folder / "model.onnx"
+    if not model.is_file():
+        raise InvalidArgument(f"{folder} holds no model.onnx: give an optimize output folder with a winner")
+    recipe_path, report_path = folder / "recipe.json", folder / REPORT_FILE
+    if not recipe_path.is_file():
+        raise InvalidArgument(f"{folder} holds no recipe.json: it is not a finished optimize output folder")
+    recipe = Recipe.read(recipe_path)
+    report = OptimizeReport.read(report_path) if report_path.is_file() else None
+    shapes = _shapes(report.settings.shapes) if report is not None and report.settings is not None else {}
+    measured = recipe.runtime.backend
+    runtime = recipe.runtime.with_(backend="onnxruntime", affinity=None, options={})
+    provenance = EdgeSource(
+        kind="optimize",
+        location=str(folder.resolve()),
+        sha256=file_sha256(model),
+        measured_backend=measured,
+        recipe=recipe.to_dict(),
+    )
+    return ResolvedSource(model, runtime, provenance, name or _default_name(recipe.source_name or folder.name), shapes)
+
+
+def _from_file(path: Path, name: str | None) -> ResolvedSource:
+    provenance = EdgeSource(kind="model", location=str(path.resolve()), sha256=file_sha256(path))
+    return ResolvedSource(path, RuntimeConfig(), provenance, name or _default_name(path.stem))
+
+
+def _from_registry(ref: str, url: str | None, name: str | None) -> ResolvedSource:
+    from honed.registry import open_registry
+
+    with open_registry(url) as registry:
+        version = registry.resolve(ref)
+        path = registry.artifact_path(version, actor="honed-export")
+    if version.format != "onnx":
+        raise InvalidArgument(f"{version.ref} is stored as {version.format!r}; an edge bundle needs an ONNX model")
+    recipe = version.recipe or {}
+    profile = version.profile or {}
+    settings = profile.get("settings") if isinstance(profile, Mapping) else None
+    provenance = EdgeSource(
+        kind="registry",
+        location=registry.url,
+        sha256=version.sha256,
+        ref=version.ref,
+        parent=version.parent,
+        measured_backend=str(recipe.get("backend") or "onnxruntime"),
+        recipe=recipe or None,
+    )
+    runtime = _runtime_from(recipe.get("runtime"), version.ref)
+    shapes = _shapes(settings.get("shapes")) if isinstance(settings, Mapping) else {}
+    return ResolvedSource(Path(path), runtime.with_(options={}), provenance, name or version.name, shapes)
+
+
+def _default_name(text: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in Path(text).stem).strip("-._")
+    return cleaned or "model"
+
+
+def resolve_source(source: str, *, registry: str | None = None, name: str | None = None) -> ResolvedSource:
+    """A folder (optimize output), an ``.onnx`` file, or, with ``registry``, a reference such as ``scorer@production``
+    or ``scorer:3``. A source that is none of these raises a domain error naming it."""
+    if registry is not None:
+        return _from_registry(source, registry, name)
+    path = Path(source)
+    if path.is_dir():
+        return _from_optimize(path, name)
+    if path.is_file():
+        return _from_file(path, name)
+    raise ModelNotFound(
+        f"{source} is neither an optimize output folder nor a model file; for a registry version pass --registry URL"
+    )

@@ -1,0 +1,45 @@
+"""Starting a bundle's runner the way a device would: a Python that cannot import honed.
+
+``python -I -S`` skips site-packages processing, so honed's editable-install ``.pth`` file never runs; the folders
+that hold numpy and onnxruntime are put on ``sys.path`` by hand, and a meta-path finder makes any attempt to import
+``honed`` fail loudly, so a runner that reached for honed would fail the test rather than quietly work.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy
+import onnxruntime
+
+SITE = sorted({str(Path(numpy.__file__).parent.parent), str(Path(onnxruntime.__file__).parent.parent)})
+
+LAUNCH = """
+import importlib.abc, json, runpy, sys
+
+class NoHoned(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "honed" or name.startswith("honed."):
+            raise ImportError("the bundle's runner imported honed")
+        return None
+
+bundle, site = sys.argv[1], json.loads(sys.argv[2])
+sys.meta_path.insert(0, NoHoned())
+sys.path[:0] = [bundle, *site]
+sys.argv = ["honed_edge", *sys.argv[3:]]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
+def isolated(bundle: Path, *args: str) -> list[str]:
+    import json
+
+    return [sys.executable, "-I", "-S", "-B", "-c", LAUNCH, str(bundle), json.dumps(SITE), *args]
+
+
+def run_isolated(bundle: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        isolated(bundle, *args), input=stdin, capture_output=True, text=True, timeout=300, check=False, cwd=bundle
+    )
