@@ -14,6 +14,7 @@ from sqlalchemy import Table, create_engine, func, select
 from honed.errors import AlreadyExists, InvalidArgument, NotFound
 from honed.registry import Registry, open_registry, schema
 from honed.registry import rollout_policy as rp
+from honed.registry.audit_key import create_key
 from honed.registry.rollouts import ABORTED, AWAITING_APPROVAL, PAUSED, PROMOTED, ROLLED_BACK, RUNNING, Rollouts
 
 ModelFactory = Callable[[float], Path]
@@ -219,3 +220,25 @@ def test_a_model_without_production_cannot_roll_out(creg: Registry) -> None:
         Rollouts(creg).start("scorer", 2, SETTINGS, actor="alice", reason="r")
     with pytest.raises(NotFound, match="has no rollout"):
         Rollouts(creg).get("scorer")
+
+
+def test_rollout_entries_are_keyed_on_a_keyed_log(
+    db_url: str, artifacts: Path, clock: FakeClock, make_model: ModelFactory, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "keys" / "audit.key"
+    create_key(key_file)
+    with open_registry(db_url, artifacts=artifacts, clock=clock, audit_key_file=key_file) as keyed:
+        for value in (1, 2, 3):
+            keyed.register(make_model(value), "scorer", actor="alice")
+        keyed.set_alias("scorer", "production", 1, actor="alice")
+        ro = Rollouts(keyed)
+        ro.start("scorer", 2, SETTINGS, actor="alice", reason="int8 winner")
+        for _ in SETTINGS.steps:  # advance, advance, promote
+            interval(ro, clock, good())
+        assert keyed.aliases("scorer")["production"] == 2
+        ro.start("scorer", 3, SETTINGS, actor="alice", reason="next")
+        ro.abort("scorer", actor="bob", reason="not now")
+        report = keyed.verify_audit()
+        actions = {e.action for e in keyed.audit_log(name="scorer")}
+        assert {"rollout.start", "rollout.advance", "promote", "rollout.promote", "rollout.abort"} <= actions
+        assert report.ok and report.keyed_entries == report.entries
