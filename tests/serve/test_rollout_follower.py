@@ -1,20 +1,24 @@
 """The rollout follower inside one real dataplane (real registry, real models, no network): explicit versions go
 where they say, a full mirror queue drops mirrored work without holding any answer back, and what the mirror
-worker compares reaches the registry as observations."""
+worker compares reaches the registry as observations; a mirrored copy is admitted by the caller's rate limits."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper
 
 from honed.registry import open_registry
 from honed.registry import rollout_policy as rp
 from honed.registry.rollouts import Rollouts
+from honed.serve.access import AccessPolicy
+from honed.serve.limits import RateLimited
 from honed.serve.protocol.types import InferRequest, Tensor
 from honed.serve.registry_source import RegistryCatalog
 from honed.serve.rollout import RolloutFollower
@@ -155,6 +159,60 @@ def test_a_server_that_does_not_serve_the_replaced_version_does_not_follow(tmp_p
         assert dp.repository.versions("scorer") == ["3"]
         assert (await dp.infer("scorer", None, _request(0))).model_version == "3"
         assert dp.metrics.registry.get_sample_value("honed_rollout_step", {"model": "scorer"}) is None
+        await dp.repository.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        reg.close()
+
+
+def test_a_mirrored_copy_takes_its_share_of_the_callers_rate_limit(tmp_path: Path) -> None:
+    reg = open_registry(f"sqlite:///{tmp_path / 'registry.db'}", artifacts=tmp_path / "artifacts")
+    for v in (1, 2):
+        reg.register(_model(tmp_path / f"v{v}.onnx", float(v)), "scorer", actor="alice")
+    reg.set_alias("scorer", "production", 1, actor="alice")
+    ro = Rollouts(reg)
+    settings = rp.RolloutSettings(steps=(50, 100), interval_s=3600, mirror=1.0, min_requests=1, deadline_s=7200)
+    ro.start("scorer", 2, settings, actor="alice", reason="test")
+    catalog = RegistryCatalog(reg, ["scorer@production"], actor="srv")
+    token = "app-token-0123456789"
+    policy = AccessPolicy.from_dict(
+        {
+            "principals": [
+                {
+                    "name": "app",
+                    "token_sha256": hashlib.sha256(token.encode()).hexdigest(),
+                    "actions": ["infer"],
+                    "models": ["scorer"],
+                }
+            ],
+            # three requests in all; a refill of one takes 1000 s, far longer than the test
+            "limits": {"principals": {"app": {"rps": 0.001, "burst": 3}}},
+        }
+    )
+
+    def sample(dp: object, name: str, labels: dict[str, str]) -> float | None:
+        return dp.metrics.registry.get_sample_value(name, labels)  # type: ignore[attr-defined]
+
+    async def scenario() -> None:
+        dp = build(None, catalog=catalog, access=policy)
+        await dp.start()
+        # the worker never runs: a queue of one holds the first copy, and a second admitted copy would be dropped
+        follower = RolloutFollower(ro, catalog, dp.repository, dp.metrics, holder="srv", queue_size=1)
+        dp.rollouts = follower
+        await follower.refresh()
+        caller = await dp.authorize([f"Bearer {token}"], "infer", "scorer")  # 1st of 3
+        await dp.infer("scorer", None, _request(0), caller=caller)  # its copy is queued: 2nd of 3
+        caller = await dp.authorize([f"Bearer {token}"], "infer", "scorer")  # 3rd of 3
+        await dp.infer("scorer", None, _request(1), caller=caller)  # no share left: no copy
+        limited = {"principal": "app", "model": ""}
+        assert sample(dp, "honed_rate_limited_total", limited) == 1
+        assert not sample(dp, "honed_rollout_mirror_dropped_total", {"model": "scorer"})  # never offered
+        with pytest.raises(RateLimited):  # the copy spent a share the caller's next request would have had
+            await dp.authorize([f"Bearer {token}"], "infer", "scorer")
+        await dp.infer("scorer", None, _request(2))  # in-process, no caller: answered, never copied
+        assert not sample(dp, "honed_rollout_mirror_dropped_total", {"model": "scorer"})
         await dp.repository.close()
 
     try:

@@ -31,7 +31,7 @@ from honed.errors import (
 )
 from honed.model.spec import TensorSpec
 from honed.serve.access import AccessPolicy, Principal, RepeatedCredentials, credentials, refusal_reason
-from honed.serve.limits import RateLimiter
+from honed.serve.limits import RateLimited, RateLimiter
 from honed.serve.metrics import ServeMetrics
 from honed.serve.protocol.datatypes import from_numpy, from_onnx
 from honed.serve.protocol.types import (
@@ -199,6 +199,25 @@ class DataPlane:
             self.limiter.admit(principal.name, model)
         return principal
 
+    def admit_copy(self, caller: Principal | None, model: str) -> bool:
+        """Whether a copy of ``caller``'s infer request on ``model`` (a rollout's mirrored run) may be made, decided
+        as the request itself was: the current policy's grant, then the caller's rate limits (the copy takes its
+        share). A refusal is counted as a real request's would be, and the copy is not made. With a policy in force,
+        a request that names no caller (an in-process call the adapters did not authorize) is never copied."""
+        policy = self.access
+        if policy is None:
+            return True
+        if caller is None:
+            return False
+        try:
+            self.limiter.admit(policy.grant(caller, "infer", model).name, model)
+        except PermissionDenied as exc:
+            self.metrics.auth_refused(refusal_reason(exc, None))
+            return False
+        except RateLimited:  # counted by the limiter
+            return False
+        return True
+
     # -- health and metadata ---------------------------------------------------------------------------------
     async def live(self) -> bool:
         return True
@@ -260,12 +279,15 @@ class DataPlane:
         *,
         timeout_s: float | None = None,
         residency: str | Sequence[str] | None = None,
+        caller: Principal | None = None,
     ) -> InferResponse:
         """Run one V2 infer request; ``timeout_s`` (e.g. a gRPC deadline) and the ``timeout`` parameter both apply.
 
         ``residency`` is the request's declared data residency (``X-Data-Residency``: its value, or every value
         the request carried, so that a repeated header is refused); the server's
         :class:`~honed.serve.security.ResidencyGuard` allows it or raises ResidencyViolation before any data is used.
+        ``caller`` is the principal :meth:`authorize` admitted the request for; a rollout's mirrored copy of the
+        request is admitted for it again (:meth:`admit_copy`).
         """
         follower = self.rollouts
         if follower is not None:
@@ -285,7 +307,7 @@ class DataPlane:
                 outputs = [_output(spec, results[spec.name]) for spec in wanted]
             if follower is not None:
                 follower.observe(name, resolved, self._clock() - started, failed=False)
-                follower.mirror(name, resolved, feeds, results, residency)
+                follower.mirror(name, resolved, feeds, results, residency, admit=lambda: self.admit_copy(caller, name))
         except Exception as exc:
             if follower is not None:
                 follower.observe(name, resolved, self._clock() - started, failed=status_for(exc)[0] >= 500)

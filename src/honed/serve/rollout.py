@@ -10,8 +10,10 @@ For every model it serves from a registry, :class:`RolloutFollower` polls the mo
   ``/versions/N/`` goes where it says);
 * mirrors a ``mirror`` share of answered requests to the other version through a bounded queue: the mirrored run
   happens after the answer, on a worker task, and a full queue drops the mirrored work (counted) instead of making
-  anyone wait. Residency rules are checked for the mirrored version as for a real request. The two answers'
-  agreement (top-1 or cosine, over the first output) is tallied, never returned;
+  anyone wait. A copy is made only when the caller's grant and rate limits admit it as they admitted the request
+  (it takes its share of the caller's limits; a refusal is counted as a real one's); residency rules are checked
+  for the mirrored version as for a real request. The two answers' agreement (top-1 or cosine, over the first
+  output) is tallied, never returned;
 * writes what it saw since the last poll (requests, server errors, latency histogram per version, mirrored pairs)
   to the registry, then tries the controller lease and, when an interval is due, decides.
 
@@ -25,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,12 +150,15 @@ class RolloutFollower:
         if r is not None and version in (r.production, r.candidate):
             r.tally(version).add(seconds, failed)
 
-    def mirror(self, name: str, version: str, feeds: Arrays, outputs: Arrays, residency: Any) -> None:
-        """Offer an answered request to the other version; dropped when the queue is full or not chosen."""
+    def mirror(
+        self, name: str, version: str, feeds: Arrays, outputs: Arrays, residency: Any, *, admit: Callable[[], bool]
+    ) -> None:
+        """Offer an answered request to the other version; dropped when the queue is full or not chosen. A chosen
+        copy is made only when ``admit()`` (the caller's access and rate limits, as for the request) allows it."""
         r = self._routes.get(name)
         if r is None or not r.ready or version not in (r.production, r.candidate) or r.mirror <= 0:
             return
-        if self._rng.random() >= r.mirror:
+        if self._rng.random() >= r.mirror or not admit():
             return
         other = r.candidate if version == r.production else r.production
         try:
