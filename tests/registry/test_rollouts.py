@@ -39,12 +39,17 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-def creg(db_url: str, artifacts: Path, clock: FakeClock, make_model: ModelFactory) -> Iterator[Registry]:
-    registry = open_registry(db_url, artifacts=artifacts, clock=clock)
+def _scorer(registry: Registry, make_model: ModelFactory) -> Registry:
+    """``registry`` with scorer v1 (production), v2 and v3."""
     for value in (1, 2, 3):
         registry.register(make_model(value), "scorer", actor="alice")
     registry.set_alias("scorer", "production", 1, actor="alice")
+    return registry
+
+
+@pytest.fixture
+def creg(db_url: str, artifacts: Path, clock: FakeClock, make_model: ModelFactory) -> Iterator[Registry]:
+    registry = _scorer(open_registry(db_url, artifacts=artifacts, clock=clock), make_model)
     try:
         yield registry
     finally:
@@ -227,10 +232,7 @@ def test_rollout_entries_are_keyed_on_a_keyed_log(
 ) -> None:
     key_file = tmp_path / "keys" / "audit.key"
     create_key(key_file)
-    with open_registry(db_url, artifacts=artifacts, clock=clock, audit_key_file=key_file) as keyed:
-        for value in (1, 2, 3):
-            keyed.register(make_model(value), "scorer", actor="alice")
-        keyed.set_alias("scorer", "production", 1, actor="alice")
+    with _scorer(open_registry(db_url, artifacts=artifacts, clock=clock, audit_key_file=key_file), make_model) as keyed:
         ro = Rollouts(keyed)
         ro.start("scorer", 2, SETTINGS, actor="alice", reason="int8 winner")
         for _ in SETTINGS.steps:  # advance, advance, promote

@@ -14,9 +14,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from honed.registry import open_registry
+from honed.registry import Registry, open_registry
 from honed.registry import rollout_policy as rp
-from honed.registry.rollouts import Rollouts
+from honed.registry.rollouts import Rollout, Rollouts
 from honed.serve.access import AccessPolicy
 from honed.serve.limits import RateLimited
 from honed.serve.protocol.types import InferRequest, Tensor
@@ -39,7 +39,8 @@ def _request(seed: int) -> InferRequest:
     return InferRequest([Tensor("x", "FP32", (1, 4), x)])
 
 
-def test_routing_mirror_queue_and_observations(tmp_path: Path) -> None:
+def _mirrored_rollout(tmp_path: Path) -> tuple[Registry, Rollouts, Rollout, RegistryCatalog]:
+    """scorer v1 (production) rolling out v2 at 50%, every answered request mirrored; a catalog serving it."""
     reg = open_registry(f"sqlite:///{tmp_path / 'registry.db'}", artifacts=tmp_path / "artifacts")
     for v in (1, 2):
         reg.register(_model(tmp_path / f"v{v}.onnx", float(v)), "scorer", actor="alice")
@@ -47,7 +48,11 @@ def test_routing_mirror_queue_and_observations(tmp_path: Path) -> None:
     ro = Rollouts(reg)
     settings = rp.RolloutSettings(steps=(50, 100), interval_s=3600, mirror=1.0, min_requests=1, deadline_s=7200)
     rollout = ro.start("scorer", 2, settings, actor="alice", reason="test")
-    catalog = RegistryCatalog(reg, ["scorer@production"], actor="srv")
+    return reg, ro, rollout, RegistryCatalog(reg, ["scorer@production"], actor="srv")
+
+
+def test_routing_mirror_queue_and_observations(tmp_path: Path) -> None:
+    reg, ro, rollout, catalog = _mirrored_rollout(tmp_path)
 
     async def scenario() -> None:
         dp = build(None, catalog=catalog)
@@ -168,14 +173,7 @@ def test_a_server_that_does_not_serve_the_replaced_version_does_not_follow(tmp_p
 
 
 def test_a_mirrored_copy_takes_its_share_of_the_callers_rate_limit(tmp_path: Path) -> None:
-    reg = open_registry(f"sqlite:///{tmp_path / 'registry.db'}", artifacts=tmp_path / "artifacts")
-    for v in (1, 2):
-        reg.register(_model(tmp_path / f"v{v}.onnx", float(v)), "scorer", actor="alice")
-    reg.set_alias("scorer", "production", 1, actor="alice")
-    ro = Rollouts(reg)
-    settings = rp.RolloutSettings(steps=(50, 100), interval_s=3600, mirror=1.0, min_requests=1, deadline_s=7200)
-    ro.start("scorer", 2, settings, actor="alice", reason="test")
-    catalog = RegistryCatalog(reg, ["scorer@production"], actor="srv")
+    reg, ro, _, catalog = _mirrored_rollout(tmp_path)
     token = "app-token-0123456789"
     policy = AccessPolicy.from_dict(
         {
