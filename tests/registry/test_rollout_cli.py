@@ -129,3 +129,19 @@ def test_run_is_the_controller_until_the_rollout_ends(
     assert status["status"] == ending.replace(" ", "_") and status["verdicts"][-1]["actor"] == "ctl"
     err = cli("rollout", "run", "scorer", code=2)
     assert "already ended" in err
+
+
+def test_a_keyed_log_takes_the_audit_key_on_every_change(cli, make_model: ModelFactory, tmp_path: Path) -> None:
+    key = tmp_path / "secret" / "audit.key"
+    cli("audit", "key", "--out", str(key))
+    for value in (1, 2):
+        cli("registry", "register", str(make_model(value)), "scorer", "--audit-key-file", str(key))
+    cli("registry", "alias", "scorer", "production", "1", "--audit-key-file", str(key))
+    before = _audit_length(cli)
+    err = cli("rollout", "start", "scorer", "--to", "2", code=2)
+    assert "the audit log is keyed" in err and err.count("\n") == 1
+    assert _audit_length(cli) == before
+    cli("rollout", "start", "scorer", "--to", "2", "--audit-key-file", str(key))
+    cli("rollout", "pause", "scorer", "--key-file", str(key))
+    cli("rollout", "abort", "scorer", "--audit-key-file", str(key))
+    assert "audit log OK" in cli("audit", "verify", "--key-file", str(key))

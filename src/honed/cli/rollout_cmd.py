@@ -6,13 +6,15 @@ import json
 import os
 import socket
 import time
+from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from honed.cli.common import EXIT_FAILURE, console, parse_int_list, print_json
+from honed.cli.registry_cmd import AuditKeyOpt
 from honed.errors import InvalidArgument
-from honed.registry import default_actor, open_registry
+from honed.registry import Registry, default_actor, open_registry
 from honed.registry import rollout_policy as policy
 from honed.registry.rollouts import PROMOTED, Rollout, Rollouts
 from honed.units import parse_duration
@@ -28,6 +30,10 @@ ActorOpt = typer.Option(
 )
 ReasonOpt = typer.Option("", "--reason", help="Why (recorded in the audit log).")
 NameArg = typer.Argument(..., help="Model name.")
+
+
+def _open(url: str | None, key_file: Path | None) -> Registry:
+    return open_registry(url, audit_key_file=key_file)
 
 
 def _bound(text: str, flag: str) -> float | None:
@@ -104,6 +110,7 @@ def register(app: typer.Typer) -> None:
         reason: str = ReasonOpt,
         actor: str | None = ActorOpt,
         registry: str | None = RegistryOpt,
+        audit_key_file: Path | None = AuditKeyOpt,
         as_json: bool = JsonOpt,
     ) -> None:
         """Start rolling NAME:--to out in place of NAME@production."""
@@ -120,7 +127,7 @@ def register(app: typer.Typer) -> None:
             agreement_metric=agreement,
             require_approval=require_approval,
         ).validate()
-        with open_registry(registry) as reg:
+        with _open(registry, audit_key_file) as reg:
             started = Rollouts(reg).start(name, to, settings, actor=actor or default_actor(), reason=reason)
         _say(started, as_json, "started")
 
@@ -153,9 +160,10 @@ def register(app: typer.Typer) -> None:
             reason: str = ReasonOpt,
             actor: str | None = ActorOpt,
             registry: str | None = RegistryOpt,
+            audit_key_file: Path | None = AuditKeyOpt,
             as_json: bool = JsonOpt,
         ) -> None:
-            with open_registry(registry) as reg:
+            with _open(registry, audit_key_file) as reg:
                 ro = Rollouts(reg)
                 changed = getattr(ro, verb)(name, actor=actor or default_actor(), reason=reason)
             _say(changed, as_json, past)
@@ -173,6 +181,7 @@ def register(app: typer.Typer) -> None:
         ),
         poll: str = typer.Option("1s", "--poll", help="How often to check whether an interval is due."),
         registry: str | None = RegistryOpt,
+        audit_key_file: Path | None = AuditKeyOpt,
         as_json: bool = JsonOpt,
     ) -> None:
         """Be the rollout's controller until it ends: decide each interval while holding the lease.
@@ -181,7 +190,7 @@ def register(app: typer.Typer) -> None:
         """
         poll_s = parse_duration(poll, "--poll")
         me = holder or f"rollout@{socket.gethostname()}:{os.getpid()}"
-        with open_registry(registry) as reg:
+        with _open(registry, audit_key_file) as reg:
             ro = Rollouts(reg)
             current = ro.get(name)
             if not current.active:
