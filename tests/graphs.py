@@ -70,11 +70,18 @@ def wide_range_matmuls() -> onnx.ModelProto:
         helper.make_node("Relu", ["h2"], ["r2"], name="relu"),
         helper.make_node("MatMul", ["r2", "w3"], ["y"], name="mm3"),
     ]
+    return _x_to_y(nodes, inits, "wide", 8, 4)
+
+
+def _x_to_y(
+    nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto], name: str, width_in: int, width_out: int
+) -> onnx.ModelProto:
+    """An opset-13 model of ``nodes`` from ``x[N, width_in]`` to ``y[N, width_out]``."""
     graph = helper.make_graph(
         nodes,
-        "wide",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+        name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width_in])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", width_out])],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
@@ -132,3 +139,27 @@ def padded_batch(samples: int, seq: int = 6, vocab: int = 32, seed: int = 0) -> 
     mask = (np.arange(seq)[None, :] < lengths[:, None]).astype(np.int64)
     ids = np.where(mask == 1, rng.integers(1, vocab, size=(samples, seq)), 0).astype(np.int64)
     return {"input_ids": ids, "attention_mask": mask}
+
+
+def outlier_chain(layers: int = 8, outlier: int = 3) -> onnx.ModelProto:
+    """x[N,16] -> ``layers`` MatMul+Tanh pairs (``mm0``, ``mm1``, ...): ordinary layers, except that ``mm{outlier}``
+    writes one channel 10^4 times larger than the rest, which the next MatMul reads with a weight that scales it
+    back down. Per-tensor INT8 of that channel's tensor crushes every other channel; the float model is fine."""
+    rng = np.random.default_rng(0)
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+    current = "x"
+    for i in range(layers):
+        w = rng.normal(0, 0.4, (16, 16))
+        if i == outlier:
+            w[:, 0] *= 1e4
+        if i == outlier + 1:
+            w[0, :] *= 1e-4
+        inits.append(numpy_helper.from_array(w.astype(np.float32), f"w{i}"))
+        nodes.append(helper.make_node("MatMul", [current, f"w{i}"], [f"h{i}"], name=f"mm{i}"))
+        current = f"h{i}"
+        if i != outlier and i < layers - 1:  # the outlier channel reaches the next layer unsquashed
+            nodes.append(helper.make_node("Tanh", [current], [f"t{i}"], name=f"tanh{i}"))
+            current = f"t{i}"
+    nodes[-1].output[0] = "y"
+    return _x_to_y(nodes, inits, "outlier_chain", 16, 16)

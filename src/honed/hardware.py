@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any
 
 from honed.errors import InvalidArgument
+from honed.fields import Fields
 
 __all__ = [
     "GpuInfo",
@@ -257,53 +258,27 @@ class HardwareSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> HardwareSpec:
         """Rebuild a spec from :meth:`to_dict` output; raises InvalidArgument on missing or malformed fields."""
-        try:
-            gpus = tuple(
-                GpuInfo(
-                    name=str(g["name"]),
-                    vendor=str(g["vendor"]),
-                    memory_bytes=None if g.get("memory_bytes") is None else int(g["memory_bytes"]),
-                    ort_providers=tuple(str(p) for p in g.get("ort_providers", ())),
-                )
-                for g in data.get("gpus", ())
-            )
-            return cls(
-                cpu_model=str(data["cpu_model"]),
-                vendor=str(data["vendor"]),
-                arch=str(data["arch"]),
-                logical_cores=int(data["logical_cores"]),
-                physical_cores=int(data["physical_cores"]),
-                usable_cores=tuple(int(c) for c in data["usable_cores"]),
-                isa=tuple(str(i) for i in data["isa"]),
-                caches={str(k): int(v) for k, v in dict(data["caches"]).items()},
-                clock_ghz=_opt_float(data.get("clock_ghz")),
-                clock_source=str(data["clock_source"]),
-                memory_bytes=int(data["memory_bytes"]),
-                gpus=gpus,
-                ort_providers=tuple(str(p) for p in data.get("ort_providers", ())),
-                peak_fp32_gflops=_opt_float(data.get("peak_fp32_gflops")),
-                peak_bf16_gflops=_opt_float(data.get("peak_bf16_gflops")),
-                peak_int8_gops=_opt_float(data.get("peak_int8_gops")),
-                peak_cores=int(data["peak_cores"]),
-                peak_basis=str(data.get("peak_basis", "")),
-                cpu_family=_opt_int(data.get("cpu_family")),
-                cpu_model_number=_opt_int(data.get("cpu_model_number")),
-                cpu_quota_cores=_opt_float(data.get("cpu_quota_cores")),
-                memory_limit_bytes=_opt_int(data.get("memory_limit_bytes")),
-                estimated=tuple(str(e) for e in data.get("estimated", ())),
-            )
-        except KeyError as exc:
-            raise InvalidArgument(f"hardware spec is missing the field {exc.args[0]!r}") from None
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise InvalidArgument(f"hardware spec has a malformed field: {exc}") from None
+        f = _SpecFields(data, "hardware spec")
+        return f.read(
+            cls,
+            gpus=tuple(_gpu(g.data, g.where) for g in f.objects("gpus")) if "gpus" in f.data else (),
+            ort_providers=f.strings("ort_providers", default=()),
+            peak_basis=f.text("peak_basis", default=""),
+            estimated=f.strings("estimated", default=()),
+        )
 
 
-def _opt_float(value: Any) -> float | None:
-    return None if value is None else float(value)
+class _SpecFields(Fields):
+    """A hardware spec's fields, with its phrasing."""
+
+    missing_says = "{where} is missing the field {key!r}"
+    wrong_says = "{where} has a malformed field: {key} must be {expected}, got {value}"
 
 
-def _opt_int(value: Any) -> int | None:
-    return None if value is None else int(value)
+def _gpu(data: Mapping[str, Any], where: str) -> GpuInfo:
+    f = _SpecFields(data, where)
+    providers = f.strings("ort_providers", default=())
+    return GpuInfo(f.text("name"), f.text("vendor"), f.opt_whole("memory_bytes"), providers)
 
 
 # --- peaks -------------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Atomic JSON files: the one way honed writes a JSON document another run or process may read.
+"""JSON files: the one way honed writes a JSON document another run or process may read, and the one way it
+reads one back (a missing, truncated or wrong-shaped file is an InvalidArgument naming it).
 
 The text goes to a temporary file in the target's own folder (so the rename never crosses a file system) and is
 then renamed over the target with :func:`os.replace`, so a reader sees the old file or the new one, never half
@@ -12,6 +13,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from honed.errors import InvalidArgument
 
 
 def write_json(path: str | Path, data: Any, *, indent: int | None = 2, sort_keys: bool = False) -> Path:
@@ -30,4 +33,24 @@ def write_json(path: str | Path, data: Any, *, indent: int | None = 2, sort_keys
     return target
 
 
-__all__ = ["write_json"]
+def read_json(path: str | Path, what: str = "file", *, hint: str | None = None) -> Any:
+    """A JSON file's content; a missing or malformed file is an InvalidArgument naming it (and ``hint``: what
+    writes one)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidArgument(f"{what} not found: {p}" + (f" ({hint})" if hint else ""))
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(f"{p} is not valid JSON (truncated?): {exc}") from exc
+
+
+def read_object(path: str | Path, what: str = "file") -> dict[str, Any]:
+    """A JSON file that holds one object (a recipe, a profile), as a dict."""
+    data = read_json(path, what)
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"the {what} file {path} must hold a JSON object")
+    return data
+
+
+__all__ = ["read_json", "read_object", "write_json"]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from honed.bench import SCHEMA, BenchSettings, run_bench
+from honed.bench.document import BenchDocument
 from honed.errors import DataError, InvalidArgument
 from tests.graphs import int_input_model, matmul_model
 
@@ -58,6 +59,8 @@ def test_json_follows_the_documented_schema(mlp: Path) -> None:
     # ORT fuses MatMul+Add into one Gemm kernel before it runs.
     assert any("Gemm" in op["op_type"] or "MatMul" in op["op_type"] for op in profile["by_op_type"])
     assert len(profile["top_nodes"]) <= 2
+    # The real producer's document reads back to the same JSON, per-op profile included.
+    assert BenchDocument.from_dict(data, "bench.json").to_dict() == data
     assert sum(op["fraction"] for op in profile["by_op_type"]) == pytest.approx(1.0)
 
 

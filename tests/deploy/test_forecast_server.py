@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -19,6 +21,9 @@ from honed.plan.document import Plan, read_plan, write_plan
 from honed.plan.planner import make_plan
 from honed.plan.spec import Autoscaling, Deployment, Pool
 from tests.plan.helpers import bench_doc, bench_row, write_json
+
+TOKEN = "forecast-token-0123456789"
+TIMEOUT_S = 1.0
 
 
 def write_history(path: Path, hours: float, rate_at: Any) -> Path:
@@ -58,7 +63,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, ForecastService, Path]]:
     # Ends at 02:57, three minutes before the burst on the hour: beyond one provisioning lead + a reconcile.
     history = write_history(tmp_path / "scorer.csv", 3 - 2 / 60, hourly_burst)
     service = ForecastService.from_plan(plan_for(tmp_path, "scorer"), history=history)
-    srv = make_server(service, "127.0.0.1", 0)
+    srv = make_server(service, "127.0.0.1", 0, token=TOKEN, timeout_s=TIMEOUT_S)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     try:
@@ -69,12 +74,66 @@ def server(tmp_path: Path) -> Iterator[tuple[str, ForecastService, Path]]:
         thread.join(timeout=10)
 
 
-def get(url: str) -> tuple[int, dict[str, Any]]:
+def get(url: str, authorization: str | None = f"Bearer {TOKEN}") -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url, headers={"Authorization": authorization} if authorization else {})
     try:
-        with urllib.request.urlopen(url, timeout=30) as resp:
+        with urllib.request.urlopen(request, timeout=30) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
+
+
+def raw_get(base: str, head: bytes) -> bytes:
+    """One request with exactly these header bytes (repeated headers included); the whole answer."""
+    host, port = urlsplit(base).hostname, urlsplit(base).port
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(head)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_callers_without_the_token_get_401_and_probes_stay_open(server: tuple[str, ForecastService, Path]) -> None:
+    base, _, _ = server
+    for auth in (None, "Bearer wrong-token", f"Bearer {TOKEN}x", f"Basic {TOKEN}", TOKEN):
+        for path in ("/forecast/scorer", "/forecast", "/forecast/nope", "/elsewhere"):
+            status, body = get(f"{base}{path}", auth)
+            assert status == 401 and "bearer token" in body["error"], (auth, path, status)
+    assert get(f"{base}/healthz", None) == (200, {"status": "ok"})
+    assert get(f"{base}/forecast/scorer")[0] == 200
+    # Two Authorization headers, the right one among them: refused, whichever comes first.
+    for first, second in ((f"Bearer {TOKEN}", "Bearer x"), ("Bearer x", f"Bearer {TOKEN}")):
+        head = f"GET /forecast/scorer HTTP/1.0\r\nAuthorization: {first}\r\nAuthorization: {second}\r\n\r\n"
+        answer = raw_get(base, head.encode())
+        assert answer.startswith(b"HTTP/1.0 401") and b"WWW-Authenticate: Bearer" in answer, answer[:200]
+
+
+def test_a_slow_client_is_cut_off_and_does_not_hold_the_server(server: tuple[str, ForecastService, Path]) -> None:
+    """A client trickling its request head one byte at a time (each byte well within the per-read timeout) is
+    disconnected once its head deadline passes, while other clients are served meanwhile."""
+    base, _, _ = server
+    url = urlsplit(base)
+    slow = socket.create_connection((url.hostname, url.port), timeout=30)
+    head = f"GET /forecast/scorer HTTP/1.0\r\nAuthorization: Bearer {TOKEN}\r\nX-Pad: {'a' * 400}\r\n\r\n".encode()
+    closed_after = None
+    try:
+        slow.sendall(head[:10])
+        assert get(f"{base}/forecast/scorer")[0] == 200  # served while the slow one is connected
+        stop = threading.Event()
+        for sent in range(10, len(head)):
+            if stop.wait(TIMEOUT_S / 10):
+                break
+            try:
+                slow.sendall(head[sent : sent + 1])
+            except OSError:  # reset or broken pipe: the server closed it
+                closed_after = sent
+                break
+    finally:
+        slow.close()
+    # 400+ bytes at a tenth of the timeout each would take 40+ timeouts to finish: the deadline cut it long before.
+    assert closed_after is not None and closed_after < len(head) - 1
+    assert get(f"{base}/forecast/scorer")[0] == 200
 
 
 def test_serves_the_predicted_replica_count_for_the_metrics_api_trigger(
@@ -158,8 +217,13 @@ def test_cli_forecast_server_serves_until_stopped(tmp_path: Path) -> None:
     history = write_history(tmp_path / "scorer.csv", 2, hourly_burst)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), "COLUMNS": "200"}
     cmd = [sys.executable, "-m", "honed", "plan", "forecast-server", "--plan", str(plan_path)]
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n", encoding="utf-8")
     with subprocess.Popen(
-        [*cmd, "--history", str(history), "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+        [*cmd, "--history", str(history), "--port", "0", "--token-file", str(token_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
     ) as proc:
         try:
             assert proc.stdout is not None
@@ -167,11 +231,36 @@ def test_cli_forecast_server_serves_until_stopped(tmp_path: Path) -> None:
             assert url.startswith("http://127.0.0.1:") and url.endswith("/forecast/scorer"), url
             status, body = get(url)
             assert status == 200 and body["deployment"] == "scorer" and body["replicas"] >= 1
+            assert get(url, None)[0] == 401
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+    # No token and no --insecure-no-auth: refused at start; both: refused; an empty token file: refused.
+    args = [*cmd, "--history", str(history), "--port", "0"]
+    clean = {k: v for k, v in env.items() if k != "HONED_FORECAST_TOKEN"}
+    done = subprocess.run(args, capture_output=True, env=clean, timeout=120)
+    assert done.returncode == 2 and b"--insecure-no-auth" in done.stderr and b"Traceback" not in done.stderr
+    done = subprocess.run(
+        [*args, "--insecure-no-auth"], capture_output=True, env={**clean, "HONED_FORECAST_TOKEN": "t"}
+    )
+    assert done.returncode == 2 and b"not both" in done.stderr
+    token_file.write_text("\n", encoding="utf-8")
+    done = subprocess.run([*args, "--token-file", str(token_file)], capture_output=True, env=clean, timeout=120)
+    assert done.returncode == 2 and b"is empty" in done.stderr
+    # Open on purpose: it says so on stderr and answers without a token.
+    with subprocess.Popen(
+        [*args, "--insecure-no-auth"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean
+    ) as proc:
+        try:
+            assert proc.stdout is not None and proc.stderr is not None
+            url = proc.stdout.readline().decode().strip()
+            assert get(url, None)[0] == 200
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        assert b"answers every caller without a token" in proc.stderr.read()
     # Bad input: a plan without predictive placements is a one-line error and exit 2.
     write_plan(plan.only([plan.placement("reactive")]), plan_path)
-    done = subprocess.run(cmd, capture_output=True, env=env, timeout=120)
+    done = subprocess.run([*cmd, "--insecure-no-auth"], capture_output=True, env=clean, timeout=120)
     assert done.returncode == 2 and b"no predictive placement" in done.stderr
     assert b"Traceback" not in done.stderr

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import typer.main
@@ -48,7 +49,44 @@ VARIANTS = {
     "k8s-access-tls": DeployOptions(secrets=ServingSecrets(access_secret="honed-access", tls_secret="honed-tls")),
     "k8s-insecure": DeployOptions(insecure_no_auth=True),
     "kserve-insecure": DeployOptions(fmt="kserve", insecure_no_auth=True),
+    "kserve-access-tls": DeployOptions(
+        fmt="kserve", secrets=ServingSecrets(access_secret="honed-access", tls_secret="honed-tls")
+    ),
 }
+
+
+TRIGGER_AUTHENTICATION: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "keda.sh/v1alpha1"},
+        "kind": {"const": "TriggerAuthentication"},
+        "metadata": {"type": "object", "required": ["name", "namespace"]},
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "secretTargetRef": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["parameter", "name", "key"],
+                        "additionalProperties": False,
+                        "properties": {k: {"type": "string", "minLength": 1} for k in ("parameter", "name", "key")},
+                    },
+                },
+            },
+        },
+    },
+}
+"""The part of KEDA's TriggerAuthentication CRD schema honed uses (spec.secretTargetRef), strictly."""
+
+
+def so_namespace(objects: dict[str, list[dict[str, Any]]]) -> str:
+    so = next(o for o in objects["fraud-predictive"] if o["kind"] == "ScaledObject")
+    return str(so["metadata"]["namespace"])
 
 
 def validate(obj: dict[str, Any]) -> None:
@@ -162,8 +200,6 @@ def test_secrets_turn_on_the_access_policy_and_tls_in_every_pod(plan: Plan) -> N
         assert c[probe]["httpGet"]["scheme"] == "HTTPS"
     serve = typer.main.get_command(build_app(args)).commands["serve"]  # type: ignore[attr-defined]
     serve.make_context("serve", list(args[1:]))  # the container's command line parses as honed serve's
-    with pytest.raises(InvalidArgument, match="--format k8s"):
-        DeployOptions(fmt="kserve", secrets=ServingSecrets(tls_secret="honed-tls"))
 
 
 def test_one_autoscaler_per_target_and_keda_behavior_is_a_valid_hpa_behavior(plan: Plan) -> None:
@@ -188,7 +224,9 @@ def test_one_autoscaler_per_target_and_keda_behavior_is_a_valid_hpa_behavior(pla
         "format": "json",
         "valueLocation": "replicas",
         "targetValue": "1",
+        "authMode": "bearer",
     }
+    assert forecast["authenticationRef"] == {"name": "honed-forecast-auth"}
     # KEDA hands "advanced.horizontalPodAutoscalerConfig.behavior" to the HPA it creates: validate it as one.
     hpa = {
         "apiVersion": "autoscaling/v2",
@@ -204,9 +242,10 @@ def test_one_autoscaler_per_target_and_keda_behavior_is_a_valid_hpa_behavior(pla
     validate(hpa)
 
 
-def test_kserve_runtime_container_is_a_valid_pod_container(plan: Plan) -> None:
+@pytest.mark.parametrize("variant", ["kserve-insecure", "kserve-access-tls"])
+def test_kserve_runtime_container_is_a_valid_pod_container(plan: Plan, variant: str) -> None:
     """The ServingRuntime's container and the predictor's pod fields are core types: validate them in a Pod."""
-    docs = build(plan, VARIANTS["kserve-insecure"])["fraud"]
+    docs = build(plan, VARIANTS[variant])["fraud"]
     rt = next(o for o in docs if o["kind"] == "ServingRuntime")
     isvc = next(o for o in docs if o["kind"] == "InferenceService")
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
@@ -217,11 +256,27 @@ def test_kserve_runtime_container_is_a_valid_pod_container(plan: Plan) -> None:
         "metadata": {"name": "x"},
         "spec": {
             "containers": rt["spec"]["containers"],
+            "volumes": rt["spec"].get("volumes", []),
             "affinity": pred["affinity"],
             "serviceAccountName": pred["serviceAccountName"],
+            "securityContext": pred["securityContext"],
         },
     }
     validate(pod)
+    assert pred["securityContext"]["fsGroup"] == IMAGE_UID
+    if variant == "kserve-insecure":
+        assert "volumes" not in rt["spec"]
+        return
+    # The same Secrets, mounts, serve flags and HTTPS probes as the plain manifests' pods.
+    plain = serving_pod(build(plan, VARIANTS["k8s-access-tls"]))
+    (c,) = rt["spec"]["containers"]
+    (k8s_c,) = plain["spec"]["containers"]
+    secret_volumes = [v for v in plain["spec"]["volumes"] if "secret" in v]
+    assert rt["spec"]["volumes"] == secret_volumes and len(secret_volumes) == 2
+    assert c["volumeMounts"] == [m for m in k8s_c["volumeMounts"] if m["name"] in ("access", "tls")]
+    security_flags = ["--access", "/etc/honed/access/access.yaml", "--tls-cert", "/etc/honed/tls/tls.crt"]
+    assert all(flag in c["args"] for flag in security_flags) and c["args"][-6:] == k8s_c["args"][-6:]
+    assert c["readinessProbe"]["httpGet"]["scheme"] == c["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
 
 
 def kserve_python() -> str | None:
@@ -254,7 +309,12 @@ def test_kserve_resources_build_through_the_sdk_models(plan: Plan) -> None:
             "the kserve SDK is not importable here and HONED_KSERVE_PYTHON is unset: the SDK pins psutil<6 and "
             "pandas<3, which clash with honed's dependencies, so .ci/run installs it in a separate venv"
         )
-    objects = [o for name in ("fraud", "fraud-predictive") for o in build(plan, VARIANTS["kserve-insecure"])[name]]
+    objects = [
+        o
+        for variant in ("kserve-insecure", "kserve-access-tls")
+        for name in ("fraud", "fraud-predictive")
+        for o in build(plan, VARIANTS[variant])[name]
+    ]
     code, verdict = run_kserve_check(python, objects)
     assert code == 0 and not verdict["errors"], verdict
     assert sorted(verdict["checked"]) == sorted(
@@ -322,10 +382,28 @@ def test_write_produces_yaml_files(plan: Plan, tmp_path: Path) -> None:
 def test_predictive_plans_get_a_forecast_server_the_trigger_points_at(plan: Plan, tmp_path: Path) -> None:
     objects = build(plan, dataclasses.replace(SECURE, keda_namespace="keda-system"))
     forecast = objects["_forecast"]
-    assert [o["kind"] for o in forecast] == ["ConfigMap", "Deployment", "Service", "NetworkPolicy"]
-    for obj in forecast:
+    kinds = ["ConfigMap", "Deployment", "Service", "NetworkPolicy", "TriggerAuthentication"]
+    assert [o["kind"] for o in forecast] == kinds
+    for obj in forecast[:-1]:
         validate(obj)
-    config, dep, svc, netpol = forecast
+    config, dep, svc, netpol, auth = forecast
+    # KEDA's schema is not in kubernetes-validate: checked against the fields of its CRD (keda.sh/v1alpha1).
+    jsonschema.validate(auth, TRIGGER_AUTHENTICATION)
+    assert auth["metadata"]["namespace"] == so_namespace(objects) and auth["spec"]["secretTargetRef"] == [
+        {"parameter": "token", "name": "honed-forecast-token", "key": "token"}
+    ]
+    # The server reads the token from the Secret the TriggerAuthentication hands KEDA, as the image's group.
+    pod = dep["spec"]["template"]["spec"]
+    (token_volume,) = [v for v in pod["volumes"] if v["name"] == "token"]
+    assert token_volume["secret"] == {"secretName": "honed-forecast-token", "defaultMode": 0o440}
+    assert pod["securityContext"]["fsGroup"] == 10001
+    container = pod["containers"][0]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "token"]
+    assert container["args"][container["args"].index("--token-file") + 1] == f"{mount['mountPath']}/token"
+    from honed.cli.main import build_app
+
+    plan_cmds = typer.main.get_command(build_app(container["args"])).commands["plan"]  # type: ignore[attr-defined]
+    plan_cmds.commands["forecast-server"].make_context("forecast-server", container["args"][2:])
     served = Plan.from_dict(json.loads(config["data"]["plan.json"]), "ConfigMap honed-forecast-plan")
     assert served.names() == ["fraud-predictive"]
     assert served.placement("fraud-predictive") == plan.placement("fraud-predictive")
@@ -350,7 +428,7 @@ def test_an_access_policy_is_required_unless_insecure_is_said_out_loud() -> None
     for options in ({}, {"secrets": ServingSecrets(tls_secret="honed-tls")}, {"secrets": ServingSecrets()}):
         with pytest.raises(InvalidArgument, match=r"pass --access-secret NAME .* or --insecure-no-auth"):
             DeployOptions(**options)  # type: ignore[arg-type]
-    with pytest.raises(InvalidArgument, match="pass --insecure-no-auth"):
+    with pytest.raises(InvalidArgument, match=r"pass --access-secret NAME .* or --insecure-no-auth"):
         DeployOptions(fmt="kserve")
     with pytest.raises(InvalidArgument, match="not both"):
         DeployOptions(secrets=ServingSecrets(access_secret="a"), insecure_no_auth=True)

@@ -204,11 +204,15 @@ def test_the_forecast_server_answers_from_prometheus_history(fleet: Fleet) -> No
     # No --prometheus: the URL the plan recorded is used.
     service = ForecastService.from_plan(plan, since_s=HISTORY_S + 600)
     assert service.prometheus is not None and service.prometheus.url == fleet.prometheus.url
-    server = make_server(service, "127.0.0.1", 0)
+    server = make_server(service, "127.0.0.1", 0, token="live-forecast-token")
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        body = httpx.get(f"http://127.0.0.1:{server.server_address[1]}/forecast/steady", timeout=30).json()
+        body = httpx.get(
+            f"http://127.0.0.1:{server.server_address[1]}/forecast/steady",
+            headers={"Authorization": "Bearer live-forecast-token"},
+            timeout=30,
+        ).json()
     finally:
         server.shutdown()
         server.server_close()
@@ -263,6 +267,7 @@ def test_unreachable_or_wrong_prometheus_is_one_line_and_exit_2(
     argv = ["plan", "--fleet", str(fleet_file), "--deployments", str(predictive), "--out", plan_path]
     assert run([*argv, "--prometheus", fleet.prometheus.url, "--since", "1m", "--step", "1s"]) == 0
     assert "no day-ahead schedule yet" in capsys.readouterr().out
-    assert run(["plan", "forecast-server", "--plan", plan_path, "--prometheus", nobody, "--port", "0"]) == 2
+    server_argv = ["plan", "forecast-server", "--plan", plan_path, "--prometheus", nobody, "--port", "0"]
+    assert run([*server_argv, "--insecure-no-auth"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unreachable" in err

@@ -17,6 +17,7 @@ from honed.errors import DataError, InvalidArgument
 from honed.hardware import detect_hardware
 from honed.model import file_sha256
 from honed.search import optimize, parse_duration
+from honed.search.document import OptimizeReport
 
 FAST: dict[str, Any] = {"measure_s": 0.02, "final_rounds": 2, "backends": ["onnxruntime"]}
 
@@ -40,6 +41,8 @@ def test_optimize_writes_outputs_and_recipe_replays_same_sha(tmp_path: Path, mod
         assert (out / name).is_file()
     report = json.loads((out / "report.json").read_text())
     assert report["schema"] == "honed-optimize-report/1"
+    # The typed report reads the real producer's file back to the same JSON.
+    assert OptimizeReport.from_dict(report, "report.json").to_dict() == report
     assert report["gate"]["metric"] == "agreement" and report["gate"]["min"] == 0.9
     assert report["candidates"][0]["status"] == "baseline"
     assert {s["pass"] for s in report["skipped"]} >= {"int8-static"} or report["skipped"] == []
@@ -119,6 +122,8 @@ def test_resume_after_interruption_reuses_finished_candidates(tmp_path: Path, mo
     )
     cut = optimize(model, out=tmp_path / "o1", time_budget=12, clock=clock, tune_runtime=False, **kwargs, **FAST)
     assert cut.report["budget_exhausted"] is True
+    assert cut.report["stop_reason"] == "budget-spent"
+    assert any(u["reason"] == "budget" for u in cut.report["untried"])
     assert (tmp_path / "o1" / "model.onnx").is_file()  # best-so-far is written even when cut short
     assert cut.report["final_compared"] is False
     done_first = {c["label"] for c in cut.report["candidates"] if c["status"] not in ("not-run",)}

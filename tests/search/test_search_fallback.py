@@ -4,38 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
+import pytest
 
-from honed.search import optimize
-from tests.graphs import wide_range_matmuls
-
-
-def _wide_range(path: Path) -> Path:
-    onnx.save(wide_range_matmuls(), path)
-    return path
+from honed.report.terminal import stopped
+from honed.search import OptimizeResult, optimize
+from tests.graphs import outlier_chain, wide_range_matmuls
 
 
 def test_rejected_dynamic_int8_gets_a_fallback_that_passes_and_replays(tmp_path: Path) -> None:
-    model = _wide_range(tmp_path / "wide.onnx")
-    data = tmp_path / "data.npz"
-    np.savez(data, x=np.random.default_rng(1).normal(size=(128, 8)).astype(np.float32))
-    result = optimize(
-        model,
-        out=tmp_path / "out",
-        data=data,
-        metric="cosine",
-        minimum=0.999,
-        batch=4,
-        passes=["int8-dynamic"],
-        tune_runtime=False,
-        evaluate_slower=True,  # judge every candidate, so the test does not depend on which one ran faster
-        time_budget="3m",
-        measure_s=0.02,
-        final_rounds=2,
-        cache_dir=tmp_path / "cache",
-    )
+    result = _fallback_search(tmp_path, wide_range_matmuls(), "int8-dynamic", time_budget="3m")
+    model, data = tmp_path / "model.onnx", tmp_path / "data.npz"
     rows = result.report["candidates"]
     full = [r for r in rows if r["label"].startswith("int8-dynamic(") and "float_nodes" not in r["label"]]
     assert full and all(r["status"] == "rejected" for r in full)
@@ -53,3 +35,68 @@ def test_rejected_dynamic_int8_gets_a_fallback_that_passes_and_replays(tmp_path:
         recipe["output"]["sha256"] == json.loads((tmp_path / "again" / "recipe.json").read_text())["output"]["sha256"]
     )
     assert again.exit_code in (0, 3)
+
+
+def _fallback_search(tmp_path: Path, graph: onnx.ModelProto, pass_name: str, **options: Any) -> OptimizeResult:
+    """``pass_name`` on ONNX Runtime over ``graph`` (input ``x``), judging every candidate (``evaluate_slower``, so
+    a test does not depend on which one ran faster)."""
+    model = tmp_path / "model.onnx"
+    onnx.save(graph, model)
+    data = tmp_path / "data.npz"
+    width = graph.graph.input[0].type.tensor_type.shape.dim[1].dim_value
+    np.savez(data, x=np.random.default_rng(1).normal(size=(128, width)).astype(np.float32))
+    return optimize(
+        model,
+        out=tmp_path / "out",
+        data=data,
+        metric="cosine",
+        minimum=0.999,
+        batch=4,
+        passes=[pass_name],
+        backends=["onnxruntime"],
+        tune_runtime=False,
+        evaluate_slower=True,
+        measure_s=0.02,
+        final_rounds=2,
+        cache_dir=tmp_path / "cache",
+        **options,
+    )
+
+
+def test_a_budget_that_holds_the_static_fallback_runs_it_and_says_why_it_stopped(tmp_path: Path) -> None:
+    """Static INT8 of a model it breaks: the one-pass fallback fits the budget, runs, and every move was made."""
+    result = _fallback_search(tmp_path, outlier_chain(), "int8-static", time_budget="5m")
+    rows = result.report["candidates"]
+    assert any("sensitive-layer fallback of" in (r["note"] or "") for r in rows), [
+        (r["label"], r["status"], r["note"]) for r in rows
+    ]
+    assert result.report["stop_reason"] == "all-tried"
+    assert all(u["reason"] == "not-applicable" for u in result.report["untried"])
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "Why the search stopped" in html and "all-tried" in html
+    assert stopped(result.document) == "stopped: every planned move was made"
+
+
+@pytest.mark.parametrize(("budget", "ran"), [(40, False), (80, True)])
+def test_the_fallback_runs_when_its_estimate_fits_and_is_reported_when_not(
+    tmp_path: Path, budget: int, ran: bool
+) -> None:
+    """Time read from a clock that advances 1 s per reading: the same steps cost the same "seconds" every run.
+    The static fallback's estimate (one ranking pass and a binary search, costed at what the rejected INT8
+    candidate took) fits 80 s but not 40 s; either way the report says why the search stopped."""
+    ticks = iter(range(1_000_000))
+    result = _fallback_search(
+        tmp_path, outlier_chain(), "int8-static", time_budget=budget, clock=lambda: float(next(ticks))
+    )
+    rows = result.report["candidates"]
+    recovered = [r for r in rows if "sensitive-layer fallback of" in (r["note"] or "")]
+    untried = [u for u in result.report["untried"] if u["reason"] != "not-applicable"]
+    if ran:
+        assert recovered and recovered[0]["status"] == "accepted"
+        assert result.report["stop_reason"] == "all-tried" and not untried
+    else:
+        assert not recovered
+        assert result.report["stop_reason"] == "unaffordable"
+        assert untried and all(u["reason"] == "unaffordable" for u in untried)
+        assert "one ranking pass and 5 builds and evaluations" in untried[0]["detail"]
+        assert "untried: sensitive-layer fallback of" in (stopped(result.document) or "")

@@ -8,17 +8,17 @@ wrong. The throughput formula (:func:`items_per_second`) lives here once, for be
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from honed.bench.latency import LatencyStats
 from honed.bench.profile import OpProfile
 from honed.errors import InvalidArgument
+from honed.fields import Document, Fields
 from honed.hardware import HardwareSpec
+from honed.jsonio import read_json
 from honed.runtime.config import RuntimeConfig
 
 SCHEMA = "honed.bench/v1"
@@ -30,30 +30,10 @@ def items_per_second(stats: LatencyStats, batch: int) -> float:
     return stats.calls_per_s * batch
 
 
-def _number(data: Mapping[str, Any], key: str, where: str, *, positive: bool = False) -> float:
-    value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidArgument(f"{where}: {key} must be a finite number, got {value!r}")
-    if value < 0 or (positive and value == 0):
-        raise InvalidArgument(f"{where}: {key} must be {'> 0' if positive else '>= 0'}, got {value!r}")
-    return float(value)
+class _Fields(Fields):
+    """Typed reads of one bench-v1 object; every number in one is finite and >= 0."""
 
-
-def _optional_number(data: Mapping[str, Any], key: str, where: str) -> float | None:
-    return None if data.get(key) is None else _number(data, key, where)
-
-
-def _whole(data: Mapping[str, Any], key: str, where: str, *, minimum: int, default: int | None = None) -> int:
-    value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidArgument(f"{where}: {key} must be a whole number >= {minimum}, got {value!r}")
-    return value
-
-
-def _mapping(value: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise InvalidArgument(f"{where} must be a JSON object, got {type(value).__name__}")
-    return value
+    number_kind = "a finite number"
 
 
 @dataclass(frozen=True)
@@ -73,15 +53,7 @@ class LatencyBlock:
 
     @classmethod
     def from_stats(cls, stats: LatencyStats) -> LatencyBlock:
-        return cls(
-            mean=stats.mean_ms,
-            p99=stats.p99_ms,
-            p50=stats.p50_ms,
-            p90=stats.p90_ms,
-            min=stats.min_ms,
-            max=stats.max_ms,
-            std=stats.std_ms,
-        )
+        return cls(**{f.name: getattr(stats, f"{f.name}_ms") for f in fields(cls)})
 
     def to_dict(self) -> dict[str, float | None]:
         return {
@@ -96,20 +68,22 @@ class LatencyBlock:
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> LatencyBlock:
-        block = _mapping(data, where)
+        f = _Fields(data, where)
         for key in ("mean", "p99"):
-            if key not in block:
+            if key not in f.data:
                 raise InvalidArgument(f"{where}: missing {key} (a latency block needs at least mean and p99)")
         return cls(
-            mean=_number(block, "mean", where, positive=True),
-            p99=_number(block, "p99", where, positive=True),
-            **{k: _optional_number(block, k, where) for k in ("p50", "p90", "min", "max", "std")},
+            mean=f.number("mean", bound="> 0"),
+            p99=f.number("p99", bound="> 0"),
+            **{k: f.opt_number(k, bound=">= 0") for k in ("p50", "p90", "min", "max", "std")},
         )
 
 
 @dataclass(frozen=True)
-class BenchRow:
+class BenchRow(Document):
     """One measured case: a batch size, a thread count and a number of concurrent callers."""
+
+    json_unless_none = ("runtime",)
 
     batch: int
     threads: int
@@ -122,53 +96,38 @@ class BenchRow:
     peak_rss_mb: float | None = None
     runtime: RuntimeConfig | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "batch": self.batch,
-            "threads": self.threads,
-            "concurrency": self.concurrency,
-            "iterations": self.iterations,
-            "latency_ms": self.latency_ms.to_dict(),
-            "throughput_items_per_s": self.throughput_items_per_s,
-            "achieved_gflops": self.achieved_gflops,
-            "peak_fraction": self.peak_fraction,
-            "peak_rss_mb": self.peak_rss_mb,
-        }
-        if self.runtime is not None:
-            data["runtime"] = self.runtime.to_dict()
-        return data
-
     @classmethod
     def from_dict(cls, data: Any, where: str) -> BenchRow:
-        row = _mapping(data, where)
+        f = _Fields(data, where)
+        row = f.data
         if "latency_ms" not in row:
             raise InvalidArgument(
                 f"{where}: missing latency_ms (a bench row needs batch, threads, latency_ms, throughput_items_per_s)"
             )
         runtime = row.get("runtime")
         return cls(
-            batch=_whole(row, "batch", where, minimum=1),
-            threads=_whole(row, "threads", where, minimum=0),
-            concurrency=_whole(row, "concurrency", where, minimum=1, default=1),
-            iterations=_whole(row, "iterations", where, minimum=0, default=0),
+            batch=f.whole("batch", minimum=1),
+            threads=f.whole("threads", minimum=0),
+            concurrency=f.whole("concurrency", minimum=1, default=1),
+            iterations=f.whole("iterations", minimum=0, default=0),
             latency_ms=LatencyBlock.from_dict(row["latency_ms"], f"{where}.latency_ms"),
-            throughput_items_per_s=_number(row, "throughput_items_per_s", where, positive=True),
-            achieved_gflops=_optional_number(row, "achieved_gflops", where),
-            peak_fraction=_optional_number(row, "peak_fraction", where),
-            peak_rss_mb=_optional_number(row, "peak_rss_mb", where),
+            throughput_items_per_s=f.number("throughput_items_per_s", bound="> 0"),
+            achieved_gflops=f.opt_number("achieved_gflops", bound=">= 0"),
+            peak_fraction=f.opt_number("peak_fraction", bound=">= 0"),
+            peak_rss_mb=f.opt_number("peak_rss_mb", bound=">= 0"),
             runtime=_runtime(runtime, f"{where}.runtime") if runtime is not None else None,
         )
 
 
 def _runtime(data: Any, where: str) -> RuntimeConfig:
     try:
-        return RuntimeConfig.from_dict(dict(_mapping(data, where)))
+        return RuntimeConfig.from_dict(dict(_Fields(data, where).data))
     except InvalidArgument as exc:
         raise InvalidArgument(f"{where}: {exc}") from exc
 
 
 @dataclass(frozen=True)
-class BenchModel:
+class BenchModel(Document):
     """Which model was measured."""
 
     path: str | None
@@ -176,24 +135,17 @@ class BenchModel:
     flops_per_item: float | None = None
     precision: str = "fp32"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "sha256": self.sha256,
-            "flops_per_item": self.flops_per_item,
-            "precision": self.precision,
-        }
-
     @classmethod
     def from_dict(cls, data: Any, where: str) -> BenchModel:
-        model = _mapping(data, where)
+        f = _Fields(data, where)
+        model = f.data
         precision = model.get("precision", "fp32")
         if precision not in PRECISIONS:
             raise InvalidArgument(f"{where}: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         return cls(
             path=None if model.get("path") is None else str(model["path"]),
             sha256=None if model.get("sha256") is None else str(model["sha256"]),
-            flops_per_item=_optional_number(model, "flops_per_item", where),
+            flops_per_item=f.opt_number("flops_per_item", bound=">= 0"),
             precision=precision,
         )
 
@@ -263,6 +215,7 @@ class BenchDocument:
             raise InvalidArgument(f"{origin}: 'results' must be a non-empty list of bench rows")
         results = tuple(BenchRow.from_dict(row, f"{origin}: results[{i}]") for i, row in enumerate(rows))
         hardware, name = _hardware(data.get("hardware"), f"{origin}: hardware")
+        f = _Fields(data, origin)
         runtime = data.get("runtime")
         profile = data.get("profile")
         settings = data.get("settings")
@@ -272,11 +225,11 @@ class BenchDocument:
             hardware_name=name,
             hardware=hardware,
             runtime=_runtime(runtime, f"{origin}: runtime") if runtime is not None else None,
-            peak_rss_mb=_number(data, "peak_rss_mb", origin) if "peak_rss_mb" in data else 0.0,
-            session_rss_mb=_optional_number(data, "session_rss_mb", origin),
-            model_load_s=_optional_number(data, "model_load_s", origin),
+            peak_rss_mb=f.number("peak_rss_mb", bound=">= 0", default=0.0),
+            session_rss_mb=f.opt_number("session_rss_mb", bound=">= 0"),
+            model_load_s=f.opt_number("model_load_s", bound=">= 0"),
             data=None if data.get("data") is None else str(data["data"]),
-            settings=_mapping(settings, f"{origin}: settings") if settings is not None else None,
+            settings=_Fields(settings, f"{origin}: settings").data if settings is not None else None,
             profile=OpProfile.from_dict(profile, f"{origin}: profile") if profile is not None else None,
             profile_case=(
                 {k: int(profile[k]) for k in ("batch", "threads") if isinstance(profile.get(k), int)}
@@ -292,7 +245,7 @@ def _hardware(data: Any, where: str) -> tuple[HardwareSpec | None, str]:
         return None, "unknown hardware"
     if isinstance(data, str):
         return None, data
-    hw = _mapping(data, where)
+    hw = _Fields(data, where).data
     spec = None
     if "cpu_model" in hw and "usable_cores" in hw:
         try:
@@ -304,17 +257,6 @@ def _hardware(data: Any, where: str) -> tuple[HardwareSpec | None, str]:
     if isinstance(gpus, list) and gpus and isinstance(gpus[0], Mapping):
         name = str(gpus[0].get("name") or gpus[0].get("model") or name)
     return spec, name
-
-
-def read_json(path: str | Path, what: str = "file") -> Any:
-    """A JSON file's content; a missing or malformed file is an InvalidArgument naming it."""
-    p = Path(path)
-    if not p.is_file():
-        raise InvalidArgument(f"{what} not found: {p}")
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidArgument(f"{p} is not valid JSON (truncated?): {exc}") from exc
 
 
 def read_bench(path: str | Path) -> BenchDocument:

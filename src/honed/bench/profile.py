@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from honed.errors import InvalidArgument
+from honed.fields import Document
 
 
 @dataclass(frozen=True)
-class OpTime:
+class OpTime(Document):
     """Total kernel time of one op type (or one node) over the profiled runs."""
 
     name: str
@@ -21,53 +22,17 @@ class OpTime:
     calls: int
     fraction: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> OpTime:
-        try:
-            return cls(
-                name=str(data["name"]),
-                op_type=str(data["op_type"]),
-                total_ms=float(data["total_ms"]),
-                calls=int(data["calls"]),
-                fraction=float(data["fraction"]),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidArgument(f"{where}: malformed op time ({exc!r})") from exc
-
 
 @dataclass(frozen=True)
-class OpProfile:
+class OpProfile(Document):
     """Kernel time by op type and by node, from one profiled measurement."""
+
+    json_keys: ClassVar[Mapping[str, str]] = {"total_ms": "total_kernel_ms", "by_node": "top_nodes"}
 
     runs: int
     total_ms: float
     by_op_type: list[OpTime]
     by_node: list[OpTime]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "runs": self.runs,
-            "total_kernel_ms": self.total_ms,
-            "by_op_type": [o.to_dict() for o in self.by_op_type],
-            "top_nodes": [o.to_dict() for o in self.by_node],
-        }
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> OpProfile:
-        if not isinstance(data, dict):
-            raise InvalidArgument(f"{where} must be a JSON object")
-        try:
-            return cls(
-                runs=int(data["runs"]),
-                total_ms=float(data["total_kernel_ms"]),
-                by_op_type=[OpTime.from_dict(o, f"{where}.by_op_type") for o in data["by_op_type"]],
-                by_node=[OpTime.from_dict(o, f"{where}.top_nodes") for o in data["top_nodes"]],
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidArgument(f"{where}: malformed per-op profile ({exc!r})") from exc
 
 
 def parse_ort_profile(path: Path, *, top: int = 10) -> OpProfile:

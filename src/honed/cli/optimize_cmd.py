@@ -43,12 +43,15 @@ class OptimizeProgress(Events):
 def show_result(result: OptimizeResult) -> None:
     """The candidates table and the verdict of a search, or what a replay reproduced."""
     from honed.report import candidates_table, verdict
+    from honed.report.terminal import stopped
 
     document = result.document
     replay = document.replay
     if replay is None:
         console.print(candidates_table(document))
         console.print(verdict(document))
+        if (line := stopped(document)) is not None:
+            console.print(line, markup=False)
     elif replay.reproduced:
         console.print(f"reproduced: {result.model_path} sha256 {replay.output_sha256}")
     else:
@@ -96,6 +99,11 @@ def register(app: typer.Typer) -> None:
         passes: str | None = typer.Option(None, "--passes", help="Comma-separated passes to try (default: all)."),
         no_tune: bool = typer.Option(False, "--no-tune", help="Skip thread/affinity/spinning variants."),
         recipe: Path | None = typer.Option(None, "--recipe", help="Replay a recipe.json instead of searching."),
+        reference: Path | None = typer.Option(
+            None,
+            "--reference",
+            help="Compare against this model instead of MODEL (e.g. the float model a quantized one came from).",
+        ),
         calibration_samples: int = typer.Option(128, "--calibration-samples", help="Calibration samples used."),
         eval_samples: int | None = typer.Option(None, "--eval-samples", help="Use only the first N eval samples."),
         measure: float = typer.Option(1.0, "--measure", help="Seconds per latency measurement."),
@@ -148,6 +156,7 @@ def register(app: typer.Typer) -> None:
                 passes=[p for p in passes.split(",") if p.strip()] if passes else None,
                 tune_runtime=not no_tune,
                 recipe=recipe,
+                reference=reference,
                 calibration_samples=calibration_samples,
                 eval_samples=eval_samples,
                 measure_s=measure,

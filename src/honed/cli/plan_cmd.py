@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from honed.cli.common import console, print_json
+from honed.cli.common import console, err_console, print_json
 from honed.errors import HonedError, InvalidArgument
 
 if TYPE_CHECKING:
@@ -154,15 +154,32 @@ def register(app: typer.Typer) -> None:
         ),
         since: str = typer.Option("24h", "--since", help="With --prometheus: how much live history to read."),
         step: str | None = typer.Option(None, "--step", help="With --prometheus: sample spacing (default: >= 15s)."),
+        token_file: Path | None = typer.Option(
+            None, "--token-file", help="File holding the bearer token callers must send (else $HONED_FORECAST_TOKEN)."
+        ),
+        insecure_no_auth: bool = typer.Option(
+            False, "--insecure-no-auth", help="Answer every caller without a token (say it out loud)."
+        ),
+        timeout: float = typer.Option(10.0, "--timeout", help="Seconds a client has to send its request head."),
     ) -> None:
         """Serve the predictive replica count as JSON for KEDA's metrics-api trigger: GET /forecast/NAME."""
         require_plan_extra()
-        from honed.deploy.forecast_server import ForecastService, make_server
+        from honed.deploy.forecast_server import TOKEN_ENV, ForecastService, make_server, read_token
         from honed.plan import read_plan
         from honed.plan.prometheus import PrometheusReader, parse_duration
 
         if history is not None and history_dir is not None:
             raise InvalidArgument("give --history or --history-dir, not both")
+        token = read_token(token_file)
+        if token is not None and insecure_no_auth:
+            raise InvalidArgument(
+                "give a bearer token (--token-file or $HONED_FORECAST_TOKEN) or --insecure-no-auth, not both"
+            )
+        if token is None and not insecure_no_auth:
+            raise InvalidArgument(
+                f"the forecast server needs a bearer token: --token-file PATH or ${TOKEN_ENV}; "
+                "or --insecure-no-auth to answer anyone"
+            )
         service = ForecastService.from_plan(
             read_plan(plan_path),
             history=history,
@@ -175,7 +192,9 @@ def register(app: typer.Typer) -> None:
             ),
             since_s=parse_duration(since),
         )
-        server = make_server(service, host, port)
+        server = make_server(service, host, port, token=token, timeout_s=timeout)
+        if token is None:
+            err_console.print("warning: --insecure-no-auth: the forecast server answers every caller without a token")
         bound_port = server.server_address[1]
         for name in service.history:
             console.print(f"http://{host}:{bound_port}/forecast/{name}", highlight=False)

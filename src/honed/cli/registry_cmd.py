@@ -12,7 +12,7 @@ from rich.table import Table
 
 from honed.cli.common import EXIT_FAILURE, console, err_console, print_json
 from honed.errors import InvalidArgument
-from honed.jsonio import write_json
+from honed.jsonio import read_object, write_json
 from honed.registry import (
     AuditEntry,
     AuditHead,
@@ -52,17 +52,7 @@ def _actor(actor: str | None) -> str:
 
 
 def _read_json(path: Path | None, what: str) -> dict[str, Any] | None:
-    if path is None:
-        return None
-    try:
-        data = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise InvalidArgument(f"cannot read the {what} file {path}: {exc.strerror or exc}") from exc
-    except ValueError as exc:
-        raise InvalidArgument(f"the {what} file {path} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise InvalidArgument(f"the {what} file {path} must hold a JSON object")
-    return data
+    return None if path is None else read_object(path, what)
 
 
 def _open(url: str | None, key_file: Path | None = None) -> Registry:

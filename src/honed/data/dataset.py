@@ -9,8 +9,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from honed.data.npz import NpzDataset
+from honed.data.span import samples_to_read
 from honed.data.synthetic import synthetic_feeds
-from honed.errors import DataError, InvalidArgument
+from honed.errors import DataError
 from honed.model.spec import TensorSpec, concrete_shapes
 
 
@@ -47,9 +48,7 @@ class SyntheticDataset:
         return f"synthetic ({self.num_samples} samples, seed {self.seed})"
 
     def batches(self, batch_size: int, *, limit: int | None = None) -> Iterator[dict[str, np.ndarray[Any, Any]]]:
-        if batch_size < 1:
-            raise InvalidArgument(f"batch size must be >= 1, got {batch_size}")
-        total = self.num_samples if limit is None else min(limit, self.num_samples)
+        total = samples_to_read(self.num_samples, batch_size, limit)
         for start in range(0, total, batch_size):
             # Each sample has its own seed, so sample i is the same whichever batch size reads it.
             samples = [self._sample(i) for i in range(start, min(start + batch_size, total))]

@@ -14,7 +14,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from honed.errors import DataError, InvalidArgument
+from honed.data.span import samples_to_read
+from honed.errors import DataError
 from honed.model.spec import TensorSpec, format_shape, input_mismatch
 
 
@@ -57,9 +58,7 @@ class NpzDataset:
 
     def batches(self, batch_size: int, *, limit: int | None = None) -> Iterator[dict[str, np.ndarray[Any, Any]]]:
         """Yield dicts of ``batch_size`` samples (the last may be smaller), reading only one batch at a time."""
-        if batch_size < 1:
-            raise InvalidArgument(f"batch size must be >= 1, got {batch_size}")
-        total = self.num_samples if limit is None else min(limit, self.num_samples)
+        total = samples_to_read(self.num_samples, batch_size, limit)
         with zipfile.ZipFile(self.path) as archive:
             streams = {name: self._open_rows(archive, m) for name, m in self._members.items()}
             try:

@@ -18,13 +18,24 @@ deployment's model over ``--since``, re-read at most every ``refresh_s`` seconds
 ``GET /forecast`` lists every deployment; ``GET /healthz`` is the liveness endpoint. Errors are JSON with an
 ``error`` field (404 for an unknown deployment, 503 when the history cannot be read).
 
+Callers authenticate with a bearer token (``Authorization: Bearer <token>``, compared in constant time; KEDA
+sends it from a ``TriggerAuthentication``); anything else is 401 with a ``WWW-Authenticate: Bearer`` challenge.
+``/healthz`` stays open for the kubelet's probes. A server made without a token answers anyone, which
+``honed plan forecast-server`` allows only with ``--insecure-no-auth``. Every connection has ``timeout_s`` to
+send its whole request head, and each read and write on it waits at most that long, so a client that sends
+slowly (or not at all) is cut off instead of holding a thread.
+
 The HTTP layer is the standard library's threading server: the work per request is a cached
 :class:`~honed.plan.predictive.PlacementFloor`, recomputed only when a history file changes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hmac
 import json
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -43,6 +54,22 @@ if TYPE_CHECKING:
 
 FORECAST_PORT = 8080
 FORECAST_PATH = "/forecast"
+TOKEN_ENV = "HONED_FORECAST_TOKEN"
+"""The environment variable ``honed plan forecast-server`` reads the bearer token from, without ``--token-file``."""
+DEFAULT_TIMEOUT_S = 10.0
+
+
+def read_token(token_file: str | Path | None) -> str | None:
+    """The bearer token callers must present: the file's content (stripped), else ``$HONED_FORECAST_TOKEN``."""
+    if token_file is not None:
+        try:
+            token = Path(token_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidArgument(f"--token-file {token_file}: cannot read it ({exc})") from None
+        if not token:
+            raise InvalidArgument(f"--token-file {token_file} is empty; write the bearer token into it")
+        return token
+    return os.environ.get(TOKEN_ENV, "").strip() or None
 
 
 @dataclass
@@ -172,15 +199,47 @@ class ForecastService:
         return {"deployments": {name: self.forecast(name) for name in self.history}}
 
 
-def _handler(service: ForecastService) -> type[BaseHTTPRequestHandler]:
+def _handler(service: ForecastService, token: str | None, timeout_s: float) -> type[BaseHTTPRequestHandler]:
+    expected = f"Bearer {token}".encode() if token is not None else None
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "honed-forecast"
+        timeout = timeout_s  # each read and write on the connection
+
+        def setup(self) -> None:
+            super().setup()
+            # The whole request head within timeout_s, however slowly it trickles in: past that, the socket is
+            # shut and the blocked read returns.
+            self._deadline = threading.Timer(timeout_s, self._cut_off)
+            self._deadline.daemon = True
+            self._deadline.start()
+
+        def _cut_off(self) -> None:
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+        def parse_request(self) -> bool:
+            self._deadline.cancel()
+            return super().parse_request()
+
+        def finish(self) -> None:
+            self._deadline.cancel()
+            with contextlib.suppress(OSError):
+                super().finish()
+
+        def _authorized(self) -> bool:
+            if expected is None:
+                return True
+            given = self.headers.get_all("Authorization") or []
+            return len(given) == 1 and hmac.compare_digest(given[0].strip().encode(), expected)
 
         def do_GET(self) -> None:
             path = unquote(urlsplit(self.path).path).rstrip("/")
             try:
                 if path == "/healthz":
                     self._send(200, {"status": "ok"})
+                elif not self._authorized():
+                    self._send(401, {"error": "a bearer token is required: Authorization: Bearer <token>"})
                 elif path == FORECAST_PATH:
                     self._send(200, service.all())
                 elif path.startswith(FORECAST_PATH + "/"):
@@ -197,6 +256,8 @@ def _handler(service: ForecastService) -> type[BaseHTTPRequestHandler]:
         def _send(self, status: int, body: dict[str, Any]) -> None:
             data = (json.dumps(body) + "\n").encode("utf-8")
             self.send_response(status)
+            if status == 401:
+                self.send_header("WWW-Authenticate", 'Bearer realm="honed-forecast"')
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -208,10 +269,25 @@ def _handler(service: ForecastService) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def make_server(service: ForecastService, host: str = "127.0.0.1", port: int = FORECAST_PORT) -> ThreadingHTTPServer:
-    """A bound (not yet serving) HTTP server; ``serve_forever()`` runs it, ``shutdown()`` stops it."""
+def make_server(
+    service: ForecastService,
+    host: str = "127.0.0.1",
+    port: int = FORECAST_PORT,
+    *,
+    token: str | None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> ThreadingHTTPServer:
+    """A bound (not yet serving) HTTP server; ``serve_forever()`` runs it, ``shutdown()`` stops it.
+
+    ``token``: the bearer token every forecast request must carry (None: no authentication, say so out loud);
+    ``timeout_s``: how long a connection may take to send its request head, and any one read or write.
+    """
+    if token is not None and not token.strip():
+        raise InvalidArgument("the forecast server's bearer token is empty")
+    if not timeout_s > 0:
+        raise InvalidArgument(f"--timeout must be > 0 s, got {timeout_s:g}")
     try:
-        server = ThreadingHTTPServer((host, port), _handler(service))
+        server = ThreadingHTTPServer((host, port), _handler(service, token, timeout_s))
     except OSError as exc:
         raise InvalidArgument(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     server.daemon_threads = True

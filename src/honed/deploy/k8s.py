@@ -41,6 +41,11 @@ MODEL_MOUNT = "/models"
 FORECAST_NAME = "honed-forecast"
 HISTORY_MOUNT = "/var/lib/honed/history"
 PLAN_MOUNT = "/etc/honed"
+FORECAST_TOKEN_MOUNT = "/var/run/secrets/honed-forecast"
+FORECAST_TOKEN_SECRET = "honed-forecast-token"
+"""The Secret (key ``token``) the forecast server checks callers against and KEDA presents as a bearer token."""
+FORECAST_AUTH = f"{FORECAST_NAME}-auth"
+"""The KEDA TriggerAuthentication that hands :data:`FORECAST_TOKEN_SECRET` to the metrics-api trigger."""
 IMAGE_UID = 10001
 """The user (and group) the images run ``honed`` as (see :mod:`honed.deploy.dockerfiles`)."""
 
@@ -125,6 +130,23 @@ def container(
     }
 
 
+def secret_volumes(secrets: ServingSecrets) -> list[dict[str, Any]]:
+    """The pod volumes of the Secrets in use, 0440 (readable by the image's group through ``fsGroup``)."""
+    return [{"name": v, "secret": {"secretName": secret, "defaultMode": 0o440}} for v, secret, _ in secrets.volumes()]
+
+
+def pod_security() -> dict[str, Any]:
+    """The pod's security context: the image's user and group, and fsGroup so that it can read Secret files."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": IMAGE_UID,
+        "runAsGroup": IMAGE_UID,
+        # Secret volumes are root-owned; fsGroup makes their 0440 files the server's group's to read.
+        "fsGroup": IMAGE_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 def pod_spec(
     placement: Placement, image: str, model_claim: str, secrets: ServingSecrets | None = None
 ) -> dict[str, Any]:
@@ -133,14 +155,7 @@ def pod_spec(
     spec: dict[str, Any] = {
         "serviceAccountName": name,
         "automountServiceAccountToken": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": IMAGE_UID,
-            "runAsGroup": IMAGE_UID,
-            # Secret volumes are root-owned; fsGroup makes their 0440 files the server's group's to read.
-            "fsGroup": IMAGE_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pod_security(),
         "terminationGracePeriodSeconds": 45,
         "affinity": {"nodeAffinity": node_affinity(placement)},
         "topologySpreadConstraints": [
@@ -155,10 +170,7 @@ def pod_spec(
         "volumes": [
             {"name": "models", "persistentVolumeClaim": {"claimName": model_claim, "readOnly": True}},
             {"name": "tmp", "emptyDir": {}},
-            *(
-                {"name": v, "secret": {"secretName": secret, "defaultMode": 0o440}}
-                for v, secret, _ in secrets.volumes()
-            ),
+            *secret_volumes(secrets),
         ],
     }
     if placement.resources.gpus:
@@ -317,7 +329,9 @@ def scaled_object(
                 "format": "json",
                 "valueLocation": "replicas",
                 "targetValue": "1",
+                "authMode": "bearer",
             },
+            "authenticationRef": {"name": FORECAST_AUTH},
         },
     ]
     return {
@@ -348,9 +362,11 @@ def forecast_server(
     namespace: str, plan: Plan, *, image: str, history_claim: str, keda_namespace: str
 ) -> list[dict[str, Any]]:
     """The forecast server of one namespace: ConfigMap (``plan``: the namespace's predictive placements, see
-    :meth:`Plan.only`), Deployment, Service, NetworkPolicy (ingress on its port from KEDA's namespace only). Load
-    histories come from a PVC holding ``<deployment>.csv`` per deployment, kept current by an exporter (see
-    docs/plan.md)."""
+    :meth:`Plan.only`), Deployment, Service, NetworkPolicy (ingress on its port from KEDA's namespace only) and the
+    KEDA TriggerAuthentication its ScaledObjects' metrics-api triggers use. The server takes callers' bearer token
+    from the Secret :data:`FORECAST_TOKEN_SECRET` (key ``token``, created by the operator), which the
+    TriggerAuthentication hands to KEDA. Load histories come from a PVC holding ``<deployment>.csv`` per
+    deployment, kept current by an exporter (see docs/plan.md)."""
     names = plan.names()
     lbl = labels(FORECAST_NAME)
     meta = {"name": FORECAST_NAME, "namespace": namespace, "labels": lbl}
@@ -370,6 +386,8 @@ def forecast_server(
             "0.0.0.0",
             "--port",
             str(FORECAST_PORT),
+            "--token-file",
+            f"{FORECAST_TOKEN_MOUNT}/token",
         ],
         "ports": [{"name": "http", "containerPort": FORECAST_PORT, "protocol": "TCP"}],
         "resources": {
@@ -384,6 +402,7 @@ def forecast_server(
         "volumeMounts": [
             {"name": "plan", "mountPath": PLAN_MOUNT, "readOnly": True},
             {"name": "history", "mountPath": HISTORY_MOUNT, "readOnly": True},
+            {"name": "token", "mountPath": FORECAST_TOKEN_MOUNT, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
@@ -405,17 +424,17 @@ def forecast_server(
                     "metadata": {"labels": lbl},
                     "spec": {
                         "automountServiceAccountToken": False,
-                        "securityContext": {
-                            "runAsNonRoot": True,
-                            "runAsUser": IMAGE_UID,
-                            "seccompProfile": {"type": "RuntimeDefault"},
-                        },
+                        "securityContext": pod_security(),
                         "containers": [container],
                         "volumes": [
                             {"name": "plan", "configMap": {"name": f"{FORECAST_NAME}-plan"}},
                             {
                                 "name": "history",
                                 "persistentVolumeClaim": {"claimName": history_claim, "readOnly": True},
+                            },
+                            {
+                                "name": "token",
+                                "secret": {"secretName": FORECAST_TOKEN_SECRET, "defaultMode": 0o440},
                             },
                             {"name": "tmp", "emptyDir": {}},
                         ],
@@ -447,6 +466,12 @@ def forecast_server(
                     }
                 ],
             },
+        },
+        {
+            "apiVersion": "keda.sh/v1alpha1",
+            "kind": "TriggerAuthentication",
+            "metadata": {**meta, "name": FORECAST_AUTH},
+            "spec": {"secretTargetRef": [{"parameter": "token", "name": FORECAST_TOKEN_SECRET, "key": "token"}]},
         },
     ]
 

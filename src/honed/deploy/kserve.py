@@ -6,6 +6,10 @@ over V2 on the same ports and probes as the plain manifests. Reactive plans let 
 (``autoscalerClass: hpa`` on CPU at the plan's target); predictive plans set ``autoscalerClass: external``
 so KServe creates no HPA, and a KEDA ScaledObject targets the ``<name>-predictor`` Deployment KServe makes
 (never two autoscalers on one target).
+
+The access policy and TLS Secrets are those of the plain manifests (:class:`~honed.deploy.serving.ServingSecrets`):
+the ServingRuntime mounts them into its container and passes them to ``honed serve`` (probes then use HTTPS), and
+the InferenceService's predictor pod runs as the image's user with ``fsGroup`` so that it can read them.
 """
 
 from __future__ import annotations
@@ -13,28 +17,34 @@ from __future__ import annotations
 from typing import Any
 
 from honed.deploy import k8s
-from honed.deploy.serving import serve_args
+from honed.deploy.serving import ServingSecrets, serve_args
 from honed.plan.document import Placement
 from honed.serve.contract import HTTP_PORT, LIVE_PATH, METRICS_PATH, READY_PATH
 
 KSERVE_MODEL_DIR = "/mnt/models"
 
 
-def serving_runtime(placement: Placement, image: str) -> dict[str, Any]:
+def serving_runtime(placement: Placement, image: str, secrets: ServingSecrets | None = None) -> dict[str, Any]:
     name = placement.deployment
-    c = k8s.container(placement, image, KSERVE_MODEL_DIR)
-    container = {
+    secrets = secrets or ServingSecrets()
+    c = k8s.container(placement, image, KSERVE_MODEL_DIR, secrets)
+    probe = {"port": HTTP_PORT, "scheme": secrets.probe_scheme}
+    container: dict[str, Any] = {
         "name": "kserve-container",
         "image": image,
-        "args": serve_args(placement, KSERVE_MODEL_DIR),
+        "args": serve_args(placement, KSERVE_MODEL_DIR, secrets),
         "ports": [{"name": "http1", "containerPort": HTTP_PORT, "protocol": "TCP"}],
         "env": c["env"],
         "resources": c["resources"],
-        "readinessProbe": {"httpGet": {"path": READY_PATH, "port": HTTP_PORT}, "periodSeconds": 5},
-        "livenessProbe": {"httpGet": {"path": LIVE_PATH, "port": HTTP_PORT}, "periodSeconds": 10},
+        "readinessProbe": {"httpGet": {**probe, "path": READY_PATH}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {**probe, "path": LIVE_PATH}, "periodSeconds": 10},
         "securityContext": c["securityContext"],
     }
-    return {
+    volumes = k8s.secret_volumes(secrets)
+    if volumes:
+        mounted = {v["name"] for v in volumes}
+        container["volumeMounts"] = [m for m in c["volumeMounts"] if m["name"] in mounted]
+    runtime = {
         "apiVersion": "serving.kserve.io/v1alpha1",
         "kind": "ServingRuntime",
         "metadata": {"name": f"honed-{name}", "namespace": placement.namespace, "labels": k8s.labels(name)},
@@ -46,8 +56,10 @@ def serving_runtime(placement: Placement, image: str) -> dict[str, Any]:
                 "prometheus.kserve.io/path": METRICS_PATH,
             },
             "containers": [container],
+            **({"volumes": volumes} if volumes else {}),
         },
     }
+    return runtime
 
 
 def inference_service(placement: Placement, storage_uri: str) -> dict[str, Any]:
@@ -62,6 +74,7 @@ def inference_service(placement: Placement, storage_uri: str) -> dict[str, Any]:
         "minReplicas": auto.min_replicas,
         "maxReplicas": auto.max_replicas,
         "serviceAccountName": name,
+        "securityContext": k8s.pod_security(),
         "affinity": {"nodeAffinity": k8s.node_affinity(placement)},
         "model": {
             "modelFormat": {"name": "onnx"},
@@ -93,11 +106,16 @@ def inference_service(placement: Placement, storage_uri: str) -> dict[str, Any]:
 
 
 def manifests(
-    placement: Placement, *, image: str, storage_uri: str, metrics_namespace: str | None
+    placement: Placement,
+    *,
+    image: str,
+    storage_uri: str,
+    metrics_namespace: str | None,
+    secrets: ServingSecrets | None = None,
 ) -> list[dict[str, Any]]:
     objects = [
         k8s.service_account(placement),
-        serving_runtime(placement, image),
+        serving_runtime(placement, image, secrets),
         inference_service(placement, storage_uri),
         k8s.pdb(placement),
         k8s.network_policy(placement, metrics_namespace),

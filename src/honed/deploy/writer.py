@@ -29,8 +29,7 @@ class DeployOptions:
     placement's own namespaces reach ``/metrics``. Checked when made, before any plan is read.
 
     Every pod serves with an access policy (``secrets.access_secret``) unless ``insecure_no_auth`` says out loud
-    that it must not; neither, or both, is refused. KServe output cannot carry the policy yet, so it needs
-    ``insecure_no_auth``.
+    that it must not; neither, or both, is refused. KServe output carries the same Secrets as the plain manifests.
     """
 
     fmt: str = "k8s"
@@ -48,20 +47,10 @@ class DeployOptions:
     def __post_init__(self) -> None:
         if self.fmt not in FORMATS:
             raise InvalidArgument(f"--format must be one of {', '.join(FORMATS)}, got {self.fmt!r}")
-        if self.fmt == "kserve" and self.secrets is not None and self.secrets.in_use:
-            raise InvalidArgument(
-                "--access-secret and --tls-secret are for --format k8s; with KServe, put the policy and "
-                "certificates on the ServingRuntime yourself or terminate TLS at the ingress"
-            )
         has_policy = self.secrets is not None and bool(self.secrets.access_secret)
         if has_policy and self.insecure_no_auth:
             raise InvalidArgument("give --access-secret or --insecure-no-auth, not both")
         if not has_policy and not self.insecure_no_auth:
-            if self.fmt == "kserve":
-                raise InvalidArgument(
-                    "KServe output cannot carry an access policy yet: pass --insecure-no-auth to write pods that "
-                    "answer anyone the NetworkPolicy admits, or use --format k8s --access-secret NAME"
-                )
             raise InvalidArgument(
                 "the pods would serve without an access policy: pass --access-secret NAME (a Secret holding "
                 "access.yaml, from `honed access token ... --policy access.yaml`), or --insecure-no-auth to serve "
@@ -88,7 +77,9 @@ def build(plan: Plan, options: DeployOptions) -> dict[str, list[dict[str, Any]]]
             )
         else:
             uri = f"{o.storage_uri_prefix.rstrip('/')}/{p.deployment}"
-            out[p.deployment] = kserve.manifests(p, image=image, storage_uri=uri, metrics_namespace=o.metrics_namespace)
+            out[p.deployment] = kserve.manifests(
+                p, image=image, storage_uri=uri, metrics_namespace=o.metrics_namespace, secrets=o.secrets
+            )
     out["_namespaces"] = [k8s.default_deny(ns) for ns in sorted(namespaces)]
     predictive: dict[str, list[Placement]] = {}
     for p in plan.placements:

@@ -33,6 +33,7 @@ from typing import Any
 import onnx
 from onnx import helper, shape_inference
 
+from honed.fields import as_dict
 from honed.model.loader import model_io
 from honed.model.spec import concrete_shapes
 
@@ -95,13 +96,7 @@ class FlopCount:
         return self.total / 1e9
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "total": self.total,
-            "gflops": self.gflops,
-            "by_op_type": dict(self.by_op_type),
-            "uncounted_ops": dict(self.uncounted_ops),
-            "notes": list(self.notes),
-        }
+        return {"total": self.total, "gflops": self.gflops} | as_dict(self)
 
 
 def op_key(node: onnx.NodeProto) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from honed.fields import as_dict
 from honed.model.flops import FlopCount, count_flops, op_key
 from honed.model.loader import file_sha256, load_model_with_external_files, model_io, resolve_model_path
 from honed.model.spec import TensorSpec, concrete_shapes
@@ -48,25 +49,9 @@ class ModelInfo:
         return bool(self.external_data_files)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "sha256": self.sha256,
-            "file_bytes": self.file_bytes,
-            "ir_version": self.ir_version,
-            "opsets": dict(self.opsets),
-            "producer_name": self.producer_name,
-            "producer_version": self.producer_version,
-            "graph_name": self.graph_name,
-            "inputs": [spec.to_dict() for spec in self.inputs],
-            "outputs": [spec.to_dict() for spec in self.outputs],
-            "op_histogram": dict(self.op_histogram),
-            "parameters": self.parameters,
-            "parameter_bytes": self.parameter_bytes,
-            "uses_external_data": self.uses_external_data,
-            "external_data_files": list(self.external_data_files),
-            "flop_shapes": {name: list(shape) for name, shape in self.flop_shapes.items()},
-            "flops": self.flops.to_dict(),
-        }
+        out = as_dict(self)
+        weights = {key: out.pop(key) for key in ("external_data_files", "flop_shapes", "flops")}
+        return out | {"uses_external_data": self.uses_external_data} | weights
 
 
 def inspect_model(

@@ -60,6 +60,13 @@ class QuantizationInfo:
         types = f" ({', '.join(self.types)})" if self.types else ""
         return f"{'QDQ' if self.format == 'qdq' else 'QOperator'}: {ops}{types}"
 
+    def reason(self) -> str:
+        """Why a quantization pass leaves the model alone: ``already quantized (QDQ int8, 4 nodes)``."""
+        types = f" {'/'.join(self.types)}" if self.types else ""
+        nodes = sum(self.ops.values())
+        name = "QDQ" if self.format == "qdq" else "QOperator"
+        return f"already quantized ({name}{types}, {nodes} node{'s' if nodes != 1 else ''})"
+
     def to_dict(self) -> dict[str, Any]:
         return {"format": self.format, "ops": dict(sorted(self.ops.items())), "types": list(self.types)}
 

@@ -185,6 +185,9 @@ class Pass:
     params: ClassVar[tuple[Param, ...]] = ()
     targets: ClassVar[tuple[str, ...]] = ("onnxruntime/cpu", "onnxruntime/cuda", "onnxruntime/tensorrt")
     needs_calibration: ClassVar[bool] = False
+    quantizes: ClassVar[bool] = False
+    """Whether the pass lowers the precision of weights or activations (INT8, FP16): such a pass is not tried on a
+    model that is already quantized (:func:`honed.model.quantized.detect_quantization`)."""
     tolerance: ClassVar[float | None] = 1e-4
     artifact: ClassVar[str] = "onnx"
     """What the pass writes: ``onnx`` (a ModelProto, from :meth:`run`), or ``openvino-ir`` (an ``.xml`` + ``.bin``
@@ -238,12 +241,18 @@ class Pass:
 
         The default refuses targets not listed in :attr:`targets`, then what the pass's registry spec needs
         and ``ctx`` lacks (an optional library, an ISA extension, calibration data); passes add model checks
-        (e.g. nothing to quantize) when ``model`` is given.
+        (e.g. nothing to quantize) when ``model`` is given. A pass that :attr:`quantizes` leaves a model that
+        is already quantized alone: its scales and zero points came from training or an earlier calibration.
         """
+        from honed.model.quantized import detect_quantization
         from honed.passes.registry import spec_for
 
         if ctx.target not in self.targets:
             return f"{self.name} does not help on {ctx.target} (it targets {', '.join(self.targets)})"
+        if self.quantizes and model is not None:
+            info = detect_quantization(model)
+            if info is not None:
+                return info.reason()
         return spec_for(type(self)).unmet(ctx)
 
     def search_space(self, ctx: PassContext) -> list[dict[str, Any]]:

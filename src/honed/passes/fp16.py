@@ -25,6 +25,7 @@ _NODE_IN_ERROR = re.compile(r"node with name '([^']+)'|Node \(([^)]+)\)|node nam
 
 class Fp16Pass(Pass):
     name: ClassVar[str] = "fp16"
+    quantizes: ClassVar[bool] = True
     description: ClassVar[str] = "float16 weights and compute (GPU targets), inputs and outputs kept in float32"
     params: ClassVar[tuple[Param, ...]] = (
         Param("keep_io_types", bool, True, "keep float32 model inputs and outputs (casts at the edges)"),

@@ -24,6 +24,7 @@ DYNAMIC_OPS = ("MatMul", "Attention", "LSTM", "Gather", "EmbedLayerNormalization
 
 class Int8DynamicPass(Pass):
     name: ClassVar[str] = "int8-dynamic"
+    quantizes: ClassVar[bool] = True
     description: ClassVar[str] = "ONNX Runtime dynamic INT8 quantization of weights (activations quantized at run time)"
     params: ClassVar[tuple[Param, ...]] = (
         Param("per_channel", bool, False, "one scale per output channel of each weight (more accurate)"),

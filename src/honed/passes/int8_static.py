@@ -41,6 +41,7 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 class Int8StaticPass(Pass):
     name: ClassVar[str] = "int8-static"
+    quantizes: ClassVar[bool] = True
     description: ClassVar[str] = "ONNX Runtime static INT8 quantization (QDQ), calibrated on the given data"
     params: ClassVar[tuple[Param, ...]] = (
         Param("calibrate_method", str, "minmax", "how activation ranges are found", choices=CALIBRATION_METHODS),

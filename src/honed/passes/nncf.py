@@ -93,6 +93,7 @@ def _renumber(ov_model: Any) -> None:
 
 class NncfInt8Pass(Pass):
     name: ClassVar[str] = "nncf-int8"
+    quantizes: ClassVar[bool] = True
     description: ClassVar[str] = (
         "NNCF post-training INT8 quantization of OpenVINO's model (NNCF's OpenVINO backend), written as OpenVINO IR"
     )

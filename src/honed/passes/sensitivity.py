@@ -1,9 +1,9 @@
 """Sensitive-layer fallback for INT8 (static and dynamic): keep the layers that hurt accuracy most in float.
 
-Static INT8: :func:`rank_sensitivity` quantizes one node at a time (everything else in FP32) and measures how
-far the model's outputs move from the FP32 model's on calibration batches; that error is the node's own
-contribution, independent of what other layers do. Calibration runs once: every variant reuses the same
-activation ranges.
+Static INT8: :func:`rank_sensitivity` ranks in one pass: the FP32 model and the full INT8 model run on the
+same calibration batches with their intermediate tensors exposed, and each quantized node scores the noise its
+inputs' quantization causes and the error its output adds to what its inputs bring. One quantizer run, however
+many nodes the model has.
 
 Dynamic INT8: rebuilding the model once per node would cost one quantizer run per MatMul, so
 :func:`rank_dynamic_sensitivity` instead captures each weighted node's float input on calibration batches (one
@@ -12,13 +12,15 @@ quantized the way ONNX Runtime's dynamic scheme does (uint8 per-tensor activatio
 channel or not, 7-bit with ``reduce_range``).
 
 :func:`sensitive_layer_fallback` then excludes the worst nodes from quantization, the fewest for which the
-caller's ``accept(model)`` (an accuracy gate) holds. The result's ``params`` are the pass's parameters with
-``nodes_to_exclude`` filled in: running the pass (``int8-static`` or ``int8-dynamic``) with them on the same
-model gives the same bytes, so a recipe can replay it.
+caller's ``accept(model)`` (an accuracy gate) holds, found by a binary search over the ranked list: at most
+:func:`fallback_evaluations` models are judged, ``O(log n)`` for ``n`` ranked nodes. The result's ``params``
+are the pass's parameters with ``nodes_to_exclude`` filled in: running the pass (``int8-static`` or
+``int8-dynamic``) with them on the same model gives the same bytes, so a recipe can replay it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +38,7 @@ from honed.passes.int8_static import Int8StaticPass, prepare, quantize_prepared
 
 if TYPE_CHECKING:
     from honed.evaluate.comparison import Comparison
+    from honed.runtime.base import Session
 
 FALLBACK_PASSES = ("int8-static", "int8-dynamic")
 """The passes :func:`sensitive_layer_fallback` can keep nodes of in float."""
@@ -167,31 +170,210 @@ def rank_sensitivity(
     prepared: onnx.ModelProto | None = None,
     calibration_cache: Path | None = None,
     comparison: Comparison | None = None,
+    quantized: onnx.ModelProto | None = None,
 ) -> list[LayerError]:
-    """Every quantizable node of the prepared model with its own output error, worst first (ties by name);
-    errors are measured the way ``comparison`` compares outputs (its mask)."""
+    """Every node the full static INT8 model quantizes, with the error its own quantization causes, worst first
+    (ties by name).
+
+    One pass: the FP32 model and the full INT8 model (``quantized``, built here when not given) run on the same
+    ``batches`` calibration batches with every intermediate tensor exposed. A node's error is the larger of
+
+    - the quantization noise of its inputs: each quantized weight against the float weight, and the FP32
+      model's activation against itself quantized with the INT8 model's scale and zero point (noise measured
+      on the float tensor, so damage upstream cannot hide it), per slice (:func:`_tensor_error`), and
+    - the error it adds: its output's error against the FP32 model's tensor, less the largest error its inputs
+      bring from upstream,
+
+    with padded positions left out the way ``comparison`` compares. The cost is one quantizer run and two runs
+    per batch, whatever the number of nodes."""
     resolved = Int8StaticPass().resolve(params, ctx)
     prepared = prepared if prepared is not None else prepare(model, ctx, preprocess=resolved["preprocess"])
-    reference = ReferenceOutputs(prepared, ctx, batches, comparison)
-    wanted = set(resolved["op_types"]) or set(RANKED_OPS)
-    excluded = set(resolved["nodes_to_exclude"])
-    ranking: list[LayerError] = []
+    weights = {t.name: onnx.numpy_helper.to_array(t) for t in prepared.graph.initializer}
     with scratch_dir(ctx) as folder:
-        cache = calibration_cache or folder / "calibration.json"
-        for node in prepared.graph.node:
-            if node.op_type not in wanted or node.name in excluded:
-                continue
-            try:
-                single = quantize_prepared(
-                    prepared, resolved, ctx, nodes_to_quantize=(node.name,), calibration_cache=cache
-                )
-            except PassError:
-                continue  # the quantizer cannot take this node alone; it is not a candidate
-            if not any(n.op_type == "QuantizeLinear" for n in single.graph.node):
-                continue  # the quantizer leaves this node float on its own (e.g. no calibrated range)
-            ranking.append(LayerError(node.name, node.op_type, reference.error(single)))
+        if quantized is None:
+            cache = calibration_cache or folder / "calibration.json"
+            quantized = quantize_prepared(prepared, resolved, ctx, calibration_cache=cache)
+        nodes = _quantized_nodes(prepared, quantized, resolved)
+        if not nodes:
+            return []
+        shared = list(dict.fromkeys(t for n in nodes for t in (*n.inputs, *n.outputs)))
+        noisy = list(dict.fromkeys(dq for n in nodes for dq, src in n.dequantized if src in weights))
+        constants = {t.name: onnx.numpy_helper.to_array(t) for t in quantized.graph.initializer}
+        quantizer = {n.input[0]: n for n in quantized.graph.node if n.op_type == "QuantizeLinear"}
+        scores: dict[str, list[float]] = {n.node.name: [] for n in nodes}
+        session = _session(_exposing(quantized, shared + noisy), folder, "quantized.onnx")
+        mask = comparison.mask if comparison is not None else None
+        for feed, want in _run_on_calibration(_exposing(prepared, shared), ctx, batches):
+            got = session.run(feed)
+            keep = mask.keep(feed) if mask is not None else None
+            errors = {t: _whole_error(want.get(t), got.get(t), keep) for t in shared}
+            for n in nodes:
+                inherited = max((e for t in n.inputs if (e := errors[t]) is not None), default=0.0)
+                added = [_added(e, inherited) for t in n.outputs if (e := errors[t]) is not None]
+                noise = [
+                    e
+                    for dq, src in n.dequantized
+                    if (e := _noise(src, dq, weights, want, got, constants, quantizer, keep)) is not None
+                ]
+                if added or noise:
+                    scores[n.node.name].append(max(added + noise))
+    ranking = [
+        LayerError(n.node.name, n.node.op_type, float(np.mean(scores[n.node.name])))
+        for n in nodes
+        if scores[n.node.name]
+    ]
     ranking.sort(key=lambda e: (-e.error, e.node))
     return ranking
+
+
+@dataclass(frozen=True)
+class _QuantizedNode:
+    """A node of the prepared model that the INT8 model quantizes: its float input and output tensors (names
+    both models share) and each ``(DequantizeLinear output, the float tensor or weight it stands for)``."""
+
+    node: onnx.NodeProto
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    dequantized: tuple[tuple[str, str], ...]
+
+
+def _quantized_nodes(
+    prepared: onnx.ModelProto, quantized: onnx.ModelProto, resolved: Mapping[str, Any]
+) -> list[_QuantizedNode]:
+    """Each node of ``prepared`` that ``quantized`` feeds through a DequantizeLinear (inputs traced back through
+    their QuantizeLinear/DequantizeLinear pair; a graph output the quantizer renamed traced forward to it; a
+    fused activation's output stands for its node's)."""
+    wanted = set(resolved["op_types"]) or set(RANKED_OPS)
+    excluded = set(resolved["nodes_to_exclude"])
+    original = {n.name: n for n in prepared.graph.node if n.op_type in wanted and n.name not in excluded}
+    weights = {t.name for t in prepared.graph.initializer}
+    shared = {o for n in prepared.graph.node for o in n.output} | {i.name for i in prepared.graph.input}
+    shared -= weights
+    producer = {o: n for n in quantized.graph.node for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in quantized.graph.node:
+        for i in node.input:
+            consumers.setdefault(i, []).append(node)
+
+    def source(tensor: str, known: set[str]) -> str | None:
+        while tensor not in known and tensor in producer and producer[tensor].op_type in _QDQ:
+            tensor = producer[tensor].input[0]
+        if tensor not in known and tensor.removesuffix(_QUANTIZED) in known:
+            return tensor.removesuffix(_QUANTIZED)  # a weight the quantizer stored quantized
+        return tensor if tensor in known else None
+
+    def target(tensor: str) -> str | None:
+        while tensor not in shared and len(users := consumers.get(tensor, [])) == 1 and users[0].op_type in _QDQ:
+            tensor = users[0].output[0]
+        return tensor if tensor in shared else None
+
+    found = []
+    for node in quantized.graph.node:
+        dequantized = tuple(
+            (i, src)
+            for i in node.input
+            if i in producer
+            and producer[i].op_type == "DequantizeLinear"
+            and (src := source(i, shared | weights)) is not None
+        )
+        if node.name not in original or not dequantized:
+            continue  # not ranked, or left in float by the quantizer
+        ins = tuple(dict.fromkeys(s for i in node.input if i and (s := source(i, shared)) is not None))
+        outs = tuple(t for o in node.output if (t := target(o)) is not None)
+        found.append(_QuantizedNode(original[node.name], ins, outs, dequantized))
+    return found
+
+
+_QDQ = ("QuantizeLinear", "DequantizeLinear")
+_QUANTIZED = "_quantized"  # ONNX Runtime's name for a weight's quantized initializer
+
+
+def _noise(
+    src: str,
+    dq: str,
+    weights: Mapping[str, np.ndarray[Any, Any]],
+    want: Mapping[str, np.ndarray[Any, Any]],
+    got: Mapping[str, np.ndarray[Any, Any]],
+    constants: Mapping[str, np.ndarray[Any, Any]],
+    quantizer: Mapping[str, onnx.NodeProto],
+    keep: np.ndarray[Any, Any] | None,
+) -> float | None:
+    """The quantization noise of one input: the quantized weight against the float one, or the FP32 model's
+    activation ``src`` against itself through the INT8 model's QuantizeLinear of it."""
+    if src in weights:
+        return _tensor_error(weights[src], got.get(dq), None)
+    node, x = quantizer.get(src), want.get(src)
+    if node is None or x is None or len(node.input) < 2 or node.input[1] not in constants:
+        return None
+    scale = constants[node.input[1]].astype(np.float64)
+    zero = constants[node.input[2]] if len(node.input) > 2 and node.input[2] in constants else np.zeros((), np.uint8)
+    if scale.ndim == 1 and np.asarray(x).ndim > 1:  # per-axis
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        shape = [1] * np.asarray(x).ndim
+        shape[axis] = -1
+        scale, zero = scale.reshape(shape), zero.reshape(shape)
+    if not np.issubdtype(zero.dtype, np.integer):
+        return None
+    info = np.iinfo(zero.dtype)
+    level = np.clip(np.round(np.asarray(x, dtype=np.float64) / scale) + zero, info.min, info.max)
+    return _tensor_error(x, (level - zero) * scale, keep)
+
+
+def _exposing(model: onnx.ModelProto, tensors: list[str]) -> onnx.ModelProto:
+    """A copy of ``model`` with ``tensors`` among its outputs."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    outputs = {o.name for o in probe.graph.output}
+    for name in tensors:
+        if name not in outputs:
+            probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    return probe
+
+
+def _session(model: onnx.ModelProto, folder: Path, name: str) -> Session:
+    """An ONNX Runtime session of ``model`` written to ``folder``."""
+    from honed.runtime import create_session
+
+    return create_session(write(model, folder, name))
+
+
+def _tensor_error(
+    want: np.ndarray[Any, Any] | None, got: np.ndarray[Any, Any] | None, keep: np.ndarray[Any, Any] | None
+) -> float | None:
+    """Relative error of one tensor per slice, worst over its axes: along each axis, every slice's
+    ||got - want|| / ||want|| capped at 1 (wrong), averaged; None when it is missing, of another shape or not
+    floating point; +inf when ``got`` holds NaN or Inf.
+
+    Per slice, because one channel far larger than the rest hides, in a whole-tensor norm, that quantizing it
+    with one scale crushed all the others (which a later layer may read)."""
+    from honed.evaluate.mask import applies
+
+    if want is None or got is None or not np.issubdtype(np.asarray(want).dtype, np.floating):
+        return None
+    want, got = np.asarray(want, dtype=np.float64), np.asarray(got, dtype=np.float64)
+    if want.shape != got.shape or want.size == 0:
+        return None
+    if not np.isfinite(got).all():
+        return math.inf
+    if applies(keep, want):
+        want, got = want[keep], got[keep]
+    if want.ndim == 0:
+        want, got = want.reshape(1), got.reshape(1)
+    worst = 0.0
+    for axis in range(want.ndim):
+        others = tuple(a for a in range(want.ndim) if a != axis)
+        scale = np.sqrt(np.sum(want * want, axis=others))
+        diff = np.sqrt(np.sum((got - want) ** 2, axis=others))
+        ratio = np.where(scale > 0, diff / np.where(scale > 0, scale, 1.0), diff)
+        worst = max(worst, float(np.mean(np.minimum(ratio, 1.0))))
+    return worst
+
+
+def _added(output: float, inherited: float) -> float:
+    """The error a node adds to what its inputs bring (inf only when its inputs were still finite)."""
+    if math.isinf(output):
+        return 0.0 if math.isinf(inherited) else math.inf
+    return max(output - inherited, 0.0) if math.isfinite(inherited) else 0.0
 
 
 def rank_dynamic_sensitivity(
@@ -230,12 +412,7 @@ def rank_dynamic_sensitivity(
     ]
     if not nodes:
         return []
-    probe = onnx.ModelProto()
-    probe.CopyFrom(named)
-    outputs = {o.name for o in probe.graph.output}
-    for name in dict.fromkeys(n.input[0] for n in nodes):
-        if name not in outputs:
-            probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    probe = _exposing(named, list(dict.fromkeys(n.input[0] for n in nodes)))
     sums: dict[str, list[float]] = {n.name: [] for n in nodes}
     arrays = {n.name: onnx.numpy_helper.to_array(weights[n.input[1]]).astype(np.float32) for n in nodes}
     mask = comparison.mask if comparison is not None else None
@@ -290,6 +467,22 @@ def _dynamic_product_error(
     return float(np.linalg.norm(xq @ wq - want) / max(float(np.linalg.norm(want)), 1e-12))
 
 
+def fallback_evaluations(ranked: int, max_excluded: int | None = None) -> int:
+    """The most models :func:`sensitive_layer_fallback` offers to ``accept`` after a rejected full INT8 model,
+    for ``ranked`` ranked nodes: the largest exclusion once, then a binary search below it,
+    ``1 + ceil(log2(limit))`` with ``limit = min(max_excluded, ranked - 1)``. Ranking itself costs about one
+    more (one quantizer run and one float and one INT8 run over a few calibration batches)."""
+    limit = exclusion_limit(ranked, max_excluded)
+    return 0 if limit < 1 else 1 + math.ceil(math.log2(limit))
+
+
+def exclusion_limit(ranked: int, max_excluded: int | None) -> int:
+    """The most nodes the fallback keeps in float: fewer than the ranked nodes (keeping them all in float is
+    the original model again), and at most ``max_excluded``."""
+    limit = ranked - 1 if max_excluded is None else min(max_excluded, ranked - 1)
+    return max(limit, 0)
+
+
 def sensitive_layer_fallback(
     model: onnx.ModelProto,
     params: Mapping[str, Any] | None,
@@ -306,12 +499,12 @@ def sensitive_layer_fallback(
     such that ``accept(model)`` holds.
 
     Tries full INT8 first (unless the caller says ``full_rejected``: its gate already refused it); when
-    ``accept`` refuses it, ranks nodes (:func:`rank_sensitivity` or :func:`rank_dynamic_sensitivity`, on
-    ``batches`` calibration batches) and keeps the worst ``k`` in float for the smallest ``k`` (up to
-    ``max_excluded``, and always fewer than the ranked nodes, so something stays quantized) that ``accept``
-    holds for, found by doubling ``k`` and then
-    bisecting. ``accept`` raising a honed error counts as a refusal. ``comparison`` is the gate's
-    :class:`~honed.evaluate.comparison.Comparison` (``accept`` judges with it): static ranking scores layers
+    ``accept`` refuses it, ranks nodes once (:func:`rank_sensitivity` or :func:`rank_dynamic_sensitivity`, on
+    ``batches`` calibration batches) and keeps the worst ``k`` in float for the smallest ``k`` that ``accept``
+    holds for: ``k = limit`` first (:func:`exclusion_limit`; when even that is refused, nothing smaller is
+    tried), then a binary search below it, so at most :func:`fallback_evaluations` models are judged however
+    many nodes the model has. ``accept`` raising a honed error counts as a refusal. ``comparison`` is the
+    gate's :class:`~honed.evaluate.comparison.Comparison` (``accept`` judges with it): ranking scores tensors
     the same way. Raises :class:`PassError` when the model cannot be quantized at all.
     """
     if pass_name not in FALLBACK_PASSES:
@@ -330,11 +523,13 @@ def sensitive_layer_fallback(
             return quantize_prepared(prepared, values, ctx, calibration_cache=cache), values
 
         tried = 0
-        if not full_rejected:
-            current, values = build(())
+        full: tuple[onnx.ModelProto, dict[str, Any]] | None = None
+        if not full_rejected or not dynamic:  # static ranking reads the full INT8 model's tensors
+            full = build(())
+        if not full_rejected and full is not None:
             tried = 1
-            if _accepts(accept, current):
-                return FallbackResult(current, values, (), True, [], tried)
+            if _accepts(accept, full[0]):
+                return FallbackResult(full[0], full[1], (), True, [], tried)
         if dynamic:
             ranking = rank_dynamic_sensitivity(model, resolved, ctx, batches=batches, comparison=comparison)
         else:
@@ -344,39 +539,31 @@ def sensitive_layer_fallback(
                 ctx,
                 batches=batches,
                 prepared=prepared,
-                calibration_cache=cache,
                 comparison=comparison,
+                quantized=full[0] if full is not None else None,
             )
-        # at least one ranked node stays quantized: keeping them all in float is the original model again
-        limit = max(len(ranking) - 1, 0) if max_excluded is None else min(max_excluded, len(ranking) - 1)
-        limit = max(limit, 0)
-        # the smallest k whose worst-k exclusion is accepted: k = 1, 2, 4, ... until accepted, then bisect;
-        # accuracy grows (nearly) monotonically with k, and this needs O(log n) tries instead of n
+        limit = exclusion_limit(len(ranking), max_excluded)
         built: dict[int, tuple[onnx.ModelProto, dict[str, Any]]] = {}
-        verdicts: dict[int, bool] = {}
 
         def accepted_at(k: int) -> bool:
             nonlocal tried
-            if k not in verdicts:
-                built[k] = build(tuple(e.node for e in ranking[:k]))
-                tried += 1
-                verdicts[k] = _accepts(accept, built[k][0])
-            return verdicts[k]
+            built[k] = build(tuple(e.node for e in ranking[:k]))
+            tried += 1
+            return _accepts(accept, built[k][0])
 
-        low, high, k = 0, None, 1
-        while k <= limit:
-            if accepted_at(k):
-                high = k
-                break
-            low = k
-            k = min(2 * k, limit) if k < limit else limit + 1
-        if high is None:
-            if not built:  # nothing ranked: the full INT8 model is all there is
-                model_, values_ = build(())
-                return FallbackResult(model_, values_, (), False, ranking, tried + 1)
-            last = max(built)
-            model_, values_ = built[last]
-            return FallbackResult(model_, values_, tuple(e.node for e in ranking[:last]), False, ranking, tried)
+        if limit < 1 or not accepted_at(limit):
+            # nothing to keep in float, or even the most the fallback may keep is refused
+            last = built.get(limit) or full or build(())
+            return FallbackResult(
+                last[0],
+                last[1],
+                tuple(e.node for e in ranking[:limit]) if limit in built else (),
+                False,
+                ranking,
+                tried,
+            )
+        # accuracy grows (nearly) monotonically with k: the smallest accepted k lies in (low, high]
+        low, high = 0, limit
         while high - low > 1:
             mid = (low + high) // 2
             if accepted_at(mid):
@@ -392,3 +579,16 @@ def _accepts(accept: Callable[[onnx.ModelProto], bool], model: onnx.ModelProto) 
         return bool(accept(model))
     except HonedError:
         return False  # a candidate the gate cannot even run is not accepted
+
+
+def _whole_error(
+    want: np.ndarray[Any, Any] | None, got: np.ndarray[Any, Any] | None, keep: np.ndarray[Any, Any] | None
+) -> float | None:
+    """Relative error of a whole intermediate tensor (None when missing or not floating point)."""
+    from honed.evaluate.comparison import masked_relative_error
+
+    if want is None or got is None or not np.issubdtype(np.asarray(want).dtype, np.floating):
+        return None
+    if np.shape(want) != np.shape(got):
+        return None
+    return masked_relative_error(np.asarray(want), np.asarray(got), keep)

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from honed.errors import InvalidArgument
+from honed.fields import Document
 from honed.plan.anomaly import AnomalyDetector
 from honed.plan.document import PlannedScaling, ScheduleWindow
 from honed.plan.forecast import LoadForecaster, forecast_series
@@ -334,16 +335,13 @@ def floor_for_placement(
 
 
 @dataclass(frozen=True)
-class AnomalyEvent:
+class AnomalyEvent(Document):
     """An anomaly that froze scale-in: when, in which series, the value and its modified z-score."""
 
     t: float
     series: str
     value: float
     modified_z: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"t": self.t, "series": self.series, "value": self.value, "modified_z": self.modified_z}
 
 
 @dataclass

@@ -30,8 +30,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from honed.bench.document import BenchDocument, BenchRow, read_bench, read_json
+from honed.bench.document import BenchDocument, BenchRow, read_bench
 from honed.errors import InvalidArgument
+from honed.jsonio import read_json
 from honed.model.loader import resolve_model_path
 from honed.plan.document import DECLARED, MEASURED, OperatingPoint, Profile
 from honed.plan.spec import Deployment, Pool

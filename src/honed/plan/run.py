@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from honed.errors import InvalidArgument
+from honed.fields import Document, as_dict
 from honed.plan.chart import write_chart
 from honed.plan.document import Plan
 from honed.plan.simulate import POLICIES, PolicySummary, SimConfig, simulate
@@ -26,33 +27,22 @@ SUMMARY_SCHEMA = "honed.simulation/v1"
 
 
 @dataclass(frozen=True)
-class TraceInfo:
+class TraceInfo(Document):
     """The trace one deployment was simulated under: its name, length in minutes and highest load."""
 
     name: str
     minutes: int
     peak_rps: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "minutes": self.minutes, "peak_rps": self.peak_rps}
-
 
 @dataclass(frozen=True)
-class DeploymentSimulation:
+class DeploymentSimulation(Document):
     """Every policy's summary for one placement, and the chart drawn of them."""
 
     profile_source: str
     trace: TraceInfo
     policies: dict[str, PolicySummary]
     chart: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "profile_source": self.profile_source,
-            "trace": self.trace.to_dict(),
-            "policies": {name: p.to_dict() for name, p in self.policies.items()},
-            "chart": self.chart,
-        }
 
 
 @dataclass(frozen=True)
@@ -64,12 +54,7 @@ class SimulationSummary:
     deployments: dict[str, DeploymentSimulation]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": SUMMARY_SCHEMA,
-            "trace": self.trace,
-            "seed": self.seed,
-            "deployments": {name: d.to_dict() for name, d in self.deployments.items()},
-        }
+        return {"schema": SUMMARY_SCHEMA} | as_dict(self)
 
 
 def simulate_plan(

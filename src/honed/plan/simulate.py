@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from honed.errors import InvalidArgument
+from honed.fields import Document
 from honed.plan.document import OperatingPoint, Placement
 from honed.plan.forecast import LoadForecaster
 from honed.plan.hpa import (
@@ -98,8 +98,10 @@ class SimConfig:
 
 
 @dataclass(frozen=True)
-class PolicySummary:
+class PolicySummary(Document):
     """How one policy did over a trace (the minutes after the warm-up): SLO, replica-hours, cost, slack."""
+
+    json_unless_none = ("anomalies", "anomaly_events")
 
     policy: str
     minutes: int
@@ -119,27 +121,6 @@ class PolicySummary:
     """Predictive policy only: anomalies that froze scale-in."""
     anomaly_events: tuple[AnomalyEvent, ...] | None = None
     """Predictive policy only: the first 20 of them."""
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "policy": self.policy,
-            "minutes": self.minutes,
-            "slo_p99_ms": self.slo_p99_ms,
-            "slo_violation_minutes": self.slo_violation_minutes,
-            "replica_hours": self.replica_hours,
-            "cost": self.cost,
-            "mean_slack_ms": self.mean_slack_ms,
-            "max_p99_ms": self.max_p99_ms,
-            "max_replicas": self.max_replicas,
-            "scale_events": self.scale_events,
-            "provisioning_lead_s": self.provisioning_lead_s,
-            "profile_source": self.profile_source,
-        }
-        if self.anomalies is not None:
-            out["anomalies"] = self.anomalies
-        if self.anomaly_events is not None:
-            out["anomaly_events"] = [e.to_dict() for e in self.anomaly_events]
-        return out
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ file and entry named, so a user can fix the line. Nothing here reads a model or 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import yaml
 
 from honed.errors import InvalidArgument
+from honed.fields import Bound, Fields
 
 PRIORITIES: dict[str, int] = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 """Named priorities, lowest first; an integer >= 0 is accepted too (higher is more important)."""
@@ -195,21 +195,6 @@ def _name(value: Any, where: str) -> str:
     return value
 
 
-def _number(value: Any, name: str, where: str, *, positive: bool = True, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidArgument(f"{where}: {name} must be a number, got {value!r}")
-    if positive and (value < 0 or (value == 0 and not allow_zero)):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise InvalidArgument(f"{where}: {name} must be {bound}, got {value!r}")
-    return float(value)
-
-
-def _int(value: Any, name: str, where: str, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidArgument(f"{where}: {name} must be a whole number >= {minimum}, got {value!r}")
-    return value
-
-
 def _opt_str(value: Any, name: str, where: str) -> str | None:
     if value is None:
         return None
@@ -244,17 +229,18 @@ def _pool(entry: Any, where: str, base: Path | None) -> Pool:
         else:
             raise InvalidArgument(f"{where}: profiles.{key} must be a bench-v1 mapping or a path to one")
     jurisdiction = _opt_str(f["jurisdiction"], "jurisdiction", where)
+    r = Fields(f, where)
     return Pool(
         name=_name(f["name"], where),
-        count=_int(f["count"], "count", where, minimum=1),
-        cpu=_number(f["cpu"], "cpu", where),
-        memory_gb=_number(f["memory_gb"], "memory_gb", where),
-        cost_per_hour=_number(f["cost_per_hour"], "cost_per_hour", where, allow_zero=True),
+        count=r.whole("count", minimum=1),
+        cpu=r.number("cpu", bound="> 0"),
+        memory_gb=r.number("memory_gb", bound="> 0"),
+        cost_per_hour=r.number("cost_per_hour", bound=">= 0"),
         jurisdiction=jurisdiction.upper() if jurisdiction else None,
         region=_opt_str(f["region"], "region", where),
-        gpus=_int(f["gpus"], "gpus", where, minimum=0),
+        gpus=r.whole("gpus", minimum=0),
         gpu_type=_opt_str(f["gpu_type"], "gpu_type", where),
-        pod_start_s=_number(f["pod_start_s"], "pod_start_s", where, allow_zero=True),
+        pod_start_s=r.number("pod_start_s", bound=">= 0"),
         profiles=resolved,
     )
 
@@ -282,35 +268,30 @@ def _autoscaling(entry: Any, where: str, base: Path | None) -> Autoscaling:
     policy = f["policy"] or d.policy
     if policy not in POLICIES:
         raise InvalidArgument(f"{w}: policy must be one of {', '.join(POLICIES)}, got {policy!r}")
-    target = d.target_utilization if f["target_utilization"] is None else f["target_utilization"]
-    target = _number(target, "target_utilization", w)
+    r = Fields(f, w)
+
+    def num(key: str, bound: Bound = ">= 0") -> float:
+        value = r.opt_number(key, bound=bound)
+        return float(getattr(d, key)) if value is None else value
+
+    target = num("target_utilization", "> 0")
     if target > 1:
         raise InvalidArgument(f"{w}: target_utilization is a fraction in (0, 1], got {target}")
-    min_r = None if f["min_replicas"] is None else _int(f["min_replicas"], "min_replicas", w, minimum=1)
-    max_r = None if f["max_replicas"] is None else _int(f["max_replicas"], "max_replicas", w, minimum=1)
+    min_r = r.opt_whole("min_replicas", minimum=1)
+    max_r = r.opt_whole("max_replicas", minimum=1)
     if min_r is not None and max_r is not None and max_r < min_r:
         raise InvalidArgument(f"{w}: max_replicas ({max_r}) is below min_replicas ({min_r})")
-
-    def num(key: str, allow_zero: bool = True) -> float:
-        value = f[key]
-        return getattr(d, key) if value is None else _number(value, key, w, allow_zero=allow_zero)
-
-    extra_cost = f["max_extra_cost_per_hour"]
     return Autoscaling(
         policy=policy,
         target_utilization=target,
         min_replicas=min_r,
         max_replicas=max_r,
         scale_up_window_s=num("scale_up_window_s"),
-        scale_down_window_s=(
-            None
-            if f["scale_down_window_s"] is None
-            else _number(f["scale_down_window_s"], "scale_down_window_s", w, allow_zero=True)
-        ),
+        scale_down_window_s=r.opt_number("scale_down_window_s", bound=">= 0"),
         max_extra_fraction=num("max_extra_fraction"),
-        max_extra_cost_per_hour=None if extra_cost is None else _number(extra_cost, "max_extra_cost_per_hour", w),
+        max_extra_cost_per_hour=r.opt_number("max_extra_cost_per_hour", bound="> 0"),
         history=_path(f["history"], "history", w, base),
-        season_s=num("season_s", allow_zero=False),
+        season_s=num("season_s", "> 0"),
     )
 
 
@@ -326,22 +307,22 @@ def _deployment(entry: Any, where: str, base: Path | None) -> Deployment:
     profile = paths[0]
     residency = None if f["residency"] is None else _strings(f["residency"], "residency", where, upper=True)
     allow = () if f["allow_from_namespaces"] is None else _strings(f["allow_from_namespaces"], "allow", where)
-    load = f["model_load_s"]
     if model is None and profile is None:
         raise InvalidArgument(f"{where}: give model: (an .onnx file or an optimize output folder) or profile:")
+    r = Fields(f, where)
     return Deployment(
         name=name,
-        slo_p99_ms=_number(f["slo_p99_ms"], "slo_p99_ms", where),
-        peak_rps=_number(f["peak_rps"], "peak_rps", where),
+        slo_p99_ms=r.number("slo_p99_ms", bound="> 0"),
+        peak_rps=r.number("peak_rps", bound="> 0"),
         model=model,
         profile=profile,
         priority=_priority(f["priority"], where),
         residency=residency,
-        min_replicas=_int(f["min_replicas"], "min_replicas", where, minimum=1),
+        min_replicas=r.whole("min_replicas", minimum=1),
         namespace=_name(f["namespace"], f"{where}: namespace"),
         allow_from_namespaces=allow,
-        memory_overhead_mb=_number(f["memory_overhead_mb"], "memory_overhead_mb", where, allow_zero=True),
-        model_load_s=None if load is None else _number(load, "model_load_s", where, allow_zero=True),
+        memory_overhead_mb=r.number("memory_overhead_mb", bound=">= 0"),
+        model_load_s=r.opt_number("model_load_s", bound=">= 0"),
         autoscaling=_autoscaling(f["autoscaling"], where, base),
         more_profiles=tuple(x for x in paths[1:] if x is not None),
     )

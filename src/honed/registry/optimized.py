@@ -7,12 +7,12 @@ objects, so the registry stays downstream of the search and any optimize output 
 from __future__ import annotations
 
 import getpass
-import json
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from honed.errors import InvalidArgument
+from honed.jsonio import read_object
 from honed.model.artifact import winner_file
 from honed.registry.records import ModelVersion
 from honed.registry.store import Registry
@@ -50,7 +50,8 @@ def register_optimized(
     # imported here: the registry (and the server that opens it) need not load the search to start
     from honed.search.document import REPORT_FILE, OptimizeReport
 
-    recipe = _read_json(out / "recipe.json")
+    recipe_file = out / "recipe.json"
+    recipe = read_object(recipe_file, "recipe") if recipe_file.is_file() else None
     report_file = out / REPORT_FILE
     report = OptimizeReport.read(report_file) if report_file.is_file() else None
     parent = registry.register(source, name, actor=actor)
@@ -80,13 +81,3 @@ def _profile(report: OptimizeReport) -> dict[str, Any]:
         "hardware": dict(report.hardware or {}),
         "settings": report.settings.to_dict(),
     }
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InvalidArgument(f"cannot read {path}: {exc}") from exc
-    return data if isinstance(data, dict) else None

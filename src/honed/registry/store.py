@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 import onnx
 from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, func, insert, or_, select, update
@@ -36,6 +36,17 @@ _V = schema.versions
 _M = schema.models
 _TAG = "tag"
 _RESIDENCY = "residency"
+
+
+class RegisterOptions(TypedDict, total=False):
+    """What :meth:`Registry.register` takes besides the file and the name: see :meth:`Registry.register_with_status`."""
+
+    actor: Required[str]
+    parent: str | None
+    recipe: Mapping[str, Any] | None
+    profile: Mapping[str, Any] | None
+    tags: Iterable[str]
+    residency: Iterable[str]
 
 
 def _utc_now() -> datetime:
@@ -120,23 +131,9 @@ class Registry:
         return self._load(conn, _V.c.id == self._resolve_id(conn, ref))[0]
 
     # -- register ----------------------------------------------------------------------------------------------
-    def register(
-        self,
-        model_path: str | Path,
-        name: str,
-        *,
-        actor: str,
-        parent: str | None = None,
-        recipe: Mapping[str, Any] | None = None,
-        profile: Mapping[str, Any] | None = None,
-        tags: Iterable[str] = (),
-        residency: Iterable[str] = (),
-    ) -> ModelVersion:
+    def register(self, model_path: str | Path, name: str, **options: Unpack[RegisterOptions]) -> ModelVersion:
         """Register ``model_path`` as the next version of ``name``; the same artifact again returns its version."""
-        version, _created = self.register_with_status(
-            model_path, name, actor=actor, parent=parent, recipe=recipe, profile=profile, tags=tags, residency=residency
-        )
-        return version
+        return self.register_with_status(model_path, name, **options)[0]
 
     def register_with_status(
         self,
@@ -198,24 +195,11 @@ class Registry:
                 )
                 .returning(_V.c.id)
             ).scalar_one()
-            self._insert_labels(conn, version_id, _TAG, tag_set)
-            self._insert_labels(conn, version_id, _RESIDENCY, residency_set)
-            created = self._load(conn, _V.c.id == version_id)[0]
+            created = self._labelled(conn, version_id, tag_set, residency_set)
+            details = {"sha256": stored.sha256, "size": stored.size, "format": fmt, "parent": created.parent}
+            details |= {"tags": tag_set, "residency": residency_set}
             audit_chain.append(
-                conn,
-                key=self.audit_key,
-                at=now,
-                actor=actor,
-                action="register",
-                target=created.ref,
-                details={
-                    "sha256": stored.sha256,
-                    "size": stored.size,
-                    "format": fmt,
-                    "parent": created.parent,
-                    "tags": tag_set,
-                    "residency": residency_set,
-                },
+                conn, key=self.audit_key, at=now, actor=actor, action="register", target=created.ref, details=details
             )
             return created, True
 
@@ -432,20 +416,13 @@ class Registry:
             if tags_after == list(before.tags) and res_after == list(before.residency):
                 return before
             conn.execute(delete(lab).where(lab.c.version_id == vid))
-            self._insert_labels(conn, vid, _TAG, tags_after)
-            self._insert_labels(conn, vid, _RESIDENCY, res_after)
-            after = self._load(conn, _V.c.id == vid)[0]
+            after = self._labelled(conn, vid, tags_after, res_after)
+            changes = {
+                "tags": {"before": list(before.tags), "after": tags_after},
+                "residency": {"before": list(before.residency), "after": res_after},
+            }
             audit_chain.append(
-                conn,
-                key=self.audit_key,
-                at=now,
-                actor=actor,
-                action="label",
-                target=after.ref,
-                details={
-                    "tags": {"before": list(before.tags), "after": tags_after},
-                    "residency": {"before": list(before.residency), "after": res_after},
-                },
+                conn, key=self.audit_key, at=now, actor=actor, action="label", target=after.ref, details=changes
             )
             return after
 
@@ -458,15 +435,7 @@ class Registry:
         with db.write_transaction(self._engine) as conn:
             now = self._now()
             vid = self._resolve_id(conn, parsed)
-            pointing = (
-                conn.execute(
-                    select(schema.aliases.c.alias)
-                    .where(schema.aliases.c.version_id == vid)
-                    .order_by(schema.aliases.c.alias)
-                )
-                .scalars()
-                .all()
-            )
+            pointing = self._alias_names(conn, schema.aliases.c.version_id == vid)
             if pointing:
                 names = ", ".join(f"{parsed.name}@{p}" for p in pointing)
                 raise InvalidArgument(
@@ -607,16 +576,14 @@ class Registry:
         return int(model_id)
 
     def _alias_hint(self, conn: Connection, model_id: int) -> str:
-        names = (
-            conn.execute(
-                select(schema.aliases.c.alias)
-                .where(schema.aliases.c.model_id == model_id)
-                .order_by(schema.aliases.c.alias)
-            )
-            .scalars()
-            .all()
-        )
+        names = self._alias_names(conn, schema.aliases.c.model_id == model_id)
         return f" (aliases: {', '.join(names)})" if names else " (it has no aliases)"
+
+    @staticmethod
+    def _alias_names(conn: Connection, which: ColumnElement[bool]) -> list[str]:
+        """The aliases ``which`` selects (of one version, or of one model), sorted."""
+        a = schema.aliases
+        return list(conn.execute(select(a.c.alias).where(which).order_by(a.c.alias)).scalars().all())
 
     def _resolve_id(self, conn: Connection, ref: Ref) -> int:
         model_id = self._model_id(conn, ref.name)
@@ -650,6 +617,14 @@ class Registry:
     def _insert_labels(conn: Connection, version_id: int, kind: str, values: Sequence[str]) -> None:
         if values:
             conn.execute(insert(schema.labels), [{"version_id": version_id, "kind": kind, "value": v} for v in values])
+
+    def _labelled(
+        self, conn: Connection, version_id: int, tags: Sequence[str], residency: Sequence[str]
+    ) -> ModelVersion:
+        """Write a version's tags and residency labels (none there yet) and read the version back."""
+        self._insert_labels(conn, version_id, _TAG, tags)
+        self._insert_labels(conn, version_id, _RESIDENCY, residency)
+        return self._load(conn, _V.c.id == version_id)[0]
 
     @staticmethod
     def _end_span(conn: Connection, model_id: int, alias: str, now: datetime, actor: str) -> None:

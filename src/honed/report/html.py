@@ -310,6 +310,7 @@ def render_html(report: OptimizeReport) -> str:
         ("model", f"{model.get('path')} (sha256 {str(model.get('sha256'))[:16]}…)"),
         ("gate", f"{gate.describe()} — {gate.gate.reason}"),
         ("compared", gate.describe_mask()),
+        *report.source_notes,
         ("batch / objective", f"{settings.batch} / {settings.objective}"),
         ("backends", ", ".join(settings.backends)),
         (
@@ -335,6 +336,18 @@ def render_html(report: OptimizeReport) -> str:
         if skipped
         else "<p class='sub'>None.</p>"
     )
+    untried_html = (
+        f"<p>Stopped: {_e(report.stop_reason)}.</p>"
+        + "<table><tr><th>move</th><th>why not made</th><th>detail</th></tr>"
+        + "".join(
+            f"<tr><td>{_e(u['what'])}</td><td>{_e(u['reason'])}</td><td>{_e(u['detail'])}</td></tr>"
+            for u in report.untried
+            if u.get("reason") != "not-applicable"
+        )
+        + "</table>"
+        if report.stop_reason is not None
+        else ""
+    )
     name = _e(Path(str(model.get("path"))).name)
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
@@ -345,6 +358,7 @@ def render_html(report: OptimizeReport) -> str:
         f"<h2>Latency against {_e(gate.metric)}</h2>{chart_svg(report)}"
         f"{_closest(report)}"
         f"<h2>Every candidate ({len(report.candidates)})</h2>{_table(report)}"
+        f"<h2>Why the search stopped</h2>{untried_html}"
         f"<h2>Passes not tried</h2>{skipped_html}"
         f"<h2>Per-op time: winner vs baseline</h2>{_profile(report)}"
         "</body></html>\n"

@@ -35,10 +35,11 @@ def _parts(report: OptimizeReport) -> tuple[ReportGate, CandidateRow]:
 def candidates_table(report: OptimizeReport) -> Table:
     """Every candidate with status, latency, speed-up, the gate metric and why it was rejected."""
     gate, winner = _parts(report)
+    notes = [*([gate.describe_mask()] if gate.mask is not None else []), *(n for _, n in report.source_notes)]
     table = Table(
         title=f"honed optimize — gate: {gate.describe()}",
         title_justify="left",
-        caption=gate.describe_mask() if gate.mask is not None else None,
+        caption=Text("\n".join(notes)) if notes else None,
         caption_justify="left",
     )
     table.add_column("id", no_wrap=True)
@@ -54,7 +55,7 @@ def candidates_table(report: OptimizeReport) -> Table:
         why = " ".join(x for x in (row.reason, row.note) if x)
         table.add_row(
             ("★ " if row.id == winner.id else "") + row.id,
-            row.label,
+            Text(row.label),  # labels hold brackets ([int8+bf16]) that rich would read as markup
             Text(row.status.value, style=STATUS_STYLES[row.status]),
             _fmt(lat.p50 if lat else None),
             _fmt(lat.p99 if lat else None),
@@ -74,3 +75,26 @@ def verdict(report: OptimizeReport) -> str:
             f"{gate.metric} {_fmt(winner.metric_value, 5)}"
         )
     return f"no candidate beat the original inside {gate.describe()}; the original model was written"
+
+
+_STOPPED = {
+    "all-tried": "every planned move was made",
+    "unaffordable": "what was left was estimated beyond the remaining budget",
+    "budget-spent": "the time budget ran out",
+}
+
+
+def stopped(report: OptimizeReport) -> str | None:
+    """One line: why the search stopped and what it left untried (None for a report without a stop reason)."""
+    if report.stop_reason is None:
+        return None
+    left = [u for u in report.untried if u.get("reason") != "not-applicable"]
+    line = f"stopped: {_STOPPED.get(report.stop_reason, report.stop_reason)}"
+    if left:
+        line += "; untried: " + "; ".join(f"{u['what']} ({u['reason']}: {u['detail']})" for u in left[:_LISTED])
+        if len(left) > _LISTED:
+            line += f"; and {len(left) - _LISTED} more (report.json's untried)"
+    return line
+
+
+_LISTED = 3  # untried moves named on the terminal; the report lists every one

@@ -45,6 +45,7 @@ from honed.hardware import HardwareSpec, detect_hardware
 from honed.jsonio import write_json
 from honed.model.artifact import artifact_sha256, winner_file
 from honed.model.loader import file_sha256, load_model, model_io, resolve_model_path
+from honed.model.quantized import QuantizationInfo, detect_quantization
 from honed.model.spec import TensorSpec, concrete_shapes, parse_shape_overrides
 from honed.passes import PassContext
 from honed.runtime import RuntimeConfig, create_session
@@ -54,9 +55,10 @@ from honed.search.cache import CandidateCache, default_cache_dir
 from honed.search.candidates import ModelProfile, Skipped, Step
 from honed.search.datasource import DataSource
 from honed.search.document import REPORT_FILE, OptimizeReport, Replay, ReportGate, ReportSettings, Status
-from honed.search.engine import OBJECTIVES, Clock, Events, Outcome, Search, SearchInputs, Settings
+from honed.search.engine import OBJECTIVES, Clock, Events, Outcome, Search, SearchInputs, Settings, Untried
 from honed.search.profile import op_profile
 from honed.search.recipe import Recipe, build_artifact, library_versions, write_artifact
+from honed.search.reference_model import ReferenceModel, load_reference
 from honed.search.results import bench_document, bench_rows, candidate_row
 from honed.units import parse_duration
 
@@ -132,6 +134,7 @@ def optimize(
     tune_runtime: bool = True,
     evaluate_slower: bool = False,
     recipe: str | Path | None = None,
+    reference: str | Path | None = None,
     calibration_samples: int = 128,
     eval_samples: int | None = None,
     measure_s: float = 1.0,
@@ -157,7 +160,11 @@ def optimize(
     spinning variants; ``evaluate_slower=True`` judges fidelity even of candidates first measured slower than
     the original (by default they are marked ``slower`` and their eval time is saved), and lets a rejected INT8
     candidate measured slower than the original still get the sensitive-layer fallback.
-    ``recipe`` replays a recipe.json instead of searching. ``hardware`` is the machine the candidates are chosen
+    ``recipe`` replays a recipe.json instead of searching. ``reference`` is a model the gate compares against
+    instead of ``model`` itself (e.g. the float model an already-quantized one came from); it must have the same
+    inputs and outputs. A model that is already quantized (QDQ or QOperator) keeps its quantization: the
+    quantization passes are skipped with the reason in the report; graph passes and backends still apply.
+    ``hardware`` is the machine the candidates are chosen
     for and the report describes (detected when not given); candidates are always measured where this runs.
     Bad input raises a :class:`~honed.errors.HonedError`.
     """
@@ -185,6 +192,7 @@ def optimize(
         tune_runtime=tune_runtime,
         evaluate_slower=evaluate_slower,
         recipe=recipe,
+        reference=reference,
         calibration_samples=calibration_samples,
         eval_samples=eval_samples,
         measure_s=measure_s,
@@ -225,6 +233,8 @@ class OptimizeJob:
     eval_data: Path | None
     labels: Path | None
     recipe: Path | None
+    reference: Path | None
+    """The model the gate compares against (``--reference``); None: the model itself."""
     cache_dir: Path | None
     metric: str
     minimum: float | None
@@ -275,6 +285,7 @@ class OptimizeJob:
         tune_runtime: bool,
         evaluate_slower: bool,
         recipe: str | Path | None,
+        reference: str | Path | None,
         calibration_samples: int,
         eval_samples: int | None,
         measure_s: float,
@@ -293,6 +304,8 @@ class OptimizeJob:
             raise InvalidArgument("calibration_samples must be >= 1")
         if mask_input is not None and not mask:
             raise InvalidArgument("--mask-input and --no-mask contradict each other; give one of them")
+        if reference is not None and recipe is not None:
+            raise InvalidArgument("--reference sets what a search is judged against; a --recipe replay judges nothing")
         user_metric = None
         if eval_metric is not None and recipe is None:
             if metric != "auto":
@@ -308,6 +321,7 @@ class OptimizeJob:
             eval_data=_absolute(eval_data),
             labels=_absolute(labels),
             recipe=_absolute(recipe),
+            reference=_absolute(reference),
             cache_dir=_absolute(cache_dir),
             metric=metric,
             minimum=minimum,
@@ -343,6 +357,10 @@ class _SourceModel:
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     overrides: dict[str, tuple[int, ...]]
+    quantization: QuantizationInfo | None
+    """How the model is already quantized (its quantization passes are then skipped); None: a float model."""
+    reference: ReferenceModel | None
+    """The model the gate compares against (``--reference``), checked against this one; None: this model."""
 
     @classmethod
     def load(cls, job: OptimizeJob) -> _SourceModel:
@@ -351,7 +369,14 @@ class _SourceModel:
         inputs, outputs = model_io(proto)
         overrides = parse_shape_overrides(list(job.shapes))
         concrete_shapes(inputs, overrides, batch=job.batch)  # refuses a batch the model cannot take, early
-        return cls(path, file_sha256(path), proto, inputs, outputs, overrides)
+        reference = load_reference(job.reference, inputs, outputs) if job.reference is not None else None
+        quantization = detect_quantization(proto)
+        return cls(path, file_sha256(path), proto, inputs, outputs, overrides, quantization, reference)
+
+    @property
+    def reference_path(self) -> Path:
+        """The model whose outputs the candidates are compared with."""
+        return self.reference.path if self.reference is not None else self.path
 
     def shapes_for(self, size: int) -> dict[str, tuple[int, ...]]:
         return concrete_shapes(self.inputs, self.overrides, batch=size)
@@ -403,14 +428,15 @@ def _prepare(job: OptimizeJob, source: _SourceModel, work: Path) -> _Prepared:
     eval_batch = _first_dim(inputs) or 16
     eval_limit = job.eval_samples if job.eval_samples is not None else evaluation.samples
 
-    baseline_session = create_session(source.path, RuntimeConfig())
+    reference_session = create_session(source.reference_path, RuntimeConfig())
     cache = CandidateCache(job.cache_dir or default_cache_dir(), enabled=job.use_cache)
+    reference_sha = source.reference.sha256 if source.reference is not None else source.sha256
     reference_key = digest(
-        {"model": source.sha256, "eval": evaluation.sha256, "limit": eval_limit, "batch": eval_batch, "v": versions}
+        {"model": reference_sha, "eval": evaluation.sha256, "limit": eval_limit, "batch": eval_batch, "v": versions}
     )
     reference_dir = cache.folder / "reference" / reference_key if cache.enabled else work / "reference"
     reference = ReferenceOutputs.cached(
-        baseline_session, lambda: evaluation.batches(eval_batch, eval_limit), reference_dir
+        reference_session, lambda: evaluation.batches(eval_batch, eval_limit), reference_dir
     )
     labels = load_labels(job.labels, reference.samples) if job.labels is not None else None
     if job.user_metric is not None:
@@ -420,13 +446,13 @@ def _prepare(job: OptimizeJob, source: _SourceModel, work: Path) -> _Prepared:
         metric_name, why = choose_metric(job.metric, reference.output_shapes(), has_labels=labels is not None)
         gate = AccuracyGate.with_defaults(metric_name, job.minimum, job.maximum, why)
         if metric_name == "accuracy" and job.minimum is None and job.maximum is None:
-            gate = _accuracy_default_gate(baseline_session, reference, labels, why)
+            gate = _accuracy_default_gate(reference_session, reference, labels, why)
     needed = samples_needed(gate)
     if reference.samples < needed and evaluation.synthetic and job.eval_samples is None:
         # synthetic eval data: draw as many samples as the bound needs
         evaluation = DataSource(None, inputs, overrides, synthetic_samples=needed, seed=1_000)
         reference = ReferenceOutputs.compute(
-            baseline_session, lambda: evaluation.batches(eval_batch, needed), work / "reference-synthetic"
+            reference_session, lambda: evaluation.batches(eval_batch, needed), work / "reference-synthetic"
         )
     if reference.samples < needed:
         where = job.eval_data or job.data
@@ -504,6 +530,7 @@ def _search(
     context_key = {
         "model": {"source": source.sha256, "calibration": prepared.calibration_key, "versions": prepared.versions},
         "eval": prepared.evaluation.sha256,
+        "reference": source.reference.sha256 if source.reference is not None else None,
         "eval_samples": prepared.reference.samples,
         "labels": file_sha256(job.labels) if job.labels is not None else None,
         "batch": job.batch,
@@ -539,6 +566,7 @@ def _search(
         build=build,
         context_key=context_key,
         labels=prepared.labels,
+        own_reference=source.reference is None,
     )
     chain = _Chain(events)
     search = Search(inputs, settings, prepared.cache, work, clock=clock, events=chain, hardware=hardware)
@@ -552,6 +580,8 @@ class SearchState:
 
     outcomes: tuple[Outcome, ...]
     skipped: tuple[Skipped, ...]
+    untried: tuple[Untried, ...]
+    stop_reason: str
     budget_exhausted: bool
     final_compared: bool
     candidate_order: ModelProfile | None
@@ -568,6 +598,8 @@ def _state(search: Search) -> SearchState:
     return SearchState(
         outcomes=tuple(search.outcomes),
         skipped=tuple(search.skipped),
+        untried=tuple(search.all_untried()),
+        stop_reason=search.stop_reason,
         budget_exhausted=search.budget_exhausted,
         final_compared=search.final_compared,
         candidate_order=search.profile,
@@ -595,6 +627,7 @@ def _report_template(
             "size_bytes": source.path.stat().st_size,
             "inputs": [s.to_dict() for s in source.inputs],
             "outputs": [s.to_dict() for s in source.outputs],
+            "quantization": source.quantization.to_dict() if source.quantization is not None else None,
         },
         hardware=hardware.to_dict(),
         settings=ReportSettings(
@@ -613,6 +646,7 @@ def _report_template(
             "calibration": calib.describe(min(calib.samples, job.calibration_samples)),
             "eval": evaluation.describe(prepared.reference.samples),
             "labels": str(job.labels) if job.labels is not None else None,
+            "reference": source.reference.to_dict() if source.reference is not None else None,
             "synthetic": job.data is None and job.eval_data is None,
             "eval_is_calibration": job.eval_data is None and job.data is not None,
         },
@@ -651,6 +685,8 @@ def search_report(
         complete=recipe is not None,
         elapsed_s=round(elapsed_s, 3) if elapsed_s is not None else None,
         budget_exhausted=state.budget_exhausted,
+        stop_reason=state.stop_reason,
+        untried=tuple(u.to_dict() for u in state.untried),
         final_compared=state.final_compared,
         winner=by_id[winner.id],
         baseline=rows[0],

@@ -18,9 +18,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from honed.bench.document import BenchDocument, BenchRow, LatencyBlock, read_json
+from honed.bench.document import BenchDocument, BenchRow, LatencyBlock
 from honed.errors import HonedError, InvalidArgument
 from honed.evaluate import AccuracyGate, MaskSpec
+from honed.fields import Document, Fields
+from honed.jsonio import read_json
 
 REPORT_SCHEMA = "honed-optimize-report/1"
 REPORT_FILE = "report.json"
@@ -48,74 +50,21 @@ class CandidateStatus(StrEnum):
     PENDING = "pending"
 
 
-class _Fields:
+class _Fields(Fields):
     """Typed reads of one JSON object, each error naming where it is (``origin: candidates[3].speedup``)."""
 
-    def __init__(self, data: Any, where: str) -> None:
-        if not isinstance(data, Mapping):
-            raise InvalidArgument(f"{where} must be a JSON object, got {type(data).__name__}")
-        self.data, self.where = data, where
-
-    def _fail(self, key: str, want: str) -> InvalidArgument:
-        if key not in self.data:
-            return InvalidArgument(f"{self.where}: missing {key!r} (a truncated report? rerun honed optimize)")
-        return InvalidArgument(f"{self.where}.{key} must be {want}, got {self.data[key]!r}")
-
-    def required(self, key: str) -> Any:
-        if key not in self.data:
-            raise self._fail(key, "present")
-        return self.data[key]
-
-    def text(self, key: str, *, optional: bool = False) -> str | None:
-        value = self.data.get(key)
-        if value is None and optional and key in self.data:
-            return None
-        if not isinstance(value, str):
-            raise self._fail(key, "a string" + (" or null" if optional else ""))
-        return value
-
-    def flag(self, key: str) -> bool:
-        value = self.data.get(key)
-        if not isinstance(value, bool):
-            raise self._fail(key, "true or false")
-        return value
-
-    def whole(self, key: str, *, optional: bool = False) -> int | None:
-        value = self.data.get(key)
-        if value is None and optional and key in self.data:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self._fail(key, "a whole number")
-        return value
-
-    def number(self, key: str, *, optional: bool = False) -> float | None:
-        value = self.data.get(key)
-        if value is None and optional and key in self.data:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self._fail(key, "a number" + (" or null" if optional else ""))
-        return value
-
-    def obj(self, key: str, *, optional: bool = False) -> Json | None:
-        value = self.data.get(key)
-        if value is None and optional and key in self.data:
-            return None
-        if not isinstance(value, Mapping):
-            raise self._fail(key, "a JSON object" + (" or null" if optional else ""))
-        return value
-
-    def items(self, key: str) -> list[Any]:
-        value = self.data.get(key)
-        if not isinstance(value, list):
-            raise self._fail(key, "a list")
-        return value
+    wrong_says = "{where}.{key} must be {expected}, got {value}"
+    missing_says = "{where}: missing {key!r} (a truncated report? rerun honed optimize)"
+    finite_only = False
+    null_needs_key = True
+    or_null = " or null"
 
 
 E = TypeVar("E", bound=StrEnum)
 
 
 def _status(kind: type[E], fields: _Fields, key: str = "status") -> E:
-    value = str(fields.text(key))
+    value = fields.text(key)
     try:
         return kind(value)
     except ValueError:
@@ -124,7 +73,7 @@ def _status(kind: type[E], fields: _Fields, key: str = "status") -> E:
 
 
 @dataclass(frozen=True)
-class CandidateRow:
+class CandidateRow(Document):
     """One candidate as the report shows it: what it was, what happened, how fast and how faithful it was."""
 
     id: str
@@ -152,68 +101,27 @@ class CandidateRow:
     cached: bool
     seconds: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "label": self.label,
-            "passes": [dict(p) for p in self.passes],
-            "backend": self.backend,
-            "runtime": dict(self.runtime),
-            "status": self.status.value,
-            "reason": self.reason,
-            "note": self.note,
-            "metric_value": self.metric_value,
-            "margin": self.margin,
-            "fidelity": dict(self.fidelity) if self.fidelity is not None else None,
-            "fidelity_from": self.fidelity_from,
-            "latency_ms": self.latency_ms.to_dict() if self.latency_ms is not None else None,
-            "throughput_items_per_s": self.throughput_items_per_s,
-            "final_rounds_ms": list(self.final_rounds_ms),
-            "cost_ms": self.cost_ms,
-            "speedup": self.speedup,
-            "size_bytes": self.size_bytes,
-            "model_sha256": self.model_sha256,
-            "cached": self.cached,
-            "seconds": self.seconds,
-        }
-
     @classmethod
     def from_dict(cls, data: Any, where: str) -> CandidateRow:
         f = _Fields(data, where)
         passes = f.items("passes")
         for i, step in enumerate(passes):
             _Fields(step, f"{where}.passes[{i}]").text("name")
-        latency = f.obj("latency_ms", optional=True)
+        latency = f.opt_obj("latency_ms")
         rounds = f.items("final_rounds_ms")
         if not all(isinstance(r, int | float) and not isinstance(r, bool) for r in rounds):
             raise InvalidArgument(f"{where}.final_rounds_ms must be a list of numbers, got {rounds!r}")
-        return cls(
-            id=str(f.text("id")),
-            label=str(f.text("label")),
+        return f.read(
+            cls,
             passes=tuple(passes),
-            backend=str(f.text("backend")),
-            runtime=f.obj("runtime") or {},
             status=_status(CandidateStatus, f),
-            reason=f.text("reason", optional=True),
-            note=f.text("note", optional=True),
-            metric_value=f.number("metric_value", optional=True),
-            margin=f.number("margin", optional=True),
-            fidelity=f.obj("fidelity", optional=True),
-            fidelity_from=f.text("fidelity_from", optional=True),
             latency_ms=LatencyBlock.from_dict(latency, f"{where}.latency_ms") if latency is not None else None,
-            throughput_items_per_s=f.number("throughput_items_per_s", optional=True),
             final_rounds_ms=tuple(rounds),
-            cost_ms=f.number("cost_ms", optional=True),
-            speedup=f.number("speedup", optional=True),
-            size_bytes=f.whole("size_bytes", optional=True),
-            model_sha256=f.text("model_sha256", optional=True),
-            cached=f.flag("cached"),
-            seconds=float(f.number("seconds") or 0.0),
         )
 
 
 @dataclass(frozen=True)
-class ReportSettings:
+class ReportSettings(Document):
     """How the search was asked to run (``settings``)."""
 
     batch: int
@@ -227,33 +135,14 @@ class ReportSettings:
     passes: tuple[str, ...] | None
     tune_runtime: bool
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "batch": self.batch,
-            "objective": self.objective,
-            "time_budget_s": self.time_budget_s,
-            "backends": list(self.backends),
-            "shapes": {k: list(v) for k, v in self.shapes.items()},
-            "measure_s": self.measure_s,
-            "final_rounds": self.final_rounds,
-            "passes": list(self.passes) if self.passes is not None else None,
-            "tune_runtime": self.tune_runtime,
-        }
-
     @classmethod
     def from_dict(cls, data: Any, where: str) -> ReportSettings:
         f = _Fields(data, where)
         passes = f.data.get("passes")
-        return cls(
-            batch=int(f.whole("batch") or 0),
-            objective=str(f.text("objective")),
-            time_budget_s=float(f.number("time_budget_s") or 0.0),
+        return f.read(
+            cls,
             backends=tuple(str(b) for b in f.items("backends")),
-            shapes=f.obj("shapes") or {},
-            measure_s=float(f.number("measure_s") or 0.0),
-            final_rounds=int(f.whole("final_rounds") or 0),
             passes=tuple(f.items("passes")) if passes is not None else None,
-            tune_runtime=f.flag("tune_runtime"),
         )
 
 
@@ -295,9 +184,9 @@ class ReportGate:
         f = _Fields(data, where)
         try:
             gate = AccuracyGate(
-                str(f.text("metric")),
-                f.number("min", optional=True),
-                f.number("max", optional=True),
+                f.text("metric"),
+                f.opt_number("min"),
+                f.opt_number("max"),
                 str(f.data.get("reason") or ""),
                 name=str(f.data["name"]) if f.data.get("name") is not None else None,
             )
@@ -305,7 +194,7 @@ class ReportGate:
             spec = MaskSpec.from_dict(mask) if isinstance(mask, Mapping) else None
         except HonedError as exc:
             raise InvalidArgument(f"{where}: {exc}") from exc
-        return cls(gate, float(f.number("iou_threshold") or 0.0), spec)
+        return cls(gate, f.number("iou_threshold"), spec)
 
 
 @dataclass(frozen=True)
@@ -340,6 +229,10 @@ class OptimizeReport:
     data: Json | None = None
     elapsed_s: float | None = None
     budget_exhausted: bool = False
+    stop_reason: str | None = None
+    """Why the search stopped: ``all-tried``, ``unaffordable`` or ``budget-spent`` (``untried`` says what)."""
+    untried: tuple[Json, ...] = ()
+    """Each move not made: ``what``, ``reason`` (budget, unaffordable, not-applicable), ``detail``, ``backend``."""
     final_compared: bool = False
     winner: CandidateRow | None = None
     baseline: CandidateRow | None = None
@@ -362,6 +255,22 @@ class OptimizeReport:
         if self.gate is None:
             return ()
         return pareto_front(self.candidates, self.gate.gate.higher_is_better)
+
+    @property
+    def source_notes(self) -> tuple[tuple[str, str], ...]:
+        """What the report says about the model as given: its quantization (and that the quantization passes were
+        not tried) and the ``--reference`` the gate compared against, as (label, sentence) pairs."""
+        from honed.model.quantized import QuantizationInfo
+
+        notes: list[tuple[str, str]] = []
+        quantization = (self.model or {}).get("quantization")
+        if quantization:
+            reason = QuantizationInfo.from_dict(quantization).reason()
+            notes.append(("quantization", f"{reason}: its own scales are kept, quantization passes not tried"))
+        reference = (self.data or {}).get("reference")
+        if reference:
+            notes.append(("reference", f"the gate compares against {reference['path']} (--reference)"))
+        return tuple(notes)
 
     @property
     def closest(self) -> tuple[CandidateRow, ...]:
@@ -397,6 +306,8 @@ class OptimizeReport:
             "exit_code": self.exit_code,
             "elapsed_s": self.elapsed_s,
             "budget_exhausted": self.budget_exhausted,
+            "stop_reason": self.stop_reason,
+            "untried": [dict(u) for u in self.untried],
             "final_compared": self.final_compared,
             "winner": self.winner.to_dict(),
             "baseline": self.baseline.to_dict(),
@@ -425,7 +336,7 @@ class OptimizeReport:
             )
         f = _Fields(data, origin)
         status = _status(Status, f)
-        exit_code = int(f.whole("exit_code") or 0)
+        exit_code = f.whole("exit_code")
         version = str(data.get("honed_version") or "")
         if data.get("mode") == "replay":
             return cls(
@@ -434,40 +345,45 @@ class OptimizeReport:
                 complete=True,
                 winner_bench=None,
                 replay=Replay(
-                    expected_sha256=f.text("expected_sha256", optional=True),
+                    expected_sha256=f.opt_text("expected_sha256"),
                     output_sha256=str(f.text("output_sha256")),
                     reproduced=f.flag("reproduced"),
-                    library_changes=f.obj("library_changes") or {},
+                    library_changes=f.obj("library_changes"),
                 ),
                 honed_version=version,
                 model=f.obj("model"),
                 recipe=f.obj("recipe"),
             )
-        bench = f.obj("winner_bench", optional=True)
+        bench = f.opt_obj("winner_bench")
         return cls(
             status=status,
             exit_code=exit_code,
             complete=f.flag("complete"),
             winner_bench=BenchDocument.from_dict(bench, f"{origin}: winner_bench") if bench is not None else None,
             honed_version=version,
-            created=f.text("created", optional=True),
+            created=f.opt_text("created"),
             model=f.obj("model"),
             hardware=f.obj("hardware"),
-            settings=ReportSettings.from_dict(f.required("settings"), f"{origin}: settings"),
-            gate=ReportGate.from_dict(f.required("gate"), f"{origin}: gate"),
+            settings=ReportSettings.from_dict(f.raw("settings"), f"{origin}: settings"),
+            gate=ReportGate.from_dict(f.raw("gate"), f"{origin}: gate"),
             data=f.obj("data"),
-            elapsed_s=f.number("elapsed_s", optional=True),
+            elapsed_s=f.opt_number("elapsed_s"),
             budget_exhausted=f.flag("budget_exhausted"),
+            stop_reason=f.opt_text("stop_reason") if "stop_reason" in data else None,
+            untried=tuple(
+                _Fields(u, f"{origin}: untried[{i}]").data
+                for i, u in enumerate(f.items("untried") if "untried" in data else [])
+            ),
             final_compared=f.flag("final_compared"),
-            winner=CandidateRow.from_dict(f.required("winner"), f"{origin}: winner"),
-            baseline=CandidateRow.from_dict(f.required("baseline"), f"{origin}: baseline"),
+            winner=CandidateRow.from_dict(f.raw("winner"), f"{origin}: winner"),
+            baseline=CandidateRow.from_dict(f.raw("baseline"), f"{origin}: baseline"),
             winner_results=_bench_rows(f, "winner_results", origin),
             baseline_results=_bench_rows(f, "baseline_results", origin),
             candidates=tuple(
                 CandidateRow.from_dict(row, f"{origin}: candidates[{i}]") for i, row in enumerate(f.items("candidates"))
             ),
             skipped=tuple(_Fields(s, f"{origin}: skipped[{i}]").data for i, s in enumerate(f.items("skipped"))),
-            candidate_order=f.obj("candidate_order", optional=True),
+            candidate_order=f.opt_obj("candidate_order"),
             profile=f.obj("profile"),
             recipe=f.obj("recipe") if "recipe" in data else None,
         )

@@ -150,10 +150,34 @@ class SearchInputs:
     """Builds a pipeline's model into the path within the seconds given (raises PassError, BuildTimeout)."""
     context_key: dict[str, Any]
     labels: Array | None = None
+    own_reference: bool = True
+    """Whether ``reference`` holds the source model's own outputs (the original then matches it exactly); False
+    with ``--reference``: the original is compared with the reference like every candidate."""
 
     @property
     def gate(self) -> AccuracyGate:
         return self.comparison.gate
+
+
+STOP_REASONS = ("all-tried", "unaffordable", "budget-spent")
+"""Why a search stopped: every move it planned was made; only moves estimated beyond the budget left remained;
+the budget ran out with moves still to make."""
+
+UNTRIED_REASONS = ("budget", "unaffordable", "not-applicable")
+
+
+@dataclass(frozen=True)
+class Untried:
+    """A move the search did not make (a candidate, a fallback, the final comparison) and why: ``budget`` (the
+    time ran out before it), ``unaffordable`` (its estimate exceeded what was left), ``not-applicable``."""
+
+    what: str
+    reason: str
+    detail: str
+    backend: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"what": self.what, "reason": self.reason, "detail": self.detail, "backend": self.backend}
 
 
 class Events:
@@ -194,6 +218,7 @@ class Search:
         self.events = events or Events()
         self.outcomes: list[Outcome] = []
         self.skipped: list[Skipped] = []
+        self.untried: list[Untried] = []
         self.deadline = clock() + settings.time_budget_s
         self.budget_exhausted = False
         self.final_compared = False
@@ -240,6 +265,19 @@ class Search:
                     self._fallback(outcome)
         self._tune()
         return self._final()
+
+    @property
+    def stop_reason(self) -> str:
+        """One of :data:`STOP_REASONS`."""
+        if self.budget_exhausted or any(u.reason == "budget" for u in self.untried):
+            return "budget-spent"
+        if any(u.reason == "unaffordable" for u in self.untried):
+            return "unaffordable"
+        return "all-tried"
+
+    def all_untried(self) -> list[Untried]:
+        """What the search left untried: its own record, then the passes that did not apply."""
+        return [*self.untried, *(Untried(s.name, "not-applicable", s.reason, s.backend) for s in self.skipped)]
 
     def _reserve(self) -> float:
         """Seconds kept back for the final comparison (warm sessions, then interleaved rounds) and the profiles."""
@@ -305,6 +343,7 @@ class Search:
     def _not_run(self, cand: Candidate) -> None:
         outcome = Outcome(self._next_id(), cand, status="not-run", reason="time budget spent before it was tried")
         self.outcomes.append(outcome)
+        self.untried.append(Untried(f"{outcome.id}: {cand.label()}", "budget", outcome.reason or "", cand.backend))
         self.events.done(outcome)
 
     def _next_id(self) -> str:
@@ -339,6 +378,8 @@ class Search:
         if isinstance(model_path, str):
             timed_out = model_path.startswith(_TIMED_OUT)
             outcome.status, outcome.reason = ("not-run" if timed_out else "failed"), model_path
+            if timed_out:
+                self.untried.append(Untried(f"{outcome.id}: {cand.label()}", "budget", model_path, cand.backend))
             outcome.cached = cached is not None
             if not timed_out and cached is None:
                 self.cache.put(key, {"status": "failed", "reason": model_path, "build_failed": True})
@@ -405,12 +446,13 @@ class Search:
         except HonedError as exc:
             outcome.status, outcome.reason = "failed", f"failed to run: {exc}"
             return
-        if not self.outcomes or self.outcomes[0] is outcome:
+        first = not self.outcomes or self.outcomes[0] is outcome
+        if first and self.inputs.own_reference:
             outcome.fidelity = self.inputs.comparison.original(self.inputs.reference, self.inputs.labels)
             return
         base = self.baseline().cost_ms(self.settings.objective)
         cost = outcome.cost_ms(self.settings.objective)
-        slower = base is not None and cost is not None and cost > base * _SLOWER
+        slower = not first and base is not None and cost is not None and cost > base * _SLOWER
         if slower and inherit is None and not self.settings.evaluate_slower:
             # the machine may have been busier just now: measure the original again, back to back
             base = self._remeasure_baseline()
@@ -483,7 +525,7 @@ class Search:
     # -- fallback ----------------------------------------------------------------------------------------
 
     def _fallback_applies(self, outcome: Outcome) -> bool:
-        from honed.passes.sensitivity import FALLBACK_PASSES, RANKED_OPS
+        from honed.passes.sensitivity import FALLBACK_PASSES
 
         steps = outcome.candidate.steps
         if not steps or steps[-1].name not in FALLBACK_PASSES:
@@ -500,25 +542,29 @@ class Search:
         if base is None or cost is None or (cost >= base and not self.settings.evaluate_slower):
             return False
         build = self._build_seconds.get(self._model_cache_key(steps), outcome.seconds)
-        if steps[-1].name == "int8-dynamic":
-            # ranking is one float run; then about 2 log2(n) builds, each judged on the eval data
-            tries = 2 * max(math.ceil(math.log2(max(self.settings.fallback_max_excluded, 2))), 1)
-            estimate = tries * max(outcome.seconds, build)
-            what = f"{tries} builds and evaluations"
-        else:
-            # ranking quantizes one node at a time: about one build per quantizable node, and it cannot be
-            # interrupted, so it only starts when the budget clearly holds it
-            nodes = sum(1 for n in onnx.load(str(self.inputs.source)).graph.node if n.op_type in RANKED_OPS)
-            estimate = (nodes + 4) * build
-            what = f"{nodes} quantizable nodes"
+        estimate, what = self._fallback_estimate(steps[-1].name, max(outcome.seconds, build))
         if not self._has_time(self._reserve() + estimate):
             outcome.note = (
                 f"sensitive-layer fallback not tried: it needs about {estimate:.0f} s "
                 f"({what}), {max(self.remaining() - self._reserve(), 0):.0f} s of budget left"
             )
             self.budget_exhausted = False
+            self.untried.append(Untried(f"sensitive-layer fallback of {outcome.id}", "unaffordable", outcome.note))
             return False
         return True
+
+    def _fallback_estimate(self, pass_name: str, per_model_s: float) -> tuple[float, str]:
+        """Seconds the fallback of one rejected candidate is expected to take, and what it consists of: one
+        ranking pass (about one build and evaluation) and a binary search over the ranked nodes (see
+        :func:`~honed.passes.sensitivity.fallback_evaluations`), each try a build and an evaluation."""
+        from honed.passes.sensitivity import RANKED_OPS, fallback_evaluations
+
+        nodes = sum(1 for n in onnx.load(str(self.inputs.source)).graph.node if n.op_type in RANKED_OPS)
+        tries = fallback_evaluations(nodes, self.settings.fallback_max_excluded) + 1
+        return (
+            tries * per_model_s,
+            f"{nodes} quantizable nodes: one ranking pass and {tries - 1} builds and evaluations",
+        )
 
     def _fallback(self, rejected: Outcome) -> None:
         from honed.passes.sensitivity import sensitive_layer_fallback
@@ -552,6 +598,7 @@ class Search:
             )
         except _BudgetSpent:
             rejected.note = "sensitive-layer fallback stopped: time budget spent"
+            self.untried.append(Untried(f"sensitive-layer fallback of {rejected.id}", "budget", rejected.note))
             return
         except HonedError as exc:
             rejected.note = f"sensitive-layer fallback failed: {exc}"
@@ -650,6 +697,8 @@ class Search:
             warmup = None if r == 0 else _ROUND_WARMUP
             needed = len(finalists) * self._measurement_s(warmup)
             if not self._has_time(needed):
+                detail = f"{r} of {self.settings.final_rounds} rounds run; one more needs about {needed:.0f} s"
+                self.untried.append(Untried("final comparison rounds", "budget", detail))
                 break
             order = list(range(len(finalists)))
             order = order[r % len(order) :] + order[: r % len(order)]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import onnx
 
 from honed.canonical import digest
 from honed.errors import InvalidArgument
-from honed.jsonio import write_json
+from honed.jsonio import read_json, write_json
 from honed.model.artifact import IR_FILE, ONNX_FILE, is_ir, remove_other_artifacts
 from honed.model.loader import load_model, save_model
 from honed.passes import PassContext, PassError, get_pass
@@ -108,12 +107,7 @@ class Recipe:
 
     @classmethod
     def read(cls, path: Path) -> Recipe:
-        try:
-            data = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise InvalidArgument(f"recipe file not found: {path}") from None
-        except (OSError, ValueError) as exc:
-            raise InvalidArgument(f"cannot read recipe {path}: {exc}") from exc
+        data = read_json(path, "recipe file")
         if not isinstance(data, dict):
             raise InvalidArgument(f"{path} is not a honed recipe (expected a JSON object)")
         return cls.from_dict(data)

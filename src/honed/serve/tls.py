@@ -5,6 +5,12 @@ client CA every connection must present a certificate that CA signed, or the han
 is read; who may do what is then the access policy's decision (:mod:`honed.serve.access`). Every file is loaded
 once up front, so a wrong path, a key that does not match its certificate or a file that is not PEM is an
 :class:`~honed.errors.InvalidArgument` at start, never a listener that fails on its first client.
+
+Both listeners speak TLS 1.2 and 1.3 only. On REST the context is honed's own (:meth:`TlsFiles.server_context`):
+minimum version TLS 1.2, and for 1.2 only ECDHE key exchange with AEAD ciphers (AES-GCM, ChaCha20-Poly1305), no
+renegotiation, no compression; TLS 1.3's suites are all AEAD. gRPC's TLS is gRPC core's, which offers no
+version or cipher setting through ``grpc.ssl_server_credentials``; its defaults are the same policy (TLS 1.2
+minimum, ECDHE with AES-GCM for 1.2), and the tests check both listeners alike.
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ from typing import Any
 import grpc
 
 from honed.errors import InvalidArgument
+
+#: TLS 1.2 cipher suites: forward-secret key exchange (ECDHE) with an AEAD cipher, nothing else.
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL"
 
 
 @dataclass(frozen=True)
@@ -31,7 +40,15 @@ class TlsFiles:
         for flag, path in (("--tls-cert", self.cert), ("--tls-key", self.key), ("--tls-client-ca", self.client_ca)):
             if path is not None and not Path(path).is_file():
                 raise InvalidArgument(f"{flag}: no such file {path}")
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.server_context()
+
+    def server_context(self) -> ssl.SSLContext:
+        """The REST listener's context: these files, TLS 1.2+ with :data:`TLS12_CIPHERS`, client certificates
+        required when mutual."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.set_ciphers(TLS12_CIPHERS)
+        context.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
         try:
             context.load_cert_chain(str(self.cert), str(self.key))
         except (ssl.SSLError, OSError) as exc:
@@ -43,6 +60,8 @@ class TlsFiles:
                 context.load_verify_locations(cafile=str(self.client_ca))
             except (ssl.SSLError, OSError) as exc:
                 raise InvalidArgument(f"--tls-client-ca {self.client_ca} is not a PEM CA certificate: {exc}") from None
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
 
     @property
     def mutual(self) -> bool:
@@ -50,11 +69,9 @@ class TlsFiles:
         return self.client_ca is not None
 
     def uvicorn_options(self) -> dict[str, Any]:
-        """The ``uvicorn.Config`` keyword arguments for these files."""
-        options: dict[str, Any] = {"ssl_certfile": str(self.cert), "ssl_keyfile": str(self.key)}
-        if self.client_ca is not None:
-            options.update(ssl_ca_certs=str(self.client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
-        return options
+        """The ``uvicorn.Config`` keyword arguments for these files: uvicorn serves :meth:`server_context`."""
+        context = self.server_context()
+        return {"ssl_context_factory": lambda _config, _default: context}
 
     def grpc_credentials(self) -> grpc.ServerCredentials:
         """gRPC server credentials for these files (client certificates required when mutual)."""

@@ -1,0 +1,58 @@
+"""The sensitive-layer fallback ranks once and bisects: a bounded number of judged models, most nodes quantized."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import onnx
+import pytest
+
+from honed.evaluate import AccuracyGate, Comparison
+from honed.passes import PassContext, get_pass
+from honed.passes.sensitivity import fallback_evaluations, output_error, sensitive_layer_fallback
+from honed.passes.tiny_models import calibration_for
+from tests.graphs import outlier_chain
+
+BOUND = 0.05
+
+
+def _quantized(model: onnx.ModelProto) -> set[str]:
+    """MatMuls that read a DequantizeLinear's output."""
+    dq = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return {n.name for n in model.graph.node if n.op_type == "MatMul" and any(i in dq for i in n.input)}
+
+
+@pytest.mark.parametrize("pass_name", ["int8-static", "int8-dynamic"])
+def test_fallback_recovers_the_bound_in_few_evaluations(tmp_path: Path, pass_name: str) -> None:
+    model = outlier_chain(layers=8, outlier=3)
+    ctx = PassContext(calibration=calibration_for(model, batches=4), work_dir=tmp_path)
+    full = get_pass(pass_name).run(model, {}, ctx)
+    assert output_error(model, full, ctx) > BOUND, "the test model must break under full INT8"
+    judged: list[float] = []
+
+    def accept(candidate: onnx.ModelProto) -> bool:
+        judged.append(output_error(model, candidate, ctx))
+        return judged[-1] <= BOUND
+
+    comparison = Comparison(AccuracyGate(metric="cosine", min=0.99))
+    result = sensitive_layer_fallback(model, {}, ctx, accept, pass_name=pass_name, comparison=comparison)
+
+    n = len(result.ranking)
+    assert result.accepted and output_error(model, result.model, ctx) <= BOUND
+    assert len(judged) == result.tried <= math.ceil(math.log2(n)) + 2
+    assert 1 <= len(result.excluded) <= 2 and set(result.excluded) <= {"mm3", "mm4"}
+    if pass_name == "int8-static":
+        assert len(_quantized(result.model)) >= 6, "most MatMuls stay quantized"
+    else:
+        assert sum(node.op_type == "MatMulInteger" for node in result.model.graph.node) >= 6
+    replay = get_pass(pass_name).run(model, result.params, ctx)
+    assert replay.SerializeToString() == result.model.SerializeToString()
+
+
+def test_the_number_of_judged_models_grows_with_log_n() -> None:
+    assert [fallback_evaluations(n) for n in (2, 3, 5, 9, 17, 321)] == [1, 2, 3, 4, 5, 10]
+    assert fallback_evaluations(320, 16) == 5  # the search's default cap on nodes kept in float
+    assert fallback_evaluations(1) == 0  # nothing can be kept in float without giving back the original
+    for n in (2, 10, 100, 320, 10_000):
+        assert fallback_evaluations(n) <= math.ceil(math.log2(n)) + 1
