@@ -346,6 +346,8 @@ def test_dashboard_queries_name_only_serve_metrics() -> None:
     outcomes = set(re.findall(r'outcome!?=\\"([a-z_]+)\\"', text))
     assert outcomes and outcomes <= set(contract.OUTCOMES), outcomes
     assert {"honed_request_duration_seconds", "honed_requests_total", "honed_queue_depth"} <= base
+    rollout = {"honed_rollout_weight", "honed_rollout_step", "honed_rollout_verdicts_total", "honed_rollout_agreement"}
+    assert rollout <= base
 
 
 def test_dockerfiles_install_honed_and_run_serve() -> None:

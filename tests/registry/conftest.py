@@ -14,6 +14,7 @@ from onnx import TensorProto, helper
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
+from honed.cli.main import run
 from honed.registry import Registry, open_registry
 
 POSTGRES_URL = os.environ.get("HONED_TEST_POSTGRES_URL")
@@ -81,6 +82,25 @@ def reg(db_url: str, artifacts: Path) -> Iterator[Registry]:
         yield registry
     finally:
         registry.close()
+
+
+@pytest.fixture
+def cli(
+    db_url: str, artifacts: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., str]:
+    """The real CLI entry point on this test's registry: ``cli(*args, code=0)`` -> stdout (stderr when failing)."""
+    monkeypatch.setenv("HONED_REGISTRY", db_url)
+    monkeypatch.setenv("HONED_ARTIFACTS", str(artifacts))
+    monkeypatch.setenv("HONED_ACTOR", "alice")
+
+    def call(*args: str, code: int = 0) -> str:
+        capsys.readouterr()
+        rc = run(list(args))
+        out, err = capsys.readouterr()
+        assert rc == code, f"exit {rc}, stdout {out!r}, stderr {err!r}"
+        return out if code == 0 else err
+
+    return call
 
 
 @pytest.fixture

@@ -9,26 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
-from honed.cli.main import run
 from tests.registry.conftest import tamper
 
 ModelFactory = Callable[[float], Path]
-
-
-@pytest.fixture
-def cli(db_url: str, artifacts: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    monkeypatch.setenv("HONED_REGISTRY", db_url)
-    monkeypatch.setenv("HONED_ARTIFACTS", str(artifacts))
-    monkeypatch.setenv("HONED_ACTOR", "alice")
-
-    def call(*args: str, code: int = 0) -> str:
-        capsys.readouterr()
-        rc = run(list(args))
-        out, err = capsys.readouterr()
-        assert rc == code, f"exit {rc}, stdout {out!r}, stderr {err!r}"
-        return out if code == 0 else err
-
-    return call
 
 
 def test_register_alias_label_show_lineage(cli, make_model: ModelFactory, tmp_path: Path) -> None:

@@ -277,3 +277,33 @@ def test_database_from_a_newer_honed_is_refused(db_url: str, artifacts: Path) ->
         engine.dispose()
     with pytest.raises(InvalidArgument, match="written by a newer honed"):
         open_registry(db_url, artifacts=artifacts)
+
+
+@pytest.mark.parametrize("start", [None, "0001", "0002"])
+def test_migrations_from_any_revision_build_the_schema_the_code_queries(
+    db_url: str, artifacts: Path, start: str | None
+) -> None:
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from honed.registry import db as registry_db
+    from honed.registry import schema
+
+    if start is not None:
+        engine = registry_db.create_registry_engine(registry_db.parse_url(db_url))
+        try:
+            with engine.connect() as conn:
+                conn.execution_options(honed_write=True)
+                with conn.begin():
+                    command.upgrade(registry_db._alembic_config(conn), start)
+        finally:
+            engine.dispose()
+    open_registry(db_url, artifacts=artifacts).close()  # upgrades to the head
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            assert registry_db.current_revision(conn) == registry_db._revisions()[0]
+            assert compare_metadata(MigrationContext.configure(conn), schema.metadata) == []
+    finally:
+        engine.dispose()

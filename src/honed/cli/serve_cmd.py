@@ -99,6 +99,11 @@ def serve(
         "--access-poll-s",
         help="Seconds between checks of the --access file (and its JWKS file) for changes; 0: reload only on SIGHUP.",
     ),
+    rollout_poll_s: float = typer.Option(
+        1.0,
+        "--rollout-poll-s",
+        help="Seconds between a registry server's checks of its models' rollouts (weights, observations, decisions).",
+    ),
     tls_cert: Path | None = typer.Option(
         None, "--tls-cert", help="PEM certificate (chain): serve REST and gRPC over TLS."
     ),
@@ -168,6 +173,7 @@ def serve(
         access=access,
         actor=actor,
         access_poll_s=access_poll_s,
+        rollout_poll_s=rollout_poll_s,
         tracing=tracing,
     )
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="honed serve: %(message)s")

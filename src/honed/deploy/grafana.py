@@ -51,6 +51,26 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
             )
         ],
     ),
+    (
+        "Rollout: canary weight and step",
+        "none",
+        [
+            ("max by (model, version) (honed_rollout_weight)", "weight % {{model}} v{{version}}"),
+            ("max by (model) (honed_rollout_step)", "step {{model}}"),
+        ],
+    ),
+    (
+        "Rollout: verdicts and agreement",
+        "none",
+        [
+            ("sum by (model, verdict) (increase(honed_rollout_verdicts_total[$__range]))", "{{model}} {{verdict}}"),
+            ("max by (model, version) (honed_rollout_agreement)", "agreement {{model}} v{{version}}"),
+            (
+                "sum by (model) (rate(honed_rollout_mirror_dropped_total[$__rate_interval]))",
+                "mirror dropped/s {{model}}",
+            ),
+        ],
+    ),
 ]
 
 

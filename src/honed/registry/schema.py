@@ -12,6 +12,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -89,6 +90,7 @@ alias_history = Table(
     Column("started_by", String(200), nullable=False),
     Column("end_at", DateTime(timezone=True), nullable=True),
     Column("ended_by", String(200), nullable=True),
+    Index("ix_alias_history_model_alias", "model_id", "alias"),
 )
 
 audit_log = Table(
@@ -112,4 +114,59 @@ audit_head = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seq", Integer, nullable=False),
     Column("hash", String(64), nullable=False),
+)
+
+rollouts = Table(
+    "rollouts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=False),
+    Column("active_model_id", Integer, nullable=True, unique=True),
+    Column("from_version", Integer, nullable=False),
+    Column("to_version", Integer, nullable=False),
+    Column("settings", Text, nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("started_by", String(200), nullable=False),
+    Column("last_decision_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Index("ix_rollouts_model", "model_id"),
+)
+
+rollout_verdicts = Table(
+    "rollout_verdicts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("rollout_id", Integer, ForeignKey("rollouts.id"), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("weight", Integer, nullable=False),
+    Column("verdict", String(32), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("details", Text, nullable=False),
+    Index("ix_rollout_verdicts_rollout", "rollout_id"),
+)
+
+rollout_observations = Table(
+    "rollout_observations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("rollout_id", Integer, ForeignKey("rollouts.id"), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("stats", Text, nullable=False),
+    Index("ix_rollout_observations_rollout", "rollout_id", "at"),
+)
+
+rollout_leases = Table(
+    "rollout_leases",
+    metadata,
+    Column("rollout_id", Integer, ForeignKey("rollouts.id"), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
 )

@@ -113,6 +113,23 @@ class Registry:
     def _now(self) -> datetime:
         return _aware(self._clock())
 
+    @property
+    def engine(self) -> Engine:
+        """The database engine, for modules that keep their own tables in the registry (rollouts)."""
+        return self._engine
+
+    def now(self) -> datetime:
+        """The registry's clock (UTC), which stamps every change."""
+        return self._now()
+
+    def model_id_in(self, conn: Connection, name: str) -> int:
+        """The id of model ``name`` inside the caller's transaction; NotFound names the models there are."""
+        return self._model_id(conn, check_name(name))
+
+    def resolve_in(self, conn: Connection, ref: Ref) -> ModelVersion:
+        """:meth:`resolve` inside the caller's transaction."""
+        return self._load(conn, _V.c.id == self._resolve_id(conn, ref))[0]
+
     # -- register ----------------------------------------------------------------------------------------------
     def register(self, model_path: str | Path, name: str, **options: Unpack[RegisterOptions]) -> ModelVersion:
         """Register ``model_path`` as the next version of ``name``; the same artifact again returns its version."""
@@ -297,41 +314,54 @@ class Registry:
         actor = audit_chain.check_actor(actor)
         audit_chain.check_action(action)
         target = self._version_ref(name, version)
-        a, h = schema.aliases, schema.alias_history
         with db.write_transaction(self._engine) as conn:
-            now = self._now()
-            vid = self._resolve_id(conn, target)
-            model_id = self._model_id(conn, name)
-            current = conn.execute(
-                select(a.c.version_id, _V.c.version)
-                .join(_V, _V.c.id == a.c.version_id)
-                .where(a.c.model_id == model_id, a.c.alias == alias)
-            ).first()
-            if current is not None and current.version_id == vid:
-                return self._load(conn, _V.c.id == vid)[0]
-            self._end_span(conn, model_id, alias, now, actor)
-            if current is None:
-                conn.execute(insert(a).values(model_id=model_id, alias=alias, version_id=vid, set_at=now, set_by=actor))
-            else:
-                conn.execute(
-                    update(a)
-                    .where(a.c.model_id == model_id, a.c.alias == alias)
-                    .values(version_id=vid, set_at=now, set_by=actor)
-                )
+            return self.move_alias_in(conn, target, alias, actor=actor, action=action, now=self._now())
+
+    def move_alias_in(
+        self,
+        conn: Connection,
+        target: Ref,
+        alias: str,
+        *,
+        actor: str,
+        action: str,
+        now: datetime,
+        details: Mapping[str, Any] | None = None,
+    ) -> ModelVersion:
+        """:meth:`set_alias` inside the caller's write transaction (so another change commits with the move);
+        ``details`` are added to the audit entry's."""
+        a, h = schema.aliases, schema.alias_history
+        name = target.name
+        vid = self._resolve_id(conn, target)
+        model_id = self._model_id(conn, name)
+        current = conn.execute(
+            select(a.c.version_id, _V.c.version)
+            .join(_V, _V.c.id == a.c.version_id)
+            .where(a.c.model_id == model_id, a.c.alias == alias)
+        ).first()
+        if current is not None and current.version_id == vid:
+            return self._load(conn, _V.c.id == vid)[0]
+        self._end_span(conn, model_id, alias, now, actor)
+        if current is None:
+            conn.execute(insert(a).values(model_id=model_id, alias=alias, version_id=vid, set_at=now, set_by=actor))
+        else:
             conn.execute(
-                insert(h).values(model_id=model_id, alias=alias, version_id=vid, start_at=now, started_by=actor)
+                update(a)
+                .where(a.c.model_id == model_id, a.c.alias == alias)
+                .values(version_id=vid, set_at=now, set_by=actor)
             )
-            moved = self._load(conn, _V.c.id == vid)[0]
-            audit_chain.append(
-                conn,
-                key=self.audit_key,
-                at=now,
-                actor=actor,
-                action=action,
-                target=f"{name}@{alias}",
-                details={"from": None if current is None else current.version, "to": moved.version},
-            )
-            return moved
+        conn.execute(insert(h).values(model_id=model_id, alias=alias, version_id=vid, start_at=now, started_by=actor))
+        moved = self._load(conn, _V.c.id == vid)[0]
+        audit_chain.append(
+            conn,
+            key=self.audit_key,
+            at=now,
+            actor=actor,
+            action=action,
+            target=f"{name}@{alias}",
+            details={**(details or {}), "from": None if current is None else current.version, "to": moved.version},
+        )
+        return moved
 
     def remove_alias(self, name: str, alias: str, *, actor: str) -> None:
         check_name(name)

@@ -121,6 +121,37 @@ SHED = Metric(
     "queue_time, waited past it; queue_full).",
 )
 
+ROLLOUT_STEP = Metric(
+    "honed_rollout_step", "gauge", ("model",), "The active rollout's step (1 = the first weight; 0: no rollout)."
+)
+ROLLOUT_WEIGHT = Metric(
+    "honed_rollout_weight", "gauge", _MODEL, "Percent of unversioned requests routed to the version by a rollout."
+)
+ROLLOUT_VERDICTS = Metric(
+    "honed_rollout_verdicts_total",
+    "counter",
+    ("model", "verdict"),
+    "Rollout interval verdicts this server took as controller (pass, fail or inconclusive).",
+)
+ROLLOUT_AGREEMENT = Metric(
+    "honed_rollout_agreement",
+    "gauge",
+    _MODEL,
+    "Mean agreement of mirrored pairs with the candidate version in the last decided interval (0..1).",
+)
+ROLLOUT_MIRROR_DROPPED = Metric(
+    "honed_rollout_mirror_dropped_total",
+    "counter",
+    ("model",),
+    "Mirrored requests dropped because the mirror queue was full (production answers never wait for them).",
+)
+ROLLOUT_REGISTRY_REACHABLE = Metric(
+    "honed_rollout_registry_reachable",
+    "gauge",
+    (),
+    "1 while the registry answered the last rollout poll, 0 when it did not (the last weights are kept).",
+)
+
 METRICS: tuple[Metric, ...] = (
     REQUESTS,
     REQUEST_DURATION,
@@ -136,6 +167,12 @@ METRICS: tuple[Metric, ...] = (
     RATE_LIMITED,
     POLICY_RELOADS,
     SHED,
+    ROLLOUT_STEP,
+    ROLLOUT_WEIGHT,
+    ROLLOUT_VERDICTS,
+    ROLLOUT_AGREEMENT,
+    ROLLOUT_MIRROR_DROPPED,
+    ROLLOUT_REGISTRY_REACHABLE,
 )
 """Every series family the server exports, and nothing else named ``honed_*``."""
 

@@ -31,7 +31,7 @@ from honed.errors import (
 )
 from honed.model.spec import TensorSpec
 from honed.serve.access import AccessPolicy, Principal, RepeatedCredentials, credentials, refusal_reason
-from honed.serve.limits import RateLimiter
+from honed.serve.limits import RateLimited, RateLimiter
 from honed.serve.metrics import ServeMetrics
 from honed.serve.protocol.datatypes import from_numpy, from_onnx
 from honed.serve.protocol.types import (
@@ -46,6 +46,7 @@ from honed.serve.repository import ModelRepository
 from honed.serve.security import ResidencyGuard
 
 if TYPE_CHECKING:
+    from honed.serve.rollout import RolloutFollower
     from honed.serve.tracing import Tracing
 
 SERVER_NAME = "honed"
@@ -132,6 +133,8 @@ class DataPlane:
             self.use_policy(access)
         self.residency = residency if residency is not None else ResidencyGuard(metrics=metrics)
         self._clock = clock
+        self.rollouts: RolloutFollower | None = None
+        """Set on a registry server: routes unversioned requests by the model's rollout and observes them."""
         self._started = False
         self._draining = False
         self._inflight = 0
@@ -196,6 +199,25 @@ class DataPlane:
             self.limiter.admit(principal.name, model)
         return principal
 
+    def admit_copy(self, caller: Principal | None, model: str) -> bool:
+        """Whether a copy of ``caller``'s infer request on ``model`` (a rollout's mirrored run) may be made, decided
+        as the request itself was: the current policy's grant, then the caller's rate limits (the copy takes its
+        share). A refusal is counted as a real request's would be, and the copy is not made. With a policy in force,
+        a request that names no caller (an in-process call the adapters did not authorize) is never copied."""
+        policy = self.access
+        if policy is None:
+            return True
+        if caller is None:
+            return False
+        try:
+            self.limiter.admit(policy.grant(caller, "infer", model).name, model)
+        except PermissionDenied as exc:
+            self.metrics.auth_refused(refusal_reason(exc, None))
+            return False
+        except RateLimited:  # counted by the limiter
+            return False
+        return True
+
     # -- health and metadata ---------------------------------------------------------------------------------
     async def live(self) -> bool:
         return True
@@ -257,17 +279,24 @@ class DataPlane:
         *,
         timeout_s: float | None = None,
         residency: str | Sequence[str] | None = None,
+        caller: Principal | None = None,
     ) -> InferResponse:
         """Run one V2 infer request; ``timeout_s`` (e.g. a gRPC deadline) and the ``timeout`` parameter both apply.
 
         ``residency`` is the request's declared data residency (``X-Data-Residency``: its value, or every value
         the request carried, so that a repeated header is refused); the server's
         :class:`~honed.serve.security.ResidencyGuard` allows it or raises ResidencyViolation before any data is used.
+        ``caller`` is the principal :meth:`authorize` admitted the request for; a rollout's mirrored copy of the
+        request is admitted for it again (:meth:`admit_copy`).
         """
+        follower = self.rollouts
+        if follower is not None:
+            version = follower.route(name, version)
         resolved, executor = self.repository.get(name, version)
         trace = self.tracing.infer(name, resolved) if self.tracing is not None else None
         self._inflight += 1
         self._idle.clear()
+        started = self._clock()
         try:
             with self.metrics.model(name, resolved).request():
                 await self.residency.check(name, resolved, residency)
@@ -276,6 +305,13 @@ class DataPlane:
                 limit = _min_timeout(request.timeout_s, timeout_s)
                 results = await executor.infer(feeds, timeout_s=limit, observer=trace)
                 outputs = [_output(spec, results[spec.name]) for spec in wanted]
+            if follower is not None:
+                follower.observe(name, resolved, self._clock() - started, failed=False)
+                follower.mirror(name, resolved, feeds, results, residency, admit=lambda: self.admit_copy(caller, name))
+        except Exception as exc:
+            if follower is not None:
+                follower.observe(name, resolved, self._clock() - started, failed=status_for(exc)[0] >= 500)
+            raise
         finally:
             if trace is not None:
                 trace.close()

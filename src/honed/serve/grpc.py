@@ -107,7 +107,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         return pb.ModelConfigResponse(config=json_format.ParseDict(config, model_config_pb2.ModelConfig()))
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> Any:
-        await self._authorize(context, "infer", request.model_name)
+        caller = await self._authorize(context, "infer", request.model_name)
         try:
             decoded = await decode_off_loop(
                 request.ByteSize(), lambda: grpc_codec.decode_request(request, max_elements=self.max_elements)
@@ -119,6 +119,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
                 decoded,
                 timeout_s=remaining,
                 residency=_metadata(context.invocation_metadata(), HEADER),
+                caller=caller,
             )
             return grpc_codec.encode_response(response)
         except Exception as exc:

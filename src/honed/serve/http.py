@@ -118,7 +118,7 @@ class HttpApp:
         action = rest_parts[0] if rest_parts else ""
         if len(rest_parts) > 1:
             raise NotFound(f"no route {scope['path']}")
-        await self._authorize(scope, "infer" if action == "infer" else "read", name)
+        caller = await self._authorize(scope, "infer" if action == "infer" else "read", name)
         if action == "":
             _method(method, "GET")
             return 200, _JSON, _json(rest.model_metadata_json(await dp.model_metadata(name, version)))
@@ -131,11 +131,11 @@ class HttpApp:
             return (200 if ok else 503), _JSON, _json({"name": name, "ready": ok})
         if action == "infer":
             _method(method, "POST")
-            return await self._infer(name, version, scope, receive)
+            return await self._infer(name, version, scope, receive, caller)
         raise NotFound(f"no route {scope['path']}")
 
     async def _infer(
-        self, name: str, version: str | None, scope: Scope, receive: Receive
+        self, name: str, version: str | None, scope: Scope, receive: Receive, caller: Principal | None
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         header_length: int | None = None
         declared: list[str] = []  # every value: a repeated declaration is refused, not merged
@@ -154,7 +154,7 @@ class HttpApp:
         )
         watch = _DisconnectWatch(receive)
         try:
-            response = await self.dataplane.infer(name, version, request, residency=declared)
+            response = await self.dataplane.infer(name, version, request, residency=declared, caller=caller)
         except asyncio.CancelledError:
             if watch.client_gone():
                 raise _ClientGone() from None

@@ -17,11 +17,12 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from honed.errors import InvalidArgument
 from honed.serve.access import AccessPolicy
@@ -32,6 +33,12 @@ from honed.serve.security import ResidencyGuard, normalize_jurisdictions
 from honed.serve.server import Server, ServerOptions, run
 from honed.serve.tls import TlsFiles
 from honed.serve.tracing import Tracing, TracingConfig
+
+if TYPE_CHECKING:
+    from honed.registry import Registry
+    from honed.serve.dataplane import DataPlane
+    from honed.serve.registry_source import RegistryCatalog
+    from honed.serve.rollout import RolloutFollower
 
 log = logging.getLogger("honed.serve")
 
@@ -105,6 +112,7 @@ class ServeOptions:
     access: AccessPolicy | Path | None = None
     actor: str | None = None
     access_poll_s: float = DEFAULT_POLL_S
+    rollout_poll_s: float = 1.0
     tracing: TracingConfig | None = None
 
     def __post_init__(self) -> None:
@@ -113,6 +121,9 @@ class ServeOptions:
         poll = self.access_poll_s
         if isinstance(poll, bool) or not isinstance(poll, int | float) or not 0 <= poll < math.inf:
             raise InvalidArgument(f"--access-poll-s must be a number of seconds >= 0 (0: only SIGHUP), got {poll!r}")
+        every = self.rollout_poll_s
+        if isinstance(every, bool) or not isinstance(every, int | float) or not 0 < every < math.inf:
+            raise InvalidArgument(f"--rollout-poll-s must be a number of seconds > 0, got {every!r}")
         if self.models and self.source is not None:
             raise InvalidArgument("give either PATH/--repository or --model (served from --registry), not both")
         if self.models and self.registry is None:
@@ -222,6 +233,7 @@ def run_server(options: ServeOptions, *, on_listening: Callable[[Listening], Non
             residency=residency,
             access=policy,
             access_poll_s=options.access_poll_s,
+            follow=None if catalog is None or reg is None else _follower(reg, catalog, residency, options),
             tracing=tracing,
         )
     finally:
@@ -229,6 +241,29 @@ def run_server(options: ServeOptions, *, on_listening: Callable[[Listening], Non
             reg.close()
         if tracing is not None:
             tracing.shutdown()  # exports the spans still buffered
+
+
+def _follower(
+    reg: Registry, catalog: RegistryCatalog, residency: ResidencyGuard, options: ServeOptions
+) -> Callable[[DataPlane], RolloutFollower]:
+    """How a registry server builds the follower of its models' rollouts, once its dataplane exists."""
+    from honed.registry.rollouts import Rollouts
+    from honed.serve.rollout import RolloutFollower
+
+    holder = f"{options.who}@{socket.gethostname()}:{os.getpid()}"
+
+    def build(dataplane: DataPlane) -> RolloutFollower:
+        return RolloutFollower(
+            Rollouts(reg),
+            catalog,
+            dataplane.repository,
+            dataplane.metrics,
+            holder=holder,
+            residency=residency,
+            poll_s=options.rollout_poll_s,
+        )
+
+    return build
 
 
 def _bound(address: str | None, port: int | None) -> str | None:

@@ -118,6 +118,12 @@ class ServeMetrics:
         self.rate_limits = Counter(*_family(contract.RATE_LIMITED), registry=r)
         self.policy_reloads = Counter(*_family(contract.POLICY_RELOADS), registry=r)
         self.shed_requests = Counter(*_family(contract.SHED), registry=r)
+        self.rollout_step = Gauge(*_family(contract.ROLLOUT_STEP), registry=r)
+        self.rollout_weight = Gauge(*_family(contract.ROLLOUT_WEIGHT), registry=r)
+        self.rollout_verdicts = Counter(*_family(contract.ROLLOUT_VERDICTS), registry=r)
+        self.rollout_agreement = Gauge(*_family(contract.ROLLOUT_AGREEMENT), registry=r)
+        self.rollout_mirror_dropped = Counter(*_family(contract.ROLLOUT_MIRROR_DROPPED), registry=r)
+        self.rollout_registry_reachable = Gauge(*_family(contract.ROLLOUT_REGISTRY_REACHABLE), registry=r)
         self._models: dict[tuple[str, str], ModelMetrics] = {}
         self._lock = threading.Lock()
 

@@ -53,6 +53,8 @@ class RegistryCatalog:
         self.actor = actor
         self.metrics = metrics
         self.refs: dict[str, list[str]] = {}
+        self.extra: dict[str, list[str]] = {}
+        """Refs served beside ``refs`` for now: a rollout's candidate (:mod:`honed.serve.rollout` sets them)."""
         for ref in refs:
             parsed = parse_ref(ref)
             wanted = self.refs.setdefault(parsed.name, [])
@@ -77,6 +79,7 @@ class RegistryCatalog:
         refs = self.refs.get(name)
         if refs is None:
             raise NotFound(f"unknown model {name!r}; this server serves from the registry: {', '.join(self.names())}")
+        refs = [*refs, *self.extra.get(name, ())]
         versions: dict[str, Any] = {}
         origin: dict[str, Any] = {}
         errors: list[HonedError] = []

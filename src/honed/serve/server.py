@@ -35,6 +35,7 @@ from honed.serve.security import ResidencyGuard
 from honed.serve.tls import TlsFiles
 
 if TYPE_CHECKING:
+    from honed.serve.rollout import RolloutFollower
     from honed.serve.tracing import Tracing
 
 log = logging.getLogger("honed.serve")
@@ -124,6 +125,7 @@ class Server:
                 installed.append(sig)
         reloads: set[asyncio.Task[Any]] = set()
         watcher: asyncio.Task[None] | None = None
+        following: asyncio.Task[None] | None = None
         if self.reloader is not None:
             reloader = self.reloader
 
@@ -175,6 +177,8 @@ class Server:
             if on_listening is not None:
                 on_listening(self)
             await self.dataplane.start()
+            if self.dataplane.rollouts is not None:
+                following = asyncio.create_task(self.dataplane.rollouts.run())
             if not self._stop.is_set():
                 log.info("ready")
             await self._stop.wait()
@@ -182,7 +186,7 @@ class Server:
             if not await self.dataplane.wait_idle(self.options.drain_timeout_s):
                 log.warning("drain timeout: %d request(s) still in flight", self.dataplane.inflight)
         finally:
-            for task in [*reloads, *([watcher] if watcher is not None else [])]:
+            for task in [*reloads, *(t for t in (watcher, following) if t is not None)]:
                 task.cancel()
             if http_server is not None and http_task is not None:
                 http_server.should_exit = True
@@ -240,6 +244,7 @@ def run(
     residency: ResidencyGuard | None = None,
     access: AccessPolicy | None = None,
     access_poll_s: float = DEFAULT_POLL_S,
+    follow: Callable[[DataPlane], RolloutFollower] | None = None,
     tracing: Tracing | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, on uvloop when it is installed. An ``access`` policy read from a file reloads on
@@ -255,6 +260,8 @@ def run(
             access=access,
             tracing=tracing,
         )
+        if follow is not None:  # a registry server follows its models' rollouts
+            dataplane.rollouts = follow(dataplane)
         reloader = None
         if access is not None and access.source is not None:
             reloader = PolicyReloader(access, dataplane.use_policy, metrics=dataplane.metrics, poll_s=access_poll_s)
