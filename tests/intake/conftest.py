@@ -44,7 +44,7 @@ def cnn_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A one-layer BERT with random weights, saved with save_pretrained (config.json + model.safetensors)."""
+    """A one-layer BERT with random weights and a word-piece tokenizer, saved with save_pretrained."""
     torch = pytest.importorskip("torch", reason="the Hugging Face importer needs torch (pip install 'honed[import]')")
     transformers = pytest.importorskip("transformers", reason="the Hugging Face importer needs transformers")
     config = transformers.BertConfig(
@@ -59,6 +59,11 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("bert")
     transformers.logging.disable_progress_bar()
     transformers.BertModel(config).save_pretrained(str(folder))
+    vocab = folder / "words.txt"
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *(f"w{i}" for i in range(59))]
+    vocab.write_text("\n".join(words) + "\n")
+    transformers.BertTokenizer(vocab_file=str(vocab)).save_pretrained(str(folder))
+    vocab.unlink()
     return folder
 
 

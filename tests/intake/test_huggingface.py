@@ -48,6 +48,9 @@ def test_a_folder_without_weights_or_config_is_refused(tiny_bert: Path, tmp_path
     (empty / "config.json").write_text((tiny_bert / "config.json").read_text())
     with pytest.raises(InvalidModel, match="holds no weights"):
         honed.from_hf(empty, out=tmp_path / "out")
+    (empty / "model.safetensors").write_bytes((tiny_bert / "model.safetensors").read_bytes())
+    with pytest.raises(InvalidModel, match="holds no tokenizer"):
+        honed.from_hf(empty, out=tmp_path / "out")
     with pytest.raises(InvalidArgument, match="unknown --task"):
         honed.from_hf(tiny_bert, out=tmp_path / "out", task="translation")
     assert not (tmp_path / "out").exists()

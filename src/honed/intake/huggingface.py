@@ -29,6 +29,8 @@ TASKS = {
 
 _TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_TOKENIZER = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer.model")
+"""What ``save_pretrained`` of a tokenizer leaves: a folder without any of these cannot turn text into the inputs."""
 
 
 def from_hf(
@@ -104,7 +106,7 @@ def from_hf(
 
 
 def check_folder(folder: str | Path) -> Path:
-    """A Hugging Face model folder with its config and weights, or a clear error naming what is missing."""
+    """A Hugging Face model folder with its config, weights and tokenizer, or a clear error naming what is missing."""
     path = Path(folder).expanduser()
     if not path.exists():
         raise ModelNotFound(f"model folder not found: {path}")
@@ -114,6 +116,11 @@ def check_folder(folder: str | Path) -> Path:
         raise InvalidModel(f"{path} has no config.json: it is not a Hugging Face model folder (save_pretrained)")
     if not any((path / w).is_file() for w in _WEIGHTS):
         raise InvalidModel(f"{path} holds no weights (looked for {', '.join(_WEIGHTS)}); save the model with them")
+    if not any((path / t).is_file() for t in _TOKENIZER):
+        raise InvalidModel(
+            f"{path} holds no tokenizer (looked for {', '.join(_TOKENIZER)}): the model cannot be served on text "
+            "without it; save it beside the model with tokenizer.save_pretrained"
+        )
     return path
 
 
