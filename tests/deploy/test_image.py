@@ -36,7 +36,7 @@ TAG = "honed-test:image"
 APP = "app-image-token-000001"
 
 _problem = docker_problem()
-pytestmark = pytest.mark.skipif(_problem is not None, reason=f"no Docker: {_problem}")
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(_problem is not None, reason=f"no Docker: {_problem}")]
 
 
 @pytest.fixture(scope="module")

@@ -64,7 +64,9 @@ def docker(*args: str, timeout: float = 600.0) -> str:
 
 
 def check_daemon() -> None:
-    """A clear error when no Docker daemon answers."""
+    """A clear error when Docker is not installed or no daemon answers."""
+    if shutil.which("docker") is None:
+        raise BackendUnavailable("docker is not installed (Debian: apt-get install docker.io)")
     try:
         docker("info", "--format", "{{.ServerVersion}}", timeout=30)
     except BackendUnavailable as exc:
