@@ -152,3 +152,25 @@ def test_the_root_filesystem_is_read_only_and_sigterm_drains_to_exit_0(
     )
     assert write.stdout.split() == ["refused", "ok"], write
     assert container.stop() == 0, container.final_logs
+
+
+def _deploy_image(base: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "honed.cli.main", "deploy", "image", "--base", base, "--tag", "honed-test:never"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_a_base_that_is_not_local_or_has_no_python_is_one_line_exit_2(tmp_path: Path) -> None:
+    missing = _deploy_image("honed-test-missing:none")
+    assert missing.returncode == 2 and "is not a local image" in missing.stderr, missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
+    empty = "honed-test-empty:none"  # a rootfs with nothing in it: no python3
+    (tmp_path / "etc").mkdir()
+    tar = subprocess.run(["tar", "-C", str(tmp_path), "-c", "etc"], capture_output=True, check=True)
+    subprocess.run(["docker", "import", "-", empty], input=tar.stdout, capture_output=True, check=True)
+    try:
+        no_python = _deploy_image(empty)
+    finally:
+        subprocess.run(["docker", "image", "rm", "--force", empty], capture_output=True, check=False)
+    assert no_python.returncode == 2 and "has no python3" in no_python.stderr, no_python.stderr
+    assert len(no_python.stderr.strip().splitlines()) == 1
