@@ -102,10 +102,14 @@ def fill_wheelhouse(wheelhouse: Path, python: str) -> Path:
     for old in wheelhouse.glob(f"honed-{__version__}-*.whl"):
         old.unlink()
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    _pip([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheelhouse), str(source_tree())])
+    _pip([*pip, "wheel", "--no-deps", "-w", str(wheelhouse), str(source_tree())])
     (wheel,) = wheelhouse.glob(f"honed-{__version__}-*.whl")
-    _pip([*pip, "download", "--only-binary=:all:", "--python-version", python, "--find-links", str(wheelhouse),
-          "-d", str(wheelhouse), str(wheel)])  # fmt: skip
+    download = [*pip, "download", "--only-binary=:all:", "--python-version", python, "--find-links", str(wheelhouse),
+                "-d", str(wheelhouse), str(wheel)]  # fmt: skip
+    try:
+        _pip([*download, "--no-index"])  # every wheel already there: no index is asked
+    except BackendUnavailable:
+        _pip(download)
     return wheel
 
 
