@@ -9,7 +9,7 @@ import typer
 from honed.cli.common import console, err_console
 
 COMMANDS = {
-    "deploy": "Write deployment artifacts from a plan.",
+    "deploy": "Write deployment artifacts from a plan; build the serving image.",
 }
 """The commands this module registers and their one-line help (read by honed.cli.commands without importing)."""
 
@@ -88,5 +88,29 @@ def register(app: typer.Typer) -> None:
         for path in written:
             console.print(str(path), highlight=False)
         console.print(f"apply with: kubectl apply -f {out}/  (extras/ holds Dockerfiles and the Grafana dashboard)")
+
+    @deploy_app.command("image")
+    def image_cmd(
+        base: str = typer.Option(..., "--base", help="Local base image with python3 and its venv module."),
+        tag: str = typer.Option(..., "--tag", "-t", help="Tag of the image to build, e.g. honed:0.1.0-cpu."),
+        wheelhouse: Path | None = typer.Option(
+            None, "--wheelhouse", help="Folder of wheels kept between builds (default: a fresh one each build)."
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ) -> None:
+        """Build honed's serving image with Docker on --base; report its size and cold start to ready."""
+        from honed.cli.common import print_json
+        from honed.deploy.image import build_image
+
+        report = build_image(base, tag, wheelhouse=wheelhouse)
+        if as_json:
+            print_json(report.to_dict())
+            return
+        console.print(
+            f"built {report.tag} on {report.base}: {report.size_bytes / 1e6:.0f} MB, "
+            f"cold start to ready {report.cold_start_s:.2f} s",
+            highlight=False,
+            soft_wrap=True,
+        )
 
     app.add_typer(deploy_app, name="deploy")
