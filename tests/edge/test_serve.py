@@ -15,18 +15,9 @@ import onnxruntime as ort
 import pytest
 from edge_runner import serving
 
-from honed.edge import export_edge
-from tests.graphs import matmul_model
-
 
 @pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return matmul_model(tmp_path_factory.mktemp("model") / "scorer.onnx")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, source: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    bundle = export_edge(str(source), tmp_path_factory.mktemp("export") / "bundle", measure=False).path
+def server(bundle: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
     with serving(bundle) as started:
         yield started
 

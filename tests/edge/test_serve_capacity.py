@@ -20,19 +20,6 @@ import pytest
 import tritonclient.http as triton
 from edge_runner import serving
 
-from honed.edge import export_edge
-from tests.graphs import matmul_model
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return matmul_model(tmp_path_factory.mktemp("model") / "scorer.onnx")
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory, source: Path) -> Path:
-    return export_edge(str(source), tmp_path_factory.mktemp("export") / "bundle", measure=False).path
-
 
 def _want(source: Path, x: np.ndarray) -> np.ndarray:
     [y] = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"]).run(None, {"x": x})
