@@ -7,8 +7,11 @@ that hold numpy and onnxruntime are put on ``sys.path`` by hand, and a meta-path
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy
@@ -43,3 +46,21 @@ def run_isolated(bundle: Path, *args: str, stdin: str | None = None) -> subproce
     return subprocess.run(
         isolated(bundle, *args), input=stdin, capture_output=True, text=True, timeout=300, check=False, cwd=bundle
     )
+
+
+@contextmanager
+def serving(bundle: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """``honed_edge serve --port 0 ARGS`` started and listening; yields the process and its port, kills it after."""
+    command = isolated(bundle, "serve", "--port", "0", *args)
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        assert process.stdout is not None and process.stderr is not None
+        line = process.stdout.readline()  # printed once the socket is bound and the model loaded
+        found = re.match(r"listening on http://127\.0\.0\.1:(\d+) model \w+$", line.strip())
+        if found is None:
+            process.kill()
+            raise AssertionError(f"the server did not start: {line!r} {process.stderr.read()!r}")
+        try:
+            yield process, int(found.group(1))
+        finally:
+            if process.poll() is None:
+                process.kill()

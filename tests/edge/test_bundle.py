@@ -20,17 +20,7 @@ from honed.edge import EDGE_SCHEMA, EdgeManifest, export_edge, pinned_versions
 from honed.edge.runner_files import runner_source
 from honed.errors import BackendError, DataError, InvalidArgument
 from honed.model.loader import file_sha256
-from tests.graphs import int_input_model, matmul_model
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return matmul_model(tmp_path_factory.mktemp("model") / "mlp.onnx")
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory, source: Path) -> Path:
-    return export_edge(str(source), tmp_path_factory.mktemp("export") / "bundle", measure=False).path
+from tests.graphs import int_input_model
 
 
 def _copy(bundle: Path, tmp_path: Path) -> Path:

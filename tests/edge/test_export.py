@@ -76,9 +76,11 @@ def test_export_from_a_registry_reference(tmp_path: Path, model: Path) -> None:
 
 def test_export_measures_and_reports_the_cost(tmp_path: Path, model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bundle"
-    assert run(["export", "edge", str(model), "--out", str(out), "--latency-count", "20"]) == 0
+    command = ["export", "edge", str(model), "--out", str(out), "--latency-count", "20", "--versus-requests", "12"]
+    assert run(command) == 0
     table = capsys.readouterr().out
-    for row in ("bundle size", "environment size", "cold start to first answer", "peak RSS", "steady latency"):
+    rows = ("bundle size", "environment size", "cold start to first answer", "peak RSS", "steady latency")
+    for row in (*rows, "p50 against honed serve"):
         assert row in table
     cost = json.loads((out / "cost.json").read_text())
     assert cost["schema"] == COST_SCHEMA
@@ -93,6 +95,10 @@ def test_export_measures_and_reports_the_cost(tmp_path: Path, model: Path, capsy
     assert min(cost["cold_start_runs_s"]) <= cost["cold_start_s"] <= max(cost["cold_start_runs_s"])
     assert cost["peak_rss_bytes"] > 0 and 0 < cost["p50_ms"] <= cost["p90_ms"] and cost["latency_count"] == 20
     assert "cost.json" not in EdgeManifest.read(out).files
+    versus = cost["versus_serve"]
+    assert versus["requests"] == 12 and versus["warmup"] == 10
+    assert versus["runner_p50_ms"] > 0 and versus["serve_p50_ms"] > 0
+    assert versus["ratio"] == pytest.approx(versus["runner_p50_ms"] / versus["serve_p50_ms"])
 
 
 def test_export_json_output(tmp_path: Path, model: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -14,33 +13,13 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
-from edge_runner import isolated
-
-from honed.edge import export_edge
-from tests.graphs import matmul_model
+from edge_runner import serving
 
 
 @pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return matmul_model(tmp_path_factory.mktemp("model") / "scorer.onnx")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, source: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    bundle = export_edge(str(source), tmp_path_factory.mktemp("export") / "bundle", measure=False).path
-    command = isolated(bundle, "serve", "--port", "0")
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
-        assert process.stdout is not None and process.stderr is not None
-        line = process.stdout.readline()  # printed once the socket is bound and the model loaded
-        found = re.match(r"listening on http://127\.0\.0\.1:(\d+) model scorer$", line.strip())
-        if found is None:
-            process.kill()
-            pytest.fail(f"the server did not start: {line!r} {process.stderr.read()!r}")
-        try:
-            yield process, int(found.group(1))
-        finally:
-            if process.poll() is None:
-                process.kill()
+def server(bundle: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    with serving(bundle) as started:
+        yield started
 
 
 def _call(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, dict[str, Any]]:

@@ -47,6 +47,13 @@ def _cost_table(result: EdgeExport) -> Table:
             "steady latency",
             f"p50 {cost.p50_ms:.3f} ms, p90 {cost.p90_ms:.3f} ms [dim]({cost.latency_count} runs)[/dim]",
         )
+        if cost.versus_serve is not None:
+            v = cost.versus_serve
+            table.add_row(
+                "p50 against honed serve",
+                f"runner {v.runner_p50_ms:.3f} ms, honed serve {v.serve_p50_ms:.3f} ms, ratio {v.ratio:.2f} "
+                f"[dim]({v.requests} alternating V2 JSON requests each, after {v.warmup} warm-up)[/dim]",
+            )
         table.add_row("machine", cost.machine)
     for note in manifest.notes:
         table.add_row("note", note)
@@ -79,7 +86,12 @@ def register(app: typer.Typer) -> None:
             None, "--wheelhouse", help="A folder of wheels: measure the environment by installing it offline."
         ),
         latency_count: int = typer.Option(200, "--latency-count", help="Runs behind the steady p50/p90."),
-        measure: bool = typer.Option(True, "--measure/--no-measure", help="Measure sizes, cold start and latency."),
+        versus_requests: int = typer.Option(
+            100, "--versus-requests", help="Requests to each of the runner and honed serve behind the p50 comparison."
+        ),
+        measure: bool = typer.Option(
+            True, "--measure/--no-measure", help="Measure sizes, cold start, latency and the p50 against honed serve."
+        ),
         force: bool = typer.Option(False, "--force", help="Replace an existing bundle folder."),
         as_json: bool = typer.Option(False, "--json", help="Print the manifest and cost as JSON."),
     ) -> None:
@@ -99,6 +111,7 @@ def register(app: typer.Typer) -> None:
                 force=force,
                 measure=measure,
                 latency_count=latency_count,
+                versus_requests=versus_requests,
                 wheelhouse=wheelhouse,
                 progress=lambda stage: status.update(f"exporting: {stage}"),
             )

@@ -7,6 +7,7 @@ only then renamed to ``out``: a failed export leaves nothing behind.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import json
 import os
@@ -33,6 +34,7 @@ from honed.edge.manifest import (
 )
 from honed.edge.runner_files import copy_runner
 from honed.edge.source import ResolvedSource, resolve_source
+from honed.edge.versus import compare_with_serve
 from honed.errors import DataError, InvalidArgument
 from honed.model.loader import file_sha256
 from honed.model.spec import TensorSpec, concrete_shapes
@@ -111,6 +113,7 @@ def export_edge(
     force: bool = False,
     measure: bool = True,
     latency_count: int = 200,
+    versus_requests: int = 100,
     wheelhouse: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> EdgeExport:
@@ -124,6 +127,8 @@ def export_edge(
         raise InvalidArgument(f"{target} is not an edge bundle (no {MANIFEST_FILE}); --force replaces only a bundle")
     if rtol < 0 or atol < 0:
         raise InvalidArgument("--rtol and --atol must be >= 0")
+    if versus_requests < 1:
+        raise InvalidArgument(f"--versus-requests must be >= 1, got {versus_requests}")
     if model_format not in FORMAT_CHOICES:
         raise InvalidArgument(f"--format must be one of {', '.join(FORMAT_CHOICES)}; got {model_format!r}")
     if wheelhouse is not None and not Path(wheelhouse).is_dir():
@@ -145,6 +150,7 @@ def export_edge(
             say,
             measure=measure,
             latency_count=latency_count,
+            versus_requests=versus_requests,
             wheelhouse=Path(wheelhouse) if wheelhouse else None,
         )
         staging.chmod(0o777 & ~_umask())  # mkdtemp made it private; the bundle gets the modes of any new folder
@@ -169,6 +175,7 @@ def _build(
     *,
     measure: bool,
     latency_count: int,
+    versus_requests: int,
     wheelhouse: Path | None,
 ) -> tuple[EdgeManifest, BundleCost | None]:
     from honed.runtime import create_session
@@ -238,5 +245,10 @@ def _build(
         wheelhouse=wheelhouse,
         progress=say,
     )
+    say("p50 against honed serve")
+    versus = compare_with_serve(
+        staging, resolved.model_path, resolved.name, feeds, threads=settings.intra_op_threads, requests=versus_requests
+    )
+    cost = dataclasses.replace(cost, versus_serve=versus)
     _write_document(staging / COST_FILE, cost.to_dict())
     return manifest, cost

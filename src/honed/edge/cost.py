@@ -26,6 +26,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from honed.edge.runner_files import runner_command
+from honed.edge.versus import ServeComparison
 from honed.errors import BackendError, InvalidArgument
 
 COST_SCHEMA = "honed.edge-cost/1"
@@ -61,6 +62,8 @@ class BundleCost:
     load_ms: Mapping[str, float]
     """Median session-creation time per format compared (from the format choice)."""
     machine: str
+    versus_serve: ServeComparison | None = None
+    """The runner's p50 against ``honed serve`` on the same model, measured in the same run."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +78,7 @@ class BundleCost:
             "latency_count": self.latency_count,
             "load_ms": dict(self.load_ms),
             "machine": self.machine,
+            "versus_serve": None if self.versus_serve is None else self.versus_serve.to_dict(),
         }
 
 

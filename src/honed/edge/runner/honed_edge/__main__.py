@@ -95,7 +95,7 @@ def predict(args: argparse.Namespace) -> int:
             body = json.load(sys.stdin)
         except ValueError as exc:
             raise InputError(f"stdin is not JSON: {exc}") from None
-        result = {"model_name": model.bundle.name, "outputs": encode_v2(model.run(decode_v2(body)))}
+        result = {"model_name": model.bundle.name, "outputs": encode_v2(model.run(decode_v2(body)))[0]}
         if args.output is None:
             json.dump(result, sys.stdout)
             sys.stdout.write("\n")
@@ -104,7 +104,7 @@ def predict(args: argparse.Namespace) -> int:
         return 0
     outputs = model.run(read_npz(Path(args.input)))
     if args.output is None:
-        json.dump({"model_name": model.bundle.name, "outputs": encode_v2(outputs)}, sys.stdout)
+        json.dump({"model_name": model.bundle.name, "outputs": encode_v2(outputs)[0]}, sys.stdout)
         sys.stdout.write("\n")
     else:
         write_npz(args.output, outputs)
@@ -114,7 +114,9 @@ def predict(args: argparse.Namespace) -> int:
 def serve(args: argparse.Namespace) -> int:
     from .server import serve as run_server
 
-    run_server(_load(open_bundle(args.bundle)), args.host, args.port)
+    if args.workers < 1 or args.backlog < 0:
+        raise InputError("--workers must be >= 1 and --backlog >= 0")
+    run_server(_load(open_bundle(args.bundle)), args.host, args.port, workers=args.workers, backlog=args.backlog)
     return 0
 
 
@@ -163,6 +165,10 @@ def parser() -> argparse.ArgumentParser:
     s = commands.add_parser("serve", help="The KServe V2 REST subset on HOST:PORT.")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8080, help="0 picks a free port (printed on the first line).")
+    s.add_argument("--workers", type=int, default=4, help="Threads serving connections (default 4).")
+    s.add_argument(
+        "--backlog", type=int, default=16, help="Connections that may wait for a worker; beyond it 503 (default 16)."
+    )
     commands.add_parser("info", help="Print the manifest (after checking every sha256).")
     b = commands.add_parser("bench", help="p50/p90 latency of the recorded sample, as one JSON line.")
     b.add_argument("--count", type=int, default=100)

@@ -1,0 +1,182 @@
+"""The runner's p50 against ``honed serve`` on the same model, in one run (``cost.json``'s ``versus_serve``).
+
+Both servers start as subprocesses on free loopback ports: ``python -m honed_edge serve`` in the bundle, and
+``honed serve`` on a repository holding the same ONNX model under the same name, without batching (one request, one
+run, as the runner does) and without gRPC. Each gets the bundle's sample as the same V2 JSON body over one kept-alive
+connection; after warm-up requests, the requests alternate between the two so that whatever else the machine is
+doing falls on both alike. The figures are client-side round trips.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from honed.edge.runner_files import runner_command
+from honed.errors import BackendError, InvalidArgument
+from honed.serve.protocol.datatypes import from_numpy
+
+_START_TIMEOUT_S = 120.0
+_REQUEST_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class ServeComparison:
+    requests: int
+    """Requests timed on each server (after ``warmup`` each), alternating between them."""
+    warmup: int
+    runner_p50_ms: float
+    serve_p50_ms: float
+    ratio: float
+    """``runner_p50_ms / serve_p50_ms``: below 1 the runner answers faster."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "warmup": self.warmup,
+            "runner_p50_ms": self.runner_p50_ms,
+            "serve_p50_ms": self.serve_p50_ms,
+            "ratio": self.ratio,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ServeComparison:
+        return cls(
+            requests=int(data["requests"]),
+            warmup=int(data["warmup"]),
+            runner_p50_ms=float(data["runner_p50_ms"]),
+            serve_p50_ms=float(data["serve_p50_ms"]),
+            ratio=float(data["ratio"]),
+        )
+
+
+def infer_body(feeds: Mapping[str, np.ndarray[Any, Any]]) -> bytes:
+    inputs = [
+        {"name": n, "shape": list(a.shape), "datatype": from_numpy(a.dtype), "data": a.reshape(-1).tolist()}
+        for n, a in feeds.items()
+    ]
+    return json.dumps({"inputs": inputs}).encode()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def _process(command: list[str], cwd: Path) -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def _failed(what: str, process: subprocess.Popen[str]) -> BackendError:
+    process.kill()
+    _, err = process.communicate()
+    lines = [line for line in (err or "").splitlines() if line.strip()]
+    return BackendError(f"{what} did not start: {lines[-1] if lines else f'exit {process.returncode}'}")
+
+
+def _start_runner(bundle: Path, stack: ExitStack) -> int:
+    process = stack.enter_context(_process(runner_command("serve", "--port", "0"), bundle))
+    assert process.stdout is not None
+    found = re.match(r"listening on http://[^:]+:(\d+) ", process.stdout.readline())
+    if found is None:
+        raise _failed("the bundle's runner", process)
+    return int(found.group(1))
+
+
+def _start_serve(model: Path, name: str, threads: int, work: Path, stack: ExitStack) -> int:
+    version = work / "repository" / name / "1"
+    version.mkdir(parents=True)
+    shutil.copyfile(model, version / "model.onnx")
+    port = _free_port()
+    command = [sys.executable, "-m", "honed", "serve", "--repository", str(work / "repository")]
+    command += ["--http", f"127.0.0.1:{port}", "--grpc", "off", "--no-batching"]
+    if threads > 0:
+        command += ["--threads", str(threads)]
+    process = stack.enter_context(_process(command, work))
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise _failed("honed serve", process)
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", f"/v2/models/{name}/ready")
+            if conn.getresponse().status == 200:
+                conn.close()
+                return port
+            conn.close()
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise _failed("honed serve (not ready in time)", process)
+
+
+def _timed(conn: http.client.HTTPConnection, path: str, body: bytes) -> float:
+    started = time.perf_counter()
+    conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+    reply = conn.getresponse()
+    payload = reply.read()
+    elapsed = (time.perf_counter() - started) * 1000
+    if reply.status != 200:
+        raise BackendError(f"POST {path} answered {reply.status}: {payload[:200].decode(errors='replace')}")
+    return elapsed
+
+
+def compare_with_serve(
+    bundle: Path,
+    model: Path,
+    name: str,
+    feeds: Mapping[str, np.ndarray[Any, Any]],
+    *,
+    threads: int = 0,
+    requests: int = 100,
+    warmup: int = 10,
+) -> ServeComparison:
+    """Start both servers, send ``warmup`` then ``requests`` alternating requests to each, and compare p50s;
+    ``threads`` (> 0) gives honed serve the intra-op threads the bundle's session records."""
+    if requests < 1 or warmup < 0:
+        raise InvalidArgument("the comparison needs at least 1 request and >= 0 warm-up requests")
+    body = infer_body(feeds)
+    path = f"/v2/models/{name}/infer"
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="honed-edge-versus-") as tmp:
+        ports = {"runner": _start_runner(bundle, stack), "serve": _start_serve(model, name, threads, Path(tmp), stack)}
+        conns = {k: http.client.HTTPConnection("127.0.0.1", p, timeout=_REQUEST_TIMEOUT_S) for k, p in ports.items()}
+        for conn in conns.values():
+            stack.callback(conn.close)
+        times: dict[str, list[float]] = {k: [] for k in conns}
+        for i in range(warmup + requests):
+            for kind, conn in conns.items() if i % 2 == 0 else reversed(conns.items()):
+                elapsed = _timed(conn, path, body)
+                if i >= warmup:
+                    times[kind].append(elapsed)
+    runner, serve = statistics.median(times["runner"]), statistics.median(times["serve"])
+    return ServeComparison(requests, warmup, runner, serve, runner / serve)
