@@ -30,7 +30,7 @@ import math
 from typing import Any
 
 from honed.deploy.forecast_server import FORECAST_PATH, FORECAST_PORT
-from honed.deploy.serving import ServingSecrets, serve_args
+from honed.deploy.serving import RegistrySource, ServingSecrets, serve_args
 from honed.plan.document import Placement, Plan, PlannedScaling
 from honed.serve.contract import GRPC_PORT, HTTP_PORT, LIVE_PATH, METRICS_PATH, READY_PATH
 
@@ -94,7 +94,11 @@ def resources(placement: Placement) -> dict[str, Any]:
 
 
 def container(
-    placement: Placement, image: str, model_path: str, secrets: ServingSecrets | None = None
+    placement: Placement,
+    image: str,
+    model_path: str,
+    secrets: ServingSecrets | None = None,
+    registry: RegistrySource | None = None,
 ) -> dict[str, Any]:
     secrets = secrets or ServingSecrets()
     load_s = placement.autoscaling.model_load_s
@@ -104,7 +108,7 @@ def container(
         "name": "honed",
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "args": serve_args(placement, model_path, secrets),
+        "args": serve_args(placement, model_path, secrets, registry),
         "ports": [
             {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
@@ -112,6 +116,7 @@ def container(
         "env": [
             {"name": "OMP_NUM_THREADS", "value": str(placement.threads)},
             {"name": "HONED_DEPLOYMENT", "value": placement.deployment},
+            *(registry.env(MODEL_MOUNT) if registry is not None else []),
         ],
         "resources": resources(placement),
         "startupProbe": {
@@ -148,7 +153,11 @@ def pod_security() -> dict[str, Any]:
 
 
 def pod_spec(
-    placement: Placement, image: str, model_claim: str, secrets: ServingSecrets | None = None
+    placement: Placement,
+    image: str,
+    model_claim: str,
+    secrets: ServingSecrets | None = None,
+    registry: RegistrySource | None = None,
 ) -> dict[str, Any]:
     secrets = secrets or ServingSecrets()
     name = placement.deployment
@@ -166,7 +175,7 @@ def pod_spec(
                 "labelSelector": {"matchLabels": selector(name)},
             }
         ],
-        "containers": [container(placement, image, f"{MODEL_MOUNT}/{name}", secrets)],
+        "containers": [container(placement, image, f"{MODEL_MOUNT}/{name}", secrets, registry)],
         "volumes": [
             {"name": "models", "persistentVolumeClaim": {"claimName": model_claim, "readOnly": True}},
             {"name": "tmp", "emptyDir": {}},
@@ -189,7 +198,11 @@ def metadata(placement: Placement, name: str | None = None, **extra: Any) -> dic
 
 
 def deployment(
-    placement: Placement, image: str, model_claim: str, secrets: ServingSecrets | None = None
+    placement: Placement,
+    image: str,
+    model_claim: str,
+    secrets: ServingSecrets | None = None,
+    registry: RegistrySource | None = None,
 ) -> dict[str, Any]:
     name = placement.deployment
     annotations = {
@@ -214,7 +227,7 @@ def deployment(
                     "labels": labels(name),
                     "annotations": scrape_annotations(secrets or ServingSecrets()),
                 },
-                "spec": pod_spec(placement, image, model_claim, secrets),
+                "spec": pod_spec(placement, image, model_claim, secrets, registry),
             },
         },
     }
@@ -539,14 +552,36 @@ def manifests(
     model_claim: str,
     metrics_namespace: str | None,
     secrets: ServingSecrets | None = None,
+    registry: RegistrySource | None = None,
 ) -> list[dict[str, Any]]:
     """Every object for one placement (the namespace's default deny is added once by the caller)."""
     autoscaler = scaled_object(placement) if placement.autoscaling.predictive else hpa(placement)
-    return [
+    objects = [
         service_account(placement),
-        deployment(placement, image, model_claim, secrets),
+        deployment(placement, image, model_claim, secrets, registry),
         service(placement),
         autoscaler,
         pdb(placement),
         network_policy(placement, metrics_namespace),
     ]
+    ports = [registry.port] if registry is not None else []
+    if ports:
+        objects.append(egress_policy(placement, ports))
+    return objects
+
+
+def egress_policy(placement: Placement, ports: list[int]) -> dict[str, Any]:
+    """What the serving pods may reach past the default deny: DNS, and these TCP ports (the registry's)."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(placement, f"{placement.deployment}-allow-egress"),
+        "spec": {
+            "podSelector": {"matchLabels": selector(placement.deployment)},
+            "policyTypes": ["Egress"],
+            "egress": [
+                {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+                {"ports": [{"protocol": "TCP", "port": port} for port in sorted(set(ports))]},
+            ],
+        },
+    }

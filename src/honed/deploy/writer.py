@@ -14,7 +14,7 @@ from honed import __version__
 from honed.deploy import k8s, kserve
 from honed.deploy.dockerfiles import dockerfile
 from honed.deploy.grafana import dashboard
-from honed.deploy.serving import ServingSecrets
+from honed.deploy.serving import RegistrySource, ServingSecrets
 from honed.errors import InvalidArgument
 from honed.plan.document import Placement, Plan
 
@@ -43,10 +43,17 @@ class DeployOptions:
     keda_namespace: str = "keda"
     secrets: ServingSecrets | None = None
     insecure_no_auth: bool = False
+    registry: RegistrySource | None = None
+    """Serve every pod's model from this shared registry, so that a rollout spans all replicas (k8s only)."""
 
     def __post_init__(self) -> None:
         if self.fmt not in FORMATS:
             raise InvalidArgument(f"--format must be one of {', '.join(FORMATS)}, got {self.fmt!r}")
+        if self.registry is not None and self.fmt == "kserve":
+            raise InvalidArgument(
+                "--registry is for --format k8s; with KServe, split traffic with the InferenceService's "
+                "canaryTrafficPercent (see docs/serve.md)"
+            )
         has_policy = self.secrets is not None and bool(self.secrets.access_secret)
         if has_policy and self.insecure_no_auth:
             raise InvalidArgument("give --access-secret or --insecure-no-auth, not both")
@@ -73,7 +80,12 @@ def build(plan: Plan, options: DeployOptions) -> dict[str, list[dict[str, Any]]]
         namespaces.add(p.namespace)
         if o.fmt == "k8s":
             out[p.deployment] = k8s.manifests(
-                p, image=image, model_claim=o.model_claim, metrics_namespace=o.metrics_namespace, secrets=o.secrets
+                p,
+                image=image,
+                model_claim=o.model_claim,
+                metrics_namespace=o.metrics_namespace,
+                secrets=o.secrets,
+                registry=o.registry,
             )
         else:
             uri = f"{o.storage_uri_prefix.rstrip('/')}/{p.deployment}"
