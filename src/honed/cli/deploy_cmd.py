@@ -66,16 +66,29 @@ def register(app: typer.Typer) -> None:
         registry_secret: str | None = typer.Option(
             None, "--registry-secret", help="Secret whose key 'password' is the registry's (PGPASSWORD in the pods)."
         ),
+        otlp_endpoint: str | None = typer.Option(
+            None, "--otlp-endpoint", help="OTLP/HTTP receiver every serving pod exports request spans to."
+        ),
+        trace_sample: float | None = typer.Option(
+            None, "--trace-sample", help="With --otlp-endpoint: share of requests traced, 0..1 (serve's default 1)."
+        ),
+        prometheus: str | None = typer.Option(
+            None,
+            "--prometheus",
+            help="Prometheus the forecast server continues load histories from (default: the one the plan recorded).",
+        ),
     ) -> None:
         """Write manifests for every placement of the plan; then: kubectl apply -f OUT/."""
         # The plan is read through its own dependency-free document module: deploying needs no planning extras.
         from honed.deploy import DeployOptions, write
-        from honed.deploy.serving import RegistrySource, ServingSecrets
+        from honed.deploy.serving import RegistrySource, ServingSecrets, Tracing
         from honed.errors import InvalidArgument
         from honed.plan.document import read_plan
 
         if registry_secret is not None and registry is None:
             raise InvalidArgument("--registry-secret needs --registry URL")
+        if trace_sample is not None and otlp_endpoint is None:
+            raise InvalidArgument("--trace-sample needs --otlp-endpoint (tracing is off without one)")
         options = DeployOptions(
             fmt=fmt,
             image_cpu=image_cpu,
@@ -89,6 +102,8 @@ def register(app: typer.Typer) -> None:
             secrets=ServingSecrets(access_secret, tls_secret),
             insecure_no_auth=insecure_no_auth,
             registry=RegistrySource(registry, registry_secret or "") if registry is not None else None,
+            tracing=Tracing(otlp_endpoint, trace_sample) if otlp_endpoint is not None else None,
+            prometheus=prometheus,
         )
         written = write(read_plan(plan_path), out, options)
         if insecure_no_auth:

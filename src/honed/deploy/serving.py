@@ -104,11 +104,61 @@ class RegistrySource:
         ]
 
 
+def http_port(flag: str, url: str, example: str) -> int:
+    """The TCP port of an http(s) URL a pod calls (``flag`` and ``example`` say what was wrong in the error)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidArgument(f"{flag} {url!r}: not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidArgument(f"{flag} {url!r}: give an http(s) URL, e.g. {example}")
+    return port or (443 if parts.scheme == "https" else 80)
+
+
+@dataclass(frozen=True)
+class Tracing:
+    """Every pod traces requests with OpenTelemetry and exports spans to ``otlp_endpoint`` (OTLP/HTTP)."""
+
+    otlp_endpoint: str
+    sample: float | None = None
+    """Share of requests traced when the caller's ``traceparent`` did not decide (None: serve's default, 1)."""
+
+    def __post_init__(self) -> None:
+        http_port("--otlp-endpoint", self.otlp_endpoint, "http://otel-collector.monitoring.svc:4318")
+        if self.sample is not None and not 0.0 <= self.sample <= 1.0:
+            raise InvalidArgument(f"--trace-sample must be within 0..1, got {self.sample:g}")
+
+    @property
+    def port(self) -> int:
+        """The receiver's TCP port, which the pods' egress policy opens."""
+        return http_port("--otlp-endpoint", self.otlp_endpoint, "")
+
+    def args(self) -> list[str]:
+        sample = [] if self.sample is None else ["--trace-sample", f"{self.sample:g}"]
+        return ["--otlp-endpoint", self.otlp_endpoint, *sample]
+
+
+@dataclass(frozen=True)
+class Links:
+    """What the serving pods reach outside themselves: the shared registry and the trace receiver."""
+
+    registry: RegistrySource | None = None
+    tracing: Tracing | None = None
+
+    def env(self, model_mount: str) -> list[dict[str, Any]]:
+        return self.registry.env(model_mount) if self.registry is not None else []
+
+    def egress_ports(self) -> list[int]:
+        """The TCP ports the pods' egress policy opens (none: no egress policy is written)."""
+        return sorted({link.port for link in (self.registry, self.tracing) if link is not None})
+
+
 def serve_args(
     placement: Placement,
     model_path: str,
     secrets: ServingSecrets | None = None,
-    registry: RegistrySource | None = None,
+    links: Links | None = None,
 ) -> list[str]:
     """Arguments after the ``honed`` entry point; sized from the plan (threads, instances, batch), with the
     deployment's p99 SLO as the queue-time bound: a request that has waited that long is late whatever happens
@@ -116,7 +166,7 @@ def serve_args(
     the model is the registry's ``production`` alias of the deployment's name instead of ``model_path``."""
     return [
         "serve",
-        *(registry.args(placement) if registry is not None else [model_path]),
+        *(links.registry.args(placement) if links is not None and links.registry is not None else [model_path]),
         "--http",
         f"0.0.0.0:{HTTP_PORT}",
         "--grpc",
@@ -130,4 +180,5 @@ def serve_args(
         "--max-queue-time-ms",
         f"{placement.slo_p99_ms:g}",
         *(secrets.args() if secrets is not None else []),
+        *(links.tracing.args() if links is not None and links.tracing is not None else []),
     ]

@@ -14,7 +14,7 @@ from honed import __version__
 from honed.deploy import k8s, kserve
 from honed.deploy.dockerfiles import dockerfile
 from honed.deploy.grafana import dashboard
-from honed.deploy.serving import RegistrySource, ServingSecrets
+from honed.deploy.serving import Links, RegistrySource, ServingSecrets, Tracing, http_port
 from honed.errors import InvalidArgument
 from honed.plan.document import Placement, Plan
 
@@ -45,8 +45,14 @@ class DeployOptions:
     insecure_no_auth: bool = False
     registry: RegistrySource | None = None
     """Serve every pod's model from this shared registry, so that a rollout spans all replicas (k8s only)."""
+    tracing: Tracing | None = None
+    """Every serving pod exports spans to this OTLP receiver."""
+    prometheus: str | None = None
+    """The forecast servers continue their load histories from this Prometheus (else the one the plan recorded)."""
 
     def __post_init__(self) -> None:
+        if self.prometheus is not None:
+            http_port("--prometheus", self.prometheus, "http://prometheus.monitoring.svc:9090")
         if self.fmt not in FORMATS:
             raise InvalidArgument(f"--format must be one of {', '.join(FORMATS)}, got {self.fmt!r}")
         if self.registry is not None and self.fmt == "kserve":
@@ -73,6 +79,7 @@ def build(plan: Plan, options: DeployOptions) -> dict[str, list[dict[str, Any]]]
         raise InvalidArgument("the plan places nothing; see its 'unplaced' reasons")
     cpu_image = o.image_cpu or f"honed:{__version__}-cpu"
     gpu_image = o.image_gpu or f"honed:{__version__}-gpu"
+    links = Links(o.registry, o.tracing)
     out: dict[str, list[dict[str, Any]]] = {}
     namespaces: set[str] = set()
     for p in plan.placements:
@@ -85,12 +92,17 @@ def build(plan: Plan, options: DeployOptions) -> dict[str, list[dict[str, Any]]]
                 model_claim=o.model_claim,
                 metrics_namespace=o.metrics_namespace,
                 secrets=o.secrets,
-                registry=o.registry,
+                links=links,
             )
         else:
             uri = f"{o.storage_uri_prefix.rstrip('/')}/{p.deployment}"
             out[p.deployment] = kserve.manifests(
-                p, image=image, storage_uri=uri, metrics_namespace=o.metrics_namespace, secrets=o.secrets
+                p,
+                image=image,
+                storage_uri=uri,
+                metrics_namespace=o.metrics_namespace,
+                secrets=o.secrets,
+                links=links,
             )
     out["_namespaces"] = [k8s.default_deny(ns) for ns in sorted(namespaces)]
     predictive: dict[str, list[Placement]] = {}
@@ -108,9 +120,15 @@ def build(plan: Plan, options: DeployOptions) -> dict[str, list[dict[str, Any]]]
                 image=forecast_image,
                 history_claim=o.history_claim,
                 keda_namespace=o.keda_namespace,
+                prometheus=o.prometheus or recorded_prometheus(group),
             )
         ]
     return out
+
+
+def recorded_prometheus(placements: list[Placement]) -> str | None:
+    """The Prometheus ``honed plan --prometheus`` read these placements' live figures from, if any."""
+    return next((p.live.prometheus for p in placements if p.live is not None), None)
 
 
 def write(plan: Plan, out_dir: str | Path, options: DeployOptions) -> list[Path]:
