@@ -77,6 +77,9 @@ def register(app: typer.Typer) -> None:
             "--prometheus",
             help="Prometheus the forecast server continues load histories from (default: the one the plan recorded).",
         ),
+        slo_objective: float = typer.Option(
+            0.999, "--slo-objective", help="Availability objective of the SLO burn-rate alerts (honed-alerts.yaml)."
+        ),
     ) -> None:
         """Write manifests for every placement of the plan; then: kubectl apply -f OUT/."""
         # The plan is read through its own dependency-free document module: deploying needs no planning extras.
@@ -104,6 +107,7 @@ def register(app: typer.Typer) -> None:
             registry=RegistrySource(registry, registry_secret or "") if registry is not None else None,
             tracing=Tracing(otlp_endpoint, trace_sample) if otlp_endpoint is not None else None,
             prometheus=prometheus,
+            slo_objective=slo_objective,
         )
         written = write(read_plan(plan_path), out, options)
         if insecure_no_auth:

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from honed import __version__
-from honed.deploy import k8s, kserve
+from honed.deploy import alerts, k8s, kserve
 from honed.deploy.dockerfiles import dockerfile
 from honed.deploy.grafana import dashboard
 from honed.deploy.serving import Links, RegistrySource, ServingSecrets, Tracing, http_port
@@ -49,8 +49,11 @@ class DeployOptions:
     """Every serving pod exports spans to this OTLP receiver."""
     prometheus: str | None = None
     """The forecast servers continue their load histories from this Prometheus (else the one the plan recorded)."""
+    slo_objective: float = alerts.DEFAULT_OBJECTIVE
+    """The availability objective the PrometheusRule's burn-rate alerts spend the budget of."""
 
     def __post_init__(self) -> None:
+        alerts.check_objective(self.slo_objective)
         if self.prometheus is not None:
             http_port("--prometheus", self.prometheus, "http://prometheus.monitoring.svc:9090")
         if self.fmt not in FORMATS:
@@ -72,8 +75,9 @@ class DeployOptions:
 
 
 def build(plan: Plan, options: DeployOptions) -> dict[str, list[dict[str, Any]]]:
-    """Objects per deployment name (plus ``_namespaces`` for the default-deny policies and, when any placement
-    is predictive, ``_forecast`` for the forecast server its KEDA trigger reads)."""
+    """Objects per deployment name (plus ``_namespaces`` for the default-deny policies, ``_alerts`` for the
+    PrometheusRules and, when any placement is predictive, ``_forecast`` for the forecast server its KEDA trigger
+    reads)."""
     o = options
     if not plan.placements:
         raise InvalidArgument("the plan places nothing; see its 'unplaced' reasons")
@@ -105,6 +109,7 @@ def build(plan: Plan, options: DeployOptions) -> dict[str, list[dict[str, Any]]]
                 links=links,
             )
     out["_namespaces"] = [k8s.default_deny(ns) for ns in sorted(namespaces)]
+    out["_alerts"] = alerts.prometheus_rules(plan, o.slo_objective)
     predictive: dict[str, list[Placement]] = {}
     for p in plan.placements:
         if p.autoscaling.predictive:
@@ -132,15 +137,18 @@ def recorded_prometheus(placements: list[Placement]) -> str | None:
 
 
 def write(plan: Plan, out_dir: str | Path, options: DeployOptions) -> list[Path]:
-    """Write ``<deployment>.yaml`` per placement, ``00-network-default-deny.yaml``, Dockerfiles, dashboard."""
+    """Write ``<deployment>.yaml`` per placement, ``00-network-default-deny.yaml``, ``honed-alerts.yaml``,
+    Dockerfiles, dashboard."""
     objects = build(plan, options)
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     written = []
     for name, docs in objects.items():
-        fname = {"_namespaces": "00-network-default-deny.yaml", "_forecast": "honed-forecast.yaml"}.get(
-            name, f"{name}.yaml"
-        )
+        fname = {
+            "_namespaces": "00-network-default-deny.yaml",
+            "_forecast": "honed-forecast.yaml",
+            "_alerts": "honed-alerts.yaml",
+        }.get(name, f"{name}.yaml")
         path = d / fname
         path.write_text(yaml.safe_dump_all(docs, sort_keys=False), encoding="utf-8")
         written.append(path)
