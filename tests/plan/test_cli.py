@@ -141,9 +141,10 @@ def test_plan_simulate_deploy(inputs: Path, capsys: pytest.CaptureFixture[str]) 
     for f in manifests.glob("*.yaml"):
         for doc in yaml.safe_load_all(f.read_text()):
             kinds.append(doc["kind"])
-            if not doc["apiVersion"].startswith("keda.sh/"):  # KEDA's CRDs are checked in tests/deploy
+            # KEDA's and the prometheus-operator's CRDs are checked in tests/deploy
+            if not doc["apiVersion"].startswith(("keda.sh/", "monitoring.coreos.com/")):
                 kubernetes_validate.validate(doc, "1.33.0", strict=True)
-    assert {"ScaledObject", "TriggerAuthentication", "HorizontalPodAutoscaler"} <= set(kinds)
+    assert {"ScaledObject", "TriggerAuthentication", "HorizontalPodAutoscaler", "PrometheusRule"} <= set(kinds)
     kserve = ["--format", "kserve", *secure]
     assert run(["deploy", "k8s", "--plan", str(plan_path), "--out", str(inputs / "ks"), *kserve]) == 0
     assert "InferenceService" in (inputs / "ks" / "tagger.yaml").read_text()

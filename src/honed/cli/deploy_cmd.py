@@ -57,13 +57,41 @@ def register(app: typer.Typer) -> None:
             "--insecure-no-auth",
             help="Serve without an access policy: anyone the NetworkPolicy admits may call every endpoint.",
         ),
+        registry: str | None = typer.Option(
+            None,
+            "--registry",
+            help="PostgreSQL registry URL the pods reach, without a password: every pod serves NAME@production "
+            "from it, so a rollout spans all replicas (k8s).",
+        ),
+        registry_secret: str | None = typer.Option(
+            None, "--registry-secret", help="Secret whose key 'password' is the registry's (PGPASSWORD in the pods)."
+        ),
+        otlp_endpoint: str | None = typer.Option(
+            None, "--otlp-endpoint", help="OTLP/HTTP receiver every serving pod exports request spans to."
+        ),
+        trace_sample: float | None = typer.Option(
+            None, "--trace-sample", help="With --otlp-endpoint: share of requests traced, 0..1 (serve's default 1)."
+        ),
+        prometheus: str | None = typer.Option(
+            None,
+            "--prometheus",
+            help="Prometheus the forecast server continues load histories from (default: the one the plan recorded).",
+        ),
+        slo_objective: float = typer.Option(
+            0.999, "--slo-objective", help="Availability objective of the SLO burn-rate alerts (honed-alerts.yaml)."
+        ),
     ) -> None:
         """Write manifests for every placement of the plan; then: kubectl apply -f OUT/."""
         # The plan is read through its own dependency-free document module: deploying needs no planning extras.
         from honed.deploy import DeployOptions, write
-        from honed.deploy.serving import ServingSecrets
+        from honed.deploy.serving import RegistrySource, ServingSecrets, Tracing
+        from honed.errors import InvalidArgument
         from honed.plan.document import read_plan
 
+        if registry_secret is not None and registry is None:
+            raise InvalidArgument("--registry-secret needs --registry URL")
+        if trace_sample is not None and otlp_endpoint is None:
+            raise InvalidArgument("--trace-sample needs --otlp-endpoint (tracing is off without one)")
         options = DeployOptions(
             fmt=fmt,
             image_cpu=image_cpu,
@@ -76,6 +104,10 @@ def register(app: typer.Typer) -> None:
             keda_namespace=keda_namespace,
             secrets=ServingSecrets(access_secret, tls_secret),
             insecure_no_auth=insecure_no_auth,
+            registry=RegistrySource(registry, registry_secret or "") if registry is not None else None,
+            tracing=Tracing(otlp_endpoint, trace_sample) if otlp_endpoint is not None else None,
+            prometheus=prometheus,
+            slo_objective=slo_objective,
         )
         written = write(read_plan(plan_path), out, options)
         if insecure_no_auth:

@@ -30,7 +30,7 @@ import math
 from typing import Any
 
 from honed.deploy.forecast_server import FORECAST_PATH, FORECAST_PORT
-from honed.deploy.serving import ServingSecrets, serve_args
+from honed.deploy.serving import Links, ServingSecrets, http_port, serve_args
 from honed.plan.document import Placement, Plan, PlannedScaling
 from honed.serve.contract import GRPC_PORT, HTTP_PORT, LIVE_PATH, METRICS_PATH, READY_PATH
 
@@ -94,7 +94,11 @@ def resources(placement: Placement) -> dict[str, Any]:
 
 
 def container(
-    placement: Placement, image: str, model_path: str, secrets: ServingSecrets | None = None
+    placement: Placement,
+    image: str,
+    model_path: str,
+    secrets: ServingSecrets | None = None,
+    links: Links | None = None,
 ) -> dict[str, Any]:
     secrets = secrets or ServingSecrets()
     load_s = placement.autoscaling.model_load_s
@@ -104,7 +108,7 @@ def container(
         "name": "honed",
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "args": serve_args(placement, model_path, secrets),
+        "args": serve_args(placement, model_path, secrets, links),
         "ports": [
             {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
@@ -112,6 +116,7 @@ def container(
         "env": [
             {"name": "OMP_NUM_THREADS", "value": str(placement.threads)},
             {"name": "HONED_DEPLOYMENT", "value": placement.deployment},
+            *(links.env(MODEL_MOUNT) if links is not None else []),
         ],
         "resources": resources(placement),
         "startupProbe": {
@@ -148,7 +153,11 @@ def pod_security() -> dict[str, Any]:
 
 
 def pod_spec(
-    placement: Placement, image: str, model_claim: str, secrets: ServingSecrets | None = None
+    placement: Placement,
+    image: str,
+    model_claim: str,
+    secrets: ServingSecrets | None = None,
+    links: Links | None = None,
 ) -> dict[str, Any]:
     secrets = secrets or ServingSecrets()
     name = placement.deployment
@@ -166,7 +175,7 @@ def pod_spec(
                 "labelSelector": {"matchLabels": selector(name)},
             }
         ],
-        "containers": [container(placement, image, f"{MODEL_MOUNT}/{name}", secrets)],
+        "containers": [container(placement, image, f"{MODEL_MOUNT}/{name}", secrets, links)],
         "volumes": [
             {"name": "models", "persistentVolumeClaim": {"claimName": model_claim, "readOnly": True}},
             {"name": "tmp", "emptyDir": {}},
@@ -189,7 +198,11 @@ def metadata(placement: Placement, name: str | None = None, **extra: Any) -> dic
 
 
 def deployment(
-    placement: Placement, image: str, model_claim: str, secrets: ServingSecrets | None = None
+    placement: Placement,
+    image: str,
+    model_claim: str,
+    secrets: ServingSecrets | None = None,
+    links: Links | None = None,
 ) -> dict[str, Any]:
     name = placement.deployment
     annotations = {
@@ -214,7 +227,7 @@ def deployment(
                     "labels": labels(name),
                     "annotations": scrape_annotations(secrets or ServingSecrets()),
                 },
-                "spec": pod_spec(placement, image, model_claim, secrets),
+                "spec": pod_spec(placement, image, model_claim, secrets, links),
             },
         },
     }
@@ -359,14 +372,22 @@ def scaled_object(
 
 
 def forecast_server(
-    namespace: str, plan: Plan, *, image: str, history_claim: str, keda_namespace: str
+    namespace: str,
+    plan: Plan,
+    *,
+    image: str,
+    history_claim: str,
+    keda_namespace: str,
+    prometheus: str | None = None,
 ) -> list[dict[str, Any]]:
     """The forecast server of one namespace: ConfigMap (``plan``: the namespace's predictive placements, see
     :meth:`Plan.only`), Deployment, Service, NetworkPolicy (ingress on its port from KEDA's namespace only) and the
     KEDA TriggerAuthentication its ScaledObjects' metrics-api triggers use. The server takes callers' bearer token
     from the Secret :data:`FORECAST_TOKEN_SECRET` (key ``token``, created by the operator), which the
     TriggerAuthentication hands to KEDA. Load histories come from a PVC holding ``<deployment>.csv`` per
-    deployment, kept current by an exporter (see docs/plan.md)."""
+    deployment, kept current by an exporter (see docs/plan.md); with ``prometheus`` the server continues each
+    history with the live request rate Prometheus holds (``--prometheus``), and a NetworkPolicy lets it reach DNS
+    and Prometheus' port."""
     names = plan.names()
     lbl = labels(FORECAST_NAME)
     meta = {"name": FORECAST_NAME, "namespace": namespace, "labels": lbl}
@@ -388,6 +409,7 @@ def forecast_server(
             str(FORECAST_PORT),
             "--token-file",
             f"{FORECAST_TOKEN_MOUNT}/token",
+            *(["--prometheus", prometheus] if prometheus else []),
         ],
         "ports": [{"name": "http", "containerPort": FORECAST_PORT, "protocol": "TCP"}],
         "resources": {
@@ -473,6 +495,7 @@ def forecast_server(
             "metadata": {**meta, "name": FORECAST_AUTH},
             "spec": {"secretTargetRef": [{"parameter": "token", "name": FORECAST_TOKEN_SECRET, "key": "token"}]},
         },
+        *([egress_policy(namespace, FORECAST_NAME, [http_port("--prometheus", prometheus, "")])] if prometheus else []),
     ]
 
 
@@ -539,14 +562,37 @@ def manifests(
     model_claim: str,
     metrics_namespace: str | None,
     secrets: ServingSecrets | None = None,
+    links: Links | None = None,
 ) -> list[dict[str, Any]]:
     """Every object for one placement (the namespace's default deny is added once by the caller)."""
     autoscaler = scaled_object(placement) if placement.autoscaling.predictive else hpa(placement)
-    return [
+    objects = [
         service_account(placement),
-        deployment(placement, image, model_claim, secrets),
+        deployment(placement, image, model_claim, secrets, links),
         service(placement),
         autoscaler,
         pdb(placement),
         network_policy(placement, metrics_namespace),
     ]
+    ports = links.egress_ports() if links is not None else []
+    if ports:
+        objects.append(egress_policy(placement.namespace, placement.deployment, ports))
+    return objects
+
+
+def egress_policy(namespace: str, app: str, ports: list[int]) -> dict[str, Any]:
+    """What the serving pods may reach past the default deny: DNS, and these TCP ports (the
+    registry's, the trace receiver's)."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": f"{app}-allow-egress", "namespace": namespace, "labels": labels(app)},
+        "spec": {
+            "podSelector": {"matchLabels": selector(app)},
+            "policyTypes": ["Egress"],
+            "egress": [
+                {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+                {"ports": [{"protocol": "TCP", "port": port} for port in sorted(set(ports))]},
+            ],
+        },
+    }
