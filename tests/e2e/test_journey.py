@@ -168,6 +168,8 @@ def test_optimize_register_serve_plan_deploy(
         if doc is not None
     ]
     kinds = {doc["kind"] for doc in documents}
-    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy"} <= kinds
+    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy", "PrometheusRule"} <= kinds
     for doc in documents:
-        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        # Kubernetes' own kinds by its schema; the operator's CRDs (PrometheusRule) are checked in tests/deploy.
+        if not doc["apiVersion"].startswith(("keda.sh/", "monitoring.coreos.com/")):
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
