@@ -34,7 +34,7 @@ class OptimizeProgress(Events):
         self.task = self.progress.add_task(name, total=max(total, 1))
 
     def done(self, outcome: Outcome) -> None:
-        lat = f"{outcome.latency['p50_ms']:.3g} ms" if outcome.latency else "–"
+        lat = f"{outcome.latency.p50_ms:.3g} ms" if outcome.latency else "–"
         why = f" — {_clip(outcome.reason, 70)}" if outcome.reason else ""
         label = _clip(outcome.candidate.label(), 70)
         self.progress.console.print(
