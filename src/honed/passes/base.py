@@ -240,9 +240,9 @@ class Pass:
         """Why this pass cannot help on ``ctx``'s target or on ``model`` (a sentence for the report), or None.
 
         The default refuses targets not listed in :attr:`targets`, then what the pass's registry spec needs
-        and ``ctx`` lacks (an optional library, an ISA extension, calibration data); passes add model checks
-        (e.g. nothing to quantize) when ``model`` is given. A pass that :attr:`quantizes` leaves a model that
-        is already quantized alone: its scales and zero points came from training or an earlier calibration.
+        and ``ctx`` lacks (an optional library, an ISA extension, calibration data), then the pass's own checks
+        (:meth:`skip_for`). A pass that :attr:`quantizes` leaves a model that is already quantized alone: its
+        scales and zero points came from training or an earlier calibration.
         """
         from honed.model.quantized import detect_quantization
         from honed.passes.registry import spec_for
@@ -253,7 +253,12 @@ class Pass:
             info = detect_quantization(model)
             if info is not None:
                 return info.reason()
-        return spec_for(type(self)).unmet(ctx)
+        return spec_for(type(self)).unmet(ctx) or self.skip_for(ctx, params, model)
+
+    def skip_for(self, ctx: PassContext, params: Mapping[str, Any] | None, model: onnx.ModelProto | None) -> str | None:
+        """The pass's own reason not to run, once the target and the requirements are met (e.g. nothing to
+        quantize in ``model``, when given); None by default."""
+        return None
 
     def search_space(self, ctx: PassContext) -> list[dict[str, Any]]:
         """Parameter settings worth trying on ``ctx``'s target, most promising first (resolved values)."""

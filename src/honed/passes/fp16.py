@@ -44,10 +44,12 @@ class Fp16Pass(Pass):
             return "FP16 does not speed up ONNX Runtime's CPU provider: it has few float16 kernels and inserts casts"
         if ctx.target_backend == "openvino":
             return "OpenVINO chooses its compute precision at load time (INFERENCE_PRECISION_HINT), not from the file"
-        reason = super().skip_reason(ctx, params, model)
-        if reason is None and model is not None and not _has_float_weights(model):
+        return super().skip_reason(ctx, params, model)
+
+    def skip_for(self, ctx: PassContext, params: Mapping[str, Any] | None, model: onnx.ModelProto | None) -> str | None:
+        if model is not None and not _has_float_weights(model):
             return "the model has no float32 weights to convert"
-        return reason
+        return None
 
     def apply(self, model: onnx.ModelProto, params: dict[str, Any], ctx: PassContext) -> onnx.ModelProto:
         from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST

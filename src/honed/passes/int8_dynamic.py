@@ -51,15 +51,12 @@ class Int8DynamicPass(Pass):
     def choose_auto(self, params: dict[str, Any], ctx: PassContext) -> dict[str, Any]:
         return {"reduce_range": not has_vnni(ctx)}
 
-    def skip_reason(
-        self, ctx: PassContext, params: Mapping[str, Any] | None = None, model: onnx.ModelProto | None = None
-    ) -> str | None:
-        reason = super().skip_reason(ctx, params, model)
-        if reason is None and model is not None:
+    def skip_for(self, ctx: PassContext, params: Mapping[str, Any] | None, model: onnx.ModelProto | None) -> str | None:
+        if model is not None:
             ops = self.validate_params(params)["op_types"]
             if not nodes_of(model, ops):
                 return f"the model has no {'/'.join(ops)} node for dynamic INT8 to quantize"
-        return reason
+        return None
 
     def search_space(self, ctx: PassContext) -> list[dict[str, Any]]:
         return [self.resolve({"per_channel": pc}, ctx) for pc in (True, False)]

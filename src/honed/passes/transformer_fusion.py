@@ -34,13 +34,10 @@ class TransformerFusionPass(Pass):
     )
     targets: ClassVar[tuple[str, ...]] = ("onnxruntime/cpu", "onnxruntime/cuda", "onnxruntime/tensorrt")
 
-    def skip_reason(
-        self, ctx: PassContext, params: Mapping[str, Any] | None = None, model: onnx.ModelProto | None = None
-    ) -> str | None:
-        reason = super().skip_reason(ctx, params, model)
-        if reason is None and model is not None and not is_transformer_like(model):
+    def skip_for(self, ctx: PassContext, params: Mapping[str, Any] | None, model: onnx.ModelProto | None) -> str | None:
+        if model is not None and not is_transformer_like(model):
             return "the graph has no attention block (Softmax over a MatMul of two activations): not transformer-like"
-        return reason
+        return None
 
     def apply(self, model: onnx.ModelProto, params: dict[str, Any], ctx: PassContext) -> onnx.ModelProto:
         from onnxruntime.transformers.optimizer import optimize_model
