@@ -40,6 +40,7 @@ def _stamp(at: str, by: str, *, nullable: bool = False) -> tuple[Column[object],
     """When something was done and who did it: every change the registry keeps names both."""
     return Column(at, DateTime(timezone=True), nullable=nullable), Column(by, String(200), nullable=nullable)
 
+
 models = Table(
     "models",
     metadata,
