@@ -114,6 +114,13 @@ def registry_for(register_as: str | None, url: str | None) -> Registry | None:
     return open_registry(url)
 
 
+def otlp_endpoint_of(otlp_endpoint: str | None, trace_sample: float | None) -> str | None:
+    """``--otlp-endpoint``, once ``--trace-sample`` is known not to come without it (tracing is off then)."""
+    if trace_sample is not None and otlp_endpoint is None:
+        raise InvalidArgument("--trace-sample needs --otlp-endpoint (tracing is off without one)")
+    return otlp_endpoint
+
+
 def use_mlflow_uri(uri: str | None) -> None:
     """Make ``--mlflow-uri`` the server MLflow model URIs are resolved on in this process."""
     if uri:
