@@ -157,9 +157,13 @@ class Tracing:
                 f"tracing needs the OpenTelemetry SDK ({exc.name or exc} is missing): {EXTRA_HINT}"
             ) from None
         resource = Resource.create({"service.name": config.service_name, "service.version": __version__})
-        # The share is applied in _begin, before any span exists; what reaches the SDK is to be recorded.
+        # The share is applied in _decide, before any span exists; what reaches the SDK is to be recorded.
         provider = TracerProvider(resource=resource, sampler=ParentBased(ALWAYS_ON))
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+        # Batches of 2,048 spans (the SDK's default is 512) every 5 s at most: a quarter of the exports, each its
+        # own HTTP request on the export thread, which contends with the event loop for the interpreter.
+        provider.add_span_processor(
+            BatchSpanProcessor(exporter, max_queue_size=8192, schedule_delay_millis=5000, max_export_batch_size=2048)
+        )
         return cls(provider, config)
 
     def flush(self, timeout_s: float = 30.0) -> bool:
@@ -179,18 +183,19 @@ class Tracing:
         """An interceptor (put it first) that wraps every gRPC call but the health probes in a server span."""
         return _TracedGrpc(self)
 
-    def _begin(self, name: str, carrier: dict[str, str], start_ns: int | None = None) -> tuple[Span, Any] | None:
-        """The server span of a sampled request, current from now on (with the token to detach it); None when the
-        request is not sampled."""
-        parent = self._extract(carrier) if "traceparent" in carrier else None
-        if parent is not None:
+    def _decide(self, carrier: dict[str, str]) -> tuple[bool, Any]:
+        """Whether a request with these trace headers is traced, and the caller's context to continue (None when
+        its ``traceparent`` is missing or malformed: then a draw at the configured share decides). A request
+        without a ``traceparent`` costs a dict look-up and a random draw: no OpenTelemetry object is made."""
+        if "traceparent" in carrier:
+            parent = self._extract(carrier)
             remote = self._current(parent).get_span_context()
-            if not remote.is_valid:
-                parent = None  # a malformed traceparent: the request starts a trace of its own
-            elif not remote.trace_flags.sampled:
-                return None
-        if parent is None and self._share < 1.0 and not random.random() < self._share:
-            return None
+            if remote.is_valid:
+                return bool(remote.trace_flags.sampled), parent
+        return self._share >= 1.0 or random.random() < self._share, None
+
+    def _open(self, name: str, parent: Any, start_ns: int | None = None) -> tuple[Span, Any]:
+        """The server span of a sampled request, current from now on (with the token to detach it)."""
         span = self.tracer.start_span(name, context=parent, kind=self._server, start_time=start_ns)
         return span, self._attach(self._in_context(span))
 
@@ -314,15 +319,16 @@ class _TracedHttp:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        tracing = self.tracing
+        carrier = _carrier(scope["headers"], _TRACE_HEADERS)
+        sampled, parent = tracing._decide(carrier)
+        if not sampled:  # decided before the route or the span name is worked out
+            await self.app(scope, receive, send)
+            return
         method: str = scope["method"]
         path: str = scope["path"]
         route = http_route(path)
-        tracing = self.tracing
-        begun = tracing._begin(f"{method} {route}" if route else method, _carrier(scope["headers"], _TRACE_HEADERS))
-        if begun is None:
-            await self.app(scope, receive, send)
-            return
-        span, token = begun
+        span, token = tracing._open(f"{method} {route}" if route else method, parent)
         status: int | None = None  # stays None when the client went away before its answer
 
         async def sending(message: Message) -> None:
@@ -391,12 +397,13 @@ class _TracedGrpc(grpc.aio.ServerInterceptor):
         call = handler.unary_unary
         tracing = self.tracing
         carrier = _carrier(details.invocation_metadata or (), ("traceparent", "tracestate"))
+        name = full.strip("/")
 
         async def traced(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            begun = tracing._begin(full.strip("/"), carrier, start_ns)
-            if begun is None:
+            sampled, parent = tracing._decide(carrier)
+            if not sampled:
                 return await call(request, context)
-            span, token = begun
+            span, token = tracing._open(name, parent, start_ns)
             fallback = grpc.StatusCode.OK
             try:
                 return await call(request, context)
