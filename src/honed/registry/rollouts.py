@@ -488,8 +488,8 @@ def _check_residency(production: ModelVersion, candidate: ModelVersion) -> None:
         return
     outside = [j for j in production.residency if j not in candidate.residency]
     if outside:
-        allowed = ", ".join(candidate.residency) if candidate.residency else "nowhere (it carries no residency label)"
+        where = f"may run only in {', '.join(candidate.residency)}" if candidate.residency else "carries no residency label"
         raise ResidencyViolation(
-            f"{candidate.ref} may run only in {allowed}, but {production.ref} (production) serves in "
+            f"{candidate.ref} {where}, but {production.ref} (production) serves in "
             f"{', '.join(outside)}: label it with `honed registry label {candidate.ref} --residency ...` first"
         )
