@@ -169,8 +169,10 @@ def main() -> None:
             f"| {median(runs, 'runs_per_1k'):.0f} | {median(runs, 'compute_us'):.1f} | {median(runs, 'cpu_us'):.0f} "
             f"| {errors} |"
         )
-    print("\nper round (req/s): " + "; ".join(f"{n}: " + ", ".join(f"{r['rps']:.0f}" for r in rs)
-                                     for n, rs in results.items()))
+    print(
+        "\nper round (req/s): "
+        + "; ".join(f"{n}: " + ", ".join(f"{r['rps']:.0f}" for r in rs) for n, rs in results.items())
+    )
 
 
 def load_avg() -> str:

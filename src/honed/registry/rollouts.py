@@ -488,7 +488,9 @@ def _check_residency(production: ModelVersion, candidate: ModelVersion) -> None:
         return
     outside = [j for j in production.residency if j not in candidate.residency]
     if outside:
-        where = f"may run only in {', '.join(candidate.residency)}" if candidate.residency else "carries no residency label"
+        where = (
+            f"may run only in {', '.join(candidate.residency)}" if candidate.residency else "carries no residency label"
+        )
         raise ResidencyViolation(
             f"{candidate.ref} {where}, but {production.ref} (production) serves in "
             f"{', '.join(outside)}: label it with `honed registry label {candidate.ref} --residency ...` first"
