@@ -54,7 +54,7 @@ class _Tally:
     """Requests, errors and latency histogram of one version since the last flush: plain counters, added to on the
     request path without a lock (one event loop) and without allocating, read and replaced once per poll."""
 
-    __slots__ = ("requests", "errors", "counts")
+    __slots__ = ("counts", "errors", "requests")
 
     def __init__(self) -> None:
         self.requests = 0
