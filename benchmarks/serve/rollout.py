@@ -65,13 +65,45 @@ def wait_weight(url: str, want: float | None, limit_s: float = 60.0) -> None:
     raise SystemExit(f"the server did not reach rollout weight {want} in {limit_s} s")
 
 
-def load(url: str, args: argparse.Namespace, expect: Path) -> dict[str, Any]:
-    cmd = [sys.executable, str(HERE / "loadgen.py"), "--url", url, "--model", "mlp", "--input", "x=1x16"]
+def scrape(url: str) -> dict[str, float]:
+    """The server's counters this benchmark reads, summed over the model's versions."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    sums = {"requests": 0.0, "runs": 0.0, "compute_s": 0.0}
+    for key, family in (
+        ("requests", "honed_requests_total"),
+        ("runs", "honed_batch_size_count"),
+        ("compute_s", "honed_compute_duration_seconds_sum"),
+    ):
+        for match in re.finditer(rf'^{family}\{{[^}}]*model="mlp"[^}}]*\}} ([\d.e+-]+)$', text, re.M):
+            sums[key] += float(match.group(1))
+    return sums
+
+
+def load(server: Server, args: argparse.Namespace, expect: Path) -> dict[str, Any]:
+    """One closed-loop measurement, with the server's CPU time, model runs and compute time per answered request
+    (mirrored runs included in runs and compute, not in requests)."""
+    cmd = [sys.executable, str(HERE / "loadgen.py"), "--url", server.url, "--model", "mlp", "--input", "x=1x16"]
     cmd += ["--encoding", "json"]
     cmd += ["--concurrency", str(args.concurrency), "--duration", str(args.duration), "--warmup", "1"]
     cmd += ["--expect", str(expect)]
+    before, cpu = scrape(server.url), server.ps.cpu_times()
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return dict(json.loads(out.strip().splitlines()[-1]))
+    after, cpu_after = scrape(server.url), server.ps.cpu_times()
+    result = dict(json.loads(out.strip().splitlines()[-1]))
+    answered = max(after["requests"] - before["requests"], 1.0)
+    busy = (cpu_after.user + cpu_after.system) - (cpu.user + cpu.system)
+    result["cpu_us"] = busy / answered * 1e6
+    result["runs_per_1k"] = (after["runs"] - before["runs"]) / answered * 1000
+    result["compute_us"] = (after["compute_s"] - before["compute_s"]) / answered * 1e6
+    return result
+
+
+CONFIGS = {  # name -> the rollout's --mirror (None: no rollout)
+    "no rollout": None,
+    "rollout 25%, no mirror": 0.0,
+    "rollout 25%, mirror 10%": 0.1,
+}
 
 
 def main() -> None:
@@ -98,31 +130,53 @@ def main() -> None:
     cmd += ["--http", f"127.0.0.1:{port}", "--grpc", "off", "--threads", "1"]
     os.environ.update(env)
     server = Server("honed", cmd, port, work / "serve.log")
-    results: dict[str, list[dict[str, Any]]] = {"no rollout": [], "rollout 25%, mirror 10%": []}
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in CONFIGS}
     try:
         server.wait_ready()
         for _ in range(args.rounds):
-            results["no rollout"].append(load(server.url, args, expect))
-            honed(
-                env, "rollout", "start", "mlp", "--to", "2", "--steps", "25,100", "--mirror", "0.1",
-                "--interval", "1h", "--deadline", "3h", "--min-requests", "100000000", "--max-p99-ratio", "off",
-            )  # fmt: skip
-            wait_weight(server.url, 25.0)
-            results["rollout 25%, mirror 10%"].append(load(server.url, args, expect))
-            honed(env, "rollout", "abort", "mlp")
-            wait_weight(server.url, None)
+            for name, mirror in CONFIGS.items():
+                if mirror is None:
+                    results[name].append(load(server, args, expect))
+                    continue
+                honed(
+                    env, "rollout", "start", "mlp", "--to", "2", "--steps", "25,100", "--mirror", f"{mirror:g}",
+                    "--interval", "1h", "--deadline", "3h", "--min-requests", "100000000", "--max-p99-ratio", "off",
+                    *(("--min-agreement", "off") if mirror == 0 else ()),
+                )  # fmt: skip
+                wait_weight(server.url, 25.0)
+                results[name].append(load(server, args, expect))
+                honed(env, "rollout", "abort", "mlp")
+                wait_weight(server.url, None)
     finally:
         server.stop()
-    base_rps = statistics.median(r["rps"] for r in results["no rollout"])
-    base_p99 = statistics.median(r["p99_ms"] for r in results["no rollout"])
-    print(f"concurrency {args.concurrency}, {args.duration:g} s x {args.rounds} rounds (medians)\n")
-    print("| server | req/s | p99 ms | req/s vs none | p99 vs none | errors |")
-    print("|---|---|---|---|---|---|")
+
+    def median(runs: list[dict[str, Any]], key: str) -> float:
+        return float(statistics.median(r[key] for r in runs))
+
+    base = results["no rollout"]
+    base_rps, base_p99 = median(base, "rps"), median(base, "p99_ms")
+    print(f"concurrency {args.concurrency}, {args.duration:g} s x {args.rounds} rounds (medians), load {load_avg()}\n")
+    print(
+        "| server | req/s | p99 ms | req/s vs none | p99 vs none | model runs / 1k req | compute µs / req "
+        "| server CPU µs / req | errors |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, runs in results.items():
-        rps = statistics.median(r["rps"] for r in runs)
-        p99 = statistics.median(r["p99_ms"] for r in runs)
-        errors = sum(r["errors"] for r in runs)
-        print(f"| {name} | {rps:.0f} | {p99:.2f} | {rps / base_rps:.2f} | {p99 / base_p99:.2f} | {errors} |")
+        rps, p99 = median(runs, "rps"), median(runs, "p99_ms")
+        errors = sum(r["errors"] + r.get("wrong", 0) for r in runs)
+        print(
+            f"| {name} | {rps:.0f} | {p99:.2f} | {rps / base_rps:.2f} | {p99 / base_p99:.2f} "
+            f"| {median(runs, 'runs_per_1k'):.0f} | {median(runs, 'compute_us'):.1f} | {median(runs, 'cpu_us'):.0f} "
+            f"| {errors} |"
+        )
+    print(
+        "\nper round (req/s): "
+        + "; ".join(f"{n}: " + ", ".join(f"{r['rps']:.0f}" for r in rs) for n, rs in results.items())
+    )
+
+
+def load_avg() -> str:
+    return ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 if __name__ == "__main__":

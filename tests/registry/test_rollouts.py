@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Table, create_engine, func, select
 
-from honed.errors import AlreadyExists, InvalidArgument, NotFound
+from honed.errors import AlreadyExists, InvalidArgument, NotFound, ResidencyViolation
 from honed.registry import Registry, open_registry, schema
 from honed.registry import rollout_policy as rp
 from honed.registry.audit_key import create_key
@@ -244,3 +244,16 @@ def test_rollout_entries_are_keyed_on_a_keyed_log(
         actions = {e.action for e in keyed.audit_log(name="scorer")}
         assert {"rollout.start", "rollout.advance", "promote", "rollout.promote", "rollout.abort"} <= actions
         assert report.ok and report.keyed_entries == report.entries
+
+
+def test_a_candidate_whose_residency_excludes_productions_fleet_is_refused(creg: Registry, db_url: str) -> None:
+    creg.label("scorer:1", residency=["AE", "EU"], actor="alice")
+    creg.label("scorer:2", residency=["EU"], actor="alice")
+    before = len(creg.audit_log())
+    with pytest.raises(ResidencyViolation, match=r"scorer:2 may run only in EU.*serves in AE"):
+        Rollouts(creg).start("scorer", 2, SETTINGS, actor="alice", reason="r")
+    with pytest.raises(ResidencyViolation, match="carries no residency label"):
+        Rollouts(creg).start("scorer", 3, SETTINGS, actor="alice", reason="r")
+    assert _rows(db_url) == 0 and len(creg.audit_log()) == before
+    creg.label("scorer:2", residency=["AE", "EU", "US"], actor="alice")
+    assert Rollouts(creg).start("scorer", 2, SETTINGS, actor="alice", reason="r").to_version == 2

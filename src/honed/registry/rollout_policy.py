@@ -17,6 +17,7 @@ the time), so the rules are tested over generated scenarios with a fake clock. T
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -182,10 +183,8 @@ class VersionStats:
 
 
 def bucket_of(latency_ms: float) -> int:
-    for i, bound in enumerate(LATENCY_BUCKETS_MS):
-        if latency_ms <= bound:
-            return i
-    return len(LATENCY_BUCKETS_MS)
+    """The histogram bucket of one latency: the first whose upper bound is at least it (the last: slower)."""
+    return bisect.bisect_left(LATENCY_BUCKETS_MS, latency_ms)
 
 
 @dataclass(frozen=True)

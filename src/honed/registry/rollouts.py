@@ -22,10 +22,11 @@ from typing import Any
 from sqlalchemy import Connection, Row, delete, insert, select, update
 
 from honed.canonical import canonical_json
-from honed.errors import AlreadyExists, InvalidArgument, NotFound
+from honed.errors import AlreadyExists, InvalidArgument, NotFound, ResidencyViolation
 from honed.registry import audit as audit_chain
 from honed.registry import db, schema
 from honed.registry import rollout_policy as policy
+from honed.registry.records import ModelVersion
 from honed.registry.refs import Ref, check_name
 from honed.registry.store import Registry, _aware
 
@@ -174,6 +175,7 @@ class Rollouts:
             candidate = self._reg.resolve_in(conn, Ref(name, version=to_version))
             if candidate.version == production.version:
                 raise InvalidArgument(f"{name}:{to_version} already serves as {name}@production: nothing to roll out")
+            _check_residency(production, candidate)
             rollout_id = db.insert_row(
                 conn,
                 _R,
@@ -474,3 +476,20 @@ def _stats_from(data: dict[str, Any]) -> policy.VersionStats:
     return policy.VersionStats(
         int(data["requests"]), int(data["errors"]), tuple(int(n) for n in data["latency_counts"])
     )
+
+
+def _check_residency(production: ModelVersion, candidate: ModelVersion) -> None:
+    """The servers that serve production are where the candidate would run: a candidate whose residency does not
+    cover every jurisdiction production may run in is refused before anything is written (the servers would
+    refuse to load it, and the rollout could only time out)."""
+    if not production.residency:
+        return
+    outside = [j for j in production.residency if j not in candidate.residency]
+    if outside:
+        where = (
+            f"may run only in {', '.join(candidate.residency)}" if candidate.residency else "carries no residency label"
+        )
+        raise ResidencyViolation(
+            f"{candidate.ref} {where}, but {production.ref} (production) serves in "
+            f"{', '.join(outside)}: label it with `honed registry label {candidate.ref} --residency ...` first"
+        )

@@ -26,7 +26,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
+from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,7 +51,10 @@ Arrays = Mapping[str, np.ndarray[Any, Any]]
 
 
 class _Tally:
-    """Requests, errors and latency histogram of one version since the last flush."""
+    """Requests, errors and latency histogram of one version since the last flush: plain counters, added to on the
+    request path without a lock (one event loop) and without allocating, read and replaced once per poll."""
+
+    __slots__ = ("counts", "errors", "requests")
 
     def __init__(self) -> None:
         self.requests = 0
@@ -58,15 +63,23 @@ class _Tally:
 
     def add(self, seconds: float, failed: bool) -> None:
         self.requests += 1
-        self.errors += int(failed)
-        self.counts[policy.bucket_of(seconds * 1000.0)] += 1
+        if failed:
+            self.errors += 1
+        self.counts[bisect_left(_BOUNDS_S, seconds)] += 1
 
     def stats(self) -> policy.VersionStats:
         return policy.VersionStats(self.requests, self.errors, tuple(self.counts))
 
 
-@dataclass
+_BOUNDS_S = tuple(b / 1000.0 for b in policy.LATENCY_BUCKETS_MS)
+"""The histogram's bounds in seconds, so that the request path buckets a latency without converting it."""
+
+
+@dataclass(eq=False)
 class _Route:
+    """One model's rollout as this server follows it. The request path reads ``threshold`` (the candidate's share of
+    ``_RNG_SPAN``, 0 until the candidate is loaded here) and ``mirror_threshold``, both set once per poll."""
+
     rollout_id: int
     step: int
     production: str
@@ -75,36 +88,57 @@ class _Route:
     mirror: float
     metric: str
     ready: bool = False  # the candidate is loaded here
-    tallies: dict[str, _Tally] = field(default_factory=dict)
+    prod_tally: _Tally = field(default_factory=_Tally)
+    cand_tally: _Tally = field(default_factory=_Tally)
     pairs: int = 0
     agreement_sum: float = 0.0
     unsent: policy.Observation | None = None  # taken but not yet written (the registry did not answer)
+    threshold: int = 0
+    mirror_threshold: int = 0
 
-    def tally(self, version: str) -> _Tally:
-        return self.tallies.setdefault(version, _Tally())
+    def __post_init__(self) -> None:
+        self.settle()
+
+    def settle(self) -> None:
+        """Precompute what the request path compares its one random draw against."""
+        self.threshold = round(self.weight * _RNG_SPAN / 100) if self.ready else 0
+        self.mirror_threshold = round(self.mirror * _RNG_SPAN) if self.ready else 0
+
+    def tally(self, version: str) -> _Tally | None:
+        if version == self.production:
+            return self.prod_tally
+        if version == self.candidate:
+            return self.cand_tally
+        return None
 
     def take(self) -> policy.Observation | None:
         """What was seen since the last call (None when nothing), resetting the tallies."""
-        prod, cand = self.tally(self.production).stats(), self.tally(self.candidate).stats()
+        prod, cand = self.prod_tally.stats(), self.cand_tally.stats()
         seen = policy.Observation(prod, cand, self.pairs, self.agreement_sum)
-        self.tallies, self.pairs, self.agreement_sum = {}, 0, 0.0
+        self.prod_tally, self.cand_tally, self.pairs, self.agreement_sum = _Tally(), _Tally(), 0, 0.0
         return seen if prod.requests or cand.requests or seen.pairs else None
+
+
+_RNG_BITS = 32
+_RNG_SPAN = 1 << _RNG_BITS
+"""Routing and mirroring draw one ``getrandbits(32)`` each and compare it with a precomputed integer threshold."""
 
 
 def agreement(metric: str, a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> float:
     """How far two answers to one request agree: top-1 (share of rows whose argmax matches) or cosine."""
-    x = np.asarray(a, dtype=np.float64)
-    y = np.asarray(b, dtype=np.float64)
+    x, y = np.asarray(a), np.asarray(b)
     if x.shape != y.shape:
         return 0.0
     if metric == "cosine":
-        nx, ny = float(np.linalg.norm(x)), float(np.linalg.norm(y))
+        x, y = x.astype(np.float64, copy=False).ravel(), y.astype(np.float64, copy=False).ravel()
+        nx, ny = math.sqrt(float(x @ x)), math.sqrt(float(y @ y))
         if nx == 0.0 or ny == 0.0:
             return 1.0 if nx == ny else 0.0
-        return float(np.dot(x.ravel(), y.ravel()) / (nx * ny))
-    rows = x.reshape(x.shape[0], -1) if x.ndim >= 2 else x.reshape(1, -1)
-    other = y.reshape(rows.shape)
-    return float(np.mean(np.argmax(rows, axis=1) == np.argmax(other, axis=1)))
+        return float(x @ y) / (nx * ny)
+    if x.ndim < 2:  # one row: its argmax
+        return float(x.argmax() == y.argmax())
+    rows = x.reshape(x.shape[0], -1).argmax(axis=1) == y.reshape(y.shape[0], -1).argmax(axis=1)
+    return float(rows.mean())
 
 
 class RolloutFollower:
@@ -131,7 +165,7 @@ class RolloutFollower:
         self._residency = residency
         self.poll_s = poll_s
         self._queue: asyncio.Queue[tuple[_Route, str, str, Arrays, Arrays, Any]] = asyncio.Queue(queue_size)
-        self._rng = rng or random.Random()
+        self._bits = (rng or random.Random()).getrandbits
         self._routes: dict[str, _Route] = {}
         self._reachable = True
 
@@ -141,26 +175,33 @@ class RolloutFollower:
         r = self._routes.get(name)
         if version or r is None:
             return version
-        if r.ready and self._rng.random() * 100 < r.weight:
-            return r.candidate
-        return r.production
+        return r.candidate if self._bits(_RNG_BITS) < r.threshold else r.production
 
     def observe(self, name: str, version: str, seconds: float, failed: bool) -> None:
         r = self._routes.get(name)
-        if r is not None and version in (r.production, r.candidate):
-            r.tally(version).add(seconds, failed)
+        if r is not None:
+            tally = r.tally(version)
+            if tally is not None:
+                tally.add(seconds, failed)
 
     def mirror(
         self, name: str, version: str, feeds: Arrays, outputs: Arrays, residency: Any, *, admit: Callable[[], bool]
     ) -> None:
         """Offer an answered request to the other version; dropped when the queue is full or not chosen. A chosen
-        copy is made only when ``admit()`` (the caller's access and rate limits, as for the request) allows it."""
+        copy is made only when ``admit()`` (the caller's access and rate limits, as for the request) allows it.
+        Nothing is copied here: the queue holds references to the request's arrays, which nothing changes after
+        the answer; the mirror worker makes the copy it runs."""
         r = self._routes.get(name)
-        if r is None or not r.ready or version not in (r.production, r.candidate) or r.mirror <= 0:
+        if r is None or self._bits(_RNG_BITS) >= r.mirror_threshold:
             return
-        if self._rng.random() >= r.mirror or not admit():
+        if version == r.production:
+            other = r.candidate
+        elif version == r.candidate:
+            other = r.production
+        else:
             return
-        other = r.candidate if version == r.production else r.production
+        if not admit():
+            return
         try:
             self._queue.put_nowait((r, name, other, feeds, outputs, residency))
         except asyncio.QueueFull:
@@ -184,6 +225,9 @@ class RolloutFollower:
         while True:
             r, name, other, feeds, primary, residency = await self._queue.get()
             started = loop.time()
+            tally = r.tally(other)
+            if tally is None:  # the route moved on since the copy was queued
+                continue
             try:
                 if self._residency is not None:
                     await self._residency.check(name, other, residency)
@@ -191,13 +235,13 @@ class RolloutFollower:
                 shadow = await executor.infer(dict(feeds))
             except HonedError as exc:
                 log.debug("mirrored request to %s:%s failed: %s", name, other, exc)
-                r.tally(other).add(loop.time() - started, failed=_server_side(exc))
+                tally.add(loop.time() - started, failed=_server_side(exc))
                 continue
             except Exception:  # a failing shadow run must never stop the worker
                 log.exception("mirrored request to %s:%s failed", name, other)
-                r.tally(other).add(loop.time() - started, failed=True)
+                tally.add(loop.time() - started, failed=True)
                 continue
-            r.tally(other).add(loop.time() - started, failed=False)
+            tally.add(loop.time() - started, failed=False)
             first = next(iter(primary))
             if first in shadow:
                 r.pairs += 1
@@ -255,6 +299,7 @@ class RolloutFollower:
             if current.candidate not in self._repository.versions(name):
                 await self._reload(name)
             current.ready = current.candidate in self._repository.versions(name)
+        current.settle()
         self._set_weights(name, current, active)
 
     async def _end_route(self, name: str, route: _Route) -> None:
@@ -263,6 +308,7 @@ class RolloutFollower:
         ended = await asyncio.to_thread(self._rollouts.get, name)
         promoted = ended.id == route.rollout_id and ended.status == PROMOTED
         route.weight, route.mirror = (100 if promoted else 0), 0.0
+        route.settle()
         self._catalog.extra.pop(name, None)
         await self._reload(name)
         del self._routes[name]
