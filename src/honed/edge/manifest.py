@@ -18,7 +18,8 @@ from honed.runtime import RuntimeConfig
 
 EDGE_SCHEMA = "honed.edge/1"
 MANIFEST_FILE = "manifest.json"
-MODEL_FORMATS = ("onnx", "ort")
+MODEL_FORMATS = ("onnx", "ort", "openvino-ir")
+BACKENDS = ("onnxruntime", "openvino")
 SOURCE_KINDS = ("optimize", "model", "registry")
 
 
@@ -54,7 +55,9 @@ class EdgeTensor:
 
 @dataclass(frozen=True)
 class SessionSettings:
-    """The ONNX Runtime session options the bundle's runner applies (recorded from the winner's runtime config).
+    """The session the bundle's runner opens (recorded from the winner's runtime config): the runtime, and ONNX
+    Runtime's session options or, for OpenVINO, the full set of compile properties honed's own session uses
+    (``options``: precision hint, performance hint, threads), which the runner passes as they are.
 
     CPU pinning (``affinity``) is not carried: core ids of the optimize machine mean nothing on another box.
     """
@@ -66,9 +69,16 @@ class SessionSettings:
     execution_mode: str = "sequential"
     spinning: bool = True
     memory_arena: bool = True
+    backend: str = "onnxruntime"
+    options: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_runtime(cls, config: RuntimeConfig) -> SessionSettings:
+        options: dict[str, str] = {}
+        if config.backend == "openvino":
+            from honed.runtime.openvino_backend import compile_properties
+
+            options = {k: str(v) for k, v in compile_properties(config.with_(affinity=None)).items()}
         return cls(
             provider=config.provider,
             graph_optimization=config.graph_optimization,
@@ -77,18 +87,28 @@ class SessionSettings:
             execution_mode=config.execution_mode,
             spinning=config.spinning,
             memory_arena=config.memory_arena,
+            backend=config.backend,
+            options=options,
         )
 
     def runtime_config(self) -> RuntimeConfig:
         """The same options as honed's RuntimeConfig (validated), for running the reference in-process."""
-        return RuntimeConfig(**self.to_dict())
+        return RuntimeConfig(**{**self.to_dict(), "options": dict(self.options)})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "options": dict(self.options)}
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> SessionSettings:
+        backend = data.get("backend", "onnxruntime") if isinstance(data, Mapping) else None
+        if backend not in BACKENDS:
+            raise InvalidArgument(f"{where}.backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+        options = data.get("options") or {}
+        if not isinstance(options, Mapping):
+            raise InvalidArgument(f"{where}.options must be a JSON object")
         settings = cls(
+            backend=str(backend),
+            options={str(k): str(v) for k, v in options.items()},
             provider=str(_get(data, "provider", str, where)),
             graph_optimization=str(_get(data, "graph_optimization", str, where)),
             intra_op_threads=int(_get(data, "intra_op_threads", int, where)),
@@ -178,7 +198,8 @@ class EdgeSource:
     parent: str | None = None
     """That version's parent in the registry's lineage (the model it was optimized from)."""
     measured_backend: str = "onnxruntime"
-    """The backend the optimize run measured the winner on (the bundle always runs ONNX Runtime)."""
+    """The backend the optimize run measured the winner on (an OpenVINO IR winner runs on OpenVINO, the rest on
+    ONNX Runtime)."""
     recipe: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -219,7 +240,7 @@ class EdgeManifest:
     session: SessionSettings
     sample: EdgeSample
     runtime: Mapping[str, str]
-    """Distribution -> the version pinned in requirements.txt (onnxruntime, numpy)."""
+    """Distribution -> the version pinned in requirements.txt (onnxruntime or openvino, and numpy)."""
     source: EdgeSource
     files: Mapping[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
