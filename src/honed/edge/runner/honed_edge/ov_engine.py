@@ -35,8 +35,9 @@ class Engine:
     def describe(self) -> str:
         """The runtime and what the compiled model reports it runs with (not merely what was asked for)."""
         precision = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+        name = precision.get_type_name() if hasattr(precision, "get_type_name") else str(precision)
         threads = self.compiled.get_property("INFERENCE_NUM_THREADS")
-        return f"openvino {ov.get_version()}, precision {precision}, {threads} threads"
+        return f"openvino {ov.get_version()}, precision {name}, {threads} threads"
 
     def run(self, feeds: Mapping[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
         request = getattr(self.local, "request", None)
