@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -201,32 +200,6 @@ def test_export_refuses_an_existing_folder_and_leaves_nothing_half_written(sourc
     with pytest.raises(DataError, match="the model takes x"):
         export_edge(str(source), tmp_path / "b", sample=tmp_path / "wrong.npz", measure=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken", "wrong.npz"]
-
-
-WHEELHOUSE = os.environ.get("HONED_EDGE_WHEELHOUSE")
-
-
-@pytest.mark.skipif(
-    not WHEELHOUSE, reason="HONED_EDGE_WHEELHOUSE (a folder of the pinned wheels) is not set; pip cannot fetch offline"
-)
-def test_a_fresh_venv_with_only_the_requirements_runs_the_bundle(bundle: Path, tmp_path: Path) -> None:
-    env = tmp_path / "v"
-    subprocess.run([sys.executable, "-m", "venv", str(env)], check=True, capture_output=True)
-    python = str(env / "bin" / "python")
-    pip = [python, "-m", "pip", "install", "-q", "--no-index", "--find-links", str(WHEELHOUSE)]
-    subprocess.run([*pip, "-r", str(bundle / "requirements.txt")], check=True, capture_output=True)
-    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    probe = subprocess.run([python, "-c", "import honed"], capture_output=True, check=False, env=clean)
-    assert probe.returncode != 0
-    done = subprocess.run(
-        [python, "-B", "-m", "honed_edge", "selftest"],
-        cwd=bundle,
-        capture_output=True,
-        text=True,
-        check=False,
-        env=clean,
-    )
-    assert done.returncode == 0 and done.stdout.startswith("selftest ok:"), done.stderr
 
 
 def test_selftest_expect_pins_the_manifest_and_other_versions_warn(bundle: Path, tmp_path: Path) -> None:

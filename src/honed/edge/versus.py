@@ -115,7 +115,7 @@ def _start_runner(bundle: Path, stack: ExitStack) -> int:
     return int(found.group(1))
 
 
-def serve_repository(model: Path, name: str, runtime: RuntimeConfig, folder: Path) -> Path:
+def _serve_repository(model: Path, name: str, runtime: RuntimeConfig, folder: Path) -> Path:
     """``folder`` as a one-model repository for ``honed serve``: ``name/1/`` holding the model, and ``name/config.json``
     with ``runtime``."""
     version = folder / name / "1"
@@ -125,7 +125,7 @@ def serve_repository(model: Path, name: str, runtime: RuntimeConfig, folder: Pat
     return folder
 
 
-def serve_command(repository: Path, port: int, runtime: RuntimeConfig) -> list[str]:
+def _serve_command(repository: Path, port: int, runtime: RuntimeConfig) -> list[str]:
     """``honed serve`` on ``repository``: HTTP on ``port`` only, no batching, the runtime's threads."""
     command = [sys.executable, "-m", "honed", "serve", "--repository", str(repository)]
     command += ["--http", f"127.0.0.1:{port}", "--grpc", "off", "--no-batching"]
@@ -134,9 +134,11 @@ def serve_command(repository: Path, port: int, runtime: RuntimeConfig) -> list[s
     return command
 
 
-def _start_serve(model: Path, name: str, runtime: RuntimeConfig, work: Path, stack: ExitStack) -> int:
+def start_honed_serve(model: Path, name: str, runtime: RuntimeConfig, work: Path, stack: ExitStack) -> int:
+    """``honed serve`` on ``model`` (served as ``name`` with ``runtime``, from a repository made in ``work``), ready;
+    returns its HTTP port. ``stack`` stops it (SIGTERM) when closed."""
     port = _free_port()
-    command = serve_command(serve_repository(model, name, runtime, work / "repository"), port, runtime)
+    command = _serve_command(_serve_repository(model, name, runtime, work / "repository"), port, runtime)
     process = stack.enter_context(_process(command, work))
     deadline = time.monotonic() + _START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -183,7 +185,10 @@ def compare_with_serve(
     body = infer_body(feeds)
     path = f"/v2/models/{name}/infer"
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="honed-edge-versus-") as tmp:
-        ports = {"runner": _start_runner(bundle, stack), "serve": _start_serve(model, name, runtime, Path(tmp), stack)}
+        ports = {
+            "runner": _start_runner(bundle, stack),
+            "serve": start_honed_serve(model, name, runtime, Path(tmp), stack),
+        }
         conns = {k: http.client.HTTPConnection("127.0.0.1", p, timeout=_REQUEST_TIMEOUT_S) for k, p in ports.items()}
         for conn in conns.values():
             stack.callback(conn.close)
