@@ -27,26 +27,20 @@ from typing import Any
 from honed import __version__
 from honed.deploy.dockerfiles import dockerfile
 from honed.errors import BackendUnavailable, InvalidArgument
+from honed.fields import Document
 from honed.serve.contract import GRPC_PORT, HTTP_PORT, READY_PATH
 
 READY_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)
-class ImageReport:
+class ImageReport(Document):
     """What was built: the tag, its base, its size in bytes, and seconds from ``docker run`` to ready."""
 
     tag: str
     base: str
     size_bytes: int
     cold_start_s: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"tag": self.tag, "base": self.base, "size_bytes": self.size_bytes, "cold_start_s": self.cold_start_s}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ImageReport:
-        return cls(str(data["tag"]), str(data["base"]), int(data["size_bytes"]), float(data["cold_start_s"]))
 
 
 def docker(*args: str, timeout: float = 600.0) -> str:

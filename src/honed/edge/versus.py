@@ -29,6 +29,7 @@ import numpy as np
 
 from honed.edge.runner_files import runner_command
 from honed.errors import BackendError, InvalidArgument
+from honed.fields import Document
 from honed.model.artifact import IR_FILE, ONNX_FILE, copy_artifact, is_ir
 from honed.runtime import RuntimeConfig
 from honed.serve.protocol.datatypes import from_numpy
@@ -38,7 +39,7 @@ _REQUEST_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
-class ServeComparison:
+class ServeComparison(Document):
     requests: int
     """Requests timed on each server (after ``warmup`` each), alternating between them."""
     warmup: int
@@ -46,25 +47,6 @@ class ServeComparison:
     serve_p50_ms: float
     ratio: float
     """``runner_p50_ms / serve_p50_ms``: below 1 the runner answers faster."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "requests": self.requests,
-            "warmup": self.warmup,
-            "runner_p50_ms": self.runner_p50_ms,
-            "serve_p50_ms": self.serve_p50_ms,
-            "ratio": self.ratio,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ServeComparison:
-        return cls(
-            requests=int(data["requests"]),
-            warmup=int(data["warmup"]),
-            runner_p50_ms=float(data["runner_p50_ms"]),
-            serve_p50_ms=float(data["serve_p50_ms"]),
-            ratio=float(data["ratio"]),
-        )
 
 
 def infer_body(feeds: Mapping[str, np.ndarray[Any, Any]]) -> bytes:
