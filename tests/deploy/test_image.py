@@ -1,17 +1,21 @@
 """The serving image, built and run for real: ``honed deploy image`` on a local Debian base, then the container
 as a Kubernetes pod runs it (its non-root user, a read-only root filesystem with a tmpfs /tmp, the model mounted
 read-only, the access policy and TLS secret files root-owned 0440 and readable through the fsGroup), answered
-over REST and gRPC on 127.0.0.1 and stopped with SIGTERM.
+over REST and gRPC on 127.0.0.1, and sent SIGTERM while a request is in flight, which is still answered before
+the container exits 0.
 
 Skips, with the reason, where ``docker info`` fails or the base image cannot be made (no debootstrap). The base
 image stays in Docker's store and the wheels in ``.ci-cache/image-wheels`` between runs."""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +31,7 @@ from honed.deploy.k8s import IMAGE_UID, MODEL_MOUNT
 from honed.deploy.serving import ACCESS_MOUNT, TLS_MOUNT, ServingSecrets
 from honed.runtime import create_session
 from honed.serve.access import token_hash
+from honed.serve.contract import READY_PATH
 from tests.conformance import models
 from tests.deploy.base_image import BASE_TAG, docker_problem, ensure_base_image
 
@@ -141,17 +146,80 @@ def test_rest_and_grpc_over_tls_equal_onnxruntime_and_need_a_token(
     assert "UNAUTHENTICATED" in str(missing.value.status())
 
 
-def test_the_root_filesystem_is_read_only_and_sigterm_drains_to_exit_0(
-    served: tuple[Container, ssl.SSLContext],
+def _hold_request(container: Container, context: ssl.SSLContext, length: int) -> ssl.SSLSocket:
+    """An infer request whose headers (with ``Expect: 100-continue``) are sent and whose body is not: once the
+    server answers ``100 Continue``, its handler has authorized the call and is waiting for the body, in flight."""
+    raw = socket.create_connection(("127.0.0.1", container.http_port), timeout=30)
+    conn = context.wrap_socket(raw, server_hostname="127.0.0.1")
+    head = (
+        "POST /v2/models/fraud/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {APP}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n"
+        "Expect: 100-continue\r\n\r\n"
+    )
+    conn.sendall(head.encode())
+    interim = b""
+    while b"\r\n\r\n" not in interim:
+        chunk = conn.recv(4096)
+        assert chunk, f"the server closed the connection: {interim!r}"
+        interim += chunk
+    assert interim.startswith(b"HTTP/1.1 100 "), interim
+    return conn
+
+
+def _response(conn: ssl.SSLSocket) -> tuple[int, bytes]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        assert chunk, f"the connection closed before a response: {data!r}"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    length = int({k.lower(): v for k, v in headers.items()}["content-length"])
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        assert chunk, "the connection closed mid-response"
+        body += chunk
+    return int(lines[0].split()[1]), body
+
+
+def _not_ready(container: Container, context: ssl.SSLContext) -> bool:
+    try:
+        ready = httpx.get(f"https://127.0.0.1:{container.http_port}{READY_PATH}", verify=context, timeout=2)
+    except httpx.TransportError:
+        return True  # the listener closed: the drain has begun
+    return ready.status_code != 200
+
+
+def test_the_root_filesystem_is_read_only_and_sigterm_drains_the_request_in_flight_to_exit_0(
+    served: tuple[Container, ssl.SSLContext], mounts: dict[str, Path]
 ) -> None:
-    container, _ = served
+    container, context = served
     write = subprocess.run(
         ["docker", "exec", container.id, "sh", "-c", "touch /opt/honed/x || echo refused; touch /tmp/x && echo ok"],
         capture_output=True,
         text=True,
     )
     assert write.stdout.split() == ["refused", "ok"], write
-    assert container.stop() == 0, container.final_logs
+    x = np.random.default_rng(9).standard_normal((2, 8)).astype(np.float32)
+    want = create_session(mounts["models"] / "fraud" / "1" / "model.onnx").run({"x": x})["y"]
+    body = json.dumps({"inputs": [{"name": "x", "shape": [2, 8], "datatype": "FP32", "data": x.ravel().tolist()}]})
+    held = _hold_request(container, context, len(body))
+    try:
+        container.terminate()
+        deadline = time.monotonic() + 30
+        while not _not_ready(container, context):
+            assert time.monotonic() < deadline, "SIGTERM did not start the drain within 30 s"
+            time.sleep(0.05)
+        assert container.running(), "the container exited with a request still in flight"
+        held.sendall(body.encode())
+        status, answer = _response(held)
+    finally:
+        held.close()
+    assert status == 200, answer
+    got = np.asarray(json.loads(answer)["outputs"][0]["data"], dtype=np.float32).reshape(want.shape)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert container.wait_exit() == 0, container.final_logs
 
 
 def _deploy_image(base: str) -> subprocess.CompletedProcess[str]:

@@ -1,12 +1,14 @@
 """Starting a bundle's runner the way a device would: a Python that cannot import honed.
 
 ``python -I -S`` skips site-packages processing, so honed's editable-install ``.pth`` file never runs; the folders
-that hold numpy and onnxruntime are put on ``sys.path`` by hand, and a meta-path finder makes any attempt to import
-``honed`` fail loudly, so a runner that reached for honed would fail the test rather than quietly work.
+that hold numpy and the runtimes are put on ``sys.path`` by hand, and a meta-path finder makes any attempt to import
+``honed`` (or another module named in ``EDGE_BLOCK``, such as the runtime the bundle does not use) fail loudly, so a
+runner that reached for it would fail the test rather than quietly work.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -16,30 +18,43 @@ from pathlib import Path
 
 import numpy
 import onnxruntime
+import openvino
 
-SITE = sorted({str(Path(numpy.__file__).parent.parent), str(Path(onnxruntime.__file__).parent.parent)})
+SITE = sorted({str(Path(m.__file__).parent.parent) for m in (numpy, onnxruntime, openvino)})
 
 LAUNCH = """
 import importlib.abc, json, runpy, sys
 
-class NoHoned(importlib.abc.MetaPathFinder):
+bundle, site, blocked = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+
+class Blocked(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name == "honed" or name.startswith("honed."):
-            raise ImportError("the bundle's runner imported honed")
+        if name.split(".")[0] in blocked:
+            raise ImportError(f"the bundle's runner imported {name}")
         return None
 
-bundle, site = sys.argv[1], json.loads(sys.argv[2])
-sys.meta_path.insert(0, NoHoned())
+sys.meta_path.insert(0, Blocked())
 sys.path[:0] = [bundle, *site]
-sys.argv = ["honed_edge", *sys.argv[3:]]
+sys.argv = ["honed_edge", *sys.argv[4:]]
 runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 """
 
 
-def isolated(bundle: Path, *args: str) -> list[str]:
-    import json
+OTHER_RUNTIME = {"onnxruntime": "openvino", "openvino": "onnxruntime"}
 
-    return [sys.executable, "-I", "-S", "-B", "-c", LAUNCH, str(bundle), json.dumps(SITE), *args]
+
+def blocked_for(bundle: Path) -> list[str]:
+    """honed, and the runtime the bundle's manifest does not name."""
+    try:
+        backend = json.loads((bundle / "manifest.json").read_text())["session"].get("backend", "onnxruntime")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return ["honed"]  # a manifest a test broke: the runner refuses it before any runtime loads
+    return ["honed", OTHER_RUNTIME.get(backend, "onnxruntime")]
+
+
+def isolated(bundle: Path, *args: str) -> list[str]:
+    blocked = json.dumps(blocked_for(bundle))
+    return [sys.executable, "-I", "-S", "-B", "-c", LAUNCH, str(bundle), json.dumps(SITE), blocked, *args]
 
 
 def run_isolated(bundle: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -136,9 +136,9 @@ def test_bad_folders_and_options_exit_2_and_write_nothing(
     (tmp_path / "empty").mkdir()
     out = tmp_path / "bundle"
     assert run(["export", "edge", str(tmp_path / "empty"), "--out", str(out)]) == 2
-    assert "holds no model.onnx" in _one_error_line(capsys)
+    assert "holds no model.onnx or model.xml" in _one_error_line(capsys)
     assert run(["export", "edge", str(model), "--out", str(out), "--format", "tflite"]) == 2
-    assert "--format must be one of auto, onnx, ort" in _one_error_line(capsys)
+    assert "--format must be one of auto, onnx, ort, openvino-ir" in _one_error_line(capsys)
     wheels = tmp_path / "no-wheels"
     assert run(["export", "edge", str(model), "--out", str(out), "--format", "onnx", "--wheelhouse", str(wheels)]) == 2
     assert "is not a folder of wheels" in _one_error_line(capsys)

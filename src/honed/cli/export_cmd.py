@@ -67,7 +67,9 @@ def register(app: typer.Typer) -> None:
     @export_app.command("edge")
     def edge_cmd(
         source: str = typer.Argument(
-            ..., help="An optimize output folder, an .onnx file, or with --registry a reference (name@alias, name:V)."
+            ...,
+            help="An optimize output folder, an .onnx or IR .xml file, or with --registry a reference "
+            "(name@alias, name:V).",
         ),
         out: Path = typer.Option(..., "--out", "-o", help="The bundle folder to write (must not exist, or --force)."),
         registry: str | None = typer.Option(
@@ -75,7 +77,10 @@ def register(app: typer.Typer) -> None:
         ),
         name: str | None = typer.Option(None, "--name", help="The model's name in the bundle and its V2 endpoints."),
         model_format: str = typer.Option(
-            "auto", "--format", help="auto (whichever opens faster here), onnx, or ort (ONNX Runtime's ORT format)."
+            "auto",
+            "--format",
+            help="auto (whichever opens faster here; IR for an OpenVINO IR winner), onnx, ort (ONNX Runtime's ORT "
+            "format) or openvino-ir.",
         ),
         sample: Path | None = typer.Option(
             None, "--sample", help=".npz with one input per model input for the selftest (default: synthetic)."

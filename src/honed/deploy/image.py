@@ -27,26 +27,20 @@ from typing import Any
 from honed import __version__
 from honed.deploy.dockerfiles import dockerfile
 from honed.errors import BackendUnavailable, InvalidArgument
+from honed.fields import Document
 from honed.serve.contract import GRPC_PORT, HTTP_PORT, READY_PATH
 
 READY_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)
-class ImageReport:
+class ImageReport(Document):
     """What was built: the tag, its base, its size in bytes, and seconds from ``docker run`` to ready."""
 
     tag: str
     base: str
     size_bytes: int
     cold_start_s: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"tag": self.tag, "base": self.base, "size_bytes": self.size_bytes, "cold_start_s": self.cold_start_s}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ImageReport:
-        return cls(str(data["tag"]), str(data["base"]), int(data["size_bytes"]), float(data["cold_start_s"]))
 
 
 def docker(*args: str, timeout: float = 600.0) -> str:
@@ -208,7 +202,7 @@ class Container:
                         return time.perf_counter() - self.started
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
-            if docker("inspect", "--format", "{{.State.Running}}", self.id).strip() != "true":
+            if not self.running():
                 raise BackendUnavailable(f"the container exited before it was ready: {self.logs()[-500:]}")
             time.sleep(0.1)
         raise BackendUnavailable(f"the container was not ready within {timeout_s:.0f} s: {self.logs()[-500:]}")
@@ -222,8 +216,24 @@ class Container:
         kept in :attr:`final_logs`."""
         try:
             docker("stop", "--time", str(grace_s), self.id, timeout=grace_s + 30)
+        except BaseException:
+            subprocess.run(["docker", "rm", "--force", self.id], capture_output=True, check=False)
+            raise
+        return self.wait_exit()
+
+    def terminate(self) -> None:
+        """Send SIGTERM (what Kubernetes does first) and return at once, the container still draining."""
+        docker("kill", "--signal", "TERM", self.id)
+
+    def running(self) -> bool:
+        return docker("inspect", "--format", "{{.State.Running}}", self.id).strip() == "true"
+
+    def wait_exit(self, timeout_s: float = 60.0) -> int:
+        """The exit code once the container stops; it is then removed, its output kept in :attr:`final_logs`."""
+        try:
+            code = int(docker("wait", self.id, timeout=timeout_s).strip())
             self.final_logs = self.logs()
-            return int(docker("inspect", "--format", "{{.State.ExitCode}}", self.id).strip())
+            return code
         finally:
             subprocess.run(["docker", "rm", "--force", self.id], capture_output=True, check=False)
 

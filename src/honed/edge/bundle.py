@@ -1,6 +1,9 @@
 """Writing an edge bundle: the model in its fastest-loading form, a recorded sample with its reference output,
 the session options, ``requirements.txt``, the runner, and the manifest with every file's sha256.
 
+An ONNX model runs on ONNX Runtime (as ONNX or its ORT format, whichever opens faster); an OpenVINO IR winner
+(``model.xml`` + ``model.bin``) runs on OpenVINO, and ``requirements.txt`` pins openvino instead of onnxruntime.
+
 The bundle is built in a hidden folder beside ``out``, checked by running its own selftest (and measured), and
 only then renamed to ``out``: a failed export leaves nothing behind.
 """
@@ -23,7 +26,7 @@ import numpy as np
 
 import honed
 from honed.edge.cost import COST_FILE, BundleCost, cold_starts, measure_cost
-from honed.edge.format import FORMAT_CHOICES, choose_format
+from honed.edge.format import FORMAT_CHOICES, FormatChoice, choose_format
 from honed.edge.manifest import (
     MANIFEST_FILE,
     EdgeManifest,
@@ -36,10 +39,12 @@ from honed.edge.runner_files import copy_runner
 from honed.edge.source import ResolvedSource, resolve_source
 from honed.edge.versus import compare_with_serve
 from honed.errors import DataError, InvalidArgument
+from honed.model.artifact import artifact_files, is_ir
 from honed.model.loader import file_sha256
 from honed.model.spec import TensorSpec, concrete_shapes
 
 RUNTIME_DISTRIBUTIONS = ("onnxruntime", "numpy")
+"""What an ONNX bundle's requirements.txt pins; an OpenVINO bundle pins openvino in onnxruntime's place."""
 SAMPLE_FILE, REFERENCE_FILE = "sample.npz", "reference.npz"
 DEFAULT_RTOL, DEFAULT_ATOL = 1e-3, 1e-5
 
@@ -55,9 +60,14 @@ class EdgeExport:
     """What ``python -m honed_edge selftest --expect`` checks: the manifest is the one exported."""
 
 
-def pinned_versions() -> dict[str, str]:
-    """The installed onnxruntime and numpy versions: what requirements.txt pins and the sample was checked with."""
-    return {name: importlib.metadata.version(name) for name in RUNTIME_DISTRIBUTIONS}
+def runtime_distributions(backend: str = "onnxruntime") -> tuple[str, ...]:
+    """The distributions a bundle on ``backend`` needs: the runtime and numpy."""
+    return (backend, *RUNTIME_DISTRIBUTIONS[1:])
+
+
+def pinned_versions(backend: str = "onnxruntime") -> dict[str, str]:
+    """The installed runtime and numpy versions: what requirements.txt pins and the sample was checked with."""
+    return {name: importlib.metadata.version(name) for name in runtime_distributions(backend)}
 
 
 def _tensor(spec: TensorSpec, dtype: np.dtype[Any], rank: int) -> EdgeTensor:
@@ -188,26 +198,36 @@ def _build(
         values: dict[str, Any] = dict(arrays)
         np.savez(staging / file, **values)
 
-    say("choosing the model format")
-    with tempfile.TemporaryDirectory(prefix="honed-edge-ort-") as work:
-        choice = choose_format(resolved.model_path, Path(work), settings.to_dict(), model_format)
-        model_file = "model.ort" if choice.format == "ort" else "model.onnx"
-        shutil.copyfile(choice.path, staging / model_file)
-        operators = None
-        if choice.required_operators is not None:
-            operators = "required_operators.config"
-            # the converter names the temporary file it read; the bundle's own file name is what stays true
-            listing = choice.required_operators.read_text(encoding="utf-8").replace(str(choice.path), model_file)
-            (staging / operators).write_text(listing, encoding="utf-8")
+    operators = None
+    if is_ir(resolved.model_path):
+        if model_format not in ("auto", "openvino-ir"):
+            raise InvalidArgument(
+                f"{resolved.model_path} is OpenVINO IR: it is bundled as IR, not --format {model_format}"
+            )
+        choice = FormatChoice(resolved.model_path, "openvino-ir", "OpenVINO IR winner, run on OpenVINO", {}, None)
+        model_file = "model.xml"
+        for source, dest in zip(artifact_files(resolved.model_path), artifact_files(staging / model_file), strict=True):
+            shutil.copyfile(source, dest)
+    else:
+        say("choosing the model format")
+        with tempfile.TemporaryDirectory(prefix="honed-edge-ort-") as work:
+            choice = choose_format(resolved.model_path, Path(work), settings.to_dict(), model_format)
+            model_file = "model.ort" if choice.format == "ort" else "model.onnx"
+            shutil.copyfile(choice.path, staging / model_file)
+            if choice.required_operators is not None:
+                operators = "required_operators.config"
+                # the converter names the temporary file it read; the bundle's own file name is what stays true
+                listing = choice.required_operators.read_text(encoding="utf-8").replace(str(choice.path), model_file)
+                (staging / operators).write_text(listing, encoding="utf-8")
 
-    versions = pinned_versions()
+    versions = pinned_versions(settings.backend)
     _write_requirements(staging, versions)
     copy_runner(staging)
     notes = []
-    if resolved.provenance.measured_backend != "onnxruntime":
+    if resolved.provenance.measured_backend != settings.backend:
         notes.append(
             f"the optimize run measured this model on {resolved.provenance.measured_backend}; "
-            "the bundle runs it on ONNX Runtime with the recorded threads and graph level"
+            f"the bundle runs it on {settings.backend} with the recorded threads and graph level"
         )
     manifest = EdgeManifest(
         name=resolved.name,
@@ -239,7 +259,7 @@ def _build(
         return manifest, None
     cost = measure_cost(
         staging,
-        list(RUNTIME_DISTRIBUTIONS),
+        list(versions),
         load_ms=choice.load_ms,
         latency_count=latency_count,
         wheelhouse=wheelhouse,
@@ -247,7 +267,7 @@ def _build(
     )
     say("p50 against honed serve")
     versus = compare_with_serve(
-        staging, resolved.model_path, resolved.name, feeds, threads=settings.intra_op_threads, requests=versus_requests
+        staging, resolved.model_path, resolved.name, feeds, settings.runtime_config(), requests=versus_requests
     )
     cost = dataclasses.replace(cost, versus_serve=versus)
     _write_document(staging / COST_FILE, cost.to_dict())

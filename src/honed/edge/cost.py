@@ -28,6 +28,7 @@ from packaging.utils import canonicalize_name
 from honed.edge.runner_files import runner_command
 from honed.edge.versus import ServeComparison
 from honed.errors import BackendError, InvalidArgument
+from honed.fields import Document
 
 COST_SCHEMA = "honed.edge-cost/1"
 COST_FILE = "cost.json"
@@ -35,7 +36,7 @@ _TIMEOUT_S = 600
 
 
 @dataclass(frozen=True)
-class EnvironmentSize:
+class EnvironmentSize(Document):
     bytes: int
     method: str
     """``venv``: a fresh virtual environment with the requirements installed offline; ``record``: the installed
@@ -43,12 +44,9 @@ class EnvironmentSize:
     distributions: Mapping[str, int] = field(default_factory=dict)
     """Distribution -> installed bytes (``record`` only)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"bytes": self.bytes, "method": self.method, "distributions": dict(self.distributions)}
-
 
 @dataclass(frozen=True)
-class BundleCost:
+class BundleCost(Document):
     bundle_bytes: int
     environment: EnvironmentSize
     cold_start_s: float
@@ -66,20 +64,7 @@ class BundleCost:
     """The runner's p50 against ``honed serve`` on the same model, measured in the same run."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": COST_SCHEMA,
-            "bundle_bytes": self.bundle_bytes,
-            "environment": self.environment.to_dict(),
-            "cold_start_s": self.cold_start_s,
-            "cold_start_runs_s": list(self.cold_start_runs_s),
-            "peak_rss_bytes": self.peak_rss_bytes,
-            "p50_ms": self.p50_ms,
-            "p90_ms": self.p90_ms,
-            "latency_count": self.latency_count,
-            "load_ms": dict(self.load_ms),
-            "machine": self.machine,
-            "versus_serve": None if self.versus_serve is None else self.versus_serve.to_dict(),
-        }
+        return {"schema": COST_SCHEMA, **super().to_dict()}
 
 
 def bundle_size(bundle: Path, exclude: tuple[str, ...] = (COST_FILE,)) -> int:

@@ -21,14 +21,15 @@ from typing import Any
 from honed.edge.runner_files import python_command, runner_source
 from honed.errors import BackendError, InvalidArgument
 
-FORMAT_CHOICES = ("auto", "onnx", "ort")
+FORMAT_CHOICES = ("auto", "onnx", "ort", "openvino-ir")
+"""``openvino-ir`` only for an IR winner, which is always bundled as IR."""
 LOAD_REPEATS = 5
 _TIMEOUT_S = 600
 
 _TIME_LOADS = """
 import json, statistics, sys, time
 sys.path.insert(0, sys.argv[1])
-from honed_edge.session import open_session
+from honed_edge.ort_engine import open_session
 settings, repeats, paths = json.loads(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
 times = {p: [] for p in paths}
 for _ in range(repeats):
@@ -91,6 +92,8 @@ def time_loads(paths: list[Path], settings: Mapping[str, Any], repeats: int = LO
 def choose_format(onnx_path: Path, work: Path, settings: Mapping[str, Any], wanted: str = "auto") -> FormatChoice:
     if wanted not in FORMAT_CHOICES:
         raise InvalidArgument(f"--format must be one of {', '.join(FORMAT_CHOICES)}; got {wanted!r}")
+    if wanted == "openvino-ir":
+        raise InvalidArgument(f"--format openvino-ir needs an OpenVINO IR winner; {onnx_path.name} is ONNX")
     if wanted == "onnx":
         return FormatChoice(onnx_path, "onnx", "ONNX asked for (--format onnx)", {}, None)
     try:

@@ -1,7 +1,9 @@
 """What ``honed export edge SOURCE`` exports: an optimize output folder, a model file, or a registry version.
 
-Each resolves to a :class:`ResolvedSource`: the ONNX file, the runtime config the optimize run chose (the default
-config for a bare model file), the input shapes it measured at, and the provenance the manifest records.
+Each resolves to a :class:`ResolvedSource`: the model (an ONNX file, or an OpenVINO IR ``model.xml`` with its
+``model.bin``), the runtime config the optimize run chose (the default config for a bare model file), the input
+shapes it measured at, and the provenance the manifest records. An IR winner keeps OpenVINO and the precision and
+threads it was measured with; every ONNX model runs on ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from typing import Any
 
 from honed.edge.manifest import EdgeSource
 from honed.errors import HonedError, InvalidArgument, ModelNotFound
-from honed.model.loader import file_sha256
+from honed.model.artifact import artifact_exists, artifact_sha256, check_ir, is_ir, winner_file
 from honed.runtime import RuntimeConfig
+from honed.runtime.factory import runtime_for
 
 
 @dataclass(frozen=True)
@@ -27,11 +30,18 @@ class ResolvedSource:
     """Input -> the concrete shape the optimize run measured (empty: batch 1, other dynamic dims 1)."""
 
 
-def _runtime_from(data: Any, where: str) -> RuntimeConfig:
-    if not isinstance(data, Mapping):
-        return RuntimeConfig()
+def edge_runtime(model: Path, recorded: RuntimeConfig) -> RuntimeConfig:
+    """The runtime a bundle runs ``model`` on: an IR on OpenVINO with the recorded precision and threads; ONNX on
+    ONNX Runtime with the recorded session options. CPU pinning is dropped (core ids belong to another box)."""
+    if is_ir(model):
+        return runtime_for(model, recorded).with_(affinity=None)
+    return recorded.with_(backend="onnxruntime", affinity=None, options={})
+
+
+def _runtime_from(data: Any, model: Path, where: str) -> RuntimeConfig:
     try:
-        return RuntimeConfig.from_dict(dict(data)).with_(backend="onnxruntime", affinity=None)
+        recorded = RuntimeConfig.from_dict(dict(data)) if isinstance(data, Mapping) else RuntimeConfig()
+        return edge_runtime(model, recorded)
     except HonedError as exc:
         raise InvalidArgument(f"{where}: the recorded runtime config is unusable: {exc}") from exc
 
@@ -46,9 +56,11 @@ def _from_optimize(folder: Path, name: str | None) -> ResolvedSource:
     from honed.search.document import REPORT_FILE, OptimizeReport
     from honed.search.recipe import Recipe
 
-    model = folder / "model.onnx"
-    if not model.is_file():
-        raise InvalidArgument(f"{folder} holds no model.onnx: give an optimize output folder with a winner")
+    model = winner_file(folder)
+    if not artifact_exists(model):
+        raise InvalidArgument(
+            f"{folder} holds no model.onnx or model.xml + model.bin: give an optimize output folder with a winner"
+        )
     recipe_path, report_path = folder / "recipe.json", folder / REPORT_FILE
     if not recipe_path.is_file():
         raise InvalidArgument(f"{folder} holds no recipe.json: it is not a finished optimize output folder")
@@ -56,11 +68,11 @@ def _from_optimize(folder: Path, name: str | None) -> ResolvedSource:
     report = OptimizeReport.read(report_path) if report_path.is_file() else None
     shapes = _shapes(report.settings.shapes) if report is not None and report.settings is not None else {}
     measured = recipe.runtime.backend
-    runtime = recipe.runtime.with_(backend="onnxruntime", affinity=None, options={})
+    runtime = _runtime_from(recipe.runtime.to_dict(), model, str(recipe_path))
     provenance = EdgeSource(
         kind="optimize",
         location=str(folder.resolve()),
-        sha256=file_sha256(model),
+        sha256=artifact_sha256(model),
         measured_backend=measured,
         recipe=recipe.to_dict(),
     )
@@ -68,8 +80,13 @@ def _from_optimize(folder: Path, name: str | None) -> ResolvedSource:
 
 
 def _from_file(path: Path, name: str | None) -> ResolvedSource:
-    provenance = EdgeSource(kind="model", location=str(path.resolve()), sha256=file_sha256(path))
-    return ResolvedSource(path, RuntimeConfig(), provenance, name or _default_name(path.stem))
+    if is_ir(path):
+        check_ir(path)
+    runtime = edge_runtime(path, RuntimeConfig())
+    provenance = EdgeSource(
+        kind="model", location=str(path.resolve()), sha256=artifact_sha256(path), measured_backend=runtime.backend
+    )
+    return ResolvedSource(path, runtime, provenance, name or _default_name(path.stem))
 
 
 def _from_registry(ref: str, url: str | None, name: str | None) -> ResolvedSource:
@@ -78,8 +95,10 @@ def _from_registry(ref: str, url: str | None, name: str | None) -> ResolvedSourc
     with open_registry(url) as registry:
         version = registry.resolve(ref)
         path = registry.artifact_path(version, actor="honed-export")
-    if version.format != "onnx":
-        raise InvalidArgument(f"{version.ref} is stored as {version.format!r}; an edge bundle needs an ONNX model")
+    if version.format not in ("onnx", "openvino-ir"):
+        raise InvalidArgument(
+            f"{version.ref} is stored as {version.format!r}; an edge bundle needs an ONNX model or OpenVINO IR"
+        )
     recipe = version.recipe or {}
     profile = version.profile or {}
     settings = profile.get("settings") if isinstance(profile, Mapping) else None
@@ -92,9 +111,9 @@ def _from_registry(ref: str, url: str | None, name: str | None) -> ResolvedSourc
         measured_backend=str(recipe.get("backend") or "onnxruntime"),
         recipe=recipe or None,
     )
-    runtime = _runtime_from(recipe.get("runtime"), version.ref)
+    runtime = _runtime_from(recipe.get("runtime"), Path(path), version.ref)
     shapes = _shapes(settings.get("shapes")) if isinstance(settings, Mapping) else {}
-    return ResolvedSource(Path(path), runtime.with_(options={}), provenance, name or version.name, shapes)
+    return ResolvedSource(Path(path), runtime, provenance, name or version.name, shapes)
 
 
 def _default_name(text: str) -> str:

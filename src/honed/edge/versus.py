@@ -1,7 +1,8 @@
 """The runner's p50 against ``honed serve`` on the same model, in one run (``cost.json``'s ``versus_serve``).
 
 Both servers start as subprocesses on free loopback ports: ``python -m honed_edge serve`` in the bundle, and
-``honed serve`` on a repository holding the same ONNX model under the same name, without batching (one request, one
+``honed serve`` on a repository holding the same model (ONNX, or the IR's two files) under the same name, with the
+bundle's runtime config (backend, precision, threads) in its ``config.json``, without batching (one request, one
 run, as the runner does) and without gRPC. Each gets the bundle's sample as the same V2 JSON body over one kept-alive
 connection; after warm-up requests, the requests alternate between the two so that whatever else the machine is
 doing falls on both alike. The figures are client-side round trips.
@@ -12,7 +13,6 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import shutil
 import socket
 import statistics
 import subprocess
@@ -29,6 +29,9 @@ import numpy as np
 
 from honed.edge.runner_files import runner_command
 from honed.errors import BackendError, InvalidArgument
+from honed.fields import Document
+from honed.model.artifact import IR_FILE, ONNX_FILE, copy_artifact, is_ir
+from honed.runtime import RuntimeConfig
 from honed.serve.protocol.datatypes import from_numpy
 
 _START_TIMEOUT_S = 120.0
@@ -36,7 +39,7 @@ _REQUEST_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
-class ServeComparison:
+class ServeComparison(Document):
     requests: int
     """Requests timed on each server (after ``warmup`` each), alternating between them."""
     warmup: int
@@ -44,25 +47,6 @@ class ServeComparison:
     serve_p50_ms: float
     ratio: float
     """``runner_p50_ms / serve_p50_ms``: below 1 the runner answers faster."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "requests": self.requests,
-            "warmup": self.warmup,
-            "runner_p50_ms": self.runner_p50_ms,
-            "serve_p50_ms": self.serve_p50_ms,
-            "ratio": self.ratio,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ServeComparison:
-        return cls(
-            requests=int(data["requests"]),
-            warmup=int(data["warmup"]),
-            runner_p50_ms=float(data["runner_p50_ms"]),
-            serve_p50_ms=float(data["serve_p50_ms"]),
-            ratio=float(data["ratio"]),
-        )
 
 
 def infer_body(feeds: Mapping[str, np.ndarray[Any, Any]]) -> bytes:
@@ -113,15 +97,30 @@ def _start_runner(bundle: Path, stack: ExitStack) -> int:
     return int(found.group(1))
 
 
-def _start_serve(model: Path, name: str, threads: int, work: Path, stack: ExitStack) -> int:
-    version = work / "repository" / name / "1"
+def _serve_repository(model: Path, name: str, runtime: RuntimeConfig, folder: Path) -> Path:
+    """``folder`` as a one-model repository for ``honed serve``: ``name/1/`` holding the model, and ``name/config.json``
+    with ``runtime``."""
+    version = folder / name / "1"
     version.mkdir(parents=True)
-    shutil.copyfile(model, version / "model.onnx")
-    port = _free_port()
-    command = [sys.executable, "-m", "honed", "serve", "--repository", str(work / "repository")]
+    copy_artifact(model, version / (IR_FILE if is_ir(model) else ONNX_FILE))
+    (folder / name / "config.json").write_text(json.dumps({"runtime": runtime.to_dict()}), encoding="utf-8")
+    return folder
+
+
+def _serve_command(repository: Path, port: int, runtime: RuntimeConfig) -> list[str]:
+    """``honed serve`` on ``repository``: HTTP on ``port`` only, no batching, the runtime's threads."""
+    command = [sys.executable, "-m", "honed", "serve", "--repository", str(repository)]
     command += ["--http", f"127.0.0.1:{port}", "--grpc", "off", "--no-batching"]
-    if threads > 0:
-        command += ["--threads", str(threads)]
+    if runtime.threads > 0:
+        command += ["--threads", str(runtime.threads)]
+    return command
+
+
+def start_honed_serve(model: Path, name: str, runtime: RuntimeConfig, work: Path, stack: ExitStack) -> int:
+    """``honed serve`` on ``model`` (served as ``name`` with ``runtime``, from a repository made in ``work``), ready;
+    returns its HTTP port. ``stack`` stops it (SIGTERM) when closed."""
+    port = _free_port()
+    command = _serve_command(_serve_repository(model, name, runtime, work / "repository"), port, runtime)
     process = stack.enter_context(_process(command, work))
     deadline = time.monotonic() + _START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -156,19 +155,22 @@ def compare_with_serve(
     model: Path,
     name: str,
     feeds: Mapping[str, np.ndarray[Any, Any]],
+    runtime: RuntimeConfig,
     *,
-    threads: int = 0,
     requests: int = 100,
     warmup: int = 10,
 ) -> ServeComparison:
     """Start both servers, send ``warmup`` then ``requests`` alternating requests to each, and compare p50s;
-    ``threads`` (> 0) gives honed serve the intra-op threads the bundle's session records."""
+    honed serve runs the model with ``runtime``, the bundle's session (threads, precision) as honed's config."""
     if requests < 1 or warmup < 0:
         raise InvalidArgument("the comparison needs at least 1 request and >= 0 warm-up requests")
     body = infer_body(feeds)
     path = f"/v2/models/{name}/infer"
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="honed-edge-versus-") as tmp:
-        ports = {"runner": _start_runner(bundle, stack), "serve": _start_serve(model, name, threads, Path(tmp), stack)}
+        ports = {
+            "runner": _start_runner(bundle, stack),
+            "serve": start_honed_serve(model, name, runtime, Path(tmp), stack),
+        }
         conns = {k: http.client.HTTPConnection("127.0.0.1", p, timeout=_REQUEST_TIMEOUT_S) for k, p in ports.items()}
         for conn in conns.values():
             stack.callback(conn.close)

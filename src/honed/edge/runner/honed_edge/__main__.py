@@ -7,6 +7,7 @@ load); 2 bad input (arguments, files, tensors that do not fit). Every failure is
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import statistics
 import sys
@@ -23,12 +24,13 @@ HERE = Path(__file__).resolve().parent.parent
 
 
 def _warn_versions(bundle: Bundle) -> None:
-    import onnxruntime
-
-    have = {"onnxruntime": onnxruntime.__version__, "numpy": np.__version__}
     for name, pinned in bundle.runtime.items():
-        if name in have and have[name] != pinned:
-            print(f"warning: {name} {have[name]} is installed; the bundle was checked with {pinned}", file=sys.stderr)
+        try:
+            have = np.__version__ if name == "numpy" else importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue  # the import that follows names what is missing
+        if have != pinned:
+            print(f"warning: {name} {have} is installed; the bundle was checked with {pinned}", file=sys.stderr)
 
 
 def _load(bundle: Bundle) -> Any:
@@ -37,7 +39,11 @@ def _load(bundle: Bundle) -> Any:
     _warn_versions(bundle)
     try:
         return Model(bundle)
-    except Exception as exc:  # onnxruntime's load errors have no common base class
+    except ImportError as exc:
+        raise BundleError(f"{exc}: install the bundle's requirements.txt") from exc
+    except BundleError:
+        raise
+    except Exception as exc:  # the runtimes' load errors have no common base class
         raise BundleError(f"{bundle.model_file} does not load: {str(exc).splitlines()[0]}") from exc
 
 
@@ -82,8 +88,8 @@ def selftest(args: argparse.Namespace) -> int:
     worst = compare(outputs, reference, bundle)
     print(
         f"selftest ok: bundle {manifest_sha[:12]}, {len(bundle.files)} files match their sha256, "
-        f"{bundle.model_file} loaded in "
-        f"{model.load_s * 1000:.1f} ms, {len(reference)} output(s) match the reference (max abs diff {worst:.3g})"
+        f"{bundle.model_file} loaded in {model.load_s * 1000:.1f} ms on {model.engine.describe()}, "
+        f"{len(reference)} output(s) match the reference (max abs diff {worst:.3g})"
     )
     return 0
 
@@ -136,11 +142,11 @@ def bench(args: argparse.Namespace) -> int:
     model = _load(bundle)
     feeds = model.check(read_npz(bundle.root / bundle.sample_file))
     for _ in range(args.warmup):
-        model.session.run(model.output_names, feeds)
+        model.engine.run(feeds)
     times = []
     for _ in range(args.count):
         started = time.perf_counter()
-        model.session.run(model.output_names, feeds)
+        model.engine.run(feeds)
         times.append((time.perf_counter() - started) * 1000)
     times.sort()
     p90 = times[min(len(times) - 1, int(0.9 * len(times)))]

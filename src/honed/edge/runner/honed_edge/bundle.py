@@ -24,6 +24,10 @@ class InputError(Exception):
     """A request's inputs do not fit the model (names, dtypes, shapes, or an unreadable body)."""
 
 
+class RunError(Exception):
+    """The inputs fit, but the runtime failed while running the model."""
+
+
 @dataclass(frozen=True)
 class Tensor:
     name: str

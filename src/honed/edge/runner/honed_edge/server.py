@@ -29,6 +29,8 @@ from .bundle import InputError
 from .session import Model, RunError
 from .tensors import NUMPY_TO_V2, binary_outputs, decode_v2, encode_v2, split_body
 
+PLATFORMS = {"onnx": "onnxruntime_onnx", "ort": "onnxruntime_ort", "openvino-ir": "openvino_ir"}
+
 MAX_BODY = 64 << 20
 WORKERS = 4
 BACKLOG = 16
@@ -167,7 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
                     {
                         "name": model.bundle.name,
                         "versions": [self.server.version],
-                        "platform": f"onnxruntime_{model.bundle.model_format}",
+                        "platform": PLATFORMS.get(model.bundle.model_format, model.bundle.model_format),
                         "inputs": _tensor_metadata(model.bundle.inputs),
                         "outputs": _tensor_metadata(model.bundle.outputs),
                     },

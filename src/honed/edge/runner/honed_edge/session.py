@@ -1,60 +1,40 @@
-"""The one ONNX Runtime session of a bundle, built from the options the manifest recorded."""
+"""The bundle's model, loaded once on the runtime the manifest names (``session.backend``): ONNX Runtime
+(``ort_engine``) or OpenVINO (``ov_engine``). Only that runtime is imported, so a bundle needs only its own."""
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
-from .bundle import Bundle, InputError
+from .bundle import Bundle, BundleError, InputError, RunError
 
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
-LEVELS = {
-    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-}
+ENGINES = {"onnxruntime": "ort_engine", "openvino": "ov_engine"}
+
+__all__ = ["ENGINES", "Model", "RunError", "backend_of"]
 
 
-def session_options(settings: Mapping[str, Any]) -> ort.SessionOptions:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = LEVELS.get(str(settings.get("graph_optimization", "all")), LEVELS["all"])
-    options.intra_op_num_threads = int(settings.get("intra_op_threads", 0))
-    options.inter_op_num_threads = int(settings.get("inter_op_threads", 0))
-    parallel = settings.get("execution_mode") == "parallel"
-    options.execution_mode = ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
-    options.enable_cpu_mem_arena = bool(settings.get("memory_arena", True))
-    if not settings.get("spinning", True):
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return options
-
-
-def open_session(model: str | Path, settings: Mapping[str, Any]) -> ort.InferenceSession:
-    """A session for ``model`` (``.onnx`` or ``.ort``) with the recorded provider, falling back to CPU."""
-    wanted = PROVIDERS.get(str(settings.get("provider", "cpu")), PROVIDERS["cpu"])
-    available = ort.get_available_providers()
-    providers = [wanted, PROVIDERS["cpu"]] if wanted in available and wanted != PROVIDERS["cpu"] else [PROVIDERS["cpu"]]
-    return ort.InferenceSession(str(model), sess_options=session_options(settings), providers=providers)
-
-
-class RunError(Exception):
-    """The inputs fit, but ONNX Runtime failed while running the model."""
+def backend_of(bundle: Bundle) -> str:
+    backend = str(bundle.session.get("backend", "onnxruntime"))
+    if backend not in ENGINES:
+        raise BundleError(f"the manifest names runtime {backend!r}; this runner knows {', '.join(ENGINES)}")
+    return backend
 
 
 class Model:
-    """The bundle's model, loaded once; ``run`` checks feeds against the manifest before ONNX Runtime sees them."""
+    """``run`` checks feeds against the manifest (names, dtypes, shapes) before the runtime sees them."""
 
     def __init__(self, bundle: Bundle) -> None:
         self.bundle = bundle
-        started = time.perf_counter()
-        self.session = open_session(bundle.model_path, bundle.session)
-        self.load_s = time.perf_counter() - started
+        self.backend = backend_of(bundle)
+        engine = importlib.import_module(f".{ENGINES[self.backend]}", __package__)
         self.output_names = [t.name for t in bundle.outputs]
+        started = time.perf_counter()
+        self.engine = engine.Engine(bundle.model_path, bundle.session, self.output_names)
+        self.load_s = time.perf_counter() - started
 
     def check(self, feeds: Mapping[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
         expected = {t.name: t for t in self.bundle.inputs}
@@ -82,11 +62,5 @@ class Model:
         return checked
 
     def run(self, feeds: Mapping[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
-        checked = self.check(feeds)
-        try:
-            values = self.session.run(self.output_names, checked)
-        except ort.capi.onnxruntime_pybind11_state.InvalidArgument as exc:
-            raise InputError(f"the model refused the inputs: {str(exc).splitlines()[0]}") from exc
-        except Exception as exc:  # onnxruntime's Fail/RuntimeException types share no public base
-            raise RunError(f"the model failed to run: {str(exc).splitlines()[0]}") from exc
-        return dict(zip(self.output_names, values, strict=True))
+        result: dict[str, np.ndarray[Any, Any]] = self.engine.run(self.check(feeds))
+        return result

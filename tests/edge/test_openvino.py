@@ -1,0 +1,115 @@
+"""An OpenVINO IR winner as an edge bundle: model.xml + model.bin, openvino pinned instead of onnxruntime, and the
+runner (in an interpreter where neither honed nor onnxruntime can be imported) compiling it with the recorded
+precision hint and threads; its answers equal honed's own OpenVINO session."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import IR_RUNTIME
+from edge_runner import run_isolated, serving
+
+from honed.cli.main import run
+from honed.edge import EdgeManifest, export_edge, pinned_versions
+from honed.errors import InvalidArgument
+from honed.model.artifact import artifact_sha256
+from honed.registry import open_registry
+from honed.runtime import create_session
+
+pytest.importorskip("openvino")
+
+X = np.random.default_rng(11).standard_normal((3, 16)).astype(np.float32)
+
+
+def _honed_session(bundle: Path):  # type: ignore[no-untyped-def]
+    manifest = EdgeManifest.read(bundle)
+    return create_session(bundle / manifest.model.file, manifest.session.runtime_config())
+
+
+def test_the_bundle_holds_the_ir_pins_openvino_and_records_precision_and_threads(
+    ir_bundle: Path, ir_winner: Path
+) -> None:
+    manifest = EdgeManifest.read(ir_bundle)
+    assert (manifest.model.file, manifest.model.format) == ("model.xml", "openvino-ir")
+    assert {"model.xml", "model.bin"} <= set(manifest.files) and not (ir_bundle / "model.onnx").exists()
+    assert manifest.source.sha256 == artifact_sha256(ir_winner / "model.xml")
+    assert manifest.source.measured_backend == "openvino" and manifest.notes == ()
+    pins = pinned_versions("openvino")
+    assert (ir_bundle / "requirements.txt").read_text().split() == [
+        f"openvino=={pins['openvino']}",
+        f"numpy=={pins['numpy']}",
+    ]
+    assert manifest.runtime == pins
+    assert manifest.session.backend == "openvino"
+    options = manifest.session.options
+    assert options["INFERENCE_PRECISION_HINT"] == IR_RUNTIME["options"]["INFERENCE_PRECISION_HINT"]  # type: ignore[index]
+    assert options["INFERENCE_NUM_THREADS"] == str(IR_RUNTIME["intra_op_threads"])
+
+
+def test_selftest_compiles_with_the_recorded_properties_without_honed_or_onnxruntime(
+    ir_bundle: Path, tmp_path: Path
+) -> None:
+    done = run_isolated(ir_bundle, "selftest")
+    assert done.returncode == 0, done.stderr
+    assert "on openvino " in done.stdout and ", precision f32, 1 threads," in done.stdout
+    # the runner passes the manifest's properties to OpenVINO as they are: another thread count is what it reports
+    copy = Path(shutil.copytree(ir_bundle, tmp_path / "copy"))
+    data = json.loads((copy / "manifest.json").read_text())
+    data["session"]["options"]["INFERENCE_NUM_THREADS"] = "2"
+    (copy / "manifest.json").write_text(json.dumps(data))
+    done = run_isolated(copy, "selftest")
+    assert done.returncode == 0 and ", precision f32, 2 threads," in done.stdout, done.stderr
+
+
+def test_predict_and_serve_equal_honed_openvino_session(ir_bundle: Path, tmp_path: Path) -> None:
+    want = _honed_session(ir_bundle).run({"x": X})["probs"]
+    np.savez(tmp_path / "in.npz", x=X)
+    done = run_isolated(ir_bundle, "predict", "--input", str(tmp_path / "in.npz"), "--output", str(tmp_path / "o.npz"))
+    assert done.returncode == 0, done.stderr
+    with np.load(tmp_path / "o.npz") as got:
+        np.testing.assert_array_equal(got["probs"], want)
+    body = {"inputs": [{"name": "x", "shape": [3, 16], "datatype": "FP32", "data": X.reshape(-1).tolist()}]}
+    with serving(ir_bundle) as (_, port):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", "/v2/models/tiny")
+        assert json.loads(conn.getresponse().read())["platform"] == "openvino_ir"
+        conn.request("POST", "/v2/models/tiny/infer", body=json.dumps(body))
+        reply = conn.getresponse()
+        assert reply.status == 200
+        [out] = json.loads(reply.read())["outputs"]
+        conn.close()
+    np.testing.assert_array_equal(np.asarray(out["data"], np.float32).reshape(out["shape"]), want)
+
+
+def test_changed_weights_are_refused_naming_model_bin(ir_bundle: Path, tmp_path: Path) -> None:
+    copy = Path(shutil.copytree(ir_bundle, tmp_path / "copy"))
+    weights = bytearray((copy / "model.bin").read_bytes())
+    weights[-1] ^= 0xFF
+    (copy / "model.bin").write_bytes(bytes(weights))
+    done = run_isolated(copy, "selftest")
+    assert done.returncode == 1 and "model.bin was changed after export" in done.stderr
+
+
+def test_an_ir_from_the_registry_and_a_format_it_cannot_take(
+    ir_winner: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'reg' / 'registry.db'}"
+    with open_registry(url) as registry:
+        version = registry.register(ir_winner, "tiny", actor="test")
+    out = tmp_path / "bundle"
+    assert run(["export", "edge", "tiny:1", "--registry", url, "--out", str(out), "--no-measure"]) == 0
+    manifest = EdgeManifest.read(out)
+    assert manifest.model.format == "openvino-ir" and manifest.source.sha256 == version.sha256
+    assert manifest.session.options["INFERENCE_PRECISION_HINT"] == "f32"
+    assert run_isolated(out, "selftest").returncode == 0
+    capsys.readouterr()
+    assert run(["export", "edge", str(ir_winner), "--out", str(tmp_path / "b2"), "--format", "ort"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is OpenVINO IR: it is bundled as IR, not --format ort" in err
+    with pytest.raises(InvalidArgument, match=r"needs an OpenVINO IR winner; tiny\.onnx is ONNX"):
+        export_edge(str(ir_winner.parent / "tiny.onnx"), tmp_path / "b3", model_format="openvino-ir", measure=False)
