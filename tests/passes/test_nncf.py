@@ -132,3 +132,67 @@ def test_an_openvino_recipe_replays_to_the_same_hashes(tmp_path: Path) -> None:
     session = create_session(tmp_path / "two", RuntimeConfig.from_dict(written["runtime"]))
     out = session.run({"x": np.ones((2, 16), np.float32)})
     assert out["probs"].shape == (2, 4)
+
+
+def _guarded_attention() -> onnx.ModelProto:
+    """scores -> Where(mask, 0, -inf) added -> Softmax -> Where(IsNaN(p), 0, p) -> MatMul, as SDPA exports."""
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("Constant", [], ["zero"], value=helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])),
+        helper.make_node("Constant", [], ["ninf"], value=helper.make_tensor("ninf", TensorProto.FLOAT, [], [-np.inf])),
+        helper.make_node("Where", ["mask", "zero", "ninf"], ["bias"]),
+        helper.make_node("Add", ["scores", "bias"], ["masked"]),
+        helper.make_node("Softmax", ["masked"], ["p"], axis=-1),
+        helper.make_node("IsNaN", ["p"], ["nan"]),
+        helper.make_node("Where", ["nan", "zero", "p"], ["safe"]),
+        helper.make_node("MatMul", ["safe", "v"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "guarded",
+        [
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, [2, 4, 4]),
+            helper.make_tensor_value_info("mask", TensorProto.BOOL, [2, 1, 4]),
+            helper.make_tensor_value_info("v", TensorProto.FLOAT, [2, 4, 3]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4, 3])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_dropping_the_attention_guard_keeps_every_row_with_a_key(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from honed.passes.nncf import drop_attention_guards
+
+    model = _guarded_attention()
+    dropped = drop_attention_guards(model)
+    assert [n.op_type for n in dropped.graph.node].count("IsNaN") == 0
+    assert "IsNaN" in [n.op_type for n in model.graph.node]  # the input is left alone
+    assert drop_attention_guards(dropped) is dropped  # nothing left to drop
+    rng = np.random.default_rng(0)
+    mask = np.array([[[True, True, False, False]], [[False, False, False, False]]])  # item 1: every key masked
+    feeds = {
+        "scores": rng.normal(size=(2, 4, 4)).astype(np.float32),
+        "mask": mask,
+        "v": rng.normal(size=(2, 4, 3)).astype(np.float32),
+    }
+    run = {
+        name: ort.InferenceSession(m.SerializeToString()).run(None, feeds)[0]
+        for name, m in (("kept", model), ("dropped", dropped))
+    }
+    assert np.isfinite(run["dropped"]).all()
+    np.testing.assert_allclose(run["dropped"][0], run["kept"][0], rtol=1e-6)  # a row with keys: unchanged
+    np.testing.assert_allclose(run["kept"][1], 0.0)  # all keys masked: the guard gave zeros
+
+
+def test_the_search_tries_the_attention_guard_both_ways_only_where_there_is_one() -> None:
+    nncf_pass = get_pass("nncf-int8")
+    ctx = PassContext(target_backend="openvino", calibration=_batches)
+    space = nncf_pass.search_space(ctx)
+    assert [p["attention_guard"] for p in space] == ["drop", "keep"]
+    assert nncf_pass.resolve({}, ctx)["attention_guard"] == "keep"  # recipes written before replay unchanged
+    assert nncf_pass.skip_reason(ctx, space[0], _guarded_attention()) is None
+    assert "no NaN guard" in (nncf_pass.skip_reason(ctx, space[0], make_mlp()) or "")
+    assert nncf_pass.skip_reason(ctx, space[1], make_mlp()) is None
