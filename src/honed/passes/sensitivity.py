@@ -172,56 +172,33 @@ def rank_sensitivity(
     comparison: Comparison | None = None,
     quantized: onnx.ModelProto | None = None,
 ) -> list[LayerError]:
-    """Every node the full static INT8 model quantizes, with the error its own quantization causes, worst first
-    (ties by name).
+    """Every node the full static INT8 model quantizes, with the output error its own quantization causes,
+    worst first (ties by name).
 
-    One pass: the FP32 model and the full INT8 model (``quantized``, built here when not given) run on the same
-    ``batches`` calibration batches with every intermediate tensor exposed. A node's error is the larger of
-
-    - the quantization noise of its inputs: each quantized weight against the float weight, and the FP32
-      model's activation against itself quantized with the INT8 model's scale and zero point (noise measured
-      on the float tensor, so damage upstream cannot hide it), per slice (:func:`_tensor_error`), and
-    - the error it adds: its output's error against the FP32 model's tensor, less the largest error its inputs
-      bring from upstream,
-
-    with padded positions left out the way ``comparison`` compares. The cost is one quantizer run and two runs
-    per batch, whatever the number of nodes."""
+    A node's error is the relative error of the model's outputs (scored the way ``comparison`` compares:
+    padded positions left out) when that node alone is quantized: the float model with only the
+    QuantizeLinear/DequantizeLinear chains that feed that node in the full INT8 model (``quantized``, built
+    here when not given) copied in front of it (:func:`_isolated`). So what a node's rounding does downstream
+    counts (a variance computed as E[x^2] - E[x]^2 turns 1% of noise in E[x^2] into far more), not only its
+    local noise. The cost is one quantizer run and, per node, a session of a graph that is float but for one
+    node, run on ``batches`` calibration batches: no quantizer run per node."""
     resolved = Int8StaticPass().resolve(params, ctx)
     prepared = prepared if prepared is not None else prepare(model, ctx, preprocess=resolved["preprocess"])
-    weights = {t.name: onnx.numpy_helper.to_array(t) for t in prepared.graph.initializer}
     with scratch_dir(ctx) as folder:
         if quantized is None:
             cache = calibration_cache or folder / "calibration.json"
             quantized = quantize_prepared(prepared, resolved, ctx, calibration_cache=cache)
         nodes = _quantized_nodes(prepared, quantized, resolved)
-        if not nodes:
-            return []
-        shared = list(dict.fromkeys(t for n in nodes for t in (*n.inputs, *n.outputs)))
-        noisy = list(dict.fromkeys(dq for n in nodes for dq, src in n.dequantized if src in weights))
-        constants = {t.name: onnx.numpy_helper.to_array(t) for t in quantized.graph.initializer}
-        quantizer = {n.input[0]: n for n in quantized.graph.node if n.op_type == "QuantizeLinear"}
-        scores: dict[str, list[float]] = {n.node.name: [] for n in nodes}
-        session = _session(_exposing(quantized, shared + noisy), folder, "quantized.onnx")
-        mask = comparison.mask if comparison is not None else None
-        for feed, want in _run_on_calibration(_exposing(prepared, shared), ctx, batches):
-            got = session.run(feed)
-            keep = mask.keep(feed) if mask is not None else None
-            errors = {t: _whole_error(want.get(t), got.get(t), keep) for t in shared}
-            for n in nodes:
-                inherited = max((e for t in n.inputs if (e := errors[t]) is not None), default=0.0)
-                added = [_added(e, inherited) for t in n.outputs if (e := errors[t]) is not None]
-                noise = [
-                    e
-                    for dq, src in n.dequantized
-                    if (e := _noise(src, dq, weights, want, got, constants, quantizer, keep)) is not None
-                ]
-                if added or noise:
-                    scores[n.node.name].append(max(added + noise))
-    ranking = [
-        LayerError(n.node.name, n.node.op_type, float(np.mean(scores[n.node.name])))
-        for n in nodes
-        if scores[n.node.name]
-    ]
+    if not nodes:
+        return []
+    reference = ReferenceOutputs(prepared, ctx, batches, comparison)
+    ranking = []
+    for n in nodes:
+        try:
+            error = reference.error(_isolated(prepared, quantized, n))
+        except HonedError:
+            error = math.inf  # a node whose quantized form does not even run is the worst kind
+        ranking.append(LayerError(n.node.name, n.node.op_type, error))
     ranking.sort(key=lambda e: (-e.error, e.node))
     return ranking
 
@@ -286,6 +263,48 @@ def _quantized_nodes(
 
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
 _QUANTIZED = "_quantized"  # ONNX Runtime's name for a weight's quantized initializer
+
+
+def _isolated(prepared: onnx.ModelProto, quantized: onnx.ModelProto, node: _QuantizedNode) -> onnx.ModelProto:
+    """``prepared`` (float) with only ``node``'s inputs quantized as ``quantized`` quantizes them: the chains of
+    QuantizeLinear/DequantizeLinear nodes (and their scales, zero points and quantized weights) that feed the
+    node in the INT8 model, copied in front of it."""
+    producer = {o: n for n in quantized.graph.node for o in n.output}
+    constants = {t.name: t for t in quantized.graph.initializer}
+    have = {t.name for t in prepared.graph.initializer}
+    probe = onnx.ModelProto()
+    probe.CopyFrom(prepared)
+    chain: list[onnx.NodeProto] = []
+    needed: list[str] = []
+    for dq, _src in node.dequantized:
+        stack, seen = [dq], set()
+        while stack:
+            tensor = stack.pop()
+            step = producer.get(tensor)
+            if step is None or step.op_type not in _QDQ or step.name in seen:
+                if tensor in constants and tensor not in have:
+                    needed.append(tensor)
+                continue
+            seen.add(step.name)
+            chain.append(step)
+            stack.extend(i for i in step.input if i)
+    target = next(n for n in probe.graph.node if n.name == node.node.name)
+    inputs = next(n for n in quantized.graph.node if n.name == node.node.name).input
+    wired = {dq for dq, _ in node.dequantized}
+    for position, name in enumerate(inputs):
+        if name in wired and position < len(target.input):
+            target.input[position] = name
+    # the chain runs before its consumer: put it at the front, in dependency order (sources first)
+    copies = []
+    for step in reversed(chain):
+        copy = onnx.NodeProto()
+        copy.CopyFrom(step)
+        copies.append(copy)
+    index = list(probe.graph.node).index(target)
+    for offset, copy in enumerate(copies):
+        probe.graph.node.insert(index + offset, copy)
+    probe.graph.initializer.extend(constants[n] for n in dict.fromkeys(needed))
+    return probe
 
 
 def _noise(
