@@ -123,6 +123,7 @@ class NncfInt8Pass(Pass):
             min=0.0,
             max=1.0,
         ),
+        Param("ignored_scope", tuple, (), "OpenVINO op names NNCF leaves in float (NNCF's accuracy control fills it)"),
     )
     targets: ClassVar[tuple[str, ...]] = ("openvino/cpu",)
     tolerance: ClassVar[float | None] = 0.1  # 8-bit weights and activations
@@ -157,6 +158,8 @@ class NncfInt8Pass(Pass):
             kwargs["advanced_parameters"] = nncf.AdvancedQuantizationParameters(
                 smooth_quant_alphas=nncf.AdvancedSmoothQuantParameters(matmul=alpha if alpha > 0 else -1.0)
             )
+        if resolved["ignored_scope"]:
+            kwargs["ignored_scope"] = nncf.IgnoredScope(names=list(resolved["ignored_scope"]), validate=False)
         logging.getLogger("nncf").setLevel(logging.ERROR)
         random.seed(ctx.seed)
         np.random.seed(ctx.seed)

@@ -1,9 +1,10 @@
 """Sensitive-layer fallback for INT8 (static and dynamic): keep the layers that hurt accuracy most in float.
 
-Static INT8: :func:`rank_sensitivity` ranks in one pass: the FP32 model and the full INT8 model run on the
-same calibration batches with their intermediate tensors exposed, and each quantized node scores the noise its
-inputs' quantization causes and the error its output adds to what its inputs bring. One quantizer run, however
-many nodes the model has.
+Static INT8: :func:`rank_sensitivity` runs the quantizer once, then scores each quantized node by what the
+model's outputs lose when that node alone is quantized: the float graph with only that node's
+QuantizeLinear/DequantizeLinear chains from the full INT8 model copied in front of it, run on a few
+calibration batches. No quantizer run per node, and damage that only shows downstream (a variance computed as
+E[x^2] - E[x]^2) counts.
 
 Dynamic INT8: rebuilding the model once per node would cost one quantizer run per MatMul, so
 :func:`rank_dynamic_sensitivity` instead captures each weighted node's float input on calibration batches (one
@@ -38,7 +39,6 @@ from honed.passes.int8_static import Int8StaticPass, prepare, quantize_prepared
 
 if TYPE_CHECKING:
     from honed.evaluate.comparison import Comparison
-    from honed.runtime.base import Session
 
 FALLBACK_PASSES = ("int8-static", "int8-dynamic")
 """The passes :func:`sensitive_layer_fallback` can keep nodes of in float."""
@@ -307,37 +307,6 @@ def _isolated(prepared: onnx.ModelProto, quantized: onnx.ModelProto, node: _Quan
     return probe
 
 
-def _noise(
-    src: str,
-    dq: str,
-    weights: Mapping[str, np.ndarray[Any, Any]],
-    want: Mapping[str, np.ndarray[Any, Any]],
-    got: Mapping[str, np.ndarray[Any, Any]],
-    constants: Mapping[str, np.ndarray[Any, Any]],
-    quantizer: Mapping[str, onnx.NodeProto],
-    keep: np.ndarray[Any, Any] | None,
-) -> float | None:
-    """The quantization noise of one input: the quantized weight against the float one, or the FP32 model's
-    activation ``src`` against itself through the INT8 model's QuantizeLinear of it."""
-    if src in weights:
-        return _tensor_error(weights[src], got.get(dq), None)
-    node, x = quantizer.get(src), want.get(src)
-    if node is None or x is None or len(node.input) < 2 or node.input[1] not in constants:
-        return None
-    scale = constants[node.input[1]].astype(np.float64)
-    zero = constants[node.input[2]] if len(node.input) > 2 and node.input[2] in constants else np.zeros((), np.uint8)
-    if scale.ndim == 1 and np.asarray(x).ndim > 1:  # per-axis
-        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
-        shape = [1] * np.asarray(x).ndim
-        shape[axis] = -1
-        scale, zero = scale.reshape(shape), zero.reshape(shape)
-    if not np.issubdtype(zero.dtype, np.integer):
-        return None
-    info = np.iinfo(zero.dtype)
-    level = np.clip(np.round(np.asarray(x, dtype=np.float64) / scale) + zero, info.min, info.max)
-    return _tensor_error(x, (level - zero) * scale, keep)
-
-
 def _exposing(model: onnx.ModelProto, tensors: list[str]) -> onnx.ModelProto:
     """A copy of ``model`` with ``tensors`` among its outputs."""
     probe = onnx.ModelProto()
@@ -347,52 +316,6 @@ def _exposing(model: onnx.ModelProto, tensors: list[str]) -> onnx.ModelProto:
         if name not in outputs:
             probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     return probe
-
-
-def _session(model: onnx.ModelProto, folder: Path, name: str) -> Session:
-    """An ONNX Runtime session of ``model`` written to ``folder``."""
-    from honed.runtime import create_session
-
-    return create_session(write(model, folder, name))
-
-
-def _tensor_error(
-    want: np.ndarray[Any, Any] | None, got: np.ndarray[Any, Any] | None, keep: np.ndarray[Any, Any] | None
-) -> float | None:
-    """Relative error of one tensor per slice, worst over its axes: along each axis, every slice's
-    ||got - want|| / ||want|| capped at 1 (wrong), averaged; None when it is missing, of another shape or not
-    floating point; +inf when ``got`` holds NaN or Inf.
-
-    Per slice, because one channel far larger than the rest hides, in a whole-tensor norm, that quantizing it
-    with one scale crushed all the others (which a later layer may read)."""
-    from honed.evaluate.mask import applies
-
-    if want is None or got is None or not np.issubdtype(np.asarray(want).dtype, np.floating):
-        return None
-    want, got = np.asarray(want, dtype=np.float64), np.asarray(got, dtype=np.float64)
-    if want.shape != got.shape or want.size == 0:
-        return None
-    if not np.isfinite(got).all():
-        return math.inf
-    if applies(keep, want):
-        want, got = want[keep], got[keep]
-    if want.ndim == 0:
-        want, got = want.reshape(1), got.reshape(1)
-    worst = 0.0
-    for axis in range(want.ndim):
-        others = tuple(a for a in range(want.ndim) if a != axis)
-        scale = np.sqrt(np.sum(want * want, axis=others))
-        diff = np.sqrt(np.sum((got - want) ** 2, axis=others))
-        ratio = np.where(scale > 0, diff / np.where(scale > 0, scale, 1.0), diff)
-        worst = max(worst, float(np.mean(np.minimum(ratio, 1.0))))
-    return worst
-
-
-def _added(output: float, inherited: float) -> float:
-    """The error a node adds to what its inputs bring (inf only when its inputs were still finite)."""
-    if math.isinf(output):
-        return 0.0 if math.isinf(inherited) else math.inf
-    return max(output - inherited, 0.0) if math.isfinite(inherited) else 0.0
 
 
 def rank_dynamic_sensitivity(
@@ -598,16 +521,3 @@ def _accepts(accept: Callable[[onnx.ModelProto], bool], model: onnx.ModelProto) 
         return bool(accept(model))
     except HonedError:
         return False  # a candidate the gate cannot even run is not accepted
-
-
-def _whole_error(
-    want: np.ndarray[Any, Any] | None, got: np.ndarray[Any, Any] | None, keep: np.ndarray[Any, Any] | None
-) -> float | None:
-    """Relative error of a whole intermediate tensor (None when missing or not floating point)."""
-    from honed.evaluate.comparison import masked_relative_error
-
-    if want is None or got is None or not np.issubdtype(np.asarray(want).dtype, np.floating):
-        return None
-    if np.shape(want) != np.shape(got):
-        return None
-    return masked_relative_error(np.asarray(want), np.asarray(got), keep)
