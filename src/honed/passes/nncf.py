@@ -123,7 +123,13 @@ class NncfInt8Pass(Pass):
             min=0.0,
             max=1.0,
         ),
-        Param("ignored_scope", tuple, (), "OpenVINO op names NNCF leaves in float (NNCF's accuracy control fills it)"),
+        Param(
+            "ignored_scope",
+            tuple,
+            (),
+            "OpenVINO ops kept in float: the FakeQuantize nodes feeding them are removed after quantization, "
+            "as NNCF's accuracy control reverts them (it fills this)",
+        ),
     )
     targets: ClassVar[tuple[str, ...]] = ("openvino/cpu",)
     tolerance: ClassVar[float | None] = 0.1  # 8-bit weights and activations
@@ -158,8 +164,6 @@ class NncfInt8Pass(Pass):
             kwargs["advanced_parameters"] = nncf.AdvancedQuantizationParameters(
                 smooth_quant_alphas=nncf.AdvancedSmoothQuantParameters(matmul=alpha if alpha > 0 else -1.0)
             )
-        if resolved["ignored_scope"]:
-            kwargs["ignored_scope"] = nncf.IgnoredScope(names=list(resolved["ignored_scope"]), validate=False)
         logging.getLogger("nncf").setLevel(logging.ERROR)
         random.seed(ctx.seed)
         np.random.seed(ctx.seed)
@@ -177,11 +181,29 @@ class NncfInt8Pass(Pass):
                     quantized = nncf.quantize(ov_model, nncf.Dataset(_Batches(ctx.calibration)), **kwargs)
                 except Exception as exc:  # NNCF raises many types for graphs it cannot follow
                     raise PassError(f"NNCF could not quantize the model: {_first_line(exc)}") from exc
+        _revert(quantized, set(resolved["ignored_scope"]))
         _renumber(quantized)
         out = path.with_suffix(".xml")
         out.parent.mkdir(parents=True, exist_ok=True)
         ov.save_model(quantized, str(out), compress_to_fp16=False)
         return out
+
+
+def _revert(ov_model: Any, ops: set[str]) -> None:
+    """Remove every FakeQuantize that feeds one of the ops named ``ops`` (all its consumers then read its
+    input), as NNCF's accuracy control reverts a quantizer."""
+    if not ops:
+        return
+    for op in ov_model.get_ordered_ops():
+        if op.get_friendly_name() not in ops:
+            continue
+        for value in op.inputs():
+            source = value.get_source_output().get_node()
+            if source.get_type_name() == "Convert":
+                source = source.input_value(0).get_node()
+            if source.get_type_name() == "FakeQuantize":
+                for target in list(source.output(0).get_target_inputs()):
+                    target.replace_source_output(source.input_value(0))
 
 
 def _first_line(exc: BaseException) -> str:
