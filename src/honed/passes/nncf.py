@@ -190,10 +190,13 @@ class NncfInt8Pass(Pass):
 
 
 def _revert(ov_model: Any, ops: set[str]) -> None:
-    """Remove every FakeQuantize that feeds one of the ops named ``ops`` (all its consumers then read its
-    input), as NNCF's accuracy control reverts a quantizer."""
+    """Put the ops named ``ops`` back in float, as NNCF's accuracy control reverts them: every FakeQuantize
+    feeding one is removed (all its consumers then read its input), and an INT8 weight feeding one
+    (Constant -> Convert [-> Subtract zero point] -> Multiply scale) is replaced by its float value."""
     if not ops:
         return
+    from openvino import opset13
+
     for op in ov_model.get_ordered_ops():
         if op.get_friendly_name() not in ops:
             continue
@@ -204,6 +207,30 @@ def _revert(ov_model: Any, ops: set[str]) -> None:
             if source.get_type_name() == "FakeQuantize":
                 for target in list(source.output(0).get_target_inputs()):
                     target.replace_source_output(source.input_value(0))
+            elif source.get_type_name() == "Multiply" and (weight := _dequantized(source)) is not None:
+                value.replace_source_output(opset13.constant(weight).output(0))
+
+
+def _dequantized(multiply: Any) -> np.ndarray[Any, Any] | None:
+    """The float value of a decompressed weight ``Convert(int) [- zero point] * scale``, or None."""
+    left, scale = multiply.input_value(0).get_node(), multiply.input_value(1).get_node()
+    if scale.get_type_name() != "Constant":
+        left, scale = scale, left
+    if scale.get_type_name() != "Constant":
+        return None
+    zero: Any = 0.0
+    if left.get_type_name() == "Subtract":
+        point = left.input_value(1).get_node()
+        if point.get_type_name() == "Convert":
+            point = point.input_value(0).get_node()
+        if point.get_type_name() != "Constant":
+            return None
+        zero = point.get_data().astype(np.float32)
+        left = left.input_value(0).get_node()
+    if left.get_type_name() != "Convert" or left.input_value(0).get_node().get_type_name() != "Constant":
+        return None
+    levels = left.input_value(0).get_node().get_data().astype(np.float32)
+    return np.asarray((levels - zero) * scale.get_data().astype(np.float32), dtype=np.float32)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -130,7 +130,8 @@ def quantize_with_gate(
         )
     except Exception as exc:  # NNCF raises many kinds; the pass reports one
         raise PassError(f"NNCF accuracy control failed: {type(exc).__name__}: {exc}") from exc
-    final = _Compiled(ov.Core().compile_model(quantized, "CPU"), original)
+    # judged in f32, as NNCF validates: the precision the rest runs in is the candidate's own, judged later
+    final = _Compiled(ov.Core().compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}), original)
     result = comparison.evaluate(final, reference, labels)
     value = result.value(comparison.gate.metric)
     return GatedQuantization(quantized, value, comparison.check(result) is None, len(seen))

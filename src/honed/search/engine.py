@@ -191,7 +191,7 @@ class Events:
 
 
 _ACCURACY_CONTROLLED = "nncf-int8"  # its fallback is NNCF's own accuracy control; INT8 on ORT gets honed's
-_AC_MAX_ITERATIONS = 20
+_AC_MAX_ITERATIONS = 30
 _RANKING_BATCHES = 4  # calibration batches the static ranking runs each node's probe on
 _RANKING_SESSION_S = 0.2  # what one of those probe sessions costs to create, roughly
 
@@ -553,7 +553,10 @@ class Search:
         if base is None or cost is None or (cost >= base and not self.settings.evaluate_slower):
             return False
         build = self._build_seconds.get(self._model_cache_key(steps), outcome.seconds)
-        estimate, what = self._fallback_estimate(steps[-1].name, max(outcome.seconds, build))
+        per_model: float | tuple[float, float] = max(outcome.seconds, build)
+        if steps[-1].name == _ACCURACY_CONTROLLED:
+            per_model = self._costs(outcome)
+        estimate, what = self._fallback_estimate(steps[-1].name, per_model)
         if not self._has_time(self._reserve() + estimate):
             outcome.note = (
                 f"{_fallback_name(steps[-1].name)} not tried: it needs about {estimate:.0f} s "
@@ -566,18 +569,20 @@ class Search:
             return False
         return True
 
-    def _fallback_estimate(self, pass_name: str, per_model_s: float) -> tuple[float, str]:
+    def _fallback_estimate(self, pass_name: str, per_model_s: Any) -> tuple[float, str]:
         """Seconds the fallback of one rejected candidate is expected to take, and what it consists of: one
         ranking pass (about one build and evaluation) and a binary search over the ranked nodes (see
         :func:`~honed.passes.sensitivity.fallback_evaluations`), each try a build and an evaluation."""
         from honed.passes.sensitivity import RANKED_OPS, fallback_evaluations
 
         if pass_name == _ACCURACY_CONTROLLED:
-            # NNCF quantizes once, validates the original and the INT8 model, ranks on one batch, then reverts
-            # and validates once per iteration; the model it settles on is rebuilt and judged like any other
+            # NNCF quantizes once (a build), validates the original and the INT8 model and ranks on one batch
+            # (about three evaluations), then reverts and validates once per iteration (an evaluation each); the
+            # model it settles on is rebuilt and judged like any other (a build and an evaluation)
+            build, evaluation = per_model_s
             iterations = self._accuracy_control_iterations(per_model_s)
             return (
-                (iterations + 4) * per_model_s,
+                2 * build + (iterations + 4) * evaluation,
                 f"NNCF accuracy control: one quantization, {iterations} restore iterations at most, one rebuild",
             )
         nodes = sum(1 for n in onnx.load(str(self.inputs.source)).graph.node if n.op_type in RANKED_OPS)
@@ -590,12 +595,19 @@ class Search:
             f"{nodes} quantizable nodes: one ranking pass and {tries - 1} builds and evaluations",
         )
 
-    def _accuracy_control_iterations(self, per_model_s: float) -> int:
-        """How many restore iterations NNCF's accuracy control may take: what the budget left holds (each one
-        costed as one build and evaluation), at most :data:`_AC_MAX_ITERATIONS`, at least 1."""
-        spare = self.remaining() - self._reserve()
-        fits = int(spare / per_model_s) - 4 if per_model_s > 0 else _AC_MAX_ITERATIONS
+    def _accuracy_control_iterations(self, per_model_s: tuple[float, float]) -> int:
+        """How many restore iterations NNCF's accuracy control may take: what the budget left holds after two
+        builds and four evaluations (``per_model_s``: one build's and one evaluation's measured seconds), each
+        iteration costed as one evaluation; at most :data:`_AC_MAX_ITERATIONS`, at least 1."""
+        build, evaluation = per_model_s
+        spare = self.remaining() - self._reserve() - 2 * build
+        fits = int(spare / evaluation) - 4 if evaluation > 0 else _AC_MAX_ITERATIONS
         return max(1, min(_AC_MAX_ITERATIONS, fits))
+
+    def _costs(self, outcome: Outcome) -> tuple[float, float]:
+        """What building ``outcome``'s model took and what measuring and judging it took (at least 0.5 s)."""
+        build = self._build_seconds.get(self._model_cache_key(outcome.candidate.steps), 0.0)
+        return build, max(outcome.seconds - build, 0.5)
 
     def _fallback(self, rejected: Outcome) -> None:
         from honed.passes.sensitivity import sensitive_layer_fallback
@@ -651,8 +663,7 @@ class Search:
 
         *prefix, step = rejected.candidate.steps
         ctx = self.inputs.make_context("openvino")
-        build = self._build_seconds.get(self._model_cache_key(rejected.candidate.steps), rejected.seconds)
-        iterations = self._accuracy_control_iterations(max(rejected.seconds, build))
+        iterations = self._accuracy_control_iterations(self._costs(rejected))
         scratch = Path(tempfile.mkdtemp(dir=self.work_dir))
         try:
             model = build_model(self.inputs.source, tuple(prefix), ctx) if prefix else load_model(self.inputs.source)
