@@ -163,3 +163,37 @@ def outlier_chain(layers: int = 8, outlier: int = 3) -> onnx.ModelProto:
             current = f"t{i}"
     nodes[-1].output[0] = "y"
     return _x_to_y(nodes, inits, "outlier_chain", 16, 16)
+
+
+def variance_chain(layers: int = 8, offset: float = 300.0) -> onnx.ModelProto:
+    """x[N,16] -> ``mm0`` -> + ``offset`` -> a layer norm written as Magika's export writes it, with the variance
+    as E[a^2] - E[a]^2 (``sq``, ``msq``, ``m2``, ``var``) -> ``layers - 1`` more MatMul+Tanh pairs. ``a`` has a
+    huge range next to its spread, so INT8 of ``a * a`` (range ~10^5) loses far more than the variance (~1):
+    the cancellation downstream, not ``sq``'s own rounding, breaks the model."""
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(np.full((1, 16), offset, np.float32), "offset"),
+        numpy_helper.from_array(np.array([1e-3], np.float32), "eps"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w0"], ["h0"], name="mm0"),
+        helper.make_node("Add", ["h0", "offset"], ["a"], name="shift"),
+        helper.make_node("ReduceMean", ["a"], ["mean"], name="mean", axes=[1]),
+        helper.make_node("Mul", ["a", "a"], ["a2"], name="sq"),
+        helper.make_node("ReduceMean", ["a2"], ["ea2"], name="msq", axes=[1]),
+        helper.make_node("Mul", ["mean", "mean"], ["mean2"], name="m2"),
+        helper.make_node("Sub", ["ea2", "mean2"], ["var"], name="var"),
+        helper.make_node("Add", ["var", "eps"], ["var_eps"], name="var_eps"),
+        helper.make_node("Sqrt", ["var_eps"], ["std"], name="std"),
+        helper.make_node("Sub", ["a", "mean"], ["centered"], name="center"),
+        helper.make_node("Div", ["centered", "std"], ["t0"], name="norm"),
+    ]
+    inits.append(numpy_helper.from_array(rng.normal(0, 0.4, (16, 16)).astype(np.float32), "w0"))
+    current = "t0"
+    for i in range(1, layers):
+        inits.append(numpy_helper.from_array(rng.normal(0, 0.4, (16, 16)).astype(np.float32), f"w{i}"))
+        nodes.append(helper.make_node("MatMul", [current, f"w{i}"], [f"h{i}"], name=f"mm{i}"))
+        nodes.append(helper.make_node("Tanh", [f"h{i}"], [f"t{i}"], name=f"tanh{i}"))
+        current = f"t{i}"
+    nodes[-1].output[0] = "y"
+    return _x_to_y(nodes, inits, "variance_chain", 16, 16)

@@ -37,7 +37,9 @@ def test_rejected_dynamic_int8_gets_a_fallback_that_passes_and_replays(tmp_path:
     assert again.exit_code in (0, 3)
 
 
-def _fallback_search(tmp_path: Path, graph: onnx.ModelProto, pass_name: str, **options: Any) -> OptimizeResult:
+def _fallback_search(
+    tmp_path: Path, graph: onnx.ModelProto, pass_name: str, backend: str = "onnxruntime", **options: Any
+) -> OptimizeResult:
     """``pass_name`` on ONNX Runtime over ``graph`` (input ``x``), judging every candidate (``evaluate_slower``, so
     a test does not depend on which one ran faster)."""
     model = tmp_path / "model.onnx"
@@ -53,7 +55,7 @@ def _fallback_search(tmp_path: Path, graph: onnx.ModelProto, pass_name: str, **o
         minimum=0.999,
         batch=4,
         passes=[pass_name],
-        backends=["onnxruntime"],
+        backends=[backend],
         tune_runtime=False,
         evaluate_slower=True,
         measure_s=0.02,
@@ -100,3 +102,29 @@ def test_the_fallback_runs_when_its_estimate_fits_and_is_reported_when_not(
         assert untried and all(u["reason"] == "unaffordable" for u in untried)
         assert "one ranking pass and 5 builds and evaluations" in untried[0]["detail"]
         assert "untried: sensitive-layer fallback of" in (stopped(result.document) or "")
+
+
+def test_a_rejected_nncf_candidate_gets_accuracy_control_on_openvino_and_replays(tmp_path: Path) -> None:
+    """On OpenVINO the fallback is NNCF's accuracy control, validated by the search's gate: the ops it keeps in
+    float become nncf-int8's ignored_scope, that candidate is built and judged by the gate like any other (far
+    closer to the original than full INT8), and the winner's recipe rebuilds its bytes."""
+    pytest.importorskip("nncf")
+    pytest.importorskip("openvino")
+    result = _fallback_search(tmp_path, outlier_chain(), "nncf-int8", backend="openvino", time_budget="5m")
+    rows = result.report["candidates"]
+    full = [r for r in rows if r["label"].startswith("nncf-int8(") and "float_nodes" not in r["label"]]
+    assert full and all(r["status"] == "rejected" for r in full), [(r["label"], r["status"]) for r in rows]
+    recovered = [r for r in rows if "NNCF accuracy control of" in (r["note"] or "")]
+    assert recovered, [(r["label"], r["status"], r["note"]) for r in rows]
+    for row in recovered:
+        kept = int(row["label"].split("float_nodes=")[1].split(")")[0])
+        assert 1 <= kept <= 4, "most of the eight MatMuls stay quantized"
+        assert row["metric_value"] > max(r["metric_value"] for r in full) + 0.5
+        assert row["passes"][-1]["params"]["ignored_scope"]
+    recipe = tmp_path / "out" / "recipe.json"
+    winner = json.loads(recipe.read_text())
+    again = optimize(tmp_path / "model.onnx", out=tmp_path / "again", recipe=recipe, data=tmp_path / "data.npz")
+    assert again.exit_code in (0, 3)
+    assert (
+        winner["output"]["sha256"] == json.loads((tmp_path / "again" / "recipe.json").read_text())["output"]["sha256"]
+    )

@@ -213,6 +213,13 @@ class NncfInt8Pass(Pass):
             min=0.0,
             max=1.0,
         ),
+        Param(
+            "ignored_scope",
+            tuple,
+            (),
+            "OpenVINO ops kept in float: the FakeQuantize nodes feeding them are removed after quantization, "
+            "as NNCF's accuracy control reverts them (it fills this)",
+        ),
     )
     targets: ClassVar[tuple[str, ...]] = ("openvino/cpu",)
     tolerance: ClassVar[float | None] = 0.1  # 8-bit weights and activations
@@ -280,11 +287,56 @@ class NncfInt8Pass(Pass):
                     quantized = nncf.quantize(ov_model, nncf.Dataset(_Batches(ctx.calibration)), **kwargs)
                 except Exception as exc:  # NNCF raises many types for graphs it cannot follow
                     raise PassError(f"NNCF could not quantize the model: {_first_line(exc)}") from exc
+        _revert(quantized, set(resolved["ignored_scope"]))
         _renumber(quantized)
         out = path.with_suffix(".xml")
         out.parent.mkdir(parents=True, exist_ok=True)
         ov.save_model(quantized, str(out), compress_to_fp16=False)
         return out
+
+
+def _revert(ov_model: Any, ops: set[str]) -> None:
+    """Put the ops named ``ops`` back in float, as NNCF's accuracy control reverts them: every FakeQuantize
+    feeding one is removed (all its consumers then read its input), and an INT8 weight feeding one
+    (Constant -> Convert [-> Subtract zero point] -> Multiply scale) is replaced by its float value."""
+    if not ops:
+        return
+    from openvino import opset13
+
+    for op in ov_model.get_ordered_ops():
+        if op.get_friendly_name() not in ops:
+            continue
+        for value in op.inputs():
+            source = value.get_source_output().get_node()
+            if source.get_type_name() == "Convert":
+                source = source.input_value(0).get_node()
+            if source.get_type_name() == "FakeQuantize":
+                for target in list(source.output(0).get_target_inputs()):
+                    target.replace_source_output(source.input_value(0))
+            elif source.get_type_name() == "Multiply" and (weight := _dequantized(source)) is not None:
+                value.replace_source_output(opset13.constant(weight).output(0))
+
+
+def _dequantized(multiply: Any) -> np.ndarray[Any, Any] | None:
+    """The float value of a decompressed weight ``Convert(int) [- zero point] * scale``, or None."""
+    left, scale = multiply.input_value(0).get_node(), multiply.input_value(1).get_node()
+    if scale.get_type_name() != "Constant":
+        left, scale = scale, left
+    if scale.get_type_name() != "Constant":
+        return None
+    zero: Any = 0.0
+    if left.get_type_name() == "Subtract":
+        point = left.input_value(1).get_node()
+        if point.get_type_name() == "Convert":
+            point = point.input_value(0).get_node()
+        if point.get_type_name() != "Constant":
+            return None
+        zero = point.get_data().astype(np.float32)
+        left = left.input_value(0).get_node()
+    if left.get_type_name() != "Convert" or left.input_value(0).get_node().get_type_name() != "Constant":
+        return None
+    levels = left.input_value(0).get_node().get_data().astype(np.float32)
+    return np.asarray((levels - zero) * scale.get_data().astype(np.float32), dtype=np.float32)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -11,9 +11,13 @@ produced it; it needs ``nncf`` and ``openvino`` (``pip install 'honed[openvino]'
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -126,7 +130,97 @@ def quantize_with_gate(
         )
     except Exception as exc:  # NNCF raises many kinds; the pass reports one
         raise PassError(f"NNCF accuracy control failed: {type(exc).__name__}: {exc}") from exc
-    final = _Compiled(ov.Core().compile_model(quantized, "CPU"), original)
+    # judged in f32, as NNCF validates: the precision the rest runs in is the candidate's own, judged later
+    final = _Compiled(ov.Core().compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}), original)
     result = comparison.evaluate(final, reference, labels)
     value = result.value(comparison.gate.metric)
     return GatedQuantization(quantized, value, comparison.check(result) is None, len(seen))
+
+
+@dataclass(frozen=True)
+class ControlledScope:
+    """What :func:`accuracy_controlled_scope` found: the OpenVINO ops NNCF's accuracy control kept in float
+    (names, sorted), whether the gate accepted its model, and how many validations NNCF ran."""
+
+    ignored: tuple[str, ...]
+    accepted: bool
+    validations: int
+
+
+def quantized_ops(ov_model: Any) -> set[str]:
+    """Names of the ops of ``ov_model`` that read a FakeQuantize output (through a Convert at most)."""
+    names = set()
+    for op in ov_model.get_ordered_ops():
+        for value in op.inputs():
+            source = value.get_source_output().get_node()
+            if source.get_type_name() == "Convert":
+                source = source.input_value(0).get_node()
+            if source.get_type_name() == "FakeQuantize" and op.get_type_name() != "FakeQuantize":
+                names.add(op.get_friendly_name())
+                break
+    return names
+
+
+def accuracy_controlled_scope(
+    source: Path,
+    full: Path,
+    params: Mapping[str, Any],
+    calibration: CalibrationSource,
+    comparison: Comparison,
+    reference: ReferenceOutputs,
+    *,
+    labels: Array | None = None,
+    max_iterations: int = 20,
+) -> ControlledScope:
+    """Run :func:`quantize_with_gate` on the ONNX model at ``source`` read as an ``openvino.Model``, with the
+    ``nncf-int8`` pass's resolved ``params`` (preset, model type, subset size), and name the ops it kept in
+    float: those the full ``nncf-int8`` model at ``full`` (IR) quantizes and NNCF's result does not. That list,
+    as the pass's ``ignored_scope``, rebuilds an equivalent model through the pass itself (replayable); names
+    OpenVINO makes up from a counter are left out (they differ between processes)."""
+    from honed.passes.nncf import is_encoder
+    from honed.runtime import RuntimeConfig, create_session
+
+    try:
+        import nncf
+        import openvino as ov
+    except ImportError as exc:
+        raise PassError("nncf and openvino are needed; install them with: pip install 'honed[openvino]'") from exc
+    import onnx
+
+    core = ov.Core()
+    try:
+        ov_model = core.read_model(str(source))
+        full_ops = quantized_ops(core.read_model(str(full)))
+    except RuntimeError as exc:
+        raise PassError(f"OpenVINO cannot read the model: {str(exc).strip().splitlines()[0]}") from exc
+    model_type = params.get("model_type", "detect")
+    if model_type == "detect":
+        model_type = "transformer" if is_encoder(onnx.load(str(source))) else "default"
+    options: dict[str, Any] = {
+        "preset": nncf.QuantizationPreset.PERFORMANCE
+        if params.get("preset") == "performance"
+        else nncf.QuantizationPreset.MIXED,
+        "target_device": nncf.TargetDevice.CPU,
+    }
+    if model_type == "transformer":
+        options["model_type"] = nncf.ModelType.TRANSFORMER
+    original = create_session(source, RuntimeConfig(backend="openvino", options={"INFERENCE_PRECISION_HINT": "f32"}))
+    available = sum(1 for _ in calibration())
+    with contextlib.redirect_stdout(io.StringIO()):  # NNCF's progress bars
+        found = quantize_with_gate(
+            ov_model,
+            calibration,
+            comparison,
+            reference,
+            original,
+            labels=labels,
+            subset_size=max(1, min(int(params.get("subset_size", 300)), available)),
+            max_iterations=max_iterations,
+            options=options,
+        )
+    kept = full_ops - quantized_ops(found.model)
+    stable = tuple(sorted(name for name in kept if not _COUNTER_NAME.fullmatch(name)))
+    return ControlledScope(stable, found.accepted, found.validations)
+
+
+_COUNTER_NAME = re.compile(r"[A-Za-z]+_\d+")  # OpenVINO's ``<Type>_<n>`` names from a process-wide counter

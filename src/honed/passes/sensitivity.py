@@ -1,9 +1,10 @@
 """Sensitive-layer fallback for INT8 (static and dynamic): keep the layers that hurt accuracy most in float.
 
-Static INT8: :func:`rank_sensitivity` ranks in one pass: the FP32 model and the full INT8 model run on the
-same calibration batches with their intermediate tensors exposed, and each quantized node scores the noise its
-inputs' quantization causes and the error its output adds to what its inputs bring. One quantizer run, however
-many nodes the model has.
+Static INT8: :func:`rank_sensitivity` runs the quantizer once, then scores each quantized node by what the
+model's outputs lose when that node alone is quantized: the float graph with only that node's
+QuantizeLinear/DequantizeLinear chains from the full INT8 model copied in front of it, run on a few
+calibration batches. No quantizer run per node, and damage that only shows downstream (a variance computed as
+E[x^2] - E[x]^2) counts.
 
 Dynamic INT8: rebuilding the model once per node would cost one quantizer run per MatMul, so
 :func:`rank_dynamic_sensitivity` instead captures each weighted node's float input on calibration batches (one
@@ -38,7 +39,6 @@ from honed.passes.int8_static import Int8StaticPass, prepare, quantize_prepared
 
 if TYPE_CHECKING:
     from honed.evaluate.comparison import Comparison
-    from honed.runtime.base import Session
 
 FALLBACK_PASSES = ("int8-static", "int8-dynamic")
 """The passes :func:`sensitive_layer_fallback` can keep nodes of in float."""
@@ -172,56 +172,33 @@ def rank_sensitivity(
     comparison: Comparison | None = None,
     quantized: onnx.ModelProto | None = None,
 ) -> list[LayerError]:
-    """Every node the full static INT8 model quantizes, with the error its own quantization causes, worst first
-    (ties by name).
+    """Every node the full static INT8 model quantizes, with the output error its own quantization causes,
+    worst first (ties by name).
 
-    One pass: the FP32 model and the full INT8 model (``quantized``, built here when not given) run on the same
-    ``batches`` calibration batches with every intermediate tensor exposed. A node's error is the larger of
-
-    - the quantization noise of its inputs: each quantized weight against the float weight, and the FP32
-      model's activation against itself quantized with the INT8 model's scale and zero point (noise measured
-      on the float tensor, so damage upstream cannot hide it), per slice (:func:`_tensor_error`), and
-    - the error it adds: its output's error against the FP32 model's tensor, less the largest error its inputs
-      bring from upstream,
-
-    with padded positions left out the way ``comparison`` compares. The cost is one quantizer run and two runs
-    per batch, whatever the number of nodes."""
+    A node's error is the relative error of the model's outputs (scored the way ``comparison`` compares:
+    padded positions left out) when that node alone is quantized: the float model with only the
+    QuantizeLinear/DequantizeLinear chains that feed that node in the full INT8 model (``quantized``, built
+    here when not given) copied in front of it (:func:`_isolated`). So what a node's rounding does downstream
+    counts (a variance computed as E[x^2] - E[x]^2 turns 1% of noise in E[x^2] into far more), not only its
+    local noise. The cost is one quantizer run and, per node, a session of a graph that is float but for one
+    node, run on ``batches`` calibration batches: no quantizer run per node."""
     resolved = Int8StaticPass().resolve(params, ctx)
     prepared = prepared if prepared is not None else prepare(model, ctx, preprocess=resolved["preprocess"])
-    weights = {t.name: onnx.numpy_helper.to_array(t) for t in prepared.graph.initializer}
     with scratch_dir(ctx) as folder:
         if quantized is None:
             cache = calibration_cache or folder / "calibration.json"
             quantized = quantize_prepared(prepared, resolved, ctx, calibration_cache=cache)
         nodes = _quantized_nodes(prepared, quantized, resolved)
-        if not nodes:
-            return []
-        shared = list(dict.fromkeys(t for n in nodes for t in (*n.inputs, *n.outputs)))
-        noisy = list(dict.fromkeys(dq for n in nodes for dq, src in n.dequantized if src in weights))
-        constants = {t.name: onnx.numpy_helper.to_array(t) for t in quantized.graph.initializer}
-        quantizer = {n.input[0]: n for n in quantized.graph.node if n.op_type == "QuantizeLinear"}
-        scores: dict[str, list[float]] = {n.node.name: [] for n in nodes}
-        session = _session(_exposing(quantized, shared + noisy), folder, "quantized.onnx")
-        mask = comparison.mask if comparison is not None else None
-        for feed, want in _run_on_calibration(_exposing(prepared, shared), ctx, batches):
-            got = session.run(feed)
-            keep = mask.keep(feed) if mask is not None else None
-            errors = {t: _whole_error(want.get(t), got.get(t), keep) for t in shared}
-            for n in nodes:
-                inherited = max((e for t in n.inputs if (e := errors[t]) is not None), default=0.0)
-                added = [_added(e, inherited) for t in n.outputs if (e := errors[t]) is not None]
-                noise = [
-                    e
-                    for dq, src in n.dequantized
-                    if (e := _noise(src, dq, weights, want, got, constants, quantizer, keep)) is not None
-                ]
-                if added or noise:
-                    scores[n.node.name].append(max(added + noise))
-    ranking = [
-        LayerError(n.node.name, n.node.op_type, float(np.mean(scores[n.node.name])))
-        for n in nodes
-        if scores[n.node.name]
-    ]
+    if not nodes:
+        return []
+    reference = ReferenceOutputs(prepared, ctx, batches, comparison)
+    ranking = []
+    for n in nodes:
+        try:
+            error = reference.error(_isolated(prepared, quantized, n))
+        except HonedError:
+            error = math.inf  # a node whose quantized form does not even run is the worst kind
+        ranking.append(LayerError(n.node.name, n.node.op_type, error))
     ranking.sort(key=lambda e: (-e.error, e.node))
     return ranking
 
@@ -288,35 +265,46 @@ _QDQ = ("QuantizeLinear", "DequantizeLinear")
 _QUANTIZED = "_quantized"  # ONNX Runtime's name for a weight's quantized initializer
 
 
-def _noise(
-    src: str,
-    dq: str,
-    weights: Mapping[str, np.ndarray[Any, Any]],
-    want: Mapping[str, np.ndarray[Any, Any]],
-    got: Mapping[str, np.ndarray[Any, Any]],
-    constants: Mapping[str, np.ndarray[Any, Any]],
-    quantizer: Mapping[str, onnx.NodeProto],
-    keep: np.ndarray[Any, Any] | None,
-) -> float | None:
-    """The quantization noise of one input: the quantized weight against the float one, or the FP32 model's
-    activation ``src`` against itself through the INT8 model's QuantizeLinear of it."""
-    if src in weights:
-        return _tensor_error(weights[src], got.get(dq), None)
-    node, x = quantizer.get(src), want.get(src)
-    if node is None or x is None or len(node.input) < 2 or node.input[1] not in constants:
-        return None
-    scale = constants[node.input[1]].astype(np.float64)
-    zero = constants[node.input[2]] if len(node.input) > 2 and node.input[2] in constants else np.zeros((), np.uint8)
-    if scale.ndim == 1 and np.asarray(x).ndim > 1:  # per-axis
-        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
-        shape = [1] * np.asarray(x).ndim
-        shape[axis] = -1
-        scale, zero = scale.reshape(shape), zero.reshape(shape)
-    if not np.issubdtype(zero.dtype, np.integer):
-        return None
-    info = np.iinfo(zero.dtype)
-    level = np.clip(np.round(np.asarray(x, dtype=np.float64) / scale) + zero, info.min, info.max)
-    return _tensor_error(x, (level - zero) * scale, keep)
+def _isolated(prepared: onnx.ModelProto, quantized: onnx.ModelProto, node: _QuantizedNode) -> onnx.ModelProto:
+    """``prepared`` (float) with only ``node``'s inputs quantized as ``quantized`` quantizes them: the chains of
+    QuantizeLinear/DequantizeLinear nodes (and their scales, zero points and quantized weights) that feed the
+    node in the INT8 model, copied in front of it."""
+    producer = {o: n for n in quantized.graph.node for o in n.output}
+    constants = {t.name: t for t in quantized.graph.initializer}
+    have = {t.name for t in prepared.graph.initializer}
+    probe = onnx.ModelProto()
+    probe.CopyFrom(prepared)
+    chain: list[onnx.NodeProto] = []
+    needed: list[str] = []
+    for dq, _src in node.dequantized:
+        stack, seen = [dq], set()
+        while stack:
+            tensor = stack.pop()
+            step = producer.get(tensor)
+            if step is None or step.op_type not in _QDQ or step.name in seen:
+                if tensor in constants and tensor not in have:
+                    needed.append(tensor)
+                continue
+            seen.add(step.name)
+            chain.append(step)
+            stack.extend(i for i in step.input if i)
+    target = next(n for n in probe.graph.node if n.name == node.node.name)
+    inputs = next(n for n in quantized.graph.node if n.name == node.node.name).input
+    wired = {dq for dq, _ in node.dequantized}
+    for position, name in enumerate(inputs):
+        if name in wired and position < len(target.input):
+            target.input[position] = name
+    # the chain runs before its consumer: put it at the front, in dependency order (sources first)
+    copies = []
+    for step in reversed(chain):
+        copy = onnx.NodeProto()
+        copy.CopyFrom(step)
+        copies.append(copy)
+    index = list(probe.graph.node).index(target)
+    for offset, copy in enumerate(copies):
+        probe.graph.node.insert(index + offset, copy)
+    probe.graph.initializer.extend(constants[n] for n in dict.fromkeys(needed))
+    return probe
 
 
 def _exposing(model: onnx.ModelProto, tensors: list[str]) -> onnx.ModelProto:
@@ -328,52 +316,6 @@ def _exposing(model: onnx.ModelProto, tensors: list[str]) -> onnx.ModelProto:
         if name not in outputs:
             probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     return probe
-
-
-def _session(model: onnx.ModelProto, folder: Path, name: str) -> Session:
-    """An ONNX Runtime session of ``model`` written to ``folder``."""
-    from honed.runtime import create_session
-
-    return create_session(write(model, folder, name))
-
-
-def _tensor_error(
-    want: np.ndarray[Any, Any] | None, got: np.ndarray[Any, Any] | None, keep: np.ndarray[Any, Any] | None
-) -> float | None:
-    """Relative error of one tensor per slice, worst over its axes: along each axis, every slice's
-    ||got - want|| / ||want|| capped at 1 (wrong), averaged; None when it is missing, of another shape or not
-    floating point; +inf when ``got`` holds NaN or Inf.
-
-    Per slice, because one channel far larger than the rest hides, in a whole-tensor norm, that quantizing it
-    with one scale crushed all the others (which a later layer may read)."""
-    from honed.evaluate.mask import applies
-
-    if want is None or got is None or not np.issubdtype(np.asarray(want).dtype, np.floating):
-        return None
-    want, got = np.asarray(want, dtype=np.float64), np.asarray(got, dtype=np.float64)
-    if want.shape != got.shape or want.size == 0:
-        return None
-    if not np.isfinite(got).all():
-        return math.inf
-    if applies(keep, want):
-        want, got = want[keep], got[keep]
-    if want.ndim == 0:
-        want, got = want.reshape(1), got.reshape(1)
-    worst = 0.0
-    for axis in range(want.ndim):
-        others = tuple(a for a in range(want.ndim) if a != axis)
-        scale = np.sqrt(np.sum(want * want, axis=others))
-        diff = np.sqrt(np.sum((got - want) ** 2, axis=others))
-        ratio = np.where(scale > 0, diff / np.where(scale > 0, scale, 1.0), diff)
-        worst = max(worst, float(np.mean(np.minimum(ratio, 1.0))))
-    return worst
-
-
-def _added(output: float, inherited: float) -> float:
-    """The error a node adds to what its inputs bring (inf only when its inputs were still finite)."""
-    if math.isinf(output):
-        return 0.0 if math.isinf(inherited) else math.inf
-    return max(output - inherited, 0.0) if math.isfinite(inherited) else 0.0
 
 
 def rank_dynamic_sensitivity(
@@ -579,16 +521,3 @@ def _accepts(accept: Callable[[onnx.ModelProto], bool], model: onnx.ModelProto) 
         return bool(accept(model))
     except HonedError:
         return False  # a candidate the gate cannot even run is not accepted
-
-
-def _whole_error(
-    want: np.ndarray[Any, Any] | None, got: np.ndarray[Any, Any] | None, keep: np.ndarray[Any, Any] | None
-) -> float | None:
-    """Relative error of a whole intermediate tensor (None when missing or not floating point)."""
-    from honed.evaluate.comparison import masked_relative_error
-
-    if want is None or got is None or not np.issubdtype(np.asarray(want).dtype, np.floating):
-        return None
-    if np.shape(want) != np.shape(got):
-        return None
-    return masked_relative_error(np.asarray(want), np.asarray(got), keep)

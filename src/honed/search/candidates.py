@@ -210,7 +210,7 @@ class Step:
 
     def label(self) -> str:
         shown = ",".join(f"{k}={_short(v)}" for k, v in sorted(self.params.items()) if k not in _QUIET_PARAMS)
-        excluded = self.params.get("nodes_to_exclude")
+        excluded = self.params.get("nodes_to_exclude") or self.params.get("ignored_scope")
         if excluded:
             shown += f"{',' if shown else ''}float_nodes={len(excluded)}"
         return f"{self.name}({shown})" if shown else self.name
@@ -224,6 +224,7 @@ _QUIET_PARAMS = frozenset(
         "subset_size",
         "fast_bias_correction",
         "nodes_to_exclude",
+        "ignored_scope",
         "calibration_batches",
         "op_types",
         "preprocess",

@@ -193,6 +193,17 @@ class Events:
     def best(self, outcome: Outcome) -> None: ...
 
 
+_ACCURACY_CONTROLLED = "nncf-int8"  # its fallback is NNCF's own accuracy control; INT8 on ORT gets honed's
+_AC_MAX_ITERATIONS = 30
+_RANKING_BATCHES = 4  # calibration batches the static ranking runs each node's probe on
+_RANKING_SESSION_S = 0.2  # what one of those probe sessions costs to create, roughly
+
+
+def _fallback_name(pass_name: str) -> str:
+    """How the report names the fallback of ``pass_name``'s candidates."""
+    return "NNCF accuracy control" if pass_name == _ACCURACY_CONTROLLED else "sensitive-layer fallback"
+
+
 class _BudgetSpent(Exception):
     """Raised inside the fallback's accept callback when the deadline passes (not a HonedError, so it escapes)."""
 
@@ -529,12 +540,12 @@ class Search:
         from honed.passes.sensitivity import FALLBACK_PASSES
 
         steps = outcome.candidate.steps
-        if not steps or steps[-1].name not in FALLBACK_PASSES:
+        if not steps or steps[-1].name not in (*FALLBACK_PASSES, _ACCURACY_CONTROLLED):
             return False
         runtime = outcome.candidate.runtime
         if f"{runtime.backend}/{runtime.provider}" not in get_pass(steps[-1].name).targets:
             return False
-        if steps[-1].params.get("nodes_to_exclude"):
+        if steps[-1].params.get("nodes_to_exclude") or steps[-1].params.get("ignored_scope"):
             return False
         base = self.baseline().cost_ms(self.settings.objective)
         cost = outcome.cost_ms(self.settings.objective)
@@ -543,34 +554,69 @@ class Search:
         if base is None or cost is None or (cost >= base and not self.settings.evaluate_slower):
             return False
         build = self._build_seconds.get(self._model_cache_key(steps), outcome.seconds)
-        estimate, what = self._fallback_estimate(steps[-1].name, max(outcome.seconds, build))
+        per_model: float | tuple[float, float] = max(outcome.seconds, build)
+        if steps[-1].name == _ACCURACY_CONTROLLED:
+            per_model = self._costs(outcome)
+        estimate, what = self._fallback_estimate(steps[-1].name, per_model)
         if not self._has_time(self._reserve() + estimate):
             outcome.note = (
-                f"sensitive-layer fallback not tried: it needs about {estimate:.0f} s "
+                f"{_fallback_name(steps[-1].name)} not tried: it needs about {estimate:.0f} s "
                 f"({what}), {max(self.remaining() - self._reserve(), 0):.0f} s of budget left"
             )
             self.budget_exhausted = False
-            self.untried.append(Untried(f"sensitive-layer fallback of {outcome.id}", "unaffordable", outcome.note))
+            self.untried.append(
+                Untried(f"{_fallback_name(steps[-1].name)} of {outcome.id}", "unaffordable", outcome.note)
+            )
             return False
         return True
 
-    def _fallback_estimate(self, pass_name: str, per_model_s: float) -> tuple[float, str]:
+    def _fallback_estimate(self, pass_name: str, per_model_s: Any) -> tuple[float, str]:
         """Seconds the fallback of one rejected candidate is expected to take, and what it consists of: one
         ranking pass (about one build and evaluation) and a binary search over the ranked nodes (see
         :func:`~honed.passes.sensitivity.fallback_evaluations`), each try a build and an evaluation."""
         from honed.passes.sensitivity import RANKED_OPS, fallback_evaluations
 
+        if pass_name == _ACCURACY_CONTROLLED:
+            # NNCF quantizes once (a build), validates the original and the INT8 model and ranks on one batch
+            # (about three evaluations), then reverts and validates once per iteration (an evaluation each); the
+            # model it settles on is rebuilt and judged like any other (a build and an evaluation)
+            build, evaluation = per_model_s
+            iterations = self._accuracy_control_iterations(per_model_s)
+            return (
+                2 * build + (iterations + 4) * evaluation,
+                f"NNCF accuracy control: one quantization, {iterations} restore iterations at most, one rebuild",
+            )
         nodes = sum(1 for n in onnx.load(str(self.inputs.source)).graph.node if n.op_type in RANKED_OPS)
         tries = fallback_evaluations(nodes, self.settings.fallback_max_excluded) + 1
+        # ranking: one quantizer run (about one model), then one session per node, float but for that node,
+        # run on a few calibration batches
+        ranking = nodes * (_RANKING_BATCHES * self._call_s() + _RANKING_SESSION_S)
         return (
-            tries * per_model_s,
+            tries * per_model_s + ranking,
             f"{nodes} quantizable nodes: one ranking pass and {tries - 1} builds and evaluations",
         )
+
+    def _accuracy_control_iterations(self, per_model_s: tuple[float, float]) -> int:
+        """How many restore iterations NNCF's accuracy control may take: what the budget left holds after two
+        builds and four evaluations (``per_model_s``: one build's and one evaluation's measured seconds), each
+        iteration costed as one evaluation; at most :data:`_AC_MAX_ITERATIONS`, at least 1."""
+        build, evaluation = per_model_s
+        spare = self.remaining() - self._reserve() - 2 * build
+        fits = int(spare / evaluation) - 4 if evaluation > 0 else _AC_MAX_ITERATIONS
+        return max(1, min(_AC_MAX_ITERATIONS, fits))
+
+    def _costs(self, outcome: Outcome) -> tuple[float, float]:
+        """What building ``outcome``'s model took and what measuring and judging it took (at least 0.5 s)."""
+        build = self._build_seconds.get(self._model_cache_key(outcome.candidate.steps), 0.0)
+        return build, max(outcome.seconds - build, 0.5)
 
     def _fallback(self, rejected: Outcome) -> None:
         from honed.passes.sensitivity import sensitive_layer_fallback
         from honed.search.recipe import build_model
 
+        if rejected.candidate.steps[-1].name == _ACCURACY_CONTROLLED:
+            self._accuracy_control(rejected)
+            return
         *prefix, step = rejected.candidate.steps
         runtime = rejected.candidate.runtime
         ctx = self.inputs.make_context(runtime.backend)
@@ -608,6 +654,44 @@ class Search:
         self.cache.put(self._fallback_key(rejected), result)
         self._fallback_result(rejected, result)
 
+    def _accuracy_control(self, rejected: Outcome) -> None:
+        """NNCF's accuracy control (``quantize_with_accuracy_control``) on the OpenVINO model of a rejected
+        ``nncf-int8`` candidate, validated by the search's own gate; the ops it keeps in float become the
+        step's ``ignored_scope``, and that candidate is built and judged like any other (so a recipe replays it)."""
+        from honed.model.loader import load_model
+        from honed.passes.nncf_accuracy import accuracy_controlled_scope
+        from honed.search.recipe import build_model
+
+        *prefix, step = rejected.candidate.steps
+        ctx = self.inputs.make_context("openvino")
+        iterations = self._accuracy_control_iterations(self._costs(rejected))
+        scratch = Path(tempfile.mkdtemp(dir=self.work_dir))
+        try:
+            model = build_model(self.inputs.source, tuple(prefix), ctx) if prefix else load_model(self.inputs.source)
+            if rejected.model_path is None or ctx.calibration is None:
+                raise PassError("the rejected candidate has no built model or no calibration data")
+            found = accuracy_controlled_scope(
+                save_model(model, scratch / "source.onnx"),
+                rejected.model_path,
+                get_pass(step.name).resolve(step.params, ctx),
+                ctx.calibration,
+                self.inputs.comparison,
+                self.inputs.reference,
+                labels=self.inputs.labels,
+                max_iterations=iterations,
+            )
+        except HonedError as exc:
+            rejected.note = f"NNCF accuracy control failed: {exc}"
+            return
+        result = {
+            "accepted": found.accepted,
+            "params": {**step.params, "ignored_scope": list(found.ignored)},
+            "excluded": len(found.ignored),
+            "by": _ACCURACY_CONTROLLED,
+        }
+        self.cache.put(self._fallback_key(rejected), result)
+        self._fallback_result(rejected, result)
+
     def _fallback_key(self, rejected: Outcome) -> str:
         return digest(
             {
@@ -620,13 +704,14 @@ class Search:
 
     def _fallback_result(self, rejected: Outcome, found: dict[str, Any]) -> None:
         excluded = int(found.get("excluded", 0))
-        if not found.get("accepted"):
-            rejected.note = f"sensitive-layer fallback kept {excluded} node(s) in float and still failed"
+        name = _fallback_name(rejected.candidate.steps[-1].name)
+        if not found.get("accepted") or (found.get("by") and not excluded):
+            rejected.note = f"{name} kept {excluded} node(s) in float and still failed"
             return
         *prefix, step = rejected.candidate.steps
         steps = (*prefix, Step(step.name, dict(found["params"])))
         outcome = self._evaluate(Candidate(steps, rejected.candidate.runtime))
-        outcome.note = f"sensitive-layer fallback of {rejected.id}: {excluded} node(s) kept in float"
+        outcome.note = f"{name} of {rejected.id}: {excluded} node(s) kept in float"
         self._consider(outcome)
 
     # -- tuning and the final -------------------------------------------------------------------------------
