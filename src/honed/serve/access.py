@@ -248,18 +248,37 @@ class AccessPolicy:
             raise RevokedCredentials(f"the credentials of principal {principal.name!r} have been revoked")
         return principal
 
+    def _is_jwt(self, token: str | None) -> bool:
+        return (
+            self.oidc is not None
+            and token is not None
+            and JwtVerifier.looks_like_jwt(token)
+            and token_hash(token) not in self._by_hash
+        )
+
+    def _jwt_principal(self, oidc: JwtVerifier, name: str) -> Principal:
+        principal = self._by_name.get(name)
+        if principal is None or principal.token_sha256 is not None:
+            raise PermissionDenied(f"the token's {oidc.settings.principal_claim} {name!r} holds no grant on this server")
+        return self._not_revoked(principal)
+
     async def authenticate(self, token: str | None) -> Principal:
         """The principal ``token`` names: a known bearer token's, or a verified JWT's; else Unauthenticated (or
         PermissionDenied for a valid JWT naming no principal of this policy)."""
         oidc = self.oidc
-        jwt_like = token is not None and JwtVerifier.looks_like_jwt(token) and token_hash(token) not in self._by_hash
-        if oidc is not None and token is not None and jwt_like:
-            name = await oidc.verify(token)
-            principal = self._by_name.get(name)
-            if principal is None or principal.token_sha256 is not None:
-                claim = oidc.settings.principal_claim
-                raise PermissionDenied(f"the token's {claim} {name!r} holds no grant on this server")
-            return self._not_revoked(principal)
+        if oidc is not None and self._is_jwt(token):
+            assert token is not None
+            return self._jwt_principal(oidc, await oidc.verify(token))
+        return self._static(token)
+
+    def authenticate_now(self, token: str | None) -> Principal | None:
+        """What :meth:`authenticate` decides, without waiting: None for a JWT that has not verified before (only
+        :meth:`authenticate` can check its signature, perhaps after fetching keys)."""
+        oidc = self.oidc
+        if oidc is not None and self._is_jwt(token):
+            assert token is not None
+            name = oidc.remembered(token)
+            return None if name is None else self._jwt_principal(oidc, name)
         return self._static(token)
 
     def grant(self, principal: Principal, action: str, model: str | None = None) -> Principal:

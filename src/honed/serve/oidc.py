@@ -246,19 +246,29 @@ class JwtVerifier:
         """Whether ``token`` has a JWT's three dot-separated parts (opaque honed tokens have none)."""
         return token.count(".") == 2
 
+    def remembered(self, token: str) -> str | None:
+        """The principal name of ``token`` when it verified before and has not expired since; None otherwise (then
+        only :meth:`verify` can tell). Never blocks: what a refusal decided from the headers alone relies on."""
+        digest = hashlib.sha256(token.encode()).digest()
+        cached = self._verified.get(digest)
+        if cached is None:
+            return None
+        if time.time() <= cached[1]:
+            self._verified.move_to_end(digest)
+            return cached[0]
+        del self._verified[digest]
+        return None
+
     async def verify(self, token: str) -> str:
         """The principal name ``token`` carries (its :attr:`OidcSettings.principal_claim`), or InvalidToken.
 
         A token that verified is remembered, byte for byte, until its ``exp`` (plus the leeway) passes, so a client
         that sends one token many times (and a gRPC call, checked before and after its message is parsed) pays for
         the signature once; the memory goes with this verifier on a reload and is cleared when the key set is."""
+        remembered = self.remembered(token)
+        if remembered is not None:
+            return remembered
         digest = hashlib.sha256(token.encode()).digest()  # memory per token stays small however large it is
-        cached = self._verified.get(digest)
-        if cached is not None:
-            if time.time() <= cached[1]:
-                self._verified.move_to_end(digest)
-                return cached[0]
-            del self._verified[digest]
         settings = self.settings
         try:
             header = jwt.get_unverified_header(token)
