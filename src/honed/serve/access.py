@@ -60,7 +60,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -70,7 +70,7 @@ import yaml
 from honed.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from honed.serve.contract import AUTH_REASONS
 from honed.serve.limits import RateLimits
-from honed.serve.oidc import InvalidToken, JwtVerifier, OidcSettings, RevokedKey
+from honed.serve.oidc import Identity, InvalidToken, JwtVerifier, OidcSettings, RevokedKey
 
 ACTIONS = ("infer", "read", "admin", "metrics")
 """Everything a grant can allow."""
@@ -256,11 +256,15 @@ class AccessPolicy:
             and token_hash(token) not in self._by_hash
         )
 
-    def _jwt_principal(self, oidc: JwtVerifier, name: str) -> Principal:
+    def _jwt_principal(self, oidc: JwtVerifier, identity: Identity) -> Principal:
+        name = identity.name
         principal = self._by_name.get(name)
         if principal is None or principal.token_sha256 is not None:
             raise PermissionDenied(f"the token's {oidc.settings.principal_claim} {name!r} holds no grant on this server")
-        return self._not_revoked(principal)
+        principal = self._not_revoked(principal)
+        if identity.scopes is None:
+            return principal
+        return replace(principal, actions=principal.actions & identity.scopes)  # the token's scopes only narrow
 
     async def authenticate(self, token: str | None) -> Principal:
         """The principal ``token`` names: a known bearer token's, or a verified JWT's; else Unauthenticated (or
@@ -268,7 +272,7 @@ class AccessPolicy:
         oidc = self.oidc
         if oidc is not None and self._is_jwt(token):
             assert token is not None
-            return self._jwt_principal(oidc, await oidc.verify(token))
+            return self._jwt_principal(oidc, await oidc.identity(token))
         return self._static(token)
 
     def authenticate_now(self, token: str | None) -> Principal | None:
@@ -277,8 +281,8 @@ class AccessPolicy:
         oidc = self.oidc
         if oidc is not None and self._is_jwt(token):
             assert token is not None
-            name = oidc.remembered(token)
-            return None if name is None else self._jwt_principal(oidc, name)
+            identity = oidc.remembered(token)
+            return None if identity is None else self._jwt_principal(oidc, identity)
         return self._static(token)
 
     def grant(self, principal: Principal, action: str, model: str | None = None) -> Principal:
