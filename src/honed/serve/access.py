@@ -38,7 +38,8 @@ Example::
       - name: batch-job            # no token_sha256: this principal signs in with a JWT from the IdP
         models: ["*"]
         actions: [infer]
-    oidc: {issuer: https://idp.example, audience: honed, jwks: jwks.json}   # honed.serve.oidc
+    oidc: {issuer: https://idp.example, audience: honed, jwks: jwks.json,  # honed.serve.oidc
+           claims: {subject: sub, scopes: scope}}
     limits: {default: {rps: 50, burst: 100}}                                 # honed.serve.limits
     revoked: {principals: [old-app], kids: [2024-key]}
 
