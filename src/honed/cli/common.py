@@ -13,6 +13,7 @@ from honed.errors import HonedError, InvalidArgument
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+    from honed.registry import Registry
     from honed.runtime.config import RuntimeConfig
 
 console = Console()
@@ -45,6 +46,14 @@ def print_json(data: Any) -> None:
     """Write ``data`` as JSON to stdout, nothing else, so it pipes into ``jq``."""
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     sys.stdout.flush()
+
+
+def say(as_json: bool, data: Any, text: str, *, highlight: bool | None = None, soft_wrap: bool = False) -> None:
+    """A command's result: ``data`` as JSON with ``--json``, else the line ``text`` for people."""
+    if as_json:
+        print_json(data)
+    else:
+        console.print(text, highlight=highlight, soft_wrap=soft_wrap)
 
 
 def exit_code_for(error: HonedError) -> int:
@@ -91,6 +100,25 @@ def mlflow_uri_option() -> Any:
         help="MLflow tracking server for a models:/NAME/VERSION, models:/NAME@ALIAS or runs:/ID/PATH model.",
         show_default=False,
     )
+
+
+def registry_for(register_as: str | None, url: str | None) -> Registry | None:
+    """The registry ``--register NAME`` writes to, opened now so that a bad name or an unreachable registry fails
+    before the long work (a search, an export), not after it; None without ``--register``."""
+    if register_as is None:
+        return None
+    from honed.registry import open_registry
+    from honed.registry.refs import check_name
+
+    check_name(register_as)
+    return open_registry(url)
+
+
+def otlp_endpoint_of(otlp_endpoint: str | None, trace_sample: float | None) -> str | None:
+    """``--otlp-endpoint``, once ``--trace-sample`` is known not to come without it (tracing is off then)."""
+    if trace_sample is not None and otlp_endpoint is None:
+        raise InvalidArgument("--trace-sample needs --otlp-endpoint (tracing is off without one)")
+    return otlp_endpoint
 
 
 def use_mlflow_uri(uri: str | None) -> None:

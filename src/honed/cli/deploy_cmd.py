@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from honed.cli.common import console, err_console
+from honed.cli.common import console, err_console, otlp_endpoint_of
 
 COMMANDS = {
     "deploy": "Write deployment artifacts from a plan; build the serving image.",
@@ -90,8 +90,7 @@ def register(app: typer.Typer) -> None:
 
         if registry_secret is not None and registry is None:
             raise InvalidArgument("--registry-secret needs --registry URL")
-        if trace_sample is not None and otlp_endpoint is None:
-            raise InvalidArgument("--trace-sample needs --otlp-endpoint (tracing is off without one)")
+        endpoint = otlp_endpoint_of(otlp_endpoint, trace_sample)
         options = DeployOptions(
             fmt=fmt,
             image_cpu=image_cpu,
@@ -105,7 +104,7 @@ def register(app: typer.Typer) -> None:
             secrets=ServingSecrets(access_secret, tls_secret),
             insecure_no_auth=insecure_no_auth,
             registry=RegistrySource(registry, registry_secret or "") if registry is not None else None,
-            tracing=Tracing(otlp_endpoint, trace_sample) if otlp_endpoint is not None else None,
+            tracing=None if endpoint is None else Tracing(endpoint, trace_sample),
             prometheus=prometheus,
             slo_objective=slo_objective,
         )

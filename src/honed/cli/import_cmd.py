@@ -4,19 +4,19 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from honed.cli.common import console, err_console, print_json
+from honed.cli.common import console, err_console, print_json, registry_for
+from honed.cli.options import RegisterRegistryUrl, with_flags
 from honed.intake.output import ImportResult
 from honed.intake.verify import Tolerance
 from honed.model.spec import format_shape
@@ -28,20 +28,34 @@ COMMANDS = {
 
 _DEFAULT = Tolerance()
 OutOpt = typer.Option(..., "--out", "-o", help="Output folder: model.onnx and import.json.")
-OpsetOpt = typer.Option(None, "--opset", help="ONNX opset to export at (default: the converter's).")
-AtolOpt = typer.Option(_DEFAULT.atol, "--atol", help="Absolute tolerance of the verification.")
-RtolOpt = typer.Option(_DEFAULT.rtol, "--rtol", help="Relative tolerance of the verification.")
-RegisterOpt = typer.Option(
-    None, "--register", help="Register the imported model as the next version of this name, with its import record."
-)
-RegistryOpt = typer.Option(
-    None,
-    "--registry",
-    envvar="HONED_REGISTRY",
-    help="Registry URL for --register (default SQLite).",
-    show_default=False,
-)
-JsonOpt = typer.Option(False, "--json", help="Print import.json to stdout instead of the summary.")
+
+
+def _source(help: str) -> Any:
+    """The SOURCE argument of an importer: the file or folder it reads."""
+    return typer.Argument(..., help=help, metavar="SOURCE")
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """The flags every importer takes (given to it by :func:`_importer`)."""
+
+    opset: Annotated[
+        int | None, typer.Option("--opset", help="ONNX opset to export at (default: the converter's).")
+    ] = None
+    atol: Annotated[float, typer.Option("--atol", help="Absolute tolerance of the verification.")] = _DEFAULT.atol
+    rtol: Annotated[float, typer.Option("--rtol", help="Relative tolerance of the verification.")] = _DEFAULT.rtol
+    register_as: Annotated[
+        str | None,
+        typer.Option(
+            "--register", help="Register the imported model as the next version of this name, with its import record."
+        ),
+    ] = None
+    registry_url: RegisterRegistryUrl = None
+    as_json: Annotated[bool, typer.Option("--json", help="Print import.json to stdout instead of the summary.")] = False
+
+    @property
+    def tolerance(self) -> Tolerance:
+        return Tolerance(self.atol, self.rtol)
 
 
 def register(app: typer.Typer) -> None:
@@ -51,9 +65,7 @@ def register(app: typer.Typer) -> None:
     @group.command("torch")
     @_importer("torch")
     def torch_cmd(
-        source: Path = typer.Argument(
-            ..., help="A .pt2 file (torch.export.save) or a TorchScript .pt (torch.jit.save).", metavar="SOURCE"
-        ),
+        source: Path = _source(help="A .pt2 file (torch.export.save) or a TorchScript .pt (torch.jit.save)."),
         out: Path = OutOpt,
         sample: Path | None = typer.Option(
             None, "--sample", help=".npz with one array per forward() argument (by name), or .npy for one input."
@@ -62,40 +74,36 @@ def register(app: typer.Typer) -> None:
             None, "--input-shape", help="Verify on random inputs of this shape: 2x3x32x32, or NAME=2x3x32x32,..."
         ),
         *,
-        settings: _Settings,
+        flags: _Settings,
     ) -> ImportResult:
         """Export a saved PyTorch program to ONNX (dynamo exporter, else TorchScript's), verified against torch."""
         from honed.intake.pytorch import import_torch_file
 
         return import_torch_file(
-            source, out=out, sample=sample, input_shape=input_shape, opset=settings.opset, tolerance=settings.tolerance
+            source, out=out, sample=sample, input_shape=input_shape, opset=flags.opset, tolerance=flags.tolerance
         )
 
     @group.command("hf")
     @_importer("hf")
     def hf_cmd(
-        source: Path = typer.Argument(
-            ..., help="A local Hugging Face model folder (save_pretrained); no downloads.", metavar="SOURCE"
-        ),
+        source: Path = _source(help="A local Hugging Face model folder (save_pretrained); no downloads."),
         out: Path = OutOpt,
         task: str = typer.Option("feature-extraction", "--task", help="feature-extraction or text-classification."),
         sample: Path | None = typer.Option(
             None, "--sample", help=".npz of token arrays: input_ids, attention_mask (and token_type_ids)."
         ),
         *,
-        settings: _Settings,
+        flags: _Settings,
     ) -> ImportResult:
         """Export a Hugging Face text model from a local folder to ONNX, dynamic batch and sequence axes."""
         from honed.intake.huggingface import from_hf
 
-        return from_hf(source, out=out, task=task, sample=sample, opset=settings.opset, tolerance=settings.tolerance)
+        return from_hf(source, out=out, task=task, sample=sample, opset=flags.opset, tolerance=flags.tolerance)
 
     @group.command("sklearn")
     @_importer("sklearn")
     def sklearn_cmd(
-        source: Path = typer.Argument(
-            ..., help="A fitted estimator or pipeline saved with joblib or pickle.", metavar="SOURCE"
-        ),
+        source: Path = _source(help="A fitted estimator or pipeline saved with joblib or pickle."),
         out: Path = OutOpt,
         trust_pickle: bool = typer.Option(
             False,
@@ -106,83 +114,34 @@ def register(app: typer.Typer) -> None:
             None, "--sample", help=".npy of feature rows (or .npz with array X); default: generated rows."
         ),
         *,
-        settings: _Settings,
+        flags: _Settings,
     ) -> ImportResult:
         """Convert a scikit-learn estimator to ONNX with skl2onnx; refuses a pickle without --trust-pickle."""
         from honed.intake.scikit import import_sklearn_file
 
         trust = trust_pickle
         return import_sklearn_file(
-            source, out=out, trust_pickle=trust, sample=sample, opset=settings.opset, tolerance=settings.tolerance
+            source, out=out, trust_pickle=trust, sample=sample, opset=flags.opset, tolerance=flags.tolerance
         )
 
 
-@dataclass(frozen=True)
-class _Settings:
-    """The flags every importer takes, gathered by :func:`_importer`."""
-
-    opset: int | None
-    tolerance: Tolerance
-    register_as: str | None
-    registry_url: str | None
-    as_json: bool
-
-
-_SHARED: tuple[tuple[str, Any, Any], ...] = (
-    ("opset", int | None, OpsetOpt),
-    ("atol", float, AtolOpt),
-    ("rtol", float, RtolOpt),
-    ("register_as", str | None, RegisterOpt),
-    ("registry_url", str | None, RegistryOpt),
-    ("as_json", bool, JsonOpt),
-)
-
-
 def _importer(kind: str) -> Callable[[Callable[..., ImportResult]], Callable[..., None]]:
-    """Give an importer command the shared flags and the shared run: registry check, progress, result, --register.
-
-    The command declares its own arguments and a keyword-only ``settings``; Typer sees the command's signature with
-    ``settings`` replaced by the shared options.
-    """
+    """Give an importer command the shared flags (:class:`_Settings`) and the shared run: registry check, progress,
+    result, --register. The command declares its own arguments and a keyword-only ``flags``."""
 
     def wrap(command: Callable[..., ImportResult]) -> Callable[..., None]:
-        own = [p for p in inspect.signature(command).parameters.values() if p.name != "settings"]
-        shared = [
-            inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option, annotation=hint)
-            for name, hint, option in _SHARED
-        ]
-
         @functools.wraps(command)
-        def run_command(**values: Any) -> None:
-            flags = {name: values.pop(name) for name, _, _ in _SHARED}
-            settings = _Settings(
-                opset=flags["opset"],
-                tolerance=Tolerance(flags["atol"], flags["rtol"]),
-                register_as=flags["register_as"],
-                registry_url=flags["registry_url"],
-                as_json=flags["as_json"],
-            )
-            _run(kind, values["source"], lambda: command(**values, settings=settings), settings)
+        def run_command(*, flags: _Settings, **values: Any) -> None:
+            _run(kind, values["source"], lambda: command(**values, flags=flags), flags)
 
-        run_command.__signature__ = inspect.Signature([*own, *shared])  # type: ignore[attr-defined]
-        run_command.__annotations__ = {
-            **{k: v for k, v in command.__annotations__.items() if k not in ("settings", "return")},
-            **{name: hint for name, hint, _ in _SHARED},
-        }
-        return run_command
+        return with_flags(_Settings)(run_command)
 
     return wrap
 
 
 def _run(kind: str, source: Path, work: Callable[[], ImportResult], settings: _Settings) -> None:
     register_as, as_json = settings.register_as, settings.as_json
-    registry = None
-    if register_as is not None:  # a bad name or an unreachable registry fails before the export, not after it
-        from honed.registry import open_registry
-        from honed.registry.refs import check_name
-
-        check_name(register_as)
-        registry = open_registry(settings.registry_url)
+    registry = registry_for(register_as, settings.registry_url)
     try:
         # bound to the real stderr: the converters' output is swallowed during the export, the spinner's is not
         spinner = Console(file=sys.stderr)

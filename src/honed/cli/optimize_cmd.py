@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING
 import typer
 from rich.progress import Progress, TaskID
 
-from honed.cli.common import console, err_console, mlflow_uri_option, print_json, progress_bar, use_mlflow_uri
+from honed.cli.common import (
+    console,
+    err_console,
+    mlflow_uri_option,
+    print_json,
+    progress_bar,
+    registry_for,
+    use_mlflow_uri,
+)
+from honed.cli.options import RegisterRegistryUrl
 from honed.search import OptimizeResult, optimize
 from honed.search.engine import Events, Outcome
 
@@ -34,7 +43,7 @@ class OptimizeProgress(Events):
         self.task = self.progress.add_task(name, total=max(total, 1))
 
     def done(self, outcome: Outcome) -> None:
-        lat = f"{outcome.latency['p50_ms']:.3g} ms" if outcome.latency else "–"
+        lat = f"{outcome.latency.p50_ms:.3g} ms" if outcome.latency else "–"
         why = f" — {_clip(outcome.reason, 70)}" if outcome.reason else ""
         label = _clip(outcome.candidate.label(), 70)
         self.progress.console.print(
@@ -122,13 +131,7 @@ def register(app: typer.Typer) -> None:
         register_as: str | None = typer.Option(
             None, "--register", help="Register the source and the result as versions of this model (with lineage)."
         ),
-        registry_url: str | None = typer.Option(
-            None,
-            "--registry",
-            envvar="HONED_REGISTRY",
-            help="Registry URL for --register (default SQLite).",
-            show_default=False,
-        ),
+        registry_url: RegisterRegistryUrl = None,
         to_mlflow: str | None = typer.Option(
             None,
             "--to-mlflow",
@@ -150,13 +153,7 @@ def register(app: typer.Typer) -> None:
 
             check_writable(to_mlflow)
             backends = mlflow_backends(backends)
-        registry = None
-        if register_as is not None:  # fail before a long search, not after it
-            from honed.registry import open_registry
-            from honed.registry.refs import check_name
-
-            check_name(register_as)
-            registry = open_registry(registry_url)
+        registry = registry_for(register_as, registry_url)
 
         with progress_bar(disable=as_json) as progress:
             result = optimize(

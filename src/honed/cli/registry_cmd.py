@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from honed.cli.common import EXIT_FAILURE, console, err_console, print_json
+from honed.cli.common import EXIT_FAILURE, console, err_console, print_json, say
+from honed.cli.options import Actor, JsonFlag, RegistryUrl, with_flags
 from honed.errors import InvalidArgument
 from honed.jsonio import read_object, write_json
 from honed.registry import (
@@ -31,32 +33,57 @@ COMMANDS = {
 }
 """The commands this module registers and their one-line help (read by honed.cli.commands without importing)."""
 
-_REGISTRY_HELP = "Registry database URL (sqlite:///PATH or postgresql+psycopg://...); default SQLite under $HONED_HOME."
-RegistryOpt = typer.Option(None, "--registry", envvar="HONED_REGISTRY", help=_REGISTRY_HELP, show_default=False)
-JsonOpt = typer.Option(False, "--json", help="Print JSON instead of a table.")
-ActorOpt = typer.Option(
-    None, "--actor", envvar="HONED_ACTOR", help="Who makes the change (for the audit log); default USER@HOST."
-)
-AuditKeyOpt = typer.Option(
-    None,
-    "--audit-key-file",
-    "--key-file",
-    envvar=audit_key.ENV,
-    help="The audit key file (made by `honed audit key`): MACs new audit entries; a keyed log needs it.",
-    show_default=False,
-)
+AuditKeyFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--audit-key-file",
+        "--key-file",
+        envvar=audit_key.ENV,
+        help="The audit key file (made by `honed audit key`): MACs new audit entries; a keyed log needs it.",
+        show_default=False,
+    ),
+]
+"""``--audit-key-file`` of every command that writes to the registry (and of ``honed rollout``)."""
+RefArg = Annotated[str, typer.Argument(help="name, name:VERSION or name@ALIAS.")]
 
 
-def _actor(actor: str | None) -> str:
-    return actor or default_actor()
+@dataclass(frozen=True)
+class Reading:
+    """The flags of a command that reads the registry: where it is, and ``--json``."""
+
+    registry: RegistryUrl = None
+    as_json: JsonFlag = False
+
+    def open(self) -> Registry:
+        return open_registry(self.registry)
+
+    def say(self, data: Any, text: str, *, highlight: bool | None = None, soft_wrap: bool = False) -> None:
+        say(self.as_json, data, text, highlight=highlight, soft_wrap=soft_wrap)
+
+
+@dataclass(frozen=True)
+class Keyed(Reading):
+    """The flags of a command that checks or extends the audit log: the registry's, and the audit key."""
+
+    audit_key_file: AuditKeyFile = None
+
+    def open(self) -> Registry:
+        return open_registry(self.registry, audit_key_file=self.audit_key_file)
+
+
+@dataclass(frozen=True)
+class Change(Keyed):
+    """The flags of a command that changes the registry: the audit key's, and who makes the change."""
+
+    actor: Actor = None
+
+    @property
+    def who(self) -> str:
+        return self.actor or default_actor()
 
 
 def _read_json(path: Path | None, what: str) -> dict[str, Any] | None:
     return None if path is None else read_object(path, what)
-
-
-def _open(url: str | None, key_file: Path | None = None) -> Registry:
-    return open_registry(url, audit_key_file=key_file)
 
 
 def _read_head(path: Path) -> AuditHead:
@@ -121,6 +148,7 @@ def register(app: typer.Typer) -> None:
     reg_app.add_typer(audit_app, name="audit")
 
     @reg_app.command("register")
+    @with_flags(Change)
     def register_cmd(
         model: Path = typer.Argument(
             ..., help="The .onnx file, an OpenVINO IR .xml (with its .bin), or a folder holding either."
@@ -131,24 +159,22 @@ def register(app: typer.Typer) -> None:
         profile: Path | None = typer.Option(None, "--profile", help="JSON file: accuracy/latency per hardware."),
         tag: list[str] = typer.Option([], "--tag", help="A tag (repeatable)."),
         residency: list[str] = typer.Option([], "--residency", help="A jurisdiction it may run in (repeatable)."),
-        actor: str | None = ActorOpt,
-        audit_key_file: Path | None = AuditKeyOpt,
-        registry: str | None = RegistryOpt,
-        as_json: bool = JsonOpt,
+        *,
+        flags: Change,
     ) -> None:
         """Register a model file as the next version of NAME (the same file again returns its version)."""
-        with _open(registry, audit_key_file) as reg:
+        with flags.open() as reg:
             version, created = reg.register_with_status(
                 model,
                 name,
-                actor=_actor(actor),
+                actor=flags.who,
                 parent=parent,
                 recipe=_read_json(recipe, "recipe"),
                 profile=_read_json(profile, "profile"),
                 tags=tag,
                 residency=residency,
             )
-        if as_json:
+        if flags.as_json:
             print_json({**version.to_dict(), "created": created})
         elif created:
             console.print(f"registered {version.ref} (sha256 {_short(version.sha256)}, {version.size} bytes)")
@@ -156,17 +182,18 @@ def register(app: typer.Typer) -> None:
             console.print(f"already registered as {version.ref} (same sha256); no new version")
 
     @reg_app.command("list")
+    @with_flags(Reading)
     def list_cmd(
         name: str | None = typer.Argument(None, help="A model name: list its versions."),
         all_versions: bool = typer.Option(False, "--all", help="Include deleted versions."),
-        registry: str | None = RegistryOpt,
-        as_json: bool = JsonOpt,
+        *,
+        flags: Reading,
     ) -> None:
         """List models, or the versions of one model."""
-        with _open(registry) as reg:
+        with flags.open() as reg:
             if name is None:
                 models = reg.models()
-                if as_json:
+                if flags.as_json:
                     print_json([m.to_dict() for m in models])
                     return
                 table = Table("name", "latest", "live versions", "aliases")
@@ -176,22 +203,19 @@ def register(app: typer.Typer) -> None:
                 console.print(table if models else "the registry is empty")
                 return
             versions = reg.versions(name, include_deleted=all_versions)
-        if as_json:
+        if flags.as_json:
             print_json([v.to_dict() for v in versions])
         else:
             console.print(_version_table(versions))
 
     @reg_app.command("show")
-    def show_cmd(
-        ref: str = typer.Argument(..., help="name, name:VERSION or name@ALIAS."),
-        registry: str | None = RegistryOpt,
-        as_json: bool = JsonOpt,
-    ) -> None:
+    @with_flags(Reading)
+    def show_cmd(ref: RefArg, *, flags: Reading) -> None:
         """Show one version, and the serving history of the model's aliases."""
-        with _open(registry) as reg:
+        with flags.open() as reg:
             version = reg.resolve(ref)
             history = reg.alias_history(version.name)
-        if as_json:
+        if flags.as_json:
             print_json({**version.to_dict(), "serving_history": [h.to_dict() for h in history]})
             return
         _show_version(version)
@@ -204,15 +228,12 @@ def register(app: typer.Typer) -> None:
             console.print(table)
 
     @reg_app.command("lineage")
-    def lineage_cmd(
-        ref: str = typer.Argument(..., help="name, name:VERSION or name@ALIAS."),
-        registry: str | None = RegistryOpt,
-        as_json: bool = JsonOpt,
-    ) -> None:
+    @with_flags(Reading)
+    def lineage_cmd(ref: RefArg, *, flags: Reading) -> None:
         """Where a version came from (parents, with their recipes) and what was derived from it."""
-        with _open(registry) as reg:
+        with flags.open() as reg:
             lineage = reg.lineage(ref)
-        if as_json:
+        if flags.as_json:
             print_json(lineage.to_dict())
             return
         chain = [lineage.version, *lineage.ancestors]
@@ -225,37 +246,31 @@ def register(app: typer.Typer) -> None:
             console.print("derived versions: " + ", ".join(f"{d.ref} (from {d.parent})" for d in lineage.descendants))
 
     @reg_app.command("alias")
+    @with_flags(Change)
     def alias_cmd(
         name: str = typer.Argument(..., help="Model name."),
         alias: str = typer.Argument(..., help="Alias, e.g. production or canary."),
         version: str | None = typer.Argument(None, help="Version number to point the alias at."),
         remove: bool = typer.Option(False, "--remove", help="Remove the alias instead."),
-        actor: str | None = ActorOpt,
-        audit_key_file: Path | None = AuditKeyOpt,
-        registry: str | None = RegistryOpt,
-        as_json: bool = JsonOpt,
+        *,
+        flags: Change,
     ) -> None:
         """Point NAME@ALIAS at VERSION (atomically), show where it points, or --remove it."""
-        with _open(registry, audit_key_file) as reg:
+        with flags.open() as reg:
             if remove:
                 if version is not None:
                     raise InvalidArgument("give either a VERSION or --remove, not both")
-                reg.remove_alias(name, alias, actor=_actor(actor))
-                if as_json:
-                    print_json({"name": name, "alias": alias, "version": None})
-                else:
-                    console.print(f"removed {name}@{alias}")
+                reg.remove_alias(name, alias, actor=flags.who)
+                flags.say({"name": name, "alias": alias, "version": None}, f"removed {name}@{alias}")
                 return
             if version is None:
                 target = reg.resolve(f"{name}@{alias}")
             else:
-                target = reg.set_alias(name, alias, version, actor=_actor(actor))
-        if as_json:
-            print_json({"name": name, "alias": alias, "version": target.version})
-        else:
-            console.print(f"{name}@{alias} -> {target.ref}")
+                target = reg.set_alias(name, alias, version, actor=flags.who)
+        flags.say({"name": name, "alias": alias, "version": target.version}, f"{name}@{alias} -> {target.ref}")
 
     @reg_app.command("label")
+    @with_flags(Change)
     def label_cmd(
         ref: str = typer.Argument(..., help="name:VERSION (or name@ALIAS)."),
         residency: list[str] = typer.Option(
@@ -264,10 +279,8 @@ def register(app: typer.Typer) -> None:
         clear_residency: bool = typer.Option(False, "--clear-residency", help="Remove all residency labels."),
         tag: list[str] = typer.Option([], "--tag", help="Add a tag (repeatable)."),
         untag: list[str] = typer.Option([], "--untag", help="Remove a tag (repeatable)."),
-        actor: str | None = ActorOpt,
-        audit_key_file: Path | None = AuditKeyOpt,
-        registry: str | None = RegistryOpt,
-        as_json: bool = JsonOpt,
+        *,
+        flags: Change,
     ) -> None:
         """Change a version's residency labels and tags (audited; the version itself never changes)."""
         if residency and clear_residency:
@@ -275,32 +288,27 @@ def register(app: typer.Typer) -> None:
         if not (residency or clear_residency or tag or untag):
             raise InvalidArgument("nothing to change: give --residency, --clear-residency, --tag or --untag")
         new_residency: list[str] | None = [] if clear_residency else (residency or None)
-        with _open(registry, audit_key_file) as reg:
-            v = reg.label(ref, actor=_actor(actor), residency=new_residency, add_tags=tag, remove_tags=untag)
-        if as_json:
-            print_json(v.to_dict())
-        else:
-            console.print(
-                f"{v.ref}: residency {', '.join(v.residency) or 'unlabelled'}; tags {', '.join(v.tags) or '-'}"
-            )
+        with flags.open() as reg:
+            v = reg.label(ref, actor=flags.who, residency=new_residency, add_tags=tag, remove_tags=untag)
+        flags.say(
+            v.to_dict(),
+            f"{v.ref}: residency {', '.join(v.residency) or 'unlabelled'}; tags {', '.join(v.tags) or '-'}",
+        )
 
     @reg_app.command("delete")
+    @with_flags(Change)
     def delete_cmd(
         ref: str = typer.Argument(..., help="name:VERSION to delete."),
-        actor: str | None = ActorOpt,
-        audit_key_file: Path | None = AuditKeyOpt,
-        registry: str | None = RegistryOpt,
-        as_json: bool = JsonOpt,
+        *,
+        flags: Change,
     ) -> None:
         """Delete one version: it stops resolving; its number, record and lineage are kept."""
-        with _open(registry, audit_key_file) as reg:
-            v = reg.delete(ref, actor=_actor(actor))
-        if as_json:
-            print_json(v.to_dict())
-        else:
-            console.print(f"deleted {v.ref}")
+        with flags.open() as reg:
+            v = reg.delete(ref, actor=flags.who)
+        flags.say(v.to_dict(), f"deleted {v.ref}")
 
     @audit_app.command("verify")
+    @with_flags(Keyed)
     def verify_cmd(
         anchor: list[str] = typer.Option(
             [], "--anchor", help="SEQ:HASH recorded earlier (e.g. from --json) that must still hold (repeatable)."
@@ -308,9 +316,8 @@ def register(app: typer.Typer) -> None:
         head: Path | None = typer.Option(
             None, "--head", help="A head file from `honed audit export-head`: the log must still reach it."
         ),
-        audit_key_file: Path | None = AuditKeyOpt,
-        registry: str | None = RegistryOpt,
-        as_json: bool = JsonOpt,
+        *,
+        flags: Keyed,
     ) -> None:
         """Check the whole chain (MACs too, given the key); name every edited, removed or reordered entry (exit 1)."""
         anchors: list[tuple[int, str]] = []
@@ -320,9 +327,9 @@ def register(app: typer.Typer) -> None:
                 raise InvalidArgument(f"invalid --anchor {a!r}: use SEQ:HASH with the 64-hex-digit entry hash")
             anchors.append((int(seq), digest.lower()))
         exported = None if head is None else _read_head(head)
-        with _open(registry, audit_key_file) as reg:
+        with flags.open() as reg:
             report = reg.verify_audit(anchors, head=exported)
-        if as_json:
+        if flags.as_json:
             print_json(report.to_dict())
         elif report.ok:
             macs = (
@@ -353,7 +360,7 @@ def register(app: typer.Typer) -> None:
         out: Path | None = typer.Option(
             None, "--out", help="Where to keep the key; default $HONED_HOME/audit.key.", show_default=False
         ),
-        as_json: bool = JsonOpt,
+        as_json: JsonFlag = False,
     ) -> None:
         """Make the audit key (32 random bytes, mode 0600) if the file is missing, and print its id."""
         path = out or db.honed_home() / "audit.key"
@@ -371,33 +378,36 @@ def register(app: typer.Typer) -> None:
         )
 
     @audit_app.command("export-head")
+    @with_flags(Keyed)
     def export_head_cmd(
         out: Path = typer.Option(..., "--out", help="The head file to write (JSON, signed with the audit key)."),
-        audit_key_file: Path | None = AuditKeyOpt,
-        registry: str | None = RegistryOpt,
-        as_json: bool = JsonOpt,
+        *,
+        flags: Keyed,
     ) -> None:
         """Write the log's last entry, signed with the audit key, to a file kept elsewhere (for verify --head)."""
-        with _open(registry, audit_key_file) as reg:
+        with flags.open() as reg:
             signed = reg.export_audit_head()
         write_json(out, signed.to_dict())
-        if as_json:
-            print_json(signed.to_dict())
-        else:
-            console.print(f"exported audit head #{signed.seq} {signed.hash} to {out}", highlight=False, soft_wrap=True)
+        flags.say(
+            signed.to_dict(),
+            f"exported audit head #{signed.seq} {signed.hash} to {out}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
     @audit_app.command("log")
+    @with_flags(Reading)
     def log_cmd(
         limit: int = typer.Option(50, "--limit", "-n", help="How many of the latest entries."),
         name: str | None = typer.Option(None, "--model", help="Only entries about this model."),
         action: str | None = typer.Option(None, "--action", help="Only this action (register, alias, label ...)."),
-        registry: str | None = RegistryOpt,
-        as_json: bool = JsonOpt,
+        *,
+        flags: Reading,
     ) -> None:
         """Show the latest audit entries, oldest first."""
-        with _open(registry) as reg:
+        with flags.open() as reg:
             entries = reg.audit_log(limit=limit, name=name, action=action)
-        if as_json:
+        if flags.as_json:
             print_json([e.to_dict() for e in entries])
         else:
             if entries:

@@ -6,15 +6,16 @@ import json
 import os
 import socket
 import time
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from honed.cli.common import EXIT_FAILURE, console, parse_int_list, print_json
-from honed.cli.registry_cmd import AuditKeyOpt
+from honed.cli.options import Reason, with_flags
+from honed.cli.registry_cmd import Change, Keyed, Reading
 from honed.errors import InvalidArgument
-from honed.registry import Registry, default_actor, open_registry
 from honed.registry import rollout_policy as policy
 from honed.registry.rollouts import PROMOTED, Rollout, Rollouts
 from honed.units import parse_duration
@@ -22,18 +23,14 @@ from honed.units import parse_duration
 COMMANDS = {"rollout": "Canary rollouts: shift traffic step by step, promote or roll back on the figures."}
 """The commands this module registers and their one-line help (read by honed.cli.commands without importing)."""
 
-_REGISTRY_HELP = "Registry database URL (sqlite:///PATH or postgresql+psycopg://...); default SQLite under $HONED_HOME."
-RegistryOpt = typer.Option(None, "--registry", envvar="HONED_REGISTRY", help=_REGISTRY_HELP, show_default=False)
-JsonOpt = typer.Option(False, "--json", help="Print JSON instead of text.")
-ActorOpt = typer.Option(
-    None, "--actor", envvar="HONED_ACTOR", help="Who makes the change (for the audit log); default USER@HOST."
-)
-ReasonOpt = typer.Option("", "--reason", help="Why (recorded in the audit log).")
-NameArg = typer.Argument(..., help="Model name.")
+NameArg = Annotated[str, typer.Argument(help="Model name.")]
 
 
-def _open(url: str | None, key_file: Path | None) -> Registry:
-    return open_registry(url, audit_key_file=key_file)
+@dataclass(frozen=True)
+class Steering(Change):
+    """The flags of a command that changes a rollout: the registry change's, and why."""
+
+    reason: Reason = ""
 
 
 def _bound(text: str, flag: str) -> float | None:
@@ -81,11 +78,8 @@ def _show(r: Rollout) -> None:
     console.print(f"  last: {'; '.join(r.verdicts[-1].reasons)}", highlight=False)
 
 
-def _say(r: Rollout, as_json: bool, what: str) -> None:
-    if as_json:
-        print_json(r.to_dict())
-    else:
-        console.print(f"{what} the rollout of {r.name} (v{r.from_version} -> v{r.to_version}): {_weights(r)}")
+def _say(r: Rollout, flags: Reading, what: str) -> None:
+    flags.say(r.to_dict(), f"{what} the rollout of {r.name} (v{r.from_version} -> v{r.to_version}): {_weights(r)}")
 
 
 def register(app: typer.Typer) -> None:
@@ -93,8 +87,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(ro_app, name="rollout")
 
     @ro_app.command("start")
+    @with_flags(Steering)
     def start_cmd(
-        name: str = NameArg,
+        name: NameArg,
         to: int = typer.Option(..., "--to", help="The candidate version."),
         steps: str = typer.Option("5,25,50,100", "--steps", help="Increasing canary weights in percent."),
         interval: str = typer.Option("60s", "--interval", help="How long each interval observes before deciding."),
@@ -107,11 +102,8 @@ def register(app: typer.Typer) -> None:
         deadline: str = typer.Option("30m", "--deadline", help="Roll back if not concluded by then."),
         threshold: int = typer.Option(1, "--threshold", help="Failed intervals before rolling back."),
         require_approval: bool = typer.Option(False, "--require-approval", help="The last step waits for approve."),
-        reason: str = ReasonOpt,
-        actor: str | None = ActorOpt,
-        registry: str | None = RegistryOpt,
-        audit_key_file: Path | None = AuditKeyOpt,
-        as_json: bool = JsonOpt,
+        *,
+        flags: Steering,
     ) -> None:
         """Start rolling NAME:--to out in place of NAME@production."""
         settings = policy.RolloutSettings(
@@ -127,19 +119,20 @@ def register(app: typer.Typer) -> None:
             agreement_metric=agreement,
             require_approval=require_approval,
         ).validate()
-        with _open(registry, audit_key_file) as reg:
-            started = Rollouts(reg).start(name, to, settings, actor=actor or default_actor(), reason=reason)
-        _say(started, as_json, "started")
+        with flags.open() as reg:
+            started = Rollouts(reg).start(name, to, settings, actor=flags.who, reason=flags.reason)
+        _say(started, flags, "started")
 
     @ro_app.command("status")
-    def status_cmd(name: str = NameArg, registry: str | None = RegistryOpt, as_json: bool = JsonOpt) -> None:
+    @with_flags(Reading)
+    def status_cmd(name: NameArg, *, flags: Reading) -> None:
         """The rollout's step, weights, this interval's figures so far and verdict history (the active one, else the
         last)."""
-        with open_registry(registry) as reg:
+        with flags.open() as reg:
             ro = Rollouts(reg)
             current = ro.get(name)
             so_far = policy.figures(ro.observation(current)) if current.active else None
-        if as_json:
+        if flags.as_json:
             print_json({**current.to_dict(), "current_interval": so_far})
             return
         _show(current)
@@ -155,18 +148,12 @@ def register(app: typer.Typer) -> None:
 
     def _steer(verb: str, past: str, summary: str) -> None:
         @ro_app.command(verb, help=summary)
-        def steer_cmd(
-            name: str = NameArg,
-            reason: str = ReasonOpt,
-            actor: str | None = ActorOpt,
-            registry: str | None = RegistryOpt,
-            audit_key_file: Path | None = AuditKeyOpt,
-            as_json: bool = JsonOpt,
-        ) -> None:
-            with _open(registry, audit_key_file) as reg:
+        @with_flags(Steering)
+        def steer_cmd(name: NameArg, *, flags: Steering) -> None:
+            with flags.open() as reg:
                 ro = Rollouts(reg)
-                changed = getattr(ro, verb)(name, actor=actor or default_actor(), reason=reason)
-            _say(changed, as_json, past)
+                changed = getattr(ro, verb)(name, actor=flags.who, reason=flags.reason)
+            _say(changed, flags, past)
 
     _steer("pause", "paused", "Hold the current weights; no decisions until resume.")
     _steer("resume", "resumed", "Continue a paused rollout; its next interval starts now.")
@@ -174,15 +161,15 @@ def register(app: typer.Typer) -> None:
     _steer("approve", "approved", "Promote a rollout that passed its last step and waits for approval.")
 
     @ro_app.command("run")
+    @with_flags(Keyed)
     def run_cmd(
-        name: str = NameArg,
+        name: NameArg,
         holder: str | None = typer.Option(
             None, "--holder", help="This controller's name for the lease; default rollout@HOST:PID."
         ),
         poll: str = typer.Option("1s", "--poll", help="How often to check whether an interval is due."),
-        registry: str | None = RegistryOpt,
-        audit_key_file: Path | None = AuditKeyOpt,
-        as_json: bool = JsonOpt,
+        *,
+        flags: Keyed,
     ) -> None:
         """Be the rollout's controller until it ends: decide each interval while holding the lease.
 
@@ -190,7 +177,7 @@ def register(app: typer.Typer) -> None:
         """
         poll_s = parse_duration(poll, "--poll")
         me = holder or f"rollout@{socket.gethostname()}:{os.getpid()}"
-        with _open(registry, audit_key_file) as reg:
+        with flags.open() as reg:
             ro = Rollouts(reg)
             current = ro.get(name)
             if not current.active:
@@ -199,7 +186,7 @@ def register(app: typer.Typer) -> None:
                 while current.active:
                     decision = ro.tick(name, holder=me)
                     if decision is not None:
-                        if as_json:
+                        if flags.as_json:
                             print(json.dumps(decision.to_dict(), default=str), flush=True)
                         else:
                             console.print(
@@ -212,7 +199,7 @@ def register(app: typer.Typer) -> None:
                         time.sleep(poll_s)
             finally:
                 ro.release_lease(current.id, me)
-        if not as_json:
+        if not flags.as_json:
             console.print(f"the rollout of {name} ended: {current.status.replace('_', ' ')}")
         if current.status != PROMOTED:
             raise typer.Exit(EXIT_FAILURE)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from honed.cli.common import mlflow_uri_option, use_mlflow_uri
+from honed.cli.common import mlflow_uri_option, otlp_endpoint_of, use_mlflow_uri
 from honed.errors import InvalidArgument
 from honed.model.loader import is_mlflow_uri
 from honed.serve.contract import GRPC_PORT, HTTP_PORT
@@ -141,11 +141,8 @@ def serve(
         path = fetch(str(path)).folder  # the MLflow model folder, so the model is served under its MLflow name
     if not max_body_mb > 0:
         raise InvalidArgument(f"--max-body-mb must be > 0, got {max_body_mb}")
-    if trace_sample is not None and otlp_endpoint is None:
-        raise InvalidArgument("--trace-sample needs --otlp-endpoint (tracing is off without one)")
-    tracing = None
-    if otlp_endpoint is not None:
-        tracing = TracingConfig(otlp_endpoint, 1.0 if trace_sample is None else trace_sample)
+    endpoint = otlp_endpoint_of(otlp_endpoint, trace_sample)
+    tracing = None if endpoint is None else TracingConfig(endpoint, 1.0 if trace_sample is None else trace_sample)
     options = ServeOptions(
         source=path if path is not None else repository,
         registry=registry,

@@ -26,8 +26,7 @@ from typing import Any
 from honed.deploy.k8s import labels
 from honed.errors import InvalidArgument
 from honed.plan.document import Placement, Plan
-from honed.serve.contract import REQUEST_DURATION, REQUESTS, ROLLOUT_VERDICTS
-from honed.serve.metrics import _LATENCY_BUCKETS as LATENCY_BUCKETS_S  # the bounds serve's histograms export
+from honed.serve.contract import LATENCY_BUCKETS_S, REQUEST_DURATION, REQUESTS, ROLLOUT_VERDICTS
 
 SERVER_FAILURES = ("overloaded", "unavailable", "timeout", "error")
 """Outcomes that spend the availability budget; a client's own mistakes (invalid, not_found, denied, cancelled)

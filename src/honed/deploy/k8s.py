@@ -30,7 +30,7 @@ import math
 from typing import Any
 
 from honed.deploy.forecast_server import FORECAST_PATH, FORECAST_PORT
-from honed.deploy.serving import Links, ServingSecrets, http_port, serve_args
+from honed.deploy.serving import Links, Pod, ServingSecrets, http_port, serve_args
 from honed.plan.document import Placement, Plan, PlannedScaling
 from honed.serve.contract import GRPC_PORT, HTTP_PORT, LIVE_PATH, METRICS_PATH, READY_PATH
 
@@ -93,22 +93,16 @@ def resources(placement: Placement) -> dict[str, Any]:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
-def container(
-    placement: Placement,
-    image: str,
-    model_path: str,
-    secrets: ServingSecrets | None = None,
-    links: Links | None = None,
-) -> dict[str, Any]:
-    secrets = secrets or ServingSecrets()
+def container(placement: Placement, pod: Pod, model_path: str) -> dict[str, Any]:
+    secrets = pod.secrets
     load_s = placement.autoscaling.model_load_s
     startup_failures = max(10, math.ceil((3 * load_s + 30) / 2))
     probe = {"port": "http", "scheme": secrets.probe_scheme}
     return {
         "name": "honed",
-        "image": image,
+        "image": pod.image,
         "imagePullPolicy": "IfNotPresent",
-        "args": serve_args(placement, model_path, secrets, links),
+        "args": serve_args(placement, model_path, secrets, pod.links),
         "ports": [
             {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
@@ -116,7 +110,7 @@ def container(
         "env": [
             {"name": "OMP_NUM_THREADS", "value": str(placement.threads)},
             {"name": "HONED_DEPLOYMENT", "value": placement.deployment},
-            *(links.env(MODEL_MOUNT) if links is not None else []),
+            *pod.links.env(MODEL_MOUNT),
         ],
         "resources": resources(placement),
         "startupProbe": {
@@ -152,14 +146,7 @@ def pod_security() -> dict[str, Any]:
     }
 
 
-def pod_spec(
-    placement: Placement,
-    image: str,
-    model_claim: str,
-    secrets: ServingSecrets | None = None,
-    links: Links | None = None,
-) -> dict[str, Any]:
-    secrets = secrets or ServingSecrets()
+def pod_spec(placement: Placement, pod: Pod, model_claim: str) -> dict[str, Any]:
     name = placement.deployment
     spec: dict[str, Any] = {
         "serviceAccountName": name,
@@ -175,11 +162,11 @@ def pod_spec(
                 "labelSelector": {"matchLabels": selector(name)},
             }
         ],
-        "containers": [container(placement, image, f"{MODEL_MOUNT}/{name}", secrets, links)],
+        "containers": [container(placement, pod, f"{MODEL_MOUNT}/{name}")],
         "volumes": [
             {"name": "models", "persistentVolumeClaim": {"claimName": model_claim, "readOnly": True}},
             {"name": "tmp", "emptyDir": {}},
-            *secret_volumes(secrets),
+            *secret_volumes(pod.secrets),
         ],
     }
     if placement.resources.gpus:
@@ -197,13 +184,7 @@ def metadata(placement: Placement, name: str | None = None, **extra: Any) -> dic
     return meta
 
 
-def deployment(
-    placement: Placement,
-    image: str,
-    model_claim: str,
-    secrets: ServingSecrets | None = None,
-    links: Links | None = None,
-) -> dict[str, Any]:
+def deployment(placement: Placement, pod: Pod, model_claim: str) -> dict[str, Any]:
     name = placement.deployment
     annotations = {
         "honed.dev/pool": placement.pool,
@@ -225,9 +206,9 @@ def deployment(
             "template": {
                 "metadata": {
                     "labels": labels(name),
-                    "annotations": scrape_annotations(secrets or ServingSecrets()),
+                    "annotations": scrape_annotations(pod.secrets),
                 },
-                "spec": pod_spec(placement, image, model_claim, secrets, links),
+                "spec": pod_spec(placement, pod, model_claim),
             },
         },
     }
@@ -556,28 +537,25 @@ def network_policy(placement: Placement, metrics_namespace: str | None) -> dict[
 
 
 def manifests(
-    placement: Placement,
-    *,
-    image: str,
-    model_claim: str,
-    metrics_namespace: str | None,
-    secrets: ServingSecrets | None = None,
-    links: Links | None = None,
+    placement: Placement, pod: Pod, *, model_claim: str, metrics_namespace: str | None
 ) -> list[dict[str, Any]]:
     """Every object for one placement (the namespace's default deny is added once by the caller)."""
     autoscaler = scaled_object(placement) if placement.autoscaling.predictive else hpa(placement)
-    objects = [
+    return [
         service_account(placement),
-        deployment(placement, image, model_claim, secrets, links),
+        deployment(placement, pod, model_claim),
         service(placement),
         autoscaler,
         pdb(placement),
         network_policy(placement, metrics_namespace),
+        *egress(placement, pod.links),
     ]
-    ports = links.egress_ports() if links is not None else []
-    if ports:
-        objects.append(egress_policy(placement.namespace, placement.deployment, ports))
-    return objects
+
+
+def egress(placement: Placement, links: Links) -> list[dict[str, Any]]:
+    """The serving pods' egress policy, when they reach anything past the default deny (none: no policy)."""
+    ports = links.egress_ports()
+    return [egress_policy(placement.namespace, placement.deployment, ports)] if ports else []
 
 
 def egress_policy(namespace: str, app: str, ports: list[int]) -> dict[str, Any]:

@@ -17,24 +17,22 @@ from __future__ import annotations
 from typing import Any
 
 from honed.deploy import k8s
-from honed.deploy.serving import Links, ServingSecrets, serve_args
+from honed.deploy.serving import Pod, serve_args
 from honed.plan.document import Placement
 from honed.serve.contract import HTTP_PORT, LIVE_PATH, METRICS_PATH, READY_PATH
 
 KSERVE_MODEL_DIR = "/mnt/models"
 
 
-def serving_runtime(
-    placement: Placement, image: str, secrets: ServingSecrets | None = None, links: Links | None = None
-) -> dict[str, Any]:
+def serving_runtime(placement: Placement, pod: Pod) -> dict[str, Any]:
     name = placement.deployment
-    secrets = secrets or ServingSecrets()
-    c = k8s.container(placement, image, KSERVE_MODEL_DIR, secrets)
+    secrets = pod.secrets
+    c = k8s.container(placement, Pod(pod.image, secrets), KSERVE_MODEL_DIR)
     probe = {"port": HTTP_PORT, "scheme": secrets.probe_scheme}
     container: dict[str, Any] = {
         "name": "kserve-container",
-        "image": image,
-        "args": serve_args(placement, KSERVE_MODEL_DIR, secrets, links),
+        "image": pod.image,
+        "args": serve_args(placement, KSERVE_MODEL_DIR, secrets, pod.links),
         "ports": [{"name": "http1", "containerPort": HTTP_PORT, "protocol": "TCP"}],
         "env": c["env"],
         "resources": c["resources"],
@@ -108,23 +106,16 @@ def inference_service(placement: Placement, storage_uri: str) -> dict[str, Any]:
 
 
 def manifests(
-    placement: Placement,
-    *,
-    image: str,
-    storage_uri: str,
-    metrics_namespace: str | None,
-    secrets: ServingSecrets | None = None,
-    links: Links | None = None,
+    placement: Placement, pod: Pod, *, storage_uri: str, metrics_namespace: str | None
 ) -> list[dict[str, Any]]:
     objects = [
         k8s.service_account(placement),
-        serving_runtime(placement, image, secrets, links),
+        serving_runtime(placement, pod),
         inference_service(placement, storage_uri),
         k8s.pdb(placement),
         k8s.network_policy(placement, metrics_namespace),
+        *k8s.egress(placement, pod.links),
     ]
-    if links is not None and links.egress_ports():
-        objects.append(k8s.egress_policy(placement.namespace, placement.deployment, links.egress_ports()))
     if placement.autoscaling.predictive:
         objects.append(k8s.scaled_object(placement, "Deployment", f"{placement.deployment}-predictor"))
     return objects

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -152,6 +152,16 @@ class Links:
     def egress_ports(self) -> list[int]:
         """The TCP ports the pods' egress policy opens (none: no egress policy is written)."""
         return sorted({link.port for link in (self.registry, self.tracing) if link is not None})
+
+
+@dataclass(frozen=True)
+class Pod:
+    """What every serving pod of a placement is given, whatever wraps it (a Deployment or a KServe runtime): its
+    image, the Secrets it mounts and what it reaches outside itself."""
+
+    image: str
+    secrets: ServingSecrets = field(default_factory=ServingSecrets)
+    links: Links = field(default_factory=Links)
 
 
 def serve_args(

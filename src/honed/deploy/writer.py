@@ -14,7 +14,7 @@ from honed import __version__
 from honed.deploy import alerts, k8s, kserve
 from honed.deploy.dockerfiles import dockerfile
 from honed.deploy.grafana import dashboard
-from honed.deploy.serving import Links, RegistrySource, ServingSecrets, Tracing, http_port
+from honed.deploy.serving import Links, Pod, RegistrySource, ServingSecrets, Tracing, http_port
 from honed.errors import InvalidArgument
 from honed.plan.document import Placement, Plan
 
@@ -89,25 +89,12 @@ def build(plan: Plan, options: DeployOptions) -> dict[str, list[dict[str, Any]]]
     for p in plan.placements:
         image = gpu_image if p.resources.gpus else cpu_image
         namespaces.add(p.namespace)
+        pod = Pod(image, o.secrets or ServingSecrets(), links)
         if o.fmt == "k8s":
-            out[p.deployment] = k8s.manifests(
-                p,
-                image=image,
-                model_claim=o.model_claim,
-                metrics_namespace=o.metrics_namespace,
-                secrets=o.secrets,
-                links=links,
-            )
+            out[p.deployment] = k8s.manifests(p, pod, model_claim=o.model_claim, metrics_namespace=o.metrics_namespace)
         else:
             uri = f"{o.storage_uri_prefix.rstrip('/')}/{p.deployment}"
-            out[p.deployment] = kserve.manifests(
-                p,
-                image=image,
-                storage_uri=uri,
-                metrics_namespace=o.metrics_namespace,
-                secrets=o.secrets,
-                links=links,
-            )
+            out[p.deployment] = kserve.manifests(p, pod, storage_uri=uri, metrics_namespace=o.metrics_namespace)
     out["_namespaces"] = [k8s.default_deny(ns) for ns in sorted(namespaces)]
     out["_alerts"] = alerts.prometheus_rules(plan, o.slo_objective)
     predictive: dict[str, list[Placement]] = {}

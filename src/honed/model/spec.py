@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import onnx
@@ -57,6 +57,16 @@ class TensorSpec:
                     dims.append(None)
             shape = tuple(dims)
         return cls(value_info.name, int(tensor_type.elem_type), shape)
+
+
+class Signature(Protocol):
+    """Anything that runs a model and says what it takes and gives: a runtime session, a serving executor."""
+
+    @property
+    def inputs(self) -> list[TensorSpec]: ...
+
+    @property
+    def outputs(self) -> list[TensorSpec]: ...
 
 
 def input_mismatch(expected: Iterable[str], given: Iterable[str], given_as: str = "input") -> str | None:

@@ -240,9 +240,9 @@ class Pass:
         """Why this pass cannot help on ``ctx``'s target or on ``model`` (a sentence for the report), or None.
 
         The default refuses targets not listed in :attr:`targets`, then what the pass's registry spec needs
-        and ``ctx`` lacks (an optional library, an ISA extension, calibration data); passes add model checks
-        (e.g. nothing to quantize) when ``model`` is given. A pass that :attr:`quantizes` leaves a model that
-        is already quantized alone: its scales and zero points came from training or an earlier calibration.
+        and ``ctx`` lacks (an optional library, an ISA extension, calibration data), then the pass's own checks
+        (:meth:`skip_for`). A pass that :attr:`quantizes` leaves a model that is already quantized alone: its
+        scales and zero points came from training or an earlier calibration.
         """
         from honed.model.quantized import detect_quantization
         from honed.passes.registry import spec_for
@@ -253,7 +253,20 @@ class Pass:
             info = detect_quantization(model)
             if info is not None:
                 return info.reason()
-        return spec_for(type(self)).unmet(ctx)
+        reason = spec_for(type(self)).unmet(ctx) or self.skip_for(ctx, params, model)
+        if reason is None and model is not None:
+            return self.unfit(model, self.validate_params(params))
+        return reason
+
+    def skip_for(self, ctx: PassContext, params: Mapping[str, Any] | None, model: onnx.ModelProto | None) -> str | None:
+        """The pass's own reason not to run, once the target and the requirements are met (e.g. nothing to
+        quantize in ``model``, when given); None by default."""
+        return None
+
+    def unfit(self, model: onnx.ModelProto, params: Mapping[str, Any]) -> str | None:
+        """Why ``model`` gives the pass nothing to do with ``params`` (e.g. no weights of the kind it converts), or
+        None: the skip reason when the search asks first, the :class:`PassError` when the pass is run anyway."""
+        return None
 
     def search_space(self, ctx: PassContext) -> list[dict[str, Any]]:
         """Parameter settings worth trying on ``ctx``'s target, most promising first (resolved values)."""
@@ -271,6 +284,9 @@ class Pass:
             raise PassError(f"{self.name} writes {self.artifact}, not ONNX: it ends a pipeline (see Pass.export)")
         resolved = self.resolve(params, ctx)
         source = load_model(model) if isinstance(model, Path) else copy.deepcopy(model)
+        unfit = self.unfit(source, resolved)
+        if unfit is not None:
+            raise PassError(unfit)
         out = self.apply(source, resolved, ctx)
         try:
             check_model(out, f"the output of pass {self.name!r}")

@@ -44,16 +44,14 @@ class Fp16Pass(Pass):
             return "FP16 does not speed up ONNX Runtime's CPU provider: it has few float16 kernels and inserts casts"
         if ctx.target_backend == "openvino":
             return "OpenVINO chooses its compute precision at load time (INFERENCE_PRECISION_HINT), not from the file"
-        reason = super().skip_reason(ctx, params, model)
-        if reason is None and model is not None and not _has_float_weights(model):
-            return "the model has no float32 weights to convert"
-        return reason
+        return super().skip_reason(ctx, params, model)
+
+    def unfit(self, model: onnx.ModelProto, params: Mapping[str, Any]) -> str | None:
+        return None if _has_float_weights(model) else "the model has no float32 weights to convert"
 
     def apply(self, model: onnx.ModelProto, params: dict[str, Any], ctx: PassContext) -> onnx.ModelProto:
         from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST
 
-        if not _has_float_weights(model):
-            raise PassError("the model has no float32 weights to convert to float16")
         op_block = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(params["op_block_list"]))
         node_block = list(params["node_block_list"])
         op_types = sorted({n.op_type for n in model.graph.node}, key=lambda t: (-len(t), t))

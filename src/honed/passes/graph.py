@@ -41,14 +41,11 @@ class GraphPass(Pass):
         "openvino/cpu",
     )
 
-    def skip_reason(
-        self, ctx: PassContext, params: Mapping[str, Any] | None = None, model: onnx.ModelProto | None = None
-    ) -> str | None:
-        reason = super().skip_reason(ctx, params, model)
+    def skip_for(self, ctx: PassContext, params: Mapping[str, Any] | None, model: onnx.ModelProto | None) -> str | None:
         extended = bool(params) and self.validate_params(params)["level"] == "extended"
-        if reason is None and ctx.target_backend != "onnxruntime" and extended:
+        if ctx.target_backend != "onnxruntime" and extended:
             return f"level 'extended' writes ONNX Runtime contrib ops that {ctx.target_backend} cannot load"
-        return reason
+        return None
 
     def search_space(self, ctx: PassContext) -> list[dict[str, Any]]:
         levels = ["extended", "basic"] if ctx.target_backend == "onnxruntime" else ["basic"]

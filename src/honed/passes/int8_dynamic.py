@@ -16,7 +16,7 @@ import onnx
 
 from honed.passes._graph import upgrade_opset
 from honed.passes._quant import ensure_node_names, has_vnni, nodes_of, quant_type, run_quantizer
-from honed.passes.base import AUTO, Param, Pass, PassContext, PassError
+from honed.passes.base import AUTO, Param, Pass, PassContext
 
 DYNAMIC_MIN_OPSET = 11
 DYNAMIC_OPS = ("MatMul", "Attention", "LSTM", "Gather", "EmbedLayerNormalization", "Transpose", "Conv")
@@ -51,15 +51,9 @@ class Int8DynamicPass(Pass):
     def choose_auto(self, params: dict[str, Any], ctx: PassContext) -> dict[str, Any]:
         return {"reduce_range": not has_vnni(ctx)}
 
-    def skip_reason(
-        self, ctx: PassContext, params: Mapping[str, Any] | None = None, model: onnx.ModelProto | None = None
-    ) -> str | None:
-        reason = super().skip_reason(ctx, params, model)
-        if reason is None and model is not None:
-            ops = self.validate_params(params)["op_types"]
-            if not nodes_of(model, ops):
-                return f"the model has no {'/'.join(ops)} node for dynamic INT8 to quantize"
-        return reason
+    def unfit(self, model: onnx.ModelProto, params: Mapping[str, Any]) -> str | None:
+        ops = params["op_types"]
+        return None if nodes_of(model, ops) else f"the model has no {'/'.join(ops)} node for dynamic INT8 to quantize"
 
     def search_space(self, ctx: PassContext) -> list[dict[str, Any]]:
         return [self.resolve({"per_channel": pc}, ctx) for pc in (True, False)]
@@ -67,8 +61,6 @@ class Int8DynamicPass(Pass):
     def apply(self, model: onnx.ModelProto, params: dict[str, Any], ctx: PassContext) -> onnx.ModelProto:
         from onnxruntime.quantization import quantize_dynamic
 
-        if not nodes_of(model, params["op_types"]):
-            raise PassError(f"the model has no {'/'.join(params['op_types'])} node to quantize")
         model = upgrade_opset(model, DYNAMIC_MIN_OPSET)
         ensure_node_names(model)
 

@@ -56,12 +56,7 @@ class PruneGraphPass(Pass):
     targets: ClassVar[tuple[str, ...]] = ("onnxruntime/cpu", "onnxruntime/cuda", "onnxruntime/tensorrt", "openvino/cpu")
     tolerance: ClassVar[float | None] = None  # removing weights changes the function; only the accuracy gate can judge
 
-    def skip_reason(
-        self, ctx: PassContext, params: Mapping[str, Any] | None = None, model: onnx.ModelProto | None = None
-    ) -> str | None:
-        reason = super().skip_reason(ctx, params, model)
-        if reason is not None:
-            return reason
+    def skip_for(self, ctx: PassContext, params: Mapping[str, Any] | None, model: onnx.ModelProto | None) -> str | None:
         values = self.validate_params(params)
         if values["method"] == "magnitude":
             return (

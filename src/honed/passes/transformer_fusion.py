@@ -34,19 +34,14 @@ class TransformerFusionPass(Pass):
     )
     targets: ClassVar[tuple[str, ...]] = ("onnxruntime/cpu", "onnxruntime/cuda", "onnxruntime/tensorrt")
 
-    def skip_reason(
-        self, ctx: PassContext, params: Mapping[str, Any] | None = None, model: onnx.ModelProto | None = None
-    ) -> str | None:
-        reason = super().skip_reason(ctx, params, model)
-        if reason is None and model is not None and not is_transformer_like(model):
-            return "the graph has no attention block (Softmax over a MatMul of two activations): not transformer-like"
-        return reason
+    def unfit(self, model: onnx.ModelProto, params: Mapping[str, Any]) -> str | None:
+        if is_transformer_like(model):
+            return None
+        return "the graph has no attention block (Softmax over a MatMul of two activations): not transformer-like"
 
     def apply(self, model: onnx.ModelProto, params: dict[str, Any], ctx: PassContext) -> onnx.ModelProto:
         from onnxruntime.transformers.optimizer import optimize_model
 
-        if not is_transformer_like(model):
-            raise PassError("the graph has no attention block: transformer fusion does not apply")
         heads, hidden = params["num_heads"], params["hidden_size"]
         if not heads or not hidden:
             found_heads, found_hidden = detect_heads(model)

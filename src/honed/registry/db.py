@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, insert, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
@@ -196,3 +196,8 @@ def upgrade(engine: Engine) -> None:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
             if current_revision(conn) != head:
                 command.upgrade(_alembic_config(conn), "head")
+
+
+def insert_row(conn: Connection, table: Table, **values: Any) -> int:
+    """Insert one row into ``table`` (whose key is ``id``) and return the ``id`` the database gave it."""
+    return int(conn.execute(insert(table).values(**values).returning(table.c.id)).scalar_one())

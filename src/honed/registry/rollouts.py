@@ -174,24 +174,22 @@ class Rollouts:
             candidate = self._reg.resolve_in(conn, Ref(name, version=to_version))
             if candidate.version == production.version:
                 raise InvalidArgument(f"{name}:{to_version} already serves as {name}@production: nothing to roll out")
-            rollout_id = conn.execute(
-                insert(_R)
-                .values(
-                    model_id=model_id,
-                    active_model_id=model_id,
-                    from_version=production.version,
-                    to_version=candidate.version,
-                    settings=canonical_json(settings.to_dict()),
-                    step=0,
-                    status=RUNNING,
-                    failures=0,
-                    reason=reason,
-                    started_at=now,
-                    started_by=actor,
-                    last_decision_at=now,
-                )
-                .returning(_R.c.id)
-            ).scalar_one()
+            rollout_id = db.insert_row(
+                conn,
+                _R,
+                model_id=model_id,
+                active_model_id=model_id,
+                from_version=production.version,
+                to_version=candidate.version,
+                settings=canonical_json(settings.to_dict()),
+                step=0,
+                status=RUNNING,
+                failures=0,
+                reason=reason,
+                started_at=now,
+                started_by=actor,
+                last_decision_at=now,
+            )
             audit_chain.append(
                 conn,
                 key=self._reg.audit_key,

@@ -26,28 +26,41 @@ metadata = MetaData()
 GENESIS_HASH = "0" * 64
 """The ``prev_hash`` of the first audit entry."""
 
+
+def _id() -> Column[int]:
+    return Column("id", Integer, primary_key=True)
+
+
+def _refers(name: str, table: str, *, nullable: bool = False, primary_key: bool = False) -> Column[int]:
+    """A column holding the ``id`` of a row of ``table``."""
+    return Column(name, Integer, ForeignKey(f"{table}.id"), nullable=nullable, primary_key=primary_key)
+
+
+def _stamp(at: str, by: str, *, nullable: bool = False) -> tuple[Column[object], Column[str]]:
+    """When something was done and who did it: every change the registry keeps names both."""
+    return Column(at, DateTime(timezone=True), nullable=nullable), Column(by, String(200), nullable=nullable)
+
+
 models = Table(
     "models",
     metadata,
-    Column("id", Integer, primary_key=True),
+    _id(),
     Column("name", String(128), nullable=False, unique=True),
     Column("latest_version", Integer, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("created_by", String(200), nullable=False),
+    *_stamp("created_at", "created_by"),
 )
 
 versions = Table(
     "versions",
     metadata,
-    Column("id", Integer, primary_key=True),
-    Column("model_id", Integer, ForeignKey("models.id"), nullable=False),
+    _id(),
+    _refers("model_id", "models"),
     Column("version", Integer, nullable=False),
     Column("sha256", String(64), nullable=False, index=True),
     Column("size", BigInteger, nullable=False),
     Column("format", String(32), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("created_by", String(200), nullable=False),
-    Column("parent_id", Integer, ForeignKey("versions.id"), nullable=True),
+    *_stamp("created_at", "created_by"),
+    _refers("parent_id", "versions", nullable=True),
     Column("recipe", Text, nullable=True),
     Column("profile", Text, nullable=True),
     UniqueConstraint("model_id", "version", name="uq_versions_model_version"),
@@ -56,15 +69,14 @@ versions = Table(
 deletions = Table(
     "deletions",
     metadata,
-    Column("version_id", Integer, ForeignKey("versions.id"), primary_key=True),
-    Column("deleted_at", DateTime(timezone=True), nullable=False),
-    Column("deleted_by", String(200), nullable=False),
+    _refers("version_id", "versions", primary_key=True),
+    *_stamp("deleted_at", "deleted_by"),
 )
 
 labels = Table(
     "labels",
     metadata,
-    Column("version_id", Integer, ForeignKey("versions.id"), primary_key=True),
+    _refers("version_id", "versions", primary_key=True),
     Column("kind", String(16), primary_key=True),
     Column("value", String(128), primary_key=True),
 )
@@ -72,24 +84,21 @@ labels = Table(
 aliases = Table(
     "aliases",
     metadata,
-    Column("model_id", Integer, ForeignKey("models.id"), primary_key=True),
+    _refers("model_id", "models", primary_key=True),
     Column("alias", String(64), primary_key=True),
-    Column("version_id", Integer, ForeignKey("versions.id"), nullable=False),
-    Column("set_at", DateTime(timezone=True), nullable=False),
-    Column("set_by", String(200), nullable=False),
+    _refers("version_id", "versions"),
+    *_stamp("set_at", "set_by"),
 )
 
 alias_history = Table(
     "alias_history",
     metadata,
-    Column("id", Integer, primary_key=True),
-    Column("model_id", Integer, ForeignKey("models.id"), nullable=False),
+    _id(),
+    _refers("model_id", "models"),
     Column("alias", String(64), nullable=False),
-    Column("version_id", Integer, ForeignKey("versions.id"), nullable=False),
-    Column("start_at", DateTime(timezone=True), nullable=False),
-    Column("started_by", String(200), nullable=False),
-    Column("end_at", DateTime(timezone=True), nullable=True),
-    Column("ended_by", String(200), nullable=True),
+    _refers("version_id", "versions"),
+    *_stamp("start_at", "started_by"),
+    *_stamp("end_at", "ended_by", nullable=True),
     Index("ix_alias_history_model_alias", "model_id", "alias"),
 )
 
@@ -119,8 +128,8 @@ audit_head = Table(
 rollouts = Table(
     "rollouts",
     metadata,
-    Column("id", Integer, primary_key=True),
-    Column("model_id", Integer, ForeignKey("models.id"), nullable=False),
+    _id(),
+    _refers("model_id", "models"),
     Column("active_model_id", Integer, nullable=True, unique=True),
     Column("from_version", Integer, nullable=False),
     Column("to_version", Integer, nullable=False),
@@ -129,8 +138,7 @@ rollouts = Table(
     Column("status", String(32), nullable=False),
     Column("failures", Integer, nullable=False),
     Column("reason", Text, nullable=False),
-    Column("started_at", DateTime(timezone=True), nullable=False),
-    Column("started_by", String(200), nullable=False),
+    *_stamp("started_at", "started_by"),
     Column("last_decision_at", DateTime(timezone=True), nullable=False),
     Column("ended_at", DateTime(timezone=True), nullable=True),
     Index("ix_rollouts_model", "model_id"),
@@ -139,10 +147,9 @@ rollouts = Table(
 rollout_verdicts = Table(
     "rollout_verdicts",
     metadata,
-    Column("id", Integer, primary_key=True),
-    Column("rollout_id", Integer, ForeignKey("rollouts.id"), nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False),
-    Column("actor", String(200), nullable=False),
+    _id(),
+    _refers("rollout_id", "rollouts"),
+    *_stamp("at", "actor"),
     Column("step", Integer, nullable=False),
     Column("weight", Integer, nullable=False),
     Column("verdict", String(32), nullable=False),
@@ -154,8 +161,8 @@ rollout_verdicts = Table(
 rollout_observations = Table(
     "rollout_observations",
     metadata,
-    Column("id", Integer, primary_key=True),
-    Column("rollout_id", Integer, ForeignKey("rollouts.id"), nullable=False),
+    _id(),
+    _refers("rollout_id", "rollouts"),
     Column("source", String(200), nullable=False),
     Column("step", Integer, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
@@ -166,7 +173,7 @@ rollout_observations = Table(
 rollout_leases = Table(
     "rollout_leases",
     metadata,
-    Column("rollout_id", Integer, ForeignKey("rollouts.id"), primary_key=True),
+    _refers("rollout_id", "rollouts", primary_key=True),
     Column("holder", String(200), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
 )

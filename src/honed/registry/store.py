@@ -163,9 +163,7 @@ class Registry:
             now = self._now()
             model_row = conn.execute(select(_M.c.id, _M.c.latest_version).where(_M.c.name == name)).first()
             if model_row is None:
-                model_id = conn.execute(
-                    insert(_M).values(name=name, latest_version=0, created_at=now, created_by=actor).returning(_M.c.id)
-                ).scalar_one()
+                model_id = db.insert_row(conn, _M, name=name, latest_version=0, created_at=now, created_by=actor)
                 latest = 0
             else:
                 model_id, latest = model_row.id, model_row.latest_version
@@ -179,22 +177,20 @@ class Registry:
             parent_id = self._resolve_id(conn, parent_ref) if parent_ref is not None else None
             number = latest + 1
             conn.execute(update(_M).where(_M.c.id == model_id).values(latest_version=number))
-            version_id = conn.execute(
-                insert(_V)
-                .values(
-                    model_id=model_id,
-                    version=number,
-                    sha256=stored.sha256,
-                    size=stored.size,
-                    format=fmt,
-                    created_at=now,
-                    created_by=actor,
-                    parent_id=parent_id,
-                    recipe=recipe_text,
-                    profile=profile_text,
-                )
-                .returning(_V.c.id)
-            ).scalar_one()
+            version_id = db.insert_row(
+                conn,
+                _V,
+                model_id=model_id,
+                version=number,
+                sha256=stored.sha256,
+                size=stored.size,
+                format=fmt,
+                created_at=now,
+                created_by=actor,
+                parent_id=parent_id,
+                recipe=recipe_text,
+                profile=profile_text,
+            )
             created = self._labelled(conn, version_id, tag_set, residency_set)
             details = {"sha256": stored.sha256, "size": stored.size, "format": fmt, "parent": created.parent}
             details |= {"tags": tag_set, "residency": residency_set}

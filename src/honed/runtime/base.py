@@ -16,21 +16,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from honed.model.spec import TensorSpec
+from honed.model.spec import Signature, TensorSpec
 from honed.runtime.config import RuntimeConfig
 
 if TYPE_CHECKING:
     from honed.hardware import HardwareSpec
 
 
-class Session(Protocol):
+class Session(Signature, Protocol):
     """A loaded model ready to run. Implementations must be safe to call from one thread at a time."""
-
-    @property
-    def inputs(self) -> list[TensorSpec]: ...
-
-    @property
-    def outputs(self) -> list[TensorSpec]: ...
 
     @property
     def config(self) -> RuntimeConfig: ...

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from honed.bench import measure_latency
+from honed.bench import LatencyStats, measure_latency
 from honed.canonical import digest
 from honed.errors import HonedError
 from honed.evaluate import AccuracyGate, Comparison, FidelityResult, ReferenceOutputs
@@ -104,6 +104,11 @@ class Settings:
     evaluate_slower: bool = False  # judge fidelity even of candidates measured slower than the baseline
 
 
+def cost_of(stats: LatencyStats, objective: str) -> float:
+    """The quantity minimised: p50 for latency; mean (1/throughput at concurrency 1) for throughput."""
+    return stats.p50_ms if objective == "latency" else stats.mean_ms
+
+
 @dataclass
 class Outcome:
     """What happened to one candidate."""
@@ -114,7 +119,7 @@ class Outcome:
     reason: str | None = None
     fidelity: FidelityResult | None = None
     fidelity_from: str | None = None
-    latency: dict[str, Any] | None = None
+    latency: LatencyStats | None = None
     rounds: list[float] = field(default_factory=list)
     size_bytes: int | None = None
     model_sha256: str | None = None
@@ -125,9 +130,7 @@ class Outcome:
 
     def cost_ms(self, objective: str) -> float | None:
         """The quantity minimised: p50 for latency; mean (1/throughput at concurrency 1) for throughput."""
-        if self.latency is None:
-            return None
-        return float(self.latency["p50_ms"] if objective == "latency" else self.latency["mean_ms"])
+        return None if self.latency is None else cost_of(self.latency, objective)
 
     def final_cost(self, objective: str) -> float | None:
         if self.rounds:
@@ -288,7 +291,7 @@ class Search:
     def _call_s(self) -> float:
         """The original model's measured mean call time, in seconds (0 before it was measured)."""
         if self.outcomes and self.outcomes[0].latency:
-            return float(self.outcomes[0].latency.get("mean_ms", 0.0)) / 1e3
+            return self.outcomes[0].latency.mean_ms / 1e3
         return 0.0
 
     def _measurement_s(self, warmup: int | None = None) -> float:
@@ -475,14 +478,12 @@ class Search:
             return None
         if self._baseline_session is None:
             self._baseline_session = timing_session(baseline.model_path, baseline.candidate.runtime)
-        stats = self._measure(self._baseline_session, self.settings.measure_s)
-        return float(stats["p50_ms"] if self.settings.objective == "latency" else stats["mean_ms"])
+        return cost_of(self._measure(self._baseline_session, self.settings.measure_s), self.settings.objective)
 
-    def _measure(self, session: Session, duration_s: float, warmup: int | None = None) -> dict[str, Any]:
+    def _measure(self, session: Session, duration_s: float, warmup: int | None = None) -> LatencyStats:
         duration = max(min(duration_s, self.remaining()), 0.01)
         warmup = self.settings.warmup if warmup is None else warmup
-        stats = measure_latency(session, self.inputs.feeds, warmup=warmup, duration_s=duration)
-        return dict(stats.to_dict())
+        return measure_latency(session, self.inputs.feeds, warmup=warmup, duration_s=duration)
 
     def _to_cache(self, outcome: Outcome) -> dict[str, Any]:
         return {
@@ -490,7 +491,7 @@ class Search:
             "reason": outcome.reason,
             "fidelity": outcome.fidelity.to_dict() if outcome.fidelity else None,
             "fidelity_from": outcome.fidelity_from,
-            "latency": outcome.latency,
+            "latency": outcome.latency.to_dict() if outcome.latency else None,
         }
 
     def _load_cached(self, outcome: Outcome, data: dict[str, Any]) -> None:
@@ -499,7 +500,7 @@ class Search:
         outcome.reason = data.get("reason")
         outcome.fidelity = FidelityResult.from_dict(data["fidelity"]) if data.get("fidelity") else None
         outcome.fidelity_from = data.get("fidelity_from")
-        outcome.latency = data.get("latency")
+        outcome.latency = LatencyStats(**data["latency"]) if data.get("latency") else None
 
     # -- choosing ----------------------------------------------------------------------------------------
 
@@ -709,8 +710,7 @@ class Search:
                     for o in finalists:
                         o.rounds = []
                     return
-                cost = stats["p50_ms"] if self.settings.objective == "latency" else stats["mean_ms"]
-                finalists[i].rounds.append(float(cost))
+                finalists[i].rounds.append(cost_of(stats, self.settings.objective))
         self.final_compared = all(len(o.rounds) >= 2 for o in finalists)
         if not self.final_compared:
             for o in finalists:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 from honed.bench import BenchDocument, BenchModel, BenchRow, LatencyBlock, LatencyStats, items_per_second
 from honed.bench.runner import ir_is_quantized, model_precision
@@ -18,13 +17,8 @@ from honed.search.document import CandidateRow, CandidateStatus
 from honed.search.engine import Outcome, Settings
 
 
-def _stats(latency: dict[str, Any] | None) -> LatencyStats | None:
-    return LatencyStats(**latency) if latency else None
-
-
-def throughput(latency: dict[str, Any] | None, batch: int) -> float | None:
+def throughput(stats: LatencyStats | None, batch: int) -> float | None:
     """Items per second over the measurement (bench's one formula)."""
-    stats = _stats(latency)
     return items_per_second(stats, batch) if stats is not None and stats.wall_s > 0 else None
 
 
@@ -42,7 +36,7 @@ def precision(outcome: Outcome) -> str:
 
 def bench_rows(outcome: Outcome, settings: Settings, hardware: HardwareSpec | None) -> tuple[BenchRow, ...]:
     """The bench-v1 rows for one measured candidate (one row: its batch, threads, concurrency 1)."""
-    stats = _stats(outcome.latency)
+    stats = outcome.latency
     if stats is None or stats.wall_s <= 0:
         return ()
     batch = settings.batch
@@ -90,7 +84,7 @@ def candidate_row(
     base_cost = baseline.final_cost(objective) if both_final else baseline.cost_ms(objective)
     speedup = base_cost / cost if cost and base_cost else None
     fidelity = outcome.fidelity
-    latency = _stats(outcome.latency)
+    latency = outcome.latency
     return CandidateRow(
         id=outcome.id,
         label=outcome.candidate.label(),

@@ -54,6 +54,29 @@ SHED_REASONS = ("estimate", "queue_time", "queue_full")
 it would wait longer than the model's queue-time bound, waited that long anyway, or found its queue full."""
 
 
+LATENCY_BUCKETS_S: tuple[float, ...] = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.002,
+    0.004,
+    0.008,
+    0.016,
+    0.032,
+    0.064,
+    0.128,
+    0.256,
+    0.512,
+    1.024,
+    2.048,
+    4.096,
+    10.0,
+)
+"""The bucket bounds (seconds) of every duration histogram the server exports: an alert on a latency SLO
+can only name one of these as its ``le``."""
+
+
 @dataclass(frozen=True)
 class Metric:
     """One exported series family: its exposed name, Prometheus type, label names and help text."""

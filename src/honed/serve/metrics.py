@@ -43,29 +43,10 @@ from honed.errors import (
     Unavailable,
 )
 from honed.serve import contract
-from honed.serve.contract import OUTCOMES, RESIDENCY_REASONS, SHED_REASONS, Metric
+from honed.serve.contract import LATENCY_BUCKETS_S, OUTCOMES, RESIDENCY_REASONS, SHED_REASONS, Metric
 
 __all__ = ["OUTCOMES", "RESIDENCY_REASONS", "ModelMetrics", "ServeMetrics", "outcome_of"]
 
-_LATENCY_BUCKETS = (
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.002,
-    0.004,
-    0.008,
-    0.016,
-    0.032,
-    0.064,
-    0.128,
-    0.256,
-    0.512,
-    1.024,
-    2.048,
-    4.096,
-    10.0,
-)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
@@ -105,9 +86,9 @@ class ServeMetrics:
         self._clock = clock
         r = self.registry
         self.requests = Counter(*_family(contract.REQUESTS), registry=r)
-        self.request_duration = Histogram(*_family(contract.REQUEST_DURATION), buckets=_LATENCY_BUCKETS, registry=r)
-        self.queue_duration = Histogram(*_family(contract.QUEUE_DURATION), buckets=_LATENCY_BUCKETS, registry=r)
-        self.compute_duration = Histogram(*_family(contract.COMPUTE_DURATION), buckets=_LATENCY_BUCKETS, registry=r)
+        self.request_duration = Histogram(*_family(contract.REQUEST_DURATION), buckets=LATENCY_BUCKETS_S, registry=r)
+        self.queue_duration = Histogram(*_family(contract.QUEUE_DURATION), buckets=LATENCY_BUCKETS_S, registry=r)
+        self.compute_duration = Histogram(*_family(contract.COMPUTE_DURATION), buckets=LATENCY_BUCKETS_S, registry=r)
         self.batch_size = Histogram(*_family(contract.BATCH_SIZE), buckets=_BATCH_BUCKETS, registry=r)
         self.queue_depth = Gauge(*_family(contract.QUEUE_DEPTH), registry=r)
         self.inflight = Gauge(*_family(contract.INFLIGHT), registry=r)

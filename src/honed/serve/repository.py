@@ -34,7 +34,7 @@ import numpy as np
 
 from honed.errors import HonedError, InvalidArgument, ModelNotFound, NotFound, Unavailable
 from honed.model.artifact import IR_FILE, IR_SUFFIX, check_ir, is_ir
-from honed.model.spec import TensorSpec
+from honed.model.spec import Signature
 from honed.serve.batching import RunObserver
 from honed.serve.config import ModelServingConfig
 
@@ -45,14 +45,8 @@ MODEL_FILE = "model.onnx"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class Executor(Protocol):
+class Executor(Signature, Protocol):
     """What the repository needs of a running model (``honed.serve.instances.ModelExecutor`` is one)."""
-
-    @property
-    def inputs(self) -> list[TensorSpec]: ...
-
-    @property
-    def outputs(self) -> list[TensorSpec]: ...
 
     @property
     def max_batch_size(self) -> int: ...
