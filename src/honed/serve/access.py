@@ -261,7 +261,8 @@ class AccessPolicy:
         name = identity.name
         principal = self._by_name.get(name)
         if principal is None or principal.token_sha256 is not None:
-            raise PermissionDenied(f"the token's {oidc.settings.principal_claim} {name!r} holds no grant on this server")
+            claim = oidc.settings.principal_claim
+            raise PermissionDenied(f"the token's {claim} {name!r} holds no grant on this server")
         principal = self._not_revoked(principal)
         if identity.scopes is None:
             return principal

@@ -238,14 +238,15 @@ class HttpApp:
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-
     def decide_early(
         self, method: str, path: str, headers: list[tuple[bytes, bytes]]
     ) -> tuple[tuple[str, str | None], Principal] | None:
         """Authentication, grant and rate limit of a request from its method, path and headers alone, as
         :meth:`__call__` would decide them: the (action, model) checked and the admitted caller (the app takes it
-        from ``scope[ADMITTED]`` for that action and model only), or the refusal raised; None when this cannot be decided here (no policy, an open or unknown route, headers
-        over the limits, a JWT that has not verified before): the app then decides everything itself."""
+        from ``scope[ADMITTED]`` for that action and model only), or the refusal raised; None when this cannot
+        be decided here (no policy, an open or unknown route, headers over the limits, a JWT that has not
+        verified before): the app then decides everything itself.
+        """
         if self.dataplane.access is None:
             return None
         need = required_access(method, path)
@@ -354,7 +355,7 @@ class _Refused:
     response_complete = True
     disconnected = False
 
-    class message_event:  # noqa: N801 - what uvicorn's protocol calls on its cycle
+    class message_event:  # what uvicorn's protocol calls on its cycle
         @staticmethod
         def set() -> None:
             return

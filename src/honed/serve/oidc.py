@@ -140,7 +140,7 @@ class OidcSettings:
         claims = doc.get("claims") or {}
         if not isinstance(claims, dict) or set(claims) - _CLAIMS:
             raise InvalidArgument("oidc.claims is a mapping with 'subject' and/or 'scopes', each a claim name")
-        subject = claims.get("subject", doc.get("principal_claim", "sub"))
+        subject: Any = claims.get("subject", doc.get("principal_claim", "sub"))
         if "principal_claim" in doc and "subject" in claims and doc["principal_claim"] != subject:
             raise InvalidArgument("oidc: principal_claim and claims.subject name different claims; give one")
         return cls(
