@@ -136,6 +136,9 @@ def main() -> None:
     parser.add_argument("--noisy-rps", type=float, default=400.0)
     parser.add_argument("--noisy-limit", type=float, default=20.0)
     parser.add_argument("--noisy-connections", type=int, default=8)
+    parser.add_argument(
+        "--refusal-requests", type=int, default=3000, help="refused requests sent back to back at the end (0: none)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="folder for the policy, model and server log")
     parser.add_argument("--role", choices=["driver", "noisy"], default="driver", help=argparse.SUPPRESS)
     parser.add_argument("--url", default="", help=argparse.SUPPRESS)
@@ -200,6 +203,13 @@ def main() -> None:
             if noisy is not None:
                 stdout, _ = noisy.communicate(timeout=args.phase_s + 60)
                 noisy_runs.append(json.loads(stdout.strip().splitlines()[-1]))
+        refusal_us = None
+        if args.refusal_requests > 0:
+            time.sleep(2.0)  # the noisy principal's bucket refills to its burst; the rest are refused
+            before = cpu_seconds(server.ps)
+            blast = asyncio.run(open_loop(server.url, NOISY, 1e9, args.refusal_requests / 1e9, 4))
+            refused = sum(1 for r in blast if r["status"] == 429)
+            refusal_us = (cpu_seconds(server.ps) - before) / len(blast) * 1e6
     finally:
         server.stop()
 
@@ -232,6 +242,11 @@ def main() -> None:
         f"noisy answers: {dict(sorted(statuses.items()))}; refusals {refusals}, of which 429 with Retry-After "
         f"{with_retry}"
     )
+    if refusal_us is not None:
+        print(
+            f"server CPU per request, {len(blast)} noisy requests back to back on 4 connections "
+            f"({refused} of them 429): {refusal_us:.0f} µs"
+        )
     if bad:
         print(f"PROBLEMS: {Counter(bad)}")
         raise SystemExit(1)

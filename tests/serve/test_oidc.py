@@ -72,3 +72,48 @@ def test_a_remembered_token_still_expires(tmp_path: Path) -> None:
     time.sleep(max(0.0, exp - time.time()) + 0.2)
     with pytest.raises(InvalidToken, match="expired"):
         asyncio.run(verifier.verify(token))
+
+
+def test_claims_map_subject_and_scopes_to_grants_that_only_narrow(tmp_path: Path) -> None:
+    from honed.errors import PermissionDenied
+    from honed.serve.access import AccessPolicy
+
+    idp = TestIdP()
+    idp.add_key("ES256", kid="k1")
+    idp.write_jwks(tmp_path / "jwks.json")
+    (tmp_path / "access.yaml").write_text(
+        "principals:\n  - {name: svc-a, models: ['*'], actions: [infer, read]}\n"
+        f"oidc: {{issuer: '{idp.issuer}', audience: '{idp.audience}', jwks: jwks.json,\n"
+        "       claims: {subject: client_id, scopes: scope}}\n",
+        encoding="utf-8",
+    )
+    policy = AccessPolicy.from_file(tmp_path / "access.yaml")
+    assert policy.oidc is not None and policy.oidc.settings.principal_claim == "client_id"
+
+    def who(**claims: object) -> object:
+        return asyncio.run(policy.authenticate(idp.token("ignored-sub", kid="k1", **claims)))
+
+    reader = who(client_id="svc-a", scope="openid read admin")  # admin: a scope the policy does not grant
+    assert policy.grant(reader, "read", "m").name == "svc-a"  # type: ignore[arg-type]
+    with pytest.raises(PermissionDenied):
+        policy.grant(reader, "infer", "m")  # type: ignore[arg-type]
+    with pytest.raises(PermissionDenied):
+        policy.grant(reader, "admin", "m")  # type: ignore[arg-type]
+    both = who(client_id="svc-a", scope=["infer", "read"])  # a list (scp-style) works too
+    assert policy.grant(both, "infer", "m").name == "svc-a"  # type: ignore[arg-type]
+    with pytest.raises(PermissionDenied):
+        policy.grant(who(client_id="svc-a"), "read")  # type: ignore[arg-type]  # no scope claim: nothing
+    with pytest.raises(InvalidToken, match="no 'client_id' claim"):
+        who(scope="read")  # the subject comes from client_id alone, never from sub
+
+
+@pytest.mark.parametrize(
+    ("claims", "message"),
+    [({"subjects": "sub"}, "oidc.claims"), ({"scopes": ""}, "claims.scopes"), ({"subject": "oid"}, "different")],
+)
+def test_bad_claims_mappings_are_refused(claims: object, message: str) -> None:
+    doc = {"issuer": "https://idp", "audience": "honed", "jwks": "j.json", "claims": claims}
+    if message == "different":
+        doc["principal_claim"] = "sub"
+    with pytest.raises(InvalidArgument, match=message):
+        OidcSettings.from_dict(doc)

@@ -38,7 +38,8 @@ Example::
       - name: batch-job            # no token_sha256: this principal signs in with a JWT from the IdP
         models: ["*"]
         actions: [infer]
-    oidc: {issuer: https://idp.example, audience: honed, jwks: jwks.json}   # honed.serve.oidc
+    oidc: {issuer: https://idp.example, audience: honed, jwks: jwks.json,  # honed.serve.oidc
+           claims: {subject: sub, scopes: scope}}
     limits: {default: {rps: 50, burst: 100}}                                 # honed.serve.limits
     revoked: {principals: [old-app], kids: [2024-key]}
 
@@ -60,7 +61,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,7 @@ import yaml
 from honed.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from honed.serve.contract import AUTH_REASONS
 from honed.serve.limits import RateLimits
-from honed.serve.oidc import InvalidToken, JwtVerifier, OidcSettings, RevokedKey
+from honed.serve.oidc import Identity, InvalidToken, JwtVerifier, OidcSettings, RevokedKey
 
 ACTIONS = ("infer", "read", "admin", "metrics")
 """Everything a grant can allow."""
@@ -248,18 +249,42 @@ class AccessPolicy:
             raise RevokedCredentials(f"the credentials of principal {principal.name!r} have been revoked")
         return principal
 
+    def _is_jwt(self, token: str | None) -> bool:
+        return (
+            self.oidc is not None
+            and token is not None
+            and JwtVerifier.looks_like_jwt(token)
+            and token_hash(token) not in self._by_hash
+        )
+
+    def _jwt_principal(self, oidc: JwtVerifier, identity: Identity) -> Principal:
+        name = identity.name
+        principal = self._by_name.get(name)
+        if principal is None or principal.token_sha256 is not None:
+            claim = oidc.settings.principal_claim
+            raise PermissionDenied(f"the token's {claim} {name!r} holds no grant on this server")
+        principal = self._not_revoked(principal)
+        if identity.scopes is None:
+            return principal
+        return replace(principal, actions=principal.actions & identity.scopes)  # the token's scopes only narrow
+
     async def authenticate(self, token: str | None) -> Principal:
         """The principal ``token`` names: a known bearer token's, or a verified JWT's; else Unauthenticated (or
         PermissionDenied for a valid JWT naming no principal of this policy)."""
         oidc = self.oidc
-        jwt_like = token is not None and JwtVerifier.looks_like_jwt(token) and token_hash(token) not in self._by_hash
-        if oidc is not None and token is not None and jwt_like:
-            name = await oidc.verify(token)
-            principal = self._by_name.get(name)
-            if principal is None or principal.token_sha256 is not None:
-                claim = oidc.settings.principal_claim
-                raise PermissionDenied(f"the token's {claim} {name!r} holds no grant on this server")
-            return self._not_revoked(principal)
+        if oidc is not None and self._is_jwt(token):
+            assert token is not None
+            return self._jwt_principal(oidc, await oidc.identity(token))
+        return self._static(token)
+
+    def authenticate_now(self, token: str | None) -> Principal | None:
+        """What :meth:`authenticate` decides, without waiting: None for a JWT that has not verified before (only
+        :meth:`authenticate` can check its signature, perhaps after fetching keys)."""
+        oidc = self.oidc
+        if oidc is not None and self._is_jwt(token):
+            assert token is not None
+            identity = oidc.remembered(token)
+            return None if identity is None else self._jwt_principal(oidc, identity)
         return self._static(token)
 
     def grant(self, principal: Principal, action: str, model: str | None = None) -> Principal:

@@ -191,12 +191,33 @@ class DataPlane:
         token = None
         try:
             token = credentials(authorization)
-            principal = policy.grant(await policy.authenticate(token), action, model)
+            principal = policy.authenticate_now(token) or await policy.authenticate(token)
+            policy.grant(principal, action, model)
         except (Unauthenticated, PermissionDenied, RepeatedCredentials) as exc:
             self.metrics.auth_refused(refusal_reason(exc, token))
             raise
         if admit:
             self.limiter.admit(principal.name, model)
+        return principal
+
+    def authorize_now(self, authorization: Sequence[str], action: str, model: str | None = None) -> Principal | None:
+        """:meth:`authorize` (with ``admit``) decided without waiting, from the request's headers alone: the
+        admitted caller, or the same refusal, counted the same way; None when only :meth:`authorize` can decide
+        (a JWT not verified before) or when there is no policy. Nothing is taken from a rate limit then."""
+        policy = self.access
+        if policy is None:
+            return None
+        token = None
+        try:
+            token = credentials(authorization)
+            principal = policy.authenticate_now(token)
+            if principal is None:
+                return None
+            policy.grant(principal, action, model)
+        except (Unauthenticated, PermissionDenied, RepeatedCredentials) as exc:
+            self.metrics.auth_refused(refusal_reason(exc, token))
+            raise
+        self.limiter.admit(principal.name, model)
         return principal
 
     def admit_copy(self, caller: Principal | None, model: str) -> bool:

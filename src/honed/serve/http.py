@@ -20,10 +20,22 @@ from __future__ import annotations
 
 import asyncio
 import math
+import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from honed.errors import DataError, NotFound, Overloaded, PayloadTooLarge, Unauthenticated
+import httptools
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from honed.errors import (
+    DataError,
+    InvalidArgument,
+    NotFound,
+    Overloaded,
+    PayloadTooLarge,
+    PermissionDenied,
+    Unauthenticated,
+)
 from honed.serve.access import Principal
 from honed.serve.contract import LIVE_PATH, METRICS_PATH, READY_PATH
 from honed.serve.dataplane import DataPlane, decode_off_loop, error_message, status_for
@@ -199,6 +211,9 @@ class HttpApp:
     async def _authorize(self, scope: Scope, action: str, model: str | None = None) -> Principal | None:
         if self.dataplane.access is None:
             return None  # no policy: skip looking for credentials at all
+        admitted = scope.get(ADMITTED)
+        if admitted is not None and admitted[0] == (action, model):
+            return admitted[1]  # decided (and rate-limited) from the headers already, see EarlyRefusals
         values = [value.decode("latin-1") for key, value in scope["headers"] if key == b"authorization"]
         return await self.dataplane.authorize(values, action, model)
 
@@ -222,6 +237,62 @@ class HttpApp:
             if not message.get("more_body", False):
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def decide_early(
+        self, method: str, path: str, headers: list[tuple[bytes, bytes]]
+    ) -> tuple[tuple[str, str | None], Principal] | None:
+        """Authentication, grant and rate limit of a request from its method, path and headers alone, as
+        :meth:`__call__` would decide them: the (action, model) checked and the admitted caller (the app takes it
+        from ``scope[ADMITTED]`` for that action and model only), or the refusal raised; None when this cannot
+        be decided here (no policy, an open or unknown route, headers over the limits, a JWT that has not
+        verified before): the app then decides everything itself.
+        """
+        if self.dataplane.access is None:
+            return None
+        need = required_access(method, path)
+        if need is None:
+            return None
+        try:
+            _check_headers(headers)
+        except HeadersTooLarge:
+            return None  # the app answers 431 before it looks at credentials
+        values = [value.decode("latin-1") for key, value in headers if key == b"authorization"]
+        caller = self.dataplane.authorize_now(values, *need)
+        return None if caller is None else (need, caller)
+
+
+ADMITTED = "honed.admitted"
+"""The scope key under which :class:`EarlyRefusals` hands the app a caller it has admitted already, with the
+(action, model) it was admitted for."""
+
+
+def required_access(method: str, path: str) -> tuple[str, str | None] | None:
+    """The (action, model) :class:`HttpApp` checks the credentials of a request to ``path`` for, before anything
+    else; None for the routes it answers without them (the health probes, and routes that do not exist)."""
+    path = "/" + path.strip("/")
+    if path == METRICS_PATH:
+        return ("metrics", None) if method == "GET" else None
+    parts = path[1:].split("/")
+    if parts[0] != "v2" or path in (LIVE_PATH, READY_PATH):
+        return None
+    rest_parts = parts[1:]
+    if not rest_parts:
+        return ("read", None) if method == "GET" else None
+    if rest_parts[0] == "models" and len(rest_parts) >= 2:
+        name, tail = rest_parts[1], rest_parts[2:]
+        if len(tail) >= 2 and tail[0] == "versions":
+            tail = tail[2:]
+        if len(tail) > 1:
+            return None
+        return ("infer" if tail == ["infer"] else "read", name)
+    if rest_parts[0] == "repository":
+        if method != "POST":
+            return None
+        repo = rest_parts[1:]
+        if len(repo) == 3 and repo[0] == "models":
+            return ("admin", repo[1])
+        return ("read", None)
+    return None
 
 
 class _ClientGone(Exception):
@@ -251,6 +322,81 @@ def _check_headers(headers: list[tuple[bytes, bytes]]) -> None:
 def _method(method: str, allowed: str) -> None:
     if method != allowed:
         raise MethodNotAllowed(f"use {allowed} for this route, not {method}")
+
+
+def response_bytes(exc: BaseException, *, close: bool = False) -> bytes:
+    """The whole HTTP/1.1 answer to a refused request, status line to body, as :class:`HttpApp` would send it:
+    what :class:`EarlyRefusals` writes in one piece. Answers repeat (a noisy client gets the same 429 each time), so
+    they are built once and kept."""
+    status, headers, body = _error(exc)
+    key = (status, close, body, tuple(headers))
+    cached = _RESPONSES.get(key)
+    if cached is not None:
+        return cached
+    lines = [STATUS_LINE[status]]
+    lines += [name + b": " + value + b"\r\n" for name, value in headers]
+    lines.append(b"content-length: %d\r\n" % len(body))
+    if close:
+        lines.append(b"connection: close\r\n")
+    out = b"".join([*lines, b"\r\n", body])
+    if len(_RESPONSES) >= _MAX_RESPONSES:
+        _RESPONSES.clear()
+    _RESPONSES[key] = out
+    return out
+
+
+_RESPONSES: dict[tuple[Any, ...], bytes] = {}
+_MAX_RESPONSES = 1024
+
+
+class _Refused:
+    """Stands for the request cycle of an answer :class:`EarlyRefusals` wrote itself: complete, nothing waits."""
+
+    response_complete = True
+    disconnected = False
+
+    class message_event:  # what uvicorn's protocol calls on its cycle
+        @staticmethod
+        def set() -> None:
+            return
+
+
+class EarlyRefusals(HttpToolsProtocol):
+    """uvicorn's httptools protocol, refusing what :meth:`HttpApp.decide_early` refuses as soon as the headers
+    are in: one write of a prepared answer, with no request task, no ASGI call and none of the body read (the
+    parser skips it, so the connection stays usable). What it admits goes on to the app as usual. A request
+    pipelined behind an unfinished answer is left to the app, which keeps the answers in order."""
+
+    http_app: HttpApp
+
+    def on_headers_complete(self) -> None:
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            raw_path = httptools.parse_url(self.url).path.decode("latin-1")
+            path = urllib.parse.unquote(raw_path) if "%" in raw_path else raw_path
+            method = self.parser.get_method().decode("latin-1")
+            try:
+                admitted = self.http_app.decide_early(method, path, self.headers)
+            except (Unauthenticated, PermissionDenied, InvalidArgument, Overloaded) as exc:
+                self._refuse(exc)
+                return
+            if admitted is not None:
+                self.scope[ADMITTED] = admitted  # type: ignore[literal-required]
+        super().on_headers_complete()
+
+    def _refuse(self, exc: BaseException) -> None:
+        keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+        self.cycle = _Refused()  # type: ignore[assignment]
+        self.transport.write(response_bytes(exc, close=not keep_alive))
+        if not keep_alive:
+            self.transport.close()
+            return
+        self.on_response_complete()
+
+
+def early_refusals(app: HttpApp) -> type[EarlyRefusals]:
+    """The protocol class for uvicorn's ``http`` option that refuses early for ``app``."""
+    return type("EarlyRefusals", (EarlyRefusals,), {"http_app": app})
 
 
 def _error(exc: BaseException) -> tuple[int, list[tuple[bytes, bytes]], bytes]:

@@ -240,7 +240,8 @@ class RateLimiter:
         if self._on_limited is not None:
             self._on_limited(principal, refused)
         what = f"its limit on models {refused!r}" if refused != PRINCIPAL_BUCKET else "its rate limit"
-        raise RateLimited(f"principal {principal!r} is over {what}; retry after {wait:.2f} s", wait, principal, refused)
+        retry = max(1, math.ceil(wait))  # whole seconds, as Retry-After says it: one message per principal and limit
+        raise RateLimited(f"principal {principal!r} is over {what}; retry after {retry} s", wait, principal, refused)
 
 
 __all__ = ["PRINCIPAL_BUCKET", "PrincipalLimits", "Rate", "RateLimited", "RateLimiter", "RateLimits"]

@@ -8,6 +8,7 @@ The ``oidc`` section of an access policy (:mod:`honed.serve.access`)::
       jwks: https://idp.example/.well-known/jwks.json    # or a JWKS file (relative to the policy file)
       jwks_ca: idp-ca.pem                                # optional: the CA that signs the JWKS host's certificate
       principal_claim: sub                               # the claim that names the principal (default sub)
+      claims: {subject: sub, scopes: scope}              # the same as principal_claim, plus a claim of scopes
       leeway_s: 60                                       # clock skew allowed on exp/nbf/iat, 0..300 (default 60)
       algorithms: [RS256, ES256, EdDSA]                  # a subset of these three (the default)
 
@@ -16,6 +17,12 @@ HMAC algorithm are refused before any key is looked at, so a public key can neve
 its ``kid`` names a public key of the JWKS whose type fits that algorithm and that the policy has not revoked, its
 signature verifies, ``iss`` and ``aud`` match, and ``exp`` (required), ``nbf`` and ``iat`` hold within the leeway.
 Every refusal is an :class:`InvalidToken` (401 / UNAUTHENTICATED) saying what to fix; none quotes key material.
+
+``claims.subject`` is another name for ``principal_claim``. With ``claims.scopes`` the token's scopes (that claim:
+a space-separated string, as OAuth's ``scope``, or a list, as ``scp``) narrow what its principal may do to the
+actions both the policy grants it and a scope names (``infer``, ``read``, ``admin``, ``metrics``; other scopes,
+such as ``openid``, grant nothing): the identity provider can take grants away from a token, never add any. A
+token without the claim then holds no action at all.
 
 Keys are loaded when the policy is, so a JWKS that cannot be read or holds no usable key fails the policy. A token
 whose ``kid`` is not in the loaded set makes the verifier load the set again (the IdP may have rotated its keys),
@@ -56,7 +63,8 @@ REFETCH_INTERVAL_S = 10.0
 FETCH_TIMEOUT_S = 5.0
 VERIFIED_CACHE_SIZE = 4096
 """How many verified tokens a verifier remembers (see :meth:`JwtVerifier.verify`)."""
-_FIELDS = {"issuer", "audience", "jwks", "jwks_ca", "principal_claim", "leeway_s", "algorithms"}
+_FIELDS = {"issuer", "audience", "jwks", "jwks_ca", "principal_claim", "claims", "leeway_s", "algorithms"}
+_CLAIMS = {"subject", "scopes"}
 _KEY_TYPES = {"RS256": "RSA", "ES256": "EC", "EdDSA": "OKP"}
 
 
@@ -77,6 +85,8 @@ class OidcSettings:
     jwks: str
     jwks_ca: str | None = None
     principal_claim: str = "sub"
+    scopes_claim: str | None = None
+    """The claim whose scopes narrow a token's grants (``claims.scopes``); None: the policy's grants apply whole."""
     leeway_s: float = DEFAULT_LEEWAY_S
     algorithms: tuple[str, ...] = ALGORITHMS
 
@@ -93,6 +103,8 @@ class OidcSettings:
             raise InvalidArgument("oidc.jwks_ca must be a PEM file of the CA that signs the JWKS host's certificate")
         if not isinstance(self.principal_claim, str) or not self.principal_claim:
             raise InvalidArgument("oidc.principal_claim must name a claim, e.g. sub")
+        if self.scopes_claim is not None and (not isinstance(self.scopes_claim, str) or not self.scopes_claim):
+            raise InvalidArgument("oidc.claims.scopes must name a claim, e.g. scope")
         leeway = self.leeway_s
         if isinstance(leeway, bool) or not isinstance(leeway, int | float) or not 0 <= leeway <= MAX_LEEWAY_S:
             raise InvalidArgument(f"oidc.leeway_s must be 0..{MAX_LEEWAY_S:g} seconds, got {leeway!r}")
@@ -125,12 +137,19 @@ class OidcSettings:
         algorithms = doc.get("algorithms", list(ALGORITHMS))
         if not isinstance(algorithms, list):
             raise InvalidArgument(f"oidc.algorithms must be a list, a subset of {', '.join(ALGORITHMS)}")
+        claims = doc.get("claims") or {}
+        if not isinstance(claims, dict) or set(claims) - _CLAIMS:
+            raise InvalidArgument("oidc.claims is a mapping with 'subject' and/or 'scopes', each a claim name")
+        subject: Any = claims.get("subject", doc.get("principal_claim", "sub"))
+        if "principal_claim" in doc and "subject" in claims and doc["principal_claim"] != subject:
+            raise InvalidArgument("oidc: principal_claim and claims.subject name different claims; give one")
         return cls(
             issuer=doc["issuer"],
             audience=audiences,
             jwks=jwks,
             jwks_ca=str(_resolve(ca, base)) if isinstance(ca, str) else ca,
-            principal_claim=doc.get("principal_claim", "sub"),
+            principal_claim=subject,
+            scopes_claim=claims.get("scopes"),
             leeway_s=doc.get("leeway_s", DEFAULT_LEEWAY_S),
             algorithms=tuple(algorithms),
         )
@@ -141,6 +160,7 @@ class OidcSettings:
             "audience": list(self.audience),
             "jwks": self.jwks,
             "principal_claim": self.principal_claim,
+            **({"claims": {"scopes": self.scopes_claim}} if self.scopes_claim is not None else {}),
             "leeway_s": self.leeway_s,
             "algorithms": list(self.algorithms),
         }
@@ -205,6 +225,24 @@ def load_jwks(settings: OidcSettings) -> dict[str | None, PyJWK]:
     return keys
 
 
+@dataclass(frozen=True)
+class Identity:
+    """What a verified token says: its principal's name and, with ``claims.scopes``, its scopes."""
+
+    name: str
+    scopes: frozenset[str] | None = None
+    """None: the policy did not ask for scopes (the principal's grants apply whole)."""
+
+
+def _scopes(value: Any) -> frozenset[str]:
+    """A scopes claim, a space-separated string or a list of strings; anything else holds no scope."""
+    if isinstance(value, str):
+        return frozenset(value.split())
+    if isinstance(value, list):
+        return frozenset(v for v in value if isinstance(v, str))
+    return frozenset()
+
+
 class JwtVerifier:
     """Verifies JWTs against one identity provider's settings and key set (see the module docstring)."""
 
@@ -224,7 +262,7 @@ class JwtVerifier:
         self._clock = clock
         self._last_refetch = -math.inf
         self._refetch_lock: asyncio.Lock | None = None
-        self._verified: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
+        self._verified: OrderedDict[bytes, tuple[Identity, float]] = OrderedDict()
 
     @classmethod
     def load(
@@ -246,19 +284,33 @@ class JwtVerifier:
         """Whether ``token`` has a JWT's three dot-separated parts (opaque honed tokens have none)."""
         return token.count(".") == 2
 
+    def remembered(self, token: str) -> Identity | None:
+        """The identity of ``token`` when it verified before and has not expired since; None otherwise (then
+        only :meth:`verify` can tell). Never blocks: what a refusal decided from the headers alone relies on."""
+        digest = hashlib.sha256(token.encode()).digest()
+        cached = self._verified.get(digest)
+        if cached is None:
+            return None
+        if time.time() <= cached[1]:
+            self._verified.move_to_end(digest)
+            return cached[0]
+        del self._verified[digest]
+        return None
+
     async def verify(self, token: str) -> str:
-        """The principal name ``token`` carries (its :attr:`OidcSettings.principal_claim`), or InvalidToken.
+        """The principal name ``token`` carries (its :attr:`OidcSettings.principal_claim`), or InvalidToken."""
+        return (await self.identity(token)).name
+
+    async def identity(self, token: str) -> Identity:
+        """Who ``token`` names and, with ``claims.scopes``, the scopes it carries; or InvalidToken.
 
         A token that verified is remembered, byte for byte, until its ``exp`` (plus the leeway) passes, so a client
         that sends one token many times (and a gRPC call, checked before and after its message is parsed) pays for
         the signature once; the memory goes with this verifier on a reload and is cleared when the key set is."""
+        remembered = self.remembered(token)
+        if remembered is not None:
+            return remembered
         digest = hashlib.sha256(token.encode()).digest()  # memory per token stays small however large it is
-        cached = self._verified.get(digest)
-        if cached is not None:
-            if time.time() <= cached[1]:
-                self._verified.move_to_end(digest)
-                return cached[0]
-            del self._verified[digest]
         settings = self.settings
         try:
             header = jwt.get_unverified_header(token)
@@ -292,10 +344,11 @@ class JwtVerifier:
         name = claims.get(settings.principal_claim)
         if not isinstance(name, str) or not name:
             raise InvalidToken(f"the token carries no {settings.principal_claim!r} claim naming its principal")
-        self._verified[digest] = (name, float(claims["exp"]) + settings.leeway_s)
+        found = Identity(name, _scopes(claims.get(settings.scopes_claim)) if settings.scopes_claim else None)
+        self._verified[digest] = (found, float(claims["exp"]) + settings.leeway_s)
         if len(self._verified) > VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)
-        return name
+        return found
 
     async def _key(self, kid: str | None) -> PyJWK:
         key = self._keys.get(kid) if kid is not None or len(self._keys) != 1 else next(iter(self._keys.values()))
@@ -345,6 +398,7 @@ __all__ = [
     "ALGORITHMS",
     "MAX_LEEWAY_S",
     "REFETCH_INTERVAL_S",
+    "Identity",
     "InvalidToken",
     "JwtVerifier",
     "OidcSettings",

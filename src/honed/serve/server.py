@@ -26,7 +26,7 @@ from honed.serve.access import AccessPolicy
 from honed.serve.contract import GRPC_PORT, HTTP_PORT
 from honed.serve.dataplane import DataPlane
 from honed.serve.grpc import DEFAULT_MAX_CONCURRENT_RPCS, build_server
-from honed.serve.http import DEFAULT_MAX_BODY_BYTES, HttpApp
+from honed.serve.http import DEFAULT_MAX_BODY_BYTES, HttpApp, early_refusals
 from honed.serve.instances import ModelExecutor
 from honed.serve.metrics import ServeMetrics
 from honed.serve.policy_reload import DEFAULT_POLL_S, PolicyReloader
@@ -153,7 +153,7 @@ class Server:
                     tracing.http(app) if tracing is not None else app,
                     # uvicorn answers 503 once the open connections reach its limit, the arriving one included.
                     limit_concurrency=self.options.max_concurrency + 1,
-                    http="httptools",
+                    http=early_refusals(app),  # httptools, refusing what the headers already decide
                     loop="none",
                     lifespan="off",
                     access_log=False,
