@@ -132,6 +132,7 @@ def test_the_reader_reads_back_the_rate_it_was_driven_with(fleet: Fleet) -> None
     assert p99.values and all(0 < v < 10 for v in p99.values)
     cpu = reader.cpu_per_replica(since, model="scorer")
     assert [s.labels["instance"] for s in cpu] == [fleet.server.http_url]
+    assert "version" not in cpu[0].labels  # the process collector's CPU, per replica, not the per-version fallback
     assert max(cpu[0].values) > 0
     # Nothing failed, and the error query says so.
     assert all(v == 0 for s in reader.error_rates(since, model="scorer") for v in s.values)
@@ -183,6 +184,7 @@ def test_plan_with_prometheus_records_observed_figures_and_flags_the_profile(
     assert any(r.startswith("production contradicts the profile: p99_ms") for r in placement.reasons)
     cpu = live.figure("cpu_per_replica")
     assert cpu is not None and cpu.source == OBSERVED and cpu.observed is not None and cpu.observed > 0
+    assert live.cpu_metric == "process_cpu_seconds_total"
     # The same files without --prometheus: nothing observed, the declared peak.
     capsys.readouterr()
     assert run(argv) == 0

@@ -218,6 +218,9 @@ class LiveFigures(_Value):
     """Load-history samples from Prometheus the predictive policy planned with (0: none used)."""
     step_s: float | None = None
     """The range-query step the figures were read with (None: the reader's default)."""
+    cpu_metric: str | None = None
+    """The series ``cpu_per_replica`` was observed in: ``process_cpu_seconds_total`` (the server process's CPU) or
+    ``honed_instance_busy_seconds_total`` (its model runs only, where no replica exported the first; None: neither)."""
 
     def figure(self, name: str) -> Figure | None:
         return next((f for f in self.figures if f.name == name), None)

@@ -29,7 +29,9 @@ from honed.plan.prometheus import (
     Series,
     cpu_per_replica_query,
     latency_quantile_query,
+    process_cpu_per_replica_query,
 )
+from honed.serve.contract import BUSY_SECONDS, PROCESS_CPU
 
 DEFAULT_MARGIN = 0.5
 """A profile figure that production misses by more than 50% either way is contradicted."""
@@ -45,7 +47,10 @@ class Observation:
     """Requests per second, all versions together, at each step of the window."""
     p99_ms: float | None
     cpu_per_replica: float | None
-    """Busy CPU-seconds per second of a replica, the mean over replicas (one thread per instance)."""
+    """CPU-seconds per second of a replica, the mean over replicas."""
+    cpu_metric: str | None = None
+    """The series ``cpu_per_replica`` came from: the process collector's ``process_cpu_seconds_total``, or, where no
+    replica of the model exports it, ``honed_instance_busy_seconds_total`` (model runs only, one thread each)."""
 
     @property
     def peak_rps(self) -> float | None:
@@ -78,18 +83,24 @@ def observe(reader: PrometheusReader, models: Sequence[str], since_s: float) -> 
     _, end, _ = reader.window(since_s)
     rates = _by_model(reader.request_rates(since_s, end=end))
     p99 = _by_model(reader.query(latency_quantile_query(0.99, since_s), at=end))
-    cpu = _by_model(reader.query(cpu_per_replica_query(since_s), at=end))
+    process = _by_model(reader.query(process_cpu_per_replica_query(since_s), at=end))
+    busy = _by_model(reader.query(cpu_per_replica_query(since_s), at=end))
     out = {}
     for name in models:
         times, values = _summed(rates.get(name, []))
         p99_values = [v for s in p99.get(name, []) for v in s.values]
-        cpu_values = [v for s in cpu.get(name, []) for v in s.values]
+        cpu_values = [v for s in process.get(name, []) for v in s.values]
+        cpu_metric = PROCESS_CPU.name if cpu_values else None
+        if not cpu_values:
+            cpu_values = [v for s in busy.get(name, []) for v in s.values]
+            cpu_metric = BUSY_SECONDS.name if cpu_values else None
         out[name] = Observation(
             model=name,
             times=times,
             rates=values,
             p99_ms=max(p99_values) * 1000.0 if p99_values else None,
             cpu_per_replica=statistics.fmean(cpu_values) if cpu_values else None,
+            cpu_metric=cpu_metric,
         )
     return out
 
@@ -187,7 +198,9 @@ def live_plan(
         obs = seen[p.deployment]
         figures = _figures(p, declared[p.deployment], obs, margin)
         used = len(obs.times) if p.deployment in histories else 0
-        live = LiveFigures(reader.url, since_s, margin, figures, history_points=used, step_s=reader.step_s)
+        live = LiveFigures(
+            reader.url, since_s, margin, figures, history_points=used, step_s=reader.step_s, cpu_metric=obs.cpu_metric
+        )
         reasons = list(p.reasons)
         if figures[0].source == OBSERVED:
             reasons.append(

@@ -8,8 +8,12 @@ breaks here at import, not silently in production:
 * request rate per model and version: ``sum by (model, version) (rate(honed_requests_total[w]))``;
 * error rate: the same over every ``outcome`` but ``success``;
 * latency quantiles: ``histogram_quantile(q, sum by (model, version, le) (rate(<duration>_bucket[w])))``;
-* CPU per replica: the busy seconds the model's instances spent computing, per scrape target
-  (``rate(honed_instance_busy_seconds_total[w])`` by ``instance``): CPU-seconds per second at one thread each.
+* CPU per replica: the server process's CPU-seconds per second, per scrape target, from the standard process
+  collector (``rate(process_cpu_seconds_total[w])``, joined on ``instance`` and ``job`` to the targets that serve the
+  model: all the process's CPU counts for each model it serves, and a ``honed deploy`` pod serves one); where a
+  target exports no process series (a server older than the collector, or not on Linux), the busy seconds the
+  model's instances spent computing (``rate(honed_instance_busy_seconds_total[w])`` by ``instance``), CPU-seconds
+  per second at one thread each, which leaves out decoding, batching and the framework around the model.
 
 An unreachable server, an HTTP error or an answer that is not a Prometheus success is
 :class:`~honed.errors.Unavailable` with one line saying which URL and what went wrong.
@@ -27,7 +31,7 @@ from typing import Any
 import httpx
 
 from honed.errors import InvalidArgument, Unavailable
-from honed.serve.contract import BUSY_SECONDS, REQUEST_DURATION, REQUESTS, SUCCESS
+from honed.serve.contract import BUSY_SECONDS, PROCESS_CPU, REQUEST_DURATION, REQUESTS, SUCCESS
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -91,9 +95,21 @@ def latency_quantile_query(quantile: float, window_s: float, model: str | None =
     return f"histogram_quantile({quantile:g}, sum by (model, version, le) (rate({sel}[{promql_duration(window_s)}])))"
 
 
+CPU_METRICS = (PROCESS_CPU.name, BUSY_SECONDS.name)
+"""Where CPU per replica is read from, preferred first (plan.json's ``cpu_metric`` names the one used)."""
+
+
 def cpu_per_replica_query(window_s: float, model: str | None = None) -> str:
+    """Busy CPU-seconds per second of the model's instances, per model, version and replica (the fallback)."""
     sel = _selector(BUSY_SECONDS.name, model)
     return f"sum by (model, version, instance) (rate({sel}[{promql_duration(window_s)}]))"
+
+
+def process_cpu_per_replica_query(window_s: float, model: str | None = None) -> str:
+    """CPU-seconds per second of each server process that serves the model, per model and replica."""
+    serving = f"group by (model, instance, job) ({_selector(REQUESTS.name, model)})"
+    cpu = f"rate({PROCESS_CPU.name}[{promql_duration(window_s)}])"
+    return f"sum by (model, instance) ({serving} * on (instance, job) group_left () {cpu})"
 
 
 @dataclass(frozen=True)
@@ -209,9 +225,14 @@ class PrometheusReader:
     def cpu_per_replica(
         self, since_s: float, *, step_s: float | None = None, model: str | None = None, end: float | None = None
     ) -> list[Series]:
-        """Busy CPU-seconds per second per model, version and replica (scrape target)."""
+        """CPU-seconds per second per model and replica (scrape target): the process collector's where the target
+        exports it, else the busy seconds of the model's instances (per version too)."""
         start, end, step = self.window(since_s, step_s, end)
-        return self.query_range(cpu_per_replica_query(rate_window(step), model), start, end, step)
+        window = rate_window(step)
+        process = self.query_range(process_cpu_per_replica_query(window, model), start, end, step)
+        seen = {s.key("model", "instance") for s in process}
+        busy = self.query_range(cpu_per_replica_query(window, model), start, end, step)
+        return process + [s for s in busy if s.key("model", "instance") not in seen]
 
 
 def rate_window(step_s: float) -> float:

@@ -13,6 +13,7 @@ from typing import Any
 
 from honed.errors import InvalidArgument
 from honed.runtime import RuntimeConfig
+from honed.serve.features import FeatureConfig
 
 DEFAULT_MAX_QUEUE_TIME_MS = 1000.0
 """The queue-time bound of a model that sets none: past a second in the queue a typical interactive client has
@@ -107,7 +108,8 @@ class ModelServingConfig:
     threads (this overrides ``runtime.intra_op_threads``). ``pin_cores`` pins each instance's threads: ``True``
     gives instance *i* the next ``threads_per_instance`` cores the process may run on (wrapping around), or
     give one explicit core list per instance. ``warmup`` runs each instance once at batch 1 and at the largest
-    batch before the model reports ready.
+    batch before the model reports ready. ``features`` names the Feast feature server that supplies some inputs
+    from entity keys in the request (:mod:`honed.serve.features`; None: the request gives every input).
     """
 
     batching: BatchingConfig = field(default_factory=BatchingConfig)
@@ -116,6 +118,7 @@ class ModelServingConfig:
     pin_cores: PinCores = False
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     warmup: bool = True
+    features: FeatureConfig | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.batching, BatchingConfig):
@@ -126,6 +129,8 @@ class ModelServingConfig:
         _whole("threads_per_instance", self.threads_per_instance, minimum=1)
         if not isinstance(self.warmup, bool):
             raise InvalidArgument(f"warmup must be true or false, got {self.warmup!r}")
+        if self.features is not None and not isinstance(self.features, FeatureConfig):
+            raise InvalidArgument("features must be a FeatureConfig")
         pin = self.pin_cores
         if not isinstance(pin, bool):
             if isinstance(pin, str | bytes) or not isinstance(pin, list | tuple):
@@ -163,6 +168,7 @@ class ModelServingConfig:
             "pin_cores": pin,
             "runtime": self.runtime.to_dict(),
             "warmup": self.warmup,
+            **({"features": self.features.to_dict()} if self.features is not None else {}),
         }
 
     @classmethod
@@ -170,6 +176,8 @@ class ModelServingConfig:
         values = _checked_mapping("serving config", data, cls)
         if "batching" in values:
             values["batching"] = BatchingConfig.from_dict(values["batching"])
+        if values.get("features") is not None:
+            values["features"] = FeatureConfig.from_dict(values["features"])
         if "runtime" in values:
             runtime = values["runtime"]
             if not isinstance(runtime, dict):

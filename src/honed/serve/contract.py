@@ -144,6 +144,23 @@ SHED = Metric(
     "queue_time, waited past it; queue_full).",
 )
 
+FEATURE_FETCH_DURATION = Metric(
+    "honed_feature_fetch_duration_seconds",
+    "histogram",
+    _MODEL,
+    "Time one request spent fetching its features from the model's feature store (Feast), before batching.",
+)
+
+PROCESS_CPU = Metric(
+    "process_cpu_seconds_total",
+    "counter",
+    (),
+    "Total user and system CPU time spent in seconds.",
+)
+"""The server process's CPU time, from prometheus_client's standard process collector (Linux; with it come the
+collector's other ``process_*`` families: memory, open file descriptors, start time). ``honed plan --prometheus``
+reads CPU per replica from it."""
+
 ROLLOUT_STEP = Metric(
     "honed_rollout_step", "gauge", ("model",), "The active rollout's step (1 = the first weight; 0: no rollout)."
 )
@@ -190,6 +207,8 @@ METRICS: tuple[Metric, ...] = (
     RATE_LIMITED,
     POLICY_RELOADS,
     SHED,
+    FEATURE_FETCH_DURATION,
+    PROCESS_CPU,
     ROLLOUT_STEP,
     ROLLOUT_WEIGHT,
     ROLLOUT_VERDICTS,

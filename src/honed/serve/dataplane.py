@@ -31,6 +31,7 @@ from honed.errors import (
 )
 from honed.model.spec import TensorSpec
 from honed.serve.access import AccessPolicy, Principal, RepeatedCredentials, credentials, refusal_reason
+from honed.serve.features import FeatureFetcher
 from honed.serve.limits import RateLimited, RateLimiter
 from honed.serve.metrics import ServeMetrics
 from honed.serve.protocol.datatypes import from_numpy, from_onnx
@@ -133,6 +134,8 @@ class DataPlane:
             self.use_policy(access)
         self.residency = residency if residency is not None else ResidencyGuard(metrics=metrics)
         self._clock = clock
+        self.features = FeatureFetcher()
+        """Fetches the inputs of models whose config names a feature store (:mod:`honed.serve.features`)."""
         self.rollouts: RolloutFollower | None = None
         """Set on a registry server: routes unversioned requests by the model's rollout and observes them."""
         self._started = False
@@ -321,6 +324,11 @@ class DataPlane:
         try:
             with self.metrics.model(name, resolved).request():
                 await self.residency.check(name, resolved, residency)
+                config = self.repository.config(name)
+                if config is not None and config.features is not None:
+                    request = await self.features.complete(
+                        config.features, request, executor.inputs, self.metrics.model(name, resolved), trace
+                    )
                 feeds = _feeds(executor.inputs, request)
                 wanted = _wanted_outputs(executor.outputs, request)
                 limit = _min_timeout(request.timeout_s, timeout_s)

@@ -25,12 +25,21 @@ An ``outcome`` is one of :data:`OUTCOMES`; :func:`outcome_of` maps an exception 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 
 from honed.errors import (
     DataError,
@@ -99,6 +108,11 @@ class ServeMetrics:
         self.rate_limits = Counter(*_family(contract.RATE_LIMITED), registry=r)
         self.policy_reloads = Counter(*_family(contract.POLICY_RELOADS), registry=r)
         self.shed_requests = Counter(*_family(contract.SHED), registry=r)
+        self.feature_fetch_duration = Histogram(
+            *_family(contract.FEATURE_FETCH_DURATION), buckets=_LATENCY_BUCKETS, registry=r
+        )
+        with contextlib.suppress(ValueError):  # the process's CPU and memory (contract.PROCESS_CPU, ...)
+            ProcessCollector(registry=r)  # unless the registry holds them already
         self.rollout_step = Gauge(*_family(contract.ROLLOUT_STEP), registry=r)
         self.rollout_weight = Gauge(*_family(contract.ROLLOUT_WEIGHT), registry=r)
         self.rollout_verdicts = Counter(*_family(contract.ROLLOUT_VERDICTS), registry=r)
@@ -207,6 +221,10 @@ class ModelMetrics:
         self._busy.inc(compute_seconds)
         with self._lock:
             self._busy_total += compute_seconds
+
+    def observe_feature_fetch(self, seconds: float) -> None:
+        """One request's fetch of its features from the model's feature store."""
+        self._parent.feature_fetch_duration.labels(self.name, self.version).observe(seconds)
 
     def set_queue_depth(self, depth: int) -> None:
         self._depth.set(depth)

@@ -195,6 +195,7 @@ class Server:
             if grpc_server is not None:
                 await grpc_server.stop(grace=1.0)
             await self.dataplane.repository.close(drain=True)
+            await self.dataplane.features.aclose()
             for sig in installed:
                 loop.remove_signal_handler(sig)
 

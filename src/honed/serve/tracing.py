@@ -249,6 +249,12 @@ class InferTrace:
         """Epoch nanoseconds as spans take them, advanced by the monotonic clock (durations never run backwards)."""
         return self._queued_ns + time.perf_counter_ns() - self._mono0
 
+    def fetched_features(self, rows: int, features: int) -> None:
+        """The request's inputs came from its feature store: a ``features`` span up to now; the queue starts here."""
+        now = self._now()
+        self._child("features", self._queued_ns, now, **{"honed.features.rows": rows, "honed.features.count": features})
+        self._queued_ns, self._mono0 = now, time.perf_counter_ns()
+
     def dispatched(self) -> None:
         self._dispatched_ns = now = self._now()
         self._child("queue", self._queued_ns, now)
