@@ -103,9 +103,10 @@ def check_on_model(p: Pass, model_name: str, folder: Path) -> bool:
         _expect(p.resolve(params, ctx) == params, f"{where}: search_space must give resolved parameters")
         _expect(AUTO not in params.values(), f"{where}: search_space left a value at {AUTO!r}")
     # the first setting the pass does not skip on this graph, as the search would try it
-    params = next((s for s in space if p.skip_reason(ctx, s, model) is None), None)
-    if params is None:
+    chosen = next((s for s in space if p.skip_reason(ctx, s, model) is None), None)
+    if chosen is None:
         return False
+    params = chosen
     if p.artifact == "openvino-ir":
         check_ir_on_model(p, model, model_name, params, ctx, folder)
         return True

@@ -109,7 +109,7 @@ class ServeMetrics:
         self.policy_reloads = Counter(*_family(contract.POLICY_RELOADS), registry=r)
         self.shed_requests = Counter(*_family(contract.SHED), registry=r)
         self.feature_fetch_duration = Histogram(
-            *_family(contract.FEATURE_FETCH_DURATION), buckets=_LATENCY_BUCKETS, registry=r
+            *_family(contract.FEATURE_FETCH_DURATION), buckets=LATENCY_BUCKETS_S, registry=r
         )
         with contextlib.suppress(ValueError):  # the process's CPU and memory (contract.PROCESS_CPU, ...)
             ProcessCollector(registry=r)  # unless the registry holds them already
