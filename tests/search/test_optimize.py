@@ -108,6 +108,8 @@ def test_cache_makes_a_rerun_measure_nothing(tmp_path: Path, model: Path, data: 
     assert sorted((tmp_path / "c" / "results").iterdir()) == results
     assert second.report["winner"]["label"] == first.report["winner"]["label"]
     assert file_sha256(tmp_path / "o1" / "model.onnx") == file_sha256(tmp_path / "o2" / "model.onnx")
+    assert first.report["profile"]["baseline"]  # the op profile is cached too: the rerun reads, not profiles
+    assert second.report["profile"] == first.report["profile"]
 
 
 def test_resume_after_interruption_reuses_finished_candidates(tmp_path: Path, model: Path, data: Path) -> None:

@@ -773,12 +773,21 @@ def _choose_backends(requested: Sequence[str] | None) -> list[str]:
 
 
 def _profiles(search: Search, winner: Outcome, feeds: dict[str, Array], work: Path) -> dict[str, Any]:
-    """Per-op time of the winner and the baseline (skipped when the budget is spent)."""
+    """Per-op time of the winner and the baseline (skipped when the budget is spent; cached like results, so
+    a rerun does not profile again)."""
     result: dict[str, Any] = {}
     for name, outcome in (("baseline", search.baseline()), ("winner", winner)):
         if outcome.model_path is None or search.remaining() <= 0:
             continue
-        result[name] = op_profile(outcome.model_path, outcome.candidate.runtime, feeds, work / "profile" / name)
+        key = search.profile_key(outcome.candidate)
+        cached = search.cache.get(key)
+        if cached is not None and isinstance(cached.get("rows"), list):
+            result[name] = cached["rows"]
+            continue
+        rows = op_profile(outcome.model_path, outcome.candidate.runtime, feeds, work / "profile" / name)
+        if rows:
+            search.cache.put(key, {"rows": rows})
+        result[name] = rows
     return result
 
 

@@ -375,6 +375,10 @@ class Search:
             }
         )
 
+    def profile_key(self, cand: Candidate) -> str:
+        """The cache key of ``cand``'s per-op profile (same candidate, model and data: same profile)."""
+        return digest({"profile": cand.key(), "context": self.inputs.context_key})
+
     def _model_cache_key(self, steps: tuple[Step, ...]) -> str:
         return digest({"steps": [s.to_dict() for s in steps], "context": self.inputs.context_key.get("model")})
 
