@@ -1,7 +1,8 @@
 """A user's whole path through honed, as README gives it, from a working directory of their own with relative paths:
 
 optimize a real model (Magika) with calibration data and ``--register``; serve it from the registry and infer over
-REST and gRPC with tritonclient; plan with ``model: out/``; write Kubernetes manifests from the plan and validate
+REST and gRPC with tritonclient; roll the original version out in place of the optimized one under tritonclient
+requests until the server's controller promotes it; plan with ``model: out/``; write Kubernetes manifests from the plan and validate
 every one strictly.
 """
 
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import kubernetes_validate
@@ -89,6 +91,49 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
     return int(proc.returncode)
 
 
+def _roll_out_the_original(
+    http: Any, name: str, rows: np.ndarray, capsys: pytest.CaptureFixture[str], log: Path
+) -> None:
+    """scorer:1 (the original, registered by --register as the optimized version's parent) rolled out in place of
+    scorer:2 with one-second intervals: the server is the controller, promotes it at the last step, and the
+    production alias moves. The same input goes every time, so the mirrored pairs' agreement is fixed."""
+    import tritonclient.http as httpclient
+
+    original, optimized = create_session(Path("model.onnx")), create_session(Path("out/model.onnx"))
+    x = next(  # a row both versions classify alike: its mirrored pairs agree
+        r
+        for r in (rows[i : i + 1] for i in range(len(rows)))
+        if np.argmax(next(iter(original.run({name: r}).values())))
+        == np.argmax(next(iter(optimized.run({name: r}).values())))
+    )
+    inp = httpclient.InferInput(name, list(x.shape), "INT32")
+    inp.set_data_from_numpy(x.astype(np.int32))
+    registry = "sqlite:///registry.db"
+    flags = ["--interval", "1s", "--min-requests", "5", "--mirror", "0.5", "--deadline", "120s"]
+    flags += ["--max-p99-ratio", "off", "--min-agreement", "0.5", "--registry", registry]
+    capsys.readouterr()
+    code = run(["rollout", "start", "scorer", "--to", "1", "--steps", "50,100", *flags, "--reason", "journey"])
+    assert code == 0, capsys.readouterr().err
+    versions: set[str] = set()
+    deadline = time.monotonic() + 120  # generous: the controller's own clock and intervals decide, not speed
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        for _ in range(10):
+            versions.add(http.infer("scorer", [inp]).get_response()["model_version"])
+        capsys.readouterr()
+        assert run(["rollout", "status", "scorer", "--json", "--registry", registry]) == 0
+        status = json.loads(capsys.readouterr().out)
+        if status["status"] not in ("running", "paused", "awaiting_approval"):
+            break
+    assert status.get("status") == "promoted", f"{status}\n{log.read_text(errors='replace')}"
+    assert [v["weight"] for v in status["verdicts"] if v["verdict"] == "pass"] == [50, 100]
+    assert {"1", "2"} <= versions  # both versions answered real requests during the rollout
+    from honed.registry import open_registry
+
+    with open_registry(registry) as reg:
+        assert reg.aliases("scorer")["production"] == 1
+
+
 def test_optimize_register_serve_plan_deploy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -139,6 +184,7 @@ def test_optimize_register_serve_plan_deploy(
         ginp.set_data_from_numpy(x.astype(np.int32))
         over_grpc = grpc.infer("scorer", [ginp]).as_numpy(output["name"])
         grpc.close()
+        _roll_out_the_original(http, name, features[name], capsys, log)
         http.close()
     finally:
         assert _stop(proc) == 0, log.read_text(errors="replace")
