@@ -2,8 +2,8 @@
 
 optimize a real model (Magika) with calibration data and ``--register``; serve it from the registry and infer over
 REST and gRPC with tritonclient; roll the original version out in place of the optimized one under tritonclient
-requests until the server's controller promotes it; plan with ``model: out/``; write Kubernetes manifests from the plan and validate
-every one strictly.
+requests until the server's controller promotes it; plan with ``model: out/``; write Kubernetes manifests from the
+plan and validate every one strictly.
 """
 
 from __future__ import annotations
