@@ -91,12 +91,26 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
     return int(proc.returncode)
 
 
+def _samples(url: str, family: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """The server's /metrics samples of one family, by their sorted labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return {
+        tuple(sorted(sample.labels.items())): sample.value
+        for metric in text_string_to_metric_families(text)
+        for sample in metric.samples
+        if sample.name == family
+    }
+
+
 def _roll_out_the_original(
-    http: Any, name: str, rows: np.ndarray, capsys: pytest.CaptureFixture[str], log: Path
+    http: Any, url: str, name: str, rows: np.ndarray, capsys: pytest.CaptureFixture[str], log: Path
 ) -> None:
     """scorer:1 (the original, registered by --register as the optimized version's parent) rolled out in place of
     scorer:2 with one-second intervals: the server is the controller, promotes it at the last step, and the
-    production alias moves. The same input goes every time, so the mirrored pairs' agreement is fixed."""
+    production alias moves; the audit log, the server's metrics and the answers' versions say the same. The same
+    input goes every time, so the mirrored pairs' agreement is fixed."""
     import tritonclient.http as httpclient
 
     original, optimized = create_session(Path("model.onnx")), create_session(Path("out/model.onnx"))
@@ -128,10 +142,22 @@ def _roll_out_the_original(
     assert status.get("status") == "promoted", f"{status}\n{log.read_text(errors='replace')}"
     assert [v["weight"] for v in status["verdicts"] if v["verdict"] == "pass"] == [50, 100]
     assert {"1", "2"} <= versions  # both versions answered real requests during the rollout
+    # the server's own account: it took every pass verdict as controller, and both versions answered requests
+    verdicts = _samples(url, "honed_rollout_verdicts_total")
+    assert verdicts.get((("model", "scorer"), ("verdict", "pass"))) == 2, verdicts
+    answered = _samples(url, "honed_requests_total")
+    for version in ("1", "2"):
+        assert any(("version", version) in labels and n > 0 for labels, n in answered.items()), answered
     from honed.registry import open_registry
 
     with open_registry(registry) as reg:
         assert reg.aliases("scorer")["production"] == 1
+        actions = [e.action for e in reg.audit_log(name="scorer") if e.action.startswith("rollout.")]
+        assert actions[0] == "rollout.start" and actions[-1] == "rollout.promote", actions
+        assert actions.count("rollout.promote") == 1, actions
+        (promote,) = reg.audit_log(name="scorer", action="rollout.promote")
+        assert promote.details["verdict"] == "pass", promote.details
+        assert not reg.verify_audit().problems
 
 
 def test_optimize_register_serve_plan_deploy(
@@ -184,7 +210,7 @@ def test_optimize_register_serve_plan_deploy(
         ginp.set_data_from_numpy(x.astype(np.int32))
         over_grpc = grpc.infer("scorer", [ginp]).as_numpy(output["name"])
         grpc.close()
-        _roll_out_the_original(http, name, features[name], capsys, log)
+        _roll_out_the_original(http, f"http://127.0.0.1:{http_port}", name, features[name], capsys, log)
         http.close()
     finally:
         assert _stop(proc) == 0, log.read_text(errors="replace")

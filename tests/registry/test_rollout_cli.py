@@ -88,6 +88,21 @@ def test_second_rollout_and_approving_one_that_does_not_wait(cli, scorer: None) 
     assert _audit_length(cli) == before
 
 
+def test_start_is_refused_when_residency_forbids_the_candidate(cli, scorer: None) -> None:
+    """Production may serve in AE; a candidate that may run only in EU would be refused by every server that
+    serves production, so ``rollout start`` refuses it up front and writes nothing, until it is labelled."""
+    cli("registry", "label", "scorer:1", "--residency", "AE")
+    cli("registry", "label", "scorer:2", "--residency", "EU")
+    before = _audit_length(cli)
+    err = cli("rollout", "start", "scorer", "--to", "2", code=2)
+    assert "scorer:2 may run only in EU, but scorer:1 (production) serves in AE" in err, err
+    assert "honed registry label scorer:2 --residency" in err and len(err.strip().splitlines()) == 1
+    assert "scorer has no rollout" in cli("rollout", "status", "scorer", code=2)
+    assert _audit_length(cli) == before
+    cli("registry", "label", "scorer:2", "--residency", "AE")
+    assert "started the rollout of scorer (v1 -> v2)" in cli("rollout", "start", "scorer", "--to", "2")
+
+
 def _feed(db_url: str, artifacts: Path, agree: float, stop: threading.Event) -> None:
     """Stand in for the servers: record one good-sized observation per step, with the given agreement."""
     with open_registry(db_url, artifacts=artifacts) as reg:
