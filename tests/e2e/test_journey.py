@@ -108,7 +108,8 @@ def _roll_out_the_original(
     http: Any, url: str, name: str, rows: np.ndarray, capsys: pytest.CaptureFixture[str], log: Path
 ) -> None:
     """scorer:1 (the original, registered by --register as the optimized version's parent) rolled out in place of
-    scorer:2 with one-second intervals: the server is the controller, promotes it at the last step, and the
+    scorer:2 with one-second intervals, held to the agreement optimize demanded of scorer:2 (its --metric agreement
+    --min 0.9, the rollout's default): the server is the controller, promotes it at the last step, and the
     production alias moves; the audit log, the server's metrics and the answers' versions say the same. The same
     input goes every time, so the mirrored pairs' agreement is fixed."""
     import tritonclient.http as httpclient
@@ -124,7 +125,7 @@ def _roll_out_the_original(
     inp.set_data_from_numpy(x.astype(np.int32))
     registry = "sqlite:///registry.db"
     flags = ["--interval", "1s", "--min-requests", "5", "--mirror", "0.5", "--deadline", "120s"]
-    flags += ["--max-p99-ratio", "off", "--min-agreement", "0.5", "--registry", registry]
+    flags += ["--max-p99-ratio", "off", "--registry", registry]  # --min-agreement: optimize's --min, below
     capsys.readouterr()
     code = run(["rollout", "start", "scorer", "--to", "1", "--steps", "50,100", *flags, "--reason", "journey"])
     assert code == 0, capsys.readouterr().err
@@ -141,6 +142,8 @@ def _roll_out_the_original(
             break
     assert status.get("status") == "promoted", f"{status}\n{log.read_text(errors='replace')}"
     assert [v["weight"] for v in status["verdicts"] if v["verdict"] == "pass"] == [50, 100]
+    # the agreement gate is the one --register recorded: scorer:2 was optimized from scorer:1 under --min 0.9
+    assert status["settings"]["min_agreement"] == 0.9 and status["settings"]["agreement_metric"] == "top1"
     assert {"1", "2"} <= versions  # both versions answered real requests during the rollout
     # the server's own account: it took every pass verdict as controller, and both versions answered requests
     verdicts = _samples(url, "honed_rollout_verdicts_total")
@@ -154,6 +157,8 @@ def _roll_out_the_original(
         assert reg.aliases("scorer")["production"] == 1
         actions = [e.action for e in reg.audit_log(name="scorer") if e.action.startswith("rollout.")]
         assert actions == ["rollout.start", "rollout.advance", "rollout.promote"], actions  # holds write none
+        (start,) = reg.audit_log(name="scorer", action="rollout.start")
+        assert start.details["min_agreement_from"] == "scorer:2 (honed optimize)", start.details
         (promote,) = reg.audit_log(name="scorer", action="rollout.promote")
         assert promote.details["verdict"] == "pass", promote.details
         assert not reg.verify_audit().problems
