@@ -1,8 +1,9 @@
 """A user's whole path through honed, as README gives it, from a working directory of their own with relative paths:
 
 optimize a real model (Magika) with calibration data and ``--register``; serve it from the registry and infer over
-REST and gRPC with tritonclient; plan with ``model: out/``; write Kubernetes manifests from the plan and validate
-every one strictly.
+REST and gRPC with tritonclient; roll the original version out in place of the optimized one under tritonclient
+requests until the server's controller promotes it; plan with ``model: out/``; write Kubernetes manifests from the
+plan and validate every one strictly.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import kubernetes_validate
@@ -89,6 +91,79 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
     return int(proc.returncode)
 
 
+def _samples(url: str, family: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """The server's /metrics samples of one family, by their sorted labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return {
+        tuple(sorted(sample.labels.items())): sample.value
+        for metric in text_string_to_metric_families(text)
+        for sample in metric.samples
+        if sample.name == family
+    }
+
+
+def _roll_out_the_original(
+    http: Any, url: str, name: str, rows: np.ndarray, capsys: pytest.CaptureFixture[str], log: Path
+) -> None:
+    """scorer:1 (the original, registered by --register as the optimized version's parent) rolled out in place of
+    scorer:2 with one-second intervals, held to the agreement optimize demanded of scorer:2 (its --metric agreement
+    --min 0.9, the rollout's default): the server is the controller, promotes it at the last step, and the
+    production alias moves; the audit log, the server's metrics and the answers' versions say the same. The same
+    input goes every time, so the mirrored pairs' agreement is fixed."""
+    import tritonclient.http as httpclient
+
+    original, optimized = create_session(Path("model.onnx")), create_session(Path("out/model.onnx"))
+    x = next(  # a row both versions classify alike: its mirrored pairs agree
+        r
+        for r in (rows[i : i + 1] for i in range(len(rows)))
+        if np.argmax(next(iter(original.run({name: r}).values())))
+        == np.argmax(next(iter(optimized.run({name: r}).values())))
+    )
+    inp = httpclient.InferInput(name, list(x.shape), "INT32")
+    inp.set_data_from_numpy(x.astype(np.int32))
+    registry = "sqlite:///registry.db"
+    flags = ["--interval", "1s", "--min-requests", "5", "--mirror", "0.5", "--deadline", "120s"]
+    flags += ["--max-p99-ratio", "off", "--registry", registry]  # --min-agreement: optimize's --min, below
+    capsys.readouterr()
+    code = run(["rollout", "start", "scorer", "--to", "1", "--steps", "50,100", *flags, "--reason", "journey"])
+    assert code == 0, capsys.readouterr().err
+    versions: set[str] = set()
+    deadline = time.monotonic() + 120  # generous: the controller's own clock and intervals decide, not speed
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        for _ in range(10):
+            versions.add(http.infer("scorer", [inp]).get_response()["model_version"])
+        capsys.readouterr()
+        assert run(["rollout", "status", "scorer", "--json", "--registry", registry]) == 0
+        status = json.loads(capsys.readouterr().out)
+        if status["status"] not in ("running", "paused", "awaiting_approval"):
+            break
+    assert status.get("status") == "promoted", f"{status}\n{log.read_text(errors='replace')}"
+    assert [v["weight"] for v in status["verdicts"] if v["verdict"] == "pass"] == [50, 100]
+    # the agreement gate is the one --register recorded: scorer:2 was optimized from scorer:1 under --min 0.9
+    assert status["settings"]["min_agreement"] == 0.9 and status["settings"]["agreement_metric"] == "top1"
+    assert {"1", "2"} <= versions  # both versions answered real requests during the rollout
+    # the server's own account: it took every pass verdict as controller, and both versions answered requests
+    verdicts = _samples(url, "honed_rollout_verdicts_total")
+    assert verdicts.get((("model", "scorer"), ("verdict", "pass"))) == 2, verdicts
+    answered = _samples(url, "honed_requests_total")
+    for version in ("1", "2"):
+        assert any(("version", version) in labels and n > 0 for labels, n in answered.items()), answered
+    from honed.registry import open_registry
+
+    with open_registry(registry) as reg:
+        assert reg.aliases("scorer")["production"] == 1
+        actions = [e.action for e in reg.audit_log(name="scorer") if e.action.startswith("rollout.")]
+        assert actions == ["rollout.start", "rollout.advance", "rollout.promote"], actions  # holds write none
+        (start,) = reg.audit_log(name="scorer", action="rollout.start")
+        assert start.details["min_agreement_from"] == "scorer:2 (honed optimize)", start.details
+        (promote,) = reg.audit_log(name="scorer", action="rollout.promote")
+        assert promote.details["verdict"] == "pass", promote.details
+        assert not reg.verify_audit().problems
+
+
 def test_optimize_register_serve_plan_deploy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -139,6 +214,7 @@ def test_optimize_register_serve_plan_deploy(
         ginp.set_data_from_numpy(x.astype(np.int32))
         over_grpc = grpc.infer("scorer", [ginp]).as_numpy(output["name"])
         grpc.close()
+        _roll_out_the_original(http, f"http://127.0.0.1:{http_port}", name, features[name], capsys, log)
         http.close()
     finally:
         assert _stop(proc) == 0, log.read_text(errors="replace")

@@ -9,6 +9,7 @@ import pytest
 from honed.cli.main import run
 from honed.model import file_sha256
 from honed.registry import open_registry
+from honed.registry.records import OptimizeGate
 from tests.graphs import matmul_model
 
 
@@ -20,6 +21,7 @@ def test_optimize_registers_source_and_result_with_lineage(
     out = tmp_path / "out"
     args = ["optimize", str(model), "--out", str(out), "--time-budget", "60s", "--passes", "graph", "--no-tune"]
     args += ["--backends", "onnxruntime", "--measure", "0.02", "--rounds", "2", "--no-cache", "--register", "mlp"]
+    args += ["--metric", "cosine", "--min", "0.95"]
     code = run(args)
     err = capsys.readouterr().err
     assert code in (0, 3), err
@@ -32,6 +34,8 @@ def test_optimize_registers_source_and_result_with_lineage(
     assert optimized.parent == "mlp:1"
     assert optimized.recipe is not None and "passes" in optimized.recipe
     assert optimized.profile is not None and "winner_results" in optimized.profile
+    assert optimized.optimize_gate == OptimizeGate("cosine", 0.95, None)  # what rollout start defaults to
+    assert source.optimize_gate is None
     assert [v.ref for v in reg.lineage("mlp:2").ancestors] == ["mlp:1"]
     # the first optimized version becomes production; a later one leaves production where it is
     assert reg.aliases("mlp") == {"production": 2}

@@ -88,6 +88,49 @@ def test_second_rollout_and_approving_one_that_does_not_wait(cli, scorer: None) 
     assert _audit_length(cli) == before
 
 
+def test_start_is_refused_when_residency_forbids_the_candidate(cli, scorer: None) -> None:
+    """Production may serve in AE; a candidate that may run only in EU would be refused by every server that
+    serves production, so ``rollout start`` refuses it up front and writes nothing, until it is labelled."""
+    cli("registry", "label", "scorer:1", "--residency", "AE")
+    cli("registry", "label", "scorer:2", "--residency", "EU")
+    before = _audit_length(cli)
+    err = cli("rollout", "start", "scorer", "--to", "2", code=2)
+    assert "scorer:2 may run only in EU, but scorer:1 (production) serves in AE" in err, err
+    assert "honed registry label scorer:2 --residency" in err and len(err.strip().splitlines()) == 1
+    assert "scorer has no rollout" in cli("rollout", "status", "scorer", code=2)
+    assert _audit_length(cli) == before
+    cli("registry", "label", "scorer:2", "--residency", "AE")
+    assert "started the rollout of scorer (v1 -> v2)" in cli("rollout", "start", "scorer", "--to", "2")
+
+
+def test_the_agreement_bound_defaults_to_the_optimize_gate_between_the_two_versions(
+    cli, db_url: str, artifacts: Path, make_model: ModelFactory
+) -> None:
+    """scorer:2 is what optimize made from scorer:1 under ``--metric agreement --min 0.9``: a rollout between the
+    two, either way, demands that agreement of mirrored pairs unless told otherwise; a metric that is not the
+    rollout's, or no mirroring, leaves the gate out."""
+    with open_registry(db_url, artifacts=artifacts) as reg:
+        reg.register(make_model(1), "scorer", actor="alice")
+        gate = {"gate": {"metric": "agreement", "min": 0.9, "max": None}}
+        reg.register(make_model(2), "scorer", actor="alice", parent="scorer:1", profile=gate)
+        reg.register(make_model(3), "scorer", actor="alice")  # no lineage with scorer:2
+        reg.set_alias("scorer", "production", 2, actor="alice")
+
+    def started(*flags: str) -> float | None:
+        cli("rollout", "start", "scorer", *flags)
+        bound = json.loads(cli("rollout", "status", "scorer", "--json"))["settings"]["min_agreement"]
+        cli("rollout", "abort", "scorer")
+        return None if bound is None else float(bound)
+
+    assert started("--to", "1") == 0.9
+    (start,) = [e for e in json.loads(cli("audit", "log", "--json")) if e["action"] == "rollout.start"]
+    assert start["details"]["min_agreement_from"] == "scorer:2 (honed optimize)"
+    assert started("--to", "1", "--min-agreement", "0.95") == 0.95
+    assert started("--to", "1", "--agreement", "cosine") == 0.99
+    assert started("--to", "3") == 0.99
+    assert started("--to", "1", "--mirror", "0") is None
+
+
 def _feed(db_url: str, artifacts: Path, agree: float, stop: threading.Event) -> None:
     """Stand in for the servers: record one good-sized observation per step, with the given agreement."""
     with open_registry(db_url, artifacts=artifacts) as reg:

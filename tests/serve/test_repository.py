@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -145,3 +148,60 @@ def test_one_error_table() -> None:
     assert status_for(Unauthenticated("x")) == (401, "UNAUTHENTICATED")
     assert status_for(PermissionDenied("x")) == (403, "PERMISSION_DENIED")
     assert status_for(RuntimeError("x")) == (500, "INTERNAL")
+
+
+def _instance_threads(model: str) -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(f"honed-{model}-")]
+
+
+class _Closing:
+    """A real executor whose first ``close`` first runs ``on_close`` (a shutdown arriving right then)."""
+
+    def __init__(self, executor: Any, on_close: Callable[[], None]) -> None:
+        self._executor, self._on_close = executor, on_close
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._executor, name)
+
+    async def close(self, drain: bool = True) -> None:
+        self._on_close()
+        await self._executor.close(drain)
+
+
+@pytest.mark.parametrize("where", ["starting the new versions", "closing the old versions"])
+def test_a_reload_cancelled_midway_leaves_no_instance_running(tmp_path: Path, where: str) -> None:
+    """Shutdown cancels the rollout follower wherever it is, a reload included: a version being started ends its
+    threads before the cancellation goes on, and the old versions being closed still all close, so no session's
+    thread outlives ``close`` (one that does is unwound at interpreter exit and aborts the process)."""
+    tiny(tmp_path / "m" / "1" / "model.onnx")
+    tiny(tmp_path / "m" / "2" / "model.onnx", scale=3.0)
+    reload: asyncio.Task[None] | None = None
+    first = True
+
+    def cancel_once() -> None:
+        nonlocal first
+        if first and reload is not None:
+            first = False
+            reload.cancel()
+
+    async def factory(*args: Any, **kwargs: Any) -> Any:
+        if reload is not None and where == "starting the new versions":
+            cancel_once()  # the start below is cancelled at its first wait, its session being built
+        executor = await ModelExecutor.start(*args, **kwargs)
+        return _Closing(executor, cancel_once) if reload is None and where == "closing the old versions" else executor
+
+    async def run() -> None:
+        nonlocal reload
+        repository = ModelRepository(tmp_path, factory, defaults={"instances": 2}, metrics=ServeMetrics())
+        await repository.start()
+        reload = asyncio.create_task(repository.load("m"))
+        with pytest.raises(asyncio.CancelledError):
+            await reload
+        assert not first, "the reload was not cancelled where this test means"
+        if where == "starting the new versions":  # nothing of the cancelled start is left, and v1, v2 still serve
+            assert sorted(_instance_threads("m")) == [f"honed-m-{v}-{i}" for v in (1, 2) for i in (0, 1)]
+        await repository.close()
+        assert repository.versions("m") == []
+        assert _instance_threads("m") == []
+
+    asyncio.run(run())

@@ -96,7 +96,12 @@ def register(app: typer.Typer) -> None:
         mirror: float = typer.Option(0.1, "--mirror", help="Share of production requests mirrored to the canary."),
         max_error_rate: float = typer.Option(0.01, "--max-error-rate", help="Highest canary error rate."),
         max_p99_ratio: str = typer.Option("1.2", "--max-p99-ratio", help="Highest canary/production p99, or off."),
-        min_agreement: str = typer.Option("0.99", "--min-agreement", help="Lowest mirrored agreement, or off."),
+        min_agreement: str = typer.Option(
+            "auto",
+            "--min-agreement",
+            help="Lowest mirrored agreement, or off; auto: the --min of the optimize run that made one version "
+            "from the other, when its --metric is this --agreement, else 0.99.",
+        ),
         agreement: str = typer.Option("top1", "--agreement", help="Agreement metric: top1 or cosine."),
         min_requests: int = typer.Option(200, "--min-requests", help="Fewer requests or pairs: inconclusive."),
         deadline: str = typer.Option("30m", "--deadline", help="Roll back if not concluded by then."),
@@ -106,13 +111,17 @@ def register(app: typer.Typer) -> None:
         flags: Steering,
     ) -> None:
         """Start rolling NAME:--to out in place of NAME@production."""
+        auto = min_agreement.strip().lower() == "auto"
         settings = policy.RolloutSettings(
             steps=parse_int_list(steps, "--steps"),
             interval_s=parse_duration(interval, "--interval"),
             mirror=mirror,
             max_error_rate=max_error_rate,
             max_p99_ratio=_bound(max_p99_ratio, "--max-p99-ratio"),
-            min_agreement=_bound(min_agreement, "--min-agreement"),
+            # auto without mirroring: no pairs to agree, so no bound (an explicit one is refused below)
+            min_agreement=(policy.RolloutSettings.min_agreement if mirror > 0 else None)
+            if auto
+            else _bound(min_agreement, "--min-agreement"),
             min_requests=min_requests,
             deadline_s=parse_duration(deadline, "--deadline"),
             threshold=threshold,
@@ -120,7 +129,9 @@ def register(app: typer.Typer) -> None:
             require_approval=require_approval,
         ).validate()
         with flags.open() as reg:
-            started = Rollouts(reg).start(name, to, settings, actor=flags.who, reason=flags.reason)
+            started = Rollouts(reg).start(
+                name, to, settings, actor=flags.who, reason=flags.reason, agreement_from_optimize=auto
+            )
         _say(started, flags, "started")
 
     @ro_app.command("status")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from honed.errors import InvalidArgument
 from honed.jsonio import read_object
 from honed.model.artifact import winner_file
-from honed.registry.records import ModelVersion
+from honed.registry.records import ModelVersion, OptimizeGate
 from honed.registry.store import Registry
 
 if TYPE_CHECKING:
@@ -83,7 +83,9 @@ def _profile(report: OptimizeReport) -> dict[str, Any]:
     replay, which measures nothing)."""
     if report.replay is not None or report.winner is None or report.baseline is None or report.settings is None:
         return {}
+    gate = report.gate.gate if report.gate is not None else None
     return {
+        "gate": OptimizeGate(gate.metric, gate.min, gate.max).to_dict() if gate is not None else None,
         "winner": report.winner.to_dict(),
         "winner_results": [r.to_dict() for r in report.winner_results],
         "baseline": report.baseline.to_dict(),

@@ -10,6 +10,32 @@ from honed.fields import Document, as_dict
 
 
 @dataclass(frozen=True)
+class OptimizeGate:
+    """The accuracy gate ``honed optimize --register`` judged a version by against its parent (the user's
+    ``--metric`` and ``--min`` / ``--max``), kept in the version's profile under ``gate``."""
+
+    metric: str
+    min: float | None = None
+    max: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "min": self.min, "max": self.max}
+
+    @classmethod
+    def from_profile(cls, profile: dict[str, Any] | None) -> OptimizeGate | None:
+        """The gate in a profile; None when there is none (a version not made by optimize, or registered before
+        optimize recorded its gate) or it is not well formed."""
+        gate = (profile or {}).get("gate")
+        if not isinstance(gate, dict) or not isinstance(gate.get("metric"), str):
+            return None
+        bounds = [gate.get("min"), gate.get("max")]
+        if not all(b is None or (isinstance(b, int | float) and not isinstance(b, bool)) for b in bounds):
+            return None
+        low, high = (None if b is None else float(b) for b in bounds)
+        return cls(gate["metric"], low, high)
+
+
+@dataclass(frozen=True)
 class ModelVersion:
     """One immutable version of a model. ``tags`` and ``residency`` are labels (changed via ``label``, audited)."""
 
@@ -31,6 +57,11 @@ class ModelVersion:
     @property
     def ref(self) -> str:
         return f"{self.name}:{self.version}"
+
+    @property
+    def optimize_gate(self) -> OptimizeGate | None:
+        """The gate optimize judged this version by against its ``parent`` (None if it recorded none)."""
+        return OptimizeGate.from_profile(self.profile)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "ref": self.ref} | as_dict(self)

@@ -15,7 +15,7 @@ Statuses: ``running``, ``paused`` and ``awaiting_approval`` are active; ``promot
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -154,9 +154,21 @@ class Rollouts:
 
     # -- what people do ----------------------------------------------------------------------------------------
     def start(
-        self, name: str, to_version: int, settings: policy.RolloutSettings, *, actor: str, reason: str
+        self,
+        name: str,
+        to_version: int,
+        settings: policy.RolloutSettings,
+        *,
+        actor: str,
+        reason: str,
+        agreement_from_optimize: bool = False,
     ) -> Rollout:
-        """Start rolling ``name:to_version`` out in place of ``name@production``."""
+        """Start rolling ``name:to_version`` out in place of ``name@production``.
+
+        With ``agreement_from_optimize``, ``settings.min_agreement`` is the fallback: when one of the two versions
+        is the other's optimized child and the gate optimize judged it by is the rollout's agreement metric with a
+        ``--min`` (:func:`optimize_agreement`), that bound is the rollout's, and the start's audit entry says whose.
+        """
         check_name(name)
         settings = settings.validate()
         actor = audit_chain.check_actor(actor)
@@ -176,6 +188,9 @@ class Rollouts:
             if candidate.version == production.version:
                 raise InvalidArgument(f"{name}:{to_version} already serves as {name}@production: nothing to roll out")
             _check_residency(production, candidate)
+            gate_of = optimize_agreement(production, candidate, settings) if agreement_from_optimize else None
+            if gate_of is not None:
+                settings = replace(settings, min_agreement=gate_of[0]).validate()
             rollout_id = db.insert_row(
                 conn,
                 _R,
@@ -205,6 +220,7 @@ class Rollouts:
                     "to": candidate.version,
                     "reason": reason,
                     "settings": settings.to_dict(),
+                    **({"min_agreement_from": f"{gate_of[1]} (honed optimize)"} if gate_of is not None else {}),
                 },
             )
             return self._load_id(conn, name, rollout_id)
@@ -476,6 +492,29 @@ def _stats_from(data: dict[str, Any]) -> policy.VersionStats:
     return policy.VersionStats(
         int(data["requests"]), int(data["errors"]), tuple(int(n) for n in data["latency_counts"])
     )
+
+
+_AGREEMENT_OF_GATE = {"agreement": "top1", "cosine": "cosine"}  # optimize's --metric -> the rollout's --agreement
+
+
+def optimize_agreement(
+    production: ModelVersion, candidate: ModelVersion, settings: policy.RolloutSettings
+) -> tuple[float, str] | None:
+    """The ``--min`` of the optimize run that made one of the two versions from the other, when that run's
+    ``--metric`` is the rollout's agreement metric (optimize's ``agreement`` is top-1 agreement, its ``cosine``
+    the rollout's ``cosine``), with the ref of the version that records it; None otherwise, or when the rollout
+    mirrors nothing (no agreement is measured)."""
+    if settings.mirror <= 0:
+        return None
+    for child, parent in ((candidate, production), (production, candidate)):
+        gate = child.optimize_gate if child.parent == parent.ref else None
+        if (
+            gate is not None
+            and gate.min is not None
+            and _AGREEMENT_OF_GATE.get(gate.metric) == settings.agreement_metric
+        ):
+            return gate.min, child.ref
+    return None
 
 
 def _check_residency(production: ModelVersion, candidate: ModelVersion) -> None:

@@ -108,6 +108,10 @@ class Instance:
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
 
 def _run_one(session: Session, request: Request) -> Outcome:
     try:
@@ -221,9 +225,8 @@ class ModelExecutor:
             if config.warmup:
                 for instance in instances:
                     await instance.call(functools.partial(_warm_up, instance, inputs, config, batchable))
-        except BaseException:
-            for instance in instances:
-                instance.stop()
+        except BaseException:  # a failed or cancelled start leaves no thread behind, nor a session in one
+            await _end(instances)
             raise
         bound = metrics.model(name, version) if metrics is not None else None
         if bound is not None:
@@ -316,11 +319,39 @@ class ModelExecutor:
     async def close(self, drain: bool = True) -> None:
         """Stop taking requests; with ``drain`` finish the queued and running ones first; then end the threads."""
         await self._batcher.close(drain=drain)
-        for instance in self._instances:
-            instance.stop()
-        loop = asyncio.get_running_loop()
-        for instance in self._instances:
-            await loop.run_in_executor(None, instance.join, 10.0)
+        await _end(self._instances)
+
+
+async def _end(instances: list[Instance]) -> None:
+    """Stop the instances' threads, wait for them, then free their sessions here, while the interpreter is whole.
+
+    A thread still inside the runtime when the process exits is torn down half-way (on CPython 3.11 a daemon
+    thread that wants the GIL back after finalization began is unwound through C++ frames, which aborts with
+    "terminate called without an active exception"), so nothing that ends a model may leave one running. The
+    join survives the caller's cancellation: it is shielded, and awaited again if cancelled while waiting.
+    """
+    for instance in instances:
+        instance.stop()
+    loop = asyncio.get_running_loop()
+    joined = asyncio.ensure_future(loop.run_in_executor(None, _join_all, instances, _JOIN_TIMEOUT_S))
+    try:
+        await asyncio.shield(joined)
+    except asyncio.CancelledError:
+        await joined
+        raise
+    for instance in instances:
+        instance.session = None
+
+
+_JOIN_TIMEOUT_S = 10.0
+
+
+def _join_all(instances: list[Instance], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    for instance in instances:
+        instance.join(max(0.0, deadline - time.monotonic()))
+        if instance.alive:
+            log.warning("%s: its thread is still running after %.0f s; leaving it", instance.label, timeout_s)
 
 
 def _instance_runtime(config: ModelServingConfig, cores: tuple[int, ...] | None) -> RuntimeConfig:

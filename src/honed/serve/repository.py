@@ -254,6 +254,7 @@ class ModelRepository:
         self._defaults = dict(defaults or {})
         self._metrics = metrics
         self._models: dict[str, ModelState] = {}
+        self._retiring: set[asyncio.Task[None]] = set()  # executors being closed, awaited by close()
         self._single = path is not None and (path.is_file() or _model_file(path) is not None)
 
     async def start(self) -> None:
@@ -362,10 +363,7 @@ class ModelRepository:
             state.source, state.config, state.executors = source, config, started
             state.state, state.reason = "READY", ""
             log.info("model %s ready, version(s) %s", source.name, ", ".join(sorted(started, key=int)))
-        for executor in old.values():
-            await executor.close(drain=True)
-        if self.catalog is not None and old and old_source is not None:
-            await asyncio.to_thread(self.catalog.unloaded, old_source, sorted(old, key=int), "reload")
+        await self._retire(old, old_source, "reload")
 
     async def unload(self, name: str) -> None:
         """Stop serving ``name``: new requests are refused, queued ones finish first."""
@@ -375,26 +373,46 @@ class ModelRepository:
         async with state.lock:
             old, state.executors = state.executors, {}
             state.state, state.reason = "UNAVAILABLE", "unloaded"
-        for executor in old.values():
-            await executor.close(drain=True)
-        if self.catalog is not None and old and state.source is not None:
-            await asyncio.to_thread(self.catalog.unloaded, state.source, sorted(old, key=int), "unload")
+        await self._retire(old, state.source, "unload")
 
     def config(self, name: str) -> ModelServingConfig | None:
         state = self._models.get(name)
         return state.config if state else None
 
-    async def close(self, drain: bool = True) -> None:
-        """Close every executor (after their queued work when ``drain``)."""
-        for state in self._models.values():
-            old, state.executors = state.executors, {}
+    async def _retire(
+        self, old: dict[str, Executor], source: ModelSource | None, reason: str, drain: bool = True
+    ) -> None:
+        """Close executors taken out of service, then record their unload. The closing runs in a task of its own
+        that the caller's cancellation does not stop (a reload cancelled at shutdown still ends the versions it
+        swapped out), and :meth:`close` waits for every such task."""
+        if not old:
+            return
+
+        async def retire() -> None:
             for executor in old.values():
                 await executor.close(drain=drain)
-            if self.catalog is not None and old and state.source is not None:
-                try:
-                    await asyncio.to_thread(self.catalog.unloaded, state.source, sorted(old, key=int), "shutdown")
-                except HonedError as exc:
-                    log.error("could not record the unload of %s: %s", state.name, exc)
+            if self.catalog is not None and source is not None:
+                await asyncio.to_thread(self.catalog.unloaded, source, sorted(old, key=int), reason)
+
+        task = asyncio.create_task(retire())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        await asyncio.shield(task)
+
+    async def close(self, drain: bool = True) -> None:
+        """Close every executor (after their queued work when ``drain``), after any load in progress has finished
+        or failed, and wait for the versions already being taken out of service: when it returns, no model
+        instance is left running."""
+        for state in list(self._models.values()):
+            async with state.lock:
+                old, state.executors = state.executors, {}
+            try:
+                await self._retire(old, state.source, "shutdown", drain=drain)
+            except HonedError as exc:
+                log.error("could not record the unload of %s: %s", state.name, exc)
+        for outcome in await asyncio.gather(*self._retiring, return_exceptions=True):
+            if isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError):
+                log.error("closing a model version taken out of service failed: %s", outcome)
 
 
 __all__ = [

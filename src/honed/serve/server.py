@@ -186,8 +186,14 @@ class Server:
             if not await self.dataplane.wait_idle(self.options.drain_timeout_s):
                 log.warning("drain timeout: %d request(s) still in flight", self.dataplane.inflight)
         finally:
-            for task in [*reloads, *(t for t in (watcher, following) if t is not None)]:
+            # Ordered: the rollout follower and the policy reloads end first (a reload of a model the follower had
+            # begun is waited for, not abandoned), then the listeners close, then every model version ends.
+            background = [*reloads, *(t for t in (watcher, following) if t is not None)]
+            for task in background:
                 task.cancel()
+            for outcome in await asyncio.gather(*background, return_exceptions=True):
+                if isinstance(outcome, Exception):
+                    log.error("a background task failed while the server stopped: %s", outcome)
             if http_server is not None and http_task is not None:
                 http_server.should_exit = True
                 with contextlib.suppress(Exception):
