@@ -49,12 +49,14 @@ def _policy(jwks: Path, **changes: Any) -> dict[str, Any]:
             {"name": "bob", "models": ["credit"], "actions": ["infer"]},
             {"name": "burst", "models": ["*"], "actions": ["infer"]},
             {"name": "carol", "models": ["*"], "actions": ["infer"]},
+            {"name": "dave", "models": ["*"], "actions": ["infer"]},
         ],
         "oidc": {"issuer": "https://idp.test", "audience": "honed", "jwks": jwks.name, "leeway_s": LEEWAY_S},
         "limits": {
             "principals": {
                 "burst": {"rps": 0.001, "burst": 2},
                 "carol": {"models": {"credit": {"rps": 0.001, "burst": 1}}},
+                "dave": {"rps": 0.001, "burst": 2},
             }
         },
     }
@@ -263,6 +265,21 @@ def test_a_per_model_limit_leaves_the_principals_other_models_alone(
     assert _grpc_refusal(channel, token, "credit").code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert _infer(http, token, "fraud").status_code == 200
     assert _scrape(http)[("honed_rate_limited_total", (("model", "credit"), ("principal", "carol")))] == 2
+
+
+def test_grpc_takes_a_principal_s_limit_once_and_before_it_parses_the_message(
+    idp: TestIdP, channel: grpc.Channel
+) -> None:
+    token = idp.token("dave", kid="ES256")  # burst 2, then one request per 1000 s
+    garbage = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")  # raw bytes, no serializer
+    metadata = [("authorization", f"Bearer {token}")]
+    with pytest.raises(grpc.RpcError) as malformed:
+        garbage(b"\xff\xff\xff", metadata=metadata, timeout=30)
+    assert malformed.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # admitted (one token), then not parseable
+    _grpc_infer(channel, token)  # the second token: one call takes one, the guard's and the method's together
+    with pytest.raises(grpc.RpcError) as limited:
+        garbage(b"\xff\xff\xff", metadata=metadata, timeout=30)
+    assert limited.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # refused before the message was parsed
 
 
 # -- live policy -----------------------------------------------------------------------------------------------

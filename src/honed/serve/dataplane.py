@@ -32,7 +32,7 @@ from honed.errors import (
 from honed.model.spec import TensorSpec
 from honed.serve.access import AccessPolicy, Principal, RepeatedCredentials, credentials, refusal_reason
 from honed.serve.features import FeatureFetcher
-from honed.serve.limits import RateLimited, RateLimiter
+from honed.serve.limits import Admission, RateLimited, RateLimiter
 from honed.serve.metrics import ServeMetrics
 from honed.serve.protocol.datatypes import from_numpy, from_onnx
 from honed.serve.protocol.types import (
@@ -178,12 +178,14 @@ class DataPlane:
         self.access = policy
 
     async def authorize(
-        self, authorization: Sequence[str], action: str, model: str | None = None, *, admit: bool = True
+        self, authorization: Sequence[str], action: str, model: str | None = None, *, admit: Admission = "all"
     ) -> Principal | None:
         """The caller, from every ``Authorization`` value the request carries, when the access policy lets it take
         ``action`` (on ``model``); else Unauthenticated / RepeatedCredentials / PermissionDenied, each counted.
-        With ``admit`` the request then takes its share of the caller's rate limits, or is
-        :class:`~honed.serve.limits.RateLimited` (counted by principal).
+        The request then takes its share of the caller's rate limits, or is
+        :class:`~honed.serve.limits.RateLimited` (counted by principal): of every limit (``admit="all"``), of the
+        principal's own (``"principal"``, before the model is known), of the model's alone (``"model"``, after an
+        admission by ``"principal"``), or of none (``"none"``).
 
         Adapters call this before every operation but the health probes; without a policy everything is allowed
         (and None is the caller).
@@ -199,8 +201,10 @@ class DataPlane:
         except (Unauthenticated, PermissionDenied, RepeatedCredentials) as exc:
             self.metrics.auth_refused(refusal_reason(exc, token))
             raise
-        if admit:
-            self.limiter.admit(principal.name, model)
+        if admit == "all" or admit == "model":
+            self.limiter.admit(principal.name, model, own=admit == "all")
+        elif admit == "principal":
+            self.limiter.admit(principal.name)
         return principal
 
     def authorize_now(self, authorization: Sequence[str], action: str, model: str | None = None) -> Principal | None:

@@ -6,10 +6,11 @@ request, calls the same dataplane function the REST adapter calls, and maps doma
 that cancels its call cancels the request, which removes it from the queue.
 
 Every call passes :class:`_Guard` first, which works from the call's metadata alone: with an access policy it
-authenticates the caller and checks the method's action (the model grant needs the message and is checked in the
-method) before a byte of the message is parsed, so a caller without a token never makes the server decode
-anything. The guard then parses the message itself (large ones on a worker thread), so a malformed one is
-INVALID_ARGUMENT rather than grpc's UNKNOWN. ``maximum_concurrent_rpcs`` caps the calls in progress; beyond it grpc
+authenticates the caller, checks the method's action and takes the call's share of the caller's own rate limit
+(the model grant and a model's rate limit need the message and are checked in the method) before a byte of the
+message is parsed, so neither a caller without a token nor one over its limit makes the server decode anything.
+The guard then parses the message itself (large ones on a worker thread), so a malformed one is INVALID_ARGUMENT
+rather than grpc's UNKNOWN. ``maximum_concurrent_rpcs`` caps the calls in progress; beyond it grpc
 answers RESOURCE_EXHAUSTED.
 """
 
@@ -75,8 +76,8 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         if self.dataplane.access is None:
             return None
         try:
-            return await self.dataplane.authorize(
-                _metadata(context.invocation_metadata(), "authorization"), action, model
+            return await self.dataplane.authorize(  # the guard took the caller's own rate limit already
+                _metadata(context.invocation_metadata(), "authorization"), action, model, admit="model"
             )
         except Exception as exc:
             await _abort(context, exc)
@@ -157,7 +158,8 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
 
 
 class _Guard(grpc.aio.ServerInterceptor):
-    """Authenticates each call from its metadata before its message is parsed, then parses it (see the module)."""
+    """Authenticates and rate-limits each call from its metadata before its message is parsed, then parses it
+    (see the module)."""
 
     def __init__(self, dataplane: DataPlane) -> None:
         self.dataplane = dataplane
@@ -174,8 +176,10 @@ class _Guard(grpc.aio.ServerInterceptor):
         refusal: Exception | None = None
         if self.dataplane.access is not None and method not in _OPEN:
             try:
-                await self.dataplane.authorize(  # the method admits the call against rate limits, once
-                    _metadata(details.invocation_metadata, "authorization"), _ACTION.get(method, "read"), admit=False
+                await self.dataplane.authorize(  # the method admits it against the model's limit once parsed
+                    _metadata(details.invocation_metadata, "authorization"),
+                    _ACTION.get(method, "read"),
+                    admit="principal",
                 )
             except Exception as exc:
                 refusal = exc

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, Literal
 
 from honed.errors import InvalidArgument, Overloaded
 
@@ -167,6 +167,10 @@ class _Bucket:
         return max(0.0, 1.0 - self.level) / self.rate.rps
 
 
+Admission = Literal["all", "principal", "model", "none"]
+"""Which of a caller's rate limits a request takes its share of, see :meth:`DataPlane.authorize`."""
+
+
 class RateLimiter:
     """The token buckets of one server; :meth:`admit` is the one check (thread-safe)."""
 
@@ -208,15 +212,18 @@ class RateLimiter:
         own = self._limits.of(principal)
         return dict(own.models).get(pattern) if own is not None else None
 
-    def admit(self, principal: str, model: str | None = None) -> None:
-        """Take one request from ``principal``'s bucket (and its model pattern's), or raise :class:`RateLimited`."""
+    def admit(self, principal: str, model: str | None = None, *, own: bool = True) -> None:
+        """Take one request from ``principal``'s bucket (and its model pattern's), or raise :class:`RateLimited`.
+
+        ``own=False`` takes from the model pattern's bucket alone: for a request whose principal was admitted
+        before its model was known (gRPC admits from the metadata, before the message names the model)."""
         limits = self._limits
         keys: list[tuple[tuple[str, str], Rate]] = []
-        rate = limits.rate(principal)
+        rate = limits.rate(principal) if own else None
         if rate is not None:
             keys.append(((principal, PRINCIPAL_BUCKET), rate))
-        own = limits.of(principal)
-        matched = own.model_pattern(model) if own is not None else None
+        theirs = limits.of(principal)
+        matched = theirs.model_pattern(model) if theirs is not None else None
         if matched is not None:
             keys.append(((principal, matched[0]), matched[1]))
         if not keys:
@@ -244,4 +251,4 @@ class RateLimiter:
         raise RateLimited(f"principal {principal!r} is over {what}; retry after {retry} s", wait, principal, refused)
 
 
-__all__ = ["PRINCIPAL_BUCKET", "PrincipalLimits", "Rate", "RateLimited", "RateLimiter", "RateLimits"]
+__all__ = ["PRINCIPAL_BUCKET", "Admission", "PrincipalLimits", "Rate", "RateLimited", "RateLimiter", "RateLimits"]
