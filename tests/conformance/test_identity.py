@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -82,6 +83,7 @@ def server(idp: TestIdP, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
     policy = root / "access.yaml"
     policy.write_text(yaml.safe_dump(_policy(jwks)))
     args = ["--repository", str(root / "repo"), "--access", str(policy), "--access-poll-s", "0"]
+    args += ["--metrics", "127.0.0.1:0"]
     running = start_server(args, root / "server.log")
     yield running
     assert running.stop() == 0, running.output()
@@ -280,6 +282,34 @@ def test_grpc_takes_a_principal_s_limit_once_and_before_it_parses_the_message(
     with pytest.raises(grpc.RpcError) as limited:
         garbage(b"\xff\xff\xff", metadata=metadata, timeout=30)
     assert limited.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # refused before the message was parsed
+
+
+# -- the metrics listener ----------------------------------------------------------------------------------------
+
+
+def _metrics_base(server: RunningServer) -> str:
+    found = re.search(r"metrics on 127\.0\.0\.1:(\d+)", server.output())
+    assert found, server.output()
+    return f"http://127.0.0.1:{found.group(1)}"
+
+
+def test_the_metrics_listener_answers_metrics_alone_with_the_same_access_check(server: RunningServer) -> None:
+    with httpx.Client(base_url=_metrics_base(server), timeout=30) as scrape:
+        assert scrape.get("/metrics").status_code == 401
+        assert scrape.get("/metrics", headers={"Authorization": f"Bearer {APP}"}).status_code == 403  # no 'metrics'
+        answer = scrape.get("/metrics", headers={"Authorization": f"Bearer {OPS}"})
+        assert answer.status_code == 200
+        assert "honed_requests_total" in {f.name + "_total" for f in text_string_to_metric_families(answer.text)}
+        for method, path in [
+            ("POST", "/v2/models/fraud/infer"),
+            ("GET", "/v2/models/fraud"),
+            ("GET", "/v2"),
+            ("GET", "/v2/health/ready"),
+            ("POST", "/v2/repository/models/fraud/unload"),
+        ]:
+            refused = scrape.request(method, path, json=BODY, headers={"Authorization": f"Bearer {APP}"})
+            assert refused.status_code == 404, (path, refused.text)
+            assert "serves /metrics alone" in refused.json()["error"]
 
 
 # -- live policy -----------------------------------------------------------------------------------------------

@@ -172,7 +172,8 @@ def test_deployment_carries_plan_resources_probes_and_residency(plan: Plan) -> N
     assert dep["spec"]["replicas"] == placement.autoscaling.min_replicas
     assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert c["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
-    assert {p["containerPort"] for p in c["ports"]} == {8000, 8001}
+    assert {p["containerPort"] for p in c["ports"]} == {8000, 8001, 8002}
+    assert c["args"][c["args"].index("--metrics") + 1] == f"0.0.0.0:{contract.METRICS_PORT}"
     terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     exprs = {e["key"]: e["values"] for e in terms[0]["matchExpressions"]}
     assert exprs[JURISDICTION_LABEL] == ["AE"] and exprs["topology.kubernetes.io/region"] == ["ae-central-1"]
@@ -450,14 +451,15 @@ def test_every_serving_pod_reads_its_policy_and_scraping_needs_a_metrics_token(p
         notes = template["metadata"]["annotations"]
         assert notes["prometheus.io/path"] == "/metrics" and notes["honed.dev/metrics-auth"] == "bearer"
         assert notes["prometheus.io/scheme"] == ("https" if variant.endswith("tls") else "http")
-        # The monitoring namespace reaches the HTTP port only; behind the policy its token reaches only /metrics.
+        # The monitoring namespace reaches the metrics listener only, which answers nothing but /metrics.
         netpol = next(o for o in objects[name] if o["kind"] == "NetworkPolicy")
         rules = [
             r
             for r in netpol["spec"]["ingress"]
             if r["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"] == ["monitoring"]
         ]
-        assert [[p["port"] for p in r["ports"]] for r in rules] == [[contract.HTTP_PORT]]
+        assert [[p["port"] for p in r["ports"]] for r in rules] == [[contract.METRICS_PORT]]
+        assert notes["prometheus.io/port"] == str(contract.METRICS_PORT)
 
 
 def test_insecure_pods_say_so_and_serve_without_a_policy(plan: Plan) -> None:

@@ -15,7 +15,7 @@ import typer
 from honed.cli.common import mlflow_uri_option, otlp_endpoint_of, use_mlflow_uri
 from honed.errors import InvalidArgument
 from honed.model.loader import is_mlflow_uri
-from honed.serve.contract import GRPC_PORT, HTTP_PORT
+from honed.serve.contract import GRPC_PORT, HTTP_PORT, METRICS_PORT
 
 if TYPE_CHECKING:
     from honed.serve.launch import Listening
@@ -41,6 +41,12 @@ def serve(
     ),
     http: str = typer.Option(f"127.0.0.1:{HTTP_PORT}", "--http", help="HOST:PORT for V2 REST; 'off' to turn it off."),
     grpc: str = typer.Option(f"127.0.0.1:{GRPC_PORT}", "--grpc", help="HOST:PORT for V2 gRPC; 'off' to turn it off."),
+    metrics: str | None = typer.Option(
+        None,
+        "--metrics",
+        help=f"HOST:PORT of a listener that answers /metrics alone (e.g. 0.0.0.0:{METRICS_PORT}), for a scraper that "
+        "must not reach the models; /metrics stays on the HTTP port too.",
+    ),
     max_batch_size: int | None = typer.Option(None, "--max-batch-size", help="Most rows per model run (default 32)."),
     max_queue_delay_ms: float | None = typer.Option(
         None, "--max-queue-delay-ms", help="Longest a request waits for company while instances are busy (default 2)."
@@ -150,6 +156,7 @@ def serve(
         server=ServerOptions(
             http=None if http.lower() == "off" else http,
             grpc=None if grpc.lower() == "off" else grpc,
+            metrics=metrics,
             max_body_bytes=int(max_body_mb * 1024 * 1024),
             max_concurrency=max_concurrency,
             drain_timeout_s=drain_timeout_s,
@@ -178,5 +185,6 @@ def serve(
 
 
 def _say_listening(where: Listening) -> None:
-    parts = [f"{kind} on {address}" for kind, address in (("HTTP", where.http), ("gRPC", where.grpc)) if address]
+    transports = (("HTTP", where.http), ("gRPC", where.grpc), ("metrics", where.metrics))
+    parts = [f"{kind} on {address}" for kind, address in transports if address]
     logging.getLogger("honed.serve").info("listening: %s; loading models from %s", ", ".join(parts), where.source)

@@ -20,8 +20,11 @@ Choices made here:
   (``honed plan forecast-server``, :mod:`honed.deploy.forecast_server`; one per namespace, see
   :func:`forecast_server`). KEDA feeds every trigger to one HPA, which takes the largest proposal, so the
   forecast can raise the floor but never scales in on its own;
+* the server opens a listener that answers ``/metrics`` alone (:data:`~honed.serve.contract.METRICS_PORT`),
+  where the scrape annotations point;
 * NetworkPolicy: a default deny (ingress and egress) per namespace, and per deployment ingress on the
-  serving ports only from the declared namespaces (metrics port from the monitoring namespace).
+  serving ports only from the declared namespaces, and on the metrics listener alone from the monitoring
+  namespace (so a scraper never reaches the models or the repository API).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Any
 from honed.deploy.forecast_server import FORECAST_PATH, FORECAST_PORT
 from honed.deploy.serving import Links, Pod, ServingSecrets, http_port, serve_args
 from honed.plan.document import Placement, Plan, PlannedScaling
-from honed.serve.contract import GRPC_PORT, HTTP_PORT, LIVE_PATH, METRICS_PATH, READY_PATH
+from honed.serve.contract import GRPC_PORT, HTTP_PORT, LIVE_PATH, METRICS_PATH, METRICS_PORT, READY_PATH
 
 JURISDICTION_LABEL = "node-restriction.kubernetes.io/jurisdiction"
 REGION_LABEL = "topology.kubernetes.io/region"
@@ -106,6 +109,7 @@ def container(placement: Placement, pod: Pod, model_path: str) -> dict[str, Any]
         "ports": [
             {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
         ],
         "env": [
             {"name": "OMP_NUM_THREADS", "value": str(placement.threads)},
@@ -219,7 +223,7 @@ def scrape_annotations(secrets: ServingSecrets) -> dict[str, str]:
     holds only the ``metrics`` action (``honed access token prometheus --action metrics``)."""
     return {
         "prometheus.io/scrape": "true",
-        "prometheus.io/port": str(HTTP_PORT),
+        "prometheus.io/port": str(METRICS_PORT),
         "prometheus.io/path": METRICS_PATH,
         "prometheus.io/scheme": secrets.probe_scheme.lower(),
         "honed.dev/metrics-auth": "bearer" if secrets.access_secret else "none",
@@ -237,6 +241,7 @@ def service(placement: Placement) -> dict[str, Any]:
             "ports": [
                 {"name": "http", "port": HTTP_PORT, "targetPort": "http", "protocol": "TCP"},
                 {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"},
+                {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"},
             ],
         },
     }
@@ -520,9 +525,9 @@ def network_policy(placement: Placement, metrics_namespace: str | None) -> dict[
             "ports": [{"protocol": "TCP", "port": HTTP_PORT}, {"protocol": "TCP", "port": GRPC_PORT}],
         }
     ]
-    if metrics_namespace and metrics_namespace not in allowed:
+    if metrics_namespace:  # the scraper reaches the listener that answers /metrics alone, never the models
         ingress.append(
-            {"from": _from_namespaces([metrics_namespace]), "ports": [{"protocol": "TCP", "port": HTTP_PORT}]}
+            {"from": _from_namespaces([metrics_namespace]), "ports": [{"protocol": "TCP", "port": METRICS_PORT}]}
         )
     return {
         "apiVersion": "networking.k8s.io/v1",

@@ -19,7 +19,7 @@ from typing import Any
 from honed.deploy import k8s
 from honed.deploy.serving import Pod, serve_args
 from honed.plan.document import Placement
-from honed.serve.contract import HTTP_PORT, LIVE_PATH, METRICS_PATH, READY_PATH
+from honed.serve.contract import HTTP_PORT, LIVE_PATH, METRICS_PATH, METRICS_PORT, READY_PATH
 
 KSERVE_MODEL_DIR = "/mnt/models"
 
@@ -52,7 +52,7 @@ def serving_runtime(placement: Placement, pod: Pod) -> dict[str, Any]:
             "supportedModelFormats": [{"name": "onnx", "version": "1", "autoSelect": False}],
             "protocolVersions": ["v2"],
             "annotations": {
-                "prometheus.kserve.io/port": str(HTTP_PORT),
+                "prometheus.kserve.io/port": str(METRICS_PORT),
                 "prometheus.kserve.io/path": METRICS_PATH,
             },
             "containers": [container],

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from honed.errors import InvalidArgument
 from honed.plan.document import Placement
-from honed.serve.contract import GRPC_PORT, HTTP_PORT
+from honed.serve.contract import GRPC_PORT, HTTP_PORT, METRICS_PORT
 
 ACCESS_MOUNT = "/etc/honed/access"
 ARTIFACTS_DIR = "artifacts"
@@ -181,6 +181,8 @@ def serve_args(
         f"0.0.0.0:{HTTP_PORT}",
         "--grpc",
         f"0.0.0.0:{GRPC_PORT}",
+        "--metrics",
+        f"0.0.0.0:{METRICS_PORT}",
         "--instances",
         str(placement.instances),
         "--threads",

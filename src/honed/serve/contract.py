@@ -18,11 +18,14 @@ HTTP_PORT = 8000
 """The V2 REST port a deployed server listens on (and ``honed serve``'s default)."""
 GRPC_PORT = 8001
 """The V2 gRPC port a deployed server listens on (and ``honed serve``'s default)."""
+METRICS_PORT = 8002
+"""The port of the listener that answers :data:`METRICS_PATH` and nothing else (``honed serve --metrics``), which a
+deployed server opens so that a scraper can be let reach the metrics without reaching the models."""
 
 LIVE_PATH = "/v2/health/live"
 READY_PATH = "/v2/health/ready"
 METRICS_PATH = "/metrics"
-"""The Prometheus scrape path, on the HTTP port."""
+"""The Prometheus scrape path, on the HTTP port and on the metrics listener (:data:`METRICS_PORT`)."""
 
 SUCCESS = "success"
 """The ``outcome`` of an answered request that succeeded; every other outcome is a failure."""

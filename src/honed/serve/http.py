@@ -62,11 +62,15 @@ def _json(doc: Any) -> bytes:
 
 
 class HttpApp:
-    """The ASGI application for one dataplane."""
+    """The ASGI application for one dataplane; with ``metrics_only`` it answers :data:`METRICS_PATH` (with the same
+    access check) and 404 to everything else, for a listener only a scraper is let reach."""
 
-    def __init__(self, dataplane: DataPlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    def __init__(
+        self, dataplane: DataPlane, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, metrics_only: bool = False
+    ) -> None:
         self.dataplane = dataplane
         self.max_body_bytes = max_body_bytes
+        self.metrics_only = metrics_only
         self.decode_request: Callable[..., InferRequest] = rest.decode_request
         """The infer body decoder (an attribute so a test can hold a decode at a gate)."""
 
@@ -97,6 +101,8 @@ class HttpApp:
             await self._authorize(scope, "metrics")
             text, content_type = dp.render_metrics()
             return 200, [(b"content-type", content_type.encode())], text
+        if self.metrics_only:
+            raise NotFound(f"no route {scope['path']}: this listener serves {METRICS_PATH} alone")
         if path in (LIVE_PATH, READY_PATH):
             _method(method, "GET")  # probes stay open: orchestrators call them without credentials
             if path == LIVE_PATH:
@@ -250,7 +256,7 @@ class HttpApp:
         if self.dataplane.access is None:
             return None
         need = required_access(method, path)
-        if need is None:
+        if need is None or (self.metrics_only and need[0] != "metrics"):
             return None
         try:
             _check_headers(headers)

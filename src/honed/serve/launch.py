@@ -153,6 +153,7 @@ class Listening:
     http: str | None
     grpc: str | None
     source: str
+    metrics: str | None = None
 
 
 def tls_files(cert: Path | None, key: Path | None, client_ca: Path | None = None) -> TlsFiles | None:
@@ -173,7 +174,11 @@ def run_server(options: ServeOptions, *, on_listening: Callable[[Listening], Non
     if source is not None and not source.exists():
         raise InvalidArgument(f"{source} does not exist")
     policy = AccessPolicy.from_file(options.access) if isinstance(options.access, Path) else options.access
-    exposed = [a for a in (options.server.http, options.server.grpc) if a is not None and not _loopback(_host(a))]
+    exposed = [
+        a
+        for a in (options.server.http, options.server.grpc, options.server.metrics)
+        if a is not None and not _loopback(_host(a))
+    ]
     if exposed and policy is None:
         log.warning(
             "listening on %s without --access: anyone who can reach it can call every model", ", ".join(exposed)
@@ -219,6 +224,7 @@ def run_server(options: ServeOptions, *, on_listening: Callable[[Listening], Non
                     http=_bound(options.server.http, server.http_port),
                     grpc=_bound(options.server.grpc, server.grpc_port),
                     source=where,
+                    metrics=_bound(options.server.metrics, server.metrics_port),
                 )
             )
 

@@ -51,6 +51,8 @@ class ServerOptions:
 
     http: str | None = f"127.0.0.1:{HTTP_PORT}"
     grpc: str | None = f"127.0.0.1:{GRPC_PORT}"
+    metrics: str | None = None
+    """A listener that answers ``/metrics`` alone (TLS as the HTTP port's); None: only the HTTP port has it."""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     drain_timeout_s: float = 30.0
@@ -59,7 +61,7 @@ class ServerOptions:
     def __post_init__(self) -> None:
         if self.http is None and self.grpc is None:
             raise InvalidArgument("turn on at least one of HTTP and gRPC")
-        for address in (self.http, self.grpc):
+        for address in (self.http, self.grpc, self.metrics):
             if address is not None:
                 parse_address(address)
         if isinstance(self.max_body_bytes, bool) or not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 1:
@@ -107,6 +109,7 @@ class Server:
         self.reloader = reloader
         self.http_port: int | None = None
         self.grpc_port: int | None = None
+        self.metrics_port: int | None = None
         self.http_app: HttpApp | None = None
         self._stop = asyncio.Event()
 
@@ -139,32 +142,15 @@ class Server:
                 installed.append(signal.SIGHUP)
             if reloader.poll_s > 0:
                 watcher = asyncio.create_task(reloader.watch())
-        http_server: _Uvicorn | None = None
-        http_task: asyncio.Task[Any] | None = None
+        listeners: list[tuple[_Uvicorn, asyncio.Task[Any]]] = []
         grpc_server = None
         try:
             if self.options.http is not None:
-                host, port = parse_address(self.options.http)
-                sock = _bind(host, port)
-                self.http_port = sock.getsockname()[1]
                 app = self.http_app = HttpApp(self.dataplane, max_body_bytes=self.options.max_body_bytes)
-                tracing = self.dataplane.tracing
-                config = uvicorn.Config(
-                    tracing.http(app) if tracing is not None else app,
-                    # uvicorn answers 503 once the open connections reach its limit, the arriving one included.
-                    limit_concurrency=self.options.max_concurrency + 1,
-                    http=early_refusals(app),  # httptools, refusing what the headers already decide
-                    loop="none",
-                    lifespan="off",
-                    access_log=False,
-                    proxy_headers=False,  # no client address is used, so skip the per-request X-Forwarded-* rewrite
-                    server_header=False,
-                    log_level="warning",
-                    timeout_graceful_shutdown=max(1, int(self.options.drain_timeout_s)),
-                    **(self.options.tls.uvicorn_options() if self.options.tls is not None else {}),
-                )
-                http_server = _Uvicorn(config)
-                http_task = asyncio.create_task(http_server.serve(sockets=[sock]))
+                self.http_port = self._listen(self.options.http, app, listeners)
+            if self.options.metrics is not None:
+                scrape = HttpApp(self.dataplane, max_body_bytes=self.options.max_body_bytes, metrics_only=True)
+                self.metrics_port = self._listen(self.options.metrics, scrape, listeners)
             if self.options.grpc is not None:
                 grpc_server, self.grpc_port = build_server(
                     self.dataplane,
@@ -194,16 +180,40 @@ class Server:
             for outcome in await asyncio.gather(*background, return_exceptions=True):
                 if isinstance(outcome, Exception):
                     log.error("a background task failed while the server stopped: %s", outcome)
-            if http_server is not None and http_task is not None:
-                http_server.should_exit = True
+            for listener, _ in listeners:
+                listener.should_exit = True
+            for _, task in listeners:
                 with contextlib.suppress(Exception):
-                    await http_task
+                    await task
             if grpc_server is not None:
                 await grpc_server.stop(grace=1.0)
             await self.dataplane.repository.close(drain=True)
             await self.dataplane.features.aclose()
             for sig in installed:
                 loop.remove_signal_handler(sig)
+
+    def _listen(self, address: str, app: HttpApp, listeners: list[tuple[_Uvicorn, asyncio.Task[Any]]]) -> int:
+        """Start uvicorn with ``app`` on ``address`` (added to ``listeners``); the bound port."""
+        host, port = parse_address(address)
+        sock = _bind(host, port)
+        tracing = self.dataplane.tracing
+        config = uvicorn.Config(
+            tracing.http(app) if tracing is not None and not app.metrics_only else app,
+            # uvicorn answers 503 once the open connections reach its limit, the arriving one included.
+            limit_concurrency=self.options.max_concurrency + 1,
+            http=early_refusals(app),  # httptools, refusing what the headers already decide
+            loop="none",
+            lifespan="off",
+            access_log=False,
+            proxy_headers=False,  # no client address is used, so skip the per-request X-Forwarded-* rewrite
+            server_header=False,
+            log_level="warning",
+            timeout_graceful_shutdown=max(1, int(self.options.drain_timeout_s)),
+            **(self.options.tls.uvicorn_options() if self.options.tls is not None else {}),
+        )
+        listener = _Uvicorn(config)
+        listeners.append((listener, asyncio.create_task(listener.serve(sockets=[sock]))))
+        return int(sock.getsockname()[1])
 
 
 def _bind(host: str, port: int) -> socket.socket:
