@@ -21,6 +21,7 @@ from dataclasses import is_dataclass
 from datetime import datetime
 from enum import Enum
 from functools import cache
+from pathlib import PurePath
 from types import UnionType
 from typing import Any, ClassVar, Literal, Self, TypeVar, cast, get_args, get_origin, get_type_hints
 
@@ -291,13 +292,15 @@ def _is_whole(minimum: int | None) -> Callable[[Any], bool]:
 
 def plain(value: Any) -> Any:
     """``value`` as JSON: ``to_dict()`` of a value that has one, lists for tuples and lists, dicts for mappings,
-    an enum's value, an ISO datetime; anything else as it is."""
+    an enum's value, an ISO datetime, a path's text; anything else as it is."""
     if hasattr(value, "to_dict"):
         return value.to_dict()
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, PurePath):
+        return str(value)
     if isinstance(value, tuple | list):
         return [plain(v) for v in value]
     if isinstance(value, Mapping):

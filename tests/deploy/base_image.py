@@ -48,9 +48,9 @@ def ensure_base_image(tag: str = BASE_TAG) -> str | None:
             for entry in (rootfs / cache).glob("*"):
                 if entry.is_file():
                     entry.unlink()
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
-        imported = subprocess.run(["docker", "import", "-", tag], stdin=tar.stdout, capture_output=True, check=False)
-        tar.wait()
+        with subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE) as tar:
+            importing = ["docker", "import", "-", tag]
+            imported = subprocess.run(importing, stdin=tar.stdout, capture_output=True, check=False)
         if imported.returncode != 0 or tar.returncode != 0:
             return f"docker import failed: {imported.stderr.decode(errors='replace').strip()}"
     return None

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from honed.errors import HonedError, InvalidArgument, InvalidModel, ModelNotFound, Unavailable
+from honed.fields import as_dict
 from honed.intake._quiet import first_line, quiet_converters
 from honed.model.loader import is_mlflow_uri
 
@@ -71,16 +72,7 @@ class MlflowModel:
     model_file: Path
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "uri": self.uri,
-            "resolved_uri": self.resolved_uri,
-            "tracking_uri": self.tracking_uri,
-            "name": self.name,
-            "version": self.version,
-            "run_id": self.run_id,
-            "folder": str(self.folder),
-            "model_file": str(self.model_file),
-        }
+        return as_dict(self)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any
 import onnx
 
 from honed.errors import InvalidArgument
+from honed.fields import as_dict
 from honed.intake.verify import Verification
 from honed.jsonio import write_json
 from honed.model.quantized import QuantizationInfo
@@ -51,22 +52,7 @@ class ImportRecord:
     schema: str = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": self.schema,
-            "framework": self.framework,
-            "framework_version": self.framework_version,
-            "source": self.source,
-            "task": self.task,
-            "converter": self.converter,
-            "converter_version": self.converter_version,
-            "opset": self.opset,
-            "fallback_reason": self.fallback_reason,
-            "inputs": [s.to_dict() for s in self.inputs],
-            "outputs": [s.to_dict() for s in self.outputs],
-            "quantization": self.quantization.to_dict() if self.quantization is not None else None,
-            "verification": self.verification.to_dict(),
-            "onnx_sha256": self.onnx_sha256,
-        }
+        return {"schema": self.schema} | as_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ImportRecord:

@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 
 from honed.errors import DataError, ExportMismatch, HonedError, InvalidArgument
+from honed.fields import as_dict
 from honed.intake._quiet import first_line
 
 Array = np.ndarray[Any, Any]
@@ -59,13 +60,7 @@ class OutputError:
         return self.mismatched == 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "max_abs_error": self.max_abs_error,
-            "max_rel_error": self.max_rel_error,
-            "mismatched": self.mismatched,
-            "elements": self.elements,
-        }
+        return as_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> OutputError:

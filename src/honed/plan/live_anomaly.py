@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from honed.errors import InvalidArgument
+from honed.fields import as_dict
 from honed.plan.anomaly import THRESHOLD, AnomalyDetector, deseasonalized
 from honed.plan.prometheus import MODEL_LABELS, PrometheusReader, Series
 
@@ -100,16 +101,7 @@ class AnomalyReport:
     anomalies: tuple[Anomaly, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "prometheus": self.prometheus,
-            "since_s": self.since_s,
-            "step_s": self.step_s,
-            "season_s": self.season_s,
-            "until": self.until,
-            "threshold": THRESHOLD,
-            "checked": list(self.checked),
-            "anomalies": [a.to_dict() for a in self.anomalies],
-        }
+        return as_dict(self) | {"threshold": THRESHOLD}
 
 
 def detect(

@@ -32,6 +32,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from honed.canonical import canonical_json
 from honed.errors import InvalidArgument
+from honed.fields import as_dict
 from honed.registry import schema
 from honed.registry.audit_key import AuditKey
 
@@ -54,18 +55,7 @@ class AuditEntry:
     key_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "at": self.at,
-            "actor": self.actor,
-            "action": self.action,
-            "target": self.target,
-            "details": self.details,
-            "prev_hash": self.prev_hash,
-            "hash": self.hash,
-            "mac": self.mac,
-            "key_id": self.key_id,
-        }
+        return as_dict(self)
 
 
 @dataclass(frozen=True)

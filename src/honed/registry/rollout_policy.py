@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from honed.errors import InvalidArgument
+from honed.fields import as_dict
 
 LATENCY_BUCKETS_MS: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 """Upper bounds of the latency histogram every observation uses; one more bucket holds everything slower."""
@@ -228,14 +229,7 @@ class Decision:
     figures: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "verdict": self.verdict,
-            "action": self.action,
-            "step": self.step,
-            "failures": self.failures,
-            "reasons": list(self.reasons),
-            "figures": self.figures,
-        }
+        return as_dict(self)
 
 
 def due(last_decision_at: datetime, settings: RolloutSettings, now: datetime) -> bool:

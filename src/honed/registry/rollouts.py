@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Row, delete, insert, select, update
 
 from honed.canonical import canonical_json
 from honed.errors import AlreadyExists, InvalidArgument, NotFound, ResidencyViolation
+from honed.fields import as_dict
 from honed.registry import audit as audit_chain
 from honed.registry import db, schema
 from honed.registry import rollout_policy as policy
@@ -55,16 +56,7 @@ class Verdict:
     figures: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "at": self.at.isoformat(),
-            "actor": self.actor,
-            "step": self.step,
-            "weight": self.weight,
-            "verdict": self.verdict,
-            "action": self.action,
-            "reasons": list(self.reasons),
-            "figures": self.figures,
-        }
+        return as_dict(self)
 
 
 @dataclass(frozen=True)
@@ -105,24 +97,7 @@ class Rollout:
         return policy.Progress(self.step, self.failures, self.started_at)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "from_version": self.from_version,
-            "to_version": self.to_version,
-            "settings": self.settings.to_dict(),
-            "step": self.step,
-            "status": self.status,
-            "weight": self.weight,
-            "weights": {str(v): w for v, w in self.weights.items()},
-            "failures": self.failures,
-            "reason": self.reason,
-            "started_at": self.started_at.isoformat(),
-            "started_by": self.started_by,
-            "last_decision_at": self.last_decision_at.isoformat(),
-            "ended_at": None if self.ended_at is None else self.ended_at.isoformat(),
-            "verdicts": [v.to_dict() for v in self.verdicts],
-        }
+        return as_dict(self) | {"weight": self.weight, "weights": {str(v): w for v, w in self.weights.items()}}
 
 
 class Rollouts:
