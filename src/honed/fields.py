@@ -290,6 +290,18 @@ def _is_whole(minimum: int | None) -> Callable[[Any], bool]:
     return ok
 
 
+def known_keys(what: str, data: Any, cls: type) -> dict[str, Any]:
+    """``data`` as a dict, refused (naming ``what``) unless it is a mapping whose keys are all fields of the
+    dataclass ``cls``: the check of a hand-written config section before its values are read."""
+    if not isinstance(data, Mapping):
+        raise InvalidArgument(f"{what} must be a mapping, got {type(data).__name__}")
+    known = {f.name for f in dataclass_fields(cls)}
+    unknown = sorted(str(k) for k in set(data) - known)
+    if unknown:
+        raise InvalidArgument(f"unknown {what} key(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return dict(data)
+
+
 def plain(value: Any) -> Any:
     """``value`` as JSON: ``to_dict()`` of a value that has one, lists for tuples and lists, dicts for mappings,
     an enum's value, an ISO datetime, a path's text; anything else as it is."""

@@ -185,15 +185,7 @@ class Figure(_Value):
 
     def to_dict(self) -> dict[str, Any]:
         dev = self.deviation
-        return {
-            "name": self.name,
-            "value": self.value,
-            "source": self.source,
-            "measured": self.measured,
-            "observed": self.observed,
-            "deviation": None if dev is None else round(dev, 4),
-            "contradicts": self.contradicts,
-        }
+        return super().to_dict() | {"deviation": None if dev is None else round(dev, 4)}
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> Figure:

@@ -69,20 +69,12 @@ class Anomaly:
         return self.value / self.baseline - 1.0
 
     def to_dict(self) -> dict[str, Any]:
-        change = self.change
-        return {
-            "series": self.series,
-            "model": self.model,
-            "version": self.version,
-            "start": self.start,
-            "end": self.end,
-            "at": self.at,
+        change, z = self.change, self.modified_z
+        return as_dict(self) | {
             "value": round(self.value, 6),
             "baseline": round(self.baseline, 6),
             "change": round(change, 4) if math.isfinite(change) else None,
-            "modified_z": round(self.modified_z, 2) if math.isfinite(self.modified_z) else None,
-            "points": self.points,
-            "unit": self.unit,
+            "modified_z": round(z, 2) if math.isfinite(z) else None,
         }
 
 

@@ -32,7 +32,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from honed.canonical import canonical_json
 from honed.errors import InvalidArgument
-from honed.fields import as_dict
+from honed.fields import Document, as_dict
 from honed.registry import schema
 from honed.registry.audit_key import AuditKey
 
@@ -59,7 +59,7 @@ class AuditEntry:
 
 
 @dataclass(frozen=True)
-class AuditProblem:
+class AuditProblem(Document):
     seq: int
     kind: str  # "edited" | "removed" | "reordered" | "head" | "anchor" | "unkeyed" | "key"
     message: str
@@ -88,17 +88,7 @@ class AuditReport:
 
     def to_dict(self) -> dict[str, Any]:
         first = self.first_problem
-        return {
-            "ok": self.ok,
-            "entries": self.entries,
-            "head_seq": self.head_seq,
-            "head_hash": self.head_hash,
-            "keyed_entries": self.keyed_entries,
-            "macs_checked": self.macs_checked,
-            "exported_head": self.exported_head,
-            "first_bad_seq": None if first is None else first.seq,
-            "problems": [{"seq": p.seq, "kind": p.kind, "message": p.message} for p in self.problems],
-        }
+        return {"ok": self.ok} | as_dict(self) | {"first_bad_seq": None if first is None else first.seq}
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,11 @@ per-model config file with :meth:`ModelServingConfig.from_dict` (unknown keys an
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from honed.errors import InvalidArgument
+from honed.fields import known_keys
 from honed.runtime import RuntimeConfig
 from honed.serve.features import FeatureConfig
 
@@ -94,7 +95,7 @@ class BatchingConfig:
 
     @classmethod
     def from_dict(cls, data: Any) -> BatchingConfig:
-        values = _checked_mapping("batching", data, cls)
+        values = known_keys("batching", data, cls)
         if isinstance(values.get("preferred_batch_sizes"), list):
             values["preferred_batch_sizes"] = tuple(values["preferred_batch_sizes"])
         return cls(**values)
@@ -173,7 +174,7 @@ class ModelServingConfig:
 
     @classmethod
     def from_dict(cls, data: Any) -> ModelServingConfig:
-        values = _checked_mapping("serving config", data, cls)
+        values = known_keys("serving config", data, cls)
         if "batching" in values:
             values["batching"] = BatchingConfig.from_dict(values["batching"])
         if values.get("features") is not None:
@@ -187,16 +188,6 @@ class ModelServingConfig:
             except TypeError as exc:  # a setting of the wrong type that RuntimeConfig cannot even compare
                 raise InvalidArgument(f"bad runtime setting: {exc}") from None
         return cls(**values)
-
-
-def _checked_mapping(what: str, data: Any, cls: type) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise InvalidArgument(f"{what} must be a mapping, got {type(data).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(str(k) for k in set(data) - known)
-    if unknown:
-        raise InvalidArgument(f"unknown {what} key(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return dict(data)
 
 
 def _whole(name: str, value: Any, *, minimum: int) -> None:

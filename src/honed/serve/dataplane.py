@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -193,39 +194,47 @@ class DataPlane:
         policy = self.access
         if policy is None:
             return None
-        token = None
-        try:
-            token = credentials(authorization)
-            principal = policy.authenticate_now(token) or await policy.authenticate(token)
-            policy.grant(principal, action, model)
-        except (Unauthenticated, PermissionDenied, RepeatedCredentials) as exc:
-            self.metrics.auth_refused(refusal_reason(exc, token))
-            raise
-        if admit == "all" or admit == "model":
-            self.limiter.admit(principal.name, model, own=admit == "all")
-        elif admit == "principal":
-            self.limiter.admit(principal.name)
+        principal = self.authorize_now(authorization, action, model, admit=admit)
+        if principal is None:  # a JWT not verified before
+            with self._refusals_counted(authorization) as token:
+                principal = await policy.authenticate(token)
+                policy.grant(principal, action, model)
+            self._admit(principal, model, admit)
         return principal
 
-    def authorize_now(self, authorization: Sequence[str], action: str, model: str | None = None) -> Principal | None:
-        """:meth:`authorize` (with ``admit``) decided without waiting, from the request's headers alone: the
-        admitted caller, or the same refusal, counted the same way; None when only :meth:`authorize` can decide
-        (a JWT not verified before) or when there is no policy. Nothing is taken from a rate limit then."""
+    def authorize_now(
+        self, authorization: Sequence[str], action: str, model: str | None = None, *, admit: Admission = "all"
+    ) -> Principal | None:
+        """:meth:`authorize` decided without waiting, from the request's headers alone: the admitted caller, or
+        the same refusal, counted the same way; None when only :meth:`authorize` can decide (a JWT not verified
+        before) or when there is no policy. Nothing is taken from a rate limit then."""
         policy = self.access
         if policy is None:
             return None
-        token = None
-        try:
-            token = credentials(authorization)
+        with self._refusals_counted(authorization) as token:
             principal = policy.authenticate_now(token)
             if principal is None:
                 return None
             policy.grant(principal, action, model)
+        self._admit(principal, model, admit)
+        return principal
+
+    @contextmanager
+    def _refusals_counted(self, authorization: Sequence[str]) -> Iterator[str | None]:
+        """The request's credentials; a refusal raised inside (or by reading them) is counted by its reason."""
+        token = None
+        try:
+            token = credentials(authorization)
+            yield token
         except (Unauthenticated, PermissionDenied, RepeatedCredentials) as exc:
             self.metrics.auth_refused(refusal_reason(exc, token))
             raise
-        self.limiter.admit(principal.name, model)
-        return principal
+
+    def _admit(self, principal: Principal, model: str | None, admit: Admission) -> None:
+        if admit == "all" or admit == "model":
+            self.limiter.admit(principal.name, model, own=admit == "all")
+        elif admit == "principal":
+            self.limiter.admit(principal.name)
 
     def admit_copy(self, caller: Principal | None, model: str) -> bool:
         """Whether a copy of ``caller``'s infer request on ``model`` (a rollout's mirrored run) may be made, decided

@@ -35,6 +35,7 @@ import httpx
 import numpy as np
 
 from honed.errors import DataError, InvalidArgument, NotFound, Unavailable
+from honed.fields import known_keys
 from honed.model.spec import TensorSpec
 from honed.serve.protocol.datatypes import from_onnx, numpy_dtype
 from honed.serve.protocol.types import InferRequest, Tensor
@@ -109,12 +110,8 @@ class FeatureConfig:
 
     @classmethod
     def from_dict(cls, data: Any) -> FeatureConfig:
-        if not isinstance(data, dict):
-            raise InvalidArgument(f"features must be a mapping, got {type(data).__name__}")
+        data = known_keys("features", data, cls)
         known = {f.name for f in fields(cls)}
-        unknown = sorted(str(k) for k in set(data) - known)
-        if unknown:
-            raise InvalidArgument(f"unknown features key(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         for key in ("feast_url", "entities", "inputs"):
             if key not in data:
                 raise InvalidArgument(f"features needs {key!r} (known: {', '.join(sorted(known))})")
