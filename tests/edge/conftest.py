@@ -1,6 +1,7 @@
 """The tiny models the edge tests export and their bundles: ``scorer`` (x float32[?, 64] -> y float32[?, 32]) on
 ONNX Runtime, and ``ir`` (x float32[?, 16] -> probs float32[?, 4]), an OpenVINO IR winner made by the real optimize
-path (an nncf-int8 recipe replayed on OpenVINO at f32 with one thread)."""
+path (an nncf-int8 recipe replayed on OpenVINO at f32 with one thread), and ``onnx_on_openvino``, the same model as
+an ONNX winner that was measured on OpenVINO (a graph-only recipe replayed with the same runtime)."""
 
 from __future__ import annotations
 
@@ -26,31 +27,51 @@ def bundle(tmp_path_factory: pytest.TempPathFactory, source: Path) -> Path:
     return export_edge(str(source), tmp_path_factory.mktemp("export") / "bundle", measure=False).path
 
 
-@pytest.fixture(scope="session")
-def ir_winner(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An optimize output folder holding model.xml + model.bin, its recipe and report."""
-    pytest.importorskip("nncf")
+def _replayed(folder: Path, passes: list[dict[str, object]]) -> Path:
+    """``folder/out``: the tiny classifier optimized by replaying ``passes`` on OpenVINO (``IR_RUNTIME``)."""
     from honed.model.artifact import artifact_sha256
-    from honed.passes import get_pass
-    from honed.passes.base import PassContext
     from honed.runtime import RuntimeConfig
     from honed.search import optimize
 
-    folder = tmp_path_factory.mktemp("ir")
     model = tiny_classifier(folder / "tiny.onnx")
     recipe = {
         "format": "honed-recipe/1",
         "source": {"sha256": artifact_sha256(model), "name": "tiny.onnx"},
-        "passes": [{"name": "nncf-int8", "params": get_pass("nncf-int8").resolve({}, PassContext("openvino"))}],
+        "passes": passes,
         "backend": "openvino",
         "runtime": RuntimeConfig(**IR_RUNTIME).to_dict(),
         "calibration": {"source": "synthetic", "samples": 16, "samples_used": 16, "batch": 4},
         "output": {"sha256": None},
     }
     (folder / "recipe.json").write_text(json.dumps(recipe))
-    result = optimize(model, out=folder / "out", recipe=folder / "recipe.json")
-    assert result.model_path == folder / "out" / "model.xml"
+    optimize(model, out=folder / "out", recipe=folder / "recipe.json")
     return folder / "out"
+
+
+@pytest.fixture(scope="session")
+def onnx_on_openvino(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An optimize output folder holding model.onnx whose recipe ran it on OpenVINO."""
+    pytest.importorskip("openvino")
+    from honed.passes import get_pass
+    from honed.passes.base import PassContext
+
+    params = get_pass("graph").resolve({}, PassContext("openvino"))
+    out = _replayed(tmp_path_factory.mktemp("onnx-ov"), [{"name": "graph", "params": params}])
+    assert (out / "model.onnx").is_file() and not (out / "model.xml").exists()
+    return out
+
+
+@pytest.fixture(scope="session")
+def ir_winner(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An optimize output folder holding model.xml + model.bin, its recipe and report."""
+    pytest.importorskip("nncf")
+    from honed.passes import get_pass
+    from honed.passes.base import PassContext
+
+    params = get_pass("nncf-int8").resolve({}, PassContext("openvino"))
+    out = _replayed(tmp_path_factory.mktemp("ir"), [{"name": "nncf-int8", "params": params}])
+    assert (out / "model.xml").is_file()
+    return out
 
 
 @pytest.fixture(scope="session")

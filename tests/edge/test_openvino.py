@@ -16,7 +16,6 @@ from edge_runner import run_isolated, serving
 
 from honed.cli.main import run
 from honed.edge import EdgeManifest, export_edge, pinned_versions
-from honed.errors import InvalidArgument
 from honed.model.artifact import artifact_sha256
 from honed.registry import open_registry
 from honed.runtime import create_session
@@ -111,5 +110,39 @@ def test_an_ir_from_the_registry_and_a_format_it_cannot_take(
     assert run(["export", "edge", str(ir_winner), "--out", str(tmp_path / "b2"), "--format", "ort"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "is OpenVINO IR: it is bundled as IR, not --format ort" in err
-    with pytest.raises(InvalidArgument, match=r"needs an OpenVINO IR winner; tiny\.onnx is ONNX"):
-        export_edge(str(ir_winner.parent / "tiny.onnx"), tmp_path / "b3", model_format="openvino-ir", measure=False)
+    # a bare ONNX file asked for as IR is converted and runs on OpenVINO (the default config's threads)
+    asked = export_edge(str(ir_winner.parent / "tiny.onnx"), tmp_path / "b3", model_format="openvino-ir", measure=False)
+    assert (asked.manifest.model.format, asked.manifest.session.backend) == ("openvino-ir", "openvino")
+    assert asked.manifest.model.format_reason.startswith("--format openvino-ir: the ONNX model converted to IR")
+    assert run_isolated(asked.path, "selftest").returncode == 0
+
+
+def test_an_onnx_winner_measured_on_openvino_is_bundled_as_ir_and_runs_there(
+    onnx_on_openvino: Path, tmp_path: Path
+) -> None:
+    exported = export_edge(str(onnx_on_openvino), tmp_path / "bundle", measure=False)
+    manifest = exported.manifest
+    assert (manifest.model.file, manifest.model.format) == ("model.xml", "openvino-ir")
+    assert manifest.model.format_reason.startswith("measured on OpenVINO: the ONNX model converted to IR")
+    assert {"model.xml", "model.bin"} <= set(manifest.files) and not (exported.path / "model.onnx").exists()
+    assert manifest.source.sha256 == artifact_sha256(onnx_on_openvino / "model.onnx") and manifest.notes == ()
+    assert manifest.session.backend == "openvino" and manifest.session.options["INFERENCE_PRECISION_HINT"] == "f32"
+    assert (exported.path / "requirements.txt").read_text().split()[0].startswith("openvino==")
+    done = run_isolated(exported.path, "selftest")
+    assert done.returncode == 0 and "on openvino " in done.stdout and ", 1 threads," in done.stdout, done.stderr
+    # the answers are those of honed's own session on the ONNX winner with the recorded runtime
+    from honed.search.recipe import Recipe
+
+    recorded = Recipe.read(onnx_on_openvino / "recipe.json").runtime
+    want = create_session(onnx_on_openvino / "model.onnx", recorded).run({"x": X})["probs"]
+    np.savez(tmp_path / "in.npz", x=X)
+    args = ("predict", "--input", str(tmp_path / "in.npz"), "--output", str(tmp_path / "o.npz"))
+    assert run_isolated(exported.path, *args).returncode == 0
+    with np.load(tmp_path / "o.npz") as got:
+        np.testing.assert_allclose(got["probs"], want, rtol=1e-5, atol=1e-6)
+    # --format onnx keeps ONNX Runtime's format: it runs there, and the notes say where it was measured
+    args = ("export", "edge", str(onnx_on_openvino), "--out", str(tmp_path / "ort"), "--format", "onnx")
+    assert run([*args, "--no-measure"]) == 0
+    on_ort = EdgeManifest.read(tmp_path / "ort")
+    assert (on_ort.model.format, on_ort.session.backend) == ("onnx", "onnxruntime")
+    assert on_ort.session.options == {} and "measured this model on openvino" in on_ort.notes[0]

@@ -79,8 +79,8 @@ def register(app: typer.Typer) -> None:
         model_format: str = typer.Option(
             "auto",
             "--format",
-            help="auto (whichever opens faster here; IR for an OpenVINO IR winner), onnx, ort (ONNX Runtime's ORT "
-            "format) or openvino-ir.",
+            help="auto (IR on OpenVINO for a winner measured there, else whichever of onnx and ort opens faster "
+            "here), onnx, ort (ONNX Runtime's ORT format) or openvino-ir (converted; runs on OpenVINO).",
         ),
         sample: Path | None = typer.Option(
             None, "--sample", help=".npz with one input per model input for the selftest (default: synthetic)."

@@ -1,8 +1,9 @@
 """Writing an edge bundle: the model in its fastest-loading form, a recorded sample with its reference output,
 the session options, ``requirements.txt``, the runner, and the manifest with every file's sha256.
 
-An ONNX model runs on ONNX Runtime (as ONNX or its ORT format, whichever opens faster); an OpenVINO IR winner
-(``model.xml`` + ``model.bin``) runs on OpenVINO, and ``requirements.txt`` pins openvino instead of onnxruntime.
+An ONNX model runs on ONNX Runtime (as ONNX or its ORT format, whichever opens faster); a winner measured on
+OpenVINO runs on OpenVINO as IR (``model.xml`` + ``model.bin``; an ONNX one is converted), and ``requirements.txt``
+pins openvino instead of onnxruntime.
 
 The bundle is built in a hidden folder beside ``out``, checked by running its own selftest (and measured), and
 only then renamed to ``out``: a failed export leaves nothing behind.
@@ -26,7 +27,7 @@ import numpy as np
 
 import honed
 from honed.edge.cost import COST_FILE, BundleCost, cold_starts, measure_cost
-from honed.edge.format import FORMAT_CHOICES, FormatChoice, choose_format
+from honed.edge.format import FORMAT_CHOICES, FormatChoice, choose_format, convert_to_ir
 from honed.edge.manifest import (
     MANIFEST_FILE,
     EdgeManifest,
@@ -42,6 +43,8 @@ from honed.errors import DataError, InvalidArgument
 from honed.model.artifact import artifact_files, is_ir
 from honed.model.loader import file_sha256
 from honed.model.spec import TensorSpec, concrete_shapes
+from honed.runtime import RuntimeConfig
+from honed.runtime.factory import runtime_for
 
 RUNTIME_DISTRIBUTIONS = ("onnxruntime", "numpy")
 """What an ONNX bundle's requirements.txt pins; an OpenVINO bundle pins openvino in onnxruntime's place."""
@@ -145,7 +148,7 @@ def export_edge(
         raise InvalidArgument(f"--wheelhouse {wheelhouse} is not a folder of wheels")
     say("reading the source")
     resolved = resolve_source(source, registry=registry, name=name)
-    settings = SessionSettings.from_runtime(resolved.runtime)
+    settings = SessionSettings.from_runtime(_bundle_runtime(resolved, model_format))
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     try:
@@ -171,6 +174,20 @@ def export_edge(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return EdgeExport(target, manifest, cost, file_sha256(target / MANIFEST_FILE))
+
+
+def _bundle_runtime(resolved: ResolvedSource, model_format: str) -> RuntimeConfig:
+    """The runtime the bundle's model runs on: the measured one (:func:`~honed.edge.source.edge_runtime`), unless
+    ``--format`` asks for one runtime's own format: ``onnx``/``ort`` run on ONNX Runtime, ``openvino-ir`` on
+    OpenVINO (with the recorded threads)."""
+    runtime = resolved.runtime
+    if is_ir(resolved.model_path) or model_format == "auto":
+        return runtime
+    if model_format == "openvino-ir" and runtime.backend != "openvino":
+        return runtime_for(resolved.model_path.with_suffix(".xml"), runtime.with_(options={}))
+    if model_format in ("onnx", "ort") and runtime.backend == "openvino":
+        return runtime.with_(backend="onnxruntime", options={})
+    return runtime
 
 
 def _build(
@@ -208,6 +225,13 @@ def _build(
         model_file = "model.xml"
         for source, dest in zip(artifact_files(resolved.model_path), artifact_files(staging / model_file), strict=True):
             shutil.copyfile(source, dest)
+    elif settings.backend == "openvino":
+        say("converting the ONNX model to OpenVINO IR")
+        model_file = "model.xml"
+        convert_to_ir(resolved.model_path, staging / model_file)
+        why = "measured on OpenVINO" if model_format == "auto" else "--format openvino-ir"
+        reason = f"{why}: the ONNX model converted to IR, which OpenVINO reads without its ONNX frontend"
+        choice = FormatChoice(staging / model_file, "openvino-ir", reason, {}, None)
     else:
         say("choosing the model format")
         with tempfile.TemporaryDirectory(prefix="honed-edge-ort-") as work:

@@ -2,8 +2,8 @@
 
 Each resolves to a :class:`ResolvedSource`: the model (an ONNX file, or an OpenVINO IR ``model.xml`` with its
 ``model.bin``), the runtime config the optimize run chose (the default config for a bare model file), the input
-shapes it measured at, and the provenance the manifest records. An IR winner keeps OpenVINO and the precision and
-threads it was measured with; every ONNX model runs on ONNX Runtime.
+shapes it measured at, and the provenance the manifest records. A winner measured on OpenVINO (IR, or ONNX) keeps
+OpenVINO and the precision and threads it was measured with; every other ONNX model runs on ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ class ResolvedSource:
 
 
 def edge_runtime(model: Path, recorded: RuntimeConfig) -> RuntimeConfig:
-    """The runtime a bundle runs ``model`` on: an IR on OpenVINO with the recorded precision and threads; ONNX on
-    ONNX Runtime with the recorded session options. CPU pinning is dropped (core ids belong to another box)."""
-    if is_ir(model):
+    """The runtime a bundle runs ``model`` on, as measured: an IR, or an ONNX model measured on OpenVINO, on
+    OpenVINO with the recorded precision and threads; any other ONNX model on ONNX Runtime with the recorded
+    session options. CPU pinning is dropped (core ids belong to another box)."""
+    if is_ir(model) or recorded.backend == "openvino":
         return runtime_for(model, recorded).with_(affinity=None)
     return recorded.with_(backend="onnxruntime", affinity=None, options={})
 
