@@ -1,11 +1,11 @@
-"""What request tracing costs ``honed serve``: throughput with tracing off, on at 100% and at 1% sampling, one run.
+"""What request tracing costs ``honed serve``: throughput with tracing off, on at 100%, 1% and 0% sampling, one run.
 
-Three real ``honed serve`` processes on 127.0.0.1 serve the same tiny MLP (x[1,16] -> y[1,8], honed's own test
+Four real ``honed serve`` processes on 127.0.0.1 serve the same tiny MLP (x[1,16] -> y[1,8], honed's own test
 model, so the server's per-request work and not the model dominates: the worst case for any per-request
-overhead). Two of them export to an OTLP/HTTP receiver on 127.0.0.1 started here (it decodes every export with
+overhead). Three of them export to an OTLP/HTTP receiver on 127.0.0.1 started here (it decodes every export with
 opentelemetry-proto and counts the spans, so the export path really ran) and write their access lines to their
 logs. ``loadgen.py`` drives one server at a time, rotating the order every round, so drift and neighbours on a
-shared machine hit all three alike; every answer's status is checked and the first on each connection is
+shared machine hit all four alike; every answer's status is checked and the first on each connection is
 compared with in-process ONNX Runtime. Prints a markdown table of medians over rounds; ``x off`` is the median
 over rounds of the ratio to tracing off *in the same round* (measurements seconds apart), which a busy machine's
 drift spoils less than a ratio of medians. On a machine whose cores other work also wants, req/s mostly measures
@@ -14,6 +14,10 @@ throughput that implies for a server that has its cores to itself (``x off by CP
 CPU per request on)::
 
     PYTHONPATH=src python benchmarks/serve/tracing.py --rounds 5 --duration 3 --concurrency 8
+
+A fourth server runs with tracing on at 0% sampling: the cost of the hooks alone, apart from sampled requests.
+``--model FILE --input NAME=DIMxDIM`` serves another model with one FP32 input (e.g. the peers harness's MLP,
+``python ../shared/peers/make_model.py /tmp/peers-model/model.onnx``, ``--input input=1x256``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +45,8 @@ from run import Server, cpu_seconds, free_port  # noqa: E402 - the serving bench
 
 from tests.otlp import Receiver  # noqa: E402 - the OTLP/HTTP receiver the export tests use
 
-VARIANTS = {"tracing off": None, "tracing on, 100%": "1", "tracing on, 1%": "0.01"}
+VARIANTS = {"tracing off": None, "tracing on, 100%": "1", "tracing on, 1%": "0.01", "tracing on, 0%": "0"}
+"""0% keeps tracing on with no request sampled: what the hooks themselves cost, apart from the sampled requests."""
 
 
 def start(name: str, repo: Path, sample: str | None, sink: Receiver, log: Path) -> Server:
@@ -52,13 +58,33 @@ def start(name: str, repo: Path, sample: str | None, sink: Receiver, log: Path) 
     return Server(name, cmd, port, log)
 
 
-def load(server: Server, args: argparse.Namespace, expect: Path, duration: float) -> dict[str, Any]:
-    """One measurement (no warm-up inside it, so the server's CPU time covers exactly the counted requests)."""
-    cmd = [sys.executable, str(HERE / "loadgen.py"), "--url", server.url, "--model", "mlp", "--input", "x=1x16"]
+SETTLE_S = 6.0
+"""Quiet time after a traced server's load before the next measurement: longer than the SDK's 5 s export tick,
+so the spans it still held are exported (and their CPU counted) before another server is measured."""
+
+
+def settle(sink: Receiver, limit_s: float = 60.0) -> None:
+    """Wait until the receiver has taken no export for :data:`SETTLE_S` (at most ``limit_s``)."""
+    deadline = time.monotonic() + limit_s
+    seen, since = len(sink.requests), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < SETTLE_S:
+        time.sleep(0.25)
+        if len(sink.requests) != seen:
+            seen, since = len(sink.requests), time.monotonic()
+
+
+def load(
+    server: Server, args: argparse.Namespace, expect: Path, duration: float, sink: Receiver | None
+) -> dict[str, Any]:
+    """One measurement (no warm-up inside it, so the server's CPU time covers exactly the counted requests; with
+    ``sink``, the server is traced, and its CPU is read once the spans of these requests have been exported)."""
+    cmd = [sys.executable, str(HERE / "loadgen.py"), "--url", server.url, "--model", "mlp", "--input", args.input]
     cmd += ["--encoding", "json", "--concurrency", str(args.concurrency), "--duration", str(duration)]
     cmd += ["--warmup", "0", "--expect", str(expect)]
     before = cpu_seconds(server.ps)
     result: dict[str, Any] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    if sink is not None:
+        settle(sink)
     result["cpu_us"] = (cpu_seconds(server.ps) - before) / max(1, result["requests"]) * 1e6
     if result["errors"] or result["wrong"]:
         raise SystemExit(f"{server.url}: {result['errors']} errors, {result['wrong']} wrong answers: {result}")
@@ -79,11 +105,11 @@ def measure(
     try:
         for server in servers.values():
             server.wait_ready()
-            load(server, args, expect, args.warmup)
+            load(server, args, expect, args.warmup, sink if VARIANTS[server.name] is not None else None)
         names = list(VARIANTS)
         for r in range(args.rounds):
             for name in names[r % len(names) :] + names[: r % len(names)]:
-                result = load(servers[name], args, expect, args.duration)
+                result = load(servers[name], args, expect, args.duration, sink if VARIANTS[name] is not None else None)
                 rps[name].append(result["rps"])
                 p50[name].append(result["p50_ms"])
                 p99[name].append(result["p99_ms"])
@@ -102,22 +128,31 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load on each server before measuring")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--out", type=Path, default=None, help="folder for the server logs")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="an ONNX model with one FP32 input to serve instead of the tiny MLP"
+    )
+    parser.add_argument("--input", default="x=1x16", help="NAME=DIMxDIM of that input (loadgen's --input)")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="honed-tracing-bench-"))
     out.mkdir(parents=True, exist_ok=True)
     repo = out / "repo"
     (repo / "mlp" / "1").mkdir(parents=True, exist_ok=True)
-    onnx.save(make_mlp(), str(repo / "mlp" / "1" / "model.onnx"))
-    x = np.random.default_rng(0).standard_normal((1, 16)).astype(np.float32)  # loadgen's input (seed 0)
+    model = repo / "mlp" / "1" / "model.onnx"
+    onnx.save(onnx.load(str(args.model)) if args.model else make_mlp(), str(model))
+    name, _, dims = args.input.partition("=")
+    shape = tuple(int(d) for d in dims.split("x"))
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)  # loadgen's input (seed 0)
     expect = out / "expect.npy"
-    np.save(expect, create_session(repo / "mlp" / "1" / "model.onnx").run({"x": x})["y"])
+    session = create_session(model)
+    np.save(expect, session.run({name: x})[session.outputs[0].name])
 
     with Receiver() as sink:
         rps, p50, p99, cpu = measure(args, repo, expect, sink, out)
         spans = len(sink.spans())
 
     hw = detect_hardware()
-    print(f"CPU: {hw.cpu_model or 'unknown'}; ISA: {', '.join(hw.isa) or 'unknown'}; {args.rounds} rounds")
+    what = args.model.name if args.model else "the tiny MLP"
+    print(f"CPU: {hw.cpu_model or 'unknown'}; ISA: {', '.join(hw.isa) or 'unknown'}; {args.rounds} rounds; {what}")
     print(f"spans received by the OTLP receiver: {spans}\n")
     print("| variant | req/s | x off | server CPU µs/req | x off by CPU | p50 ms | p99 ms | req/s per round |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
