@@ -27,8 +27,9 @@ def bundle(tmp_path_factory: pytest.TempPathFactory, source: Path) -> Path:
     return export_edge(str(source), tmp_path_factory.mktemp("export") / "bundle", measure=False).path
 
 
-def _replayed(folder: Path, passes: list[dict[str, object]]) -> Path:
-    """``folder/out``: the tiny classifier optimized by replaying ``passes`` on OpenVINO (``IR_RUNTIME``)."""
+def _replayed(folder: Path, passes: list[dict[str, object]], runtime: dict[str, object] | None = None) -> Path:
+    """``folder/out``: the tiny classifier optimized by replaying ``passes`` on OpenVINO (``runtime``, by default
+    ``IR_RUNTIME``)."""
     from honed.model.artifact import artifact_sha256
     from honed.runtime import RuntimeConfig
     from honed.search import optimize
@@ -39,7 +40,7 @@ def _replayed(folder: Path, passes: list[dict[str, object]]) -> Path:
         "source": {"sha256": artifact_sha256(model), "name": "tiny.onnx"},
         "passes": passes,
         "backend": "openvino",
-        "runtime": RuntimeConfig(**IR_RUNTIME).to_dict(),
+        "runtime": RuntimeConfig(**(runtime or IR_RUNTIME)).to_dict(),  # type: ignore[arg-type]
         "calibration": {"source": "synthetic", "samples": 16, "samples_used": 16, "batch": 4},
         "output": {"sha256": None},
     }
@@ -59,6 +60,18 @@ def onnx_on_openvino(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = _replayed(tmp_path_factory.mktemp("onnx-ov"), [{"name": "graph", "params": params}])
     assert (out / "model.onnx").is_file() and not (out / "model.xml").exists()
     return out
+
+
+@pytest.fixture(scope="session")
+def bf16_on_openvino(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``onnx_on_openvino`` measured with OpenVINO's bf16 precision hint (which a CPU without BF16 runs in f32)."""
+    pytest.importorskip("openvino")
+    from honed.passes import get_pass
+    from honed.passes.base import PassContext
+
+    params = get_pass("graph").resolve({}, PassContext("openvino"))
+    runtime = {**IR_RUNTIME, "options": {"INFERENCE_PRECISION_HINT": "bf16"}}
+    return _replayed(tmp_path_factory.mktemp("bf16-ov"), [{"name": "graph", "params": params}], runtime)
 
 
 @pytest.fixture(scope="session")

@@ -146,3 +146,19 @@ def test_an_onnx_winner_measured_on_openvino_is_bundled_as_ir_and_runs_there(
     on_ort = EdgeManifest.read(tmp_path / "ort")
     assert (on_ort.model.format, on_ort.session.backend) == ("onnx", "onnxruntime")
     assert on_ort.session.options == {} and "measured this model on openvino" in on_ort.notes[0]
+
+
+def test_a_bf16_winner_compiles_in_its_bundle_as_honed_compiled_it(bf16_on_openvino: Path, tmp_path: Path) -> None:
+    """The bf16 hint travels as it is: the runner's compiled model reports the precision OpenVINO gives the same
+    IR and properties here (bf16 on a CPU with BF16, f32 on one without), and the selftest passes."""
+    import openvino as ov
+
+    exported = export_edge(str(bf16_on_openvino), tmp_path / "bundle", measure=False)
+    options = dict(exported.manifest.session.options)
+    assert options["INFERENCE_PRECISION_HINT"] == "bf16"
+    compiled = ov.Core().compile_model(str(exported.path / "model.xml"), "CPU", options)
+    expected = compiled.get_property("INFERENCE_PRECISION_HINT")
+    name = expected.get_type_name() if hasattr(expected, "get_type_name") else str(expected)
+    done = run_isolated(exported.path, "selftest")
+    assert done.returncode == 0, done.stderr
+    assert f", precision {name}, 1 threads," in done.stdout
