@@ -198,11 +198,12 @@ def honed_config(bench: BenchModel, batch: int, out: Path, budget: str) -> tuple
         time_budget=budget,
         cache_dir=out.parent / "search-cache",
     )
-    winner = result.winner
-    runtime = RuntimeConfig.from_dict(winner["runtime"])
-    log(f"  winner {winner['label']} (search says {winner.get('speedup')}x)")
+    winner = result.document.winner
+    assert winner is not None  # a finished search report always names its winner
+    runtime = RuntimeConfig.from_dict(dict(winner.runtime))
+    log(f"  winner {winner.label} (search says {winner.speedup}x)")
     summary = {
-        "winner": winner["label"],
+        "winner": winner.label,
         "exit_code": result.exit_code,
         "candidates": [
             {k: c.get(k) for k in ("label", "status", "reason", "metric_value", "speedup")}
@@ -214,7 +215,7 @@ def honed_config(bench: BenchModel, batch: int, out: Path, budget: str) -> tuple
         "budget_exhausted": result.report.get("budget_exhausted"),
         "elapsed_s": result.report.get("elapsed_s"),
     }
-    return Config("honed winner", result.model_path, runtime, winner["label"], honed=True), summary
+    return Config("honed winner", result.model_path, runtime, winner.label, honed=True), summary
 
 
 # ---- measurement -----------------------------------------------------------------------------------------------

@@ -102,10 +102,6 @@ class OptimizeResult:
         return self.exit_code == EXIT_IMPROVED
 
     @property
-    def winner(self) -> dict[str, Any]:
-        return dict(self.report["winner"])
-
-    @property
     def speedup(self) -> float | None:
         winner = self.document.winner
         return float(winner.speedup) if winner is not None and winner.speedup is not None else None
