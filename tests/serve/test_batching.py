@@ -498,6 +498,50 @@ def test_a_request_that_would_wait_past_the_bound_is_refused_before_it_is_queued
     assert isinstance(info.value, Overloaded)  # a refusal to retry later, like a full queue
 
 
+def test_the_time_a_request_spent_before_the_queue_counts_against_the_bound() -> None:
+    s = BatchScheduler(BatchingConfig(max_queue_time_ms=1000, max_batch_size=4))
+    s.record_run(4, 0.5)  # 125 ms per row
+    s.add(_req(4), 0.0)  # 500 ms of work ahead of what comes next
+    late = _req(1)
+    late.waited_s = 0.6  # read and decoded for 600 ms before it reached the queue
+    with pytest.raises(QueueTimeExceeded) as info:  # 500 + 600 ms > 1000 ms
+        s.add(late, 0.0)
+    assert "would wait about 500 ms" in str(info.value) and "after 600 ms reading and decoding it" in str(info.value)
+    early = _req(1)
+    early.waited_s = 0.4
+    s.add(early, 0.0)  # 500 + 400 ms fits
+    assert early.shed_at == pytest.approx(0.6)  # shed 1000 ms after it arrived, not after it was queued
+    # with nothing ahead, however long it took to arrive, it is queued and a free runner still takes it
+    idle = BatchScheduler(BatchingConfig(max_queue_time_ms=1000, max_batch_size=4))
+    idle.record_run(4, 0.5)
+    slow = _req(1)
+    slow.waited_s = 5.0
+    idle.add(slow, 0.0)
+    assert slow.queued and slow.shed_at == pytest.approx(0.001)
+    assert idle.take(0.0) == [slow]
+
+
+def test_the_batcher_sheds_by_the_time_since_arrival() -> None:
+    async def main() -> None:
+        rig = Rig(BatchingConfig(max_queue_time_ms=100, max_batch_size=1))
+        clock, metrics, log, runner, batcher = rig.clock, rig.metrics, rig.log, rig.runner, rig.batcher
+        x = {"x": np.ones((1, 2), np.float32)}
+        running = asyncio.ensure_future(batcher.submit(x, 1, (2,), waited_s=5.0))  # a free runner takes it anyway
+        await asyncio.sleep(0)
+        assert len(log) == 1
+        late = asyncio.ensure_future(batcher.submit(x, 1, (2,), waited_s=0.09))  # arrived 90 ms ago
+        await asyncio.sleep(0)
+        clock.now += 0.011  # 101 ms since it arrived, 11 ms in the queue
+        batcher.poll()
+        with pytest.raises(QueueTimeExceeded):
+            await late
+        assert _shed(metrics, "queue_time") == 1 and len(log) == 1
+        runner.finish()
+        await running
+
+    asyncio.run(main())
+
+
 def test_without_a_measured_run_or_a_bound_the_estimate_refuses_nothing() -> None:
     unmeasured = BatchScheduler(BatchingConfig(max_queue_time_ms=1, max_batch_size=64))
     for _ in range(50):

@@ -53,6 +53,11 @@ class RunObserver(Protocol):
     def finished(self, rows: int, requests: int, seconds: float) -> None: ...
 
 
+_LEAST_QUEUE_S = 0.001
+"""The least time in the queue before a request can be shed: one that arrived a bound ago still runs on a free
+runner."""
+
+
 @dataclass(eq=False, slots=True)
 class Request:
     """One queued call: its inputs, its rows (first-dimension size), its batch key and when it must be done by."""
@@ -68,6 +73,9 @@ class Request:
     seq: int = field(default_factory=lambda: next(_seq))
     shed_at: float | None = None
     """When it has waited the model's queue-time bound (set when queued; None: no bound)."""
+    waited_s: float = 0.0
+    """Seconds since the request arrived, spent before it reached the queue (reading and decoding it): the
+    queue-time bound counts from its arrival."""
 
     def expires_at(self) -> float | None:
         """The first of its deadline and its shedding time."""
@@ -156,10 +164,12 @@ class BatchScheduler:
             )
         bound = self.config.max_queue_time_s
         wait = self.estimated_wait(instances, running_rows)
-        if bound is not None and wait is not None and wait > bound:
+        before = request.waited_s
+        if bound is not None and wait is not None and wait > 0 and wait + before > bound:
+            since = f" after {before * 1000:.0f} ms reading and decoding it" if before >= 0.0005 else ""
             raise QueueTimeExceeded(
                 f"this request would wait about {wait * 1000:.0f} ms in the queue ({self._rows} rows queued and "
-                f"{running_rows} running ahead of it), "
+                f"{running_rows} running ahead of it){since}, "
                 f"over this model's {bound * 1000:g} ms queue-time bound, so it was not queued; the server is "
                 "overloaded: retry later or on another replica",
                 retry_after_s=_retry_bounds(wait),
@@ -175,8 +185,8 @@ class BatchScheduler:
         request.queued = True
         self._count += 1
         self._rows += request.rows
-        if bound is not None:
-            request.shed_at = request.enqueued_at + bound
+        if bound is not None:  # a request that arrived a bound ago still gets a free runner: it is not yet shed
+            request.shed_at = request.enqueued_at + max(bound - before, _LEAST_QUEUE_S)
         expires = request.expires_at()
         if expires is not None:
             heapq.heappush(self._deadlines, (expires, request.seq, request))
@@ -343,8 +353,10 @@ class Batcher:
         key: Hashable,
         timeout_s: float | None = None,
         observer: RunObserver | None = None,
+        waited_s: float = 0.0,
     ) -> Tensors:
-        """Queue one request and wait for its outputs.
+        """Queue one request and wait for its outputs (``waited_s``: seconds since it arrived, which count
+        against the queue-time bound).
 
         Raises :class:`Overloaded` when the queue is full, :class:`QueueTimeExceeded` at once when by the
         scheduler's estimate it would wait longer than the queue-time bound (and later if it waits that long
@@ -363,7 +375,7 @@ class Batcher:
                 raise InvalidArgument(f"timeout must be a number of seconds > 0, got {timeout_s!r}")
             deadline = now + float(timeout_s)
         future: asyncio.Future[Tensors] = asyncio.get_running_loop().create_future()
-        request = Request(inputs, rows, key, now, deadline, future, observer=observer)
+        request = Request(inputs, rows, key, now, deadline, future, observer=observer, waited_s=max(0.0, waited_s))
         try:
             self.scheduler.add(request, now, instances=self._runners, running_rows=self._running_rows)
         except Overloaded as exc:

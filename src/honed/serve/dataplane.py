@@ -317,8 +317,13 @@ class DataPlane:
         timeout_s: float | None = None,
         residency: str | Sequence[str] | None = None,
         caller: Principal | None = None,
+        arrived: float | None = None,
     ) -> InferResponse:
         """Run one V2 infer request; ``timeout_s`` (e.g. a gRPC deadline) and the ``timeout`` parameter both apply.
+
+        ``arrived`` is when the request arrived (a :func:`time.monotonic` stamp, e.g. taken when its headers were
+        read): the time since then, spent reading, decoding and fetching its features, counts against the model's
+        queue-time bound.
 
         ``residency`` is the request's declared data residency (``X-Data-Residency``: its value, or every value
         the request carried, so that a repeated header is refused); the server's
@@ -345,7 +350,8 @@ class DataPlane:
                 feeds = _feeds(executor.inputs, request)
                 wanted = _wanted_outputs(executor.outputs, request)
                 limit = _min_timeout(request.timeout_s, timeout_s)
-                results = await executor.infer(feeds, timeout_s=limit, observer=trace)
+                waited = 0.0 if arrived is None else time.monotonic() - arrived
+                results = await executor.infer(feeds, timeout_s=limit, observer=trace, waited_s=waited)
                 outputs = [_output(spec, results[spec.name]) for spec in wanted]
             if follower is not None:
                 follower.observe(name, resolved, self._clock() - started, failed=False)

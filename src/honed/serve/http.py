@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -172,7 +173,9 @@ class HttpApp:
         )
         watch = _DisconnectWatch(receive)
         try:
-            response = await self.dataplane.infer(name, version, request, residency=declared, caller=caller)
+            response = await self.dataplane.infer(
+                name, version, request, residency=declared, caller=caller, arrived=scope.get(ARRIVED)
+            )
         except asyncio.CancelledError:
             if watch.client_gone():
                 raise _ClientGone() from None
@@ -270,6 +273,9 @@ class HttpApp:
 ADMITTED = "honed.admitted"
 """The scope key under which :class:`EarlyRefusals` hands the app a caller it has admitted already, with the
 (action, model) it was admitted for."""
+ARRIVED = "honed.arrived"
+"""The scope key of when the request's headers were read (:func:`time.monotonic`): the model's queue-time bound
+counts from there, reading and decoding the body included."""
 
 
 def required_access(method: str, path: str) -> tuple[str, str | None] | None:
@@ -376,6 +382,7 @@ class EarlyRefusals(HttpToolsProtocol):
     http_app: HttpApp
 
     def on_headers_complete(self) -> None:
+        self.scope[ARRIVED] = time.monotonic()  # type: ignore[literal-required]
         cycle = self.cycle
         if cycle is None or cycle.response_complete:
             raw_path = httptools.parse_url(self.url).path.decode("latin-1")

@@ -258,8 +258,10 @@ class ModelExecutor:
         *,
         timeout_s: float | None = None,
         observer: RunObserver | None = None,
+        waited_s: float = 0.0,
     ) -> Tensors:
-        """Run one request (possibly batched with others) and return every output by name.
+        """Run one request (possibly batched with others) and return every output by name; ``waited_s``
+        (seconds since it arrived) counts against the queue-time bound.
 
         Raises :class:`~honed.errors.DataError` when the inputs do not fit the model,
         :class:`~honed.errors.Overloaded` when the queue is full, :class:`~honed.errors.DeadlineExceeded` when
@@ -267,7 +269,7 @@ class ModelExecutor:
         caller's task removes the queued request.
         """
         rows, key = self.check(inputs)
-        return await self._batcher.submit(inputs, rows, key, timeout_s, observer)
+        return await self._batcher.submit(inputs, rows, key, timeout_s, observer, waited_s)
 
     def check(self, inputs: dict[str, np.ndarray[Any, Any]]) -> tuple[int, Hashable]:
         """Validate ``inputs`` against the model; return the request's rows and its batch key."""

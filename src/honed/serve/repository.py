@@ -57,6 +57,7 @@ class Executor(Signature, Protocol):
         *,
         timeout_s: float | None = None,
         observer: RunObserver | None = None,
+        waited_s: float = 0.0,
     ) -> dict[str, np.ndarray[Any, Any]]: ...
 
     async def close(self, drain: bool = True) -> None: ...
