@@ -162,3 +162,19 @@ def test_a_bf16_winner_compiles_in_its_bundle_as_honed_compiled_it(bf16_on_openv
     done = run_isolated(exported.path, "selftest")
     assert done.returncode == 0, done.stderr
     assert f", precision {name}, 1 threads," in done.stdout
+
+
+def test_an_openvino_winner_where_openvino_is_missing_says_how_to_bundle_it(
+    onnx_on_openvino: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import honed.edge.bundle as bundle_module
+
+    class Missing:
+        def available(self) -> bool:
+            return False
+
+    monkeypatch.setattr(bundle_module, "get_backend", lambda name: Missing())
+    assert run(["export", "edge", str(onnx_on_openvino), "--out", str(tmp_path / "b"), "--no-measure"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "measured on OpenVINO, which is not installed here" in err
+    assert "--format ort" in err and not (tmp_path / "b").exists()

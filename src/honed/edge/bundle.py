@@ -39,12 +39,12 @@ from honed.edge.manifest import (
 from honed.edge.runner_files import copy_runner
 from honed.edge.source import ResolvedSource, resolve_source
 from honed.edge.versus import compare_with_serve
-from honed.errors import DataError, InvalidArgument
+from honed.errors import BackendUnavailable, DataError, InvalidArgument
 from honed.model.artifact import artifact_files, is_ir
 from honed.model.loader import file_sha256
 from honed.model.spec import TensorSpec, concrete_shapes
 from honed.runtime import RuntimeConfig
-from honed.runtime.factory import runtime_for
+from honed.runtime.factory import get_backend, runtime_for
 
 RUNTIME_DISTRIBUTIONS = ("onnxruntime", "numpy")
 """What an ONNX bundle's requirements.txt pins; an OpenVINO bundle pins openvino in onnxruntime's place."""
@@ -149,6 +149,11 @@ def export_edge(
     say("reading the source")
     resolved = resolve_source(source, registry=registry, name=name)
     settings = SessionSettings.from_runtime(_bundle_runtime(resolved, model_format))
+    if settings.backend == "openvino" and model_format == "auto" and not get_backend("openvino").available():
+        raise BackendUnavailable(
+            f"{source} was measured on OpenVINO, which is not installed here: pip install 'honed[openvino]' to "
+            "bundle it as measured, or pass --format ort to bundle it for ONNX Runtime"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     try:
