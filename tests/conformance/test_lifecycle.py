@@ -287,3 +287,28 @@ def test_a_request_that_would_wait_past_the_bound_is_refused_at_once_with_429_an
         assert [(await r).status_code for r in (running, queued)] == [200, 200]
 
     _run(_shedding_repo(tmp_path, 10_000), scenario)
+
+
+def test_a_rest_request_its_queue_refuses_is_answered_from_its_headers_before_its_body_is_read(
+    tmp_path: Path,
+) -> None:
+    async def scenario(gate: Gate, server: Server, client: httpx.AsyncClient) -> None:
+        (running, queued) = await _running_and_queued(client, gate, server, queued=1)
+        executor = server.dataplane.repository.get("m")[1]
+        assert isinstance(executor, ModelExecutor)
+        executor.batcher.scheduler.record_run(1, 10.0)  # the next request would wait about 15 s, past the 10 s bound
+        # Bodies that are not V2 requests at all: decoded, they would be 400s; refused from the headers, they are
+        # 429s, and the connection they came on goes on answering.
+        for path in (INFER, "/v2/models/m/versions/1/infer"):
+            refused = await client.post(path, content=b"{not json", headers={"content-type": "application/json"})
+            assert refused.status_code == 429, refused.text
+            assert refused.headers["retry-after"] == "15" and "would wait about 15000 ms" in refused.json()["error"]
+        assert _shed(server, "estimate") == 2 and _outcomes(server, "overloaded") == 2
+        assert _outcomes(server, "invalid") == 0 and server.dataplane.inflight == 2
+        unknown = await client.post("/v2/models/nope/infer", json=BODY)
+        assert unknown.status_code == 404  # what the headers cannot decide is left to the app
+        gate.open()
+        assert [(await r).status_code for r in (running, queued)] == [200, 200]
+        assert (await client.post(INFER, json=BODY)).status_code == 200
+
+    _run(_shedding_repo(tmp_path, 10_000), scenario)

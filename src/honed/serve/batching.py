@@ -162,18 +162,11 @@ class BatchScheduler:
                 f"the queue is full ({self._count} requests waiting); retry later or add instances",
                 retry_after_s=self.retry_after(instances, running_rows),
             )
-        bound = self.config.max_queue_time_s
-        wait = self.estimated_wait(instances, running_rows)
         before = request.waited_s
-        if bound is not None and wait is not None and wait > 0 and wait + before > bound:
-            since = f" after {before * 1000:.0f} ms reading and decoding it" if before >= 0.0005 else ""
-            raise QueueTimeExceeded(
-                f"this request would wait about {wait * 1000:.0f} ms in the queue ({self._rows} rows queued and "
-                f"{running_rows} running ahead of it){since}, "
-                f"over this model's {bound * 1000:g} ms queue-time bound, so it was not queued; the server is "
-                "overloaded: retry later or on another replica",
-                retry_after_s=_retry_bounds(wait),
-            )
+        refusal = self.refusal(before, instances, running_rows)
+        if refusal is not None:
+            raise refusal
+        bound = self.config.max_queue_time_s
         if self._last_arrival is not None:
             gap = max(0.0, now - self._last_arrival)
             self._arrival_gap = gap if self._arrival_gap is None else (1 - _EWMA) * self._arrival_gap + _EWMA * gap
@@ -190,6 +183,23 @@ class BatchScheduler:
         expires = request.expires_at()
         if expires is not None:
             heapq.heappush(self._deadlines, (expires, request.seq, request))
+
+    def refusal(self, waited_s: float, instances: int = 1, running_rows: int = 0) -> QueueTimeExceeded | None:
+        """The refusal a request that has spent ``waited_s`` since it arrived gets when it asks to be queued now:
+        by :meth:`estimated_wait` it would wait past the queue-time bound (None: it may be queued). A request with
+        nothing ahead of it is never refused by the estimate."""
+        bound = self.config.max_queue_time_s
+        wait = self.estimated_wait(instances, running_rows)
+        if bound is None or wait is None or not wait > 0 or wait + waited_s <= bound:
+            return None
+        since = f" after {waited_s * 1000:.0f} ms reading and decoding it" if waited_s >= 0.0005 else ""
+        return QueueTimeExceeded(
+            f"this request would wait about {wait * 1000:.0f} ms in the queue ({self._rows} rows queued and "
+            f"{running_rows} running ahead of it){since}, "
+            f"over this model's {bound * 1000:g} ms queue-time bound, so it was not queued; the server is "
+            "overloaded: retry later or on another replica",
+            retry_after_s=_retry_bounds(wait),
+        )
 
     def remove(self, request: Request) -> bool:
         """Take ``request`` out of the queue (cancelled or timed out); False when it was no longer queued."""
@@ -389,6 +399,19 @@ class Batcher:
             if self.scheduler.remove(request):
                 self._pump()
             raise
+
+    def refuse_now(self) -> None:
+        """Raise :class:`QueueTimeExceeded` (counted as shed by the estimate) when a request arriving now would be
+        refused on arrival by the queue-time estimate: what a transport asks before it reads and decodes a request,
+        so that refusing under overload costs next to nothing. Whatever it lets through is checked again on
+        :meth:`submit`."""
+        if self._closed:
+            return
+        refusal = self.scheduler.refusal(0.0, self._runners, self._running_rows)
+        if refusal is not None:
+            if self._metrics is not None:
+                self._metrics.shed("estimate")
+            raise refusal
 
     def poll(self) -> None:
         """Let the policy act on the current time (timers call this; tests with a fake clock call it too)."""

@@ -34,7 +34,7 @@ from honed.model.spec import TensorSpec
 from honed.serve.access import AccessPolicy, Principal, RepeatedCredentials, credentials, refusal_reason
 from honed.serve.features import FeatureFetcher
 from honed.serve.limits import Admission, RateLimited, RateLimiter
-from honed.serve.metrics import ServeMetrics
+from honed.serve.metrics import ServeMetrics, outcome_of
 from honed.serve.protocol.datatypes import from_numpy, from_onnx
 from honed.serve.protocol.types import (
     InferRequest,
@@ -218,6 +218,24 @@ class DataPlane:
             policy.grant(principal, action, model)
         self._admit(principal, model, admit)
         return principal
+
+    def refuse_now(self, name: str, version: str | None = None) -> None:
+        """Raise :class:`~honed.errors.QueueTimeExceeded` when an infer request for ``name`` (``version``)
+        arriving now would be refused by its queue's estimate anyway, counted as that request and its shedding
+        are; return when it may be admitted or when only :meth:`infer` can tell (an unknown or unloaded model, an
+        unversioned request under a rollout, whose version is drawn when it runs). A transport asks this before
+        it reads and decodes the request, so that refusing under overload costs next to nothing."""
+        if not version and self.rollouts is not None and self.rollouts.routes(name):
+            return
+        try:
+            resolved, executor = self.repository.get(name, version)
+        except HonedError:
+            return
+        try:
+            executor.refuse_now()
+        except Overloaded as exc:
+            self.metrics.model(name, resolved).observe_request(outcome_of(exc), 0.0)
+            raise
 
     @contextmanager
     def _refusals_counted(self, authorization: Sequence[str]) -> Iterator[str | None]:

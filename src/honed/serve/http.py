@@ -250,14 +250,13 @@ class HttpApp:
     def decide_early(
         self, method: str, path: str, headers: list[tuple[bytes, bytes]]
     ) -> tuple[tuple[str, str | None], Principal] | None:
-        """Authentication, grant and rate limit of a request from its method, path and headers alone, as
-        :meth:`__call__` would decide them: the (action, model) checked and the admitted caller (the app takes it
-        from ``scope[ADMITTED]`` for that action and model only), or the refusal raised; None when this cannot
-        be decided here (no policy, an open or unknown route, headers over the limits, a JWT that has not
-        verified before): the app then decides everything itself.
+        """What a request's method, path and headers alone decide, as :meth:`__call__` would decide it: its
+        authentication, grant and rate limit, and for an infer request whether its model's queue refuses it by
+        the queue-time estimate (asked only once the caller is admitted). Returns the (action, model) checked and
+        the admitted caller (the app takes it from ``scope[ADMITTED]`` for that action and model only), or None
+        when there is no policy or the credentials cannot be decided here (an open or unknown route, headers over
+        the limits, a JWT that has not verified before): the app then decides them itself. Raises the refusal.
         """
-        if self.dataplane.access is None:
-            return None
         need = required_access(method, path)
         if need is None or (self.metrics_only and need[0] != "metrics"):
             return None
@@ -265,9 +264,22 @@ class HttpApp:
             _check_headers(headers)
         except HeadersTooLarge:
             return None  # the app answers 431 before it looks at credentials
-        values = [value.decode("latin-1") for key, value in headers if key == b"authorization"]
-        caller = self.dataplane.authorize_now(values, *need)
-        return None if caller is None else (need, caller)
+        admitted = None
+        if self.dataplane.access is not None:
+            values = [value.decode("latin-1") for key, value in headers if key == b"authorization"]
+            caller = self.dataplane.authorize_now(values, *need)
+            if caller is None:
+                return None  # the queue is not consulted before the credentials are
+            admitted = (need, caller)
+        if need[0] == "infer" and method == "POST" and need[1] is not None:
+            self.dataplane.refuse_now(need[1], _path_version(path))
+        return admitted
+
+
+def _path_version(path: str) -> str | None:
+    """The version named by an infer path (``/v2/models/NAME/versions/VERSION/infer``), or None."""
+    parts = path.strip("/").split("/")
+    return parts[4] if len(parts) == 6 and parts[3] == "versions" else None
 
 
 ADMITTED = "honed.admitted"

@@ -271,6 +271,11 @@ class ModelExecutor:
         rows, key = self.check(inputs)
         return await self._batcher.submit(inputs, rows, key, timeout_s, observer, waited_s)
 
+    def refuse_now(self) -> None:
+        """Raise :class:`~honed.errors.QueueTimeExceeded` when a request arriving now would wait past the
+        queue-time bound (see :meth:`Batcher.refuse_now`): asked before the request is read or decoded."""
+        self._batcher.refuse_now()
+
     def check(self, inputs: dict[str, np.ndarray[Any, Any]]) -> tuple[int, Hashable]:
         """Validate ``inputs`` against the model; return the request's rows and its batch key."""
         if not isinstance(inputs, dict):

@@ -60,6 +60,11 @@ class Executor(Signature, Protocol):
         waited_s: float = 0.0,
     ) -> dict[str, np.ndarray[Any, Any]]: ...
 
+    def refuse_now(self) -> None:
+        """Raise :class:`~honed.errors.QueueTimeExceeded` when a request arriving now would be refused by the
+        queue-time estimate anyway (asked before the request is read); return when it may be queued."""
+        ...
+
     async def close(self, drain: bool = True) -> None: ...
 
 

@@ -177,6 +177,10 @@ class RolloutFollower:
             return version
         return r.candidate if self._bits(_RNG_BITS) < r.threshold else r.production
 
+    def routes(self, name: str) -> bool:
+        """Whether a rollout of ``name`` draws the version of its unversioned requests."""
+        return name in self._routes
+
     def observe(self, name: str, version: str, seconds: float, failed: bool) -> None:
         r = self._routes.get(name)
         if r is not None:
