@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from honed.errors import BackendError, DeadlineExceeded, InvalidArgument, Overloaded, QueueTimeExceeded, Unavailable
-from honed.serve.batching import Batcher, BatchScheduler, Request, RunDone, Tensors, merge, split
+from honed.serve.batching import Batcher, BatchScheduler, Request, RunDone, RunSlots, Tensors, merge, split
 from honed.serve.config import BatchingConfig
 from honed.serve.metrics import ServeMetrics
 
@@ -589,3 +589,76 @@ def test_the_batcher_refuses_on_its_own_estimate_at_once_and_counts_it() -> None
 def _shed(metrics: ServeMetrics, reason: str) -> float:
     value = metrics.registry.get_sample_value("honed_shed_total", {"model": "m", "reason": reason})
     return 0.0 if value is None else value
+
+
+# --- run slots shared by a model's versions -----------------------------------------------------------------------
+
+
+def test_versions_sharing_slots_run_in_turn_and_a_waiting_version_goes_first() -> None:
+    async def main() -> None:
+        slots = RunSlots(1)
+        log: list[list[Request]] = []
+        production, candidate = FakeRunner(log), FakeRunner(log)
+        a = Batcher(BatchingConfig(max_batch_size=1), [production], clock=FakeClock(), slots=slots)
+        b = Batcher(BatchingConfig(max_batch_size=1), [candidate], clock=FakeClock(), slots=slots)
+        x = {"x": np.ones((1, 2), np.float32)}
+        first = asyncio.ensure_future(a.submit(x, 1, (2,)))
+        await asyncio.sleep(0)
+        canary = asyncio.ensure_future(b.submit({"x": np.full((1, 2), 3, np.float32)}, 1, (2,)))
+        second = asyncio.ensure_future(a.submit(x, 1, (2,)))
+        await asyncio.sleep(0)
+        # The candidate's runner is idle, but the model's one slot is taken by production's run.
+        assert production.pending is not None and candidate.pending is None
+        assert len(b.scheduler) == 1 and len(a.scheduler) == 1 and slots.in_use == 1
+        production.finish()
+        # The version that waited for the slot runs before the one whose run just ended runs again.
+        assert candidate.pending is not None and production.pending is None and len(a.scheduler) == 1
+        candidate.finish()
+        assert production.pending is not None
+        production.finish()
+        np.testing.assert_array_equal((await first)["y"], x["x"] * 2)
+        np.testing.assert_array_equal((await second)["y"], x["x"] * 2)
+        np.testing.assert_array_equal((await canary)["y"], np.full((1, 2), 6, np.float32))
+        assert slots.in_use == 0
+
+    asyncio.run(main())
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    steps=st.lists(st.tuples(st.sampled_from(["submit", "finish"]), st.integers(0, 5)), min_size=1, max_size=60),
+    capacity=st.integers(1, 3),
+    resized=st.integers(1, 4),
+)
+def test_runs_in_progress_never_exceed_the_shared_slots(
+    steps: list[tuple[str, int]], capacity: int, resized: int
+) -> None:
+    async def main() -> None:
+        slots = RunSlots(capacity)
+        runners = [[FakeRunner([]) for _ in range(2)] for _ in range(3)]
+        batchers = [Batcher(BatchingConfig(max_batch_size=2), rs, clock=FakeClock(), slots=slots) for rs in runners]
+        every = [r for rs in runners for r in rs]
+        tasks: list[asyncio.Future[Tensors]] = []
+        limit, before = capacity, 0
+        for i, (what, which) in enumerate(steps):
+            if i == len(steps) // 2:
+                slots.resize(resized)  # runs already in progress go on; new ones start only under the new cap
+                limit = resized
+            if what == "submit":
+                x = {"x": np.full((1, 2), i, np.float32)}
+                tasks.append(asyncio.ensure_future(batchers[which % 3].submit(x, 1, (2,))))
+            else:
+                every[which].finish()
+            await asyncio.sleep(0)
+            running = sum(r.pending is not None for r in every)
+            assert running == slots.in_use
+            assert running <= max(limit, before), f"a run started with {before} in progress and {limit} slots"
+            before = running
+        while any(r.finish() for r in every):
+            await asyncio.sleep(0)
+        for i, task in enumerate(tasks):
+            assert task.done(), f"request {i} was left waiting for a slot"
+            assert task.result()["y"].shape == (1, 2)
+        assert slots.in_use == 0
+
+    asyncio.run(main())

@@ -101,6 +101,33 @@ def test_config_file_overrides_defaults(tmp_path: Path) -> None:
         read_config(source)
 
 
+def test_a_models_versions_share_its_instances_run_slots(tmp_path: Path) -> None:
+    tiny(tmp_path / "m" / "1" / "model.onnx", scale=2.0)
+    tiny(tmp_path / "m" / "2" / "model.onnx", scale=3.0)
+    (tmp_path / "m" / "config.yaml").write_text("instances: 2\n")
+
+    async def run() -> None:
+        repository = ModelRepository(tmp_path, ModelExecutor.start, defaults={"warmup": False}, metrics=ServeMetrics())
+        await repository.start()
+        try:
+            executors = [repository.get("m", v)[1] for v in ("1", "2")]
+            slots = {id(e.batcher.slots) for e in executors}
+            assert len(slots) == 1 and executors[0].batcher.slots.capacity == 2
+            (tmp_path / "m" / "config.yaml").write_text("instances: 3\n")
+            await repository.load("m")
+            reloaded = [repository.get("m", v)[1] for v in ("1", "2")]
+            shared = reloaded[0].batcher.slots
+            assert shared is reloaded[1].batcher.slots and shared.capacity == 3
+            x = {"x": np.ones((1, 3), np.float32)}
+            answers = await asyncio.gather(*(e.infer(dict(x)) for e in reloaded for _ in range(8)))
+            assert [float(a["y"][0, 0]) for a in answers] == [2.0] * 8 + [3.0] * 8
+            assert shared.in_use == 0
+        finally:
+            await repository.close()
+
+    asyncio.run(run())
+
+
 def test_bad_model_is_skipped_and_reload_keeps_old_version(tmp_path: Path) -> None:
     tiny(tmp_path / "good" / "1" / "model.onnx")
     (tmp_path / "bad" / "1").mkdir(parents=True)

@@ -321,8 +321,51 @@ RunDone = Callable[[Runner, list[Request], "list[Outcome] | BaseException", floa
 """``done(runner, requests, per-request outcomes or one error for all, compute seconds)``, on the event loop."""
 
 
+class RunSlots:
+    """How many batch runs the versions of one model may have in progress at once, all of them together.
+
+    The versions a server holds of one model (production and a rollout's candidate, or the old and the new ones
+    while a reload swaps them) run on the same cores. Without a shared cap, a second version doubles the runs in
+    flight: their threads and the event loop then fight over those cores, and every answer waits longer. A
+    :class:`Batcher` that has an idle runner but finds no free slot waits; as runs end, the waiting batchers are
+    woken in the order they began to wait, before the one whose run ended takes the slot again."""
+
+    def __init__(self, capacity: int = 1) -> None:
+        self.capacity = capacity
+        self.in_use = 0
+        self._waiting: dict[Batcher, None] = {}  # insertion-ordered, no duplicates
+
+    def acquire(self, batcher: Batcher) -> bool:
+        """Take a slot for ``batcher``'s next run; without one, ``batcher`` waits for :meth:`release`."""
+        if self.in_use < self.capacity:
+            self.in_use += 1
+            return True
+        self._waiting[batcher] = None
+        return False
+
+    def release(self, batcher: Batcher) -> None:
+        """Give back ``batcher``'s slot and let the batchers that waited for one, other than ``batcher``, run."""
+        self.in_use -= 1
+        self._wake(batcher)
+
+    def resize(self, capacity: int) -> None:
+        """Change how many runs may be in progress (a reload with another instance count)."""
+        self.capacity = capacity
+        self._wake(None)
+
+    def _wake(self, releasing: Batcher | None) -> None:
+        while self._waiting and self.in_use < self.capacity:
+            waiter = next(iter(self._waiting))
+            del self._waiting[waiter]
+            if waiter is not releasing:
+                waiter.poll()
+
+
 class Batcher:
-    """The asyncio half of dynamic batching: queue, wake-ups, dispatch to idle runners, scatter, drain."""
+    """The asyncio half of dynamic batching: queue, wake-ups, dispatch to idle runners, scatter, drain.
+
+    ``slots``, when given, is shared with the batchers of the model's other versions and caps their runs in
+    progress together (see :class:`RunSlots`)."""
 
     def __init__(
         self,
@@ -332,9 +375,11 @@ class Batcher:
         batchable: bool = True,
         clock: Clock = time.monotonic,
         metrics: ModelMetrics | None = None,
+        slots: RunSlots | None = None,
     ) -> None:
         if not runners:
             raise InvalidArgument("a batcher needs at least one runner")
+        self._slots = slots
         self.scheduler = BatchScheduler(config, batchable=batchable)
         self._runners = len(runners)
         self._idle: list[Runner] = list(reversed(runners))
@@ -346,6 +391,11 @@ class Batcher:
         self._drained: asyncio.Future[None] | None = None
         self.runs = 0
         self._running_rows = 0
+
+    @property
+    def slots(self) -> RunSlots | None:
+        """The run slots this batcher shares with the model's other versions (None: its runners alone cap it)."""
+        return self._slots
 
     @property
     def busy(self) -> int:
@@ -451,9 +501,14 @@ class Batcher:
                         retry_after_s=scheduler.retry_after(self._runners, self._running_rows),
                     ),
                 )
+        slots = self._slots
         while self._idle and len(scheduler):
+            if slots is not None and not slots.acquire(self):
+                break
             batch = scheduler.take(now)
             if batch is None:
+                if slots is not None:
+                    slots.release(self)
                 break
             runner = self._idle.pop()
             self.runs += 1
@@ -492,6 +547,8 @@ class Batcher:
                     _fail(request, result)
                 elif request.future is not None and not request.future.done():
                     request.future.set_result(result)
+        if self._slots is not None:
+            self._slots.release(self)
         self._pump()
 
     def _arm(self, wake: float | None, now: float) -> None:

@@ -29,7 +29,18 @@ import numpy as np
 from honed.errors import BackendError, DataError, InvalidArgument
 from honed.model.spec import TensorSpec, concrete_shapes, format_shape, input_mismatch
 from honed.runtime import RuntimeConfig, Session, create_session, pin_current_thread, runtime_for
-from honed.serve.batching import Batcher, Clock, Outcome, Request, RunDone, RunObserver, Tensors, merge, split
+from honed.serve.batching import (
+    Batcher,
+    Clock,
+    Outcome,
+    Request,
+    RunDone,
+    RunObserver,
+    RunSlots,
+    Tensors,
+    merge,
+    split,
+)
 from honed.serve.config import ModelServingConfig
 from honed.serve.metrics import ServeMetrics
 
@@ -202,8 +213,11 @@ class ModelExecutor:
         version: str,
         metrics: ServeMetrics | None = None,
         clock: Clock = time.monotonic,
+        slots: RunSlots | None = None,
     ) -> ModelExecutor:
         """Load ``config.instances`` sessions of ``model_path`` in their threads, warm them up, and start serving.
+
+        ``slots``, shared by the executors of one model's versions, caps their runs in progress together.
 
         Raises the runtime's errors (:class:`~honed.errors.ModelError`, :class:`~honed.errors.BackendError`)
         when the model cannot be loaded or fails its warm-up.
@@ -231,7 +245,7 @@ class ModelExecutor:
         bound = metrics.model(name, version) if metrics is not None else None
         if bound is not None:
             bound.set_instances(len(instances))
-        batcher = Batcher(config.batching, instances, batchable=batchable, clock=clock, metrics=bound)
+        batcher = Batcher(config.batching, instances, batchable=batchable, clock=clock, metrics=bound, slots=slots)
         return cls(
             name=name,
             version=version,

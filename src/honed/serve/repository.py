@@ -35,7 +35,7 @@ import numpy as np
 from honed.errors import HonedError, InvalidArgument, ModelNotFound, NotFound, Unavailable
 from honed.model.artifact import IR_FILE, IR_SUFFIX, check_ir, is_ir
 from honed.model.spec import Signature
-from honed.serve.batching import RunObserver
+from honed.serve.batching import RunObserver, RunSlots
 from honed.serve.config import ModelServingConfig
 
 log = logging.getLogger("honed.serve")
@@ -69,7 +69,8 @@ class Executor(Signature, Protocol):
 
 
 ExecutorFactory = Callable[..., Awaitable[Executor]]
-"""``await factory(model_path, config, name=..., version=..., metrics=...)``: starts one model version."""
+"""``await factory(model_path, config, name=..., version=..., metrics=..., slots=...)``: starts one model version
+(``slots``: shared by the model's versions, see :class:`~honed.serve.batching.RunSlots`)."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,8 @@ class ModelState:
     state: str = "UNAVAILABLE"
     reason: str = ""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    slots: RunSlots = field(default_factory=RunSlots)
+    """Shared by its versions' executors: their runs in progress together, at most its ``instances``."""
 
     def latest(self) -> str:
         return max(self.executors, key=int)
@@ -348,11 +351,18 @@ class ModelRepository:
         async with state.lock:
             try:
                 config = read_config(source, self._defaults)
+                if not state.executors:  # else the versions serving keep their cap until the new ones replace them
+                    state.slots.resize(config.instances)
                 started: dict[str, Executor] = {}
                 try:
                     for version, model_file in source.versions.items():
                         started[version] = await self._factory(
-                            model_file, config, name=source.name, version=version, metrics=self._metrics
+                            model_file,
+                            config,
+                            name=source.name,
+                            version=version,
+                            metrics=self._metrics,
+                            slots=state.slots,
                         )
                     if self.catalog is not None:  # recorded before it serves; no record, no serving
                         await asyncio.to_thread(self.catalog.loaded, source, sorted(started, key=int))
@@ -367,6 +377,7 @@ class ModelRepository:
                 raise type(exc)(f"{exc}; version(s) {', '.join(state.executors)} keep serving") from exc
             old, old_source = state.executors, state.source
             state.source, state.config, state.executors = source, config, started
+            state.slots.resize(config.instances)
             state.state, state.reason = "READY", ""
             log.info("model %s ready, version(s) %s", source.name, ", ".join(sorted(started, key=int)))
         await self._retire(old, old_source, "reload")
