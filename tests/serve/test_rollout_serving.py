@@ -194,6 +194,10 @@ def test_agreement_metrics() -> None:
     assert agreement("top1", a, np.array([[0.0, 9.0, 0.0], [9.0, 0.0, 0.0]])) == 0.5
     assert agreement("cosine", a, 2 * a) == pytest.approx(1.0) and agreement("cosine", a, -a) == pytest.approx(-1.0)
     assert agreement("top1", a, a[:1]) == 0.0  # shapes differ: no agreement
+    one = a[1:]  # one row, as most mirrored requests are
+    assert agreement("top1", one, one * 2) == 1.0 and agreement("top1", one, np.array([[9.0, 0.0, 0.0]])) == 0.0
+    assert agreement("top1", a[0], a[0] + 1) == 1.0 and agreement("top1", a[0], -a[0]) == 0.0
+    assert all(isinstance(agreement("top1", x, x), float) for x in (a, one, a[0]))
 
 
 def test_a_server_killed_mid_rollout_resumes_at_the_same_step(

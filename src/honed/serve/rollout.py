@@ -135,10 +135,10 @@ def agreement(metric: str, a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> 
         if nx == 0.0 or ny == 0.0:
             return 1.0 if nx == ny else 0.0
         return float(x @ y) / (nx * ny)
-    if x.ndim < 2:  # one row: its argmax
+    if x.ndim < 2 or x.shape[0] == 1:  # one row (the usual mirrored request): its argmax
         return float(x.argmax() == y.argmax())
     rows = x.reshape(x.shape[0], -1).argmax(axis=1) == y.reshape(y.shape[0], -1).argmax(axis=1)
-    return float(rows.mean())
+    return np.count_nonzero(rows) / rows.size  # not rows.mean(): numpy's mean costs more than the rest here
 
 
 class RolloutFollower:
