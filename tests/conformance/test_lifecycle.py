@@ -263,16 +263,20 @@ def test_a_request_queued_past_the_bound_is_shed_with_429_and_resource_exhausted
     _run(_shedding_repo(tmp_path, 20), scenario)
 
 
+def _estimate_15_s_ahead(server: Server) -> None:
+    """Set the batcher's service-time estimate as if one-row runs had been measured at 10 s each: with one row
+    queued and one running ahead (half done, on average), the next request would wait about 15 s."""
+    executor = server.dataplane.repository.get("m")[1]
+    assert isinstance(executor, ModelExecutor)
+    executor.batcher.scheduler.record_run(1, 10.0)
+
+
 def test_a_request_that_would_wait_past_the_bound_is_refused_at_once_with_429_and_resource_exhausted(
     tmp_path: Path,
 ) -> None:
     async def scenario(gate: Gate, server: Server, client: httpx.AsyncClient) -> None:
         (running, queued) = await _running_and_queued(client, gate, server, queued=1)
-        # The batcher's service-time estimate, as if one-row runs had been measured at 10 s each: with one row
-        # queued and one running ahead (half done, on average), the next would wait about 15 s, past the 10 s bound.
-        executor = server.dataplane.repository.get("m")[1]
-        assert isinstance(executor, ModelExecutor)
-        executor.batcher.scheduler.record_run(1, 10.0)
+        _estimate_15_s_ahead(server)
         refused = await client.post(INFER, json=BODY)
         assert refused.status_code == 429, refused.text
         assert refused.headers["retry-after"] == "15"
@@ -294,9 +298,7 @@ def test_a_rest_request_its_queue_refuses_is_answered_from_its_headers_before_it
 ) -> None:
     async def scenario(gate: Gate, server: Server, client: httpx.AsyncClient) -> None:
         (running, queued) = await _running_and_queued(client, gate, server, queued=1)
-        executor = server.dataplane.repository.get("m")[1]
-        assert isinstance(executor, ModelExecutor)
-        executor.batcher.scheduler.record_run(1, 10.0)  # the next request would wait about 15 s, past the 10 s bound
+        _estimate_15_s_ahead(server)
         # Bodies that are not V2 requests at all: decoded, they would be 400s; refused from the headers, they are
         # 429s, and the connection they came on goes on answering.
         for path in (INFER, "/v2/models/m/versions/1/infer"):
