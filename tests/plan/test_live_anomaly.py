@@ -15,6 +15,8 @@ from honed.plan.live_anomaly import RULES, detect
 from honed.plan.planner import make_plan
 from honed.plan.prometheus import (
     PrometheusReader,
+    Series,
+    complete_windows,
     error_rate_query,
     latency_quantile_query,
     parse_duration,
@@ -111,6 +113,29 @@ def test_times_and_urls() -> None:
     assert reader.url == "http://127.0.0.1:9090"
     assert reader.window(3600) == (82800.0, 86400.0, 60.0)
     assert reader.window(7 * 86400, end=1000.0)[1:] == (1000.0, 404.0)
+
+
+def test_rate_samples_whose_window_reaches_past_the_scrapes_are_dropped() -> None:
+    # Steps every 60 s from 0 to 3600, rate() over 240 s. The counter was scraped from 610 s to 1810 s: rate() has
+    # samples from 660 s to 2040 s, and those less than a window after its first scrape or after its last hold part
+    # of it.
+    seen = [t for t in times(61) if 660 <= t <= 2040]
+    rates = Series({"model": "m", "version": "1"}, tuple(seen), tuple(1.0 for _ in seen))
+    newest = [min(t - 50, 1810.0) for t in times(61) if 660 <= t <= 2100]
+    scraped = Series({"model": "m"}, tuple(t for t in times(61) if 660 <= t <= 2100), tuple(newest))
+    partial = complete_windows(rates, scraped, 0, 3600, 60, 240)
+    assert partial.labels == rates.labels
+    assert partial.times == tuple(t for t in seen if 610 + 240 <= t <= 1810)
+    assert len(partial.values) == len(partial.times)
+    # Scraped through the whole range: every sample stays; so do they without a scrape series.
+    whole = Series({}, tuple(times(61)), tuple(1.0 for _ in range(61)))
+    assert (
+        complete_windows(whole, Series({}, whole.times, tuple(t - 10 for t in whole.times)), 0, 3600, 60, 240) == whole
+    )
+    assert complete_windows(rates, None, 0, 3600, 60, 240) == rates
+    # Scraped for less than a window: nothing is left.
+    short = Series({}, (1200.0, 1260.0), (1190.0, 1250.0))
+    assert complete_windows(rates, short, 0, 3600, 60, 240).times == ()
 
 
 @pytest.fixture(scope="module")

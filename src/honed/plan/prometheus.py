@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,6 +185,18 @@ class PrometheusReader:
         data = self._get("/api/v1/query_range", params)
         return [_series(item, "values", promql, self.url) for item in data["result"]]
 
+    def rate_range(self, promql: str, scraped: str, start: float, end: float, step_s: float) -> list[Series]:
+        """A range query of ``rate()`` over :func:`rate_window` of the step, keeping only the samples whose whole
+        window lies where the series was scraped (:func:`complete_windows`); ``scraped`` is the matching
+        :func:`scraped_query`. Series left without samples are dropped."""
+        rates = self.query_range(promql, start, end, step_s)
+        if not rates:
+            return rates
+        seen = self.query_range(scraped, start, end, step_s)
+        steps = (start, start + math.floor((end - start) / step_s + 1e-9) * step_s, step_s)
+        kept = [complete_windows(s, _matching(s, seen), *steps, rate_window(step_s)) for s in rates]
+        return [s for s in kept if s.times]
+
     def window(
         self, since_s: float, step_s: float | None = None, end: float | None = None
     ) -> tuple[float, float, float]:
@@ -200,14 +212,16 @@ class PrometheusReader:
     ) -> list[Series]:
         """Requests per second per model and version over the last ``since_s``."""
         start, end, step = self.window(since_s, step_s, end)
-        return self.query_range(request_rate_query(rate_window(step), model), start, end, step)
+        scraped = scraped_query(REQUESTS.name, MODEL_LABELS, model)
+        return self.rate_range(request_rate_query(rate_window(step), model), scraped, start, end, step)
 
     def error_rates(
         self, since_s: float, *, step_s: float | None = None, model: str | None = None, end: float | None = None
     ) -> list[Series]:
         """Failed requests (every outcome but success) per second per model and version."""
         start, end, step = self.window(since_s, step_s, end)
-        return self.query_range(error_rate_query(rate_window(step), model), start, end, step)
+        scraped = scraped_query(REQUESTS.name, MODEL_LABELS, model, f'outcome!="{SUCCESS}"')
+        return self.rate_range(error_rate_query(rate_window(step), model), scraped, start, end, step)
 
     def latency_quantiles(
         self,
@@ -220,7 +234,9 @@ class PrometheusReader:
     ) -> list[Series]:
         """The ``quantile`` of request latency (seconds) per model and version, from the histogram."""
         start, end, step = self.window(since_s, step_s, end)
-        return self.query_range(latency_quantile_query(quantile, rate_window(step), model), start, end, step)
+        scraped = scraped_query(f"{REQUEST_DURATION.name}_bucket", MODEL_LABELS, model)
+        promql = latency_quantile_query(quantile, rate_window(step), model)
+        return self.rate_range(promql, scraped, start, end, step)
 
     def cpu_per_replica(
         self, since_s: float, *, step_s: float | None = None, model: str | None = None, end: float | None = None
@@ -229,15 +245,49 @@ class PrometheusReader:
         exports it, else the busy seconds of the model's instances (per version too)."""
         start, end, step = self.window(since_s, step_s, end)
         window = rate_window(step)
-        process = self.query_range(process_cpu_per_replica_query(window, model), start, end, step)
+        # A process serves the model while its request counters are scraped.
+        serving = scraped_query(REQUESTS.name, ("model", "instance"), model)
+        process = self.rate_range(process_cpu_per_replica_query(window, model), serving, start, end, step)
         seen = {s.key("model", "instance") for s in process}
-        busy = self.query_range(cpu_per_replica_query(window, model), start, end, step)
+        scraped = scraped_query(BUSY_SECONDS.name, (*MODEL_LABELS, "instance"), model)
+        busy = self.rate_range(cpu_per_replica_query(window, model), scraped, start, end, step)
         return process + [s for s in busy if s.key("model", "instance") not in seen]
 
 
 def rate_window(step_s: float) -> float:
     """The ``rate()`` range for a step: four steps, at least 4 s (so a 1 s scrape gives rate() several samples)."""
     return max(4.0, 4.0 * step_s)
+
+
+def scraped_query(metric: str, by: Sequence[str], model: str | None = None, extra: str = "") -> str:
+    """At each step, the time of the newest scrape of ``metric``'s series, per ``by`` labels (within Prometheus'
+    look-back, and not after a target went away)."""
+    return f"max by ({', '.join(by)}) (timestamp({_selector(metric, model, extra)}))"
+
+
+def _matching(rates: Series, seen: list[Series]) -> Series | None:
+    return next((s for s in seen if s.labels.items() <= rates.labels.items()), None)
+
+
+def complete_windows(
+    series: Series, scraped: Series | None, first_step: float, last_step: float, step_s: float, window_s: float
+) -> Series:
+    """``series`` without the ``rate()`` samples whose window reaches outside the time its counters were scraped.
+
+    A counter that stops being scraped (a server stopped, a version rolled back, backfilled history that ends) still
+    has ``rate()`` samples for one window after its last scrape, and one that starts inside the range has them from
+    its second scrape on; those windows hold only part of the series, so they read low. ``scraped`` holds, at each
+    step, the time of the series' newest scrape (:func:`scraped_query`). When the newest of them is more than a step
+    before the range's last step, the samples after it go; when the series was not scraped at the range's first step,
+    the samples less than a window after its oldest scrape go. Without ``scraped``, ``series`` is kept whole.
+    """
+    if scraped is None or not scraped.values or not series.times:
+        return series
+    newest, oldest = max(scraped.values), min(scraped.values)
+    high = newest if newest < last_step - step_s else math.inf
+    low = oldest + window_s if scraped.times[0] > first_step + step_s / 2 else -math.inf
+    keep = [i for i, t in enumerate(series.times) if low <= t <= high]
+    return Series(series.labels, tuple(series.times[i] for i in keep), tuple(series.values[i] for i in keep))
 
 
 def _series(item: Any, key: str, promql: str, url: str) -> Series:
