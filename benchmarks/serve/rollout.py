@@ -111,6 +111,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per measurement")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--poll-s", type=float, default=1.0, help="the server's --rollout-poll-s (serve's default 1)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="honed-rollout-bench-"))
@@ -128,6 +129,7 @@ def main() -> None:
     port = free_port()
     cmd = [sys.executable, "-m", "honed", "serve", "--registry", db, "--model", "mlp@production"]
     cmd += ["--http", f"127.0.0.1:{port}", "--grpc", "off", "--threads", "1"]
+    cmd += ["--rollout-poll-s", f"{args.poll_s:g}"]
     os.environ.update(env)
     server = Server("honed", cmd, port, work / "serve.log")
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in CONFIGS}
@@ -143,10 +145,10 @@ def main() -> None:
                     "--interval", "1h", "--deadline", "3h", "--min-requests", "100000000", "--max-p99-ratio", "off",
                     *(("--min-agreement", "off") if mirror == 0 else ()),
                 )  # fmt: skip
-                wait_weight(server.url, 25.0)
+                wait_weight(server.url, 25.0, limit_s=60.0 + 2 * args.poll_s)
                 results[name].append(load(server, args, expect))
                 honed(env, "rollout", "abort", "mlp")
-                wait_weight(server.url, None)
+                wait_weight(server.url, None, limit_s=60.0 + 2 * args.poll_s)
     finally:
         server.stop()
 
@@ -155,7 +157,10 @@ def main() -> None:
 
     base = results["no rollout"]
     base_rps, base_p99 = median(base, "rps"), median(base, "p99_ms")
-    print(f"concurrency {args.concurrency}, {args.duration:g} s x {args.rounds} rounds (medians), load {load_avg()}\n")
+    print(
+        f"concurrency {args.concurrency}, {args.duration:g} s x {args.rounds} rounds (medians), "
+        f"rollout poll {args.poll_s:g} s, load {load_avg()}\n"
+    )
     print(
         "| server | req/s | p99 ms | req/s vs none | p99 vs none | model runs / 1k req | compute µs / req "
         "| server CPU µs / req | errors |"

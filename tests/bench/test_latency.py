@@ -71,8 +71,28 @@ def test_concurrency_counts_every_call_once() -> None:
     assert stats.count == 50 and stats.concurrency == 4
 
 
+def test_a_warm_up_call_over_the_give_up_time_ends_the_measurement_with_that_call() -> None:
+    clock = FakeClock()
+    session = SteppingSession(clock, [293.0])
+    stats = measure_latency(session, {}, warmup=3, duration_s=1.0, clock=clock, give_up_s=7.5)
+    assert session.calls == 1
+    assert stats.count == 1 and stats.max_ms == pytest.approx(293_000.0) and stats.wall_s == pytest.approx(293.0)
+    # calls within the give-up time measure as usual: three warm-up calls, then the timed window
+    session = SteppingSession(clock, [0.25])
+    stats = measure_latency(session, {}, warmup=3, duration_s=1.0, clock=clock, give_up_s=7.5)
+    assert session.calls == 7 and stats.count == 4
+
+
 @pytest.mark.parametrize(
-    "kwargs", [{"concurrency": 0}, {"warmup": -1}, {"iterations": 0}, {"duration_s": 0.0}, {"duration_s": -1.0}]
+    "kwargs",
+    [
+        {"concurrency": 0},
+        {"warmup": -1},
+        {"iterations": 0},
+        {"duration_s": 0.0},
+        {"duration_s": -1.0},
+        {"give_up_s": 0.0},
+    ],
 )
 def test_bad_settings(kwargs: dict[str, Any]) -> None:
     clock = FakeClock()

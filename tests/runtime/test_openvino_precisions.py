@@ -24,6 +24,9 @@ def test_a_described_machine_limits_the_lower_precisions_to_its_isa() -> None:
     assert supported_precisions(REPORTED, _machine("avx512f", "avx512_bf16")) == ["f32", "bf16"]
     assert supported_precisions(REPORTED, _machine("amx_bf16", "amx_fp16")) == ["f32", "bf16", "f16"]
     assert supported_precisions(["FP32"], _machine("avx512_bf16", "avx512_fp16")) == ["f32"]
+    # Sapphire Rapids: AVX512_FP16 without AMX-FP16 tiles, where OpenVINO's f16 is slower than its bf16
+    sapphire_rapids = _machine("avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
+    assert supported_precisions(REPORTED, sapphire_rapids) == ["f32", "bf16"]
 
 
 def test_the_search_gets_lower_precisions_as_configs_and_onnxruntime_offers_none() -> None:

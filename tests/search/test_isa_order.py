@@ -127,8 +127,10 @@ def test_bf16_transformer_order_leads_with_nncf_int8_with_the_rest_in_bf16(tmp_p
     assert candidate_rank(Candidate((), _ov("bf16")), cnn) < candidate_rank(static, cnn)
 
 
-def test_amx_order_ranks_like_bf16_and_offers_f16_too(tmp_path: Path) -> None:
-    ctx = _ctx(_spec(_AMX, tmp_path))
+def test_amx_order_ranks_like_bf16_and_offers_f16_only_with_amx_fp16(tmp_path: Path) -> None:
+    sapphire_rapids = _spec(_AMX, tmp_path)
+    assert supported_precisions(_ALL_CAPABILITIES, sapphire_rapids) == ["f32", "bf16"]
+    ctx = _ctx(_spec(f"{_AMX} amx_fp16", tmp_path))  # Granite Rapids
     profile = ModelProfile.of(_attention(), ctx)
     assert profile == ModelProfile("transformer", "amx") and profile.vnni
     candidates = [*_transformer_candidates(), Candidate(_NNCF, _ov("f16"))]

@@ -93,11 +93,14 @@ def measure_latency(
     concurrency: int = 1,
     progress: Progress | None = None,
     clock: Clock = time.perf_counter,
+    give_up_s: float | None = None,
 ) -> LatencyStats:
     """Time ``session.run(feeds)``.
 
     Stops after ``iterations`` timed calls (all threads together) or after ``duration_s`` seconds, whichever is
-    given (``iterations`` defaults to 100 when neither is). Warm-up calls are not timed.
+    given (``iterations`` defaults to 100 when neither is). Warm-up calls are not timed, except against
+    ``give_up_s``: a warm-up call that takes longer ends the measurement there, and the stats are of that one call
+    (``count`` 1), so a pathologically slow model costs one call, not a measurement's worth of them.
     """
     if concurrency < 1:
         raise InvalidArgument(f"concurrency must be >= 1, got {concurrency}")
@@ -107,12 +110,18 @@ def measure_latency(
         raise InvalidArgument(f"iterations must be >= 1, got {iterations}")
     if duration_s is not None and duration_s <= 0:
         raise InvalidArgument(f"duration must be > 0 seconds, got {duration_s}")
+    if give_up_s is not None and give_up_s <= 0:
+        raise InvalidArgument(f"the give-up time must be > 0 seconds, got {give_up_s}")
     if iterations is None and duration_s is None:
         iterations = DEFAULT_ITERATIONS
     feeds = dict(feeds)
     with pinned(session.config.affinity):
         for _ in range(warmup):
+            t0 = clock()
             session.run(feeds)
+            elapsed = clock() - t0
+            if give_up_s is not None and elapsed > give_up_s:
+                return LatencyStats.from_samples([elapsed], elapsed, concurrency)
 
     samples: list[float] = []
     lock = threading.Lock()

@@ -62,6 +62,9 @@ _WIN_SHARE = 2 / 3  # ... and be faster in at least two thirds of the paired rou
 _ROUND_WARMUP = 1  # warm-up calls before each measurement of the final comparison after its first round
 _WIN_MARGIN_SINGLE = 0.10  # without a final comparison, one measurement each: demand a clearer win
 _SLOWER = 1.15  # a first measurement this much slower than the baseline is not worth evaluating
+# One call of a candidate this many times the original's (and longer than Settings.give_up_floor_s) ends its
+# measurement: OpenVINO has run an INT8 MiniLM with the rest in f16 at 293 s a call where the original took 0.7 s.
+_GIVE_UP_FACTOR = 10.0
 _TIMED_OUT = "time budget spent while building"
 _MIN_BUILD_S = 1.0  # less time than this left for a build: do not start one
 # ONNX Runtime's worker threads spin for a while after each run; an idle session spinning next to the one
@@ -102,6 +105,7 @@ class Settings:
     fallback_max_excluded: int = 16
     passes: tuple[str, ...] | None = None  # None: every registered pass
     evaluate_slower: bool = False  # judge fidelity even of candidates measured slower than the baseline
+    give_up_floor_s: float = 1.0  # a call shorter than this never ends a measurement early (first calls run long)
 
 
 def cost_of(stats: LatencyStats, objective: str) -> float:
@@ -459,12 +463,21 @@ class Search:
         except HonedError as exc:
             outcome.status, outcome.reason = "failed", f"cannot load on {outcome.candidate.backend}: {exc}"
             return
+        first = not self.outcomes or self.outcomes[0] is outcome
+        give_up_s = None if first else max(_GIVE_UP_FACTOR * self._call_s(), self.settings.give_up_floor_s)
         try:
-            outcome.latency = self._measure(session, self.settings.measure_s)
+            outcome.latency = self._measure(session, self.settings.measure_s, give_up_s=give_up_s)
         except HonedError as exc:
             outcome.status, outcome.reason = "failed", f"failed to run: {exc}"
             return
-        first = not self.outcomes or self.outcomes[0] is outcome
+        if give_up_s is not None and outcome.latency.count == 1 and outcome.latency.max_ms > give_up_s * 1e3:
+            # it cannot win, and each further call (a fidelity evaluation runs many) costs as much again
+            outcome.status = "slower"
+            outcome.reason = (
+                f"one call took {outcome.latency.max_ms / 1e3:.3g} s, over {_GIVE_UP_FACTOR:g}x the original's "
+                f"{self._call_s() * 1e3:.3g} ms: measured no further"
+            )
+            return
         if first and self.inputs.own_reference:
             outcome.fidelity = self.inputs.comparison.original(self.inputs.reference, self.inputs.labels)
             return
@@ -495,10 +508,12 @@ class Search:
             self._baseline_session = timing_session(baseline.model_path, baseline.candidate.runtime)
         return cost_of(self._measure(self._baseline_session, self.settings.measure_s), self.settings.objective)
 
-    def _measure(self, session: Session, duration_s: float, warmup: int | None = None) -> LatencyStats:
+    def _measure(
+        self, session: Session, duration_s: float, warmup: int | None = None, give_up_s: float | None = None
+    ) -> LatencyStats:
         duration = max(min(duration_s, self.remaining()), 0.01)
         warmup = self.settings.warmup if warmup is None else warmup
-        return measure_latency(session, self.inputs.feeds, warmup=warmup, duration_s=duration)
+        return measure_latency(session, self.inputs.feeds, warmup=warmup, duration_s=duration, give_up_s=give_up_s)
 
     def _to_cache(self, outcome: Outcome) -> dict[str, Any]:
         return {
