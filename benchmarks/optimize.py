@@ -33,7 +33,7 @@ from models import BenchModel, default_cache, prepare_magika, prepare_minilm
 from honed.bench import measure_latency
 from honed.data import NpzDataset, batch_of
 from honed.evaluate import ReferenceOutputs, evaluate_session
-from honed.hardware import detect_hardware
+from honed.hardware import detect_hardware, isa_class
 from honed.model.flops import count_flops
 from honed.model.loader import load_model, model_io
 from honed.runtime import RuntimeConfig, Session, create_session
@@ -41,7 +41,8 @@ from honed.search import optimize
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
-SECTION = "## Optimization"
+SECTION = "## Optimization"  # one section per ISA class: "## Optimization on AMX CPUs", ...
+CLASS_TITLES = {"avx2": "AVX2", "vnni": "AVX-512 VNNI", "bf16": "AVX-512 VNNI + BF16", "amx": "AMX"}
 ORT_DEFAULT = "ORT default"
 
 
@@ -398,7 +399,7 @@ def render(
     cases: list[dict[str, Any]], benches: dict[str, dict[str, Any]], command: str, machine: str, eval_batch: int
 ) -> str:
     lines = [
-        SECTION,
+        section_title(machine),
         "",
         f"Command: `{_typed(command)}` (on {machine}), after `pip install -e '.[bench]'` (torch 2.13.0's CPU build "
         "exports MiniLM; the exported model and the inputs are cached in `~/.cache/honed/bench` or "
@@ -477,11 +478,17 @@ def render(
     return "\n".join(lines)
 
 
+def section_title(machine: str) -> str:
+    """The heading of the machine's ISA class: a run on one class leaves the tables of the others in place."""
+    return f"{SECTION} on {CLASS_TITLES[isa_class(machine.replace(',', ' ').split())]} CPUs"
+
+
 def write_section(text: str, path: Path = DOCS) -> None:
-    """Replace (or append) the ``## Optimization`` section of docs/benchmarks.md, leaving the others alone."""
+    """Replace (or append) the section whose heading is ``text``'s first line, leaving the others alone."""
     old = path.read_text() if path.is_file() else "# Benchmarks\n"
     lines = old.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
+    heading = text.splitlines()[0].strip()
+    start = next((i for i, line in enumerate(lines) if line.strip() == heading), None)
     if start is None:
         new = old.rstrip("\n") + "\n\n" + text
     else:
