@@ -4,9 +4,10 @@ For each model and batch size this runs ``honed.optimize`` under the model's fid
 configurations with their own libraries' APIs (ONNX Runtime's ``quantize_dynamic``, OpenVINO's defaults, NNCF's
 ``quantize``), runs every one of them through honed's session factory, measures each one's fidelity against
 the original model on the same eval data with the same metric, and times them all in interleaved rounds
-(each round visits every configuration in a rotated order; a configuration's latency is the median of its
-per-round medians), so a noisy neighbour on the shared machine hits every configuration alike. Speeds are
-ratios to ONNX Runtime's default session measured in the same rounds.
+(each round visits every configuration, in a new seeded random order; a configuration's latency is the median
+of its per-round medians), so a noisy neighbour on the shared machine hits every configuration alike, and
+every session is the search's timing session (ONNX Runtime's threads quiet between runs). Speeds are ratios to
+ONNX Runtime's default session measured in the same rounds.
 
     python benchmarks/optimize.py                       # both models, batch 1 and 32, writes docs/benchmarks.md
     python benchmarks/optimize.py --models magika --batch 1 --time-budget 2m --no-write
@@ -20,6 +21,7 @@ import argparse
 import json
 import logging
 import math
+import random
 import statistics
 import sys
 import time
@@ -38,6 +40,7 @@ from honed.model.flops import count_flops
 from honed.model.loader import load_model, model_io
 from honed.runtime import RuntimeConfig, Session, create_session
 from honed.search import optimize
+from honed.search.engine import timing_session
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -223,8 +226,10 @@ def honed_config(bench: BenchModel, batch: int, out: Path, budget: str) -> tuple
 
 
 def open_session(config: Config) -> None:
+    """The session the search itself would time: ONNX Runtime's threads go quiet after each run (see
+    :func:`honed.search.engine.timing_config`), so an idle ORT peer does not steal the cores of the one timed."""
     try:
-        config.session = create_session(config.model, config.runtime)
+        config.session = timing_session(config.model, config.runtime)
     except Exception as exc:  # a peer that cannot even load is a row with its reason, not a crash
         config.error = f"does not load: {str(exc).splitlines()[0]}"
 
@@ -263,10 +268,12 @@ def meets(bench: BenchModel, config: Config) -> bool:
 
 
 def measure_speed(configs: list[Config], feeds: dict[str, Any], rounds: int, seconds: float) -> None:
-    """Interleaved rounds: every round times every configuration once, in an order rotated by one each round."""
+    """Interleaved rounds: every round times every configuration once, in a new random order each round (seeded),
+    so no configuration always follows the same neighbour."""
     live = [c for c in configs if c.session is not None and c.same_as is None]
+    rng = random.Random(0)
     for r in range(rounds):
-        order = live[r % len(live) :] + live[: r % len(live)]
+        order = rng.sample(live, len(live))
         for config in order:
             if config.session is None:
                 continue
