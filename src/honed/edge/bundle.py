@@ -191,7 +191,7 @@ def _bundle_runtime(resolved: ResolvedSource, model_format: str) -> RuntimeConfi
     if model_format == "openvino-ir" and runtime.backend != "openvino":
         return runtime_for(resolved.model_path.with_suffix(".xml"), runtime.with_(options={}))
     if model_format in ("onnx", "ort") and runtime.backend == "openvino":
-        return runtime.with_(backend="onnxruntime", options={})
+        return runtime.with_(backend="onnxruntime", options={}, static_shapes=())
     return runtime
 
 

@@ -2,8 +2,9 @@
 
 A :class:`Backend` turns a model file and a :class:`RuntimeConfig` into a :class:`Session`; a session runs
 numpy feeds and returns numpy outputs by name. A backend also declares what it offers the search: the runtime
-settings worth measuring on a machine (:meth:`Backend.runtime_variants`) and the lower compute precisions it
-can run there (:meth:`Backend.lower_precisions`), so the search never asks which backend it is talking to.
+settings worth measuring on a machine (:meth:`Backend.runtime_variants`), the lower compute precisions it
+can run there (:meth:`Backend.lower_precisions`) and a copy compiled for the measured input shapes
+(:meth:`Backend.static_variant`), so the search never asks which backend it is talking to.
 ONNX Runtime is one backend; others (OpenVINO) are listed beside it in :mod:`honed.runtime.factory`.
 """
 
@@ -75,6 +76,11 @@ class Backend(Protocol):
 
     def lower_precisions(self, config: RuntimeConfig, hardware: HardwareSpec | None = None) -> PrecisionOffer:
         """``config`` at each lower precision this backend runs on ``hardware`` (or on this machine)."""
+        ...
+
+    def static_variant(self, config: RuntimeConfig, shapes: Mapping[str, tuple[int, ...]]) -> RuntimeConfig | None:
+        """``config`` that also runs inputs of exactly ``shapes`` on a copy compiled for them, or None when the
+        backend has no such setting (or ``config`` has it already)."""
         ...
 
     def runtime_variants(self, cpus: Sequence[int], *, objective: str = "latency") -> list[RuntimeConfig]:

@@ -9,7 +9,9 @@ What is checked, for a backend that is installed here (else :class:`unittest.Ski
 - a tiny ``onnx.helper`` graph (MatMul, Add, Relu) runs with the model's input and output names and matches
   ONNX Runtime's outputs; feeds missing an input are refused with :class:`~honed.errors.DataError`; a file
   that is not a model is refused with :class:`~honed.errors.InvalidModel`; a session built without profiling
-  returns no trace.
+  returns no trace;
+- a static-shape variant, where the backend has one, is a config for this backend that answers inputs of its
+  shapes and of any other shape exactly as the config it came from.
 """
 
 from __future__ import annotations
@@ -119,6 +121,18 @@ def check_runs_like_onnxruntime(b: Backend, folder: Path) -> None:
         f"{b.name}: outputs differ from ONNX Runtime's by up to {float(np.abs(got['y'] - want).max()):.3g}",
     )
     _refuses(b, DataError, "feeds missing an input", lambda: session.run({}))
+    static = b.static_variant(config, {"x": (5, 4)})
+    if static is not None:
+        _expect(static.backend == b.name and static != config, f"{b.name}: a static variant is not a new config")
+        _expect(b.static_variant(static, {"x": (5, 4)}) is None, f"{b.name}: a static variant offers itself again")
+        fixed = b.create(path, static)
+        other = x[:2]
+        for feeds, reference in ((x, want), (other, create_session(path).run({"x": other})["y"])):
+            out = fixed.run({"x": feeds})["y"]
+            _expect(
+                out.shape == reference.shape and np.allclose(out, reference, rtol=_RTOL, atol=_ATOL),
+                f"{b.name}: the static variant answers a batch of {len(feeds)} unlike ONNX Runtime",
+            )
     _expect(session.end_profiling() is None, f"{b.name}: a session built without profiling returned a trace")
     garbage = folder / "garbage.onnx"
     garbage.write_bytes(b"not an onnx model")

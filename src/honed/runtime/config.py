@@ -28,6 +28,10 @@ class RuntimeConfig:
         pinned to; when given and ``intra_op_threads`` is 0, one thread per listed core is used. ``options``
         holds backend-specific settings (for OpenVINO, e.g. ``INFERENCE_PRECISION_HINT``; for ONNX Runtime, keys
     starting with ``session.`` are passed as session config entries, e.g. ``session.force_spinning_stop``).
+    ``static_shapes`` lists input shape sets (``{input name: shape}``) the backend also compiles the model for
+    with every dimension fixed; a run whose inputs have exactly one of those shapes uses that compiled copy, any
+    other runs the model as it is, so the answers never depend on it (OpenVINO only: its CPU plugin can run a
+    model compiled for static shapes markedly faster than the same model with a symbolic batch).
     """
 
     backend: str = "onnxruntime"
@@ -41,6 +45,7 @@ class RuntimeConfig:
     memory_arena: bool = True
     device_id: int = 0
     options: dict[str, str] = field(default_factory=dict)
+    static_shapes: tuple[dict[str, tuple[int, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         _one_of("backend", self.backend, BACKEND_NAMES)
@@ -61,6 +66,9 @@ class RuntimeConfig:
         if self.backend == "openvino" and self.provider != "cpu":
             raise InvalidArgument("the openvino backend runs on provider 'cpu' only in honed")
         object.__setattr__(self, "options", {str(k): str(v) for k, v in dict(self.options).items()})
+        object.__setattr__(self, "static_shapes", _shape_sets(self.static_shapes))
+        if self.static_shapes and self.backend != "openvino":
+            raise InvalidArgument(f"static_shapes is an openvino setting; backend {self.backend!r} has none")
 
     @property
     def threads(self) -> int:
@@ -74,8 +82,13 @@ class RuntimeConfig:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data; ``static_shapes`` only when set, so configs without it keep their old form."""
         data = asdict(self)
         data["affinity"] = list(self.affinity) if self.affinity is not None else None
+        if self.static_shapes:
+            data["static_shapes"] = [{name: list(shape) for name, shape in s.items()} for s in self.static_shapes]
+        else:
+            del data["static_shapes"]
         return data
 
     @classmethod
@@ -102,12 +115,34 @@ class RuntimeConfig:
             parts.append("nospin")
         if self.options:
             parts.extend(f"{k}={v}" for k, v in sorted(self.options.items()))
+        for shapes in self.static_shapes:
+            parts.append("static " + ",".join(sorted({"x".join(map(str, shape)) for shape in shapes.values()})))
         return " ".join(parts)
 
 
 def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise InvalidArgument(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _shape_sets(value: object) -> tuple[dict[str, tuple[int, ...]], ...]:
+    """``static_shapes`` as a tuple of ``{name: shape}`` with whole positive dims; refuses anything else."""
+    if isinstance(value, (str, bytes, dict)) or not isinstance(value, (list, tuple)):
+        raise InvalidArgument(f"static_shapes must list {{input name: shape}} mappings, got {value!r}")
+    sets: list[dict[str, tuple[int, ...]]] = []
+    for item in value:
+        if not isinstance(item, dict) or not item:
+            raise InvalidArgument(f"static_shapes must list non-empty {{input name: shape}} mappings, got {item!r}")
+        shapes: dict[str, tuple[int, ...]] = {}
+        for name, shape in item.items():
+            dims = tuple(shape) if isinstance(shape, (list, tuple)) else ()
+            if not dims or any(not isinstance(d, int) or isinstance(d, bool) or d < 1 for d in dims):
+                raise InvalidArgument(f"static_shapes: input {name!r} needs a shape of whole sizes >= 1, got {shape!r}")
+            shapes[str(name)] = dims
+        if shapes in sets:
+            raise InvalidArgument(f"static_shapes lists one shape set twice: {item!r}")
+        sets.append(shapes)
+    return tuple(sets)
 
 
 def unique_configs(configs: Iterable[RuntimeConfig]) -> list[RuntimeConfig]:

@@ -104,6 +104,10 @@ class OnnxRuntimeBackend:
         """None: lower precisions on ONNX Runtime are passes (``fp16``, the INT8 passes), not runtime settings."""
         return PrecisionOffer()
 
+    def static_variant(self, config: RuntimeConfig, shapes: Mapping[str, tuple[int, ...]]) -> RuntimeConfig | None:
+        """None: ONNX Runtime's CPU provider plans one model for every shape; it has no static-shape setting."""
+        return None
+
     def runtime_variants(self, cpus: Sequence[int], *, objective: str = "latency") -> list[RuntimeConfig]:
         """The default session, all cores with and without spinning, pinned to ``cpus``, and one thread."""
         cpus = tuple(cpus) or (0,)

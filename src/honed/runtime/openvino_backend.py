@@ -91,17 +91,30 @@ def compile_properties(config: RuntimeConfig) -> dict[str, Any]:
 
 
 class OpenVinoSession(SessionBase):
-    """An OpenVINO compiled model plus one infer request, behind :class:`~honed.runtime.base.Session`."""
+    """An OpenVINO compiled model plus one infer request, behind :class:`~honed.runtime.base.Session`.
 
-    def __init__(self, compiled: Any, config: RuntimeConfig, profile_dir: Path | None) -> None:
+    ``static`` maps input shapes (in input order) to infer requests of copies compiled for exactly those shapes
+    (the config's ``static_shapes``); a run whose feeds have one of them uses that copy, any other the model as
+    it is.
+    """
+
+    def __init__(
+        self,
+        compiled: Any,
+        config: RuntimeConfig,
+        profile_dir: Path | None,
+        static: Mapping[tuple[tuple[int, ...], ...], Any] | None = None,
+    ) -> None:
         super().__init__([_spec(p) for p in compiled.inputs], [_spec(p) for p in compiled.outputs], config)
         self._compiled = compiled
-        self._request = compiled.create_infer_request()
+        self._run = _Runner(compiled)
+        self._static = {shapes: _Runner(c) for shapes, c in (static or {}).items()}
+        self._last = self._run
         self._profile_dir = profile_dir
-        self._output_ports = list(compiled.outputs)
+        self._names = [spec.name for spec in self._inputs]
 
     def run(self, feeds: Mapping[str, np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, Any]]:
-        names = {spec.name for spec in self._inputs}
+        names = set(self._names)
         missing = sorted(names - set(feeds))
         extra = sorted(set(feeds) - names)
         if missing or extra:
@@ -109,13 +122,18 @@ class OpenVinoSession(SessionBase):
                 f"inputs do not fit the model: missing {missing or 'none'}, unexpected {extra or 'none'}; "
                 f"the model's inputs are {sorted(names)}"
             )
+        runner = self._run
+        if self._static:
+            shapes = tuple(tuple(np.shape(feeds[name])) for name in self._names)
+            runner = self._static.get(shapes, runner)
+        self._last = runner
         try:
-            result = self._request.infer(dict(feeds))
+            result = runner.request.infer(dict(feeds))
         except (RuntimeError, TypeError, ValueError) as exc:
             raise BackendError(f"openvino failed to run the model: {first_line(exc)}") from exc
         return {
             spec.name: np.array(result[port], copy=True)
-            for spec, port in zip(self._outputs, self._output_ports, strict=True)
+            for spec, port in zip(self._outputs, runner.outputs, strict=True)
         }
 
     def end_profiling(self) -> Path | None:
@@ -124,12 +142,20 @@ class OpenVinoSession(SessionBase):
             return None
         rows = [
             {"name": info.node_name, "op": info.node_type, "time_us": info.real_time.total_seconds() * 1e6}
-            for info in self._request.profiling_info
+            for info in self._last.request.profiling_info
         ]
         self._profile_dir.mkdir(parents=True, exist_ok=True)
         path = self._profile_dir / "openvino_profile.json"
         path.write_text(json.dumps(rows, indent=1))
         return path
+
+
+class _Runner:
+    """One compiled model's infer request and output ports (a static copy's ports are its own)."""
+
+    def __init__(self, compiled: Any) -> None:
+        self.request = compiled.create_infer_request()
+        self.outputs = list(compiled.outputs)
 
 
 #: Each lower precision: the name OpenVINO's CPU plugin reports it by in OPTIMIZATION_CAPABILITIES, and the ISA
@@ -196,6 +222,13 @@ class OpenVinoBackend:
             offered, configs, None if configs else f"this CPU has no {names} arithmetic OpenVINO can use"
         )
 
+    def static_variant(self, config: RuntimeConfig, shapes: Mapping[str, tuple[int, ...]]) -> RuntimeConfig | None:
+        """``config`` that also compiles a copy of the model for exactly ``shapes`` (see ``static_shapes``)."""
+        wanted = {name: tuple(shape) for name, shape in shapes.items()}
+        if wanted in config.static_shapes:
+            return None
+        return config.with_(static_shapes=(*config.static_shapes, wanted))
+
     def runtime_variants(self, cpus: Sequence[int], *, objective: str = "latency") -> list[RuntimeConfig]:
         """Explicit f32 with the objective's performance hint: the plugin's threads, all cores, one thread."""
         cores = len(tuple(cpus) or (0,))
@@ -220,6 +253,46 @@ class OpenVinoBackend:
             raise InvalidModel(f"openvino cannot read {model_path}: {first_line(exc)}") from exc
         try:
             compiled = core.compile_model(model, "CPU", properties)
+            static = {
+                _shape_key(model, shapes, model_path): core.compile_model(
+                    _reshaped(ov, model, shapes, model_path), "CPU", properties
+                )
+                for shapes in config.static_shapes
+            }
         except RuntimeError as exc:
             raise InvalidModel(f"openvino cannot compile {model_path} for CPU: {first_line(exc)}") from exc
-        return OpenVinoSession(compiled, config, profile_dir)
+        return OpenVinoSession(compiled, config, profile_dir, static)
+
+
+def _input_names(model: Any) -> list[str]:
+    return [port.get_any_name() for port in model.inputs]
+
+
+def _shape_key(model: Any, shapes: Mapping[str, tuple[int, ...]], model_path: Path) -> tuple[tuple[int, ...], ...]:
+    """``shapes`` in the model's input order, once they are checked against its inputs."""
+    names = _input_names(model)
+    if set(shapes) != set(names):
+        raise InvalidArgument(
+            f"static_shapes {dict(shapes)} must give a shape for each input of {model_path} and no other; "
+            f"its inputs are {names}"
+        )
+    for port in model.inputs:
+        name, shape = port.get_any_name(), shapes[port.get_any_name()]
+        if not port.get_partial_shape().compatible(_openvino().PartialShape(list(shape))):
+            raise InvalidArgument(
+                f"static_shapes gives input {name!r} of {model_path} the shape {list(shape)}, which its shape "
+                f"{port.get_partial_shape()} does not allow"
+            )
+    return tuple(tuple(shapes[name]) for name in names)
+
+
+def _reshaped(ov: Any, model: Any, shapes: Mapping[str, tuple[int, ...]], model_path: Path) -> Any:
+    """A copy of ``model`` with every input fixed at its shape in ``shapes``."""
+    copy = model.clone()
+    try:
+        copy.reshape({name: ov.PartialShape(list(shape)) for name, shape in shapes.items()})
+    except RuntimeError as exc:
+        raise InvalidModel(
+            f"openvino cannot fix the input shapes of {model_path} at {dict(shapes)}: {first_line(exc)}"
+        ) from exc
+    return copy

@@ -736,24 +736,34 @@ class Search:
     # -- tuning and the final -------------------------------------------------------------------------------
 
     def _tune(self) -> None:
+        """The top candidates again: first each compiled for the measured input shapes, where its backend can,
+        then with each runtime variant of their backend. A static copy can compute differently (other kernels),
+        so its fidelity is judged afresh; a thread or pinning variant keeps its parent's."""
         top = [o for o in self._ranked()][: self.settings.tune_top]
         seen = {o.candidate.key() for o in self.outcomes}
-        todo: list[tuple[Candidate, Outcome]] = []
+        todo: list[tuple[Candidate, Outcome | None]] = []
+        shapes = {name: tuple(array.shape) for name, array in self.inputs.feeds.items()}
+
+        def add(cand: Candidate, inherit: Outcome | None) -> None:
+            if cand.key() not in seen:
+                seen.add(cand.key())
+                todo.append((cand, inherit))
+
+        for parent in top:  # static copies first: where they apply they pay more than threads do
+            static = get_backend(parent.candidate.backend).static_variant(parent.candidate.runtime, shapes)
+            if static is not None:
+                add(Candidate(parent.candidate.steps, static), None)
         for parent in top:
-            for config in runtime_variants(
-                parent.candidate.backend, self.settings.cpus, objective=self.settings.objective
-            ):
+            backend = parent.candidate.backend
+            for config in runtime_variants(backend, self.settings.cpus, objective=self.settings.objective):
                 config = config.with_(options={**config.options, **parent.candidate.runtime.options})
-                cand = Candidate(parent.candidate.steps, config)
-                if cand.key() not in seen:
-                    seen.add(cand.key())
-                    todo.append((cand, parent))
+                add(Candidate(parent.candidate.steps, config), parent)
         self.events.stage("runtime tuning", len(todo))
-        for cand, parent in todo:
+        for cand, inherit in todo:
             if not self._has_time(self._reserve()) and not self._is_cached(cand):
                 self._not_run(cand)
                 continue
-            outcome = self._evaluate(cand, inherit=parent)
+            outcome = self._evaluate(cand, inherit=inherit)
             self._consider(outcome)
 
     def _final(self) -> Outcome:
