@@ -1,5 +1,6 @@
-"""The search tries its best OpenVINO candidates compiled for the measured input shapes too, judges them afresh,
-and a winner's recorded static shapes come back through the recipe."""
+"""The search tries its best OpenVINO candidates compiled for the measured input shapes too (each new best at
+once, the top ones again in tuning), judges them afresh, and a winner's recorded static shapes come back through
+the recipe."""
 
 from __future__ import annotations
 
@@ -39,8 +40,13 @@ def test_tuning_adds_a_static_shape_copy_of_the_top_openvino_candidates(
     want = [{name: [4, *feeds[name].shape[1:]] for name in feeds.files}]
     static = [c for c in report["candidates"] if c["runtime"].get("static_shapes")]
     assert static, [c["label"] for c in report["candidates"]]
+    rows = report["candidates"]
     for row in static:
         assert row["backend"] == "openvino" and row["runtime"]["static_shapes"] == want
+        # its parent, the same model and settings without static shapes, was measured before it
+        parent = {k: v for k, v in row["runtime"].items() if k != "static_shapes"}
+        before = rows[: rows.index(row)]
+        assert any(r["passes"] == row["passes"] and r["runtime"] == parent for r in before)
         assert "static 4x" in row["label"]
         # other kernels may compute differently: its fidelity is its own, not its parent's
         assert row["status"] in ("accepted", "rejected", "slower") and row.get("fidelity_from") is None

@@ -69,6 +69,30 @@ def test_optimize_output_folder_serves_as_is(tmp_path: Path) -> None:
     asyncio.run(run())
 
 
+def test_a_winner_compiled_for_static_shapes_serves_every_batch(tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
+    out = tmp_path / "out"
+    tiny(out / "model.onnx", scale=3.0)
+    runtime = {"backend": "openvino", "static_shapes": [{"x": [2, 3]}]}
+    (out / "recipe.json").write_text(json.dumps({"runtime": runtime, "passes": []}))
+
+    async def run() -> None:
+        dp = dataplane(out)
+        await dp.start()
+        try:
+            assert dp.repository.config("out").runtime.static_shapes == ({"x": (2, 3)},)  # type: ignore[union-attr]
+            meta = await dp.model_metadata("out")
+            assert meta.inputs[0].shape == (-1, 3)  # the model as it is: any batch
+            for rows in (1, 2, 3):
+                x = np.arange(rows * 3, dtype=np.float32).reshape(rows, 3)
+                answer = await dp.infer("out", None, InferRequest(inputs=[Tensor("x", "FP32", x.shape, x)]))
+                np.testing.assert_allclose(answer.outputs[0].data, 3.0 * x)
+        finally:
+            await dp.repository.close()
+
+    asyncio.run(run())
+
+
 def test_layouts_and_names(tmp_path: Path) -> None:
     tiny(tmp_path / "repo" / "a" / "1" / "model.onnx")
     tiny(tmp_path / "repo" / "a" / "3" / "model.onnx")

@@ -273,6 +273,8 @@ class Search:
                 continue
             outcome = self._evaluate(cand)
             self._consider(outcome)
+            if self.best is outcome and self.settings.tune_top:
+                self._static_copy(outcome)
             if outcome.status == "rejected":
                 # candidates come in order of expected payoff: a quantized one that fails the gate gets its
                 # sensitive-layer fallback now, before less promising candidates spend the budget
@@ -735,6 +737,25 @@ class Search:
 
     # -- tuning and the final -------------------------------------------------------------------------------
 
+    def _static_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The input shapes every candidate is measured at."""
+        return {name: tuple(array.shape) for name, array in self.inputs.feeds.items()}
+
+    def _static_copy(self, best: Outcome) -> None:
+        """A new best candidate compiled for the measured shapes, at once, where its backend can: on OpenVINO it
+        pays more than any later candidate of the first stage is likely to, and a short budget would otherwise
+        spend itself before the tuning stage. Part of runtime tuning: off with it."""
+        config = get_backend(best.candidate.backend).static_variant(best.candidate.runtime, self._static_shapes())
+        if config is None:
+            return
+        cand = Candidate(best.candidate.steps, config)
+        if any(o.candidate.key() == cand.key() for o in self.outcomes):
+            return
+        if not self._has_time(self._reserve()) and not self._is_cached(cand):
+            self._not_run(cand)
+            return
+        self._consider(self._evaluate(cand))
+
     def _tune(self) -> None:
         """The top candidates again: first each compiled for the measured input shapes, where its backend can,
         then with each runtime variant of their backend. A static copy can compute differently (other kernels),
@@ -742,7 +763,7 @@ class Search:
         top = [o for o in self._ranked()][: self.settings.tune_top]
         seen = {o.candidate.key() for o in self.outcomes}
         todo: list[tuple[Candidate, Outcome | None]] = []
-        shapes = {name: tuple(array.shape) for name, array in self.inputs.feeds.items()}
+        shapes = self._static_shapes()
 
         def add(cand: Candidate, inherit: Outcome | None) -> None:
             if cand.key() not in seen:
