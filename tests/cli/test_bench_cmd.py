@@ -69,3 +69,42 @@ def test_mismatched_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     np.savez(data, ids=np.zeros((2, 16), np.float32))
     assert run(["bench", str(model), "--data", str(data), "-n", "1"]) == 2
     assert "wants int32" in capsys.readouterr().err
+
+
+def test_an_optimize_output_runs_at_its_recorded_runtime_unless_a_flag_says_otherwise(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("openvino")
+    from honed.search import optimize
+
+    model = matmul_model(tmp_path / "mlp.onnx")
+    out = tmp_path / "out"
+    optimize(model, out=out, time_budget="1m", passes=["graph"], tune_runtime=False, measure_s=0.02, final_rounds=2)
+    recipe = json.loads((out / "recipe.json").read_text())
+    # the runtime an OpenVINO winner would record: BF16 hint, two threads, a copy compiled for batch 3
+    x = json.loads(run_json(["inspect", str(model), "--json"], capsys))["inputs"][0]
+    static = {x["name"]: [3, *x["shape"][1:]]}
+    recipe["runtime"] = {"backend": "openvino", "intra_op_threads": 2, "static_shapes": [static]}
+    recipe["runtime"]["options"] = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+    (out / "recipe.json").write_text(json.dumps(recipe))
+
+    data = json.loads(run_json(["bench", str(out), "--batch", "1,3", "-n", "3", "--json"], capsys))
+    assert data["runtime"]["backend"] == "openvino" and data["runtime"]["static_shapes"] == [static]
+    assert data["runtime"]["options"]["INFERENCE_PRECISION_HINT"] == "f32"
+    assert [r["threads"] for r in data["results"]] == [2, 2]
+
+    flags = ["--backend", "onnxruntime", "--graph-opt", "basic", "--no-spinning"]
+    data = json.loads(run_json(["bench", str(out), "-n", "3", "--json", *flags], capsys))
+    runtime = data["runtime"]
+    assert runtime["backend"] == "onnxruntime" and runtime["graph_optimization"] == "basic"
+    assert runtime["spinning"] is False and runtime["options"] == {} and "static_shapes" not in runtime
+
+    (out / "recipe.json").write_text('{"format": "something else"}')
+    assert run(["bench", str(out), "-n", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "recipe.json: not a honed recipe" in err and len(err.strip().splitlines()) == 1
+
+
+def run_json(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert run(args) == 0
+    return capsys.readouterr().out

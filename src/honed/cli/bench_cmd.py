@@ -49,7 +49,8 @@ class _RichProgress(BenchProgress):
 def bench(
     model: Path = typer.Argument(
         ...,
-        help="ONNX model file, OpenVINO IR .xml (with its .bin), a folder holding model.onnx or model.xml, or an "
+        help="ONNX model file, OpenVINO IR .xml (with its .bin), a folder holding model.onnx or model.xml (an "
+        "optimize output runs at the runtime its recipe.json records; runtime flags override it), or an "
         "MLflow ONNX model: models:/NAME/VERSION, models:/NAME@ALIAS or runs:/RUN_ID/PATH.",
     ),
     batch: str = typer.Option("1", "--batch", "-b", help="Batch sizes, comma-separated, e.g. 1,8,32."),
@@ -65,12 +66,18 @@ def bench(
     ),
     profile: bool = typer.Option(False, "--profile", help="Also profile per-op time with ONNX Runtime."),
     top: int = typer.Option(10, "--top", help="How many ops/nodes to list with --profile."),
-    backend: str = typer.Option("onnxruntime", "--backend", help="onnxruntime or openvino."),
-    provider: str = typer.Option("cpu", "--provider", help="cpu, cuda or tensorrt."),
-    graph_optimization: str = typer.Option("all", "--graph-opt", help="disable, basic, extended or all."),
+    backend: str | None = typer.Option(
+        None, "--backend", help="onnxruntime or openvino [default: the recipe's, else onnxruntime].", show_default=False
+    ),
+    provider: str | None = typer.Option(None, "--provider", help="cpu, cuda or tensorrt [default: cpu]."),
+    graph_optimization: str | None = typer.Option(
+        None, "--graph-opt", help="disable, basic, extended or all [default: all]."
+    ),
     affinity: str | None = typer.Option(None, "--affinity", help="Pin threads to these CPU ids, e.g. 0,1."),
-    spinning: bool = typer.Option(True, "--spinning/--no-spinning", help="Let idle threads spin."),
-    inter_op: int = typer.Option(0, "--inter-op-threads", help="Inter-op threads (0 = auto)."),
+    spinning: bool | None = typer.Option(
+        None, "--spinning/--no-spinning", help="Let idle threads spin [default: spin].", show_default=False
+    ),
+    inter_op: int | None = typer.Option(None, "--inter-op-threads", help="Inter-op threads [default: 0 = auto]."),
     as_json: bool = typer.Option(False, "--json", help="Print the honed.bench/v1 JSON instead of tables."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Also write the JSON to this file."),
     mlflow_uri: str | None = mlflow_uri_option(),
@@ -92,7 +99,20 @@ def bench(
         shapes=parse_shape_overrides(shape),
         vocab_size=vocab_size,
     )
-    config = runtime_config(backend, provider, graph_optimization, affinity, spinning, inter_op)
+    from honed.search.recipe import recorded_runtime
+
+    recorded = recorded_runtime(model)
+    config = runtime_config(
+        recorded[0] if recorded else None,
+        backend=backend,
+        provider=provider,
+        graph_optimization=graph_optimization,
+        affinity=affinity,
+        spinning=spinning,
+        inter_op=inter_op,
+    )
+    if recorded and not as_json:
+        err_console.print(f"[dim]runtime from {recorded[1]}: {recorded[0].label()}[/dim]")
     with progress_bar(bold=False, transient=True, disable=as_json or not err_console.is_terminal) as bar:
         report = run_bench(model, settings, config, data=data, progress=_RichProgress(bar))
     payload = report.to_dict()

@@ -73,20 +73,34 @@ def parse_int_list(text: str, flag: str) -> tuple[int, ...]:
 
 
 def runtime_config(
-    backend: str, provider: str, graph_optimization: str, affinity: str | None, spinning: bool, inter_op: int
+    base: RuntimeConfig | None,
+    *,
+    backend: str | None = None,
+    provider: str | None = None,
+    graph_optimization: str | None = None,
+    affinity: str | None = None,
+    spinning: bool | None = None,
+    inter_op: int | None = None,
 ) -> RuntimeConfig:
-    """A RuntimeConfig from the common runtime flags."""
+    """``base`` (a recipe's recorded runtime, or the defaults) with the runtime flags that were given laid over
+    it; a flag that moves it to another backend drops the old backend's options and static shapes."""
     from honed.runtime.config import RuntimeConfig
 
-    cores = parse_int_list(affinity, "--affinity") if affinity else None
-    return RuntimeConfig(
-        backend=backend,
-        provider=provider,
-        graph_optimization=graph_optimization,
-        affinity=cores,
-        spinning=spinning,
-        inter_op_threads=inter_op,
-    )
+    config = base or RuntimeConfig()
+    changes: dict[str, Any] = {}
+    if backend is not None and backend != config.backend:
+        changes.update(backend=backend, options={}, static_shapes=())
+    if provider is not None:
+        changes["provider"] = provider
+    if graph_optimization is not None:
+        changes["graph_optimization"] = graph_optimization
+    if affinity is not None:
+        changes["affinity"] = parse_int_list(affinity, "--affinity")
+    if spinning is not None:
+        changes["spinning"] = spinning
+    if inter_op is not None:
+        changes["inter_op_threads"] = inter_op
+    return config.with_(**changes)
 
 
 def mlflow_uri_option() -> Any:

@@ -57,7 +57,7 @@ from honed.search.datasource import DataSource
 from honed.search.document import REPORT_FILE, OptimizeReport, Replay, ReportGate, ReportSettings, Status
 from honed.search.engine import OBJECTIVES, Clock, Events, Outcome, Search, SearchInputs, Settings, Untried
 from honed.search.profile import op_profile
-from honed.search.recipe import Recipe, build_artifact, library_versions, write_artifact
+from honed.search.recipe import RECIPE_FILE, Recipe, build_artifact, library_versions, write_artifact
 from honed.search.reference_model import ReferenceModel, load_reference
 from honed.search.results import bench_document, bench_rows, candidate_row
 from honed.units import parse_duration
@@ -89,7 +89,7 @@ class OptimizeResult:
         return cls(
             out_dir=out_dir,
             model_path=winner_file(out_dir),
-            recipe_path=out_dir / "recipe.json",
+            recipe_path=out_dir / RECIPE_FILE,
             report_path=report_path,
             html_path=html_path,
             report=document.to_dict(),
@@ -853,7 +853,7 @@ class _Writer:
         )
         path = write_artifact(outcome.model_path, recipe, self.job.out_dir, _honed_version())
         recipe = replace(recipe, output_sha256=artifact_sha256(path))
-        recipe.write(self.job.out_dir / "recipe.json")
+        recipe.write(self.job.out_dir / RECIPE_FILE)
         return recipe
 
     def _report(
@@ -917,7 +917,7 @@ def _replay(
     sha = artifact_sha256(path)
     now = library_versions()
     replayed = replace(recipe, output_sha256=sha, libraries=now)
-    replayed.write(out_dir / "recipe.json")
+    replayed.write(out_dir / RECIPE_FILE)
     document = OptimizeReport(
         status=Status.REPLAYED,
         exit_code=EXIT_IMPROVED,

@@ -42,6 +42,10 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
+RECIPE_FILE = "recipe.json"
+"""The recipe's name in an optimize output folder."""
+
+
 @dataclass(frozen=True)
 class Recipe:
     """A replayable description of one optimized model."""
@@ -111,6 +115,19 @@ class Recipe:
         if not isinstance(data, dict):
             raise InvalidArgument(f"{path} is not a honed recipe (expected a JSON object)")
         return cls.from_dict(data)
+
+
+def recorded_runtime(model: str | Path) -> tuple[RuntimeConfig, Path] | None:
+    """The runtime an optimize output records for ``model`` (that folder, or a model file in it) and the
+    recipe it came from; None where no ``recipe.json`` lies there. A recipe that is not one is an error."""
+    path = Path(model)
+    recipe = (path if path.is_dir() else path.parent) / RECIPE_FILE
+    if not recipe.is_file():
+        return None
+    try:
+        return Recipe.read(recipe).runtime, recipe
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{recipe}: {exc}; move it away to run the model at the given runtime flags") from None
 
 
 def build_model(source: Path, steps: tuple[Step, ...], ctx: PassContext) -> onnx.ModelProto:
