@@ -75,6 +75,18 @@ def bf16_on_openvino(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def static_on_openvino(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``onnx_on_openvino`` with a copy compiled for batches of 3 (``static_shapes``), as a static winner records."""
+    pytest.importorskip("openvino")
+    from honed.passes import get_pass
+    from honed.passes.base import PassContext
+
+    params = get_pass("graph").resolve({}, PassContext("openvino"))
+    runtime = {**IR_RUNTIME, "static_shapes": [{"x": [3, 16]}]}
+    return _replayed(tmp_path_factory.mktemp("static-ov"), [{"name": "graph", "params": params}], runtime)
+
+
+@pytest.fixture(scope="session")
 def ir_winner(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An optimize output folder holding model.xml + model.bin, its recipe and report."""
     pytest.importorskip("nncf")

@@ -178,3 +178,23 @@ def test_an_openvino_winner_where_openvino_is_missing_says_how_to_bundle_it(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "measured on OpenVINO, which is not installed here" in err
     assert "--format ort" in err and not (tmp_path / "b").exists()
+
+
+def test_a_static_shape_winner_compiles_its_static_copy_on_the_device_and_answers_every_batch(
+    static_on_openvino: Path, tmp_path: Path
+) -> None:
+    bundle = export_edge(str(static_on_openvino), tmp_path / "bundle", measure=False).path
+    manifest = EdgeManifest.read(bundle)
+    assert manifest.session.static_shapes == ({"x": (3, 16)},)
+    assert manifest.session.runtime_config().static_shapes == ({"x": (3, 16)},)
+    done = run_isolated(bundle, "selftest")
+    assert done.returncode == 0 and ", static 3x16" in done.stdout, done.stderr
+    session = _honed_session(bundle)
+    for rows in (3, 1):  # the static copy, then the model as it is
+        x = X[:rows]
+        np.savez(tmp_path / "in.npz", x=x)
+        out = tmp_path / f"out-{rows}.npz"
+        done = run_isolated(bundle, "predict", "--input", str(tmp_path / "in.npz"), "--output", str(out))
+        assert done.returncode == 0, done.stderr
+        with np.load(out) as got:
+            np.testing.assert_allclose(got["probs"], session.run({"x": x})["probs"], rtol=1e-5, atol=1e-6)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -71,6 +71,7 @@ class SessionSettings(_Part):
     (``options``: precision hint, performance hint, threads), which the runner passes as they are.
 
     CPU pinning (``affinity``) is not carried: core ids of the optimize machine mean nothing on another box.
+    ``static_shapes`` (OpenVINO) are carried: the runner compiles a copy for each, as honed's own session does.
     """
 
     provider: str = "cpu"
@@ -82,6 +83,7 @@ class SessionSettings(_Part):
     memory_arena: bool = True
     backend: str = "onnxruntime"
     options: Mapping[str, str] = field(default_factory=dict)
+    static_shapes: tuple[Mapping[str, tuple[int, ...]], ...] = ()
 
     @classmethod
     def from_runtime(cls, config: RuntimeConfig) -> SessionSettings:
@@ -100,22 +102,31 @@ class SessionSettings(_Part):
             memory_arena=config.memory_arena,
             backend=config.backend,
             options=options,
+            static_shapes=config.static_shapes,
         )
 
     def runtime_config(self) -> RuntimeConfig:
         """The same options as honed's RuntimeConfig (validated), for running the reference in-process."""
-        return RuntimeConfig(**{**as_dict(self), "options": dict(self.options)})
+        return RuntimeConfig(
+            **{**as_dict(self), "options": dict(self.options), "static_shapes": tuple(map(dict, self.static_shapes))}
+        )
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> SessionSettings:
         f = ManifestFields(data, where)
         options = f.mapping("options", str) if "options" in f.data else {}
-        settings = f.read(cls, backend=f.one_of("backend", BACKENDS, default="onnxruntime"), options=options)
+        static = f.items("static_shapes") if "static_shapes" in f.data else []
+        settings = f.read(
+            cls,
+            backend=f.one_of("backend", BACKENDS, default="onnxruntime"),
+            options=options,
+            static_shapes=tuple(static),
+        )
         try:
-            settings.runtime_config()  # the same validation as every runtime config
+            config = settings.runtime_config()  # the same validation as every runtime config
         except InvalidArgument as exc:
             raise InvalidArgument(f"{where}: {exc}") from None
-        return settings
+        return replace(settings, static_shapes=config.static_shapes)
 
 
 @dataclass(frozen=True)
