@@ -99,6 +99,14 @@ def test_an_optimize_output_runs_at_its_recorded_runtime_unless_a_flag_says_othe
     assert runtime["backend"] == "onnxruntime" and runtime["graph_optimization"] == "basic"
     assert runtime["spinning"] is False and runtime["options"] == {} and "static_shapes" not in runtime
 
+    # a recipe beside a model it did not make (a replay recipe kept next to its source) is not that model's
+    other = tmp_path / "source"
+    other.mkdir()
+    (other / "model.onnx").write_bytes(model.read_bytes())  # the source optimize started from
+    (other / "recipe.json").write_text(json.dumps(recipe))
+    data = json.loads(run_json(["bench", str(other / "model.onnx"), "-n", "3", "--json"], capsys))
+    assert data["runtime"]["backend"] == "onnxruntime" and "static_shapes" not in data["runtime"]
+
     (out / "recipe.json").write_text('{"format": "something else"}')
     assert run(["bench", str(out), "-n", "1"]) == 2
     err = capsys.readouterr().err

@@ -94,7 +94,7 @@ def runtime_config(
         changes["provider"] = provider
     if graph_optimization is not None:
         changes["graph_optimization"] = graph_optimization
-    if affinity is not None:
+    if affinity:
         changes["affinity"] = parse_int_list(affinity, "--affinity")
     if spinning is not None:
         changes["spinning"] = spinning

@@ -20,8 +20,8 @@ import onnx
 from honed.canonical import digest
 from honed.errors import InvalidArgument
 from honed.jsonio import read_json, write_json
-from honed.model.artifact import IR_FILE, ONNX_FILE, is_ir, remove_other_artifacts
-from honed.model.loader import load_model, save_model
+from honed.model.artifact import IR_FILE, ONNX_FILE, artifact_sha256, is_ir, remove_other_artifacts
+from honed.model.loader import load_model, resolve_model_path, save_model
 from honed.passes import PassContext, PassError, get_pass
 from honed.runtime import RuntimeConfig
 from honed.search.candidates import Step
@@ -118,16 +118,23 @@ class Recipe:
 
 
 def recorded_runtime(model: str | Path) -> tuple[RuntimeConfig, Path] | None:
-    """The runtime an optimize output records for ``model`` (that folder, or a model file in it) and the
-    recipe it came from; None where no ``recipe.json`` lies there. A recipe that is not one is an error."""
+    """The runtime an optimize output records for ``model`` (that folder, or a model file in it) and the recipe
+    it came from: only where the ``recipe.json`` beside it made exactly this model (its output sha256), so a
+    replay recipe kept beside a source model is not mistaken for one. None otherwise; a ``recipe.json`` that is
+    not a honed recipe is an error naming it."""
     path = Path(model)
-    recipe = (path if path.is_dir() else path.parent) / RECIPE_FILE
-    if not recipe.is_file():
+    recipe_path = (path if path.is_dir() else path.parent) / RECIPE_FILE
+    if not recipe_path.is_file():
         return None
     try:
-        return Recipe.read(recipe).runtime, recipe
+        recipe = Recipe.read(recipe_path)
     except InvalidArgument as exc:
-        raise InvalidArgument(f"{recipe}: {exc}; move it away to run the model at the given runtime flags") from None
+        raise InvalidArgument(
+            f"{recipe_path}: {exc}; move it away to run the model at the given runtime flags"
+        ) from None
+    if recipe.output_sha256 is None or recipe.output_sha256 != artifact_sha256(resolve_model_path(path)):
+        return None
+    return recipe.runtime, recipe_path
 
 
 def build_model(source: Path, steps: tuple[Step, ...], ctx: PassContext) -> onnx.ModelProto:
