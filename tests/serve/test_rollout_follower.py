@@ -21,7 +21,7 @@ from honed.serve.access import AccessPolicy
 from honed.serve.limits import RateLimited
 from honed.serve.protocol.types import InferRequest, Tensor
 from honed.serve.registry_source import RegistryCatalog
-from honed.serve.rollout import RolloutFollower
+from honed.serve.rollout import MAX_RUN_LENGTH, RolloutFollower, run_length
 from honed.serve.server import build
 
 
@@ -92,6 +92,44 @@ def test_routing_mirror_queue_and_observations(tmp_path: Path) -> None:
     finally:
         reg.close()
     assert rollout.status == "running"
+
+
+def test_unversioned_requests_go_in_runs_as_long_as_productions_mean_batch(tmp_path: Path) -> None:
+    reg, ro, _, catalog = _mirrored_rollout(tmp_path)
+
+    async def scenario() -> None:
+        dp = build(None, catalog=catalog)
+        await dp.start()
+        follower = RolloutFollower(ro, catalog, dp.repository, dp.metrics, holder="srv", rng=random.Random(3))
+        dp.rollouts = follower
+        await follower.refresh()
+        # Eight requests at once to production: the first runs alone, the rest wait for the one run slot together.
+        await asyncio.gather(*(dp.infer("scorer", "1", _request(i)) for i in range(8)))
+        runs, requests = dp.repository.get("scorer", "1")[1].run_counts()
+        length = run_length(runs, requests, 1)
+        assert requests == 8 and length >= 2
+        await follower.refresh()  # the poll reads production's runs since the last one
+        versions = [(await dp.infer("scorer", None, _request(i))).model_version for i in range(40 * length)]
+        chunks = [versions[i : i + length] for i in range(0, len(versions), length)]
+        assert all(len(set(chunk)) == 1 for chunk in chunks), versions  # one draw per run
+        assert {chunk[0] for chunk in chunks} == {"1", "2"}  # still split by the 50% weight
+        # Those requests each ran alone: the next poll routes them one by one again.
+        await follower.refresh()
+        versions = [(await dp.infer("scorer", None, _request(i))).model_version for i in range(40)]
+        assert any(a != b for a, b in zip(versions[::2], versions[1::2], strict=True))
+        await dp.repository.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        reg.close()
+
+
+def test_the_run_length_is_the_mean_batch_within_bounds() -> None:
+    assert run_length(2, 8, 1) == 4
+    assert run_length(3, 4, 5) == 1
+    assert run_length(0, 0, 5) == 5  # nothing ran since the last poll: keep the last figure
+    assert run_length(1, 10_000, 1) == MAX_RUN_LENGTH
 
 
 def test_an_unreachable_registry_keeps_the_last_weights_and_decides_nothing(tmp_path: Path) -> None:

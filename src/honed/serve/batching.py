@@ -390,6 +390,8 @@ class Batcher:
         self._closed = False
         self._drained: asyncio.Future[None] | None = None
         self.runs = 0
+        self.requests_run = 0
+        """Batch runs started so far, and the requests they carried (a rollout routes in runs of their mean)."""
         self._running_rows = 0
 
     @property
@@ -512,6 +514,7 @@ class Batcher:
                 break
             runner = self._idle.pop()
             self.runs += 1
+            self.requests_run += len(batch)
             self._running_rows += sum(r.rows for r in batch)
             if self._metrics is not None:
                 for request in batch:

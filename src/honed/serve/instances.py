@@ -285,6 +285,10 @@ class ModelExecutor:
         rows, key = self.check(inputs)
         return await self._batcher.submit(inputs, rows, key, timeout_s, observer, waited_s)
 
+    def run_counts(self) -> tuple[int, int]:
+        """Batch runs started so far and the requests they carried together."""
+        return self._batcher.runs, self._batcher.requests_run
+
     def refuse_now(self) -> None:
         """Raise :class:`~honed.errors.QueueTimeExceeded` when a request arriving now would wait past the
         queue-time bound (see :meth:`Batcher.refuse_now`): asked before the request is read or decoded."""

@@ -65,6 +65,10 @@ class Executor(Signature, Protocol):
         queue-time estimate anyway (asked before the request is read); return when it may be queued."""
         ...
 
+    def run_counts(self) -> tuple[int, int]:
+        """Batch runs started so far and the requests they carried together."""
+        ...
+
     async def close(self, drain: bool = True) -> None: ...
 
 

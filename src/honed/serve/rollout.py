@@ -7,7 +7,11 @@ For every model it serves from a registry, :class:`RolloutFollower` polls the mo
 * loads the candidate version beside production when a rollout starts, and reloads the model when it ends (the
   ``production`` alias may have moved);
 * routes each *unversioned* request to the candidate with the step's weight, else to production (a request for
-  ``/versions/N/`` goes where it says);
+  ``/versions/N/`` goes where it says). The version is drawn once per *run* of consecutive requests as long as
+  production's mean batch since the last poll (1 when it ran none): each request still goes to the candidate with
+  the step's weight, but the candidate's requests arrive together and batch as production's do. Drawn one by one,
+  they would form batches a fraction the size, one model run each, which serialize with production's on the
+  model's shared run slots and cost production's answers their tail latency (docs/benchmarks.md);
 * mirrors a ``mirror`` share of answered requests to the other version through a bounded queue: the mirrored run
   happens after the answer, on a worker task, and a full queue drops the mirrored work (counted) instead of making
   anyone wait. A copy is made only when the caller's grant and rate limits admit it as they admitted the request
@@ -42,7 +46,7 @@ from honed.registry.rollouts import PROMOTED, RUNNING, Rollout, Rollouts
 from honed.serve.dataplane import status_for
 from honed.serve.metrics import ServeMetrics
 from honed.serve.registry_source import RegistryCatalog
-from honed.serve.repository import ModelRepository
+from honed.serve.repository import Executor, ModelRepository
 from honed.serve.security import ResidencyGuard
 
 log = logging.getLogger("honed.serve")
@@ -95,14 +99,23 @@ class _Route:
     unsent: policy.Observation | None = None  # taken but not yet written (the registry did not answer)
     threshold: int = 0
     mirror_threshold: int = 0
+    run_length: int = 1
+    """Consecutive unversioned requests that go to one drawn version."""
+    drawn: str = ""
+    """The version the current run goes to, and how many of its requests are ``left``."""
+    left: int = 0
+    counted: tuple[Executor, int, int] | None = None
+    """Production's executor and its :meth:`~Executor.run_counts` at the last poll."""
 
     def __post_init__(self) -> None:
+        self.drawn = self.production
         self.settle()
 
     def settle(self) -> None:
-        """Precompute what the request path compares its one random draw against."""
+        """Precompute what the request path compares its one random draw against; a new run starts."""
         self.threshold = round(self.weight * _RNG_SPAN / 100) if self.ready else 0
         self.mirror_threshold = round(self.mirror * _RNG_SPAN) if self.ready else 0
+        self.left = 0
 
     def tally(self, version: str) -> _Tally | None:
         if version == self.production:
@@ -122,6 +135,17 @@ class _Route:
 _RNG_BITS = 32
 _RNG_SPAN = 1 << _RNG_BITS
 """Routing and mirroring draw one ``getrandbits(32)`` each and compare it with a precomputed integer threshold."""
+
+
+MAX_RUN_LENGTH = 64
+
+
+def run_length(runs: int, requests: int, previous: int) -> int:
+    """How many consecutive requests a rollout sends to one drawn version: the mean requests per batch run
+    (``requests`` over ``runs``), between 1 and :data:`MAX_RUN_LENGTH`; ``previous`` when nothing ran."""
+    if runs <= 0 or requests <= 0:
+        return previous
+    return max(1, min(MAX_RUN_LENGTH, round(requests / runs)))
 
 
 def agreement(metric: str, a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> float:
@@ -175,7 +199,12 @@ class RolloutFollower:
         r = self._routes.get(name)
         if version or r is None:
             return version
-        return r.candidate if self._bits(_RNG_BITS) < r.threshold else r.production
+        if r.left:
+            r.left -= 1
+            return r.drawn
+        r.left = r.run_length - 1
+        r.drawn = r.candidate if self._bits(_RNG_BITS) < r.threshold else r.production
+        return r.drawn
 
     def routes(self, name: str) -> bool:
         """Whether a rollout of ``name`` draws the version of its unversioned requests."""
@@ -303,8 +332,22 @@ class RolloutFollower:
             if current.candidate not in self._repository.versions(name):
                 await self._reload(name)
             current.ready = current.candidate in self._repository.versions(name)
+        current.run_length = self._run_length(name, current)
         current.settle()
         self._set_weights(name, current, active)
+
+    def _run_length(self, name: str, route: _Route) -> int:
+        """Production's mean requests per batch run since the last poll (the last figure when it ran none)."""
+        try:
+            _, executor = self._repository.get(name, route.production)
+        except HonedError:
+            return route.run_length
+        runs, requests = executor.run_counts()
+        last = route.counted
+        route.counted = (executor, runs, requests)
+        if last is not None and last[0] is executor:  # else a new executor (a reload): counted from its start
+            runs, requests = runs - last[1], requests - last[2]
+        return run_length(runs, requests, route.run_length)
 
     async def _end_route(self, name: str, route: _Route) -> None:
         """Send everything to the version that won, reload the model without the loser, then stop routing:
@@ -349,4 +392,4 @@ def _server_side(exc: HonedError) -> bool:
     return status_for(exc)[0] >= 500
 
 
-__all__ = ["RolloutFollower", "agreement"]
+__all__ = ["MAX_RUN_LENGTH", "RolloutFollower", "agreement", "run_length"]
