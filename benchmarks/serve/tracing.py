@@ -1,11 +1,11 @@
 """What request tracing costs ``honed serve``: throughput with tracing off, on at 100%, 1% and 0% sampling, one run.
 
-Four real ``honed serve`` processes on 127.0.0.1 serve the same tiny MLP (x[1,16] -> y[1,8], honed's own test
+Five real ``honed serve`` processes on 127.0.0.1 serve the same tiny MLP (x[1,16] -> y[1,8], honed's own test
 model, so the server's per-request work and not the model dominates: the worst case for any per-request
 overhead). Three of them export to an OTLP/HTTP receiver on 127.0.0.1 started here (it decodes every export with
 opentelemetry-proto and counts the spans, so the export path really ran) and write their access lines to their
 logs. ``loadgen.py`` drives one server at a time, rotating the order every round, so drift and neighbours on a
-shared machine hit all four alike; every answer's status is checked and the first on each connection is
+shared machine hit all five alike; every answer's status is checked and the first on each connection is
 compared with in-process ONNX Runtime. Prints a markdown table of medians over rounds; ``x off`` is the median
 over rounds of the ratio to tracing off *in the same round* (measurements seconds apart), which a busy machine's
 drift spoils less than a ratio of medians. On a machine whose cores other work also wants, req/s mostly measures
@@ -16,6 +16,16 @@ CPU per request on)::
     PYTHONPATH=src python benchmarks/serve/tracing.py --rounds 5 --duration 3 --concurrency 8
 
 A fourth server runs with tracing on at 0% sampling: the cost of the hooks alone, apart from sampled requests.
+A fifth runs untraced like the first: how far its figures are from the first's is the noise of the run, the
+margin any other row's distance from 1.000 has to clear.
+Each server's idle CPU rate is measured once before the rounds and taken off the time it waits after a load
+(a traced server's CPU is read only once its spans were exported, seconds later).
+
+``--together`` loads all five servers at the same time instead, each with its own load generator and a fifth
+of ``--concurrency``: on a shared machine whose speed changes from one second to the next (req/s of the same
+server 20% apart between rounds), the variants then share the same seconds and the same neighbours, and each
+round's ratios compare like with like. The servers compete for the cores, so req/s is each server's share
+(one whose export thread also runs may get more than a fifth); CPU per request is the cleaner figure there.
 ``--model FILE --input NAME=DIMxDIM`` serves another model with one FP32 input (e.g. the peers harness's MLP,
 ``python ../shared/peers/make_model.py /tmp/peers-model/model.onnx``, ``--input input=1x256``).
 """
@@ -45,8 +55,15 @@ from run import Server, cpu_seconds, free_port  # noqa: E402 - the serving bench
 
 from tests.otlp import Receiver  # noqa: E402 - the OTLP/HTTP receiver the export tests use
 
-VARIANTS = {"tracing off": None, "tracing on, 100%": "1", "tracing on, 1%": "0.01", "tracing on, 0%": "0"}
-"""0% keeps tracing on with no request sampled: what the hooks themselves cost, apart from the sampled requests."""
+VARIANTS = {
+    "tracing off": None,
+    "tracing on, 100%": "1",
+    "tracing on, 1%": "0.01",
+    "tracing on, 0%": "0",
+    "tracing off, a second server": None,
+}
+"""0% keeps tracing on with no request sampled: what the hooks themselves cost, apart from the sampled requests.
+The second untraced server is the same as the first: its distance from it is the run's noise floor."""
 
 
 def start(name: str, repo: Path, sample: str | None, sink: Receiver, log: Path) -> Server:
@@ -63,6 +80,11 @@ SETTLE_S = 6.0
 so the spans it still held are exported (and their CPU counted) before another server is measured."""
 
 
+FIGURES = {"rps": "rps", "p50": "p50_ms", "p99": "p99_ms", "cpu": "cpu_us"}
+IDLE_S = 8.0
+"""Quiet time over which each server's idle CPU rate is measured before the rounds."""
+
+
 def settle(sink: Receiver, limit_s: float = 60.0) -> None:
     """Wait until the receiver has taken no export for :data:`SETTLE_S` (at most ``limit_s``)."""
     deadline = time.monotonic() + limit_s
@@ -73,22 +95,78 @@ def settle(sink: Receiver, limit_s: float = 60.0) -> None:
             seen, since = len(sink.requests), time.monotonic()
 
 
-def load(
-    server: Server, args: argparse.Namespace, expect: Path, duration: float, sink: Receiver | None
-) -> dict[str, Any]:
-    """One measurement (no warm-up inside it, so the server's CPU time covers exactly the counted requests; with
-    ``sink``, the server is traced, and its CPU is read once the spans of these requests have been exported)."""
+def loadgen(server: Server, args: argparse.Namespace, expect: Path, duration: float, concurrency: int) -> list[str]:
     cmd = [sys.executable, str(HERE / "loadgen.py"), "--url", server.url, "--model", "mlp", "--input", args.input]
-    cmd += ["--encoding", "json", "--concurrency", str(args.concurrency), "--duration", str(duration)]
-    cmd += ["--warmup", "0", "--expect", str(expect)]
-    before = cpu_seconds(server.ps)
-    result: dict[str, Any] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-    if sink is not None:
-        settle(sink)
-    result["cpu_us"] = (cpu_seconds(server.ps) - before) / max(1, result["requests"]) * 1e6
+    cmd += ["--encoding", "json", "--concurrency", str(concurrency), "--duration", str(duration)]
+    return [*cmd, "--warmup", "0", "--expect", str(expect)]
+
+
+def checked(server: Server, stdout: str) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(stdout)
     if result["errors"] or result["wrong"]:
         raise SystemExit(f"{server.url}: {result['errors']} errors, {result['wrong']} wrong answers: {result}")
     return result
+
+
+class Meter:
+    """A server's CPU seconds, less what it spends idle: the settle wait after a traced server's load (up to the
+    SDK's export tick plus :data:`SETTLE_S`) would otherwise charge its idle housekeeping to its requests."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.idle_per_s = 0.0
+
+    def calibrate(self, seconds: float) -> None:
+        """Measure the idle CPU rate over ``seconds`` of no load."""
+        before, t0 = cpu_seconds(self.server.ps), time.monotonic()
+        time.sleep(seconds)
+        self.idle_per_s = (cpu_seconds(self.server.ps) - before) / (time.monotonic() - t0)
+
+    def start(self) -> tuple[float, float]:
+        return cpu_seconds(self.server.ps), time.monotonic()
+
+    def busy_us(self, mark: tuple[float, float], load_end: float, requests: int) -> float:
+        """CPU µs per request since ``mark``, less the idle rate over the time since the load ended."""
+        cpu = cpu_seconds(self.server.ps) - mark[0] - self.idle_per_s * (time.monotonic() - load_end)
+        return cpu / max(1, requests) * 1e6
+
+
+def load_one(
+    meter: Meter, args: argparse.Namespace, expect: Path, duration: float, sink: Receiver | None
+) -> dict[str, Any]:
+    """One measurement of one server (no warm-up inside it, so the server's CPU time covers exactly the counted
+    requests; with ``sink``, the server is traced, and its CPU is read once these requests' spans were exported)."""
+    mark = meter.start()
+    cmd = loadgen(meter.server, args, expect, duration, args.concurrency)
+    result = checked(meter.server, subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    end = time.monotonic()
+    if sink is not None:
+        settle(sink)
+    result["cpu_us"] = meter.busy_us(mark, end, result["requests"])
+    return result
+
+
+def load_together(
+    meters: dict[str, Meter], args: argparse.Namespace, expect: Path, duration: float, sink: Receiver
+) -> dict[str, dict[str, Any]]:
+    """One measurement of every server at once, each with its own load generator (``--concurrency`` split among
+    them): a machine's drift and neighbours then hit all variants in the same seconds."""
+    each = max(1, args.concurrency // len(meters))
+    marks = {name: meter.start() for name, meter in meters.items()}
+    procs = {
+        name: subprocess.Popen(loadgen(m.server, args, expect, duration, each), stdout=subprocess.PIPE, text=True)
+        for name, m in meters.items()
+    }
+    outs = {name: proc.communicate()[0] for name, proc in procs.items()}
+    end = time.monotonic()
+    for name, proc in procs.items():
+        if proc.returncode:
+            raise SystemExit(f"the load generator for {name} failed ({proc.returncode})")
+    results = {name: checked(meters[name].server, out) for name, out in outs.items()}
+    settle(sink)
+    for name, result in results.items():
+        result["cpu_us"] = meters[name].busy_us(marks[name], end, result["requests"])
+    return results
 
 
 def measure(
@@ -98,27 +176,39 @@ def measure(
     servers = {
         name: start(name, repo, sample, sink, out / f"{i}.log") for i, (name, sample) in enumerate(VARIANTS.items())
     }
-    rps: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    p50: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    p99: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    cpu: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    meters = {name: Meter(server) for name, server in servers.items()}
+    figures: dict[str, dict[str, list[float]]] = {key: {name: [] for name in VARIANTS} for key in FIGURES}
     try:
         for server in servers.values():
             server.wait_ready()
-            load(server, args, expect, args.warmup, sink if VARIANTS[server.name] is not None else None)
+            load_one(
+                meters[server.name], args, expect, args.warmup, sink if VARIANTS[server.name] is not None else None
+            )
+        settle(sink)
+        for meter in meters.values():
+            meter.calibrate(IDLE_S)
         names = list(VARIANTS)
         for r in range(args.rounds):
-            for name in names[r % len(names) :] + names[: r % len(names)]:
-                result = load(servers[name], args, expect, args.duration, sink if VARIANTS[name] is not None else None)
-                rps[name].append(result["rps"])
-                p50[name].append(result["p50_ms"])
-                p99[name].append(result["p99_ms"])
-                cpu[name].append(result["cpu_us"])
-                print(f"round {r + 1} {name}: {result['rps']} req/s", file=sys.stderr)
+            if args.together:
+                results = load_together(meters, args, expect, args.duration, sink)
+            else:
+                order = names[r % len(names) :] + names[: r % len(names)]
+                results = {
+                    name: load_one(
+                        meters[name], args, expect, args.duration, sink if VARIANTS[name] is not None else None
+                    )
+                    for name in order
+                }
+            for name, result in results.items():
+                for key, field in FIGURES.items():
+                    figures[key][name].append(result[field])
+                print(
+                    f"round {r + 1} {name}: {result['rps']} req/s, {result['cpu_us']:.0f} µs CPU/req", file=sys.stderr
+                )
     finally:
         for server in servers.values():
             server.stop()  # SIGTERM: each flushes its remaining spans
-    return rps, p50, p99, cpu
+    return figures["rps"], figures["p50"], figures["p99"], figures["cpu"]
 
 
 def main() -> None:
@@ -126,7 +216,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per measurement")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load on each server before measuring")
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (with --together: in all)")
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="load every server at once, each with its own load generator, instead of one after another",
+    )
     parser.add_argument("--out", type=Path, default=None, help="folder for the server logs")
     parser.add_argument(
         "--model", type=Path, default=None, help="an ONNX model with one FP32 input to serve instead of the tiny MLP"
@@ -152,7 +247,10 @@ def main() -> None:
 
     hw = detect_hardware()
     what = args.model.name if args.model else "the tiny MLP"
-    print(f"CPU: {hw.cpu_model or 'unknown'}; ISA: {', '.join(hw.isa) or 'unknown'}; {args.rounds} rounds; {what}")
+    mode = "all servers loaded at once" if args.together else "one server at a time"
+    print(
+        f"CPU: {hw.cpu_model or 'unknown'}; ISA: {', '.join(hw.isa) or 'unknown'}; {args.rounds} rounds; {what}; {mode}"
+    )
     print(f"spans received by the OTLP receiver: {spans}\n")
     print("| variant | req/s | x off | server CPU µs/req | x off by CPU | p50 ms | p99 ms | req/s per round |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
