@@ -26,6 +26,11 @@ of ``--concurrency``: on a shared machine whose speed changes from one second to
 server 20% apart between rounds), the variants then share the same seconds and the same neighbours, and each
 round's ratios compare like with like. The servers compete for the cores, so req/s is each server's share
 (one whose export thread also runs may get more than a fifth); CPU per request is the cleaner figure there.
+The 100% server's export bursts raise every other server's CPU per request when they share the seconds, so
+leave it out of such a run (``--variants off,1,0,off2``) and measure it one server at a time::
+
+    PYTHONPATH=src python benchmarks/serve/tracing.py --rounds 10 --duration 3 --concurrency 8 \
+        --together --variants off,1,0,off2
 ``--model FILE --input NAME=DIMxDIM`` serves another model with one FP32 input (e.g. the peers harness's MLP,
 ``python ../shared/peers/make_model.py /tmp/peers-model/model.onnx``, ``--input input=1x256``).
 """
@@ -64,6 +69,8 @@ VARIANTS = {
 }
 """0% keeps tracing on with no request sampled: what the hooks themselves cost, apart from the sampled requests.
 The second untraced server is the same as the first: its distance from it is the run's noise floor."""
+SHORT = dict(zip(("off", "100", "1", "0", "off2"), VARIANTS, strict=True))
+"""``--variants`` names."""
 
 
 def start(name: str, repo: Path, sample: str | None, sink: Receiver, log: Path) -> Server:
@@ -170,24 +177,24 @@ def load_together(
 
 
 def measure(
-    args: argparse.Namespace, repo: Path, expect: Path, sink: Receiver, out: Path
+    args: argparse.Namespace, variants: dict[str, str | None], repo: Path, expect: Path, sink: Receiver, out: Path
 ) -> tuple[dict[str, list[float]], ...]:
     """req/s, p50, p99 and server CPU µs per request, per variant and round."""
     servers = {
-        name: start(name, repo, sample, sink, out / f"{i}.log") for i, (name, sample) in enumerate(VARIANTS.items())
+        name: start(name, repo, sample, sink, out / f"{i}.log") for i, (name, sample) in enumerate(variants.items())
     }
     meters = {name: Meter(server) for name, server in servers.items()}
-    figures: dict[str, dict[str, list[float]]] = {key: {name: [] for name in VARIANTS} for key in FIGURES}
+    figures: dict[str, dict[str, list[float]]] = {key: {name: [] for name in variants} for key in FIGURES}
     try:
         for server in servers.values():
             server.wait_ready()
             load_one(
-                meters[server.name], args, expect, args.warmup, sink if VARIANTS[server.name] is not None else None
+                meters[server.name], args, expect, args.warmup, sink if variants[server.name] is not None else None
             )
         settle(sink)
         for meter in meters.values():
             meter.calibrate(IDLE_S)
-        names = list(VARIANTS)
+        names = list(variants)
         for r in range(args.rounds):
             if args.together:
                 results = load_together(meters, args, expect, args.duration, sink)
@@ -195,7 +202,7 @@ def measure(
                 order = names[r % len(names) :] + names[: r % len(names)]
                 results = {
                     name: load_one(
-                        meters[name], args, expect, args.duration, sink if VARIANTS[name] is not None else None
+                        meters[name], args, expect, args.duration, sink if variants[name] is not None else None
                     )
                     for name in order
                 }
@@ -227,7 +234,16 @@ def main() -> None:
         "--model", type=Path, default=None, help="an ONNX model with one FP32 input to serve instead of the tiny MLP"
     )
     parser.add_argument("--input", default="x=1x16", help="NAME=DIMxDIM of that input (loadgen's --input)")
+    parser.add_argument(
+        "--variants",
+        default=",".join(SHORT),
+        help=f"which servers to run, comma-separated among {', '.join(SHORT)} (off is always run)",
+    )
     args = parser.parse_args()
+    chosen = {"off", *(v.strip() for v in args.variants.split(",") if v.strip())}
+    if unknown := chosen - set(SHORT):
+        parser.error(f"--variants: unknown {', '.join(sorted(unknown))}; choose among {', '.join(SHORT)}")
+    variants = {SHORT[key]: VARIANTS[SHORT[key]] for key in SHORT if key in chosen}
     out = args.out or Path(tempfile.mkdtemp(prefix="honed-tracing-bench-"))
     out.mkdir(parents=True, exist_ok=True)
     repo = out / "repo"
@@ -242,7 +258,7 @@ def main() -> None:
     np.save(expect, session.run({name: x})[session.outputs[0].name])
 
     with Receiver() as sink:
-        rps, p50, p99, cpu = measure(args, repo, expect, sink, out)
+        rps, p50, p99, cpu = measure(args, variants, repo, expect, sink, out)
         spans = len(sink.spans())
 
     hw = detect_hardware()
@@ -255,7 +271,7 @@ def main() -> None:
     print("| variant | req/s | x off | server CPU µs/req | x off by CPU | p50 ms | p99 ms | req/s per round |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     cpu_off = statistics.median(cpu["tracing off"])
-    for name in VARIANTS:
+    for name in variants:
         ratio = statistics.median(v / off for v, off in zip(rps[name], rps["tracing off"], strict=True))
         cpu_us = statistics.median(cpu[name])
         rounds = ", ".join(f"{v:.0f}" for v in rps[name])
