@@ -14,7 +14,7 @@ from honed.hardware import HardwareSpec, build_spec, isa_class
 from honed.passes import PassContext
 from honed.runtime import RuntimeConfig
 from honed.runtime.openvino_backend import supported_precisions
-from honed.search.candidates import Candidate, ModelProfile, Step, candidate_rank, plan_pipelines
+from honed.search.candidates import Candidate, ModelProfile, Step, candidate_rank, is_long_shot, plan_pipelines
 from tests.search.test_candidates import _attention, _cnn
 
 _AVX2 = "fpu sse sse2 ssse3 sse4_1 sse4_2 avx f16c fma avx2"
@@ -194,3 +194,58 @@ def test_the_search_tries_every_openvino_pipeline_at_each_precision_the_cpu_has(
         # with native BF16, each pipeline's bf16 variant is tried before its f32 one
         assert tried == [f"{pipeline} [bf16]", f"{pipeline} [f32]"], labels
     assert result.report["candidate_order"]["isa_class"] == "bf16"
+
+
+def test_avx2_transformer_order_puts_nncf_int8_with_the_known_losers(tmp_path: Path) -> None:
+    profile = ModelProfile.of(_attention(), _ctx(_spec(_AVX2, tmp_path)))
+    nncf, static = Candidate(_NNCF, _ov("f32")), Candidate((Step("int8-static"),), RuntimeConfig())
+    graph_nncf = Candidate((Step("graph", {"level": "basic"}), *_NNCF), _ov("f32"))
+    assert is_long_shot(nncf, profile) and is_long_shot(graph_nncf, profile) and is_long_shot(static, profile)
+    assert not is_long_shot(Candidate(_FUSED_DYNAMIC, RuntimeConfig()), profile)
+    assert not is_long_shot(Candidate((), _ov("f32")), profile)
+    # with VNNI it is a leader
+    vnni = ModelProfile.of(_attention(), _ctx(_spec(_VNNI, tmp_path)))
+    assert not is_long_shot(nncf, vnni) and is_long_shot(static, vnni)
+
+
+def test_the_search_tunes_its_leaders_before_it_tries_the_known_losers(tmp_path: Path) -> None:
+    import dataclasses
+
+    import onnx
+
+    from honed.hardware import detect_hardware
+    from honed.search import optimize
+
+    # a CNN on an AVX2 CPU: ORT's dynamic INT8 (ConvInteger) is a known loser there, graph clean-up a leader
+    model = tmp_path / "cnn.onnx"
+    cnn = _cnn()
+    cnn.graph.output[0].CopyFrom(onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 2]))
+    onnx.save(cnn, model)
+    data = tmp_path / "calib.npz"
+    np.savez(data, x=np.random.default_rng(0).normal(size=(40, 3, 8, 8)).astype(np.float32))
+    avx2_machine = dataclasses.replace(detect_hardware(), isa=tuple(_AVX2.split()))
+    result = optimize(
+        model,
+        out=tmp_path / "out",
+        data=data,
+        metric="cosine",
+        minimum=0.5,
+        batch=4,
+        time_budget="2m",
+        backends=["onnxruntime"],
+        passes=["graph", "int8-dynamic"],
+        evaluate_slower=True,
+        measure_s=0.02,
+        final_rounds=2,
+        cache_dir=tmp_path / "cache",
+        hardware=avx2_machine,
+    )
+    rows = [(c["label"], c["status"]) for c in result.report["candidates"]]
+    labels = [label for label, _ in rows]
+    first_loser = next(i for i, label in enumerate(labels) if "int8-dynamic" in label)
+    tuned = [i for i, label in enumerate(labels) if " t1" in label or " t2" in label]
+    # the tuning of the leaders came first (and tuned nothing twice), every known loser was still tried
+    assert tuned and max(tuned[:2]) < first_loser, rows
+    assert len(labels) == len(set(labels)), rows
+    assert all(status != "not-run" for _, status in rows), rows
+    assert result.report["candidate_order"]["isa_class"] == "avx2"

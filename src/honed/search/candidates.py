@@ -36,10 +36,11 @@ _QUANTIZERS = ("int8-dynamic", "int8-static", "nncf-int8")
 # ``avx2`` (no 8-bit dot product), ``vnni`` (AVX512_VNNI/AVX_VNNI), ``bf16`` (VNNI and native BF16), ``amx``
 # (AMX-INT8/AMX-BF16 tiles). What the ranks encode, measured on x86 CPUs:
 # - transformers: ORT dynamic INT8 of the MatMuls (after fusing LayerNorm/GELU/attention) is the largest win
-#   without BF16; static QDQ on every op wrecks the embeddings, so it goes last; without VNNI, NNCF's INT8 (about
-#   a minute to calibrate) ran no faster than ONNX Runtime FP32 on MiniLM, so it waits behind the cheap FP32
-#   candidates; with BF16 (and more so with AMX), NNCF INT8 on OpenVINO with the rest of the graph in BF16 led
-#   (MiniLM batch 32: 3.0-3.5x ORT FP32), OpenVINO BF16 came next (2.1x), fusion + ORT dynamic INT8 third (1.8x);
+#   without BF16; static QDQ on every op wrecks the embeddings, so it goes last; without VNNI, NNCF's INT8 on
+#   OpenVINO (about a minute to calibrate) ran slower than ONNX Runtime FP32 on MiniLM (0.74x at batch 1, 0.79x at
+#   batch 32 on a Zen 3), so it goes with the known losers, behind the tuning of the leaders; with BF16 (and more
+#   so with AMX), NNCF INT8 on OpenVINO with the rest of the graph in BF16 led (MiniLM batch 32: 3.0-3.5x ORT
+#   FP32), OpenVINO BF16 came next (2.1x), fusion + ORT dynamic INT8 third (1.8x);
 # - CNNs: ORT's dynamic INT8 (ConvInteger, MatMulInteger on activations) is several times slower than FP32,
 #   so it goes last; static INT8 pays where VNNI dot products exist, graph clean-up pays everywhere; with BF16,
 #   NNCF INT8 on OpenVINO (1.9-2.6x on a detection CNN) and OpenVINO BF16 (1.8x) lead.
@@ -84,7 +85,8 @@ _PAYOFF: dict[tuple[str, str], dict[tuple[str, ...], int]] = {
         (_ORIGINAL, "openvino"): 3,
         ("transformer-fusion",): 4,
         ("graph",): 5,
-        ("nncf-int8",): 6,
+        ("nncf-int8",): _LAST - 1,
+        ("graph", "nncf-int8"): _LAST - 1,
         ("int8-static",): 8,
         ("graph", "int8-static"): 8,
         ("transformer-fusion", "int8-static"): 8,
@@ -138,6 +140,7 @@ _PRECISION_ORDER: dict[str, tuple[str, ...]] = {
     "amx": ("bf16", "f16", "f32"),
 }
 _UNLISTED = 7  # a pipeline the table does not name: after the known winners, before the known losers
+_LONG_SHOT = _LAST - 1  # from this rank on, a pipeline is a known loser: the leaders' tuning runs before it
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,13 @@ def payoff_rank(steps: tuple[Step, ...], backend: str, profile: ModelProfile) ->
     if profile.kind == "transformer" and per_tensor:
         rank = max(rank, _LAST - 1)
     return rank
+
+
+def is_long_shot(candidate: Candidate, profile: ModelProfile) -> bool:
+    """Whether ``candidate`` is one that measurements on this class of CPU found to lose (per-tensor INT8 of a
+    transformer, dynamic INT8 of a CNN, NNCF INT8 of a transformer without VNNI): the search tunes its leaders
+    before it spends budget on these."""
+    return payoff_rank(candidate.steps, candidate.backend, profile) >= _LONG_SHOT
 
 
 def candidate_rank(candidate: Candidate, profile: ModelProfile) -> tuple[int, int]:

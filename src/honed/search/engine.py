@@ -22,7 +22,7 @@ import math
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ from honed.search.candidates import (
     Skipped,
     Step,
     candidate_rank,
+    is_long_shot,
     plan_pipelines,
     runtime_variants,
 )
@@ -245,6 +246,7 @@ class Search:
         self._baseline_session: Session | None = None
         self.best: Outcome | None = None
         self.profile: ModelProfile | None = None  # the model kind and ISA the candidates were ordered for
+        self._tuned: set[str] = set()  # the candidates whose runtime variants were tried
         # The machine candidates are chosen for (a backend's lower precisions) and bench rows describe (the peak).
         self.hardware = hardware
 
@@ -266,7 +268,22 @@ class Search:
         baseline = self._evaluate(Candidate((), RuntimeConfig()), baseline=True)
         self._consider(baseline)
         candidates = self._stage_candidates()
-        self.events.stage("passes and backends", len(candidates))
+        # the known losers on this CPU wait until the leaders were tuned (threads, pinning, static shapes: no new
+        # build, a measurement each), which pays more often than they do; the leaders are tuned again after them
+        # only if one of them took the lead
+        profile = self.profile
+        long_shots = [c for c in candidates if profile is not None and is_long_shot(c, profile)]
+        self.events.stage("passes and backends", len(candidates) - len(long_shots))
+        self._try(c for c in candidates if c not in long_shots)
+        self._tune()
+        if long_shots:
+            self.events.stage("long shots", len(long_shots))
+            self._try(long_shots)
+            self._tune()
+        return self._final()
+
+    def _try(self, candidates: Iterable[Candidate]) -> None:
+        """Evaluate ``candidates`` in turn while the budget lasts (the rest are recorded as not run)."""
         for cand in candidates:
             if not self._has_time(self._reserve()) and not self._is_cached(cand):
                 self._not_run(cand)
@@ -283,8 +300,6 @@ class Search:
                     self._fallback_result(outcome, cached)
                 elif self._fallback_applies(outcome):
                     self._fallback(outcome)
-        self._tune()
-        return self._final()
 
     @property
     def stop_reason(self) -> str:
@@ -760,7 +775,10 @@ class Search:
         """The top candidates again: first each compiled for the measured input shapes, where its backend can,
         then with each runtime variant of their backend. A static copy can compute differently (other kernels),
         so its fidelity is judged afresh; a thread or pinning variant keeps its parent's."""
-        top = [o for o in self._ranked()][: self.settings.tune_top]
+        top = [o for o in self._ranked()[: self.settings.tune_top] if o.candidate.key() not in self._tuned]
+        if not top:
+            return
+        self._tuned.update(o.candidate.key() for o in top)
         seen = {o.candidate.key() for o in self.outcomes}
         todo: list[tuple[Candidate, Outcome | None]] = []
         shapes = self._static_shapes()
