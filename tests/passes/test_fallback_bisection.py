@@ -10,6 +10,7 @@ import pytest
 
 from honed.evaluate import AccuracyGate, Comparison
 from honed.passes import PassContext, get_pass
+from honed.passes._quant import has_vnni
 from honed.passes.sensitivity import fallback_evaluations, output_error, sensitive_layer_fallback
 from honed.passes.tiny_models import calibration_for
 from tests.graphs import outlier_chain, variance_chain
@@ -41,11 +42,15 @@ def test_fallback_recovers_the_bound_in_few_evaluations(tmp_path: Path, pass_nam
     n = len(result.ranking)
     assert result.accepted and output_error(model, result.model, ctx) <= BOUND
     assert len(judged) == result.tried <= math.ceil(math.log2(n)) + 2
-    assert 1 <= len(result.excluded) <= 2 and set(result.excluded) <= {"mm3", "mm4"}
+    # the outlier pair; without VNNI (AVX2's saturating products) its neighbours too (a Zen 3: mm3 mm4 mm2 mm5)
+    allowed = {"mm3", "mm4"} if has_vnni(ctx) else {"mm2", "mm3", "mm4", "mm5"}
+    most = len(allowed)
+    assert 1 <= len(result.excluded) <= most and set(result.excluded) <= allowed, result.excluded
+    assert {"mm3", "mm4"} & set(result.excluded), "the outlier pair is kept in float"
     if pass_name == "int8-static":
-        assert len(_quantized(result.model)) >= 6, "most MatMuls stay quantized"
+        assert len(_quantized(result.model)) >= 8 - most, "most MatMuls stay quantized"
     else:
-        assert sum(node.op_type == "MatMulInteger" for node in result.model.graph.node) >= 6
+        assert sum(node.op_type == "MatMulInteger" for node in result.model.graph.node) >= 8 - most
     replay = get_pass(pass_name).run(model, result.params, ctx)
     assert replay.SerializeToString() == result.model.SerializeToString()
 
@@ -70,7 +75,8 @@ def test_a_layer_norm_that_cancels_keeps_only_its_variance_nodes_in_float(tmp_pa
     result = sensitive_layer_fallback(model, {}, ctx, lambda m: output_error(model, m, ctx) <= BOUND)
 
     assert result.accepted and output_error(model, result.model, ctx) <= BOUND
-    assert len(result.excluded) <= len(result.ranking) // 4, result.excluded
+    # without VNNI every quantized node computes less exactly, so a few more stay in float (a Zen 3: 7 of 20)
+    assert len(result.excluded) <= len(result.ranking) // (4 if has_vnni(ctx) else 2), result.excluded
     assert {"sq", "var"} & set(result.excluded), "the variance nodes are the ones kept in float"
-    assert len(_quantized(result.model)) >= 7, "most MatMuls stay quantized"
+    assert len(_quantized(result.model)) >= (7 if has_vnni(ctx) else 5), "most MatMuls stay quantized"
     assert result.tried <= math.ceil(math.log2(len(result.ranking))) + 2

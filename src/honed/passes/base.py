@@ -189,6 +189,9 @@ class Pass:
     """Whether the pass lowers the precision of weights or activations (INT8, FP16): such a pass is not tried on a
     model that is already quantized (:func:`honed.model.quantized.detect_quantization`)."""
     tolerance: ClassVar[float | None] = 1e-4
+    tolerance_without_vnni: ClassVar[float | None] = None
+    """A quantizing pass's larger bound where the CPU has no VNNI (AVX2 sums u8 x s8 products in saturating 16-bit
+    pairs, so the same INT8 model computes less exactly there); None: ``tolerance`` on every CPU."""
     artifact: ClassVar[str] = "onnx"
     """What the pass writes: ``onnx`` (a ModelProto, from :meth:`run`), or ``openvino-ir`` (an ``.xml`` + ``.bin``
     OpenVINO IR, from :meth:`export` only, so the pass ends a pipeline)."""
@@ -231,6 +234,14 @@ class Pass:
     def choose_auto(self, params: dict[str, Any], ctx: PassContext) -> dict[str, Any]:
         """Concrete values for the parameters left at :data:`AUTO`; passes with ``auto`` params override this."""
         raise NotImplementedError(f"pass {self.name!r} declares auto parameters but does not choose them")
+
+    def tolerance_on(self, ctx: PassContext) -> float | None:
+        """The bound on the relative output error this pass may cause on ``ctx``'s CPU (see ``tolerance``)."""
+        from honed.passes._quant import has_vnni
+
+        if self.tolerance_without_vnni is not None and not has_vnni(ctx):
+            return self.tolerance_without_vnni
+        return self.tolerance
 
     # -- what to try and when not to ----------------------------------------------------------------------
 

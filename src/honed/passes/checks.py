@@ -125,8 +125,9 @@ def check_on_model(p: Pass, model_name: str, folder: Path) -> bool:
     from_path = _run(p, path, params, ctx, where)
     _expect(from_path.SerializeToString() == out.SerializeToString(), f"{where}: a path gives other bytes")
     error = output_error(model, out, backend, folder)
-    if p.tolerance is not None:
-        _expect(error <= p.tolerance, f"{where}: relative output error {error:.3g} > tolerance {p.tolerance:g}")
+    tolerance = p.tolerance_on(ctx)
+    if tolerance is not None:
+        _expect(error <= tolerance, f"{where}: relative output error {error:.3g} > tolerance {tolerance:g}")
     return True
 
 
@@ -163,8 +164,9 @@ def check_ir_on_model(
         f"{where}: the IR's inputs/outputs {got} differ from the model's {want}",
     )
     error = output_error(model, first, "openvino", folder)
-    if p.tolerance is not None:
-        _expect(error <= p.tolerance, f"{where}: relative output error {error:.3g} > tolerance {p.tolerance:g}")
+    tolerance = p.tolerance_on(ctx)
+    if tolerance is not None:
+        _expect(error <= tolerance, f"{where}: relative output error {error:.3g} > tolerance {tolerance:g}")
 
 
 def _export(

@@ -64,6 +64,7 @@ class Int8StaticPass(Pass):
     )
     targets: ClassVar[tuple[str, ...]] = ("onnxruntime/cpu", "onnxruntime/cuda", "onnxruntime/tensorrt")
     tolerance: ClassVar[float | None] = 0.1  # 8-bit weights and activations
+    tolerance_without_vnni: ClassVar[float | None] = 0.25  # saturating AVX2 products (Zen 3: 0.10 on the tiny CNN)
     needs_calibration: ClassVar[bool] = True
 
     def choose_auto(self, params: dict[str, Any], ctx: PassContext) -> dict[str, Any]:

@@ -223,6 +223,7 @@ class NncfInt8Pass(Pass):
     )
     targets: ClassVar[tuple[str, ...]] = ("openvino/cpu",)
     tolerance: ClassVar[float | None] = 0.1  # 8-bit weights and activations
+    tolerance_without_vnni: ClassVar[float | None] = 0.25  # saturating AVX2 products (Zen 3: 0.18, tiny attention)
     needs_calibration: ClassVar[bool] = True
     artifact: ClassVar[str] = "openvino-ir"
 
