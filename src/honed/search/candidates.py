@@ -37,8 +37,8 @@ _QUANTIZERS = ("int8-dynamic", "int8-static", "nncf-int8")
 # (AMX-INT8/AMX-BF16 tiles). What the ranks encode, measured on x86 CPUs:
 # - transformers: ORT dynamic INT8 of the MatMuls (after fusing LayerNorm/GELU/attention) is the largest win
 #   without BF16; static QDQ on every op wrecks the embeddings, so it goes last; without VNNI, NNCF's INT8 on
-#   OpenVINO (about a minute to calibrate) ran slower than ONNX Runtime FP32 on MiniLM (0.74x at batch 1, 0.79x at
-#   batch 32 on a Zen 3), so it goes with the known losers, behind the tuning of the leaders; with BF16 (and more
+#   OpenVINO (about a minute to calibrate) ran at 0.74-1.03x ONNX Runtime FP32 on MiniLM (two runs at batch 1 and
+#   32 on a Zen 3), so it goes with the known losers, behind the tuning of the leaders; with BF16 (and more
 #   so with AMX), NNCF INT8 on OpenVINO with the rest of the graph in BF16 led (MiniLM batch 32: 3.0-3.5x ORT
 #   FP32), OpenVINO BF16 came next (2.1x), fusion + ORT dynamic INT8 third (1.8x);
 # - CNNs: ORT's dynamic INT8 (ConvInteger, MatMulInteger on activations) is several times slower than FP32,
