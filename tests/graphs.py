@@ -141,6 +141,19 @@ def padded_batch(samples: int, seq: int = 6, vocab: int = 32, seed: int = 0) -> 
     return {"input_ids": ids, "attention_mask": mask}
 
 
+def skip_openvino_int8_chain_without_vnni() -> None:
+    """Skip a test that needs :func:`outlier_chain` in INT8 on OpenVINO within a 0.999 cosine: its kernels run on
+    this CPU, and without VNNI (8-bit products summed in saturating 16-bit pairs) one quantized ordinary layer of
+    the chain already costs ~0.01 cosine (a Zen 3: full INT8 0.0, one layer left quantized 0.989)."""
+    import pytest
+
+    from honed.hardware import detect_hardware
+    from honed.passes._quant import VNNI_ISA
+
+    if not set(VNNI_ISA) & set(detect_hardware().isa):
+        pytest.skip("OpenVINO's INT8 without VNNI misses a 0.999 cosine on any INT8 layer of this chain")
+
+
 def outlier_chain(layers: int = 8, outlier: int = 3) -> onnx.ModelProto:
     """x[N,16] -> ``layers`` MatMul+Tanh pairs (``mm0``, ``mm1``, ...): ordinary layers, except that ``mm{outlier}``
     writes one channel 10^4 times larger than the rest, which the next MatMul reads with a weight that scales it

@@ -12,9 +12,8 @@ import onnx
 import pytest
 
 from honed.evaluate import AccuracyGate, Comparison, ReferenceOutputs
-from honed.hardware import detect_hardware
 from honed.runtime import RuntimeConfig, create_session
-from tests.graphs import outlier_chain
+from tests.graphs import outlier_chain, skip_openvino_int8_chain_without_vnni
 
 ov = pytest.importorskip("openvino")
 nncf = pytest.importorskip("nncf")
@@ -32,10 +31,7 @@ def _fake_quantized(model: Any) -> int:
 
 
 def test_accuracy_control_recovers_the_gate_bound(tmp_path: Path) -> None:
-    if detect_hardware().isa_class == "avx2":
-        # OpenVINO's INT8 kernels run here: without VNNI one quantized ordinary layer of this chain already costs
-        # ~0.01 cosine (a Zen 3: full INT8 0.0, one layer left quantized 0.989), so no scope meets 0.999
-        pytest.skip("OpenVINO's INT8 without VNNI misses a 0.999 cosine on any INT8 layer of this chain")
+    skip_openvino_int8_chain_without_vnni()
     path = tmp_path / "chain.onnx"
     onnx.save(outlier_chain(layers=8, outlier=3), path)
     original = create_session(path, RuntimeConfig(backend="openvino"))

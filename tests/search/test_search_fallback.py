@@ -10,10 +10,9 @@ import numpy as np
 import onnx
 import pytest
 
-from honed.hardware import detect_hardware
 from honed.report.terminal import stopped
 from honed.search import OptimizeResult, optimize
-from tests.graphs import outlier_chain, wide_range_matmuls
+from tests.graphs import outlier_chain, skip_openvino_int8_chain_without_vnni, wide_range_matmuls
 
 
 def test_rejected_dynamic_int8_gets_a_fallback_that_passes_and_replays(tmp_path: Path) -> None:
@@ -111,11 +110,7 @@ def test_a_rejected_nncf_candidate_gets_accuracy_control_on_openvino_and_replays
     closer to the original than full INT8), and the winner's recipe rebuilds its bytes."""
     pytest.importorskip("nncf")
     pytest.importorskip("openvino")
-    if detect_hardware().isa_class == "avx2":
-        # OpenVINO's INT8 kernels run here, not a described CPU: without VNNI (8-bit products summed in saturating
-        # 16-bit pairs) one quantized ordinary layer of this chain already costs ~0.01 cosine (a Zen 3: full INT8
-        # 0.0, one layer left quantized 0.989), so no scope keeps most layers in INT8 within 0.999
-        pytest.skip("OpenVINO's INT8 without VNNI misses a 0.999 cosine on any INT8 layer of this chain")
+    skip_openvino_int8_chain_without_vnni()
     result = _fallback_search(tmp_path, outlier_chain(), "nncf-int8", backend="openvino", time_budget="5m")
     rows = result.report["candidates"]
     full = [r for r in rows if r["label"].startswith("nncf-int8(") and "float_nodes" not in r["label"]]

@@ -277,7 +277,7 @@ class Search:
         self._try(c for c in candidates if c not in long_shots)
         self._tune()
         if long_shots:
-            self.events.stage("long shots", len(long_shots))
+            self.events.stage("known losers", len(long_shots))
             self._try(long_shots)
             self._tune()
         return self._final()
